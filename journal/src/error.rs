@@ -1,0 +1,96 @@
+//! The journal's one error type.
+//!
+//! Every variant names what failed: the path of the journal, or the key of the record,
+//! so a message read in a log is enough to find the bad bytes.
+
+use std::path::PathBuf;
+
+/// Everything that can go wrong in the journal.
+///
+/// Keys in messages are printable (`workflow/<id>`, `workflow/<id>/seq/<n>`,
+/// `status/<status>/<id>`, `meta/schema`, or `0x<hex>` for a key that is not even
+/// well-formed).
+///
+/// ```
+/// use ordo_journal::Error;
+///
+/// let err = Error::Corrupt { key: "workflow/order-42/seq/3".into(), reason: "truncated".into() };
+/// assert_eq!(err.to_string(), "corrupt journal record at workflow/order-42/seq/3: truncated");
+/// ```
+#[derive(Debug, thiserror::Error)]
+#[non_exhaustive]
+pub enum Error {
+    /// Another process has the journal open (sled holds an exclusive file lock on it).
+    #[error(
+        "journal at {} is held by another process (sled's exclusive file lock); \
+         stop that process or open another path",
+        path.display()
+    )]
+    Locked {
+        /// The journal directory.
+        path: PathBuf,
+    },
+
+    /// [`SledJournal::open_existing`](crate::SledJournal::open_existing) found no journal.
+    #[error("no ordo journal at {}", path.display())]
+    NotFound {
+        /// The path that was looked at.
+        path: PathBuf,
+    },
+
+    /// A stored key or value could not be decoded: truncated, garbled, trailing bytes, or
+    /// inconsistent with the index that points at it.
+    #[error("corrupt journal record at {key}: {reason}")]
+    Corrupt {
+        /// The record's key, printable.
+        key: String,
+        /// What was wrong with it.
+        reason: String,
+    },
+
+    /// A version written by a newer (or unknown) build of ordo.
+    #[error("unsupported {what} version {found} (this build reads version {supported})")]
+    UnsupportedVersion {
+        /// Which version: the journal schema (with its path) or a record's format (with
+        /// its key).
+        what: String,
+        /// The version found on disk.
+        found: u32,
+        /// The version this build reads and writes.
+        supported: u32,
+    },
+
+    /// A workflow id the journal cannot store (its key length-prefixes ids with a `u16`).
+    #[error("workflow id of {len} bytes is too long (at most {max} bytes)")]
+    IdTooLong {
+        /// The id's length in bytes.
+        len: usize,
+        /// The longest id the journal stores.
+        max: usize,
+    },
+
+    /// [`Store::commit`](crate::Store::commit) on a journal opened read-only.
+    #[error("journal at {} was opened read-only", path.display())]
+    ReadOnly {
+        /// The journal directory.
+        path: PathBuf,
+    },
+
+    /// An I/O error outside the storage engine (for example the `fdatasync` of `Sync`).
+    #[error("journal I/O error: {0}")]
+    Io(#[from] std::io::Error),
+
+    /// The storage engine reported an error (its message, engine-independent so the
+    /// [`Store`](crate::Store) trait does not leak sled).
+    #[error("journal storage error: {0}")]
+    Storage(String),
+}
+
+impl From<::sled::Error> for Error {
+    fn from(err: ::sled::Error) -> Self {
+        match err {
+            ::sled::Error::Io(io) => Error::Io(io),
+            other => Error::Storage(other.to_string()),
+        }
+    }
+}

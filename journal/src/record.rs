@@ -1,0 +1,302 @@
+//! What the journal stores: workflow records, step completions, and the batch that
+//! commits them together.
+//!
+//! These are plain values; how they are laid out on disk is [`key`](crate::key) and
+//! [`codec`](crate::codec)'s business.
+
+use std::fmt;
+use std::str::FromStr;
+
+/// Where a workflow is in its life.
+///
+/// ```
+/// use ordo_journal::Status;
+///
+/// assert_eq!(Status::Succeeded.to_string(), "succeeded");
+/// assert_eq!("pending".parse::<Status>(), Ok(Status::Pending));
+/// assert!("done".parse::<Status>().is_err());
+/// ```
+#[derive(
+    Debug, Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord, serde::Serialize, serde::Deserialize,
+)]
+pub enum Status {
+    /// Started and not finished: recovery replays it.
+    Pending,
+    /// Returned `Ok`; its output is recorded.
+    Succeeded,
+    /// Returned `Err`; its error is recorded and recovery leaves it alone.
+    Failed,
+    /// Cancelled before it finished.
+    Cancelled,
+}
+
+impl Status {
+    /// Every status, in the order of their index byte.
+    pub const ALL: [Status; 4] = [
+        Status::Pending,
+        Status::Succeeded,
+        Status::Failed,
+        Status::Cancelled,
+    ];
+
+    /// The lowercase name used by `Display` and `FromStr`.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Status::Pending => "pending",
+            Status::Succeeded => "succeeded",
+            Status::Failed => "failed",
+            Status::Cancelled => "cancelled",
+        }
+    }
+
+    /// The byte that stands for this status in status-index keys (part of the on-disk
+    /// format: never renumber).
+    pub(crate) fn index_byte(self) -> u8 {
+        match self {
+            Status::Pending => 0,
+            Status::Succeeded => 1,
+            Status::Failed => 2,
+            Status::Cancelled => 3,
+        }
+    }
+
+    /// The inverse of [`Status::index_byte`].
+    pub(crate) fn from_index_byte(byte: u8) -> Option<Status> {
+        Status::ALL.into_iter().find(|s| s.index_byte() == byte)
+    }
+}
+
+impl fmt::Display for Status {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(self.as_str())
+    }
+}
+
+/// The error of parsing a [`Status`] from a string that names none.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+#[error("unknown workflow status {0:?} (expected pending, succeeded, failed or cancelled)")]
+pub struct ParseStatusError(pub String);
+
+impl FromStr for Status {
+    type Err = ParseStatusError;
+
+    fn from_str(s: &str) -> Result<Self, Self::Err> {
+        Status::ALL
+            .into_iter()
+            .find(|status| status.as_str() == s)
+            .ok_or_else(|| ParseStatusError(s.to_owned()))
+    }
+}
+
+/// A recorded result: the encoded `Ok` value or the encoded `Err` value.
+///
+/// The journal does not interpret the bytes; an `Err` is recorded and replayed exactly
+/// like an `Ok`.
+///
+/// ```
+/// use ordo_journal::Outcome;
+///
+/// let out = Outcome::Err(b"card declined".to_vec());
+/// assert!(!out.is_ok());
+/// assert_eq!(out.bytes(), b"card declined");
+/// ```
+#[derive(Debug, Clone, PartialEq, Eq, Hash)]
+pub enum Outcome {
+    /// The encoded success value.
+    Ok(Vec<u8>),
+    /// The encoded error value.
+    Err(Vec<u8>),
+}
+
+impl Outcome {
+    /// Whether this is an `Ok` outcome.
+    pub fn is_ok(&self) -> bool {
+        matches!(self, Outcome::Ok(_))
+    }
+
+    /// The encoded bytes, whichever side they are on.
+    pub fn bytes(&self) -> &[u8] {
+        match self {
+            Outcome::Ok(bytes) | Outcome::Err(bytes) => bytes,
+        }
+    }
+
+    /// Converts into a `Result` of the encoded bytes.
+    ///
+    /// ```
+    /// use ordo_journal::Outcome;
+    ///
+    /// assert_eq!(Outcome::Ok(vec![1]).into_result(), Ok(vec![1]));
+    /// ```
+    pub fn into_result(self) -> Result<Vec<u8>, Vec<u8>> {
+        match self {
+            Outcome::Ok(bytes) => Ok(bytes),
+            Outcome::Err(bytes) => Err(bytes),
+        }
+    }
+}
+
+impl From<Result<Vec<u8>, Vec<u8>>> for Outcome {
+    fn from(result: Result<Vec<u8>, Vec<u8>>) -> Self {
+        match result {
+            Ok(bytes) => Outcome::Ok(bytes),
+            Err(bytes) => Outcome::Err(bytes),
+        }
+    }
+}
+
+/// One workflow: what it is, what it was given, and where it stands.
+///
+/// ```
+/// use ordo_journal::{Status, WorkflowRecord};
+///
+/// let rec = WorkflowRecord::new("order-42", "checkout", b"{}".to_vec(), 1_700_000_000_000);
+/// assert_eq!(rec.status, Status::Pending);
+/// assert_eq!(rec.updated_ms, rec.created_ms);
+/// ```
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct WorkflowRecord {
+    /// The workflow's id, unique in the journal (at most 65,535 bytes).
+    pub id: String,
+    /// The registered workflow name, so recovery can find its function.
+    pub name: String,
+    /// The encoded input.
+    pub input: Vec<u8>,
+    /// Where the workflow stands; listed through the status index.
+    pub status: Status,
+    /// The encoded output or error, once finished.
+    pub output: Option<Outcome>,
+    /// When the workflow was started, in milliseconds since the UNIX epoch.
+    pub created_ms: u64,
+    /// When this record was last written, in milliseconds since the UNIX epoch.
+    pub updated_ms: u64,
+    /// How many times recovery has resumed it (capped by the runtime).
+    pub recovery_attempts: u32,
+}
+
+impl WorkflowRecord {
+    /// A `Pending` record with no output, created and updated at `now_ms`.
+    pub fn new(
+        id: impl Into<String>,
+        name: impl Into<String>,
+        input: Vec<u8>,
+        now_ms: u64,
+    ) -> Self {
+        WorkflowRecord {
+            id: id.into(),
+            name: name.into(),
+            input,
+            status: Status::Pending,
+            output: None,
+            created_ms: now_ms,
+            updated_ms: now_ms,
+            recovery_attempts: 0,
+        }
+    }
+}
+
+/// One delivered step outcome of one workflow (the workflow id is the key it is stored
+/// under, see [`Batch::push_completion`]).
+///
+/// ```
+/// use ordo_journal::{Completion, Outcome};
+///
+/// let c = Completion {
+///     seq: 0, step_id: 2, name: "charge".into(), outcome: Outcome::Ok(vec![7]),
+///     attempts: 1, started_ms: 10, ended_ms: 12,
+/// };
+/// assert!(c.outcome.is_ok());
+/// ```
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Completion {
+    /// Delivery order within the workflow: 0, 1, 2... Replay delivers in this order.
+    pub seq: u64,
+    /// The call-site step number, taken when the step was created.
+    pub step_id: u64,
+    /// The step's name, compared on replay to detect non-determinism.
+    pub name: String,
+    /// The recorded result.
+    pub outcome: Outcome,
+    /// How many attempts produced the outcome (1 without retries).
+    pub attempts: u32,
+    /// When the first attempt started, in milliseconds since the UNIX epoch.
+    pub started_ms: u64,
+    /// When the last attempt ended, in milliseconds since the UNIX epoch.
+    pub ended_ms: u64,
+}
+
+/// Everything one group commit writes: workflow upserts and completions of any number of
+/// workflows, applied all or nothing by [`Store::commit`](crate::Store::commit).
+///
+/// A batch can be cleared and reused so its vectors keep their capacity.
+///
+/// ```
+/// use ordo_journal::{Batch, Completion, Outcome, WorkflowRecord};
+///
+/// let mut batch = Batch::new();
+/// batch.put_workflow(WorkflowRecord::new("a", "flow", vec![], 0));
+/// batch.push_completion("a", Completion {
+///     seq: 0, step_id: 0, name: "s".into(), outcome: Outcome::Ok(vec![]),
+///     attempts: 1, started_ms: 0, ended_ms: 0,
+/// });
+/// assert_eq!(batch.completion_count(), 1);
+/// batch.clear();
+/// assert!(batch.is_empty());
+/// ```
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct Batch {
+    /// Whole records, not field updates: a status change rewrites the record and its
+    /// status-index entry in the same commit.
+    pub(crate) workflows: Vec<WorkflowRecord>,
+    /// `(workflow id, completion)` pairs in push order.
+    pub(crate) completions: Vec<(String, Completion)>,
+}
+
+impl Batch {
+    /// An empty batch.
+    pub fn new() -> Self {
+        Batch::default()
+    }
+
+    /// Writes (inserts or replaces) a workflow record. If the same id is put twice, the
+    /// later record wins.
+    pub fn put_workflow(&mut self, rec: WorkflowRecord) {
+        self.workflows.push(rec);
+    }
+
+    /// Adds one completion of workflow `workflow_id`, stored under its `seq`.
+    pub fn push_completion(&mut self, workflow_id: &str, c: Completion) {
+        self.completions.push((workflow_id.to_owned(), c));
+    }
+
+    /// Whether the batch writes nothing.
+    pub fn is_empty(&self) -> bool {
+        self.workflows.is_empty() && self.completions.is_empty()
+    }
+
+    /// How many completions the batch holds.
+    pub fn completion_count(&self) -> usize {
+        self.completions.len()
+    }
+
+    /// How many workflow records the batch writes.
+    pub fn workflow_count(&self) -> usize {
+        self.workflows.len()
+    }
+
+    /// The workflow records, in put order.
+    pub fn workflows(&self) -> &[WorkflowRecord] {
+        &self.workflows
+    }
+
+    /// The `(workflow id, completion)` pairs, in push order.
+    pub fn completions(&self) -> &[(String, Completion)] {
+        &self.completions
+    }
+
+    /// Empties the batch, keeping its allocations.
+    pub fn clear(&mut self) {
+        self.workflows.clear();
+        self.completions.clear();
+    }
+}

@@ -1,0 +1,396 @@
+//! The embedded store: [`SledJournal`], the [`Store`] on sled 0.34.7.
+//!
+//! Every record lives in sled's default tree under the key space of [`key`](crate::key),
+//! so a commit is one `sled::Batch` applied to one tree (atomic across a crash), followed
+//! by the [`Durability`] point chosen at open.
+
+use std::fmt;
+use std::path::{Path, PathBuf};
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::Mutex;
+
+use crate::codec::{self, SCHEMA_VERSION};
+use crate::durability::{DataFiles, Durability};
+use crate::key::{self, Key};
+use crate::record::{Batch, Completion, Status, WorkflowRecord};
+use crate::store::Store;
+use crate::Error;
+
+/// The journal on sled: one directory, held exclusively by one process.
+///
+/// ```
+/// use ordo_journal::{Durability, SledJournal, Store};
+///
+/// # fn main() -> Result<(), Box<dyn std::error::Error>> {
+/// let dir = tempfile::tempdir()?;
+/// let journal = SledJournal::open(dir.path().join("journal"), Durability::Flush)?;
+/// assert_eq!(journal.workflow("nobody")?, None);
+/// # Ok(()) }
+/// ```
+pub struct SledJournal {
+    /// The sled database; only its default tree is used.
+    db: ::sled::Db,
+    /// The journal directory; `None` for a temporary journal.
+    path: Option<PathBuf>,
+    /// The durability point every commit reaches before returning.
+    durability: Durability,
+    /// sled's files to `fdatasync`; present exactly when `durability` is `Sync`.
+    data_files: Option<DataFiles>,
+    /// Set by `open_existing`, which promises never to write.
+    read_only: bool,
+    /// Successful non-empty commits since open, exposed by the runtime as a metric.
+    commits: AtomicU64,
+    /// Key and value buffers reused by every commit, so encoding a batch allocates only
+    /// the sled values themselves. A std mutex: held only while encoding, never across
+    /// I/O.
+    scratch: Mutex<Scratch>,
+}
+
+/// Encode buffers reused across commits.
+#[derive(Default)]
+struct Scratch {
+    /// The key being built.
+    key: Vec<u8>,
+    /// The value being encoded.
+    value: Vec<u8>,
+}
+
+impl fmt::Debug for SledJournal {
+    // Not derived: sled's own `Debug` for a tree prints every entry.
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("SledJournal")
+            .field("path", &self.path)
+            .field("durability", &self.durability)
+            .field("read_only", &self.read_only)
+            .field("commits", &self.commit_count())
+            .finish_non_exhaustive()
+    }
+}
+
+impl SledJournal {
+    /// Opens the journal in directory `path`, creating it if missing (and then writing the
+    /// schema version), or checking the stored schema version if present.
+    ///
+    /// # Errors
+    ///
+    /// [`Error::Locked`] if another process has it open, [`Error::UnsupportedVersion`]
+    /// for another schema version, [`Error::Corrupt`] for a sled database that is not an
+    /// ordo journal, [`Error::Io`] or [`Error::Storage`] otherwise.
+    pub fn open(path: impl AsRef<Path>, durability: Durability) -> Result<Self, Error> {
+        let path = path.as_ref().to_path_buf();
+        let db = open_sled(::sled::Config::new().path(&path), &path)?;
+        match stored_schema(&db)? {
+            Some(version) => check_schema(version, &path)?,
+            None if db.is_empty() => {
+                db.insert(key::SCHEMA, &codec::encode_schema(SCHEMA_VERSION))?;
+                if durability != Durability::None {
+                    db.flush()?;
+                }
+            }
+            None => return Err(not_a_journal()),
+        }
+        // After the schema write, so that the creation of sled's files is synced too.
+        let data_files = match durability {
+            Durability::Sync => Some(DataFiles::open(&path)?),
+            Durability::Flush | Durability::None => None,
+        };
+        Ok(SledJournal::new(
+            db,
+            Some(path),
+            durability,
+            data_files,
+            false,
+        ))
+    }
+
+    /// Opens an existing journal read-only, for inspecting it (a CLI): never writes the
+    /// schema version or any record, and [`Store::commit`] returns [`Error::ReadOnly`].
+    ///
+    /// # Errors
+    ///
+    /// [`Error::NotFound`] naming `path` if there is no journal there, and the errors of
+    /// [`SledJournal::open`]. A journal held by a running runtime is [`Error::Locked`]:
+    /// sled's lock is exclusive even for readers.
+    ///
+    /// ```
+    /// use ordo_journal::{Error, SledJournal};
+    ///
+    /// let err = SledJournal::open_existing("/definitely/not/here").unwrap_err();
+    /// assert!(matches!(err, Error::NotFound { .. }));
+    /// assert_eq!(err.to_string(), "no ordo journal at /definitely/not/here");
+    /// ```
+    pub fn open_existing(path: impl AsRef<Path>) -> Result<Self, Error> {
+        let path = path.as_ref().to_path_buf();
+        // sled would create a missing database; look before it can.
+        if !path.join("db").is_file() {
+            return Err(Error::NotFound { path });
+        }
+        let db = open_sled(::sled::Config::new().path(&path), &path)?;
+        match stored_schema(&db)? {
+            Some(version) => check_schema(version, &path)?,
+            None if db.is_empty() => return Err(Error::NotFound { path }),
+            None => return Err(not_a_journal()),
+        }
+        Ok(SledJournal::new(
+            db,
+            Some(path),
+            Durability::None,
+            None,
+            true,
+        ))
+    }
+
+    /// A journal in a temporary sled database that is deleted on drop, with
+    /// [`Durability::None`]; for tests.
+    ///
+    /// # Errors
+    ///
+    /// [`Error::Io`] or [`Error::Storage`] if sled cannot create it.
+    pub fn temporary() -> Result<Self, Error> {
+        let db = ::sled::Config::new().temporary(true).open()?;
+        db.insert(key::SCHEMA, &codec::encode_schema(SCHEMA_VERSION))?;
+        Ok(SledJournal::new(db, None, Durability::None, None, false))
+    }
+
+    fn new(
+        db: ::sled::Db,
+        path: Option<PathBuf>,
+        durability: Durability,
+        data_files: Option<DataFiles>,
+        read_only: bool,
+    ) -> Self {
+        SledJournal {
+            db,
+            path,
+            durability,
+            data_files,
+            read_only,
+            commits: AtomicU64::new(0),
+            scratch: Mutex::new(Scratch::default()),
+        }
+    }
+
+    /// The journal directory, or `None` for a [temporary](SledJournal::temporary) journal.
+    pub fn path(&self) -> Option<&Path> {
+        self.path.as_deref()
+    }
+
+    /// The durability chosen at open.
+    pub fn durability(&self) -> Durability {
+        self.durability
+    }
+
+    /// The bytes sled uses on disk.
+    ///
+    /// # Errors
+    ///
+    /// [`Error::Io`] if sled cannot stat its files.
+    pub fn size_on_disk(&self) -> Result<u64, Error> {
+        Ok(self.db.size_on_disk()?)
+    }
+
+    /// Writes raw bytes under a raw key, bypassing encoding: for tests and fuzzing that
+    /// plant bad records. Not part of the stable API.
+    #[doc(hidden)]
+    pub fn raw_insert(&self, key: &[u8], value: &[u8]) -> Result<(), Error> {
+        self.db.insert(key, value)?;
+        self.db.flush()?;
+        Ok(())
+    }
+
+    /// Removes a raw key: for tests and fuzzing. Not part of the stable API.
+    #[doc(hidden)]
+    pub fn raw_remove(&self, key: &[u8]) -> Result<(), Error> {
+        self.db.remove(key)?;
+        Ok(())
+    }
+
+    /// Removes every record, schema version included: for fuzzing. Not part of the stable
+    /// API.
+    #[doc(hidden)]
+    pub fn raw_clear(&self) -> Result<(), Error> {
+        self.db.clear()?;
+        Ok(())
+    }
+
+    /// Encodes `batch` into one sled batch.
+    fn encode(&self, batch: &Batch) -> Result<::sled::Batch, Error> {
+        let mut scratch = self
+            .scratch
+            .lock()
+            .unwrap_or_else(|poisoned| poisoned.into_inner());
+        let Scratch { key: k, value: v } = &mut *scratch;
+        let mut writes = ::sled::Batch::default();
+        for rec in &batch.workflows {
+            key::check_id(&rec.id)?;
+            key::workflow(&rec.id, k);
+            codec::encode_workflow(rec, v)?;
+            writes.insert(k.as_slice(), v.as_slice());
+            // The status index changes with the record, in the same batch: one entry for
+            // the new status, none for the others. Removing blindly needs no read of the
+            // old record; a later put of the same id in this batch overrides both.
+            for status in Status::ALL {
+                key::status(status, &rec.id, k);
+                if status == rec.status {
+                    writes.insert(k.as_slice(), &[][..]);
+                } else {
+                    writes.remove(k.as_slice());
+                }
+            }
+        }
+        for (id, completion) in &batch.completions {
+            key::check_id(id)?;
+            key::completion(id, completion.seq, k);
+            codec::encode_completion(completion, v)?;
+            writes.insert(k.as_slice(), v.as_slice());
+        }
+        Ok(writes)
+    }
+
+    /// Reads and decodes workflow `id`'s record.
+    fn read_workflow(&self, key: &[u8], id: &str) -> Result<Option<WorkflowRecord>, Error> {
+        match self.db.get(key)? {
+            Some(value) => codec::decode_workflow(key, id, &value).map(Some),
+            None => Ok(None),
+        }
+    }
+}
+
+impl Store for SledJournal {
+    fn commit(&self, batch: &Batch) -> Result<(), Error> {
+        if self.read_only {
+            let path = self.path.clone().unwrap_or_default();
+            return Err(Error::ReadOnly { path });
+        }
+        if batch.is_empty() {
+            return Ok(());
+        }
+        let writes = self.encode(batch)?;
+        self.db.apply_batch(writes)?;
+        match self.durability {
+            Durability::Sync => {
+                self.db.flush()?;
+                if let Some(files) = &self.data_files {
+                    files.sync()?;
+                }
+            }
+            Durability::Flush => {
+                self.db.flush()?;
+            }
+            Durability::None => {}
+        }
+        self.commits.fetch_add(1, Ordering::Relaxed);
+        Ok(())
+    }
+
+    fn workflow(&self, id: &str) -> Result<Option<WorkflowRecord>, Error> {
+        let mut k = Vec::with_capacity(1 + id.len());
+        key::workflow(id, &mut k);
+        self.read_workflow(&k, id)
+    }
+
+    fn completions(&self, workflow_id: &str) -> Result<Vec<Completion>, Error> {
+        if key::check_id(workflow_id).is_err() {
+            return Ok(Vec::new()); // too long to have been stored
+        }
+        let mut prefix = Vec::with_capacity(3 + workflow_id.len() + 8);
+        key::completion_prefix(workflow_id, &mut prefix);
+        let mut out = Vec::new();
+        for entry in self.db.scan_prefix(&prefix) {
+            let (k, value) = entry?;
+            let seq = k
+                .get(prefix.len()..)
+                .and_then(|seq| <[u8; 8]>::try_from(seq).ok())
+                .map(u64::from_be_bytes)
+                .ok_or_else(|| {
+                    codec::corrupt(&k, "completion key has no 8-byte seq after its id".into())
+                })?;
+            out.push(codec::decode_completion(&k, seq, &value)?);
+        }
+        Ok(out)
+    }
+
+    fn workflows(&self, status: Option<Status>) -> Result<Vec<WorkflowRecord>, Error> {
+        let mut out = Vec::new();
+        match status {
+            None => {
+                for entry in self.db.scan_prefix(key::WORKFLOW_PREFIX) {
+                    let (k, value) = entry?;
+                    let Ok(Key::Workflow(id)) = key::parse(&k) else {
+                        return Err(codec::corrupt(&k, "workflow id is not UTF-8".into()));
+                    };
+                    out.push(codec::decode_workflow(&k, id, &value)?);
+                }
+            }
+            Some(status) => {
+                let mut record_key = Vec::new();
+                for entry in self.db.scan_prefix(key::status_prefix(status)) {
+                    let (index_key, _) = entry?;
+                    let Ok(Key::Status { id, .. }) = key::parse(&index_key) else {
+                        return Err(codec::corrupt(
+                            &index_key,
+                            "workflow id is not UTF-8".into(),
+                        ));
+                    };
+                    key::workflow(id, &mut record_key);
+                    let Some(rec) = self.read_workflow(&record_key, id)? else {
+                        let reason = "status index entry without a workflow record".into();
+                        return Err(codec::corrupt(&index_key, reason));
+                    };
+                    if rec.status != status {
+                        let reason =
+                            format!("indexed as {status} but the record says {}", rec.status);
+                        return Err(codec::corrupt(&index_key, reason));
+                    }
+                    out.push(rec);
+                }
+            }
+        }
+        Ok(out)
+    }
+
+    fn commit_count(&self) -> u64 {
+        self.commits.load(Ordering::Relaxed)
+    }
+}
+
+/// Opens sled, turning its lock failure into [`Error::Locked`] naming `path`.
+fn open_sled(config: ::sled::Config, path: &Path) -> Result<::sled::Db, Error> {
+    config.open().map_err(|err| match err {
+        // sled 0.34.7 reports a held lock only as an `Other` I/O error with this text
+        // (config.rs, `try_lock`); there is no kind to match on.
+        ::sled::Error::Io(io) if io.to_string().contains("could not acquire lock") => {
+            Error::Locked {
+                path: path.to_path_buf(),
+            }
+        }
+        other => other.into(),
+    })
+}
+
+/// The schema version stored in `db`, if any.
+fn stored_schema(db: &::sled::Db) -> Result<Option<u32>, Error> {
+    db.get(key::SCHEMA)?
+        .map(|value| codec::decode_schema(&value))
+        .transpose()
+}
+
+/// Rejects any schema version but this build's.
+fn check_schema(found: u32, path: &Path) -> Result<(), Error> {
+    if found == SCHEMA_VERSION {
+        return Ok(());
+    }
+    Err(Error::UnsupportedVersion {
+        what: format!("journal schema at {}", path.display()),
+        found,
+        supported: SCHEMA_VERSION,
+    })
+}
+
+/// The error for a sled database that holds records but no schema version.
+fn not_a_journal() -> Error {
+    codec::corrupt(
+        key::SCHEMA,
+        "missing in a non-empty database: not an ordo journal".into(),
+    )
+}

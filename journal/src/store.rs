@@ -1,0 +1,40 @@
+//! The interface the runtime journals through, so a server-backed store (PostgreSQL)
+//! can stand in for sled without touching the runtime.
+
+use crate::record::{Batch, Completion, Status, WorkflowRecord};
+use crate::Error;
+
+/// A durable journal of workflow records and step completions.
+///
+/// Object safe: the runtime holds a `Box<dyn Store>`.
+///
+/// ```
+/// use ordo_journal::{Batch, SledJournal, Status, Store, WorkflowRecord};
+///
+/// # fn main() -> Result<(), ordo_journal::Error> {
+/// let store: Box<dyn Store> = Box::new(SledJournal::temporary()?);
+/// let mut batch = Batch::new();
+/// batch.put_workflow(WorkflowRecord::new("order-42", "checkout", vec![], 0));
+/// store.commit(&batch)?;
+/// assert_eq!(store.workflows(Some(Status::Pending))?.len(), 1);
+/// assert_eq!(store.commit_count(), 1);
+/// # Ok(()) }
+/// ```
+pub trait Store: Send + Sync {
+    /// Applies the whole batch or none of it (also across a crash), then reaches the
+    /// store's durability point once. An empty batch is a no-op and is not counted.
+    fn commit(&self, batch: &Batch) -> Result<(), Error>;
+
+    /// The record of workflow `id`, if there is one.
+    fn workflow(&self, id: &str) -> Result<Option<WorkflowRecord>, Error>;
+
+    /// Every completion of workflow `workflow_id`, in `seq` order.
+    fn completions(&self, workflow_id: &str) -> Result<Vec<Completion>, Error>;
+
+    /// Every workflow with `status` (found through the status index, without reading any
+    /// completion), or every workflow if `None`; in id byte order.
+    fn workflows(&self, status: Option<Status>) -> Result<Vec<WorkflowRecord>, Error>;
+
+    /// How many non-empty commits succeeded since this store was opened.
+    fn commit_count(&self) -> u64;
+}
