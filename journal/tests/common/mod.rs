@@ -1,0 +1,56 @@
+//! Helpers shared by the journal's integration tests.
+#![allow(dead_code, missing_docs, clippy::unwrap_used)]
+
+use std::process::Command;
+
+use ordo_journal::{Completion, Outcome, Status, WorkflowRecord};
+
+/// A completion whose fields all derive from `seq`, so a read-back can be checked exactly.
+pub fn completion(seq: u64) -> Completion {
+    Completion {
+        seq,
+        step_id: seq * 3 + 1,
+        name: format!("step-{seq}"),
+        outcome: if seq % 2 == 0 {
+            Outcome::Ok(seq.to_le_bytes().to_vec())
+        } else {
+            Outcome::Err(format!("error {seq}").into_bytes())
+        },
+        attempts: (seq % 5) as u32 + 1,
+        started_ms: 1_700_000_000_000 + seq,
+        ended_ms: 1_700_000_000_100 + seq,
+    }
+}
+
+/// A workflow record with the given status and an output that matches it.
+pub fn workflow(id: &str, status: Status) -> WorkflowRecord {
+    WorkflowRecord {
+        id: id.to_owned(),
+        name: "checkout".to_owned(),
+        input: format!("input of {id}").into_bytes(),
+        status,
+        output: match status {
+            Status::Pending => None,
+            Status::Succeeded => Some(Outcome::Ok(b"receipt".to_vec())),
+            Status::Failed | Status::Cancelled => Some(Outcome::Err(b"declined".to_vec())),
+        },
+        created_ms: 1_700_000_000_000,
+        updated_ms: 1_700_000_000_500,
+        recovery_attempts: 2,
+    }
+}
+
+/// A command that re-runs this test binary with only the (ignored) test `name`, which
+/// acts as the child process when `ORDO_JOURNAL_CHILD` is set.
+pub fn child(name: &str) -> Command {
+    let exe = std::env::current_exe().expect("test binary path");
+    let mut cmd = Command::new(exe);
+    cmd.args([name, "--exact", "--ignored", "--nocapture", "--test-threads=1"]);
+    cmd.env("ORDO_JOURNAL_CHILD", "1");
+    cmd
+}
+
+/// Whether this process is a child started by [`child`].
+pub fn is_child() -> bool {
+    std::env::var_os("ORDO_JOURNAL_CHILD").is_some()
+}

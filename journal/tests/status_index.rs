@@ -1,0 +1,77 @@
+//! Listing workflows by status goes through the index and follows status changes.
+#![allow(clippy::unwrap_used)]
+
+mod common;
+
+use common::{completion, workflow};
+use ordo_journal::{Batch, Durability, SledJournal, Status, Store};
+
+fn ids(journal: &SledJournal, status: Option<Status>) -> Vec<String> {
+    journal.workflows(status).unwrap().into_iter().map(|rec| rec.id).collect()
+}
+
+#[test]
+fn workflows_are_listed_by_status_and_move_when_their_status_changes() {
+    let journal = SledJournal::temporary().unwrap();
+    let mut batch = Batch::new();
+    for id in ["a", "b", "c", "d"] {
+        batch.put_workflow(workflow(id, Status::Pending));
+        batch.push_completion(id, completion(0));
+    }
+    journal.commit(&batch).unwrap();
+    assert_eq!(ids(&journal, Some(Status::Pending)), ["a", "b", "c", "d"]);
+    assert!(ids(&journal, Some(Status::Succeeded)).is_empty());
+
+    batch.clear();
+    batch.put_workflow(workflow("b", Status::Succeeded));
+    batch.put_workflow(workflow("c", Status::Failed));
+    batch.put_workflow(workflow("d", Status::Cancelled));
+    journal.commit(&batch).unwrap();
+
+    assert_eq!(ids(&journal, Some(Status::Pending)), ["a"]);
+    assert_eq!(ids(&journal, Some(Status::Succeeded)), ["b"]);
+    assert_eq!(ids(&journal, Some(Status::Failed)), ["c"]);
+    assert_eq!(ids(&journal, Some(Status::Cancelled)), ["d"]);
+    assert_eq!(ids(&journal, None), ["a", "b", "c", "d"]);
+    assert_eq!(journal.workflows(Some(Status::Failed)).unwrap(), [workflow("c", Status::Failed)]);
+}
+
+#[test]
+fn two_puts_of_one_workflow_in_one_batch_leave_only_the_last_status_indexed() {
+    let journal = SledJournal::temporary().unwrap();
+    let mut batch = Batch::new();
+    batch.put_workflow(workflow("w", Status::Pending));
+    batch.put_workflow(workflow("w", Status::Succeeded));
+    journal.commit(&batch).unwrap();
+    assert!(ids(&journal, Some(Status::Pending)).is_empty());
+    assert_eq!(ids(&journal, Some(Status::Succeeded)), ["w"]);
+}
+
+#[test]
+fn the_status_index_survives_reopen() {
+    let dir = tempfile::tempdir().unwrap();
+    let path = dir.path().join("j");
+    {
+        let journal = SledJournal::open(&path, Durability::Flush).unwrap();
+        let mut batch = Batch::new();
+        batch.put_workflow(workflow("x", Status::Pending));
+        batch.put_workflow(workflow("y", Status::Pending));
+        journal.commit(&batch).unwrap();
+        batch.clear();
+        batch.put_workflow(workflow("x", Status::Failed));
+        journal.commit(&batch).unwrap();
+    }
+    let journal = SledJournal::open_existing(&path).unwrap();
+    assert_eq!(ids(&journal, Some(Status::Pending)), ["y"]);
+    assert_eq!(ids(&journal, Some(Status::Failed)), ["x"]);
+}
+
+#[test]
+fn status_names_parse_and_print() {
+    for status in Status::ALL {
+        assert_eq!(status.to_string().parse::<Status>(), Ok(status));
+    }
+    assert_eq!(Status::Cancelled.to_string(), "cancelled");
+    let err = "Pending".parse::<Status>().unwrap_err();
+    assert_eq!(err.to_string(), "unknown workflow status \"Pending\" (expected pending, succeeded, failed or cancelled)");
+}
