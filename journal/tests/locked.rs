@@ -1,0 +1,51 @@
+//! A journal held by one process is refused to another with an error naming the path.
+#![allow(clippy::unwrap_used)]
+
+mod common;
+
+use std::path::Path;
+
+use ordo_journal::{Durability, Error, SledJournal};
+
+/// Runs `locked_child` against `path` and returns its `RESULT:` lines.
+fn child_results(path: &Path) -> Vec<String> {
+    let out = common::child("locked_child").env("ORDO_JOURNAL_PATH", path).output().unwrap();
+    let stdout = String::from_utf8_lossy(&out.stdout);
+    let results: Vec<String> = stdout.lines().filter_map(|l| l.split_once("RESULT: ").map(|(_, r)| r)).map(str::to_owned).collect();
+    assert_eq!(results.len(), 2, "child output:\n{stdout}\n{}", String::from_utf8_lossy(&out.stderr));
+    results
+}
+
+#[test]
+fn a_second_process_gets_locked_naming_the_path_until_the_first_closes() {
+    let dir = tempfile::tempdir().unwrap();
+    let path = dir.path().join("journal");
+    let held = SledJournal::open(&path, Durability::Flush).unwrap();
+
+    let expected = format!(
+        "locked: journal at {} is held by another process (sled's exclusive file lock); \
+         stop that process or open another path",
+        path.display()
+    );
+    assert_eq!(child_results(&path), [expected.clone(), expected]);
+
+    drop(held);
+    assert_eq!(child_results(&path), ["opened", "opened"]);
+}
+
+/// The child: opens the journal both ways and reports what happened.
+#[test]
+#[ignore = "child process of a_second_process_gets_locked_naming_the_path_until_the_first_closes"]
+fn locked_child() {
+    if !common::is_child() {
+        return;
+    }
+    let path = std::env::var_os("ORDO_JOURNAL_PATH").unwrap();
+    let report = |result: Result<SledJournal, Error>| match result {
+        Ok(_) => println!("RESULT: opened"),
+        Err(err @ Error::Locked { .. }) => println!("RESULT: locked: {err}"),
+        Err(other) => println!("RESULT: unexpected: {other:?}"),
+    };
+    report(SledJournal::open(&path, Durability::Sync));
+    report(SledJournal::open_existing(&path));
+}
