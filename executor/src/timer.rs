@@ -1,0 +1,207 @@
+//! Timers: the executor's deadline heap and the `sleep` futures that use it.
+
+use std::cmp::Reverse;
+use std::collections::BinaryHeap;
+use std::future::Future;
+use std::pin::Pin;
+use std::rc::Rc;
+use std::task::{Context, Poll, Waker};
+use std::time::{Duration, Instant};
+
+use slab::Slab;
+
+use crate::context;
+use crate::local::Local;
+
+/// Names one registered timer: its slot plus the creation number that slot had, so a
+/// reused slot is not mistaken for it.
+#[derive(Clone, Copy, PartialEq, Eq, Debug)]
+pub(crate) struct TimerKey {
+    slot: usize,
+    seq: u64,
+}
+
+struct TimerSlot {
+    seq: u64,
+    waker: Waker,
+}
+
+/// The executor's timers.
+///
+/// A min-heap on (deadline, creation number) gives the firing order the design asks for:
+/// earliest deadline first, ties in creation order. Cancelled timers leave their heap
+/// entry behind (removing from the middle of a heap is costly); it is skipped when it
+/// reaches the top because its slot no longer holds the same creation number.
+#[derive(Default)]
+pub(crate) struct Timers {
+    slots: Slab<TimerSlot>,
+    heap: BinaryHeap<Reverse<(Instant, u64, usize)>>,
+    next_seq: u64,
+}
+
+impl Timers {
+    pub(crate) fn is_empty(&self) -> bool {
+        self.slots.is_empty()
+    }
+
+    pub(crate) fn insert(&mut self, deadline: Instant, waker: Waker) -> TimerKey {
+        let seq = self.next_seq;
+        self.next_seq += 1;
+        let slot = self.slots.insert(TimerSlot { seq, waker });
+        self.heap.push(Reverse((deadline, seq, slot)));
+        TimerKey { slot, seq }
+    }
+
+    /// Points a still-pending timer at a new waker; false if the timer is gone (fired).
+    /// Returns the replaced waker so it is dropped outside the executor's borrow.
+    pub(crate) fn update(&mut self, key: TimerKey, waker: &Waker) -> Result<Option<Waker>, ()> {
+        match self.slots.get_mut(key.slot) {
+            Some(slot) if slot.seq == key.seq => {
+                if slot.waker.will_wake(waker) {
+                    Ok(None)
+                } else {
+                    Ok(Some(std::mem::replace(&mut slot.waker, waker.clone())))
+                }
+            }
+            _ => Err(()),
+        }
+    }
+
+    /// Forgets a timer; returns its waker (if it had not fired) for dropping outside.
+    pub(crate) fn cancel(&mut self, key: TimerKey) -> Option<Waker> {
+        match self.slots.get(key.slot) {
+            Some(slot) if slot.seq == key.seq => Some(self.slots.remove(key.slot).waker),
+            _ => None,
+        }
+    }
+
+    /// The earliest pending deadline, discarding cancelled entries on the way.
+    pub(crate) fn next_deadline(&mut self) -> Option<Instant> {
+        while let Some(&Reverse((deadline, seq, slot))) = self.heap.peek() {
+            if self.slots.get(slot).is_some_and(|s| s.seq == seq) {
+                return Some(deadline);
+            }
+            self.heap.pop();
+        }
+        None
+    }
+
+    /// Removes every timer due at `now`, appending their wakers in firing order.
+    pub(crate) fn take_due(&mut self, now: Instant, due: &mut Vec<Waker>) {
+        while let Some(&Reverse((deadline, seq, slot))) = self.heap.peek() {
+            if deadline > now {
+                break;
+            }
+            self.heap.pop();
+            if self.slots.get(slot).is_some_and(|s| s.seq == seq) {
+                due.push(self.slots.remove(slot).waker);
+            }
+        }
+    }
+
+    /// Empties the timers (at shutdown), handing back the wakers to drop outside.
+    pub(crate) fn clear(&mut self) -> Vec<Waker> {
+        self.heap.clear();
+        self.slots.drain().map(|slot| slot.waker).collect()
+    }
+}
+
+/// A future that completes at a deadline on its executor's clock; see [`sleep`].
+#[must_use = "futures do nothing unless awaited"]
+#[derive(Debug)]
+pub struct Sleep {
+    local: Rc<Local>,
+    deadline: Instant,
+    /// The registered timer, once polled while not yet due.
+    timer: Option<TimerKey>,
+}
+
+impl Sleep {
+    /// When this sleep completes.
+    ///
+    /// ```
+    /// use std::time::Duration;
+    /// use ordo_executor::{now, sleep, Executor};
+    ///
+    /// Executor::new().block_on(async {
+    ///     let nap = sleep(Duration::from_millis(5));
+    ///     assert!(nap.deadline() >= now());
+    /// });
+    /// ```
+    pub fn deadline(&self) -> Instant {
+        self.deadline
+    }
+}
+
+impl Future for Sleep {
+    type Output = ();
+
+    fn poll(mut self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<()> {
+        let this = &mut *self;
+        if this.local.now() >= this.deadline {
+            if let Some(key) = this.timer.take() {
+                this.local.cancel_timer(key);
+            }
+            return Poll::Ready(());
+        }
+        this.timer = Some(
+            this.local
+                .register_timer(this.deadline, this.timer, cx.waker()),
+        );
+        Poll::Pending
+    }
+}
+
+impl Drop for Sleep {
+    fn drop(&mut self) {
+        if let Some(key) = self.timer.take() {
+            self.local.cancel_timer(key);
+        }
+    }
+}
+
+/// Waits for `duration` on the current executor's clock (virtual or system), measured
+/// from this call.
+///
+/// # Panics
+///
+/// Outside an executor.
+///
+/// ```
+/// use std::time::Duration;
+/// use ordo_executor::{sleep, Executor};
+///
+/// Executor::new().block_on(sleep(Duration::from_millis(1)));
+/// ```
+pub fn sleep(duration: Duration) -> Sleep {
+    let local = context::current("sleep");
+    let deadline = local.now() + duration;
+    Sleep {
+        local,
+        deadline,
+        timer: None,
+    }
+}
+
+/// Waits until `deadline` on the current executor's clock.
+///
+/// # Panics
+///
+/// Outside an executor.
+///
+/// ```
+/// use std::time::Duration;
+/// use ordo_executor::{now, sleep_until, Clock, Executor};
+///
+/// let ex = Executor::builder().clock(Clock::Virtual).build();
+/// let deadline = ex.now() + Duration::from_secs(5);
+/// ex.block_on(async move { sleep_until(deadline).await });
+/// assert_eq!(ex.now(), deadline);
+/// ```
+pub fn sleep_until(deadline: Instant) -> Sleep {
+    Sleep {
+        local: context::current("sleep_until"),
+        deadline,
+        timer: None,
+    }
+}

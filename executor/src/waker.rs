@@ -1,0 +1,94 @@
+//! Wakers: `Send + Sync`, generation-checked, recycled, with a same-thread fast path.
+
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::Arc;
+use std::thread::Thread;
+
+use crossbeam_queue::SegQueue;
+use futures::task::{ArcWake, AtomicWaker};
+
+use crate::context;
+use crate::task::TaskRef;
+
+/// The part of an executor that other threads may touch.
+///
+/// Everything else lives in the single-threaded `Local`; this is what a waker needs to
+/// reach the executor when it is called from another thread, or from this thread while
+/// the executor is not running.
+pub(crate) struct Remote {
+    /// Wakes waiting to join the ready queue, in arrival order. A lock-free queue so a
+    /// waking thread never blocks on (or deadlocks with) the executor thread.
+    pub(crate) queue: SegQueue<TaskRef>,
+    /// Set when the executor is dropped: later wakes are ignored instead of piling up.
+    pub(crate) closed: AtomicBool,
+    /// True while `block_on` runs, so wakes unpark its thread only when that helps
+    /// (unparking a thread that some other runtime parks would be a spurious wake-up).
+    pub(crate) blocking: AtomicBool,
+    /// The executor's thread (`Executor` is `!Send`, so it never changes).
+    pub(crate) thread: Thread,
+    /// The waker of the outer runtime polling `Executor::run()`.
+    pub(crate) outer: AtomicWaker,
+}
+
+impl Remote {
+    pub(crate) fn new() -> Self {
+        Remote {
+            queue: SegQueue::new(),
+            closed: AtomicBool::new(false),
+            blocking: AtomicBool::new(false),
+            thread: std::thread::current(),
+            outer: AtomicWaker::new(),
+        }
+    }
+
+    /// Queues a wake from outside the run loop and rouses whoever drives the executor.
+    pub(crate) fn wake(&self, task: TaskRef) {
+        if self.closed.load(Ordering::Acquire) {
+            return;
+        }
+        self.queue.push(task);
+        self.notify();
+    }
+
+    /// Rouses the driver: unparks `block_on`, or wakes the outer runtime of `run()`.
+    pub(crate) fn notify(&self) {
+        if self.blocking.load(Ordering::Acquire) {
+            self.thread.unpark();
+        }
+        self.outer.wake();
+    }
+}
+
+/// What a task's waker points at.
+///
+/// Fields are plain (not atomic) because they only change while the executor holds the
+/// sole reference (`Arc::get_mut` succeeds): a finished task's target is recycled for
+/// the next spawn, so steady-state spawning allocates no waker.
+pub(crate) struct WakeTarget {
+    pub(crate) task: TaskRef,
+    pub(crate) remote: Arc<Remote>,
+}
+
+impl ArcWake for WakeTarget {
+    fn wake_by_ref(arc_self: &Arc<Self>) {
+        // Fast path: on the executor's own thread, while it runs, the wake goes straight
+        // into the ready queue. Otherwise it takes the cross-thread queue, which joins
+        // the ready queue in arrival order at the next scheduling step.
+        if !context::wake_local(&arc_self.remote, arc_self.task) {
+            arc_self.remote.wake(arc_self.task);
+        }
+    }
+}
+
+/// The waker of `block_on`'s own future, which is not a task.
+pub(crate) struct MainWake {
+    pub(crate) woken: AtomicBool,
+    pub(crate) remote: Arc<Remote>,
+}
+
+impl ArcWake for MainWake {
+    fn wake_by_ref(arc_self: &Arc<Self>) {
+        arc_self.woken.store(true, Ordering::Release);
+        arc_self.remote.notify();
+    }
+}
