@@ -308,6 +308,9 @@ impl Default for Executor {
 
 impl Drop for Executor {
     fn drop(&mut self) {
+        // Current while futures are dropped, so a destructor that spawns (or asks the
+        // time) gets this executor: its spawn is aborted at once instead of panicking.
+        let _current = context::enter(&self.local);
         self.local.shutdown();
     }
 }
