@@ -1,2 +1,2 @@
 #![no_main]
-libfuzzer_sys::fuzz_target!(|_data: &[u8]| {});
+libfuzzer_sys::fuzz_target!(|data: &[u8]| ordo_executor::fuzzing::executor_schedule(data));
