@@ -107,10 +107,19 @@ impl Future for Run<'_> {
     }
 }
 
-/// The helper thread's requests, earliest first; the `u64` keeps equal deadlines apart.
+/// The helper thread's requests, earliest first.
 struct TimerRequests {
-    queue: Mutex<(BTreeMap<(Instant, u64), Waker>, u64)>,
+    queue: Mutex<RequestQueue>,
     changed: Condvar,
+}
+
+/// Pending wake-ups keyed by (deadline, request number); the number keeps equal
+/// deadlines apart. A `Mutex` (not a lock-free structure) because requests are rare:
+/// at most one per `run()` poll that goes idle with a new earliest deadline.
+#[derive(Default)]
+struct RequestQueue {
+    wakeups: BTreeMap<(Instant, u64), Waker>,
+    next_request: u64,
 }
 
 static TIMER_THREAD: OnceLock<&'static TimerRequests> = OnceLock::new();
@@ -119,7 +128,7 @@ static TIMER_THREAD: OnceLock<&'static TimerRequests> = OnceLock::new();
 fn wake_at(deadline: Instant, waker: Waker) {
     let requests = TIMER_THREAD.get_or_init(|| {
         let requests: &'static TimerRequests = Box::leak(Box::new(TimerRequests {
-            queue: Mutex::new((BTreeMap::new(), 0)),
+            queue: Mutex::new(RequestQueue::default()),
             changed: Condvar::new(),
         }));
         std::thread::Builder::new()
@@ -129,9 +138,9 @@ fn wake_at(deadline: Instant, waker: Waker) {
         requests
     });
     let mut queue = requests.queue.lock().unwrap_or_else(|e| e.into_inner());
-    let seq = queue.1;
-    queue.1 += 1;
-    queue.0.insert((deadline, seq), waker);
+    let request = queue.next_request;
+    queue.next_request += 1;
+    queue.wakeups.insert((deadline, request), waker);
     drop(queue);
     requests.changed.notify_one();
 }
@@ -141,7 +150,7 @@ fn timer_thread(requests: &'static TimerRequests) {
     loop {
         let now = Instant::now();
         let mut due = Vec::new();
-        while let Some(entry) = queue.0.first_entry() {
+        while let Some(entry) = queue.wakeups.first_entry() {
             if entry.key().0 > now {
                 break;
             }
@@ -155,7 +164,7 @@ fn timer_thread(requests: &'static TimerRequests) {
             queue = requests.queue.lock().unwrap_or_else(|e| e.into_inner());
             continue;
         }
-        queue = match queue.0.keys().next() {
+        queue = match queue.wakeups.keys().next() {
             Some(&(deadline, _)) => {
                 let wait = deadline.saturating_duration_since(now);
                 requests

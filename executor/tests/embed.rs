@@ -1,6 +1,9 @@
 //! Embedding: `Executor::run()` inside tokio (current-thread and multi-thread) and
 //! inside another ordo executor.
 
+// Tests report failure by panicking, so unwrapping is the point.
+#![allow(clippy::unwrap_used)]
+
 use std::cell::{Cell, RefCell};
 use std::rc::Rc;
 use std::time::Duration;

@@ -1,5 +1,8 @@
 //! FIFO order: first polls in spawn order, re-polls in wake order, fairness.
 
+// Tests report failure by panicking, so unwrapping is the point.
+#![allow(clippy::unwrap_used)]
+
 use std::cell::{Cell, RefCell};
 use std::future::poll_fn;
 use std::rc::Rc;
@@ -47,24 +50,22 @@ fn yielding_tasks_take_turns_round_robin() {
 }
 
 /// A future that parks itself (stores its waker) until released, then logs.
-fn parked(
+async fn parked(
     name: &'static str,
     slots: Rc<RefCell<Vec<(&'static str, Waker)>>>,
     released: Rc<Cell<bool>>,
     log: Log,
-) -> impl std::future::Future<Output = ()> {
-    async move {
-        poll_fn(|cx| {
-            if released.get() {
-                Poll::Ready(())
-            } else {
-                slots.borrow_mut().push((name, cx.waker().clone()));
-                Poll::Pending
-            }
-        })
-        .await;
-        log.borrow_mut().push(name.to_string());
-    }
+) {
+    poll_fn(|cx| {
+        if released.get() {
+            Poll::Ready(())
+        } else {
+            slots.borrow_mut().push((name, cx.waker().clone()));
+            Poll::Pending
+        }
+    })
+    .await;
+    log.borrow_mut().push(name.to_string());
 }
 
 #[test]
@@ -131,6 +132,8 @@ fn waking_a_queued_task_twice_polls_it_once() {
         if counter.get() == 1 {
             cx.waker().wake_by_ref();
             cx.waker().wake_by_ref();
+            // Waking an owned clone takes the by-value path.
+            #[allow(clippy::waker_clone_wake)]
             cx.waker().clone().wake();
             Poll::Pending
         } else {

@@ -1,5 +1,8 @@
 //! Panics: isolated in tasks, propagated from block_on, clear messages for misuse.
 
+// Tests report failure by panicking, so unwrapping is the point.
+#![allow(clippy::unwrap_used)]
+
 use std::panic::{catch_unwind, AssertUnwindSafe};
 
 use ordo_executor::{now, spawn, yield_now, Executor};

@@ -1,5 +1,8 @@
 //! Seeded and Scripted schedulers: reproducible, and never lose a wake.
 
+// Tests report failure by panicking, so unwrapping is the point.
+#![allow(clippy::unwrap_used)]
+
 use std::cell::RefCell;
 use std::rc::Rc;
 

@@ -1,5 +1,8 @@
 //! Shutdown: unfinished futures dropped in spawn order, later wakes ignored.
 
+// Tests report failure by panicking, so unwrapping is the point.
+#![allow(clippy::unwrap_used)]
+
 use std::cell::RefCell;
 use std::future::poll_fn;
 use std::rc::Rc;

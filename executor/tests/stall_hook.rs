@@ -1,5 +1,8 @@
 //! The stall hook: called only when every task is idle, before parking or moving time.
 
+// Tests report failure by panicking, so unwrapping is the point.
+#![allow(clippy::unwrap_used)]
+
 use std::cell::{Cell, RefCell};
 use std::collections::VecDeque;
 use std::rc::Rc;

@@ -1,5 +1,8 @@
 //! Timers: deadline order, virtual time, system time.
 
+// Tests report failure by panicking, so unwrapping is the point.
+#![allow(clippy::unwrap_used)]
+
 use std::cell::RefCell;
 use std::future::Future;
 use std::pin::Pin;
@@ -123,7 +126,7 @@ fn a_sleep_woken_with_a_new_waker_still_fires() {
             Poll::Ready(())
         })
         .await;
-        spawn(async move { nap.await }).await.unwrap();
+        spawn(nap).await.unwrap();
     });
     assert_eq!(ex.now() - start, Duration::from_secs(2));
 }

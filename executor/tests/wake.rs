@@ -1,5 +1,8 @@
 //! Wakers: cross-thread wakes, stale wakers, re-entrancy.
 
+// Tests report failure by panicking, so unwrapping is the point.
+#![allow(clippy::unwrap_used)]
+
 use std::cell::{Cell, RefCell};
 use std::future::poll_fn;
 use std::rc::Rc;
