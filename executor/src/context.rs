@@ -71,6 +71,14 @@ pub(crate) fn wake_local(remote: &Arc<Remote>, task: TaskRef) -> bool {
         .unwrap_or(false)
 }
 
+/// The current executor, if any.
+pub(crate) fn try_current() -> Option<Rc<Local>> {
+    CURRENT
+        .try_with(|current| current.borrow().clone())
+        .ok()
+        .flatten()
+}
+
 /// The current executor, or a panic naming the function that needed one.
 pub(crate) fn current(function: &str) -> Rc<Local> {
     let local = CURRENT.with(|current| current.borrow().clone());

@@ -107,29 +107,60 @@ impl Timers {
 }
 
 /// A future that completes at a deadline on its executor's clock; see [`sleep`].
+///
+/// A sleep created inside an executor is bound to it (and its deadline fixed) at
+/// creation. One created outside any executor — typically the argument of
+/// `ex.block_on(sleep(..))`, evaluated before `block_on` starts — is bound to the
+/// executor that first polls it, and a relative duration counts from that first poll.
 #[must_use = "futures do nothing unless awaited"]
 #[derive(Debug)]
 pub struct Sleep {
-    local: Rc<Local>,
-    deadline: Instant,
+    /// `None` until bound (see above).
+    local: Option<Rc<Local>>,
+    deadline: Deadline,
     /// The registered timer, once polled while not yet due.
     timer: Option<TimerKey>,
 }
 
+#[derive(Clone, Copy, Debug)]
+enum Deadline {
+    At(Instant),
+    /// A `sleep(duration)` created outside an executor: resolved at first poll.
+    After(Duration),
+}
+
 impl Sleep {
-    /// When this sleep completes.
+    fn new(deadline: Deadline) -> Self {
+        let local = context::try_current();
+        let deadline = match (&local, deadline) {
+            (Some(local), Deadline::After(duration)) => Deadline::At(local.now() + duration),
+            (_, deadline) => deadline,
+        };
+        Sleep {
+            local,
+            deadline,
+            timer: None,
+        }
+    }
+
+    /// When this sleep completes; `None` for a relative sleep created outside an
+    /// executor and not polled yet (its deadline counts from its first poll).
     ///
     /// ```
     /// use std::time::Duration;
     /// use ordo_executor::{now, sleep, Executor};
     ///
+    /// assert_eq!(sleep(Duration::from_millis(5)).deadline(), None);
     /// Executor::new().block_on(async {
     ///     let nap = sleep(Duration::from_millis(5));
-    ///     assert!(nap.deadline() >= now());
+    ///     assert!(nap.deadline().unwrap() >= now());
     /// });
     /// ```
-    pub fn deadline(&self) -> Instant {
-        self.deadline
+    pub fn deadline(&self) -> Option<Instant> {
+        match self.deadline {
+            Deadline::At(deadline) => Some(deadline),
+            Deadline::After(_) => None,
+        }
     }
 }
 
@@ -138,34 +169,43 @@ impl Future for Sleep {
 
     fn poll(mut self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<()> {
         let this = &mut *self;
-        if this.local.now() >= this.deadline {
+        let local = this.local.get_or_insert_with(|| context::current("sleep"));
+        let deadline = match this.deadline {
+            Deadline::At(deadline) => deadline,
+            Deadline::After(duration) => {
+                let deadline = local.now() + duration;
+                this.deadline = Deadline::At(deadline);
+                deadline
+            }
+        };
+        if local.now() >= deadline {
             if let Some(key) = this.timer.take() {
-                this.local.cancel_timer(key);
+                local.cancel_timer(key);
             }
             return Poll::Ready(());
         }
-        this.timer = Some(
-            this.local
-                .register_timer(this.deadline, this.timer, cx.waker()),
-        );
+        this.timer = Some(local.register_timer(deadline, this.timer, cx.waker()));
         Poll::Pending
     }
 }
 
 impl Drop for Sleep {
     fn drop(&mut self) {
-        if let Some(key) = self.timer.take() {
-            self.local.cancel_timer(key);
+        if let (Some(key), Some(local)) = (self.timer.take(), &self.local) {
+            local.cancel_timer(key);
         }
     }
 }
 
-/// Waits for `duration` on the current executor's clock (virtual or system), measured
-/// from this call.
+/// Waits for `duration` on the executor's clock (virtual or system).
+///
+/// Created inside an executor (a task, `block_on`, a stall hook) the duration counts
+/// from this call; created outside one, from the sleep's first poll.
 ///
 /// # Panics
 ///
-/// Outside an executor.
+/// When polled outside an executor (e.g. directly by tokio, not through
+/// [`Executor::run`](crate::Executor::run)).
 ///
 /// ```
 /// use std::time::Duration;
@@ -174,34 +214,24 @@ impl Drop for Sleep {
 /// Executor::new().block_on(sleep(Duration::from_millis(1)));
 /// ```
 pub fn sleep(duration: Duration) -> Sleep {
-    let local = context::current("sleep");
-    let deadline = local.now() + duration;
-    Sleep {
-        local,
-        deadline,
-        timer: None,
-    }
+    Sleep::new(Deadline::After(duration))
 }
 
-/// Waits until `deadline` on the current executor's clock.
+/// Waits until `deadline` on the executor's clock.
 ///
 /// # Panics
 ///
-/// Outside an executor.
+/// When polled outside an executor.
 ///
 /// ```
 /// use std::time::Duration;
-/// use ordo_executor::{now, sleep_until, Clock, Executor};
+/// use ordo_executor::{sleep_until, Clock, Executor};
 ///
 /// let ex = Executor::builder().clock(Clock::Virtual).build();
 /// let deadline = ex.now() + Duration::from_secs(5);
-/// ex.block_on(async move { sleep_until(deadline).await });
+/// ex.block_on(sleep_until(deadline));
 /// assert_eq!(ex.now(), deadline);
 /// ```
 pub fn sleep_until(deadline: Instant) -> Sleep {
-    Sleep {
-        local: context::current("sleep_until"),
-        deadline,
-        timer: None,
-    }
+    Sleep::new(Deadline::At(deadline))
 }

@@ -130,3 +130,29 @@ fn a_sleep_woken_with_a_new_waker_still_fires() {
     });
     assert_eq!(ex.now() - start, Duration::from_secs(2));
 }
+
+#[test]
+fn a_sleep_created_outside_an_executor_binds_at_its_first_poll() {
+    let ex = virtual_executor();
+    let start = ex.now();
+    let nap = sleep(Duration::from_secs(30));
+    assert_eq!(nap.deadline(), None);
+    ex.block_on(nap);
+    assert_eq!(ex.now() - start, Duration::from_secs(30));
+}
+
+#[test]
+fn polling_a_sleep_outside_an_executor_panics_clearly() {
+    let result = std::panic::catch_unwind(|| {
+        futures::executor::block_on(sleep(Duration::from_millis(1)));
+    });
+    let payload = result.unwrap_err();
+    let message = payload
+        .downcast_ref::<String>()
+        .cloned()
+        .unwrap_or_default();
+    assert!(
+        message.contains("sleep() called outside an executor"),
+        "{message}"
+    );
+}
