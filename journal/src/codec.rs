@@ -91,9 +91,10 @@ struct WorkflowWire<'a> {
     recovery_attempts: u32,
 }
 
-/// [`Completion`] on the wire, without workflow id and seq (they are the key).
+/// [`Completion`] on the wire, without the workflow id (it is in the key).
 #[derive(Serialize, Deserialize)]
 struct CompletionWire<'a> {
+    seq: u64,
     step_id: u64,
     name: &'a str,
     #[serde(borrow)]
@@ -101,6 +102,45 @@ struct CompletionWire<'a> {
     attempts: u32,
     started_ms: u64,
     ended_ms: u64,
+}
+
+impl<'a> CompletionWire<'a> {
+    fn of(c: &'a Completion) -> Self {
+        CompletionWire {
+            seq: c.seq,
+            step_id: c.step_id,
+            name: &c.name,
+            outcome: OutcomeWire::of(&c.outcome),
+            attempts: c.attempts,
+            started_ms: c.started_ms,
+            ended_ms: c.ended_ms,
+        }
+    }
+
+    fn to_owned(&self) -> Completion {
+        Completion {
+            seq: self.seq,
+            step_id: self.step_id,
+            name: self.name.to_owned(),
+            outcome: self.outcome.to_owned(),
+            attempts: self.attempts,
+            started_ms: self.started_ms,
+            ended_ms: self.ended_ms,
+        }
+    }
+}
+
+/// A run of completions on the wire: a length-prefixed sequence of [`CompletionWire`],
+/// serialized straight from the caller's iterator (no intermediate vector).
+struct RunWire<I>(I);
+
+impl<'a, I> Serialize for RunWire<I>
+where
+    I: ExactSizeIterator<Item = &'a Completion> + Clone,
+{
+    fn serialize<S: Serializer>(&self, serializer: S) -> Result<S::Ok, S::Error> {
+        serializer.collect_seq(self.0.clone().map(CompletionWire::of))
+    }
 }
 
 /// Encodes `value` after the version byte into `out` (cleared first).
@@ -173,31 +213,54 @@ pub(crate) fn decode_workflow(key: &[u8], id: &str, value: &[u8]) -> Result<Work
     })
 }
 
-/// Encodes a completion's value into `out`.
-pub(crate) fn encode_completion(c: &Completion, out: &mut Vec<u8>) -> Result<(), Error> {
-    let wire = CompletionWire {
-        step_id: c.step_id,
-        name: &c.name,
-        outcome: OutcomeWire::of(&c.outcome),
-        attempts: c.attempts,
-        started_ms: c.started_ms,
-        ended_ms: c.ended_ms,
-    };
-    encode(&wire, out)
+/// Encodes a run of completions (seqs strictly increasing, checked by the caller) into
+/// `out`.
+pub(crate) fn encode_run<'a, I>(completions: I, out: &mut Vec<u8>) -> Result<(), Error>
+where
+    I: ExactSizeIterator<Item = &'a Completion> + Clone,
+{
+    encode(&RunWire(completions), out)
 }
 
-/// Decodes the value stored under `key` as completion `seq`.
-pub(crate) fn decode_completion(key: &[u8], seq: u64, value: &[u8]) -> Result<Completion, Error> {
-    let wire: CompletionWire<'_> = decode(key, value)?;
-    Ok(Completion {
-        seq,
-        step_id: wire.step_id,
-        name: wire.name.to_owned(),
-        outcome: wire.outcome.to_owned(),
-        attempts: wire.attempts,
-        started_ms: wire.started_ms,
-        ended_ms: wire.ended_ms,
-    })
+/// Decodes the run of completions stored under `key`, whose seqs must strictly
+/// increase.
+pub(crate) fn decode_completions(key: &[u8], value: &[u8]) -> Result<Vec<Completion>, Error> {
+    let run: Vec<CompletionWire<'_>> = decode(key, value)?;
+    if let Some(pair) = run.windows(2).find(|pair| pair[0].seq >= pair[1].seq) {
+        let reason = format!(
+            "seq {} follows seq {} inside the run",
+            pair[1].seq, pair[0].seq
+        );
+        return Err(corrupt(key, reason));
+    }
+    Ok(run.iter().map(CompletionWire::to_owned).collect())
+}
+
+/// Decodes the run stored under `key`, which says it holds seqs `first..=last`, and
+/// appends its completions to `out` (nothing is appended on error).
+///
+/// The seqs inside must agree with the key and strictly increase; a run that decodes but
+/// disagrees is corrupt, not trusted.
+pub(crate) fn decode_run(
+    key: &[u8],
+    first: u64,
+    last: u64,
+    value: &[u8],
+    out: &mut Vec<Completion>,
+) -> Result<(), Error> {
+    let run = decode_completions(key, value)?;
+    let (Some(head), Some(tail)) = (run.first(), run.last()) else {
+        return Err(corrupt(key, "empty completion run".to_owned()));
+    };
+    if head.seq != first || tail.seq != last {
+        let reason = format!(
+            "run holds seqs {}..={} but its key says {first}..={last}",
+            head.seq, tail.seq
+        );
+        return Err(corrupt(key, reason));
+    }
+    out.extend(run);
+    Ok(())
 }
 
 /// The stored form of the schema version.
@@ -220,9 +283,9 @@ pub(crate) fn decode_schema(value: &[u8]) -> Result<u32, Error> {
 mod tests {
     use super::*;
 
-    fn completion() -> Completion {
+    fn completion(seq: u64) -> Completion {
         Completion {
-            seq: 9,
+            seq,
             step_id: 3,
             name: "charge".into(),
             outcome: Outcome::Err(b"declined".to_vec()),
@@ -234,32 +297,63 @@ mod tests {
 
     #[test]
     fn a_huge_claimed_length_is_corrupt_not_an_allocation() {
-        // version, step_id 0, then a name whose varint length claims u64::MAX bytes.
-        let mut value = vec![FORMAT_VERSION, 0, 253];
+        // version, a run of one, seq 0, step_id 0, then a name whose varint length
+        // claims u64::MAX bytes.
+        let mut value = vec![FORMAT_VERSION, 1, 0, 0, 253];
         value.extend_from_slice(&u64::MAX.to_le_bytes());
-        let err = decode_completion(b"k", 0, &value).err();
+        let err = decode_run(b"k", 0, 0, &value, &mut Vec::new()).err();
+        assert!(matches!(err, Some(Error::Corrupt { .. })), "{err:?}");
+        // A run claiming 2^64-1 completions, with the bytes of none.
+        let mut value = vec![FORMAT_VERSION, 253];
+        value.extend_from_slice(&u64::MAX.to_le_bytes());
+        let err = decode_run(b"k", 0, 0, &value, &mut Vec::new()).err();
         assert!(matches!(err, Some(Error::Corrupt { .. })), "{err:?}");
     }
 
     #[test]
     fn every_proper_prefix_of_a_value_is_corrupt_and_trailing_bytes_too() {
+        let run = [completion(9), completion(10)];
         let mut value = Vec::new();
-        encode_completion(&completion(), &mut value).expect("encode");
-        assert_eq!(decode_completion(b"k", 9, &value).ok(), Some(completion()));
+        encode_run(run.iter(), &mut value).expect("encode");
+        let mut out = Vec::new();
+        decode_run(b"k", 9, 10, &value, &mut out).expect("decode");
+        assert_eq!(out, run);
         for len in 0..value.len() {
-            let err = decode_completion(b"k", 9, &value[..len]).err();
+            let err = decode_run(b"k", 9, 10, &value[..len], &mut out).err();
             assert!(
                 matches!(err, Some(Error::Corrupt { .. })),
                 "prefix {len}: {err:?}"
             );
         }
         value.push(0);
-        let err = decode_completion(b"k", 9, &value)
+        let err = decode_run(b"k", 9, 10, &value, &mut out)
             .err()
             .map(|e| e.to_string());
         assert_eq!(
             err.as_deref(),
             Some("corrupt journal record at 0x6b: 1 trailing bytes after the value")
+        );
+        assert_eq!(out.len(), 2, "nothing appended on error");
+    }
+
+    #[test]
+    fn a_run_that_disagrees_with_its_key_or_itself_is_corrupt() {
+        let mut value = Vec::new();
+        encode_run([completion(9), completion(9)].iter(), &mut value).expect("encode");
+        let err = decode_run(b"k", 9, 9, &value, &mut Vec::new())
+            .err()
+            .map(|e| e.to_string());
+        assert_eq!(
+            err.as_deref(),
+            Some("corrupt journal record at 0x6b: seq 9 follows seq 9 inside the run")
+        );
+        encode_run([completion(9)].iter(), &mut value).expect("encode");
+        let err = decode_run(b"k", 8, 9, &value, &mut Vec::new())
+            .err()
+            .map(|e| e.to_string());
+        assert_eq!(
+            err.as_deref(),
+            Some("corrupt journal record at 0x6b: run holds seqs 9..=9 but its key says 8..=9")
         );
     }
 }

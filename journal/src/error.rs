@@ -69,6 +69,18 @@ pub enum Error {
         max: usize,
     },
 
+    /// A commit would record a completion whose seq is not after every seq already
+    /// recorded (or earlier in the batch) for its workflow: completions are append-only.
+    #[error("completion seq {seq} of workflow {workflow_id:?} is not after seq {after}: completions are append-only")]
+    SeqOutOfOrder {
+        /// The workflow.
+        workflow_id: String,
+        /// The seq the commit tried to record.
+        seq: u64,
+        /// The seq it must come after.
+        after: u64,
+    },
+
     /// [`Store::commit`](crate::Store::commit) on a journal opened read-only.
     #[error("journal at {} was opened read-only", path.display())]
     ReadOnly {

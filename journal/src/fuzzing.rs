@@ -41,10 +41,10 @@ fn decode_everything(data: &[u8]) {
             Some(rec)
         );
     }
-    if let Ok(c) = codec::decode_completion(b"cfuzz", 7, data) {
+    if let Ok(run) = codec::decode_completions(b"cfuzz", data) {
         let mut again = Vec::new();
-        assert!(codec::encode_completion(&c, &mut again).is_ok());
-        assert_eq!(codec::decode_completion(b"cfuzz", 7, &again).ok(), Some(c));
+        assert!(codec::encode_run(run.iter(), &mut again).is_ok());
+        assert_eq!(codec::decode_completions(b"cfuzz", &again).ok(), Some(run));
     }
     let _ = codec::decode_schema(data);
     let _ = key::parse(data);
@@ -66,7 +66,7 @@ fn plant_and_read(journal: &SledJournal, data: &[u8]) {
             journal.raw_insert(&k, rest)
         }
         1 => {
-            key::completion("w", u64::from(tag), &mut k);
+            key::completion_run("w", u64::from(tag), u64::from(tag), &mut k);
             journal.raw_insert(&k, rest)
         }
         2 => {
@@ -87,7 +87,7 @@ fn plant_and_read(journal: &SledJournal, data: &[u8]) {
                 started_ms: 0,
                 ended_ms: 0,
             };
-            let _ = codec::encode_completion(&good, &mut value);
+            let _ = codec::encode_run([good].iter(), &mut value);
             journal.raw_insert(&k, &value)
         }
         _ => {
@@ -109,7 +109,7 @@ fn plant_and_read(journal: &SledJournal, data: &[u8]) {
         let _ = journal.workflows(Some(status));
     }
     match key::parse(rest) {
-        Ok(Key::Workflow(id) | Key::Completion { id, .. } | Key::Status { id, .. }) => {
+        Ok(Key::Workflow(id) | Key::Completions { id, .. } | Key::Status { id, .. }) => {
             let _ = journal.workflow(id);
             let _ = journal.completions(id);
         }
@@ -124,10 +124,15 @@ pub fn workflow_key(id: &str) -> Vec<u8> {
     k
 }
 
-/// The raw key of completion `seq` of workflow `id`.
+/// The raw key of a run holding only completion `seq` of workflow `id`.
 pub fn completion_key(id: &str, seq: u64) -> Vec<u8> {
+    run_key(id, seq, seq)
+}
+
+/// The raw key of the run of completions `first..=last` of workflow `id`.
+pub fn run_key(id: &str, first: u64, last: u64) -> Vec<u8> {
     let mut k = Vec::new();
-    key::completion(id, seq, &mut k);
+    key::completion_run(id, first, last, &mut k);
     k
 }
 
@@ -143,10 +148,15 @@ pub fn schema_key() -> &'static [u8] {
     key::SCHEMA
 }
 
-/// The stored bytes of a completion (version byte included).
+/// The stored bytes of a run of one completion (version byte included).
 pub fn encode_completion(c: &Completion) -> Vec<u8> {
+    encode_run(std::slice::from_ref(c))
+}
+
+/// The stored bytes of a run of completions (version byte included).
+pub fn encode_run(run: &[Completion]) -> Vec<u8> {
     let mut v = Vec::new();
-    let _ = codec::encode_completion(c, &mut v);
+    let _ = codec::encode_run(run.iter(), &mut v);
     v
 }
 

@@ -8,12 +8,16 @@
 //! |---|---|---|
 //! | schema version | `m` `schema` | `u32` big-endian |
 //! | workflow record | `w` id | [`codec`](crate::codec) workflow value |
-//! | step completion | `c` id-len (`u16` BE) id seq (`u64` BE) | [`codec`](crate::codec) completion value |
+//! | run of step completions | `c` id-len (`u16` BE) id first-seq last-seq (`u64` BE) | [`codec`](crate::codec) run value |
 //! | status index | `s` status byte id | empty |
 //!
-//! Integers are big-endian so byte order is numeric order: a prefix scan of
-//! `c` id-len id returns one workflow's completions in `seq` order. The id is
-//! length-prefixed in completion keys so that no id's prefix is another id's prefix
+//! Completions are stored in *runs*: all the completions one commit appends to one
+//! workflow share one sled entry. sled costs several microseconds per entry whatever its
+//! size, so a key per completion would cap group commit far below the disk's limit.
+//! Runs never overlap because completions are append-only (a commit only adds seqs past
+//! the last recorded one), so with big-endian integers (byte order is numeric order) a
+//! prefix scan of `c` id-len id returns one workflow's completions in `seq` order. The id
+//! is length-prefixed in completion keys so that no id's prefix is another id's prefix
 //! (`"a"` and `"ab"` never share completions).
 
 use crate::record::Status;
@@ -55,10 +59,20 @@ pub(crate) fn completion_prefix(id: &str, out: &mut Vec<u8>) {
     out.extend_from_slice(id.as_bytes());
 }
 
-/// Writes the key of completion `seq` of workflow `id` into `out`.
-pub(crate) fn completion(id: &str, seq: u64, out: &mut Vec<u8>) {
+/// Writes the key of the run of completions `first..=last` of workflow `id` into `out`.
+pub(crate) fn completion_run(id: &str, first: u64, last: u64, out: &mut Vec<u8>) {
     completion_prefix(id, out);
-    out.extend_from_slice(&seq.to_be_bytes());
+    out.extend_from_slice(&first.to_be_bytes());
+    out.extend_from_slice(&last.to_be_bytes());
+}
+
+/// The `(first, last)` seqs at the end of a run key whose prefix is `prefix_len` bytes.
+pub(crate) fn run_range(key: &[u8], prefix_len: usize) -> Option<(u64, u64)> {
+    let tail: &[u8; 16] = key.get(prefix_len..)?.try_into().ok()?;
+    let (first, last) = tail.split_at(8);
+    let first = u64::from_be_bytes(first.try_into().ok()?);
+    let last = u64::from_be_bytes(last.try_into().ok()?);
+    (first <= last).then_some((first, last))
 }
 
 /// Writes the status-index key of workflow `id` with `status` into `out`.
@@ -91,12 +105,14 @@ pub(crate) enum Key<'a> {
     Schema,
     /// A workflow record.
     Workflow(&'a str),
-    /// A step completion.
-    Completion {
-        /// Its workflow.
+    /// A run of step completions.
+    Completions {
+        /// Their workflow.
         id: &'a str,
-        /// Its delivery order.
-        seq: u64,
+        /// The first seq in the run.
+        first: u64,
+        /// The last seq in the run.
+        last: u64,
     },
     /// A status-index entry.
     Status {
@@ -117,14 +133,15 @@ pub(crate) fn parse(key: &[u8]) -> Result<Key<'_>, &'static str> {
         Some((&COMPLETION, rest)) => {
             let (len, rest) = rest.split_first_chunk::<2>().ok_or("truncated id length")?;
             let len = usize::from(u16::from_be_bytes(*len));
-            if rest.len() != len + 8 {
+            if rest.len() != len + 16 {
                 return Err("completion key length does not match its id length");
             }
-            let (id, seq) = rest.split_at(len);
-            let seq: [u8; 8] = seq.try_into().map_err(|_| "truncated seq")?;
-            Ok(Key::Completion {
-                id: utf8(id)?,
-                seq: u64::from_be_bytes(seq),
+            let (first, last) =
+                run_range(rest, len).ok_or("completion run ends before it starts")?;
+            Ok(Key::Completions {
+                id: utf8(&rest[..len])?,
+                first,
+                last,
             })
         }
         Some((&STATUS, rest)) => {
@@ -139,13 +156,19 @@ pub(crate) fn parse(key: &[u8]) -> Result<Key<'_>, &'static str> {
     }
 }
 
-/// A printable name for a raw key: `workflow/<id>`, `workflow/<id>/seq/<n>`,
+/// A printable name for a raw key: `workflow/<id>`, `workflow/<id>/seq/<n>` (or
+/// `.../seq/<first>-<last>` for a run),
 /// `status/<status>/<id>`, `meta/schema`, or `0x<hex>` if it does not parse.
 pub(crate) fn describe(key: &[u8]) -> String {
     match parse(key) {
         Ok(Key::Schema) => "meta/schema".to_owned(),
         Ok(Key::Workflow(id)) => format!("workflow/{}", id.escape_debug()),
-        Ok(Key::Completion { id, seq }) => format!("workflow/{}/seq/{seq}", id.escape_debug()),
+        Ok(Key::Completions { id, first, last }) if first == last => {
+            format!("workflow/{}/seq/{first}", id.escape_debug())
+        }
+        Ok(Key::Completions { id, first, last }) => {
+            format!("workflow/{}/seq/{first}-{last}", id.escape_debug())
+        }
         Ok(Key::Status { status, id }) => format!("status/{status}/{}", id.escape_debug()),
         Err(_) => hex(key),
     }
@@ -169,8 +192,8 @@ mod tests {
     #[test]
     fn completion_keys_sort_by_seq_and_never_share_a_prefix_across_ids() {
         let (mut a, mut b, mut ab) = (Vec::new(), Vec::new(), Vec::new());
-        completion("a", 255, &mut a);
-        completion("a", 256, &mut b);
+        completion_run("a", 255, 255, &mut a);
+        completion_run("a", 256, 256, &mut b);
         assert!(a < b, "big-endian seq must sort numerically");
         completion_prefix("ab", &mut ab);
         assert!(!a.starts_with(&ab) && !ab.starts_with(&a[..4]));
@@ -179,24 +202,26 @@ mod tests {
     #[test]
     fn every_key_kind_parses_back_and_describes_itself() {
         let mut k = Vec::new();
-        completion("order/42", 7, &mut k);
+        completion_run("order/42", 7, 7, &mut k);
         assert_eq!(
             parse(&k),
-            Ok(Key::Completion {
+            Ok(Key::Completions {
                 id: "order/42",
-                seq: 7
+                first: 7,
+                last: 7
             })
         );
         assert_eq!(describe(&k), "workflow/order/42/seq/7");
+        completion_run("x", 3, 9, &mut k);
+        assert_eq!(describe(&k), "workflow/x/seq/3-9");
+        completion_run("x", 9, 3, &mut k);
+        assert_eq!(parse(&k), Err("completion run ends before it starts"));
         workflow("x", &mut k);
         assert_eq!(describe(&k), "workflow/x");
         status(Status::Failed, "x", &mut k);
         assert_eq!(describe(&k), "status/failed/x");
         assert_eq!(describe(SCHEMA), "meta/schema");
-        assert_eq!(
-            describe(&[b'c', 0, 9, b'x']),
-            "0x630009 78".replace(' ', "")
-        );
+        assert_eq!(describe(&[b'c', 0, 9, b'x']), "0x63000978");
         assert_eq!(describe(&[]), "0x");
     }
 }

@@ -40,19 +40,23 @@ pub struct SledJournal {
     read_only: bool,
     /// Successful non-empty commits since open, exposed by the runtime as a metric.
     commits: AtomicU64,
-    /// Key and value buffers reused by every commit, so encoding a batch allocates only
-    /// the sled values themselves. A std mutex: held only while encoding, never across
-    /// I/O.
-    scratch: Mutex<Scratch>,
+    /// Serializes commits from the append check to the apply, so the check that new
+    /// seqs come after the recorded ones sees what the apply will extend. It also owns the
+    /// encode buffers, so a commit allocates only the sled values themselves. A std mutex:
+    /// held for CPU work and sled's in-memory apply, released before the durability point
+    /// so concurrent commits can share one flush.
+    writer: Mutex<Writer>,
 }
 
 /// Encode buffers reused across commits.
 #[derive(Default)]
-struct Scratch {
+struct Writer {
     /// The key being built.
     key: Vec<u8>,
     /// The value being encoded.
     value: Vec<u8>,
+    /// The batch's completions as indices, sorted by (workflow id, seq) to form runs.
+    order: Vec<usize>,
 }
 
 impl fmt::Debug for SledJournal {
@@ -166,7 +170,7 @@ impl SledJournal {
             data_files,
             read_only,
             commits: AtomicU64::new(0),
-            scratch: Mutex::new(Scratch::default()),
+            writer: Mutex::new(Writer::default()),
         }
     }
 
@@ -214,12 +218,12 @@ impl SledJournal {
     }
 
     /// Encodes `batch` into one sled batch.
-    fn encode(&self, batch: &Batch) -> Result<::sled::Batch, Error> {
-        let mut scratch = self
-            .scratch
-            .lock()
-            .unwrap_or_else(|poisoned| poisoned.into_inner());
-        let Scratch { key: k, value: v } = &mut *scratch;
+    fn encode(&self, batch: &Batch, writer: &mut Writer) -> Result<::sled::Batch, Error> {
+        let Writer {
+            key: k,
+            value: v,
+            order,
+        } = writer;
         let mut writes = ::sled::Batch::default();
         for rec in &batch.workflows {
             key::check_id(&rec.id)?;
@@ -238,10 +242,39 @@ impl SledJournal {
                 }
             }
         }
-        for (id, completion) in &batch.completions {
+
+        // One run (one sled entry) per workflow: see `key` for why.
+        let completions = &batch.completions;
+        order.clear();
+        order.extend(0..completions.len());
+        order.sort_unstable_by(|&a, &b| {
+            let ((id_a, a), (id_b, b)) = (&completions[a], &completions[b]);
+            id_a.cmp(id_b).then(a.seq.cmp(&b.seq))
+        });
+        for run in order.chunk_by(|&a, &b| completions[a].0 == completions[b].0) {
+            let id = &completions[run[0]].0;
             key::check_id(id)?;
-            key::completion(id, completion.seq, k);
-            codec::encode_completion(completion, v)?;
+            let seq = |i: usize| completions[i].1.seq;
+            let out_of_order = |seq, after| Error::SeqOutOfOrder {
+                workflow_id: id.clone(),
+                seq,
+                after,
+            };
+            if let Some(pair) = run.windows(2).find(|pair| seq(pair[0]) == seq(pair[1])) {
+                return Err(out_of_order(seq(pair[1]), seq(pair[0])));
+            }
+            let (first, last) = (seq(run[0]), seq(run[run.len() - 1]));
+            key::completion_prefix(id, k);
+            if let Some(recorded) = self.db.scan_prefix(k.as_slice()).next_back() {
+                let (recorded, _) = recorded?;
+                let (_, recorded_last) = key::run_range(&recorded, k.len())
+                    .ok_or_else(|| codec::corrupt(&recorded, BAD_RUN_KEY.into()))?;
+                if first <= recorded_last {
+                    return Err(out_of_order(first, recorded_last));
+                }
+            }
+            key::completion_run(id, first, last, k);
+            codec::encode_run(run.iter().map(|&i| &completions[i].1), v)?;
             writes.insert(k.as_slice(), v.as_slice());
         }
         Ok(writes)
@@ -265,8 +298,14 @@ impl Store for SledJournal {
         if batch.is_empty() {
             return Ok(());
         }
-        let writes = self.encode(batch)?;
-        self.db.apply_batch(writes)?;
+        {
+            let mut writer = self
+                .writer
+                .lock()
+                .unwrap_or_else(|poisoned| poisoned.into_inner());
+            let writes = self.encode(batch, &mut writer)?;
+            self.db.apply_batch(writes)?;
+        }
         match self.durability {
             Durability::Sync => {
                 self.db.flush()?;
@@ -293,19 +332,20 @@ impl Store for SledJournal {
         if key::check_id(workflow_id).is_err() {
             return Ok(Vec::new()); // too long to have been stored
         }
-        let mut prefix = Vec::with_capacity(3 + workflow_id.len() + 8);
+        let mut prefix = Vec::with_capacity(3 + workflow_id.len());
         key::completion_prefix(workflow_id, &mut prefix);
         let mut out = Vec::new();
+        let mut previous_last = None;
         for entry in self.db.scan_prefix(&prefix) {
             let (k, value) = entry?;
-            let seq = k
-                .get(prefix.len()..)
-                .and_then(|seq| <[u8; 8]>::try_from(seq).ok())
-                .map(u64::from_be_bytes)
-                .ok_or_else(|| {
-                    codec::corrupt(&k, "completion key has no 8-byte seq after its id".into())
-                })?;
-            out.push(codec::decode_completion(&k, seq, &value)?);
+            let (first, last) = key::run_range(&k, prefix.len())
+                .ok_or_else(|| codec::corrupt(&k, BAD_RUN_KEY.into()))?;
+            if let Some(previous) = previous_last.filter(|&previous| first <= previous) {
+                let reason = format!("run overlaps the previous run, which ends at seq {previous}");
+                return Err(codec::corrupt(&k, reason));
+            }
+            codec::decode_run(&k, first, last, &value, &mut out)?;
+            previous_last = Some(last);
         }
         Ok(out)
     }
@@ -353,6 +393,10 @@ impl Store for SledJournal {
         self.commits.load(Ordering::Relaxed)
     }
 }
+
+/// Why a key under a workflow's completion prefix is not a run key.
+const BAD_RUN_KEY: &str =
+    "completion key has no valid seq range (first <= last, 16 bytes) after its id";
 
 /// Opens sled, turning its lock failure into [`Error::Locked`] naming `path`.
 fn open_sled(config: ::sled::Config, path: &Path) -> Result<::sled::Db, Error> {

@@ -23,6 +23,11 @@ use crate::Error;
 pub trait Store: Send + Sync {
     /// Applies the whole batch or none of it (also across a crash), then reaches the
     /// store's durability point once. An empty batch is a no-op and is not counted.
+    ///
+    /// Completions are append-only: within the batch and against what is recorded, each
+    /// workflow's seqs must be distinct and greater than every seq already recorded for it
+    /// (in any push order), or the whole batch is refused with
+    /// [`Error::SeqOutOfOrder`].
     fn commit(&self, batch: &Batch) -> Result<(), Error>;
 
     /// The record of workflow `id`, if there is one.

@@ -11,7 +11,9 @@ use std::process::Stdio;
 use std::sync::mpsc;
 use std::time::{Duration, Instant};
 
-use ordo_journal::{Batch, Completion, Durability, Outcome, SledJournal, Status, Store, WorkflowRecord};
+use ordo_journal::{
+    Batch, Completion, Durability, Outcome, SledJournal, Status, Store, WorkflowRecord,
+};
 
 /// Workflows every batch touches.
 const WORKFLOWS: u64 = 3;
@@ -67,29 +69,52 @@ fn committed_batches(journal: &SledJournal) -> u64 {
     for w in 0..WORKFLOWS {
         let completions = journal.completions(&workflow_id(w)).unwrap();
         for (i, c) in completions.iter().enumerate() {
-            assert_eq!(c, &expected_completion(i as u64), "{} seq {i}", workflow_id(w));
+            assert_eq!(
+                c,
+                &expected_completion(i as u64),
+                "{} seq {i}",
+                workflow_id(w)
+            );
         }
         counts.push(completions.len() as u64);
     }
-    assert!(counts.iter().all(|&n| n == counts[0]), "a batch is present in part: completion counts {counts:?}");
-    assert_eq!(counts[0] % PER_WORKFLOW, 0, "a batch is present in part: {} completions", counts[0]);
+    assert!(
+        counts.iter().all(|&n| n == counts[0]),
+        "a batch is present in part: completion counts {counts:?}"
+    );
+    assert_eq!(
+        counts[0] % PER_WORKFLOW,
+        0,
+        "a batch is present in part: {} completions",
+        counts[0]
+    );
     let m = counts[0] / PER_WORKFLOW;
 
     let mut indexed = 0;
     for w in 0..WORKFLOWS {
         let last = (0..m).rev().find(|n| n % WORKFLOWS == w);
-        assert_eq!(journal.workflow(&workflow_id(w)).unwrap(), last.map(expected_record), "after {m} batches");
+        assert_eq!(
+            journal.workflow(&workflow_id(w)).unwrap(),
+            last.map(expected_record),
+            "after {m} batches"
+        );
         indexed += usize::from(last.is_some());
     }
     // Every record is in the index under its own status (workflows(Some) checks that).
-    let listed: usize = Status::ALL.into_iter().map(|s| journal.workflows(Some(s)).unwrap().len()).sum();
+    let listed: usize = Status::ALL
+        .into_iter()
+        .map(|s| journal.workflows(Some(s)).unwrap().len())
+        .sum();
     assert_eq!(listed, indexed);
     m
 }
 
 /// Kills the committing child `trials` times and checks the journal after each kill.
 fn crash_trials(trials: u32, durability: &str) {
-    let seed = std::env::var("ORDO_CRASH_SEED").ok().and_then(|s| s.parse().ok()).unwrap_or_else(|| fastrand::u64(..));
+    let seed = std::env::var("ORDO_CRASH_SEED")
+        .ok()
+        .and_then(|s| s.parse().ok())
+        .unwrap_or_else(|| fastrand::u64(..));
     println!("crash test seed {seed} (set ORDO_CRASH_SEED to replay)");
     let mut rng = fastrand::Rng::with_seed(seed);
     let dir = tempfile::tempdir().unwrap();
@@ -112,7 +137,10 @@ fn crash_trials(trials: u32, durability: &str) {
             // The harness prints "test crash_child ... " before the first ack.
             for line in BufReader::new(stdout).lines() {
                 let Ok(line) = line else { break };
-                if let Some(n) = line.split_once("ack ").and_then(|(_, n)| n.parse::<u64>().ok()) {
+                if let Some(n) = line
+                    .split_once("ack ")
+                    .and_then(|(_, n)| n.parse::<u64>().ok())
+                {
                     acked = Some(n);
                     let _ = tx.send(n);
                 }
@@ -133,13 +161,25 @@ fn crash_trials(trials: u32, durability: &str) {
         let m = committed_batches(&journal);
         batches = m;
         if let Some(last) = acked {
-            assert!(m > last, "trial {trial}: batch {last} was acknowledged but only {m} batches survived (seed {seed})");
-            assert!(m <= last + 2, "trial {trial}: {m} batches present, last acknowledged {last} (seed {seed})");
+            assert!(
+                m > last,
+                "trial {trial}: batch {last} was acknowledged but only {m} batches survived (seed {seed})"
+            );
+            assert!(
+                m <= last + 2,
+                "trial {trial}: {m} batches present, last acknowledged {last} (seed {seed})"
+            );
             total_acked += 1;
         }
     }
-    assert!(total_acked >= trials / 2, "too few trials reached a commit ({total_acked}/{trials})");
-    println!("{trials} crash trials, {batches} batches committed, in {:?}", started.elapsed());
+    assert!(
+        total_acked >= trials / 2,
+        "too few trials reached a commit ({total_acked}/{trials})"
+    );
+    println!(
+        "{trials} crash trials, {batches} batches committed, in {:?}",
+        started.elapsed()
+    );
 }
 
 #[test]

@@ -18,21 +18,38 @@ fn traced_syncs(mode: &str) -> Option<(usize, usize)> {
     let trace = dir.path().join("trace");
     let child = common::child("durability_child");
     let mut cmd = Command::new("strace");
-    cmd.args(["-f", "-y", "-e", "trace=fdatasync,fsync,sync_file_range", "-o"])
-        .arg(&trace)
-        .arg(child.get_program())
-        .args(child.get_args())
-        .env("ORDO_JOURNAL_CHILD", "1")
-        .env("ORDO_JOURNAL_PATH", dir.path().join("journal"))
-        .env("ORDO_JOURNAL_DURABILITY", mode);
+    cmd.args([
+        "-f",
+        "-y",
+        "-e",
+        "trace=fdatasync,fsync,sync_file_range",
+        "-o",
+    ])
+    .arg(&trace)
+    .arg(child.get_program())
+    .args(child.get_args())
+    .env("ORDO_JOURNAL_CHILD", "1")
+    .env("ORDO_JOURNAL_PATH", dir.path().join("journal"))
+    .env("ORDO_JOURNAL_DURABILITY", mode);
     let out = cmd.output().ok()?;
     if !out.status.success() {
-        eprintln!("strace could not run: {}", String::from_utf8_lossy(&out.stderr));
+        eprintln!(
+            "strace could not run: {}",
+            String::from_utf8_lossy(&out.stderr)
+        );
         return None;
     }
-    assert!(String::from_utf8_lossy(&out.stdout).contains("COMMITTED"), "the child did not commit");
+    assert!(
+        String::from_utf8_lossy(&out.stdout).contains("COMMITTED"),
+        "the child did not commit"
+    );
     let trace = std::fs::read_to_string(&trace).unwrap();
-    let on_db = |call: &str| trace.lines().filter(|l| l.contains(call) && l.contains("/journal/db>")).count();
+    let on_db = |call: &str| {
+        trace
+            .lines()
+            .filter(|l| l.contains(call) && l.contains("/journal/db>"))
+            .count()
+    };
     Some((on_db("fdatasync("), on_db("sync_file_range(")))
 }
 
@@ -43,11 +60,17 @@ fn sync_fdatasyncs_the_data_file_once_per_commit_and_flush_never_does() {
         return;
     };
     assert_eq!(sync_fdatasyncs, COMMITS, "one fdatasync per Sync commit");
-    assert!(sync_ranges >= COMMITS, "sled's flush ran sync_file_range {sync_ranges} times");
+    assert!(
+        sync_ranges >= COMMITS,
+        "sled's flush ran sync_file_range {sync_ranges} times"
+    );
 
     let (flush_fdatasyncs, flush_ranges) = traced_syncs("flush").unwrap();
     assert_eq!(flush_fdatasyncs, 0, "Flush must not fdatasync");
-    assert!(flush_ranges >= COMMITS, "sled's flush ran sync_file_range {flush_ranges} times");
+    assert!(
+        flush_ranges >= COMMITS,
+        "sled's flush ran sync_file_range {flush_ranges} times"
+    );
 }
 
 /// The child: `COMMITS` commits of one completion each.

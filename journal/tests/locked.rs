@@ -9,10 +9,22 @@ use ordo_journal::{Durability, Error, SledJournal};
 
 /// Runs `locked_child` against `path` and returns its `RESULT:` lines.
 fn child_results(path: &Path) -> Vec<String> {
-    let out = common::child("locked_child").env("ORDO_JOURNAL_PATH", path).output().unwrap();
+    let out = common::child("locked_child")
+        .env("ORDO_JOURNAL_PATH", path)
+        .output()
+        .unwrap();
     let stdout = String::from_utf8_lossy(&out.stdout);
-    let results: Vec<String> = stdout.lines().filter_map(|l| l.split_once("RESULT: ").map(|(_, r)| r)).map(str::to_owned).collect();
-    assert_eq!(results.len(), 2, "child output:\n{stdout}\n{}", String::from_utf8_lossy(&out.stderr));
+    let results: Vec<String> = stdout
+        .lines()
+        .filter_map(|l| l.split_once("RESULT: ").map(|(_, r)| r))
+        .map(str::to_owned)
+        .collect();
+    assert_eq!(
+        results.len(),
+        2,
+        "child output:\n{stdout}\n{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
     results
 }
 

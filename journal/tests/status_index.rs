@@ -7,7 +7,12 @@ use common::{completion, workflow};
 use ordo_journal::{Batch, Durability, SledJournal, Status, Store};
 
 fn ids(journal: &SledJournal, status: Option<Status>) -> Vec<String> {
-    journal.workflows(status).unwrap().into_iter().map(|rec| rec.id).collect()
+    journal
+        .workflows(status)
+        .unwrap()
+        .into_iter()
+        .map(|rec| rec.id)
+        .collect()
 }
 
 #[test]
@@ -33,7 +38,10 @@ fn workflows_are_listed_by_status_and_move_when_their_status_changes() {
     assert_eq!(ids(&journal, Some(Status::Failed)), ["c"]);
     assert_eq!(ids(&journal, Some(Status::Cancelled)), ["d"]);
     assert_eq!(ids(&journal, None), ["a", "b", "c", "d"]);
-    assert_eq!(journal.workflows(Some(Status::Failed)).unwrap(), [workflow("c", Status::Failed)]);
+    assert_eq!(
+        journal.workflows(Some(Status::Failed)).unwrap(),
+        [workflow("c", Status::Failed)]
+    );
 }
 
 #[test]
@@ -73,5 +81,8 @@ fn status_names_parse_and_print() {
     }
     assert_eq!(Status::Cancelled.to_string(), "cancelled");
     let err = "Pending".parse::<Status>().unwrap_err();
-    assert_eq!(err.to_string(), "unknown workflow status \"Pending\" (expected pending, succeeded, failed or cancelled)");
+    assert_eq!(
+        err.to_string(),
+        "unknown workflow status \"Pending\" (expected pending, succeeded, failed or cancelled)"
+    );
 }

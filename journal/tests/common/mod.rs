@@ -45,7 +45,13 @@ pub fn workflow(id: &str, status: Status) -> WorkflowRecord {
 pub fn child(name: &str) -> Command {
     let exe = std::env::current_exe().expect("test binary path");
     let mut cmd = Command::new(exe);
-    cmd.args([name, "--exact", "--ignored", "--nocapture", "--test-threads=1"]);
+    cmd.args([
+        name,
+        "--exact",
+        "--ignored",
+        "--nocapture",
+        "--test-threads=1",
+    ]);
     cmd.env("ORDO_JOURNAL_CHILD", "1");
     cmd
 }
