@@ -571,6 +571,11 @@ impl State {
     /// Moves cross-thread wakes into the ready queue, in arrival order.
     #[inline]
     fn drain_remote(&mut self, remote: &Remote) {
+        // Cleared before popping, so a push racing with this drain either is popped now
+        // or leaves the flag set for the next drain.
+        if !remote.queued.load(Ordering::Relaxed) || !remote.queued.swap(false, Ordering::Acquire) {
+            return;
+        }
         while let Some(task) = remote.queue.pop() {
             self.schedule(task);
         }
