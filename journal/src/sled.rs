@@ -4,6 +4,7 @@
 //! so a commit is one `sled::Batch` applied to one tree (atomic across a crash), followed
 //! by the [`Durability`] point chosen at open.
 
+use std::collections::HashMap;
 use std::fmt;
 use std::path::{Path, PathBuf};
 use std::sync::atomic::{AtomicU64, Ordering};
@@ -57,6 +58,36 @@ struct Writer {
     value: Vec<u8>,
     /// The batch's completions as indices, sorted by (workflow id, seq) to form runs.
     order: Vec<usize>,
+    /// The last recorded seq of recently committed workflows, so the append check of a
+    /// running workflow costs a hash lookup instead of a reverse sled scan (~15 µs).
+    /// Coherent because sled's lock makes this process the journal's only writer; the raw
+    /// test hooks clear it. Only a cache: cleared when it grows past
+    /// [`LAST_SEQ_CACHE_LIMIT`], and a miss reads the journal.
+    last_seq: HashMap<String, u64>,
+    /// `(completion index, last seq)` of each run in the batch being encoded, moved into
+    /// `last_seq` once the batch is applied.
+    appended: Vec<(usize, u64)>,
+}
+
+/// How many workflows' last seqs [`Writer::last_seq`] remembers before starting over.
+const LAST_SEQ_CACHE_LIMIT: usize = 1 << 16;
+
+impl Writer {
+    /// Records the runs of an applied batch in the last-seq cache.
+    fn applied(&mut self, completions: &[(String, Completion)]) {
+        if self.last_seq.len() + self.appended.len() > LAST_SEQ_CACHE_LIMIT {
+            self.last_seq.clear();
+        }
+        for &(index, last) in &self.appended {
+            let id = &completions[index].0;
+            match self.last_seq.get_mut(id) {
+                Some(cached) => *cached = last,
+                None => {
+                    self.last_seq.insert(id.clone(), last);
+                }
+            }
+        }
+    }
 }
 
 impl fmt::Debug for SledJournal {
@@ -197,6 +228,7 @@ impl SledJournal {
     /// plant bad records. Not part of the stable API.
     #[doc(hidden)]
     pub fn raw_insert(&self, key: &[u8], value: &[u8]) -> Result<(), Error> {
+        self.forget_cached_seqs();
         self.db.insert(key, value)?;
         self.db.flush()?;
         Ok(())
@@ -205,6 +237,7 @@ impl SledJournal {
     /// Removes a raw key: for tests and fuzzing. Not part of the stable API.
     #[doc(hidden)]
     pub fn raw_remove(&self, key: &[u8]) -> Result<(), Error> {
+        self.forget_cached_seqs();
         self.db.remove(key)?;
         Ok(())
     }
@@ -213,6 +246,7 @@ impl SledJournal {
     /// API.
     #[doc(hidden)]
     pub fn raw_clear(&self) -> Result<(), Error> {
+        self.forget_cached_seqs();
         self.db.clear()?;
         Ok(())
     }
@@ -223,6 +257,8 @@ impl SledJournal {
             key: k,
             value: v,
             order,
+            last_seq,
+            appended,
         } = writer;
         let mut writes = ::sled::Batch::default();
         for rec in &batch.workflows {
@@ -247,6 +283,7 @@ impl SledJournal {
         let completions = &batch.completions;
         order.clear();
         order.extend(0..completions.len());
+        appended.clear();
         order.sort_unstable_by(|&a, &b| {
             let ((id_a, a), (id_b, b)) = (&completions[a], &completions[b]);
             id_a.cmp(id_b).then(a.seq.cmp(&b.seq))
@@ -264,20 +301,49 @@ impl SledJournal {
                 return Err(out_of_order(seq(pair[1]), seq(pair[0])));
             }
             let (first, last) = (seq(run[0]), seq(run[run.len() - 1]));
-            key::completion_prefix(id, k);
-            if let Some(recorded) = self.db.scan_prefix(k.as_slice()).next_back() {
-                let (recorded, _) = recorded?;
-                let (_, recorded_last) = key::run_range(&recorded, k.len())
-                    .ok_or_else(|| codec::corrupt(&recorded, BAD_RUN_KEY.into()))?;
-                if first <= recorded_last {
-                    return Err(out_of_order(first, recorded_last));
-                }
+            let recorded_last = match last_seq.get(id.as_str()) {
+                Some(&cached) => Some(cached),
+                None => self.recorded_last_seq(id, k)?,
+            };
+            if let Some(recorded_last) = recorded_last.filter(|&recorded| first <= recorded) {
+                return Err(out_of_order(first, recorded_last));
             }
+            appended.push((run[0], last));
             key::completion_run(id, first, last, k);
             codec::encode_run(run.iter().map(|&i| &completions[i].1), v)?;
             writes.insert(k.as_slice(), v.as_slice());
         }
         Ok(writes)
+    }
+
+    /// The last seq recorded for workflow `id`, read from the journal (`k` is scratch).
+    fn recorded_last_seq(&self, id: &str, k: &mut Vec<u8>) -> Result<Option<u64>, Error> {
+        key::completion_prefix(id, k);
+        // A forward probe first: cheap, and enough for a workflow's first commit.
+        if self
+            .db
+            .scan_prefix(k.as_slice())
+            .next()
+            .transpose()?
+            .is_none()
+        {
+            return Ok(None);
+        }
+        let Some((recorded, _)) = self.db.scan_prefix(k.as_slice()).next_back().transpose()? else {
+            return Ok(None);
+        };
+        let (_, last) = key::run_range(&recorded, k.len())
+            .ok_or_else(|| codec::corrupt(&recorded, BAD_RUN_KEY.into()))?;
+        Ok(Some(last))
+    }
+
+    /// Forgets cached last seqs, after a raw write went around the commit path.
+    fn forget_cached_seqs(&self) {
+        self.writer
+            .lock()
+            .unwrap_or_else(|poisoned| poisoned.into_inner())
+            .last_seq
+            .clear();
     }
 
     /// Reads and decodes workflow `id`'s record.
@@ -305,6 +371,7 @@ impl Store for SledJournal {
                 .unwrap_or_else(|poisoned| poisoned.into_inner());
             let writes = self.encode(batch, &mut writer)?;
             self.db.apply_batch(writes)?;
+            writer.applied(&batch.completions);
         }
         match self.durability {
             Durability::Sync => {

@@ -97,6 +97,16 @@ fn completions_come_back_in_seq_order_across_reopen_and_never_mix_ids() {
     assert_eq!(journal.completions("ab").unwrap().len(), 8);
     assert!(journal.completions("").unwrap().is_empty());
     assert!(journal.completions("b").unwrap().is_empty());
+
+    // The append-only check reads the recorded last seq after reopen.
+    let mut batch = Batch::new();
+    batch.push_completion("a", completion(1_000_000));
+    let err = journal.commit(&batch).unwrap_err();
+    assert!(matches!(err, ordo_journal::Error::SeqOutOfOrder { seq: 1_000_000, after: 1_000_000, .. }));
+    batch.clear();
+    batch.push_completion("a", completion(1_000_001));
+    journal.commit(&batch).unwrap();
+    assert_eq!(journal.completions("a").unwrap().len(), 9);
 }
 
 #[test]
