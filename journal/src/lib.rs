@@ -38,23 +38,31 @@
 //!
 //! - `record`: the values stored — [`WorkflowRecord`], [`Completion`], [`Outcome`],
 //!   [`Status`] — and the [`Batch`] that commits them together.
-//! - `key`: the key space — one sled tree, one leading byte per record kind, big-endian
-//!   integers and length-prefixed ids so a prefix scan yields one workflow's completions
-//!   in `seq` order, and a status index.
+//! - `key`: the key space — one sled tree (so one `sled::Batch` is atomic), one leading
+//!   byte per record kind, big-endian integers and length-prefixed ids so a prefix scan
+//!   yields one workflow's completions in `seq` order, a status index, and completions
+//!   stored as one *run* per workflow per commit (sled costs microseconds per entry).
 //! - `codec`: values on disk — a format-version byte, then bincode 2 (serde); decoding
 //!   that never panics, never allocates what garbage claims, and rejects trailing bytes.
 //! - `durability`: [`Durability`] and the `fdatasync` of sled's files that makes `Sync`
 //!   survive power loss.
 //! - `store`: the [`Store`] trait the runtime journals through.
 //! - `sled`: [`SledJournal`], the store on sled 0.34.7: open, lock, schema check, group
-//!   commit.
+//!   commit, the append-only check on completion seqs.
 //! - `error`: the one [`Error`] enum, whose messages name the path or key involved.
 //!
 //! # Durability
 //!
 //! sled 0.34.7's `flush()` only calls `sync_file_range` on Linux, which writes data
 //! towards the disk but neither flushes the disk's cache nor syncs metadata. So
-//! [`Durability::Sync`] follows every flush with `fdatasync` of sled's data file.
+//! [`Durability::Sync`] follows every flush with `fdatasync` of sled's data file (and of
+//! any new blob file sled wrote for a large message, which it never syncs itself).
+//!
+//! # Completions are append-only
+//!
+//! A commit may only add, per workflow, seqs after the last one recorded
+//! ([`Error::SeqOutOfOrder`] otherwise): a recorded completion is never rewritten, which
+//! is what replay relies on.
 
 mod codec;
 mod durability;

@@ -102,7 +102,14 @@ fn completions_come_back_in_seq_order_across_reopen_and_never_mix_ids() {
     let mut batch = Batch::new();
     batch.push_completion("a", completion(1_000_000));
     let err = journal.commit(&batch).unwrap_err();
-    assert!(matches!(err, ordo_journal::Error::SeqOutOfOrder { seq: 1_000_000, after: 1_000_000, .. }));
+    assert!(matches!(
+        err,
+        ordo_journal::Error::SeqOutOfOrder {
+            seq: 1_000_000,
+            after: 1_000_000,
+            ..
+        }
+    ));
     batch.clear();
     batch.push_completion("a", completion(1_000_001));
     journal.commit(&batch).unwrap();
