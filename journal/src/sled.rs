@@ -440,15 +440,28 @@ impl Store for SledJournal {
                         ));
                     };
                     key::workflow(id, &mut record_key);
-                    let Some(rec) = self.read_workflow(&record_key, id)? else {
-                        let reason = "status index entry without a workflow record".into();
-                        return Err(codec::corrupt(&index_key, reason));
-                    };
-                    if rec.status != status {
-                        let reason =
-                            format!("indexed as {status} but the record says {}", rec.status);
-                        return Err(codec::corrupt(&index_key, reason));
+                    let mut rec = self.read_workflow(&record_key, id)?;
+                    if rec.as_ref().map(|rec| rec.status) != Some(status) {
+                        // A scan is not a snapshot: a commit may have moved this workflow
+                        // since the entry was read. Only an entry that is still there and
+                        // still disagrees is corrupt.
+                        if !self.db.contains_key(&index_key)? {
+                            continue;
+                        }
+                        rec = self.read_workflow(&record_key, id)?;
                     }
+                    let rec = match rec {
+                        Some(rec) if rec.status == status => rec,
+                        Some(rec) => {
+                            let reason =
+                                format!("indexed as {status} but the record says {}", rec.status);
+                            return Err(codec::corrupt(&index_key, reason));
+                        }
+                        None => {
+                            let reason = "status index entry without a workflow record".into();
+                            return Err(codec::corrupt(&index_key, reason));
+                        }
+                    };
                     out.push(rec);
                 }
             }

@@ -86,3 +86,33 @@ fn status_names_parse_and_print() {
         "unknown workflow status \"Pending\" (expected pending, succeeded, failed or cancelled)"
     );
 }
+
+#[test]
+fn listing_while_another_thread_changes_statuses_never_reports_corruption() {
+    let journal = SledJournal::temporary().unwrap();
+    let ids: Vec<String> = (0..20).map(|i| format!("w{i:02}")).collect();
+    let mut batch = Batch::new();
+    for id in &ids {
+        batch.put_workflow(workflow(id, Status::Pending));
+    }
+    journal.commit(&batch).unwrap();
+    std::thread::scope(|scope| {
+        scope.spawn(|| {
+            let mut batch = Batch::new();
+            for round in 0..300 {
+                batch.clear();
+                for id in ids.iter().skip(round % 3).step_by(3) {
+                    batch.put_workflow(workflow(id, Status::ALL[round % 4]));
+                }
+                journal.commit(&batch).unwrap();
+            }
+        });
+        for _ in 0..300 {
+            for status in Status::ALL {
+                for rec in journal.workflows(Some(status)).unwrap() {
+                    assert_eq!(rec.status, status);
+                }
+            }
+        }
+    });
+}
