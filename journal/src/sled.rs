@@ -9,6 +9,7 @@ use std::fmt;
 use std::path::{Path, PathBuf};
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::Mutex;
+use std::time::{Duration, Instant};
 
 use crate::codec::{self, SCHEMA_VERSION};
 use crate::durability::{DataFiles, Durability};
@@ -41,6 +42,10 @@ pub struct SledJournal {
     read_only: bool,
     /// Successful non-empty commits since open, exposed by the runtime as a metric.
     commits: AtomicU64,
+    /// Declared after `db` on purpose: fields drop in declaration order, so this waits,
+    /// after sled is dropped, until sled's file lock is really free (see
+    /// [`LockRelease`]).
+    _lock_release: LockRelease,
     /// Serializes commits from the append check to the apply, so the check that new
     /// seqs come after the recorded ones sees what the apply will extend. It also owns the
     /// encode buffers, so a commit allocates only the sled values themselves. A std mutex:
@@ -196,6 +201,7 @@ impl SledJournal {
     ) -> Self {
         SledJournal {
             db,
+            _lock_release: LockRelease(path.clone()),
             path,
             durability,
             data_files,
@@ -337,6 +343,26 @@ impl SledJournal {
         Ok(Some(last))
     }
 
+    /// Reads a status-index entry and the record it points at atomically: `None` if the
+    /// entry is gone, else the record's raw value.
+    #[allow(clippy::type_complexity)]
+    fn read_indexed(
+        &self,
+        index_key: &[u8],
+        record_key: &[u8],
+    ) -> Result<Option<Option<::sled::IVec>>, Error> {
+        use ::sled::transaction::{ConflictableTransactionError, TransactionError};
+        let read = self.db.transaction(|tx| {
+            let indexed = tx.get(index_key)?.is_some();
+            let record = tx.get(record_key)?;
+            Ok::<_, ConflictableTransactionError<()>>(indexed.then_some(record))
+        });
+        read.map_err(|err| match err {
+            TransactionError::Storage(err) => Error::from(err),
+            TransactionError::Abort(()) => Error::Storage("read transaction aborted".into()),
+        })
+    }
+
     /// Forgets cached last seqs, after a raw write went around the commit path.
     fn forget_cached_seqs(&self) {
         self.writer
@@ -443,12 +469,15 @@ impl Store for SledJournal {
                     let mut rec = self.read_workflow(&record_key, id)?;
                     if rec.as_ref().map(|rec| rec.status) != Some(status) {
                         // A scan is not a snapshot: a commit may have moved this workflow
-                        // since the entry was read. Only an entry that is still there and
-                        // still disagrees is corrupt.
-                        if !self.db.contains_key(&index_key)? {
+                        // since the entry was read. Look again at both keys at one instant
+                        // (a sled transaction excludes commits); only an entry that is
+                        // still there and still disagrees is corrupt.
+                        let Some(record) = self.read_indexed(&index_key, &record_key)? else {
                             continue;
-                        }
-                        rec = self.read_workflow(&record_key, id)?;
+                        };
+                        rec = record
+                            .map(|value| codec::decode_workflow(&record_key, id, &value))
+                            .transpose()?;
                     }
                     let rec = match rec {
                         Some(rec) if rec.status == status => rec,
@@ -471,6 +500,37 @@ impl Store for SledJournal {
 
     fn commit_count(&self) -> u64 {
         self.commits.load(Ordering::Relaxed)
+    }
+}
+
+/// Makes dropping a journal release its directory synchronously.
+///
+/// sled 0.34.7 can keep its file lock for a moment after the last `Db` handle is dropped:
+/// an I/O task on its thread pool may still hold the file. Reopening the path right away,
+/// in this process or in a child, would then fail with [`Error::Locked`]. On drop, this
+/// waits (up to two seconds) until the lock can be taken, then lets go of it at once.
+#[derive(Debug)]
+struct LockRelease(Option<PathBuf>);
+
+impl Drop for LockRelease {
+    fn drop(&mut self) {
+        use fs2::FileExt;
+        let Some(dir) = &self.0 else { return };
+        let Ok(log) = std::fs::File::open(dir.join("db")) else {
+            return;
+        };
+        let deadline = Instant::now() + Duration::from_secs(2);
+        loop {
+            match log.try_lock_exclusive() {
+                Ok(()) => {
+                    let _ = FileExt::unlock(&log);
+                    return;
+                }
+                // Still held (by sled's last task, or already by another opener).
+                Err(_) if Instant::now() < deadline => std::thread::sleep(Duration::from_millis(1)),
+                Err(_) => return,
+            }
+        }
     }
 }
 
