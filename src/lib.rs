@@ -1,1 +1,120 @@
-//! placeholder
+//! # ordo: durable execution for Rust, embedded
+//!
+//! Write a long-running business process as an ordinary `async fn` made of *steps*.
+//! ordo journals every step's outcome before the workflow sees it; after a crash, the
+//! workflow is *replayed*: recorded steps return their recorded outcome without running
+//! again, and execution continues live from the first step that never finished.
+//!
+//! ```
+//! use ordo::{Ctx, Runtime};
+//! use std::time::Duration;
+//!
+//! async fn checkout(ctx: Ctx, items: Vec<String>) -> Result<u64, String> {
+//!     // Concurrent steps: ids are taken at the call, in program order.
+//!     let holds = futures::future::join_all(items.into_iter().map(|item| {
+//!         ctx.step("reserve", move || async move { Ok::<_, String>(item.len() as u64) })
+//!     }))
+//!     .await;
+//!     ctx.sleep(Duration::from_millis(10)).await; // durable: survives a restart
+//!     let total: u64 = holds.into_iter().collect::<Result<Vec<_>, _>>()?.iter().sum();
+//!     ctx.step("charge", move || async move { Ok::<_, String>(total * 100) }).await
+//! }
+//!
+//! let dir = tempfile::tempdir()?;
+//! let rt = Runtime::builder().path(dir.path()).register("checkout", checkout).build()?;
+//! rt.recover()?; // resume what a crashed process left pending
+//! let items = vec!["book".to_string(), "pen".to_string()];
+//! let handle = rt.start::<_, u64, String>("checkout", "order-42", items)?;
+//! assert_eq!(rt.block_on(handle.result())?, Ok(700));
+//! # Ok::<(), Box<dyn std::error::Error>>(())
+//! ```
+//!
+//! ## Determinism
+//!
+//! Replay needs the workflow to make the same decisions in the same order. ordo gets
+//! that from three rules (DESIGN.md §3):
+//!
+//! 1. **Step ids at the call site.** `ctx.step(..)` takes the next step id when it is
+//!    called, before anything is awaited: program order numbers steps, not poll order.
+//! 2. **Outcomes are delivered, not grabbed.** A finished step body, a fired durable
+//!    timer: each becomes a queued completion. When the executor stalls, every queued
+//!    completion (of every workflow) is committed in one journal commit, then delivered
+//!    one at a time per workflow, in journal order, the executor running until it
+//!    stalls between two deliveries to the same workflow.
+//! 3. **Replay delivers the same sequence.** After a restart the recorded completions
+//!    are delivered the same way; no step body starts until they all have been.
+//!
+//! Together with the single-threaded FIFO executor ([`ordo_executor`]), this makes
+//! `join_all`, two multi-step sequences in one `join!`, `select!` races against a
+//! durable timeout, `FuturesUnordered` and `ctx.spawn`ed sub-tasks replay exactly. A
+//! replay that diverges from the journal stops with [`Error::NonDeterminism`] and
+//! leaves the journal untouched.
+//!
+//! ## Guarantees
+//!
+//! - A step body runs at least once; a step whose completion is recorded never runs
+//!   again. Only bodies in flight at a crash run twice: give external services
+//!   [`StepInfo::idempotency_key`] (via [`current_step`]) for exactly-once effects.
+//! - A step's outcome is recorded exactly once, and delivered to the workflow only
+//!   after it is durable ([`Durability`] says against what).
+//!
+//! # Layout
+//!
+//! - [`runtime`](Runtime): the builder, `start`, `recover`, `block_on`, `run`.
+//! - `ctx`: [`Ctx`], what workflows call: `step`, `step_with`, `sleep`, `now`,
+//!   `random`, `spawn`.
+//! - `step`: the [`Step`] future: waits for delivery, starts its body when live.
+//! - `core`: the outbox, group commit and delivery (rule 2), installed as the
+//!   executor's stall hook.
+//! - `workflow`: one running workflow's state: step slots, inbox, replay progress.
+//! - `handle`: [`WorkflowHandle`], a typed view of a workflow's result.
+//! - `registry`: registered workflow functions with types erased to bytes.
+//! - `codec`: bincode encoding of user values; `clock`: wall time on executor time.
+//! - `error`: the one [`Error`] enum; `event`: [`Event`]s for observers;
+//!   `retry`: [`RetryPolicy`].
+//! - `src/bin/ordo.rs`: the `ordo` CLI, which reads a journal from the shell.
+
+#![warn(missing_docs)]
+
+mod clock;
+mod codec;
+mod core;
+mod ctx;
+mod error;
+mod event;
+mod handle;
+mod registry;
+mod retry;
+mod runtime;
+mod step;
+mod workflow;
+
+pub use crate::core::Metrics;
+pub use crate::ctx::{Ctx, TaskHandle};
+pub use crate::error::{Error, Result};
+pub use crate::event::Event;
+pub use crate::handle::WorkflowHandle;
+pub use crate::retry::RetryPolicy;
+pub use crate::runtime::{
+    RecoveryReport, Runtime, RuntimeBuilder, DEFAULT_DATA_DIR, DEFAULT_MAX_RECOVERY_ATTEMPTS,
+};
+pub use crate::step::{current_step, Step, StepInfo};
+pub use ordo_executor::Clock;
+pub use ordo_journal::{Durability, Status};
+
+/// The journal crate, for reading records directly (the CLI does).
+pub use ordo_journal as journal;
+
+/// The executor crate, for `spawn`, `sleep` and friends outside workflows.
+pub use ordo_executor as executor;
+
+/// The message of a caught panic.
+pub(crate) fn panic_message(panic: &(dyn std::any::Any + Send)) -> String {
+    if let Some(s) = panic.downcast_ref::<&str>() {
+        (*s).to_string()
+    } else if let Some(s) = panic.downcast_ref::<String>() {
+        s.clone()
+    } else {
+        "a panic with a non-string payload".to_string()
+    }
+}

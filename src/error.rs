@@ -1,0 +1,144 @@
+//! The runtime's one error type.
+
+/// Everything that can go wrong in the durable runtime.
+///
+/// Each variant names what failed (workflow id, step id, workflow name, journal path),
+/// so a message read in a log is enough to find the record involved. Journal errors
+/// convert into [`Error::Journal`] with `?`.
+///
+/// ```
+/// use ordo::Error;
+///
+/// let err = Error::NonDeterminism {
+///     workflow_id: "order-42".into(),
+///     step_id: 3,
+///     recorded: "charge".into(),
+///     found: "charge-card".into(),
+/// };
+/// assert!(err.to_string().contains("order-42"));
+/// assert!(err.to_string().contains("charge-card"));
+/// ```
+#[derive(Debug, Clone, thiserror::Error)]
+#[non_exhaustive]
+pub enum Error {
+    /// The journal failed: locked by another process, corrupt, unsupported version, I/O.
+    ///
+    /// Shared behind an `Arc` so the error can reach every handle of a workflow.
+    #[error(transparent)]
+    Journal(std::sync::Arc<ordo_journal::Error>),
+
+    /// No workflow is registered under this name.
+    #[error("no workflow is registered under the name {name:?}")]
+    UnknownWorkflow {
+        /// The name asked for.
+        name: String,
+    },
+
+    /// No workflow with this id exists in the journal.
+    #[error("no workflow with id {workflow_id:?} exists in the journal")]
+    NotFound {
+        /// The id asked for.
+        workflow_id: String,
+    },
+
+    /// A workflow with this id already exists under another name.
+    #[error("workflow {workflow_id:?} already exists as {existing:?}, not {requested:?}")]
+    Conflict {
+        /// The id both starts used.
+        workflow_id: String,
+        /// The name recorded in the journal.
+        existing: String,
+        /// The name this start asked for.
+        requested: String,
+    },
+
+    /// Replay diverged from the journal: the workflow's code no longer makes the
+    /// decisions it made when the journal was written. The journal is left untouched,
+    /// so the workflow can still be recovered by a binary with the original code.
+    #[error(
+        "non-deterministic replay of workflow {workflow_id:?} at step {step_id}: \
+         the journal recorded {recorded:?}, the code now has {found:?}"
+    )]
+    NonDeterminism {
+        /// The workflow being replayed.
+        workflow_id: String,
+        /// The step id (call-site number) where the divergence was found.
+        step_id: u64,
+        /// What the journal recorded at that step (its step name).
+        recorded: String,
+        /// What the code did instead (another step name, or a description such as
+        /// "no step with this id was created").
+        found: String,
+    },
+
+    /// Recorded bytes do not decode as the type the code now expects (a workflow's
+    /// input or output, or a step's outcome), typically after a change of types.
+    #[error("type mismatch in workflow {workflow_id:?}, {what}: expected {expected}: {detail}")]
+    TypeMismatch {
+        /// The workflow whose data did not decode.
+        workflow_id: String,
+        /// Which value: "input", "output", "step 3 (\"charge\")"...
+        what: String,
+        /// The Rust type the code expected.
+        expected: &'static str,
+        /// The decoder's message.
+        detail: String,
+    },
+
+    /// A value could not be encoded for the journal.
+    #[error("could not encode {what} of workflow {workflow_id:?}: {detail}")]
+    Encode {
+        /// The workflow whose value failed to encode.
+        workflow_id: String,
+        /// Which value.
+        what: String,
+        /// The encoder's message.
+        detail: String,
+    },
+
+    /// The workflow (or one of its step bodies) panicked. It stays `Pending` in the
+    /// journal, so a fixed binary can resume it with `recover()`.
+    #[error("workflow {workflow_id:?} panicked: {message}")]
+    Panicked {
+        /// The workflow that panicked.
+        workflow_id: String,
+        /// The panic message.
+        message: String,
+    },
+
+    /// The workflow was left `Pending` after too many recovery attempts; it is not
+    /// resumed any more until its record is repaired by hand.
+    #[error("workflow {workflow_id:?} was not resumed: {attempts} recovery attempts (limit {limit})")]
+    RecoveryExhausted {
+        /// The workflow.
+        workflow_id: String,
+        /// Attempts recorded.
+        attempts: u32,
+        /// The runtime's limit.
+        limit: u32,
+    },
+
+    /// The workflow is recorded as cancelled.
+    #[error("workflow {workflow_id:?} was cancelled")]
+    Cancelled {
+        /// The workflow.
+        workflow_id: String,
+    },
+
+    /// The runtime stopped (it was dropped, or halted on purpose) before the workflow
+    /// finished; the workflow stays `Pending` in the journal.
+    #[error("the runtime stopped before workflow {workflow_id:?} finished")]
+    Stopped {
+        /// The workflow.
+        workflow_id: String,
+    },
+}
+
+impl From<ordo_journal::Error> for Error {
+    fn from(err: ordo_journal::Error) -> Self {
+        Error::Journal(std::sync::Arc::new(err))
+    }
+}
+
+/// `Result` with the runtime's [`Error`].
+pub type Result<T, E = Error> = std::result::Result<T, E>;

@@ -1,0 +1,164 @@
+//! `WorkflowHandle`: a typed view of one workflow's final result.
+
+use std::future::Future;
+use std::marker::PhantomData;
+use std::rc::Rc;
+use std::task::Poll;
+
+use ordo_journal::{Outcome, Status};
+use serde::de::DeserializeOwned;
+
+use crate::codec;
+use crate::core::Core;
+use crate::error::Error;
+use crate::workflow::WorkflowState;
+
+/// A handle on a started (or recorded) workflow, typed by its output `O` and error `E`.
+///
+/// Cheap to clone. [`WorkflowHandle::result`] resolves once the workflow's final
+/// status is durable in the journal; for a workflow that finished in an earlier run it
+/// resolves at once from the journal, without running anything.
+///
+/// ```
+/// use ordo::{Ctx, Runtime};
+///
+/// async fn double(_ctx: Ctx, n: u32) -> Result<u32, String> { Ok(n * 2) }
+///
+/// let rt = Runtime::builder().temporary().register("double", double).build()?;
+/// let handle = rt.start::<_, u32, String>("double", "d-1", 21)?;
+/// assert_eq!(handle.id(), "d-1");
+/// assert_eq!(rt.block_on(handle.result())?, Ok(42));
+/// # Ok::<(), ordo::Error>(())
+/// ```
+pub struct WorkflowHandle<O, E> {
+    id: String,
+    core: Rc<Core>,
+    /// The running workflow, when it runs in this process.
+    running: Option<Rc<WorkflowState>>,
+    _types: PhantomData<fn() -> (O, E)>,
+}
+
+impl<O, E> Clone for WorkflowHandle<O, E> {
+    fn clone(&self) -> Self {
+        WorkflowHandle {
+            id: self.id.clone(),
+            core: Rc::clone(&self.core),
+            running: self.running.clone(),
+            _types: PhantomData,
+        }
+    }
+}
+
+impl<O: DeserializeOwned, E: DeserializeOwned> WorkflowHandle<O, E> {
+    pub(crate) fn new(id: String, core: Rc<Core>, running: Option<Rc<WorkflowState>>) -> Self {
+        WorkflowHandle {
+            id,
+            core,
+            running,
+            _types: PhantomData,
+        }
+    }
+
+    /// The workflow's id.
+    ///
+    /// ```
+    /// # use ordo::{Ctx, Runtime};
+    /// # async fn nop(_: Ctx, _: ()) -> Result<(), ()> { Ok(()) }
+    /// # let rt = Runtime::builder().temporary().register("nop", nop).build()?;
+    /// let handle = rt.start::<_, (), ()>("nop", "n-1", ())?;
+    /// assert_eq!(handle.id(), "n-1");
+    /// # Ok::<(), ordo::Error>(())
+    /// ```
+    pub fn id(&self) -> &str {
+        &self.id
+    }
+
+    /// The workflow's status as the journal records it now.
+    ///
+    /// ```
+    /// # use ordo::{Ctx, Runtime, Status};
+    /// # async fn nop(_: Ctx, _: ()) -> Result<(), ()> { Ok(()) }
+    /// # let rt = Runtime::builder().temporary().register("nop", nop).build()?;
+    /// let handle = rt.start::<_, (), ()>("nop", "n-1", ())?;
+    /// assert_eq!(handle.status()?, Status::Pending);
+    /// rt.block_on(handle.result())??;
+    /// # Ok::<(), Box<dyn std::error::Error>>(())
+    /// ```
+    pub fn status(&self) -> Result<Status, Error> {
+        match self.core.store.workflow(&self.id)? {
+            Some(record) => Ok(record.status),
+            None => Err(Error::NotFound {
+                workflow_id: self.id.clone(),
+            }),
+        }
+    }
+
+    /// The workflow's result: `Ok(Ok(output))` or `Ok(Err(error))` as the workflow
+    /// returned them, once durable; `Err` when the runtime could not bring the workflow
+    /// to an end (non-determinism, a panic, a journal failure, a type mismatch).
+    ///
+    /// ```
+    /// # use ordo::{Ctx, Runtime};
+    /// async fn refuse(_: Ctx, _: ()) -> Result<(), String> { Err("no".into()) }
+    /// # let rt = Runtime::builder().temporary().register("refuse", refuse).build()?;
+    /// let handle = rt.start::<_, (), String>("refuse", "r-1", ())?;
+    /// assert_eq!(rt.block_on(handle.result())?, Err("no".to_string()));
+    /// # Ok::<(), ordo::Error>(())
+    /// ```
+    pub fn result(&self) -> impl Future<Output = Result<Result<O, E>, Error>> + 'static {
+        let id = self.id.clone();
+        let core = Rc::clone(&self.core);
+        let running = self.running.clone();
+        async move {
+            let outcome = match running {
+                Some(wf) => {
+                    futures::future::poll_fn(|cx| match wf.poll_result(cx.waker()) {
+                        Some(result) => Poll::Ready(result),
+                        None => Poll::Pending,
+                    })
+                    .await?
+                }
+                None => recorded_outcome(&core, &id)?,
+            };
+            decode_outcome(&id, &outcome)
+        }
+    }
+}
+
+/// The final outcome of a workflow that does not run in this process.
+fn recorded_outcome(core: &Core, id: &str) -> Result<Outcome, Error> {
+    let record = core.store.workflow(id)?.ok_or_else(|| Error::NotFound {
+        workflow_id: id.to_string(),
+    })?;
+    match (record.status, record.output) {
+        (Status::Succeeded | Status::Failed, Some(output)) => Ok(output),
+        (Status::Cancelled, _) => Err(Error::Cancelled {
+            workflow_id: id.to_string(),
+        }),
+        (Status::Pending, _) => Err(Error::Stopped {
+            workflow_id: id.to_string(),
+        }),
+        (status, None) => Err(Error::TypeMismatch {
+            workflow_id: id.to_string(),
+            what: "output".into(),
+            expected: "a recorded output",
+            detail: format!("the record is {status} but holds no output"),
+        }),
+    }
+}
+
+fn decode_outcome<O: DeserializeOwned, E: DeserializeOwned>(
+    id: &str,
+    outcome: &Outcome,
+) -> Result<Result<O, E>, Error> {
+    let (decoded, expected) = match outcome {
+        Outcome::Ok(bytes) => (codec::decode::<O>(bytes).map(Ok), std::any::type_name::<O>()),
+        Outcome::Err(bytes) => (codec::decode::<E>(bytes).map(Err), std::any::type_name::<E>()),
+    };
+    decoded.map_err(|detail| Error::TypeMismatch {
+        workflow_id: id.to_string(),
+        what: "output".into(),
+        expected,
+        detail,
+    })
+}

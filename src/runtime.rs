@@ -1,0 +1,649 @@
+//! `Runtime` and its builder: opening the journal, registering workflows, starting,
+//! recovering and driving them.
+
+use std::future::Future;
+use std::panic::AssertUnwindSafe;
+use std::path::PathBuf;
+use std::rc::Rc;
+use std::time::{SystemTime, UNIX_EPOCH};
+
+use futures::future::{AbortHandle, Abortable};
+use futures::FutureExt;
+use ordo_executor::{Clock, Executor};
+use ordo_journal::{Batch, Durability, SledJournal, Status, Store, WorkflowRecord};
+use serde::de::DeserializeOwned;
+use serde::Serialize;
+
+use crate::clock::WallClock;
+use crate::codec;
+use crate::core::{Core, Metrics, Observer};
+use crate::ctx::Ctx;
+use crate::error::Error;
+use crate::event::Event;
+use crate::handle::WorkflowHandle;
+use crate::registry::{Registration, Registry};
+use crate::workflow::WorkflowState;
+
+/// The folder the runtime uses when none is given: the quickstart's and the CLI's.
+pub const DEFAULT_DATA_DIR: &str = "ordo-data";
+
+/// How many times `recover()` resumes the same pending workflow before giving up.
+pub const DEFAULT_MAX_RECOVERY_ATTEMPTS: u32 = 100;
+
+/// Where the journal lives.
+enum StoreChoice {
+    Path(PathBuf),
+    Temporary,
+    Custom(Box<dyn Store>),
+}
+
+/// Configures and builds a [`Runtime`].
+///
+/// ```
+/// use ordo::{Clock, Ctx, Durability, Runtime};
+///
+/// async fn noop(_ctx: Ctx, _: ()) -> Result<(), String> { Ok(()) }
+///
+/// let dir = tempfile::tempdir()?;
+/// let rt = Runtime::builder()
+///     .path(dir.path().join("journal"))
+///     .durability(Durability::Flush)
+///     .clock(Clock::Virtual)
+///     .register("noop", noop)
+///     .build()?;
+/// # drop(rt);
+/// # Ok::<(), Box<dyn std::error::Error>>(())
+/// ```
+pub struct RuntimeBuilder {
+    store: StoreChoice,
+    durability: Durability,
+    clock: Clock,
+    start_time: Option<SystemTime>,
+    registry: Registry,
+    observer: Option<Observer>,
+    halt_after_commits: Option<u64>,
+    halt_before_finish: bool,
+    max_recovery_attempts: u32,
+}
+
+impl RuntimeBuilder {
+    fn new() -> Self {
+        RuntimeBuilder {
+            store: StoreChoice::Path(PathBuf::from(DEFAULT_DATA_DIR)),
+            durability: Durability::default(),
+            clock: Clock::System,
+            start_time: None,
+            registry: Registry::default(),
+            observer: None,
+            halt_after_commits: None,
+            halt_before_finish: false,
+            max_recovery_attempts: DEFAULT_MAX_RECOVERY_ATTEMPTS,
+        }
+    }
+
+    /// Keeps the journal (a sled database) in this folder, created if missing.
+    /// The default is `./ordo-data`.
+    ///
+    /// ```
+    /// # let dir = tempfile::tempdir()?;
+    /// let rt = ordo::Runtime::builder().path(dir.path()).build()?;
+    /// # Ok::<(), Box<dyn std::error::Error>>(())
+    /// ```
+    pub fn path(mut self, path: impl Into<PathBuf>) -> Self {
+        self.store = StoreChoice::Path(path.into());
+        self
+    }
+
+    /// Keeps the journal in a temporary database, deleted when the runtime is
+    /// dropped (tests, examples). Implies [`Durability::None`].
+    ///
+    /// ```
+    /// let rt = ordo::Runtime::builder().temporary().build()?;
+    /// # Ok::<(), ordo::Error>(())
+    /// ```
+    pub fn temporary(mut self) -> Self {
+        self.store = StoreChoice::Temporary;
+        self
+    }
+
+    /// Uses an already open journal, e.g. another [`Store`] implementation.
+    ///
+    /// ```
+    /// let journal = ordo::journal::SledJournal::temporary()?;
+    /// let rt = ordo::Runtime::builder().store(Box::new(journal)).build()?;
+    /// # Ok::<(), Box<dyn std::error::Error>>(())
+    /// ```
+    pub fn store(mut self, store: Box<dyn Store>) -> Self {
+        self.store = StoreChoice::Custom(store);
+        self
+    }
+
+    /// What a commit survives (default [`Durability::Sync`]: power loss).
+    ///
+    /// ```
+    /// # let dir = tempfile::tempdir()?;
+    /// let rt = ordo::Runtime::builder().path(dir.path()).durability(ordo::Durability::Flush).build()?;
+    /// # Ok::<(), Box<dyn std::error::Error>>(())
+    /// ```
+    pub fn durability(mut self, durability: Durability) -> Self {
+        self.durability = durability;
+        self
+    }
+
+    /// The executor's clock. [`Clock::Virtual`] makes durable sleeps and retry
+    /// backoffs take no real time (time jumps to the next deadline when idle).
+    ///
+    /// ```
+    /// let rt = ordo::Runtime::builder().temporary().clock(ordo::Clock::Virtual).build()?;
+    /// # Ok::<(), ordo::Error>(())
+    /// ```
+    pub fn clock(mut self, clock: Clock) -> Self {
+        self.clock = clock;
+        self
+    }
+
+    /// With the virtual clock: the wall-clock time at which virtual time starts
+    /// (default: now). Lets a test restart "later" and check durable sleeps.
+    ///
+    /// ```
+    /// use std::time::{Duration, UNIX_EPOCH};
+    /// let rt = ordo::Runtime::builder()
+    ///     .temporary()
+    ///     .clock(ordo::Clock::Virtual)
+    ///     .start_time(UNIX_EPOCH + Duration::from_secs(1_700_000_000))
+    ///     .build()?;
+    /// # Ok::<(), ordo::Error>(())
+    /// ```
+    pub fn start_time(mut self, at: SystemTime) -> Self {
+        self.start_time = Some(at);
+        self
+    }
+
+    /// Registers a workflow function under `name`. The function takes a [`Ctx`] and
+    /// its input `I` and returns `Result<O, E>`; all three are serde types, since
+    /// they are journaled.
+    ///
+    /// ```
+    /// use ordo::{Ctx, Runtime};
+    /// async fn echo(_ctx: Ctx, text: String) -> Result<String, ()> { Ok(text) }
+    /// let rt = Runtime::builder().temporary().register("echo", echo).build()?;
+    /// # Ok::<(), ordo::Error>(())
+    /// ```
+    pub fn register<F, Fut, I, O, E>(mut self, name: &str, workflow: F) -> Self
+    where
+        F: Fn(Ctx, I) -> Fut + 'static,
+        Fut: Future<Output = Result<O, E>> + 'static,
+        I: DeserializeOwned + 'static,
+        O: Serialize + 'static,
+        E: Serialize + 'static,
+    {
+        self.registry.register(name, workflow);
+        self
+    }
+
+    /// Calls `observer` for every [`Event`]: each step delivered (executed or
+    /// replayed), each group commit, each finished workflow.
+    ///
+    /// ```
+    /// use std::{cell::Cell, rc::Rc};
+    /// let commits = Rc::new(Cell::new(0));
+    /// let seen = Rc::clone(&commits);
+    /// let rt = ordo::Runtime::builder()
+    ///     .temporary()
+    ///     .observer(move |event| {
+    ///         if let ordo::Event::Committed { .. } = event { seen.set(seen.get() + 1) }
+    ///     })
+    ///     .build()?;
+    /// # Ok::<(), ordo::Error>(())
+    /// ```
+    pub fn observer(mut self, observer: impl Fn(&Event) + 'static) -> Self {
+        self.observer = Some(Box::new(observer));
+        self
+    }
+
+    /// How many times [`Runtime::recover`] resumes the same pending workflow before it
+    /// reports it as [`Error::RecoveryExhausted`] instead (default 100).
+    ///
+    /// ```
+    /// let rt = ordo::Runtime::builder().temporary().max_recovery_attempts(3).build()?;
+    /// # Ok::<(), ordo::Error>(())
+    /// ```
+    pub fn max_recovery_attempts(mut self, attempts: u32) -> Self {
+        self.max_recovery_attempts = attempts;
+        self
+    }
+
+    /// Testing aid: after this many group commits the runtime behaves as if the
+    /// process died right there: nothing more is committed or delivered, and running
+    /// workflows stop with [`Error::Stopped`]. Reopen the journal and `recover()`.
+    #[doc(hidden)]
+    pub fn halt_after_commits(mut self, commits: u64) -> Self {
+        self.halt_after_commits = Some(commits);
+        self
+    }
+
+    /// Testing aid: behaves as if the process died right before the first commit
+    /// that would record a finished workflow; the completions of that commit are
+    /// written, the workflow's final status is not. Leaves a journal whose workflows
+    /// replay entirely from records.
+    #[doc(hidden)]
+    pub fn halt_before_finish(mut self) -> Self {
+        self.halt_before_finish = true;
+        self
+    }
+
+    /// Opens the journal and builds the runtime.
+    ///
+    /// Fails with [`Error::Journal`] when the journal is locked by another process,
+    /// corrupt, or of an unsupported version.
+    ///
+    /// ```
+    /// let rt = ordo::Runtime::builder().temporary().build()?;
+    /// # Ok::<(), ordo::Error>(())
+    /// ```
+    pub fn build(self) -> Result<Runtime, Error> {
+        let store: Box<dyn Store> = match self.store {
+            StoreChoice::Path(path) => Box::new(SledJournal::open(path, self.durability)?),
+            StoreChoice::Temporary => Box::new(SledJournal::temporary()?),
+            StoreChoice::Custom(store) => store,
+        };
+        let executor = Executor::builder().clock(self.clock).build();
+        let clock = match self.clock {
+            Clock::Virtual => {
+                let start = self.start_time.unwrap_or_else(SystemTime::now);
+                let start_ms = start
+                    .duration_since(UNIX_EPOCH)
+                    .map_or(0, |d| u64::try_from(d.as_millis()).unwrap_or(u64::MAX));
+                WallClock::virtual_from(start_ms, executor.now())
+            }
+            _ => WallClock::system(),
+        };
+        let mut core = Core::new(
+            store,
+            self.registry,
+            clock,
+            self.observer,
+            self.halt_after_commits,
+            self.max_recovery_attempts,
+        );
+        core.halt_before_finish = self.halt_before_finish;
+        let core = Rc::new(core);
+        let hook_core = Rc::clone(&core);
+        executor.set_stall_hook(move || hook_core.on_stall());
+        Ok(Runtime { executor, core })
+    }
+}
+
+/// What [`Runtime::recover`] did with each pending workflow.
+///
+/// ```
+/// let report = ordo::RecoveryReport::default();
+/// assert!(report.resumed.is_empty() && report.is_clean());
+/// ```
+#[derive(Debug, Default)]
+#[non_exhaustive]
+pub struct RecoveryReport {
+    /// Ids of the workflows now being replayed.
+    pub resumed: Vec<String>,
+    /// `(id, name)` of pending workflows whose name is not registered; left as they are.
+    pub unregistered: Vec<(String, String)>,
+    /// Workflows left alone, with why: too many recovery attempts, or a record that
+    /// could not be read.
+    pub failed: Vec<(String, Error)>,
+}
+
+impl RecoveryReport {
+    /// `true` when every pending workflow was resumed.
+    ///
+    /// ```
+    /// assert!(ordo::RecoveryReport::default().is_clean());
+    /// ```
+    pub fn is_clean(&self) -> bool {
+        self.unregistered.is_empty() && self.failed.is_empty()
+    }
+}
+
+/// The durable runtime: a journal, registered workflows, and the deterministic
+/// executor that runs them on this thread.
+///
+/// Not `Send`: a runtime and its workflows live on one thread. To use it from tokio,
+/// drive [`Runtime::run`] inside a `LocalSet` (or a current-thread runtime); step
+/// bodies may then await tokio timers and sockets.
+///
+/// ```
+/// use ordo::{Ctx, Runtime};
+///
+/// async fn hello(ctx: Ctx, name: String) -> Result<String, String> {
+///     ctx.step("greet", move || async move { Ok::<_, String>(format!("hello {name}")) }).await
+/// }
+///
+/// let dir = tempfile::tempdir()?;
+/// let rt = Runtime::builder().path(dir.path()).register("hello", hello).build()?;
+/// rt.recover()?; // resume whatever a previous process left pending
+/// let handle = rt.start::<_, String, String>("hello", "h-1", "ordo".to_string())?;
+/// assert_eq!(rt.block_on(handle.result())?, Ok("hello ordo".to_string()));
+/// # Ok::<(), Box<dyn std::error::Error>>(())
+/// ```
+pub struct Runtime {
+    // Declared first so it is dropped first: unfinished workflow tasks go before the
+    // journal they point at.
+    executor: Executor,
+    core: Rc<Core>,
+}
+
+impl Runtime {
+    /// A builder; see [`RuntimeBuilder`].
+    ///
+    /// ```
+    /// let rt = ordo::Runtime::builder().temporary().build()?;
+    /// # Ok::<(), ordo::Error>(())
+    /// ```
+    pub fn builder() -> RuntimeBuilder {
+        RuntimeBuilder::new()
+    }
+
+    /// Starts workflow `name` with `id` and `input`, or returns a handle to the
+    /// workflow already recorded under `id`.
+    ///
+    /// A new workflow's record is written (`Pending`) durably before this returns; the
+    /// workflow runs when the runtime is driven ([`Runtime::block_on`],
+    /// [`Runtime::run`]). The same id again gives a handle to the same workflow: a
+    /// finished one returns its recorded result without running, a pending one that is
+    /// not running here is resumed (replayed), and `input` is ignored. The same id
+    /// with another name fails with [`Error::Conflict`].
+    ///
+    /// ```
+    /// use ordo::{Ctx, Error, Runtime};
+    /// async fn one(_: Ctx, n: u8) -> Result<u8, ()> { Ok(n) }
+    /// async fn two(_: Ctx, n: u8) -> Result<u8, ()> { Ok(n + 1) }
+    ///
+    /// let rt = Runtime::builder().temporary().register("one", one).register("two", two).build()?;
+    /// let first = rt.start::<_, u8, ()>("one", "x", 1)?;
+    /// assert_eq!(rt.block_on(first.result())?, Ok(1));
+    /// let again = rt.start::<_, u8, ()>("one", "x", 99)?; // recorded result, not re-run
+    /// assert_eq!(rt.block_on(again.result())?, Ok(1));
+    /// assert!(matches!(rt.start::<_, u8, ()>("two", "x", 1), Err(Error::Conflict { .. })));
+    /// # Ok::<(), ordo::Error>(())
+    /// ```
+    pub fn start<I, O, E>(&self, name: &str, id: &str, input: I) -> Result<WorkflowHandle<O, E>, Error>
+    where
+        I: Serialize,
+        O: DeserializeOwned,
+        E: DeserializeOwned,
+    {
+        let registration = self
+            .core
+            .registry
+            .get(name)
+            .ok_or_else(|| Error::UnknownWorkflow { name: name.to_string() })?
+            .clone();
+        check_type::<O>(id, "output", registration.output_type)?;
+        check_type::<E>(id, "error", registration.error_type)?;
+        let encoded = codec::encode(&input).map_err(|detail| Error::Encode {
+            workflow_id: id.to_string(),
+            what: "input".into(),
+            detail,
+        })?;
+        (registration.check_input)(&encoded).map_err(|detail| Error::TypeMismatch {
+            workflow_id: id.to_string(),
+            what: "input".into(),
+            expected: registration.input_type,
+            detail,
+        })?;
+
+        let running = self.core.running.borrow().get(id).cloned();
+        if let Some(wf) = running {
+            return if wf.name == name {
+                Ok(WorkflowHandle::new(id.to_string(), Rc::clone(&self.core), Some(wf)))
+            } else {
+                Err(conflict(id, &wf.name, name))
+            };
+        }
+        match self.core.store.workflow(id)? {
+            Some(record) if record.name != name => Err(conflict(id, &record.name, name)),
+            Some(record) if record.status != Status::Pending => {
+                Ok(WorkflowHandle::new(id.to_string(), Rc::clone(&self.core), None))
+            }
+            Some(mut record) => {
+                record.recovery_attempts += 1;
+                let mut batch = Batch::new();
+                batch.put_workflow(record.clone());
+                self.core.store.commit(&batch)?;
+                let wf = self.resume(record, &registration)?;
+                Ok(WorkflowHandle::new(id.to_string(), Rc::clone(&self.core), Some(wf)))
+            }
+            None => {
+                let now_ms = self.core.now_ms_at(self.executor.now());
+                let record = WorkflowRecord {
+                    id: id.to_string(),
+                    name: name.to_string(),
+                    input: encoded,
+                    status: Status::Pending,
+                    output: None,
+                    created_ms: now_ms,
+                    updated_ms: now_ms,
+                    recovery_attempts: 0,
+                };
+                let mut batch = Batch::new();
+                batch.put_workflow(record.clone());
+                self.core.store.commit(&batch)?;
+                let wf = Rc::new(WorkflowState::new(&record, Vec::new()));
+                self.launch(&wf, &registration);
+                Ok(WorkflowHandle::new(id.to_string(), Rc::clone(&self.core), Some(wf)))
+            }
+        }
+    }
+
+    /// A handle on an existing workflow (running here or recorded in the journal).
+    ///
+    /// ```
+    /// # use ordo::{Ctx, Runtime};
+    /// # async fn nop(_: Ctx, _: ()) -> Result<u8, ()> { Ok(7) }
+    /// # let rt = Runtime::builder().temporary().register("nop", nop).build()?;
+    /// rt.start::<_, u8, ()>("nop", "n", ())?;
+    /// let handle = rt.handle::<u8, ()>("n")?;
+    /// assert_eq!(rt.block_on(handle.result())?, Ok(7));
+    /// assert!(rt.handle::<u8, ()>("missing").is_err());
+    /// # Ok::<(), ordo::Error>(())
+    /// ```
+    pub fn handle<O: DeserializeOwned, E: DeserializeOwned>(
+        &self,
+        id: &str,
+    ) -> Result<WorkflowHandle<O, E>, Error> {
+        let running = self.core.running.borrow().get(id).cloned();
+        if running.is_none() && self.core.store.workflow(id)?.is_none() {
+            return Err(Error::NotFound {
+                workflow_id: id.to_string(),
+            });
+        }
+        Ok(WorkflowHandle::new(id.to_string(), Rc::clone(&self.core), running))
+    }
+
+    /// Resumes every `Pending` workflow in the journal that is not running here: each
+    /// is replayed from its recorded completions and then continues live.
+    ///
+    /// Workflows whose name is not registered are reported and left as they are;
+    /// workflows past the recovery-attempt limit are reported and not resumed. The
+    /// attempt counters of all resumed workflows are written in one commit.
+    ///
+    /// ```
+    /// # let dir = tempfile::tempdir()?;
+    /// let rt = ordo::Runtime::builder().path(dir.path()).build()?;
+    /// let report = rt.recover()?;
+    /// assert!(report.resumed.is_empty());
+    /// # Ok::<(), Box<dyn std::error::Error>>(())
+    /// ```
+    pub fn recover(&self) -> Result<RecoveryReport, Error> {
+        let mut report = RecoveryReport::default();
+        let mut batch = Batch::new();
+        let mut to_resume = Vec::new();
+        for mut record in self.core.store.workflows(Some(Status::Pending))? {
+            if self.core.running.borrow().contains_key(&record.id) {
+                continue;
+            }
+            let Some(registration) = self.core.registry.get(&record.name).cloned() else {
+                report.unregistered.push((record.id, record.name));
+                continue;
+            };
+            if record.recovery_attempts >= self.core.max_recovery_attempts {
+                report.failed.push((
+                    record.id.clone(),
+                    Error::RecoveryExhausted {
+                        workflow_id: record.id,
+                        attempts: record.recovery_attempts,
+                        limit: self.core.max_recovery_attempts,
+                    },
+                ));
+                continue;
+            }
+            record.recovery_attempts += 1;
+            batch.put_workflow(record.clone());
+            to_resume.push((record, registration));
+        }
+        if !batch.is_empty() {
+            self.core.store.commit(&batch)?;
+        }
+        for (record, registration) in to_resume {
+            let id = record.id.clone();
+            match self.resume(record, &registration) {
+                Ok(_) => report.resumed.push(id),
+                Err(err) => report.failed.push((id, err)),
+            }
+        }
+        Ok(report)
+    }
+
+    /// Loads a pending workflow's completions and launches its replay.
+    fn resume(
+        &self,
+        record: WorkflowRecord,
+        registration: &Registration,
+    ) -> Result<Rc<WorkflowState>, Error> {
+        let recorded = self.core.store.completions(&record.id)?;
+        let wf = Rc::new(WorkflowState::new(&record, recorded));
+        self.launch(&wf, registration);
+        Ok(wf)
+    }
+
+    /// Spawns the workflow's root task.
+    fn launch(&self, wf: &Rc<WorkflowState>, registration: &Registration) {
+        let core = Rc::clone(&self.core);
+        let ctx = Ctx::new(Rc::clone(&core), Rc::clone(wf));
+        let fut = match (registration.run)(ctx, &wf.input) {
+            Ok(fut) => fut,
+            Err(err) => {
+                wf.fail(err);
+                return;
+            }
+        };
+        let (abort, abort_registration) = AbortHandle::new_pair();
+        wf.register_abort(abort);
+        core.admit(wf);
+        let wf = Rc::clone(wf);
+        let root = Abortable::new(AssertUnwindSafe(fut).catch_unwind(), abort_registration);
+        drop(self.executor.spawn(async move {
+            match root.await {
+                Ok(Ok(Ok(output))) => {
+                    if let Err(err) = wf.check_undelivered_on_return() {
+                        wf.fail(err);
+                        core.forget(&wf);
+                        return;
+                    }
+                    // Tasks it spawned and left behind end with it.
+                    wf.abort_tasks();
+                    core.queue_finished(wf, output);
+                }
+                Ok(Ok(Err(err))) => {
+                    wf.fail(err);
+                    core.forget(&wf);
+                }
+                Ok(Err(panic)) => {
+                    wf.fail(Error::Panicked {
+                        workflow_id: wf.id.clone(),
+                        message: crate::panic_message(&panic),
+                    });
+                    core.forget(&wf);
+                }
+                Err(_aborted) => core.forget(&wf),
+            }
+        }));
+    }
+
+    /// Drives every workflow on this thread until `fut` completes, and returns its
+    /// output. Typically `fut` is a handle's `result()`.
+    ///
+    /// ```
+    /// # use ordo::{Ctx, Runtime};
+    /// # async fn nop(_: Ctx, _: ()) -> Result<(), ()> { Ok(()) }
+    /// # let rt = Runtime::builder().temporary().register("nop", nop).build()?;
+    /// let handle = rt.start::<_, (), ()>("nop", "n", ())?;
+    /// rt.block_on(handle.result())?.expect("nop succeeds");
+    /// # Ok::<(), ordo::Error>(())
+    /// ```
+    pub fn block_on<F: Future>(&self, fut: F) -> F::Output {
+        self.executor.block_on(fut)
+    }
+
+    /// A future that drives every workflow from inside another executor (e.g. a tokio
+    /// `LocalSet`), completing when no workflow task is left. Wake-ups inside the
+    /// runtime are forwarded to the outer executor's waker.
+    ///
+    /// ```
+    /// # use ordo::{Ctx, Runtime};
+    /// # async fn nop(_: Ctx, _: ()) -> Result<u8, ()> { Ok(1) }
+    /// # let rt = Runtime::builder().temporary().register("nop", nop).build()?;
+    /// let handle = rt.start::<_, u8, ()>("nop", "n", ())?;
+    /// futures::executor::block_on(rt.run()); // any executor can drive it
+    /// assert_eq!(futures::executor::block_on(handle.result())?, Ok(1));
+    /// # Ok::<(), ordo::Error>(())
+    /// ```
+    pub fn run(&self) -> impl Future<Output = ()> + '_ {
+        self.executor.run()
+    }
+
+    /// Counters: commits, completions committed, steps executed and replayed.
+    ///
+    /// ```
+    /// let rt = ordo::Runtime::builder().temporary().build()?;
+    /// assert_eq!(rt.metrics().commits, 0);
+    /// # Ok::<(), ordo::Error>(())
+    /// ```
+    pub fn metrics(&self) -> Metrics {
+        self.core.metrics()
+    }
+
+    /// The journal, for reading records (what the CLI shows).
+    ///
+    /// ```
+    /// let rt = ordo::Runtime::builder().temporary().build()?;
+    /// assert!(rt.journal().workflows(None)?.is_empty());
+    /// # Ok::<(), Box<dyn std::error::Error>>(())
+    /// ```
+    pub fn journal(&self) -> &dyn Store {
+        &*self.core.store
+    }
+}
+
+fn conflict(id: &str, existing: &str, requested: &str) -> Error {
+    Error::Conflict {
+        workflow_id: id.to_string(),
+        existing: existing.to_string(),
+        requested: requested.to_string(),
+    }
+}
+
+/// A handle's output and error types must be the registered ones: bincode would
+/// happily decode many wrong types into garbage.
+fn check_type<T>(id: &str, what: &str, registered: &'static str) -> Result<(), Error> {
+    let asked = std::any::type_name::<T>();
+    if asked == registered {
+        Ok(())
+    } else {
+        Err(Error::TypeMismatch {
+            workflow_id: id.to_string(),
+            what: format!("{what} type of the handle"),
+            expected: registered,
+            detail: format!("the handle asked for {asked}"),
+        })
+    }
+}

@@ -1,0 +1,304 @@
+//! The step future: waits for its outcome to be *delivered*, starting its body only
+//! when the journal has no outcome for it and replay is over.
+
+use std::cell::RefCell;
+use std::future::Future;
+use std::marker::PhantomData;
+use std::panic::AssertUnwindSafe;
+use std::pin::Pin;
+use std::rc::Rc;
+use std::task::{Context, Poll};
+
+use futures::future::{AbortHandle, Abortable, LocalBoxFuture};
+use futures::FutureExt;
+use ordo_journal::{Completion, Outcome};
+use serde::de::DeserializeOwned;
+use serde::Serialize;
+
+use crate::codec;
+use crate::ctx::Ctx;
+use crate::error::Error;
+
+/// What a finished step body hands back: its encoded outcome (or why encoding
+/// failed) and how many attempts it took.
+pub(crate) struct BodyOutput {
+    pub(crate) outcome: Result<Outcome, String>,
+    pub(crate) attempts: u32,
+}
+
+/// A step body with its types erased; called at most once, when the step goes live.
+pub(crate) type Body = Box<dyn FnOnce() -> LocalBoxFuture<'static, BodyOutput>>;
+
+/// Encodes a step's `Result` as the journal's outcome.
+pub(crate) fn encode_result<T: Serialize, E: Serialize>(
+    result: &Result<T, E>,
+) -> Result<Outcome, String> {
+    match result {
+        Ok(value) => codec::encode(value).map(Outcome::Ok),
+        Err(error) => codec::encode(error).map(Outcome::Err),
+    }
+}
+
+/// Which step a body belongs to; readable from inside the body with
+/// [`current_step`], to pass an idempotency key to an external service.
+///
+/// ```
+/// let info = ordo::StepInfo { workflow_id: "order-42".into(), step_id: 3, name: "charge".into() };
+/// assert_eq!(info.idempotency_key(), "order-42:3");
+/// ```
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct StepInfo {
+    /// The workflow the step belongs to.
+    pub workflow_id: String,
+    /// The step's call-site number, stable across replays.
+    pub step_id: u64,
+    /// The step's name.
+    pub name: String,
+}
+
+impl StepInfo {
+    /// A key that is the same every time this step's body runs (a body runs again when
+    /// the process died while it was in flight), and different for every other step:
+    /// `"<workflow id>:<step id>"`. Pass it to a payment API's idempotency header and
+    /// the effect happens exactly once.
+    ///
+    /// ```
+    /// let info = ordo::StepInfo { workflow_id: "w".into(), step_id: 0, name: "s".into() };
+    /// assert_eq!(info.idempotency_key(), "w:0");
+    /// ```
+    pub fn idempotency_key(&self) -> String {
+        format!("{}:{}", self.workflow_id, self.step_id)
+    }
+}
+
+thread_local! {
+    /// The step whose body is being polled on this thread.
+    static CURRENT_STEP: RefCell<Option<Rc<StepInfo>>> = const { RefCell::new(None) };
+}
+
+/// The step whose body is running, when called from inside a step body (from the
+/// body's own future, not from tasks it hands work to).
+///
+/// ```
+/// # use ordo::{Ctx, Runtime};
+/// async fn pay(ctx: Ctx, amount: u64) -> Result<String, String> {
+///     ctx.step("charge", move || async move {
+///         let key = ordo::current_step().expect("inside a step body").idempotency_key();
+///         Ok::<_, String>(format!("charged {amount} with key {key}"))
+///     })
+///     .await
+/// }
+/// let rt = Runtime::builder().temporary().register("pay", pay).build()?;
+/// let handle = rt.start::<_, String, String>("pay", "p-1", 5)?;
+/// assert_eq!(rt.block_on(handle.result())?, Ok("charged 5 with key p-1:0".to_string()));
+/// # Ok::<(), ordo::Error>(())
+/// ```
+pub fn current_step() -> Option<StepInfo> {
+    CURRENT_STEP.with(|c| c.borrow().as_deref().cloned())
+}
+
+/// Polls a body with [`CURRENT_STEP`] set to its step.
+struct WithStep {
+    info: Rc<StepInfo>,
+    body: LocalBoxFuture<'static, BodyOutput>,
+}
+
+impl Future for WithStep {
+    type Output = BodyOutput;
+
+    fn poll(mut self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<BodyOutput> {
+        let previous = CURRENT_STEP.with(|c| c.replace(Some(Rc::clone(&self.info))));
+        let result = self.body.as_mut().poll(cx);
+        CURRENT_STEP.with(|c| *c.borrow_mut() = previous);
+        result
+    }
+}
+
+/// A durable step: resolves to the step's recorded `Result<T, E>`.
+///
+/// Created by [`Ctx::step`] and [`Ctx::step_with`], which take the step id at the call
+/// (determinism rule 1). The body starts on the first poll when the step is live;
+/// when the journal holds its outcome the body never runs and the recorded outcome is
+/// delivered instead. Dropping an unfinished step (a `select!` loser) cancels its body.
+#[must_use = "a step does nothing unless awaited"]
+pub struct Step<T, E> {
+    ctx: Ctx,
+    id: u64,
+    body: Option<Body>,
+    /// Cancels the running body when the step is dropped.
+    running: Option<AbortHandle>,
+    deferred: bool,
+    done: bool,
+    _outcome: PhantomData<fn() -> (T, E)>,
+}
+
+impl<T, E> Step<T, E> {
+    pub(crate) fn new(ctx: Ctx, id: u64, body: Body) -> Self {
+        Step {
+            ctx,
+            id,
+            body: Some(body),
+            running: None,
+            deferred: false,
+            done: false,
+            _outcome: PhantomData,
+        }
+    }
+
+    /// The step's call-site number.
+    ///
+    /// ```
+    /// # use ordo::{Ctx, Runtime};
+    /// async fn two(ctx: Ctx, _: ()) -> Result<(u64, u64), ()> {
+    ///     let a = ctx.step("a", || async { Ok::<u8, ()>(1) });
+    ///     let b = ctx.step("b", || async { Ok::<u8, ()>(2) });
+    ///     Ok((a.id(), b.id()))
+    /// }
+    /// # let rt = Runtime::builder().temporary().register("two", two).build()?;
+    /// # let h = rt.start::<_, (u64, u64), ()>("two", "t", ())?;
+    /// assert_eq!(rt.block_on(h.result())?, Ok((0, 1)));
+    /// # Ok::<(), ordo::Error>(())
+    /// ```
+    pub fn id(&self) -> u64 {
+        self.id
+    }
+
+    /// Starts the body as its own task; its outcome becomes a queued completion.
+    fn start(&self, body: Body) -> AbortHandle {
+        let core = Rc::clone(&self.ctx.core);
+        let wf = Rc::clone(&self.ctx.wf);
+        let step_id = self.id;
+        let name = {
+            let steps = wf.steps.borrow();
+            steps
+                .get(usize::try_from(step_id).unwrap_or(usize::MAX))
+                .map(|slot| slot.name.clone())
+                .unwrap_or_default()
+        };
+        let info = Rc::new(StepInfo {
+            workflow_id: wf.id.clone(),
+            step_id,
+            name: name.clone(),
+        });
+        let (handle, registration) = AbortHandle::new_pair();
+        let started_ms = core.now_ms();
+        let body = WithStep { info, body: body() };
+        let task = Abortable::new(AssertUnwindSafe(body).catch_unwind(), registration);
+        drop(ordo_executor::spawn(async move {
+            match task.await {
+                Err(_aborted) => {}
+                Ok(Err(panic)) => wf.fail(Error::Panicked {
+                    workflow_id: wf.id.clone(),
+                    message: format!(
+                        "step {step_id} ({name:?}) panicked: {}",
+                        crate::panic_message(&panic)
+                    ),
+                }),
+                Ok(Ok(BodyOutput {
+                    outcome: Err(detail),
+                    ..
+                })) => wf.fail(Error::Encode {
+                    workflow_id: wf.id.clone(),
+                    what: format!("the outcome of step {step_id} ({name:?})"),
+                    detail,
+                }),
+                Ok(Ok(BodyOutput {
+                    outcome: Ok(outcome),
+                    attempts,
+                })) => {
+                    let ended_ms = core.now_ms();
+                    core.queue_completion(
+                        wf,
+                        Completion {
+                            seq: 0, // assigned at commit
+                            step_id,
+                            name,
+                            outcome,
+                            attempts,
+                            started_ms,
+                            ended_ms,
+                        },
+                    );
+                }
+            }
+        }));
+        handle
+    }
+}
+
+impl<T: DeserializeOwned, E: DeserializeOwned> Future for Step<T, E> {
+    type Output = Result<T, E>;
+
+    fn poll(mut self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<Result<T, E>> {
+        let this = &mut *self;
+        assert!(!this.done, "a step was polled after it completed");
+        let wf = Rc::clone(&this.ctx.wf);
+        if !wf.is_running() {
+            // Failed or returning: the workflow's tasks are being torn down.
+            return Poll::Pending;
+        }
+        let index = usize::try_from(this.id).unwrap_or(usize::MAX);
+        let delivered = {
+            let mut steps = wf.steps.borrow_mut();
+            let Some(slot) = steps.get_mut(index) else {
+                return Poll::Pending;
+            };
+            let delivered = slot.outcome.take();
+            if delivered.is_none() && !slot.waker.as_ref().is_some_and(|w| w.will_wake(cx.waker()))
+            {
+                slot.waker = Some(cx.waker().clone());
+            }
+            delivered
+        };
+        if let Some(outcome) = delivered {
+            this.done = true;
+            this.running = None;
+            let decoded = match &outcome {
+                Outcome::Ok(bytes) => codec::decode::<T>(bytes).map(Ok),
+                Outcome::Err(bytes) => codec::decode::<E>(bytes).map(Err),
+            };
+            return match decoded {
+                Ok(result) => Poll::Ready(result),
+                Err(detail) => {
+                    let name = wf.steps.borrow()[index].name.clone();
+                    wf.fail(Error::TypeMismatch {
+                        workflow_id: wf.id.clone(),
+                        what: format!("the outcome of step {} ({name:?})", this.id),
+                        expected: if outcome.is_ok() {
+                            std::any::type_name::<T>()
+                        } else {
+                            std::any::type_name::<E>()
+                        },
+                        detail,
+                    });
+                    Poll::Pending
+                }
+            };
+        }
+        if this.running.is_none() && this.body.is_some() {
+            if wf.is_recorded(this.id) {
+                // The journal has this step's outcome: it will be delivered; the body
+                // must never run again.
+                this.body = None;
+            } else if wf.is_replaying() {
+                // Determinism rule 3: no step starts live until every recorded
+                // completion has been delivered.
+                if !this.deferred {
+                    this.deferred = true;
+                    wf.defer_until_live(cx.waker());
+                }
+            } else if let Some(body) = this.body.take() {
+                this.running = Some(this.start(body));
+            }
+        }
+        Poll::Pending
+    }
+}
+
+impl<T, E> Drop for Step<T, E> {
+    fn drop(&mut self) {
+        if let Some(running) = self.running.take() {
+            running.abort();
+        }
+    }
+}

@@ -1,0 +1,257 @@
+//! One running workflow's state: its step slots, its inbox of committed completions,
+//! and where it stands in replay.
+//!
+//! Everything here is touched only from the runtime's thread, hence `Cell`/`RefCell`;
+//! no borrow is held across an `.await` or a call into user code.
+
+use std::cell::{Cell, RefCell};
+use std::collections::{HashMap, VecDeque};
+use std::task::Waker;
+
+use futures::future::AbortHandle;
+use ordo_journal::{Completion, Outcome, Status, WorkflowRecord};
+
+use crate::error::Error;
+
+/// A committed completion waiting to be delivered to its step.
+#[derive(Debug)]
+pub(crate) struct Delivery {
+    pub(crate) step_id: u64,
+    pub(crate) name: String,
+    pub(crate) outcome: Outcome,
+    /// `true` when it comes from the journal at recovery (replay), not from a body
+    /// that ran in this process.
+    pub(crate) recorded: bool,
+}
+
+/// A step the workflow created (called `ctx.step` for), by step id.
+#[derive(Debug)]
+pub(crate) struct StepSlot {
+    pub(crate) name: String,
+    /// The delivered outcome, until the step future takes it.
+    pub(crate) outcome: Option<Outcome>,
+    /// The step future's waker, woken on delivery.
+    pub(crate) waker: Option<Waker>,
+}
+
+/// Where a workflow is in its life inside this runtime.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(crate) enum Phase {
+    /// Its code runs (live or replaying).
+    Running,
+    /// It returned; its final record waits in the outbox for the next commit.
+    Finishing,
+    /// Its final record is durable, or it failed in this process; nothing more happens.
+    Done,
+}
+
+pub(crate) struct WorkflowState {
+    pub(crate) id: String,
+    pub(crate) name: String,
+    /// Kept to rewrite the whole record when the workflow finishes.
+    pub(crate) input: Vec<u8>,
+    pub(crate) created_ms: u64,
+    pub(crate) recovery_attempts: u32,
+
+    /// The next call-site step id. Determinism rule 1: taken synchronously when
+    /// `ctx.step` is called, so program order, not poll order, numbers steps.
+    next_step_id: Cell<u64>,
+    /// The next delivery sequence number, assigned at commit.
+    pub(crate) next_seq: Cell<u64>,
+    /// Created steps; ids are dense, so the id is the index.
+    pub(crate) steps: RefCell<Vec<StepSlot>>,
+    /// Names of the journal's recorded steps by step id, to check a replayed step's
+    /// name the moment it is created.
+    recorded_names: HashMap<u64, String>,
+    /// Committed completions not yet delivered, in `seq` order.
+    pub(crate) inbox: RefCell<VecDeque<Delivery>>,
+    /// Recorded completions still to deliver; while > 0 the workflow is replaying and
+    /// no step body may start (determinism rule 3).
+    replay_left: Cell<usize>,
+    /// Steps that wanted to start their body during replay; woken when it ends.
+    deferred: RefCell<Vec<Waker>>,
+    pub(crate) phase: Cell<Phase>,
+    /// The root task and `ctx.spawn`ed tasks, aborted when the workflow fails.
+    aborts: RefCell<Vec<AbortHandle>>,
+    /// The final result once known: the durable output, or why it failed here.
+    result: RefCell<Option<Result<Outcome, Error>>>,
+    /// Handles waiting for `result`.
+    waiters: RefCell<Vec<Waker>>,
+}
+
+impl WorkflowState {
+    pub(crate) fn new(record: &WorkflowRecord, recorded: Vec<Completion>) -> Self {
+        let next_seq = recorded.last().map_or(0, |c| c.seq + 1);
+        let recorded_names = recorded
+            .iter()
+            .map(|c| (c.step_id, c.name.clone()))
+            .collect();
+        let replay_left = recorded.len();
+        let inbox = recorded
+            .into_iter()
+            .map(|c| Delivery {
+                step_id: c.step_id,
+                name: c.name,
+                outcome: c.outcome,
+                recorded: true,
+            })
+            .collect();
+        WorkflowState {
+            id: record.id.clone(),
+            name: record.name.clone(),
+            input: record.input.clone(),
+            created_ms: record.created_ms,
+            recovery_attempts: record.recovery_attempts,
+            next_step_id: Cell::new(0),
+            next_seq: Cell::new(next_seq),
+            steps: RefCell::new(Vec::new()),
+            recorded_names,
+            inbox: RefCell::new(inbox),
+            replay_left: Cell::new(replay_left),
+            deferred: RefCell::new(Vec::new()),
+            phase: Cell::new(Phase::Running),
+            aborts: RefCell::new(Vec::new()),
+            result: RefCell::new(None),
+            waiters: RefCell::new(Vec::new()),
+        }
+    }
+
+    /// Creates the next step slot and returns its id, checking it against the
+    /// journal when replaying.
+    pub(crate) fn create_step(&self, name: &str) -> u64 {
+        let id = self.next_step_id.get();
+        self.next_step_id.set(id + 1);
+        if let Some(recorded) = self.recorded_names.get(&id) {
+            if recorded != name {
+                self.fail(Error::NonDeterminism {
+                    workflow_id: self.id.clone(),
+                    step_id: id,
+                    recorded: recorded.clone(),
+                    found: name.to_string(),
+                });
+            }
+        }
+        self.steps.borrow_mut().push(StepSlot {
+            name: name.to_string(),
+            outcome: None,
+            waker: None,
+        });
+        id
+    }
+
+    pub(crate) fn steps_created(&self) -> u64 {
+        self.next_step_id.get()
+    }
+
+    /// Whether the journal has a completion for this step (its body must not run).
+    pub(crate) fn is_recorded(&self, step_id: u64) -> bool {
+        self.recorded_names.contains_key(&step_id)
+    }
+
+    pub(crate) fn is_replaying(&self) -> bool {
+        self.replay_left.get() > 0
+    }
+
+    /// Parks a step that may not start its body until replay ends.
+    pub(crate) fn defer_until_live(&self, waker: &Waker) {
+        self.deferred.borrow_mut().push(waker.clone());
+    }
+
+    /// Bookkeeping after a recorded completion was delivered: the last one ends replay
+    /// and lets deferred step bodies start.
+    pub(crate) fn recorded_delivered(&self) {
+        let left = self.replay_left.get().saturating_sub(1);
+        self.replay_left.set(left);
+        if left == 0 {
+            let deferred = std::mem::take(&mut *self.deferred.borrow_mut());
+            for waker in deferred {
+                waker.wake();
+            }
+        }
+    }
+
+    pub(crate) fn is_running(&self) -> bool {
+        self.phase.get() == Phase::Running
+    }
+
+    pub(crate) fn register_abort(&self, handle: AbortHandle) {
+        self.aborts.borrow_mut().push(handle);
+    }
+
+    /// Stops the workflow in this process with `error`: its tasks are aborted (their
+    /// futures dropped, in-flight step bodies cancelled) and its handles see the error.
+    /// The journal is not touched: the workflow stays `Pending` there.
+    pub(crate) fn fail(&self, error: Error) {
+        if self.phase.get() == Phase::Done || self.result.borrow().is_some() {
+            return;
+        }
+        self.phase.set(Phase::Done);
+        self.inbox.borrow_mut().clear();
+        self.set_result(Err(error));
+        self.abort_tasks();
+    }
+
+    /// Aborts the root task and every `ctx.spawn`ed task.
+    pub(crate) fn abort_tasks(&self) {
+        let aborts = std::mem::take(&mut *self.aborts.borrow_mut());
+        for handle in aborts {
+            handle.abort();
+        }
+    }
+
+    /// Records the final result and wakes every handle waiting for it.
+    pub(crate) fn set_result(&self, result: Result<Outcome, Error>) {
+        *self.result.borrow_mut() = Some(result);
+        let waiters = std::mem::take(&mut *self.waiters.borrow_mut());
+        for waker in waiters {
+            waker.wake();
+        }
+    }
+
+    /// The final result if known, else registers `waker` to hear about it.
+    pub(crate) fn poll_result(&self, waker: &Waker) -> Option<Result<Outcome, Error>> {
+        if let Some(result) = &*self.result.borrow() {
+            return Some(result.clone());
+        }
+        let mut waiters = self.waiters.borrow_mut();
+        if !waiters.iter().any(|w| w.will_wake(waker)) {
+            waiters.push(waker.clone());
+        }
+        None
+    }
+
+    /// The record to write when the workflow finishes with `output`.
+    pub(crate) fn final_record(&self, output: Outcome, now_ms: u64) -> WorkflowRecord {
+        WorkflowRecord {
+            id: self.id.clone(),
+            name: self.name.clone(),
+            input: self.input.clone(),
+            status: if output.is_ok() {
+                Status::Succeeded
+            } else {
+                Status::Failed
+            },
+            output: Some(output),
+            created_ms: self.created_ms,
+            updated_ms: now_ms,
+            recovery_attempts: self.recovery_attempts,
+        }
+    }
+
+    /// When the workflow returns while replaying, the recorded completions it never
+    /// took must belong to steps it created (a `select!` loser's completion, say);
+    /// one for a step it never created means the code diverged.
+    pub(crate) fn check_undelivered_on_return(&self) -> Result<(), Error> {
+        let created = self.steps_created();
+        let inbox = self.inbox.borrow();
+        match inbox.iter().find(|d| d.recorded && d.step_id >= created) {
+            Some(d) => Err(Error::NonDeterminism {
+                workflow_id: self.id.clone(),
+                step_id: d.step_id,
+                recorded: d.name.clone(),
+                found: format!("the workflow returned after creating only {created} steps"),
+            }),
+            None => Ok(()),
+        }
+    }
+}
