@@ -54,7 +54,8 @@ pub struct SledJournal {
     writer: Mutex<Writer>,
 }
 
-/// Encode buffers reused across commits.
+/// The commit path's state, behind `SledJournal::writer`: encode buffers and the
+/// last-seq cache.
 #[derive(Default)]
 struct Writer {
     /// The key being built.
