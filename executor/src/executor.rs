@@ -50,6 +50,13 @@ const DEFAULT_POLL_BUDGET: usize = 128;
 /// ex.run_until_stalled();
 /// assert_eq!(*log.borrow(), [0, 1, 2, 10, 11, 12]);
 /// ```
+///
+/// It stays on the thread that made it:
+///
+/// ```compile_fail
+/// fn assert_send<T: Send>() {}
+/// assert_send::<ordo_executor::Executor>();
+/// ```
 pub struct Executor {
     local: Rc<Local>,
 }

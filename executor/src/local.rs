@@ -136,7 +136,7 @@ impl Local {
                 id,
                 future: None,
                 waker: None,
-                stage: Stage::Failed(JoinError::aborted(id)),
+                stage: Stage::Failed(Box::new(JoinError::aborted(id))),
                 queued: false,
                 abort_requested: false,
                 has_handle: true,
@@ -255,7 +255,10 @@ impl Local {
                 }
                 return true;
             }
-            Ok(Poll::Pending) => (Stage::Failed(JoinError::aborted(task.id)), Some(future)),
+            Ok(Poll::Pending) => (
+                Stage::Failed(Box::new(JoinError::aborted(task.id))),
+                Some(future),
+            ),
             Ok(Poll::Ready(())) => {
                 entry.future = Some(future);
                 (Stage::Finished, None)
@@ -263,7 +266,7 @@ impl Local {
             Err(payload) => {
                 let error = JoinError::panic(task.id, &*payload);
                 drop(payload);
-                (Stage::Failed(error), Some(future))
+                (Stage::Failed(Box::new(error)), Some(future))
             }
         };
         entry.stage = stage;
@@ -430,7 +433,7 @@ impl Local {
                 Poll::Pending
             }
             Stage::Failed(error) => {
-                let error = error.clone();
+                let error = JoinError::clone(error);
                 let removed = st.tasks.remove(task.key);
                 drop(st);
                 drop(removed);
@@ -470,7 +473,7 @@ impl Local {
             entry.abort_requested = true;
             return;
         };
-        entry.stage = Stage::Failed(JoinError::aborted(task.id));
+        entry.stage = Stage::Failed(Box::new(JoinError::aborted(task.id)));
         let join_waker = entry.join_waker.take();
         let target = entry.waker.take();
         let removed = (!entry.has_handle).then(|| st_ref.tasks.remove(task.key));

@@ -98,7 +98,8 @@ pub(crate) enum Stage {
     /// Completed: the output waits inside the `MaybeDone` in `TaskEntry::future`.
     Finished,
     /// Panicked or aborted: the future is gone and this is what the handle will report.
-    Failed(JoinError),
+    /// Boxed to keep every slab entry small (failures are rare; entries are not).
+    Failed(Box<JoinError>),
 }
 
 /// One slab slot: a task and the bookkeeping the scheduler and its handle need.

@@ -145,3 +145,34 @@ fn replacing_the_hook_from_inside_itself_keeps_the_new_one() {
     ex.run_until_stalled();
     assert_eq!(*calls.borrow(), ["first", "second"]);
 }
+
+#[test]
+fn run_calls_the_hook_when_idle_and_completes_once_it_declines_with_no_task_left() {
+    let ex = Executor::new();
+    let (tx, mut rx) = mpsc::unbounded::<u32>();
+    let mut tx = Some(tx);
+    let mut fed = 0;
+    let stalls = Rc::new(Cell::new(0));
+    let counter = stalls.clone();
+    ex.set_stall_hook(move || {
+        counter.set(counter.get() + 1);
+        if fed < 2 {
+            fed += 1;
+            tx.as_ref().map(|tx| tx.unbounded_send(fed)).is_some()
+        } else {
+            // Closing the channel lets the consumer finish; after that, nothing to do.
+            tx.take().is_some()
+        }
+    });
+    let total = Rc::new(Cell::new(0));
+    let sum = total.clone();
+    drop(ex.spawn(async move {
+        while let Some(n) = rx.next().await {
+            sum.set(sum.get() + n);
+        }
+    }));
+    futures::executor::block_on(ex.run());
+    assert_eq!(total.get(), 3);
+    // Two feeds, the close, then the call that declines with no task left.
+    assert_eq!(stalls.get(), 4);
+}
