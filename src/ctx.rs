@@ -91,7 +91,7 @@ impl Ctx {
     ///     Ok(checked)
     /// }
     /// # let rt = Runtime::builder().temporary().register("add", add).build()?;
-    /// let handle = rt.start::<_, i64, String>("add", "a-1", (2, -5))?;
+    /// let handle = rt.start::<_, i64, String>("add", "a-1", (2i64, -5i64))?;
     /// assert_eq!(rt.block_on(handle.result())?, Err("-3 is negative".to_string()));
     /// # Ok::<(), ordo::Error>(())
     /// ```
@@ -291,7 +291,7 @@ impl Ctx {
     ///     Ok(total)
     /// }
     /// # let rt = Runtime::builder().temporary().register("fan_out", fan_out).build()?;
-    /// # let h = rt.start::<_, u32, ()>("fan_out", "f-1", 4)?;
+    /// # let h = rt.start::<_, u32, ()>("fan_out", "f-1", 4u32)?;
     /// assert_eq!(rt.block_on(h.result())?, Ok(0 + 1 + 4 + 9));
     /// # Ok::<(), ordo::Error>(())
     /// ```

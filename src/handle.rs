@@ -25,7 +25,7 @@ use crate::workflow::WorkflowState;
 /// async fn double(_ctx: Ctx, n: u32) -> Result<u32, String> { Ok(n * 2) }
 ///
 /// let rt = Runtime::builder().temporary().register("double", double).build()?;
-/// let handle = rt.start::<_, u32, String>("double", "d-1", 21)?;
+/// let handle = rt.start::<_, u32, String>("double", "d-1", 21u32)?;
 /// assert_eq!(handle.id(), "d-1");
 /// assert_eq!(rt.block_on(handle.result())?, Ok(42));
 /// # Ok::<(), ordo::Error>(())
@@ -81,7 +81,8 @@ impl<O: DeserializeOwned, E: DeserializeOwned> WorkflowHandle<O, E> {
     /// # let rt = Runtime::builder().temporary().register("nop", nop).build()?;
     /// let handle = rt.start::<_, (), ()>("nop", "n-1", ())?;
     /// assert_eq!(handle.status()?, Status::Pending);
-    /// rt.block_on(handle.result())??;
+    /// rt.block_on(handle.result())?.expect("nop succeeds");
+    /// assert_eq!(handle.status()?, Status::Succeeded);
     /// # Ok::<(), Box<dyn std::error::Error>>(())
     /// ```
     pub fn status(&self) -> Result<Status, Error> {

@@ -358,11 +358,13 @@ impl Runtime {
     /// async fn two(_: Ctx, n: u8) -> Result<u8, ()> { Ok(n + 1) }
     ///
     /// let rt = Runtime::builder().temporary().register("one", one).register("two", two).build()?;
-    /// let first = rt.start::<_, u8, ()>("one", "x", 1)?;
+    /// let first = rt.start::<_, u8, ()>("one", "x", 1u8)?;
     /// assert_eq!(rt.block_on(first.result())?, Ok(1));
-    /// let again = rt.start::<_, u8, ()>("one", "x", 99)?; // recorded result, not re-run
+    /// let again = rt.start::<_, u8, ()>("one", "x", 99u8)?; // recorded result, not re-run
     /// assert_eq!(rt.block_on(again.result())?, Ok(1));
-    /// assert!(matches!(rt.start::<_, u8, ()>("two", "x", 1), Err(Error::Conflict { .. })));
+    /// assert!(matches!(rt.start::<_, u8, ()>("two", "x", 1u8), Err(Error::Conflict { .. })));
+    /// // An input of another type than the registered one is refused:
+    /// assert!(matches!(rt.start::<_, u8, ()>("one", "y", 1i32), Err(Error::TypeMismatch { .. })));
     /// # Ok::<(), ordo::Error>(())
     /// ```
     pub fn start<I, O, E>(&self, name: &str, id: &str, input: I) -> Result<WorkflowHandle<O, E>, Error>
@@ -384,6 +386,7 @@ impl Runtime {
             what: "input".into(),
             detail,
         })?;
+        check_input_type::<I>(id, registration.input_type)?;
         (registration.check_input)(&encoded).map_err(|detail| Error::TypeMismatch {
             workflow_id: id.to_string(),
             what: "input".into(),
@@ -644,6 +647,28 @@ fn check_type<T>(id: &str, what: &str, registered: &'static str) -> Result<(), E
             what: format!("{what} type of the handle"),
             expected: registered,
             detail: format!("the handle asked for {asked}"),
+        })
+    }
+}
+
+/// The input must be of the registered type: bincode decodes an `i32` as a `u8`
+/// without complaint (and a wrong value). A reference to the registered type, and
+/// `&str` for `String`, serialize identically and are accepted.
+fn check_input_type<I>(id: &str, registered: &'static str) -> Result<(), Error> {
+    let asked = std::any::type_name::<I>();
+    let mut plain = asked;
+    while let Some(rest) = plain.strip_prefix('&') {
+        plain = rest;
+    }
+    let plain = if plain == "str" { std::any::type_name::<String>() } else { plain };
+    if plain == registered {
+        Ok(())
+    } else {
+        Err(Error::TypeMismatch {
+            workflow_id: id.to_string(),
+            what: "input".into(),
+            expected: registered,
+            detail: format!("start was given {asked}"),
         })
     }
 }

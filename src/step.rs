@@ -89,7 +89,7 @@ thread_local! {
 ///     .await
 /// }
 /// let rt = Runtime::builder().temporary().register("pay", pay).build()?;
-/// let handle = rt.start::<_, String, String>("pay", "p-1", 5)?;
+/// let handle = rt.start::<_, String, String>("pay", "p-1", 5u64)?;
 /// assert_eq!(rt.block_on(handle.result())?, Ok("charged 5 with key p-1:0".to_string()));
 /// # Ok::<(), ordo::Error>(())
 /// ```
