@@ -258,8 +258,10 @@ impl SledJournal {
         Ok(())
     }
 
-    /// Encodes `batch` into one sled batch.
-    fn encode(&self, batch: &Batch, writer: &mut Writer) -> Result<::sled::Batch, Error> {
+    /// Encodes `batch` into one sled batch; a batch of a single entry (one workflow's
+    /// completions, nothing else) is left in the writer's key and value buffers instead,
+    /// returned as `None`.
+    fn encode(&self, batch: &Batch, writer: &mut Writer) -> Result<Option<::sled::Batch>, Error> {
         let Writer {
             key: k,
             value: v,
@@ -320,7 +322,8 @@ impl SledJournal {
             codec::encode_run(run.iter().map(|&i| &completions[i].1), v)?;
             writes.insert(k.as_slice(), v.as_slice());
         }
-        Ok(writes)
+        let single_entry = batch.workflows.is_empty() && appended.len() == 1;
+        Ok((!single_entry).then_some(writes))
     }
 
     /// The last seq recorded for workflow `id`, read from the journal (`k` is scratch).
@@ -396,8 +399,16 @@ impl Store for SledJournal {
                 .writer
                 .lock()
                 .unwrap_or_else(|poisoned| poisoned.into_inner());
-            let writes = self.encode(batch, &mut writer)?;
-            self.db.apply_batch(writes)?;
+            match self.encode(batch, &mut writer)? {
+                Some(writes) => self.db.apply_batch(writes)?,
+                // One entry is atomic on its own. sled's `apply_batch` rolls its I/O
+                // buffer twice to make a batch atomic (`PageCache::pin_log`): two extra
+                // log writes that a single insert does not need.
+                None => {
+                    self.db
+                        .insert(writer.key.as_slice(), writer.value.as_slice())?;
+                }
+            }
             writer.applied(&batch.completions);
         }
         match self.durability {
