@@ -310,7 +310,7 @@ impl Ctx {
                 Ok(Err(panic)) => {
                     wf.fail(Error::Panicked {
                         workflow_id: wf.id.clone(),
-                        message: format!("a spawned task panicked: {}", crate::panic_message(&panic)),
+                        message: format!("a spawned task panicked: {}", crate::panic_message(&*panic)),
                     });
                     None
                 }

@@ -563,7 +563,7 @@ impl Runtime {
                 Ok(Err(panic)) => {
                     wf.fail(Error::Panicked {
                         workflow_id: wf.id.clone(),
-                        message: crate::panic_message(&panic),
+                        message: crate::panic_message(&*panic),
                     });
                     core.forget(&wf);
                 }

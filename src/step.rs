@@ -191,7 +191,7 @@ impl<T, E> Step<T, E> {
                     workflow_id: wf.id.clone(),
                     message: format!(
                         "step {step_id} ({name:?}) panicked: {}",
-                        crate::panic_message(&panic)
+                        crate::panic_message(&*panic)
                     ),
                 }),
                 Ok(Ok(BodyOutput {
