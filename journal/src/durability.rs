@@ -28,8 +28,8 @@ pub enum Durability {
     /// A returned commit survives the process being killed, but not a power cut: sled's
     /// flush only, so the data is in the operating system's hands.
     Flush,
-    /// A returned commit is only in memory until sled's background flush (every 500 ms)
-    /// or a later durable commit; for tests and benchmarks.
+    /// A returned commit may be lost if the process dies before sled's background flush
+    /// (every 500 ms) writes it; for tests and benchmarks.
     None,
 }
 
