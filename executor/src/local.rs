@@ -136,7 +136,8 @@ impl Local {
                 id,
                 future: None,
                 waker: None,
-                stage: Stage::Failed(Box::new(JoinError::aborted(id))),
+                done: true,
+                failure: Some(Box::new(JoinError::aborted(id))),
                 queued: false,
                 abort_requested: false,
                 has_handle: true,
@@ -160,7 +161,8 @@ impl Local {
             id,
             future: Some(boxed),
             waker: Some(waker),
-            stage: Stage::Running,
+            done: false,
+            failure: None,
             queued: true,
             abort_requested: false,
             has_handle: true,
@@ -246,7 +248,7 @@ impl Local {
             .tasks
             .get_mut(task.key)
             .expect("a task's slot outlives its poll");
-        let (stage, leftover) = match result {
+        let (failure, leftover) = match result {
             Ok(Poll::Pending) if !entry.abort_requested => {
                 entry.future = Some(future);
                 entry.waker = Some(target);
@@ -255,21 +257,18 @@ impl Local {
                 }
                 return true;
             }
-            Ok(Poll::Pending) => (
-                Stage::Failed(Box::new(JoinError::aborted(task.id))),
-                Some(future),
-            ),
+            Ok(Poll::Pending) => (Some(JoinError::aborted(task.id)), Some(future)),
             Ok(Poll::Ready(())) => {
                 entry.future = Some(future);
-                (Stage::Finished, None)
+                (None, None)
             }
             Err(payload) => {
                 let error = JoinError::panic(task.id, &*payload);
                 drop(payload);
-                (Stage::Failed(Box::new(error)), Some(future))
+                (Some(error), Some(future))
             }
         };
-        entry.stage = stage;
+        entry.finish(failure);
         entry.queued = false;
         let join_waker = entry.join_waker.take();
         let removed = (!entry.has_handle).then(|| st.tasks.remove(task.key));
@@ -422,7 +421,7 @@ impl Local {
                 task.id
             ),
         };
-        match &entry.stage {
+        match entry.stage() {
             Stage::Running => {
                 let stale = match &entry.join_waker {
                     Some(waker) if waker.will_wake(cx.waker()) => None,
@@ -473,7 +472,7 @@ impl Local {
             entry.abort_requested = true;
             return;
         };
-        entry.stage = Stage::Failed(Box::new(JoinError::aborted(task.id)));
+        entry.finish(Some(JoinError::aborted(task.id)));
         let join_waker = entry.join_waker.take();
         let target = entry.waker.take();
         let removed = (!entry.has_handle).then(|| st_ref.tasks.remove(task.key));
