@@ -1,5 +1,5 @@
 //! A noise-resistant side-by-side run of the same workloads as the `executor` bench:
-//! the four executors take turns, round after round, and each reports its *minimum*
+//! the four executors take turns (in rotating order), round after round, and each reports its *minimum*
 //! and median ns per operation — the minimum is what the code costs when no other
 //! process interferes, which a shared 2-core machine rarely allows for long.
 //!
@@ -47,9 +47,12 @@ fn compare(name: &str, rounds: usize, works: [fn(&mut Subjects) -> f64; 4]) {
     for work in &works {
         work(&mut subjects); // warm up: allocator, queues, slabs
     }
-    for _ in 0..rounds {
-        for (row, work) in rows.iter_mut().zip(&works) {
-            row.samples.push(work(&mut subjects));
+    for round in 0..rounds {
+        // Rotate who goes first, so no executor always follows the same neighbour.
+        for turn in 0..works.len() {
+            let index = (round + turn) % works.len();
+            let sample = works[index](&mut subjects);
+            rows[index].samples.push(sample);
         }
     }
     let ordo = rows[0].min();

@@ -148,14 +148,11 @@ impl Local {
             return JoinHandle::new(self.clone(), task);
         }
         let waker = match st.wake_pool.pop() {
-            Some(mut target) => match Arc::get_mut(&mut target) {
-                Some(unique) => {
-                    unique.task = task;
-                    target
-                }
-                None => self.new_wake_target(task),
-            },
-            None => self.new_wake_target(task),
+            Some(target) => {
+                target.retarget(task);
+                target
+            }
+            None => Arc::new(WakeTarget::new(task, self.remote.clone())),
         };
         st.tasks.insert(TaskEntry {
             id,
@@ -172,13 +169,6 @@ impl Local {
         st.live += 1;
         drop(st);
         JoinHandle::new(self.clone(), task)
-    }
-
-    fn new_wake_target(&self, task: TaskRef) -> Arc<WakeTarget> {
-        Arc::new(WakeTarget {
-            task,
-            remote: self.remote.clone(),
-        })
     }
 
     // ----- waking ---------------------------------------------------------------------
@@ -584,8 +574,12 @@ impl State {
     }
 
     /// Keeps a finished task's waker target for the next spawn if nobody else holds it.
-    fn recycle(&mut self, mut target: Arc<WakeTarget>) {
-        if Arc::get_mut(&mut target).is_some() {
+    ///
+    /// "Nobody else" is `strong_count == 1` (no `Weak` is ever made): with no clone
+    /// left, no waker can observe the retargeting, and none can appear, since making a
+    /// clone needs a reference. Plain loads, unlike `Arc::get_mut`'s compare-exchange.
+    fn recycle(&mut self, target: Arc<WakeTarget>) {
+        if Arc::strong_count(&target) == 1 {
             self.wake_pool.push(target);
         }
     }

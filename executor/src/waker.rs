@@ -1,6 +1,6 @@
 //! Wakers: `Send + Sync`, generation-checked, recycled, with a same-thread fast path.
 
-use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::atomic::{AtomicBool, AtomicU64, AtomicUsize, Ordering};
 use std::sync::Arc;
 use std::thread::Thread;
 
@@ -8,7 +8,7 @@ use crossbeam_queue::SegQueue;
 use futures::task::{ArcWake, AtomicWaker};
 
 use crate::context;
-use crate::task::TaskRef;
+use crate::task::{TaskId, TaskRef};
 
 /// The part of an executor that other threads may touch.
 ///
@@ -65,14 +65,39 @@ impl Remote {
     }
 }
 
-/// What a task's waker points at.
+/// What a task's waker points at: the task's (key, id) and the executor's `Remote`.
 ///
-/// Fields are plain (not atomic) because they only change while the executor holds the
-/// sole reference (`Arc::get_mut` succeeds): a finished task's target is recycled for
-/// the next spawn, so steady-state spawning allocates no waker.
+/// A finished task's target is recycled for the next spawn when the executor holds the
+/// only reference, so steady-state spawning allocates no waker. The key and id are
+/// atomics only because the type must be `Sync`; they change only while unshared, so
+/// relaxed loads and stores (plain moves on common hardware) suffice.
 pub(crate) struct WakeTarget {
-    pub(crate) task: TaskRef,
-    pub(crate) remote: Arc<Remote>,
+    key: AtomicUsize,
+    id: AtomicU64,
+    remote: Arc<Remote>,
+}
+
+impl WakeTarget {
+    pub(crate) fn new(task: TaskRef, remote: Arc<Remote>) -> Self {
+        WakeTarget {
+            key: AtomicUsize::new(task.key),
+            id: AtomicU64::new(task.id.0),
+            remote,
+        }
+    }
+
+    /// Points a recycled (unshared) target at a new task.
+    pub(crate) fn retarget(&self, task: TaskRef) {
+        self.key.store(task.key, Ordering::Relaxed);
+        self.id.store(task.id.0, Ordering::Relaxed);
+    }
+
+    fn task(&self) -> TaskRef {
+        TaskRef {
+            key: self.key.load(Ordering::Relaxed),
+            id: TaskId(self.id.load(Ordering::Relaxed)),
+        }
+    }
 }
 
 impl ArcWake for WakeTarget {
@@ -80,8 +105,9 @@ impl ArcWake for WakeTarget {
         // Fast path: on the executor's own thread, while it runs, the wake goes straight
         // into the ready queue. Otherwise it takes the cross-thread queue, which joins
         // the ready queue in arrival order at the next scheduling step.
-        if !context::wake_local(&arc_self.remote, arc_self.task) {
-            arc_self.remote.wake(arc_self.task);
+        let task = arc_self.task();
+        if !context::wake_local(&arc_self.remote, task) {
+            arc_self.remote.wake(task);
         }
     }
 }
