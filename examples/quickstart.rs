@@ -58,7 +58,9 @@ async fn checkout(ctx: Ctx, order: Order) -> Result<Receipt, String> {
     let payment = ctx
         .step("charge", move || async move {
             // The idempotency key is the same if this body runs again after a crash.
-            let key = ordo::current_step().map(|s| s.idempotency_key()).unwrap_or_default();
+            let key = ordo::current_step()
+                .map(|s| s.idempotency_key())
+                .unwrap_or_default();
             remote_call(60).await;
             Ok::<_, String>(format!("paid {total} cents (idempotency key {key})"))
         })
@@ -143,7 +145,10 @@ fn run() -> Result<(), Box<dyn std::error::Error>> {
             Event::Committed { completions, .. } => {
                 counter.set(counter.get() + *completions as u64);
                 if crash_after.is_some_and(|n| counter.get() >= n) {
-                    println!("  -- crashing after {} committed steps (--crash-after)", counter.get());
+                    println!(
+                        "  -- crashing after {} committed steps (--crash-after)",
+                        counter.get()
+                    );
                     std::process::abort();
                 }
             }
@@ -153,7 +158,11 @@ fn run() -> Result<(), Box<dyn std::error::Error>> {
 
     let report = rt.recover()?;
     if !report.resumed.is_empty() {
-        println!("resuming {} interrupted workflow(s): {}", report.resumed.len(), report.resumed.join(", "));
+        println!(
+            "resuming {} interrupted workflow(s): {}",
+            report.resumed.len(),
+            report.resumed.join(", ")
+        );
     }
     let order = Order {
         items: vec!["keyboard".into(), "mouse".into(), "monitor".into()],

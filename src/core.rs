@@ -344,7 +344,12 @@ impl Core {
     /// committed or delivered, every running workflow stops with `Error::Stopped`.
     fn halt(&self) {
         self.halted.set(true);
-        let running: Vec<_> = self.running.borrow_mut().drain().map(|(_, wf)| wf).collect();
+        let running: Vec<_> = self
+            .running
+            .borrow_mut()
+            .drain()
+            .map(|(_, wf)| wf)
+            .collect();
         for wf in running {
             wf.fail(Error::Stopped {
                 workflow_id: wf.id.clone(),

@@ -141,7 +141,12 @@ impl Ctx {
     /// assert_eq!(rt.block_on(handle.result())?, Ok(3));
     /// # Ok::<(), ordo::Error>(())
     /// ```
-    pub fn step_with<F, Fut, T, E>(&self, name: &str, policy: RetryPolicy, mut body: F) -> Step<T, E>
+    pub fn step_with<F, Fut, T, E>(
+        &self,
+        name: &str,
+        policy: RetryPolicy,
+        mut body: F,
+    ) -> Step<T, E>
     where
         F: FnMut() -> Fut + 'static,
         Fut: Future<Output = Result<T, E>> + 'static,
@@ -214,8 +219,9 @@ impl Ctx {
         let until_id = self.wf.create_step(SLEEP_UNTIL);
         let fire_id = self.wf.create_step(SLEEP);
         let core = Rc::clone(&self.core);
-        let deadline: Step<u64, Never> =
-            self.internal_step(until_id, move || async move { core.now_ms().saturating_add(millis) });
+        let deadline: Step<u64, Never> = self.internal_step(until_id, move || async move {
+            core.now_ms().saturating_add(millis)
+        });
         let ctx = self.clone();
         async move {
             let Ok(deadline_ms) = deadline.await;
@@ -310,7 +316,10 @@ impl Ctx {
                 Ok(Err(panic)) => {
                     wf.fail(Error::Panicked {
                         workflow_id: wf.id.clone(),
-                        message: format!("a spawned task panicked: {}", crate::panic_message(&*panic)),
+                        message: format!(
+                            "a spawned task panicked: {}",
+                            crate::panic_message(&*panic)
+                        ),
                     });
                     None
                 }

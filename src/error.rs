@@ -108,7 +108,9 @@ pub enum Error {
 
     /// The workflow was left `Pending` after too many recovery attempts; it is not
     /// resumed any more until its record is repaired by hand.
-    #[error("workflow {workflow_id:?} was not resumed: {attempts} recovery attempts (limit {limit})")]
+    #[error(
+        "workflow {workflow_id:?} was not resumed: {attempts} recovery attempts (limit {limit})"
+    )]
     RecoveryExhausted {
         /// The workflow.
         workflow_id: String,

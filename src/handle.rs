@@ -153,8 +153,14 @@ fn decode_outcome<O: DeserializeOwned, E: DeserializeOwned>(
     outcome: &Outcome,
 ) -> Result<Result<O, E>, Error> {
     let (decoded, expected) = match outcome {
-        Outcome::Ok(bytes) => (codec::decode::<O>(bytes).map(Ok), std::any::type_name::<O>()),
-        Outcome::Err(bytes) => (codec::decode::<E>(bytes).map(Err), std::any::type_name::<E>()),
+        Outcome::Ok(bytes) => (
+            codec::decode::<O>(bytes).map(Ok),
+            std::any::type_name::<O>(),
+        ),
+        Outcome::Err(bytes) => (
+            codec::decode::<E>(bytes).map(Err),
+            std::any::type_name::<E>(),
+        ),
     };
     decoded.map_err(|detail| Error::TypeMismatch {
         workflow_id: id.to_string(),

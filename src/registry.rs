@@ -15,7 +15,8 @@ use crate::ctx::Ctx;
 use crate::error::Error;
 
 /// A workflow function taking encoded input and giving its encoded outcome.
-type ErasedWorkflow = Rc<dyn Fn(Ctx, &[u8]) -> Result<LocalBoxFuture<'static, Result<Outcome, Error>>, Error>>;
+type ErasedWorkflow =
+    Rc<dyn Fn(Ctx, &[u8]) -> Result<LocalBoxFuture<'static, Result<Outcome, Error>>, Error>>;
 
 /// One registered workflow.
 #[derive(Clone)]

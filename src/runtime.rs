@@ -367,7 +367,12 @@ impl Runtime {
     /// assert!(matches!(rt.start::<_, u8, ()>("one", "y", 1i32), Err(Error::TypeMismatch { .. })));
     /// # Ok::<(), ordo::Error>(())
     /// ```
-    pub fn start<I, O, E>(&self, name: &str, id: &str, input: I) -> Result<WorkflowHandle<O, E>, Error>
+    pub fn start<I, O, E>(
+        &self,
+        name: &str,
+        id: &str,
+        input: I,
+    ) -> Result<WorkflowHandle<O, E>, Error>
     where
         I: Serialize,
         O: DeserializeOwned,
@@ -377,7 +382,9 @@ impl Runtime {
             .core
             .registry
             .get(name)
-            .ok_or_else(|| Error::UnknownWorkflow { name: name.to_string() })?
+            .ok_or_else(|| Error::UnknownWorkflow {
+                name: name.to_string(),
+            })?
             .clone();
         check_type::<O>(id, "output", registration.output_type)?;
         check_type::<E>(id, "error", registration.error_type)?;
@@ -397,23 +404,33 @@ impl Runtime {
         let running = self.core.running.borrow().get(id).cloned();
         if let Some(wf) = running {
             return if wf.name == name {
-                Ok(WorkflowHandle::new(id.to_string(), Rc::clone(&self.core), Some(wf)))
+                Ok(WorkflowHandle::new(
+                    id.to_string(),
+                    Rc::clone(&self.core),
+                    Some(wf),
+                ))
             } else {
                 Err(conflict(id, &wf.name, name))
             };
         }
         match self.core.store.workflow(id)? {
             Some(record) if record.name != name => Err(conflict(id, &record.name, name)),
-            Some(record) if record.status != Status::Pending => {
-                Ok(WorkflowHandle::new(id.to_string(), Rc::clone(&self.core), None))
-            }
+            Some(record) if record.status != Status::Pending => Ok(WorkflowHandle::new(
+                id.to_string(),
+                Rc::clone(&self.core),
+                None,
+            )),
             Some(mut record) => {
                 record.recovery_attempts += 1;
                 let mut batch = Batch::new();
                 batch.put_workflow(record.clone());
                 self.core.store.commit(&batch)?;
                 let wf = self.resume(record, &registration)?;
-                Ok(WorkflowHandle::new(id.to_string(), Rc::clone(&self.core), Some(wf)))
+                Ok(WorkflowHandle::new(
+                    id.to_string(),
+                    Rc::clone(&self.core),
+                    Some(wf),
+                ))
             }
             None => {
                 let now_ms = self.core.now_ms_at(self.executor.now());
@@ -432,7 +449,11 @@ impl Runtime {
                 self.core.store.commit(&batch)?;
                 let wf = Rc::new(WorkflowState::new(&record, Vec::new()));
                 self.launch(&wf, &registration);
-                Ok(WorkflowHandle::new(id.to_string(), Rc::clone(&self.core), Some(wf)))
+                Ok(WorkflowHandle::new(
+                    id.to_string(),
+                    Rc::clone(&self.core),
+                    Some(wf),
+                ))
             }
         }
     }
@@ -459,7 +480,11 @@ impl Runtime {
                 workflow_id: id.to_string(),
             });
         }
-        Ok(WorkflowHandle::new(id.to_string(), Rc::clone(&self.core), running))
+        Ok(WorkflowHandle::new(
+            id.to_string(),
+            Rc::clone(&self.core),
+            running,
+        ))
     }
 
     /// Resumes every `Pending` workflow in the journal that is not running here: each
@@ -660,7 +685,11 @@ fn check_input_type<I>(id: &str, registered: &'static str) -> Result<(), Error> 
     while let Some(rest) = plain.strip_prefix('&') {
         plain = rest;
     }
-    let plain = if plain == "str" { std::any::type_name::<String>() } else { plain };
+    let plain = if plain == "str" {
+        std::any::type_name::<String>()
+    } else {
+        plain
+    };
     if plain == registered {
         Ok(())
     } else {

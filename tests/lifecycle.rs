@@ -42,16 +42,28 @@ fn start_with_the_same_id_returns_the_recorded_result_without_running() {
         }
     };
     {
-        let rt = builder(dir.path()).register("inc", register(runs.clone())).build().expect("build");
-        let h = rt.start::<_, u32, String>("inc", "same", 41u32).expect("start");
+        let rt = builder(dir.path())
+            .register("inc", register(runs.clone()))
+            .build()
+            .expect("build");
+        let h = rt
+            .start::<_, u32, String>("inc", "same", 41u32)
+            .expect("start");
         assert_eq!(rt.block_on(h.result()).expect("result"), Ok(42));
         // Same process, same id: the recorded result, nothing runs.
-        let again = rt.start::<_, u32, String>("inc", "same", 0u32).expect("start again");
+        let again = rt
+            .start::<_, u32, String>("inc", "same", 0u32)
+            .expect("start again");
         assert_eq!(rt.block_on(again.result()).expect("result"), Ok(42));
     }
     // A new process (reopened journal): still the recorded result, nothing runs.
-    let rt = builder(dir.path()).register("inc", register(runs.clone())).build().expect("build");
-    let again = rt.start::<_, u32, String>("inc", "same", 7u32).expect("start again");
+    let rt = builder(dir.path())
+        .register("inc", register(runs.clone()))
+        .build()
+        .expect("build");
+    let again = rt
+        .start::<_, u32, String>("inc", "same", 7u32)
+        .expect("start again");
     assert_eq!(rt.block_on(again.result()).expect("result"), Ok(42));
     assert_eq!(runs.get(), 1, "the body ran again");
     assert_eq!(again.status().expect("status"), Status::Succeeded);
@@ -66,7 +78,11 @@ fn same_id_under_another_name_is_a_conflict() {
         Ok(())
     }
     let dir = journal_dir();
-    let rt = builder(dir.path()).register("a", a).register("b", b).build().expect("build");
+    let rt = builder(dir.path())
+        .register("a", a)
+        .register("b", b)
+        .build()
+        .expect("build");
     let h = rt.start::<_, (), String>("a", "id-1", ()).expect("start");
     rt.block_on(h.result()).expect("result").expect("ok");
     match rt.start::<_, (), String>("b", "id-1", ()) {
@@ -75,7 +91,10 @@ fn same_id_under_another_name_is_a_conflict() {
             existing,
             requested,
         }) => {
-            assert_eq!((workflow_id.as_str(), existing.as_str(), requested.as_str()), ("id-1", "a", "b"));
+            assert_eq!(
+                (workflow_id.as_str(), existing.as_str(), requested.as_str()),
+                ("id-1", "a", "b")
+            );
         }
         other => panic!("expected a conflict, got {:?}", other.map(|_| ())),
     }
@@ -100,7 +119,9 @@ fn step_errors_are_recorded_and_replayed_not_rerun() {
                     })
                     .await;
                 // The workflow handles the error and goes on.
-                let fallback = ctx.step("fallback", || async { Ok::<u32, String>(7) }).await?;
+                let fallback = ctx
+                    .step("fallback", || async { Ok::<u32, String>(7) })
+                    .await?;
                 Ok::<_, String>(format!("{failed:?} then {fallback}"))
             }
         }
@@ -111,12 +132,21 @@ fn step_errors_are_recorded_and_replayed_not_rerun() {
         .build()
         .expect("build");
     let h = rt.start::<_, String, String>("wf", "e", ()).expect("start");
-    assert!(matches!(rt.block_on(h.result()), Err(Error::Stopped { .. })));
+    assert!(matches!(
+        rt.block_on(h.result()),
+        Err(Error::Stopped { .. })
+    ));
     drop((h, rt));
     let steps = common::recorded_steps(dir.path(), "e");
-    assert_eq!(steps, vec![(0, "declined".into(), false), (1, "fallback".into(), true)]);
+    assert_eq!(
+        steps,
+        vec![(0, "declined".into(), false), (1, "fallback".into(), true)]
+    );
 
-    let rt = builder(dir.path()).register("wf", make(runs.clone())).build().expect("build");
+    let rt = builder(dir.path())
+        .register("wf", make(runs.clone()))
+        .build()
+        .expect("build");
     let report = rt.recover().expect("recover");
     assert_eq!(report.resumed, vec!["e".to_string()]);
     let h = rt.handle::<String, String>("e").expect("handle");
@@ -161,7 +191,9 @@ fn step_with_retries_with_exponential_backoff_on_the_virtual_clock() {
         })
         .build()
         .expect("build");
-    let h = rt.start::<_, (Result<u32, String>, u64), String>("retry", "r", 3u32).expect("start");
+    let h = rt
+        .start::<_, (Result<u32, String>, u64), String>("retry", "r", 3u32)
+        .expect("start");
     let (value, waited) = rt.block_on(h.result()).expect("result").expect("ok");
     assert_eq!(value, Ok(4));
     // Backoffs of 60 s, 120 s, 240 s after the three failures: 7 minutes, virtually.
@@ -184,13 +216,20 @@ fn step_with_records_the_final_error_when_attempts_run_out() {
     let rt = builder(dir.path())
         .register("give-up", |ctx: Ctx, (): ()| async move {
             let policy = RetryPolicy::new(3).backoff(Duration::from_secs(1), 2.0);
-            ctx.step_with("always-fails", policy, || async { Err::<(), _>("down".to_string()) })
-                .await
+            ctx.step_with("always-fails", policy, || async {
+                Err::<(), _>("down".to_string())
+            })
+            .await
         })
         .build()
         .expect("build");
-    let h = rt.start::<_, (), String>("give-up", "g", ()).expect("start");
-    assert_eq!(rt.block_on(h.result()).expect("result"), Err("down".to_string()));
+    let h = rt
+        .start::<_, (), String>("give-up", "g", ())
+        .expect("start");
+    assert_eq!(
+        rt.block_on(h.result()).expect("result"),
+        Err("down".to_string())
+    );
     assert_eq!(h.status().expect("status"), Status::Failed);
     drop((h, rt));
     let journal = SledJournal::open(dir.path(), Durability::None).expect("open");
@@ -206,7 +245,11 @@ fn durable_sleep_across_a_restart_sleeps_only_the_remainder() {
     let sleeper = |ctx: Ctx, (): ()| async move {
         ctx.sleep(Duration::from_secs(3600)).await;
         let woke = ctx.now().await;
-        Ok::<_, String>(woke.duration_since(UNIX_EPOCH).unwrap_or_default().as_secs())
+        Ok::<_, String>(
+            woke.duration_since(UNIX_EPOCH)
+                .unwrap_or_default()
+                .as_secs(),
+        )
     };
     // First process: records the deadline (t0 + 1 h), then dies.
     let rt = builder(dir.path())
@@ -215,14 +258,26 @@ fn durable_sleep_across_a_restart_sleeps_only_the_remainder() {
         .register("sleeper", sleeper)
         .build()
         .expect("build");
-    let h = rt.start::<_, u64, String>("sleeper", "s", ()).expect("start");
-    assert!(matches!(rt.block_on(h.result()), Err(Error::Stopped { .. })));
+    let h = rt
+        .start::<_, u64, String>("sleeper", "s", ())
+        .expect("start");
+    assert!(matches!(
+        rt.block_on(h.result()),
+        Err(Error::Stopped { .. })
+    ));
     drop((h, rt));
-    assert_eq!(common::recorded_steps(dir.path(), "s"), vec![(0, "ordo.sleep.until".into(), true)]);
+    assert_eq!(
+        common::recorded_steps(dir.path(), "s"),
+        vec![(0, "ordo.sleep.until".into(), true)]
+    );
 
     // Restarted 20 minutes later: wakes at t0 + 1 h, not at restart + 1 h.
     let restart = t0 + Duration::from_secs(20 * 60);
-    let rt = builder(dir.path()).start_time(restart).register("sleeper", sleeper).build().expect("build");
+    let rt = builder(dir.path())
+        .start_time(restart)
+        .register("sleeper", sleeper)
+        .build()
+        .expect("build");
     rt.recover().expect("recover");
     let h = rt.handle::<u64, String>("s").expect("handle");
     let woke = rt.block_on(h.result()).expect("result").expect("ok");
@@ -236,30 +291,47 @@ fn durable_sleep_across_a_restart_sleeps_only_the_remainder() {
         .register("sleeper", sleeper)
         .build()
         .expect("build");
-    let h = rt.start::<_, u64, String>("sleeper", "late", ()).expect("start");
+    let h = rt
+        .start::<_, u64, String>("sleeper", "late", ())
+        .expect("start");
     assert!(rt.block_on(h.result()).is_err());
     drop((h, rt));
     let late = t0 + Duration::from_secs(5 * 3600);
-    let rt = builder(dir.path()).start_time(late).register("sleeper", sleeper).build().expect("build");
+    let rt = builder(dir.path())
+        .start_time(late)
+        .register("sleeper", sleeper)
+        .build()
+        .expect("build");
     rt.recover().expect("recover");
     let h = rt.handle::<u64, String>("late").expect("handle");
-    assert_eq!(rt.block_on(h.result()).expect("result"), Ok(1_800_000_000 + 5 * 3600));
+    assert_eq!(
+        rt.block_on(h.result()).expect("result"),
+        Ok(1_800_000_000 + 5 * 3600)
+    );
 }
 
 #[test]
 fn a_panicking_workflow_is_reported_stays_pending_and_recovery_is_capped() {
     let dir = journal_dir();
     let boom = |ctx: Ctx, (): ()| async move {
-        ctx.step("before", || async { Ok::<_, String>(1u8) }).await?;
+        ctx.step("before", || async { Ok::<_, String>(1u8) })
+            .await?;
         if ctx.workflow_id() == "p" {
             panic!("bug in the workflow");
         }
         Ok::<u8, String>(0)
     };
-    let rt = builder(dir.path()).max_recovery_attempts(2).register("boom", boom).build().expect("build");
+    let rt = builder(dir.path())
+        .max_recovery_attempts(2)
+        .register("boom", boom)
+        .build()
+        .expect("build");
     let h = rt.start::<_, u8, String>("boom", "p", ()).expect("start");
     match rt.block_on(h.result()) {
-        Err(Error::Panicked { workflow_id, message }) => {
+        Err(Error::Panicked {
+            workflow_id,
+            message,
+        }) => {
             assert_eq!(workflow_id, "p");
             assert!(message.contains("bug in the workflow"), "{message}");
         }
@@ -271,13 +343,24 @@ fn a_panicking_workflow_is_reported_stays_pending_and_recovery_is_capped() {
     assert_eq!(common::recorded_steps(dir.path(), "p").len(), 1);
 
     for attempt in 1..=2 {
-        let rt = builder(dir.path()).max_recovery_attempts(2).register("boom", boom).build().expect("build");
+        let rt = builder(dir.path())
+            .max_recovery_attempts(2)
+            .register("boom", boom)
+            .build()
+            .expect("build");
         let report = rt.recover().expect("recover");
         assert_eq!(report.resumed, vec!["p".to_string()], "attempt {attempt}");
         let h = rt.handle::<u8, String>("p").expect("handle");
-        assert!(matches!(rt.block_on(h.result()), Err(Error::Panicked { .. })));
+        assert!(matches!(
+            rt.block_on(h.result()),
+            Err(Error::Panicked { .. })
+        ));
     }
-    let rt = builder(dir.path()).max_recovery_attempts(2).register("boom", boom).build().expect("build");
+    let rt = builder(dir.path())
+        .max_recovery_attempts(2)
+        .register("boom", boom)
+        .build()
+        .expect("build");
     let report = rt.recover().expect("recover");
     assert!(report.resumed.is_empty());
     assert!(matches!(
@@ -297,15 +380,26 @@ fn recover_reports_unregistered_workflows_and_leaves_them_pending() {
         })
         .build()
         .expect("build");
-    let h = rt.start::<_, u8, String>("old", "legacy", ()).expect("start");
+    let h = rt
+        .start::<_, u8, String>("old", "legacy", ())
+        .expect("start");
     assert!(rt.block_on(h.result()).is_err());
     drop((h, rt));
 
     let rt = builder(dir.path()).build().expect("build");
     let report = rt.recover().expect("recover");
-    assert_eq!(report.unregistered, vec![("legacy".to_string(), "old".to_string())]);
+    assert_eq!(
+        report.unregistered,
+        vec![("legacy".to_string(), "old".to_string())]
+    );
     assert!(!report.is_clean());
-    assert_eq!(rt.journal().workflow("legacy").expect("read").map(|r| r.status), Some(Status::Pending));
+    assert_eq!(
+        rt.journal()
+            .workflow("legacy")
+            .expect("read")
+            .map(|r| r.status),
+        Some(Status::Pending)
+    );
 }
 
 #[test]
@@ -314,7 +408,9 @@ fn a_recorded_step_that_no_longer_decodes_is_a_type_mismatch_naming_the_step() {
     let rt = builder(dir.path())
         .halt_before_finish()
         .register("typed", |ctx: Ctx, (): ()| async move {
-            let s: String = ctx.step("fetch", || async { Ok::<_, String>("text".to_string()) }).await?;
+            let s: String = ctx
+                .step("fetch", || async { Ok::<_, String>("text".to_string()) })
+                .await?;
             Ok::<_, String>(s.len() as u64)
         })
         .build()
@@ -332,13 +428,18 @@ fn a_recorded_step_that_no_longer_decodes_is_a_type_mismatch_naming_the_step() {
     rt.recover().expect("recover");
     let h = rt.handle::<u64, String>("t").expect("handle");
     match rt.block_on(h.result()) {
-        Err(Error::TypeMismatch { workflow_id, what, .. }) => {
+        Err(Error::TypeMismatch {
+            workflow_id, what, ..
+        }) => {
             assert_eq!(workflow_id, "t");
             assert!(what.contains("step 0") && what.contains("fetch"), "{what}");
         }
         other => panic!("expected a type mismatch, got {other:?}"),
     }
-    assert_eq!(rt.journal().workflow("t").expect("read").map(|r| r.status), Some(Status::Pending));
+    assert_eq!(
+        rt.journal().workflow("t").expect("read").map(|r| r.status),
+        Some(Status::Pending)
+    );
 }
 
 #[test]
@@ -346,20 +447,30 @@ fn group_commit_many_workflows_share_few_commits() {
     let dir = journal_dir();
     let rt = builder(dir.path())
         .register("ten", |ctx: Ctx, (): ()| async move {
-            let steps = (0..10u64).map(|i| ctx.step("part", move || async move { Ok::<_, String>(i) }));
+            let steps =
+                (0..10u64).map(|i| ctx.step("part", move || async move { Ok::<_, String>(i) }));
             let parts = futures::future::join_all(steps).await;
             Ok::<u64, String>(parts.into_iter().map(|p| p.unwrap_or(0)).sum())
         })
         .build()
         .expect("build");
     let handles: Vec<_> = (0..100)
-        .map(|i| rt.start::<_, u64, String>("ten", &format!("w{i}"), ()).expect("start"))
+        .map(|i| {
+            rt.start::<_, u64, String>("ten", &format!("w{i}"), ())
+                .expect("start")
+        })
         .collect();
-    let results = rt.block_on(futures::future::join_all(handles.iter().map(|h| h.result())));
+    let results = rt.block_on(futures::future::join_all(
+        handles.iter().map(|h| h.result()),
+    ));
     assert!(results.iter().all(|r| matches!(r, Ok(Ok(45)))));
     let metrics = rt.metrics();
     assert_eq!(metrics.completions_committed, 1000);
     assert_eq!(metrics.steps_executed, 1000);
     // 1,000 step completions and 100 final records, in a handful of group commits.
-    assert!(metrics.commits <= 5, "{} commits for 1,000 steps", metrics.commits);
+    assert!(
+        metrics.commits <= 5,
+        "{} commits for 1,000 steps",
+        metrics.commits
+    );
 }

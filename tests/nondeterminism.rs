@@ -8,8 +8,12 @@ use ordo::{Ctx, Error, RuntimeBuilder, Status};
 
 fn original(b: RuntimeBuilder) -> RuntimeBuilder {
     b.register("order", |ctx: Ctx, (): ()| async move {
-        let a = ctx.step("reserve", || async { Ok::<_, String>(1u32) }).await?;
-        let b = ctx.step("charge", || async { Ok::<_, String>(2u32) }).await?;
+        let a = ctx
+            .step("reserve", || async { Ok::<_, String>(1u32) })
+            .await?;
+        let b = ctx
+            .step("charge", || async { Ok::<_, String>(2u32) })
+            .await?;
         let c = ctx.step("ship", || async { Ok::<_, String>(3u32) }).await?;
         Ok::<_, String>(a + b + c)
     })
@@ -17,7 +21,9 @@ fn original(b: RuntimeBuilder) -> RuntimeBuilder {
 
 fn renamed(b: RuntimeBuilder) -> RuntimeBuilder {
     b.register("order", |ctx: Ctx, (): ()| async move {
-        let a = ctx.step("reserve", || async { Ok::<_, String>(1u32) }).await?;
+        let a = ctx
+            .step("reserve", || async { Ok::<_, String>(1u32) })
+            .await?;
         let b = ctx.step("bill", || async { Ok::<_, String>(2u32) }).await?;
         let c = ctx.step("ship", || async { Ok::<_, String>(3u32) }).await?;
         Ok::<_, String>(a + b + c)
@@ -26,7 +32,9 @@ fn renamed(b: RuntimeBuilder) -> RuntimeBuilder {
 
 fn fewer_steps(b: RuntimeBuilder) -> RuntimeBuilder {
     b.register("order", |ctx: Ctx, (): ()| async move {
-        let a = ctx.step("reserve", || async { Ok::<_, String>(1u32) }).await?;
+        let a = ctx
+            .step("reserve", || async { Ok::<_, String>(1u32) })
+            .await?;
         Ok::<_, String>(a)
     })
 }
@@ -34,15 +42,25 @@ fn fewer_steps(b: RuntimeBuilder) -> RuntimeBuilder {
 /// A journal where "reserve" and "charge" are recorded and the workflow is pending.
 fn interrupted() -> tempfile::TempDir {
     let dir = journal_dir();
-    let rt = original(builder(dir.path()).halt_after_commits(2)).build().expect("build");
-    let h = rt.start::<_, u32, String>("order", "o-1", ()).expect("start");
-    assert!(matches!(rt.block_on(h.result()), Err(Error::Stopped { .. })));
+    let rt = original(builder(dir.path()).halt_after_commits(2))
+        .build()
+        .expect("build");
+    let h = rt
+        .start::<_, u32, String>("order", "o-1", ())
+        .expect("start");
+    assert!(matches!(
+        rt.block_on(h.result()),
+        Err(Error::Stopped { .. })
+    ));
     drop((h, rt));
     assert_eq!(recorded_steps(dir.path(), "o-1").len(), 2);
     dir
 }
 
-fn recover_with(dir: &std::path::Path, code: fn(RuntimeBuilder) -> RuntimeBuilder) -> Result<Result<u32, String>, Error> {
+fn recover_with(
+    dir: &std::path::Path,
+    code: fn(RuntimeBuilder) -> RuntimeBuilder,
+) -> Result<Result<u32, String>, Error> {
     let rt = code(builder(dir)).build().expect("build");
     let report = rt.recover().expect("recover");
     assert_eq!(report.resumed, vec!["o-1".to_string()]);
@@ -70,15 +88,22 @@ fn renaming_a_step_is_reported_with_both_names_and_the_journal_still_recovers() 
                 found,
             }
             .to_string();
-            assert!(message.contains("charge") && message.contains("bill"), "{message}");
+            assert!(
+                message.contains("charge") && message.contains("bill"),
+                "{message}"
+            );
         }
         other => panic!("expected non-determinism, got {other:?}"),
     }
     // Untouched: same completions, still pending.
     assert_eq!(recorded_steps(dir.path(), "o-1"), before);
-    let journal = ordo::journal::SledJournal::open(dir.path(), ordo::Durability::None).expect("open");
+    let journal =
+        ordo::journal::SledJournal::open(dir.path(), ordo::Durability::None).expect("open");
     use ordo::journal::Store;
-    assert_eq!(journal.workflow("o-1").expect("read").map(|r| r.status), Some(Status::Pending));
+    assert_eq!(
+        journal.workflow("o-1").expect("read").map(|r| r.status),
+        Some(Status::Pending)
+    );
     drop(journal);
 
     // The original code recovers it: the two recorded steps replay, "ship" runs.

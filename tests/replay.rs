@@ -25,7 +25,9 @@ fn join_all_100(b: RuntimeBuilder, env: Env) -> RuntimeBuilder {
     b.register("shape", move |ctx: Ctx, (): ()| {
         let env = env.clone();
         async move {
-            let steps: Vec<_> = (0..100).map(|i| step(&ctx, &env, "item", i, i * i)).collect();
+            let steps: Vec<_> = (0..100)
+                .map(|i| step(&ctx, &env, "item", i, i * i))
+                .collect();
             let ids: Vec<u64> = steps.iter().map(ordo::Step::id).collect();
             // Rule 1: ids are taken at the call, in program order.
             assert_eq!(ids, (0..100).collect::<Vec<_>>());
@@ -48,7 +50,12 @@ fn join_all_journal_is_in_completion_order_not_id_order() {
     // Proof that the shape above really is concurrent: the journal's delivery order
     // follows the latencies, and the ids still name the call order.
     let dir = common::journal_dir();
-    let run = common::run_once(dir.path(), join_all_100, &Env::with_seed(1), common::Halt::Never);
+    let run = common::run_once(
+        dir.path(),
+        join_all_100,
+        &Env::with_seed(1),
+        common::Halt::Never,
+    );
     assert!(run.result.is_ok());
     let steps = common::recorded_steps(dir.path(), "wf");
     let ids: Vec<u64> = steps.iter().map(|s| s.0).collect();
@@ -118,7 +125,11 @@ fn select_between_step_and_timeout_replays_the_same_winner() {
         winners.insert(result.split(' ').nth(1).map(str::to_string));
     }
     // Both outcomes occurred, and each replayed with its own winner.
-    assert_eq!(winners.len(), 2, "expected both winners across seeds: {winners:?}");
+    assert_eq!(
+        winners.len(),
+        2,
+        "expected both winners across seeds: {winners:?}"
+    );
 }
 
 /// `FuturesUnordered` consumed in completion order, a new step per completion.
@@ -126,7 +137,8 @@ fn unordered(b: RuntimeBuilder, env: Env) -> RuntimeBuilder {
     b.register("shape", move |ctx: Ctx, (): ()| {
         let env = env.clone();
         async move {
-            let mut pending: FuturesUnordered<_> = (0..5).map(|i| step(&ctx, &env, "first", i, i)).collect();
+            let mut pending: FuturesUnordered<_> =
+                (0..5).map(|i| step(&ctx, &env, "first", i, i)).collect();
             let mut order = Vec::new();
             let mut follow_ups = FuturesUnordered::new();
             while let Some(done) = pending.next().await {
@@ -168,9 +180,12 @@ fn spawned_and_nested(b: RuntimeBuilder, env: Env) -> RuntimeBuilder {
                     })
                 })
                 .collect();
-            let inner = futures::future::join_all(
-                (0..2).map(|i| futures::future::join(step(&ctx, &env, "outer", 200 + i, i), step(&ctx, &env, "outer", 210 + i, i))),
-            )
+            let inner = futures::future::join_all((0..2).map(|i| {
+                futures::future::join(
+                    step(&ctx, &env, "outer", 200 + i, i),
+                    step(&ctx, &env, "outer", 210 + i, i),
+                )
+            }))
             .await;
             let mut sum = 0;
             for task in tasks {

@@ -163,13 +163,31 @@ pub enum Order {
 /// Full replay: a run that stops right before recording the finish, then a recovery
 /// with other latencies, must give the same result as that run would have (`expected`)
 /// without running any body.
-fn check_full_replay(dir: &Path, register: Register, seed: u64, other_seed: u64, expected: &str, what: &str) {
+fn check_full_replay(
+    dir: &Path,
+    register: Register,
+    seed: u64,
+    other_seed: u64,
+    expected: &str,
+    what: &str,
+) {
     let halted = run_once(dir, register, &Env::with_seed(seed), Halt::BeforeFinish);
-    assert!(matches!(halted.result, Err(Error::Stopped { .. })), "{what}: halt before finish");
+    assert!(
+        matches!(halted.result, Err(Error::Stopped { .. })),
+        "{what}: halt before finish"
+    );
     let env = Env::with_seed(other_seed);
     let replayed = run_once(dir, register, &env, Halt::Never);
-    assert_eq!(replayed.result.expect("replay succeeds"), Ok(expected.to_string()), "{what}: full replay");
-    assert!(env.bodies_run().is_empty(), "{what}: bodies ran during a full replay: {:?}", env.bodies_run());
+    assert_eq!(
+        replayed.result.expect("replay succeeds"),
+        Ok(expected.to_string()),
+        "{what}: full replay"
+    );
+    assert!(
+        env.bodies_run().is_empty(),
+        "{what}: bodies ran during a full replay: {:?}",
+        env.bodies_run()
+    );
 }
 
 /// The crash-and-replay check every shape must pass. With R, C, J the result, commit
@@ -182,41 +200,84 @@ fn check_full_replay(dir: &Path, register: Register, seed: u64, other_seed: u64,
 pub fn check_crash_replay(register: Register, order: Order, seed: u64, other_seed: u64) -> String {
     let dir0 = journal_dir();
     let first = run_once(dir0.path(), register, &Env::with_seed(seed), Halt::Never);
-    let expected = first.result.expect("uninterrupted run succeeds").expect("shape returns Ok");
+    let expected = first
+        .result
+        .expect("uninterrupted run succeeds")
+        .expect("shape returns Ok");
     let commits = first.metrics.commits;
     let journal = recorded_steps(dir0.path(), "wf");
-    assert!(commits >= 2, "shape too small to crash inside: {commits} commits");
+    assert!(
+        commits >= 2,
+        "shape too small to crash inside: {commits} commits"
+    );
 
     let full = journal_dir();
-    check_full_replay(full.path(), register, seed, other_seed, &expected, "uninterrupted");
+    check_full_replay(
+        full.path(),
+        register,
+        seed,
+        other_seed,
+        &expected,
+        "uninterrupted",
+    );
 
     for k in 1..commits {
         let dir = journal_dir();
-        let halted = run_once(dir.path(), register, &Env::with_seed(seed), Halt::AfterCommits(k));
-        assert!(matches!(halted.result, Err(Error::Stopped { .. })), "k={k}: halted run finished");
+        let halted = run_once(
+            dir.path(),
+            register,
+            &Env::with_seed(seed),
+            Halt::AfterCommits(k),
+        );
+        assert!(
+            matches!(halted.result, Err(Error::Stopped { .. })),
+            "k={k}: halted run finished"
+        );
         let before_crash = recorded_steps(dir.path(), "wf");
-        assert_eq!(&journal[..before_crash.len()], &before_crash[..], "journal prefix at k={k}");
+        assert_eq!(
+            &journal[..before_crash.len()],
+            &before_crash[..],
+            "journal prefix at k={k}"
+        );
         let twin = journal_dir();
         copy_dir(dir.path(), twin.path());
 
         let env = Env::with_seed(seed);
         let resumed = run_once(dir.path(), register, &env, Halt::Never);
-        let result = resumed.result.expect("recovery succeeds").expect("shape returns Ok");
+        let result = resumed
+            .result
+            .expect("recovery succeeds")
+            .expect("shape returns Ok");
         if order == Order::Insensitive {
             assert_eq!(result, expected, "result after crash at k={k}");
         }
         let after = recorded_steps(dir.path(), "wf");
-        assert_eq!(&after[..before_crash.len()], &before_crash[..], "k={k}: history rewritten");
+        assert_eq!(
+            &after[..before_crash.len()],
+            &before_crash[..],
+            "k={k}: history rewritten"
+        );
         for id in env.bodies_run() {
             assert!(
                 !before_crash.iter().any(|s| s.0 == id),
                 "k={k}: step {id} was recorded but its body ran again"
             );
         }
-        assert_eq!(resumed.metrics.steps_replayed, before_crash.len() as u64, "k={k}");
+        assert_eq!(
+            resumed.metrics.steps_replayed,
+            before_crash.len() as u64,
+            "k={k}"
+        );
         // The twin recovers the same way but stops before finishing; replaying that
         // with other latencies must reach the same result.
-        check_full_replay(twin.path(), register, seed, other_seed, &result, &format!("k={k} twin"));
+        check_full_replay(
+            twin.path(),
+            register,
+            seed,
+            other_seed,
+            &result,
+            &format!("k={k} twin"),
+        );
     }
     expected
 }
