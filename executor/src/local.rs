@@ -248,10 +248,12 @@ impl Local {
                 return true;
             }
             Ok(Poll::Pending) => (Some(JoinError::aborted(task.id)), Some(future)),
-            Ok(Poll::Ready(())) => {
+            // The output is inside `future`: keep it for the handle, or drop it below.
+            Ok(Poll::Ready(())) if entry.has_handle => {
                 entry.future = Some(future);
                 (None, None)
             }
+            Ok(Poll::Ready(())) => (None, Some(future)),
             Err(payload) => {
                 let error = JoinError::panic(task.id, &*payload);
                 drop(payload);
@@ -261,12 +263,15 @@ impl Local {
         entry.finish(failure);
         entry.queued = false;
         let join_waker = entry.join_waker.take();
-        let removed = (!entry.has_handle).then(|| st.tasks.remove(task.key));
+        if !entry.has_handle {
+            // Nothing in the entry runs user code when dropped any more: the future
+            // (or output) is in `leftover`, the join waker taken.
+            st.tasks.remove(task.key);
+        }
         st.live -= 1;
         st.recycle(target);
         drop(guard);
         drop_quietly(leftover);
-        drop(removed);
         if let Some(waker) = join_waker {
             waker.wake();
         }
@@ -489,11 +494,20 @@ impl Local {
             return;
         }
         entry.has_handle = false;
+        if entry.is_running() {
+            // The common case (a spawn whose handle is dropped at once): just the flag.
+            let join_waker = entry.join_waker.take();
+            drop(st);
+            drop(join_waker);
+            return;
+        }
+        // Finished: the output (inside `future`) is dropped outside the borrow.
+        let output = entry.future.take();
         let join_waker = entry.join_waker.take();
-        let removed = (!entry.is_running()).then(|| st.tasks.remove(task.key));
+        st.tasks.remove(task.key);
         drop(st);
         drop(join_waker);
-        drop(removed);
+        drop(output);
     }
 
     // ----- tracing and shutdown -------------------------------------------------------
