@@ -1,0 +1,93 @@
+//! The CLI's errors: one line on stderr and an exit code per kind of failure.
+
+use ordo::journal::Error as JournalError;
+
+/// The exit codes, as printed at the end of `ordo --help`.
+pub const EXIT_CODES_HELP: &str = "\
+Exit codes:
+  0  success
+  1  any other error (I/O, storage)
+  2  usage error
+  3  no journal at --data, or no workflow with that id
+  4  the journal is held by another process (a running ordo program)
+  5  the journal is corrupt or was written by a newer ordo";
+
+/// Everything the CLI reports instead of output.
+#[derive(Debug)]
+pub enum CliError {
+    /// The journal failed to open or to read; its message names the path or key.
+    Journal(JournalError),
+    /// `ordo show` of an id the journal does not hold.
+    UnknownWorkflow {
+        /// The id asked for.
+        id: String,
+    },
+    /// JSON encoding failed (not expected: every value is a plain struct).
+    Json(serde_json::Error),
+}
+
+impl From<JournalError> for CliError {
+    fn from(err: JournalError) -> Self {
+        CliError::Journal(err)
+    }
+}
+
+impl From<serde_json::Error> for CliError {
+    fn from(err: serde_json::Error) -> Self {
+        CliError::Json(err)
+    }
+}
+
+impl CliError {
+    /// The process exit code (see [`EXIT_CODES_HELP`]).
+    pub fn exit_code(&self) -> u8 {
+        match self {
+            CliError::Journal(JournalError::NotFound { .. }) | CliError::UnknownWorkflow { .. } => {
+                3
+            }
+            CliError::Journal(JournalError::Locked { .. }) => 4,
+            CliError::Journal(
+                JournalError::Corrupt { .. } | JournalError::UnsupportedVersion { .. },
+            ) => 5,
+            CliError::Journal(_) | CliError::Json(_) => 1,
+        }
+    }
+
+    /// The message, on one line whatever the underlying error's text holds, so a
+    /// script (or a log) gets exactly one line per failure.
+    pub fn one_line(&self) -> String {
+        let message = match self {
+            CliError::Journal(err @ JournalError::NotFound { .. }) => {
+                format!("{err} (run an ordo program first, or point --data at its folder)")
+            }
+            CliError::Journal(err) => err.to_string(),
+            CliError::UnknownWorkflow { id } => {
+                format!("no workflow with id {id:?} in the journal (try `ordo list`)")
+            }
+            CliError::Json(err) => format!("could not encode JSON: {err}"),
+        };
+        message.split_whitespace().collect::<Vec<_>>().join(" ")
+    }
+}
+
+/// Turns a panic (a bug, in the CLI or below it) into one `ordo: internal error` line
+/// instead of Rust's multi-line report and backtrace hint.
+pub fn install_panic_hook() {
+    std::panic::set_hook(Box::new(|info| {
+        let message = info
+            .payload()
+            .downcast_ref::<&str>()
+            .map(|s| (*s).to_string())
+            .or_else(|| info.payload().downcast_ref::<String>().cloned())
+            .unwrap_or_else(|| "a panic with a non-string payload".to_string());
+        let place = info
+            .location()
+            .map(|l| format!(" at {}:{}", l.file(), l.line()))
+            .unwrap_or_default();
+        let line = format!("internal error{place}: {message}");
+        eprintln!(
+            "ordo: {}",
+            line.split_whitespace().collect::<Vec<_>>().join(" ")
+        );
+    }));
+}
