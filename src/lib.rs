@@ -118,3 +118,9 @@ pub(crate) fn panic_message(panic: &(dyn std::any::Any + Send)) -> String {
         "a panic with a non-string payload".to_string()
     }
 }
+
+/// The README's Rust examples, compiled as doc tests (and run, unless marked `no_run`),
+/// so the README cannot drift from the API.
+#[cfg(doctest)]
+#[doc = include_str!("../README.md")]
+pub struct ReadmeDoctests;
