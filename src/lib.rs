@@ -72,7 +72,8 @@
 //! - `codec`: bincode encoding of user values; `clock`: wall time on executor time.
 //! - `error`: the one [`Error`] enum; `event`: [`Event`]s for observers;
 //!   `retry`: [`RetryPolicy`].
-//! - `src/bin/ordo.rs`: the `ordo` CLI, which reads a journal from the shell.
+//! - `src/bin/ordo/`: the `ordo` CLI, which reads a journal from the shell (`list`,
+//!   `show`, `stats`); see the README.
 
 #![warn(missing_docs)]
 
@@ -82,6 +83,8 @@ mod core;
 mod ctx;
 mod error;
 mod event;
+#[doc(hidden)]
+pub mod fuzzing;
 mod handle;
 mod registry;
 mod retry;

@@ -9,7 +9,7 @@ use std::time::{SystemTime, UNIX_EPOCH};
 
 use futures::future::{AbortHandle, Abortable};
 use futures::FutureExt;
-use ordo_executor::{Clock, Executor};
+use ordo_executor::{Clock, Executor, Scheduler};
 use ordo_journal::{Batch, Durability, SledJournal, Status, Store, WorkflowRecord};
 use serde::de::DeserializeOwned;
 use serde::Serialize;
@@ -25,9 +25,24 @@ use crate::registry::{Registration, Registry};
 use crate::workflow::WorkflowState;
 
 /// The folder the runtime uses when none is given: the quickstart's and the CLI's.
+///
+/// ```
+/// // `Runtime::builder().build()` keeps its journal in ./ordo-data, where
+/// // `ordo list` looks by default.
+/// assert_eq!(ordo::DEFAULT_DATA_DIR, "ordo-data");
+/// ```
 pub const DEFAULT_DATA_DIR: &str = "ordo-data";
 
 /// How many times `recover()` resumes the same pending workflow before giving up.
+///
+/// ```
+/// // Change it with `RuntimeBuilder::max_recovery_attempts`.
+/// let rt = ordo::Runtime::builder()
+///     .temporary()
+///     .max_recovery_attempts(ordo::DEFAULT_MAX_RECOVERY_ATTEMPTS / 10)
+///     .build()?;
+/// # Ok::<(), ordo::Error>(())
+/// ```
 pub const DEFAULT_MAX_RECOVERY_ATTEMPTS: u32 = 100;
 
 /// Where the journal lives.
@@ -63,6 +78,9 @@ pub struct RuntimeBuilder {
     observer: Option<Observer>,
     halt_after_commits: Option<u64>,
     halt_before_finish: bool,
+    /// Which ready task the executor polls next: FIFO, which determinism rule 2
+    /// relies on, unless a fuzzer reorders things on purpose.
+    scheduler: Scheduler,
     max_recovery_attempts: u32,
 }
 
@@ -77,6 +95,7 @@ impl RuntimeBuilder {
             observer: None,
             halt_after_commits: None,
             halt_before_finish: false,
+            scheduler: Scheduler::Fifo,
             max_recovery_attempts: DEFAULT_MAX_RECOVERY_ATTEMPTS,
         }
     }
@@ -232,6 +251,17 @@ impl RuntimeBuilder {
         self
     }
 
+    /// Testing aid: the executor's [`Scheduler`] (default [`Scheduler::Fifo`]). The
+    /// replay fuzzer runs recoveries under [`Scheduler::Scripted`] to check that the
+    /// order in which step bodies progress cannot change a replayed workflow's
+    /// decisions. Workflows whose `ctx.spawn`ed tasks create steps need FIFO: the
+    /// order those tasks are first polled in numbers their steps.
+    #[doc(hidden)]
+    pub fn scheduler(mut self, scheduler: Scheduler) -> Self {
+        self.scheduler = scheduler;
+        self
+    }
+
     /// Opens the journal and builds the runtime.
     ///
     /// Fails with [`Error::Journal`] when the journal is locked by another process,
@@ -247,7 +277,10 @@ impl RuntimeBuilder {
             StoreChoice::Temporary => Box::new(SledJournal::temporary()?),
             StoreChoice::Custom(store) => store,
         };
-        let executor = Executor::builder().clock(self.clock).build();
+        let executor = Executor::builder()
+            .clock(self.clock)
+            .scheduler(self.scheduler)
+            .build();
         let clock = match self.clock {
             Clock::Virtual => {
                 let start = self.start_time.unwrap_or_else(SystemTime::now);

@@ -2,24 +2,16 @@
 //!
 //! Each shape is run uninterrupted, then halted after every possible number of
 //! commits (as if killed right there) and recovered: see
-//! `common::check_crash_replay` for what is checked.
+//! `ordo::fuzzing::check_scenario` for what is checked. The `replay` fuzz target and
+//! `tests/replay_property.rs` run the same checker over generated shapes.
 
 mod common;
 
 use std::time::Duration;
 
-use common::{check_crash_replay, Env, Order};
+use common::{check_crash_replay, step, Env, Order};
 use futures::stream::{FuturesUnordered, StreamExt};
 use ordo::{Ctx, RuntimeBuilder};
-
-/// A step whose body logs itself and takes a seeded latency.
-fn step(ctx: &Ctx, env: &Env, name: &str, salt: u64, value: u64) -> ordo::Step<u64, String> {
-    let env = env.clone();
-    ctx.step(name, move || async move {
-        env.body(salt).await;
-        Ok::<_, String>(value)
-    })
-}
 
 fn join_all_100(b: RuntimeBuilder, env: Env) -> RuntimeBuilder {
     b.register("shape", move |ctx: Ctx, (): ()| {
@@ -40,7 +32,7 @@ fn join_all_100(b: RuntimeBuilder, env: Env) -> RuntimeBuilder {
 
 #[test]
 fn join_all_of_100_steps_replays_without_running_bodies() {
-    let result = check_crash_replay(join_all_100, Order::Insensitive, 1, 2);
+    let result = check_crash_replay(&join_all_100, Order::Insensitive, 1, 2);
     let expected: Vec<u64> = (0..100).map(|i| i * i).collect();
     assert_eq!(result, format!("{expected:?}"));
 }
@@ -52,7 +44,7 @@ fn join_all_journal_is_in_completion_order_not_id_order() {
     let dir = common::journal_dir();
     let run = common::run_once(
         dir.path(),
-        join_all_100,
+        &join_all_100,
         &Env::with_seed(1),
         common::Halt::Never,
     );
@@ -92,7 +84,7 @@ fn two_sequences(b: RuntimeBuilder, env: Env) -> RuntimeBuilder {
 
 #[test]
 fn two_multi_step_sequences_in_one_join_replay_under_other_latencies() {
-    let result = check_crash_replay(two_sequences, Order::Insensitive, 3, 4);
+    let result = check_crash_replay(&two_sequences, Order::Insensitive, 3, 4);
     assert_eq!(result, "[0, 1, 2, 3] [100, 101, 102, 103]");
 }
 
@@ -121,7 +113,7 @@ fn select_timeout(b: RuntimeBuilder, env: Env) -> RuntimeBuilder {
 fn select_between_step_and_timeout_replays_the_same_winner() {
     let mut winners = std::collections::BTreeSet::new();
     for seed in 0..12 {
-        let result = check_crash_replay(select_timeout, Order::Sensitive, seed, seed + 1000);
+        let result = check_crash_replay(&select_timeout, Order::Sensitive, seed, seed + 1000);
         winners.insert(result.split(' ').nth(1).map(str::to_string));
     }
     // Both outcomes occurred, and each replayed with its own winner.
@@ -158,7 +150,7 @@ fn unordered(b: RuntimeBuilder, env: Env) -> RuntimeBuilder {
 #[test]
 fn futures_unordered_in_completion_order_replays_identically() {
     for seed in [5, 6, 7] {
-        check_crash_replay(unordered, Order::Sensitive, seed, seed * 31 + 1);
+        check_crash_replay(&unordered, Order::Sensitive, seed, seed * 31 + 1);
     }
 }
 
@@ -201,7 +193,7 @@ fn spawned_and_nested(b: RuntimeBuilder, env: Env) -> RuntimeBuilder {
 
 #[test]
 fn spawned_subtasks_and_nested_joins_replay() {
-    let result = check_crash_replay(spawned_and_nested, Order::Insensitive, 8, 9);
+    let result = check_crash_replay(&spawned_and_nested, Order::Insensitive, 8, 9);
     // tasks: t + (t+1) + (t+2) for t in 0..3 = 3t+3 -> 3+6+9 = 18; outer: 2*(0+1) = 2
     assert_eq!(result, "20");
 }
