@@ -334,6 +334,23 @@ impl Ctx {
 ///
 /// Never resolves if the task was cancelled or panicked: the workflow awaiting it is
 /// being stopped in that case, and its handle reports why.
+///
+/// ```
+/// use ordo::{Ctx, Runtime, TaskHandle};
+///
+/// async fn two_lanes(ctx: Ctx, _: ()) -> Result<u32, ()> {
+///     let c = ctx.clone();
+///     let lane: TaskHandle<Result<u32, ()>> =
+///         ctx.spawn(async move { c.step("left", || async { Ok::<_, ()>(1) }).await });
+///     let right = ctx.step("right", || async { Ok::<_, ()>(2) }).await?;
+///     Ok(lane.await? + right)
+/// }
+///
+/// let rt = Runtime::builder().temporary().register("two_lanes", two_lanes).build()?;
+/// let handle = rt.start::<_, u32, ()>("two_lanes", "t-1", ())?;
+/// assert_eq!(rt.block_on(handle.result())?, Ok(3));
+/// # Ok::<(), ordo::Error>(())
+/// ```
 #[must_use = "dropping a TaskHandle detaches the task"]
 pub struct TaskHandle<T> {
     inner: ordo_executor::JoinHandle<Option<T>>,

@@ -143,4 +143,11 @@ impl From<ordo_journal::Error> for Error {
 }
 
 /// `Result` with the runtime's [`Error`].
+///
+/// ```
+/// fn open() -> ordo::Result<ordo::Runtime> {
+///     ordo::Runtime::builder().temporary().build()
+/// }
+/// assert!(open().is_ok());
+/// ```
 pub type Result<T, E = Error> = std::result::Result<T, E>;
