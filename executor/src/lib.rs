@@ -67,6 +67,19 @@
 //! - `yield_now` — [`yield_now`].
 //! - `embed` — [`Run`], the future from [`Executor::run`], and its timer thread.
 //! - `fuzzing` — (hidden) the body of the `executor_schedule` fuzz target.
+//!
+//! Benchmarks (`benches/`): `executor` (criterion) and `compare` (interleaved rounds,
+//! minimum ns/op, for busy machines) run ordo, `futures::executor::LocalPool`,
+//! `async_executor::LocalExecutor` and tokio's `LocalSet` side by side on
+//! spawn+complete, spawn+yield and an mpsc ping-pong.
+//!
+//! # Why it is fast without `unsafe`
+//!
+//! One allocation per task (the future and its output share a `MaybeDone` box); slab
+//! entries of one cache line; waker targets recycled once no clone is left; wakes on the
+//! executor's own thread go straight into a `VecDeque`, skipping the cross-thread queue;
+//! tasks are polled with a borrowed waker (no reference-count traffic unless a task
+//! keeps its waker).
 
 mod clock;
 mod context;
