@@ -245,3 +245,28 @@ fn join_handles_give_outputs_and_drop_detaches() {
     ex.run_until_stalled();
     assert!(ran.get(), "a detached task still runs to completion");
 }
+
+#[test]
+fn block_on_own_future_is_not_starved_by_a_task_that_never_stops() {
+    let ex = Executor::builder().poll_budget(4).build();
+    let spins = Rc::new(Cell::new(0u32));
+    let counter = spins.clone();
+    let spinner = ex.spawn(async move {
+        loop {
+            counter.set(counter.get() + 1);
+            yield_now().await;
+        }
+    });
+    let seen = spins.clone();
+    // Each of the main future's turns comes after at most one budget of task polls.
+    let turns: Vec<u32> = ex.block_on(async move {
+        let mut turns = Vec::new();
+        for _ in 0..3 {
+            turns.push(seen.get());
+            yield_now().await;
+        }
+        turns
+    });
+    assert_eq!(turns, [0, 4, 8]);
+    spinner.abort();
+}
