@@ -16,10 +16,21 @@ use crate::record::{Completion, Outcome, Status, WorkflowRecord};
 use crate::Error;
 
 /// The format of every value this build writes; the first byte of each value.
+///
+/// ```
+/// // Every stored value starts with this byte; a record with another one is refused
+/// // with `Error::UnsupportedVersion` naming its key.
+/// assert_eq!(ordo_journal::FORMAT_VERSION, 1);
+/// ```
 pub const FORMAT_VERSION: u8 = 1;
 
 /// The journal schema (key layout) this build reads and writes, stored under
 /// `meta/schema` and checked at open.
+///
+/// ```
+/// // Checked when a journal is opened: a journal written with a newer schema is refused.
+/// assert_eq!(ordo_journal::SCHEMA_VERSION, 1);
+/// ```
 pub const SCHEMA_VERSION: u32 = 1;
 
 /// bincode's standard configuration: little-endian varints.

@@ -35,6 +35,15 @@ const STATUS: u8 = b's';
 pub(crate) const SCHEMA: &[u8] = b"mschema";
 
 /// The longest workflow id a completion key can length-prefix.
+///
+/// ```
+/// use ordo_journal::{Batch, Error, SledJournal, Store, WorkflowRecord, MAX_ID_LEN};
+/// let journal = SledJournal::temporary()?;
+/// let mut batch = Batch::new();
+/// batch.put_workflow(WorkflowRecord::new("x".repeat(MAX_ID_LEN + 1), "checkout", vec![], 0));
+/// assert!(matches!(journal.commit(&batch), Err(Error::IdTooLong { .. })));
+/// # Ok::<(), ordo_journal::Error>(())
+/// ```
 pub const MAX_ID_LEN: usize = u16::MAX as usize;
 
 /// The prefix of every workflow record, for listing all workflows.

@@ -32,6 +32,12 @@ pub enum Status {
 
 impl Status {
     /// Every status, in the order of their index byte.
+    ///
+    /// ```
+    /// use ordo_journal::Status;
+    /// assert_eq!(Status::ALL.len(), 4);
+    /// assert_eq!(Status::ALL[0], Status::Pending);
+    /// ```
     pub const ALL: [Status; 4] = [
         Status::Pending,
         Status::Succeeded,
@@ -40,6 +46,10 @@ impl Status {
     ];
 
     /// The lowercase name used by `Display` and `FromStr`.
+    ///
+    /// ```
+    /// assert_eq!(ordo_journal::Status::Cancelled.as_str(), "cancelled");
+    /// ```
     pub fn as_str(self) -> &'static str {
         match self {
             Status::Pending => "pending",
@@ -73,6 +83,13 @@ impl fmt::Display for Status {
 }
 
 /// The error of parsing a [`Status`] from a string that names none.
+///
+/// ```
+/// use ordo_journal::{ParseStatusError, Status};
+/// let err = "done".parse::<Status>().unwrap_err();
+/// assert_eq!(err, ParseStatusError("done".into()));
+/// assert!(err.to_string().contains("expected pending, succeeded, failed or cancelled"));
+/// ```
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
 #[error("unknown workflow status {0:?} (expected pending, succeeded, failed or cancelled)")]
 pub struct ParseStatusError(pub String);
@@ -110,11 +127,19 @@ pub enum Outcome {
 
 impl Outcome {
     /// Whether this is an `Ok` outcome.
+    ///
+    /// ```
+    /// assert!(ordo_journal::Outcome::Ok(vec![]).is_ok());
+    /// ```
     pub fn is_ok(&self) -> bool {
         matches!(self, Outcome::Ok(_))
     }
 
     /// The encoded bytes, whichever side they are on.
+    ///
+    /// ```
+    /// assert_eq!(ordo_journal::Outcome::Err(vec![7]).bytes(), [7]);
+    /// ```
     pub fn bytes(&self) -> &[u8] {
         match self {
             Outcome::Ok(bytes) | Outcome::Err(bytes) => bytes,
@@ -176,6 +201,13 @@ pub struct WorkflowRecord {
 
 impl WorkflowRecord {
     /// A `Pending` record with no output, created and updated at `now_ms`.
+    ///
+    /// ```
+    /// use ordo_journal::{Status, WorkflowRecord};
+    /// let rec = WorkflowRecord::new("order-42", "checkout", b"input".to_vec(), 1_000);
+    /// assert_eq!((rec.status, rec.created_ms, rec.updated_ms), (Status::Pending, 1_000, 1_000));
+    /// assert_eq!(rec.output, None);
+    /// ```
     pub fn new(
         id: impl Into<String>,
         name: impl Into<String>,
@@ -254,47 +286,139 @@ pub struct Batch {
 
 impl Batch {
     /// An empty batch.
+    ///
+    /// ```
+    /// assert!(ordo_journal::Batch::new().is_empty());
+    /// ```
     pub fn new() -> Self {
         Batch::default()
     }
 
     /// Writes (inserts or replaces) a workflow record. If the same id is put twice, the
     /// later record wins.
+    ///
+    /// ```
+    /// use ordo_journal::{Batch, WorkflowRecord};
+    /// let mut batch = Batch::new();
+    /// batch.put_workflow(WorkflowRecord::new("order-42", "checkout", vec![], 0));
+    /// assert_eq!(batch.workflow_count(), 1);
+    /// assert_eq!(batch.workflows()[0].id, "order-42");
+    /// ```
     pub fn put_workflow(&mut self, rec: WorkflowRecord) {
         self.workflows.push(rec);
     }
 
     /// Adds one completion of workflow `workflow_id`, stored under its `seq`.
+    ///
+    /// ```
+    /// use ordo_journal::{Batch, Completion, Outcome};
+    /// let step = Completion {
+    ///     seq: 0,
+    ///     step_id: 0,
+    ///     name: "reserve".into(),
+    ///     outcome: Outcome::Ok(vec![1]),
+    ///     attempts: 1,
+    ///     started_ms: 0,
+    ///     ended_ms: 5,
+    /// };
+    /// let mut batch = Batch::new();
+    /// batch.push_completion("order-42", step.clone());
+    /// assert_eq!(batch.completion_count(), 1);
+    /// assert_eq!(batch.completions()[0], ("order-42".to_string(), step));
+    /// ```
     pub fn push_completion(&mut self, workflow_id: &str, c: Completion) {
         self.completions.push((workflow_id.to_owned(), c));
     }
 
     /// Whether the batch writes nothing.
+    ///
+    /// ```
+    /// use ordo_journal::{Batch, WorkflowRecord};
+    /// let mut batch = Batch::new();
+    /// assert!(batch.is_empty());
+    /// batch.put_workflow(WorkflowRecord::new("w", "n", vec![], 0));
+    /// assert!(!batch.is_empty());
+    /// ```
     pub fn is_empty(&self) -> bool {
         self.workflows.is_empty() && self.completions.is_empty()
     }
 
     /// How many completions the batch holds.
+    ///
+    /// ```
+    /// use ordo_journal::{Batch, Completion, Outcome};
+    /// let step = Completion {
+    ///     seq: 0,
+    ///     step_id: 0,
+    ///     name: "reserve".into(),
+    ///     outcome: Outcome::Ok(vec![1]),
+    ///     attempts: 1,
+    ///     started_ms: 0,
+    ///     ended_ms: 5,
+    /// };
+    /// let mut batch = Batch::new();
+    /// batch.push_completion("order-42", step.clone());
+    /// assert_eq!(batch.completion_count(), 1);
+    /// ```
     pub fn completion_count(&self) -> usize {
         self.completions.len()
     }
 
     /// How many workflow records the batch writes.
+    ///
+    /// ```
+    /// use ordo_journal::{Batch, WorkflowRecord};
+    /// let mut batch = Batch::new();
+    /// batch.put_workflow(WorkflowRecord::new("a", "checkout", vec![], 0));
+    /// batch.put_workflow(WorkflowRecord::new("b", "checkout", vec![], 0));
+    /// assert_eq!(batch.workflow_count(), 2);
+    /// ```
     pub fn workflow_count(&self) -> usize {
         self.workflows.len()
     }
 
     /// The workflow records, in put order.
+    ///
+    /// ```
+    /// use ordo_journal::{Batch, WorkflowRecord};
+    /// let mut batch = Batch::new();
+    /// batch.put_workflow(WorkflowRecord::new("a", "checkout", vec![], 0));
+    /// assert_eq!(batch.workflows()[0].name, "checkout");
+    /// ```
     pub fn workflows(&self) -> &[WorkflowRecord] {
         &self.workflows
     }
 
     /// The `(workflow id, completion)` pairs, in push order.
+    ///
+    /// ```
+    /// use ordo_journal::{Batch, Completion, Outcome};
+    /// let step = Completion {
+    ///     seq: 0,
+    ///     step_id: 0,
+    ///     name: "reserve".into(),
+    ///     outcome: Outcome::Ok(vec![1]),
+    ///     attempts: 1,
+    ///     started_ms: 0,
+    ///     ended_ms: 5,
+    /// };
+    /// let mut batch = Batch::new();
+    /// batch.push_completion("order-42", step.clone());
+    /// assert_eq!(batch.completions()[0].0, "order-42");
+    /// ```
     pub fn completions(&self) -> &[(String, Completion)] {
         &self.completions
     }
 
     /// Empties the batch, keeping its allocations.
+    ///
+    /// ```
+    /// use ordo_journal::{Batch, WorkflowRecord};
+    /// let mut batch = Batch::new();
+    /// batch.put_workflow(WorkflowRecord::new("a", "checkout", vec![], 0));
+    /// batch.clear();
+    /// assert!(batch.is_empty());
+    /// ```
     pub fn clear(&mut self) {
         self.workflows.clear();
         self.completions.clear();

@@ -117,6 +117,18 @@ impl SledJournal {
     /// [`Error::Locked`] if another process has it open, [`Error::UnsupportedVersion`]
     /// for another schema version, [`Error::Corrupt`] for a sled database that is not an
     /// ordo journal, [`Error::Io`] or [`Error::Storage`] otherwise.
+    ///
+    /// ```
+    /// use ordo_journal::{Durability, SledJournal, Store};
+    /// let dir = tempfile::tempdir()?;
+    /// let journal = SledJournal::open(dir.path(), Durability::Sync)?;
+    /// assert!(journal.workflows(None)?.is_empty());
+    /// drop(journal);
+    /// // Reopening finds the same journal; a second opener while it is open gets `Error::Locked`.
+    /// let again = SledJournal::open(dir.path(), Durability::Sync)?;
+    /// # drop(again);
+    /// # Ok::<(), Box<dyn std::error::Error>>(())
+    /// ```
     pub fn open(path: impl AsRef<Path>, durability: Durability) -> Result<Self, Error> {
         let path = path.as_ref().to_path_buf();
         let db = open_sled(::sled::Config::new().path(&path), &path)?;
@@ -187,6 +199,14 @@ impl SledJournal {
     /// # Errors
     ///
     /// [`Error::Io`] or [`Error::Storage`] if sled cannot create it.
+    ///
+    /// ```
+    /// use ordo_journal::{SledJournal, Store};
+    /// let journal = SledJournal::temporary()?;
+    /// assert_eq!(journal.path(), None);
+    /// assert_eq!(journal.commit_count(), 0);
+    /// # Ok::<(), ordo_journal::Error>(())
+    /// ```
     pub fn temporary() -> Result<Self, Error> {
         let db = ::sled::Config::new().temporary(true).open()?;
         db.insert(key::SCHEMA, &codec::encode_schema(SCHEMA_VERSION))?;
@@ -213,11 +233,28 @@ impl SledJournal {
     }
 
     /// The journal directory, or `None` for a [temporary](SledJournal::temporary) journal.
+    ///
+    /// ```
+    /// # let dir = tempfile::tempdir()?;
+    /// let journal = ordo_journal::SledJournal::open(dir.path(), ordo_journal::Durability::None)?;
+    /// assert_eq!(journal.path(), Some(dir.path()));
+    /// # Ok::<(), Box<dyn std::error::Error>>(())
+    /// ```
     pub fn path(&self) -> Option<&Path> {
         self.path.as_deref()
     }
 
     /// The durability chosen at open.
+    ///
+    /// ```
+    /// use ordo_journal::{Durability, SledJournal};
+    /// # let dir = tempfile::tempdir()?;
+    /// let journal = SledJournal::open(dir.path(), Durability::Flush)?;
+    /// assert_eq!(journal.durability(), Durability::Flush);
+    /// // `open_existing` (read-only) and `temporary` journals never sync.
+    /// assert_eq!(SledJournal::temporary()?.durability(), Durability::None);
+    /// # Ok::<(), Box<dyn std::error::Error>>(())
+    /// ```
     pub fn durability(&self) -> Durability {
         self.durability
     }
@@ -227,6 +264,13 @@ impl SledJournal {
     /// # Errors
     ///
     /// [`Error::Io`] if sled cannot stat its files.
+    ///
+    /// ```
+    /// # let dir = tempfile::tempdir()?;
+    /// let journal = ordo_journal::SledJournal::open(dir.path(), ordo_journal::Durability::None)?;
+    /// println!("{} bytes", journal.size_on_disk()?);
+    /// # Ok::<(), Box<dyn std::error::Error>>(())
+    /// ```
     pub fn size_on_disk(&self) -> Result<u64, Error> {
         Ok(self.db.size_on_disk()?)
     }
