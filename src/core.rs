@@ -253,6 +253,9 @@ impl Core {
             completions,
             mut finished,
         } = std::mem::take(&mut *self.outbox.borrow_mut());
+        // A workflow stopped after it returned (cancelled, say) must not be recorded
+        // as finished.
+        finished.retain(|(wf, _)| wf.phase.get() == Phase::Finishing);
         if completions.is_empty() && finished.is_empty() {
             return false;
         }

@@ -22,7 +22,7 @@ use crate::error::Error;
 use crate::event::Event;
 use crate::handle::WorkflowHandle;
 use crate::registry::{Registration, Registry};
-use crate::workflow::WorkflowState;
+use crate::workflow::{Phase, WorkflowState};
 
 /// The folder the runtime uses when none is given: the quickstart's and the CLI's.
 ///
@@ -572,6 +572,59 @@ impl Runtime {
             }
         }
         Ok(report)
+    }
+
+    /// Cancels a pending workflow: its status becomes `Cancelled` durably, it stops
+    /// running here (in-flight step bodies are dropped), recovery will not resume it,
+    /// and its handles report [`Error::Cancelled`]. Returns `false`, changing nothing,
+    /// when the workflow had already finished.
+    ///
+    /// ```
+    /// use ordo::{Ctx, Error, Runtime, Status};
+    /// use std::time::Duration;
+    ///
+    /// async fn slow(ctx: Ctx, _: ()) -> Result<(), String> {
+    ///     ctx.sleep(Duration::from_secs(3600)).await;
+    ///     Ok(())
+    /// }
+    /// let rt = Runtime::builder().temporary().register("slow", slow).build()?;
+    /// let handle = rt.start::<_, (), String>("slow", "s-1", ())?;
+    /// assert!(rt.cancel("s-1")?);
+    /// assert!(matches!(rt.block_on(handle.result()), Err(Error::Cancelled { .. })));
+    /// assert_eq!(handle.status()?, Status::Cancelled);
+    /// # Ok::<(), ordo::Error>(())
+    /// ```
+    pub fn cancel(&self, id: &str) -> Result<bool, Error> {
+        let mut record = self
+            .core
+            .store
+            .workflow(id)?
+            .ok_or_else(|| Error::NotFound {
+                workflow_id: id.to_string(),
+            })?;
+        if record.status != Status::Pending {
+            return Ok(false);
+        }
+        let running = self.core.running.borrow().get(id).cloned();
+        if running
+            .as_ref()
+            .is_some_and(|wf| wf.phase.get() == Phase::Finishing)
+        {
+            // It returned; its final record is about to be committed.
+            return Ok(false);
+        }
+        record.status = Status::Cancelled;
+        record.updated_ms = self.core.now_ms_at(self.executor.now());
+        let mut batch = Batch::new();
+        batch.put_workflow(record);
+        self.core.store.commit(&batch)?;
+        if let Some(wf) = running {
+            wf.fail(Error::Cancelled {
+                workflow_id: id.to_string(),
+            });
+            self.core.forget(&wf);
+        }
+        Ok(true)
     }
 
     /// Loads a pending workflow's completions and launches its replay.

@@ -474,3 +474,52 @@ fn group_commit_many_workflows_share_few_commits() {
         metrics.commits
     );
 }
+
+#[test]
+fn a_cancelled_workflow_stops_is_recorded_and_is_not_recovered() {
+    let dir = journal_dir();
+    let runs = Counter::default();
+    let make = |runs: Counter| {
+        move |ctx: Ctx, (): ()| {
+            let runs = runs.clone();
+            async move {
+                ctx.step("first", || async { Ok::<_, String>(1u8) }).await?;
+                ctx.sleep(Duration::from_secs(24 * 3600)).await;
+                ctx.step("after-a-day", move || async move {
+                    runs.bump();
+                    Ok::<_, String>(2u8)
+                })
+                .await
+            }
+        }
+    };
+    let rt = builder(dir.path())
+        .register("wait", make(runs.clone()))
+        .build()
+        .expect("build");
+    let h = rt.start::<_, u8, String>("wait", "c", ()).expect("start");
+    // Drive until the workflow sleeps: run a short virtual while, then cancel.
+    rt.block_on(ordo::executor::sleep(Duration::from_secs(60)));
+    assert!(rt.cancel("c").expect("cancel"));
+    assert!(matches!(
+        rt.block_on(h.result()),
+        Err(Error::Cancelled { .. })
+    ));
+    assert!(!rt.cancel("c").expect("cancel again is a no-op"));
+    assert_eq!(h.status().expect("status"), Status::Cancelled);
+    drop((h, rt));
+
+    let rt = builder(dir.path())
+        .register("wait", make(runs.clone()))
+        .build()
+        .expect("build");
+    let report = rt.recover().expect("recover");
+    assert!(report.resumed.is_empty());
+    let h = rt.handle::<u8, String>("c").expect("handle");
+    assert!(matches!(
+        rt.block_on(h.result()),
+        Err(Error::Cancelled { .. })
+    ));
+    assert_eq!(runs.get(), 0, "the step after the sleep ran");
+    assert!(matches!(rt.cancel("nope"), Err(Error::NotFound { .. })));
+}
