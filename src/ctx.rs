@@ -28,6 +28,26 @@ const SLEEP: &str = "ordo.sleep";
 const NOW: &str = "ordo.now";
 const RANDOM: &str = "ordo.random";
 
+/// A body that runs `body` once and records its `Result` after one attempt.
+fn once<F, Fut, T, E>(body: F) -> Body
+where
+    F: FnOnce() -> Fut + 'static,
+    Fut: Future<Output = Result<T, E>> + 'static,
+    T: Serialize + 'static,
+    E: Serialize + 'static,
+{
+    Box::new(move || {
+        async move {
+            let result = body().await;
+            BodyOutput {
+                outcome: encode_result(&result),
+                attempts: 1,
+            }
+        }
+        .boxed_local()
+    })
+}
+
 /// A workflow's handle on the runtime: every durable thing a workflow does goes
 /// through it. Cheap to clone (two `Rc`s); not `Send`, like the workflow itself.
 ///
@@ -103,16 +123,7 @@ impl Ctx {
         E: Serialize + DeserializeOwned + 'static,
     {
         let id = self.wf.create_step(name);
-        let body: Body = Box::new(move || {
-            async move {
-                let result = body().await;
-                BodyOutput {
-                    outcome: encode_result(&result),
-                    attempts: 1,
-                }
-            }
-            .boxed_local()
-        });
+        let body = once(body);
         Step::new(self.clone(), id, body)
     }
 
@@ -180,16 +191,7 @@ impl Ctx {
         T: Serialize + DeserializeOwned + 'static,
         Fut: Future<Output = T> + 'static,
     {
-        let body: Body = Box::new(move || {
-            async move {
-                let value = body().await;
-                BodyOutput {
-                    outcome: encode_result::<T, Never>(&Ok(value)),
-                    attempts: 1,
-                }
-            }
-            .boxed_local()
-        });
+        let body = once(move || async move { Ok::<T, Never>(body().await) });
         Step::new(self.clone(), id, body)
     }
 
