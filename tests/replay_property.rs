@@ -21,8 +21,10 @@ fn cases(default: u32) -> u32 {
 proptest! {
     #![proptest_config(ProptestConfig {
         cases: cases(CASES),
-        // A failing case is shrunk on its bytes; each try costs milliseconds.
+        // A failing case is shrunk on its bytes. It is kept in tests/fuzz_regressions.rs
+        // by hand, not in a proptest-regressions file.
         max_shrink_iters: 200,
+        failure_persistence: None,
         ..ProptestConfig::default()
     })]
 
@@ -36,6 +38,7 @@ proptest! {
     #![proptest_config(ProptestConfig {
         cases: cases(SLED_CASES).min(SLED_CASES),
         max_shrink_iters: 50,
+        failure_persistence: None,
         ..ProptestConfig::default()
     })]
 
