@@ -278,6 +278,9 @@ pub struct Env {
     /// case: the outside world answers the same, only its timing changes.
     failures: Rc<[bool]>,
     bodies: Rc<RefCell<Vec<u64>>>,
+    /// What the workflow returned in this run, even when a halt kept it from being
+    /// recorded: what a full replay of this run's journal must return.
+    returned: Rc<RefCell<Option<Result<String, String>>>>,
 }
 
 impl Default for Env {
@@ -293,6 +296,7 @@ impl Env {
             latencies: Rc::new(RefCell::new(Latencies::Seeded(seed))),
             failures: Rc::from(Vec::new()),
             bodies: Rc::default(),
+            returned: Rc::default(),
         }
     }
 
@@ -307,6 +311,7 @@ impl Env {
             latencies: Rc::new(RefCell::new(Latencies::Listed(latencies))),
             failures: Rc::from(failures),
             bodies: Rc::default(),
+            returned: Rc::default(),
         }
     }
 
@@ -341,6 +346,16 @@ impl Env {
                 }
             }
         }
+    }
+
+    /// Notes what the workflow is returning (shapes call it last).
+    pub fn note_return(&self, result: &Result<String, String>) {
+        *self.returned.borrow_mut() = Some(result.clone());
+    }
+
+    /// What the workflow returned in this run, if it noted it.
+    pub fn returned(&self) -> Option<Result<String, String>> {
+        self.returned.borrow().clone()
     }
 
     /// The step ids whose body ran, in the order they started (a retried body once per
@@ -479,10 +494,12 @@ pub enum Crashes {
 
 /// Full replay: a run that stops right before recording the finish, then a recovery
 /// under `replay_env` and `scheduler`, must give the result the halted run would
-/// have (`expected`) without running any body or recording a new step.
+/// have (`expected`, or what it noted in its `Env`) without running any body or
+/// recording a new step.
 fn check_full_replay(
     journal: &Journal,
     register: Register<'_>,
+    order: Order,
     (record_env, record_scheduler): (&Env, Scheduler),
     (replay_env, replay_scheduler): (&Env, Scheduler),
     expected: &Result<String, String>,
@@ -500,6 +517,18 @@ fn check_full_replay(
         "{what}: the run halted before finishing returned {:?}",
         halted.result
     );
+    // What the recording run returned, when the shape noted it; else what an identical
+    // run returned (`expected`), which a `select!` run may not match.
+    let expected = match record_env.returned() {
+        Some(returned) => {
+            assert!(
+                order == Order::Random || &returned == expected,
+                "{what}: a run identical to one that returned {expected:?} returned {returned:?}"
+            );
+            returned
+        }
+        None => expected.clone(),
+    };
     let replayed = run_on(
         journal.builder(),
         register,
@@ -510,7 +539,7 @@ fn check_full_replay(
     let result = replayed
         .result
         .unwrap_or_else(|err| panic!("{what}: full replay failed: {err}"));
-    assert_eq!(&result, expected, "{what}: full replay gave another result");
+    assert_eq!(result, expected, "{what}: full replay gave another result");
     assert!(
         replay_env.bodies_run().is_empty(),
         "{what}: bodies ran during a full replay: {:?}",
@@ -566,6 +595,7 @@ pub fn check_scenario(s: &Scenario<'_>, crashes: Crashes) -> Result<String, Stri
     check_full_replay(
         &Journal::new(s.journal),
         register,
+        s.order,
         (&(s.first)(), Scheduler::Fifo),
         (&(s.second)(), s.recovery_scheduler.clone()),
         &expected,
@@ -643,6 +673,7 @@ pub fn check_scenario(s: &Scenario<'_>, crashes: Crashes) -> Result<String, Stri
         check_full_replay(
             &twin,
             register,
+            s.order,
             (&(s.second)(), s.recovery_scheduler.clone()),
             (&(s.first)(), s.recovery_scheduler.clone()),
             &result,
@@ -754,7 +785,11 @@ impl Shape {
     pub fn register(self, b: RuntimeBuilder, env: Env) -> RuntimeBuilder {
         b.register(WORKFLOW, move |ctx: Ctx, (): ()| {
             let env = env.clone();
-            async move { self.run(&ctx, &env).await }
+            async move {
+                let result = self.run(&ctx, &env).await;
+                env.note_return(&result);
+                result
+            }
         })
     }
 

@@ -51,3 +51,15 @@ fn select_tie_between_step_and_timeout_replays_the_recorded_winner() {
         }
     }
 }
+
+/// The twin of a crashed `select!` run recovered to a journal whose winner was the
+/// timeout, while the recovery it was compared with had picked the step: two live runs
+/// from one journal, each free to pick. A full replay must reproduce the run that
+/// recorded the journal, so the checker now compares with what that run returned.
+/// (fuzz artifact crash-3a1dc635)
+#[test]
+fn full_replay_reproduces_the_run_that_recorded_it_not_a_twin() {
+    for _ in 0..20 {
+        replay(&[123, 123, 137, 41, 48]);
+    }
+}
