@@ -206,6 +206,7 @@ impl Core {
         let found = {
             let mut steps = wf.steps.borrow_mut();
             match usize::try_from(step_id).ok().and_then(|i| steps.get_mut(i)) {
+                // Interned names: usually the same pointer, which `==` checks first.
                 Some(slot) if slot.name == name => {
                     slot.outcome = Some(outcome);
                     if let Some(waker) = slot.waker.take() {
@@ -213,7 +214,7 @@ impl Core {
                     }
                     None
                 }
-                Some(slot) => Some(slot.name.clone()),
+                Some(slot) => Some(slot.name.to_string()),
                 None => Some(format!(
                     "no step with this id was created (the workflow created {} steps)",
                     steps.len()
@@ -226,7 +227,7 @@ impl Core {
             wf.fail(Error::NonDeterminism {
                 workflow_id: wf.id.clone(),
                 step_id,
-                recorded: name,
+                recorded: name.to_string(),
                 found,
             });
             return;
@@ -240,7 +241,7 @@ impl Core {
         self.emit(|| Event::Step {
             workflow_id: wf.id.clone(),
             step_id,
-            name,
+            name: name.to_string(),
             ok,
             replayed: recorded,
         });
@@ -311,7 +312,7 @@ impl Core {
                 let was_empty = inbox.is_empty();
                 inbox.push_back(Delivery {
                     step_id: completion.step_id,
-                    name: completion.name,
+                    name: wf.intern(&completion.name),
                     outcome: completion.outcome,
                     recorded: false,
                 });

@@ -172,7 +172,7 @@ impl<T, E> Step<T, E> {
             let steps = wf.steps.borrow();
             steps
                 .get(usize::try_from(step_id).unwrap_or(usize::MAX))
-                .map(|slot| slot.name.clone())
+                .map(|slot| slot.name.to_string())
                 .unwrap_or_default()
         };
         let info = Rc::new(StepInfo {

@@ -5,7 +5,8 @@
 //! no borrow is held across an `.await` or a call into user code.
 
 use std::cell::{Cell, RefCell};
-use std::collections::{HashMap, VecDeque};
+use std::collections::{HashSet, VecDeque};
+use std::rc::Rc;
 use std::task::Waker;
 
 use futures::future::AbortHandle;
@@ -17,7 +18,7 @@ use crate::error::Error;
 #[derive(Debug)]
 pub(crate) struct Delivery {
     pub(crate) step_id: u64,
-    pub(crate) name: String,
+    pub(crate) name: Rc<str>,
     pub(crate) outcome: Outcome,
     /// `true` when it comes from the journal at recovery (replay), not from a body
     /// that ran in this process.
@@ -27,7 +28,10 @@ pub(crate) struct Delivery {
 /// A step the workflow created (called `ctx.step` for), by step id.
 #[derive(Debug)]
 pub(crate) struct StepSlot {
-    pub(crate) name: String,
+    /// Interned (see `WorkflowState::names`).
+    pub(crate) name: Rc<str>,
+    /// Whether the journal has this step's completion: its body must never run.
+    pub(crate) recorded: bool,
     /// The delivered outcome, until the step future takes it.
     pub(crate) outcome: Option<Outcome>,
     /// The step future's waker, woken on delivery.
@@ -60,9 +64,17 @@ pub(crate) struct WorkflowState {
     pub(crate) next_seq: Cell<u64>,
     /// Created steps; ids are dense, so the id is the index.
     pub(crate) steps: RefCell<Vec<StepSlot>>,
-    /// Names of the journal's recorded steps by step id, to check a replayed step's
-    /// name the moment it is created.
-    recorded_names: HashMap<u64, String>,
+    /// The journal's recorded steps `(step id, name)`, sorted by id, to check a
+    /// replayed step's name the moment it is created. Ids are created in increasing
+    /// order, so a cursor walks this list: no hashing, no random access (replaying
+    /// 100,000 steps is a linear scan).
+    recorded_steps: Vec<(u64, Rc<str>)>,
+    /// The first entry of `recorded_steps` whose id has not been created yet.
+    recorded_cursor: Cell<usize>,
+    /// Every step name this workflow used, shared by its slots and deliveries: steps
+    /// mostly repeat a few names, and a replay of 100,000 "charge" steps should not
+    /// allocate and free 100,000 copies of "charge".
+    names: RefCell<HashSet<Rc<str>>>,
     /// Committed completions not yet delivered, in `seq` order.
     pub(crate) inbox: RefCell<VecDeque<Delivery>>,
     /// Recorded completions still to deliver; while > 0 the workflow is replaying and
@@ -82,20 +94,23 @@ pub(crate) struct WorkflowState {
 impl WorkflowState {
     pub(crate) fn new(record: &WorkflowRecord, recorded: Vec<Completion>) -> Self {
         let next_seq = recorded.last().map_or(0, |c| c.seq + 1);
-        let recorded_names = recorded
-            .iter()
-            .map(|c| (c.step_id, c.name.clone()))
-            .collect();
         let replay_left = recorded.len();
-        let inbox = recorded
-            .into_iter()
-            .map(|c| Delivery {
+        let mut names = HashSet::new();
+        let mut recorded_steps = Vec::with_capacity(recorded.len());
+        let mut inbox = VecDeque::with_capacity(recorded.len());
+        for c in recorded {
+            let name = intern(&mut names, &c.name);
+            recorded_steps.push((c.step_id, Rc::clone(&name)));
+            inbox.push_back(Delivery {
                 step_id: c.step_id,
-                name: c.name,
+                name,
                 outcome: c.outcome,
                 recorded: true,
-            })
-            .collect();
+            });
+        }
+        // Already sorted for sequential workflows (seq order = id order), which the
+        // sort detects in linear time.
+        recorded_steps.sort_by_key(|(step_id, _)| *step_id);
         WorkflowState {
             id: record.id.clone(),
             name: record.name.clone(),
@@ -104,8 +119,11 @@ impl WorkflowState {
             recovery_attempts: record.recovery_attempts,
             next_step_id: Cell::new(0),
             next_seq: Cell::new(next_seq),
-            steps: RefCell::new(Vec::new()),
-            recorded_names,
+            // At least every recorded step will be created again.
+            steps: RefCell::new(Vec::with_capacity(replay_left)),
+            recorded_steps,
+            recorded_cursor: Cell::new(0),
+            names: RefCell::new(names),
             inbox: RefCell::new(inbox),
             replay_left: Cell::new(replay_left),
             deferred: RefCell::new(Vec::new()),
@@ -121,22 +139,50 @@ impl WorkflowState {
     pub(crate) fn create_step(&self, name: &str) -> u64 {
         let id = self.next_step_id.get();
         self.next_step_id.set(id + 1);
-        if let Some(recorded) = self.recorded_names.get(&id) {
-            if recorded != name {
+        let recorded = self.take_recorded(id);
+        let slot_name = match &recorded {
+            Some(recorded) if **recorded == *name => Rc::clone(recorded),
+            Some(recorded) => {
                 self.fail(Error::NonDeterminism {
                     workflow_id: self.id.clone(),
                     step_id: id,
-                    recorded: recorded.clone(),
+                    recorded: recorded.to_string(),
                     found: name.to_string(),
                 });
+                self.intern(name)
             }
-        }
+            None => self.intern(name),
+        };
         self.steps.borrow_mut().push(StepSlot {
-            name: name.to_string(),
+            name: slot_name,
+            recorded: recorded.is_some(),
             outcome: None,
             waker: None,
         });
         id
+    }
+
+    /// The recorded name of step `id`, which is being created; ids come in increasing
+    /// order, so the cursor only moves forward.
+    fn take_recorded(&self, id: u64) -> Option<Rc<str>> {
+        let mut cursor = self.recorded_cursor.get();
+        while self
+            .recorded_steps
+            .get(cursor)
+            .is_some_and(|(r, _)| *r < id)
+        {
+            cursor += 1;
+        }
+        self.recorded_cursor.set(cursor);
+        match self.recorded_steps.get(cursor) {
+            Some((r, name)) if *r == id => Some(Rc::clone(name)),
+            _ => None,
+        }
+    }
+
+    /// The shared copy of a step name.
+    pub(crate) fn intern(&self, name: &str) -> Rc<str> {
+        intern(&mut self.names.borrow_mut(), name)
     }
 
     pub(crate) fn steps_created(&self) -> u64 {
@@ -145,7 +191,11 @@ impl WorkflowState {
 
     /// Whether the journal has a completion for this step (its body must not run).
     pub(crate) fn is_recorded(&self, step_id: u64) -> bool {
-        self.recorded_names.contains_key(&step_id)
+        let steps = self.steps.borrow();
+        usize::try_from(step_id)
+            .ok()
+            .and_then(|i| steps.get(i))
+            .is_some_and(|slot| slot.recorded)
     }
 
     pub(crate) fn is_replaying(&self) -> bool {
@@ -248,10 +298,20 @@ impl WorkflowState {
             Some(d) => Err(Error::NonDeterminism {
                 workflow_id: self.id.clone(),
                 step_id: d.step_id,
-                recorded: d.name.clone(),
+                recorded: d.name.to_string(),
                 found: format!("the workflow returned after creating only {created} steps"),
             }),
             None => Ok(()),
         }
     }
+}
+
+/// The shared copy of `name` in `names`, added if new.
+fn intern(names: &mut HashSet<Rc<str>>, name: &str) -> Rc<str> {
+    if let Some(shared) = names.get(name) {
+        return Rc::clone(shared);
+    }
+    let shared: Rc<str> = Rc::from(name);
+    names.insert(Rc::clone(&shared));
+    shared
 }
