@@ -1,0 +1,288 @@
+//! The durable runtime's speed, side by side with the journal it sits on (issue 4).
+//!
+//! - `sequential/journal_single_commit_sync`: the baseline, one [`Store::commit`] of one
+//!   completion on a `Sync` [`SledJournal`] (the journal's own single-commit rate).
+//! - `sequential/ordo_sync`, `sequential/ordo_none`: a workflow of 100 sequential
+//!   durable steps per iteration (start, 100 steps, finish); throughput is steps.
+//!   Target: `ordo_sync` at 80%+ of the baseline's rate.
+//! - `concurrent/join_all_1000_sync`: one workflow running 1,000 steps in a `join_all`
+//!   with `Sync`. Target: 100,000+ steps/s.
+//! - `replay/sequential_100k`: `recover()` and full replay of a workflow whose 100,000
+//!   sequential steps are all recorded (the runtime is opened outside the timing).
+//!   Target: 500,000+ steps/s.
+//! - `recovery/10k_workflows`: `recover()` of 10,000 pending workflows (each with one of
+//!   its two steps recorded), timed alone (`recover_only`) and with driving all of them
+//!   to completion (`recover_and_finish`), on a fresh copy of the journal each time.
+//!   Target: under 1 s.
+//!
+//! Journals live under cargo's target tmpdir: the repository's disk, not tmpfs.
+#![allow(missing_docs, clippy::unwrap_used)]
+
+use std::cell::Cell;
+use std::path::{Path, PathBuf};
+use std::time::{Duration, Instant};
+
+use criterion::{criterion_group, criterion_main, Criterion, Throughput};
+use ordo::journal::{Batch, Completion, Outcome, SledJournal, Store};
+use ordo::{Ctx, Durability, Error, Runtime, RuntimeBuilder};
+
+fn bench_dir() -> tempfile::TempDir {
+    let base = PathBuf::from(env!("CARGO_TARGET_TMPDIR"));
+    std::fs::create_dir_all(&base).unwrap();
+    tempfile::tempdir_in(base).unwrap()
+}
+
+/// `n` sequential steps, each returning its index.
+async fn sequential(ctx: Ctx, n: u64) -> Result<u64, ()> {
+    let mut sum = 0;
+    for i in 0..n {
+        sum += ctx
+            .step("s", move || async move { Ok::<u64, ()>(i) })
+            .await?;
+    }
+    Ok(sum)
+}
+
+/// `n` steps at once in a `join_all`.
+async fn concurrent(ctx: Ctx, n: u64) -> Result<u64, ()> {
+    let steps = (0..n).map(|i| ctx.step("c", move || async move { Ok::<u64, ()>(i) }));
+    let values = futures::future::join_all(steps).await;
+    values.into_iter().sum()
+}
+
+fn builder(dir: &Path, durability: Durability) -> RuntimeBuilder {
+    Runtime::builder()
+        .path(dir)
+        .durability(durability)
+        .register("sequential", sequential)
+        .register("concurrent", concurrent)
+}
+
+/// Starts workflow `name` under a fresh id and drives it to the end.
+fn run_one(rt: &Runtime, name: &str, next_id: &Cell<u64>, n: u64) {
+    let id = next_id.get();
+    next_id.set(id + 1);
+    let handle = rt.start::<_, u64, ()>(name, &format!("w{id}"), n).unwrap();
+    let sum = rt.block_on(handle.result()).unwrap().unwrap();
+    assert_eq!(sum, n * (n - 1) / 2);
+}
+
+fn sequential_steps(c: &mut Criterion) {
+    let mut group = c.benchmark_group("sequential");
+    group.warm_up_time(Duration::from_millis(500));
+    group.measurement_time(Duration::from_secs(3));
+    group.sample_size(10);
+
+    let dir = bench_dir();
+    group.throughput(Throughput::Elements(1));
+    // Outside the closure: criterion calls it once for warm-up and again to measure.
+    let journal = SledJournal::open(dir.path().join("baseline"), Durability::Sync).unwrap();
+    let mut seq = 0;
+    let mut batch = Batch::new();
+    group.bench_function("journal_single_commit_sync", |b| {
+        b.iter(|| {
+            batch.clear();
+            batch.push_completion(
+                "w",
+                Completion {
+                    seq,
+                    step_id: seq,
+                    name: "s".into(),
+                    outcome: Outcome::Ok(vec![seq as u8]),
+                    attempts: 1,
+                    started_ms: 1_700_000_000_000,
+                    ended_ms: 1_700_000_000_000,
+                },
+            );
+            journal.commit(&batch).unwrap();
+            seq += 1;
+        });
+    });
+
+    const STEPS: u64 = 100;
+    group.throughput(Throughput::Elements(STEPS));
+    for (label, durability) in [
+        ("ordo_sync", Durability::Sync),
+        ("ordo_none", Durability::None),
+    ] {
+        let rt = builder(&dir.path().join(label), durability)
+            .build()
+            .unwrap();
+        let next_id = Cell::new(0);
+        group.bench_function(label, |b| {
+            b.iter(|| run_one(&rt, "sequential", &next_id, STEPS))
+        });
+    }
+    group.finish();
+}
+
+fn concurrent_steps(c: &mut Criterion) {
+    let mut group = c.benchmark_group("concurrent");
+    group.warm_up_time(Duration::from_millis(500));
+    group.measurement_time(Duration::from_secs(3));
+    group.sample_size(10);
+    const STEPS: u64 = 1_000;
+    group.throughput(Throughput::Elements(STEPS));
+    let dir = bench_dir();
+    let rt = builder(dir.path(), Durability::Sync).build().unwrap();
+    let next_id = Cell::new(0);
+    group.bench_function("join_all_1000_sync", |b| {
+        b.iter(|| run_one(&rt, "concurrent", &next_id, STEPS));
+    });
+    group.finish();
+}
+
+/// Drives `rt` until every started or recovered workflow has stopped: each is halted
+/// right before its finish would be recorded.
+fn run_to_halt(rt: &Runtime, id: &str) {
+    let handle = rt.handle::<u64, ()>(id).unwrap();
+    let stopped = rt.block_on(handle.result());
+    assert!(matches!(stopped, Err(Error::Stopped { .. })), "{stopped:?}");
+}
+
+fn replay(c: &mut Criterion) {
+    const STEPS: u64 = 100_000;
+    let dir = bench_dir();
+    // One journal holding all 100,000 steps but not the end, built once: replaying it
+    // halts before the finish again, so every iteration replays everything.
+    {
+        let rt = builder(dir.path(), Durability::None)
+            .halt_before_finish()
+            .build()
+            .unwrap();
+        rt.start::<_, u64, ()>("sequential", "long", STEPS).unwrap();
+        run_to_halt(&rt, "long");
+    }
+    let replayer = || {
+        builder(dir.path(), Durability::None)
+            .halt_before_finish()
+            .max_recovery_attempts(u32::MAX)
+            .build()
+            .unwrap()
+    };
+
+    let mut group = c.benchmark_group("replay");
+    group.warm_up_time(Duration::from_millis(500));
+    group.measurement_time(Duration::from_secs(5));
+    group.sample_size(10);
+    group.throughput(Throughput::Elements(STEPS));
+    group.bench_function("sequential_100k", |b| {
+        b.iter_custom(|iters| {
+            let mut total = Duration::ZERO;
+            for _ in 0..iters {
+                let rt = replayer();
+                let start = Instant::now();
+                let report = rt.recover().unwrap();
+                assert_eq!(report.resumed.len(), 1);
+                run_to_halt(&rt, "long");
+                total += start.elapsed();
+                assert_eq!(rt.metrics().steps_replayed, STEPS);
+                assert_eq!(rt.metrics().steps_executed, 0);
+            }
+            total
+        });
+    });
+    group.finish();
+}
+
+/// Copies a closed journal folder.
+fn copy_dir(from: &Path, to: &Path) {
+    std::fs::create_dir_all(to).unwrap();
+    for entry in std::fs::read_dir(from).unwrap() {
+        let entry = entry.unwrap();
+        let target = to.join(entry.file_name());
+        if entry.file_type().unwrap().is_dir() {
+            copy_dir(&entry.path(), &target);
+        } else {
+            std::fs::copy(entry.path(), &target).unwrap();
+        }
+    }
+}
+
+fn recovery(c: &mut Criterion) {
+    const WORKFLOWS: u64 = 10_000;
+    let pristine = bench_dir();
+    // 10,000 pending workflows, each with the first of its two steps recorded: started
+    // one by one, then all halted right after the group commit of their first steps.
+    {
+        let rt = builder(pristine.path(), Durability::None)
+            .halt_after_commits(1)
+            .build()
+            .unwrap();
+        for i in 0..WORKFLOWS {
+            rt.start::<_, u64, ()>("sequential", &format!("w{i}"), 2u64)
+                .unwrap();
+        }
+        run_to_halt(&rt, &format!("w{}", WORKFLOWS - 1));
+        assert_eq!(rt.metrics().completions_committed, WORKFLOWS);
+    }
+    let scratch = bench_dir();
+    let copy = Cell::new(0);
+    let fresh_runtime = || {
+        copy.set(copy.get() + 1);
+        let dir = scratch.path().join(copy.get().to_string());
+        copy_dir(pristine.path(), &dir);
+        (builder(&dir, Durability::Sync).build().unwrap(), dir)
+    };
+
+    let mut group = c.benchmark_group("recovery");
+    group.warm_up_time(Duration::from_millis(500));
+    group.measurement_time(Duration::from_secs(5));
+    group.sample_size(10);
+    group.throughput(Throughput::Elements(WORKFLOWS));
+    group.bench_function("10k_workflows/recover_only", |b| {
+        b.iter_custom(|iters| {
+            let mut total = Duration::ZERO;
+            for _ in 0..iters {
+                let (rt, dir) = fresh_runtime();
+                let start = Instant::now();
+                let report = rt.recover().unwrap();
+                total += start.elapsed();
+                assert_eq!(report.resumed.len() as u64, WORKFLOWS);
+                drop(rt);
+                std::fs::remove_dir_all(dir).unwrap();
+            }
+            total
+        });
+    });
+    group.bench_function("10k_workflows/recover_and_finish", |b| {
+        b.iter_custom(|iters| {
+            let mut total = Duration::ZERO;
+            for _ in 0..iters {
+                let (rt, dir) = fresh_runtime();
+                let start = Instant::now();
+                let report = rt.recover().unwrap();
+                let handles: Vec<_> = report
+                    .resumed
+                    .iter()
+                    .map(|id| rt.handle::<u64, ()>(id).unwrap())
+                    .collect();
+                for handle in handles {
+                    assert_eq!(rt.block_on(handle.result()).unwrap(), Ok(1));
+                }
+                total += start.elapsed();
+                assert_eq!(rt.metrics().steps_replayed, WORKFLOWS);
+                assert_eq!(rt.metrics().steps_executed, WORKFLOWS);
+                drop(rt);
+                std::fs::remove_dir_all(dir).unwrap();
+            }
+            total
+        });
+    });
+    group.finish();
+}
+
+mod group {
+    // criterion_group! makes an undocumented `pub fn`.
+    #![allow(missing_docs)]
+    use super::*;
+
+    criterion_group!(
+        benches,
+        sequential_steps,
+        concurrent_steps,
+        replay,
+        recovery
+    );
+}
+criterion_main!(group::benches);
