@@ -9,7 +9,8 @@
 //!   with `Sync`. Target: 100,000+ steps/s.
 //! - `replay/sequential_100k`: `recover()` and full replay of a workflow whose 100,000
 //!   sequential steps are all recorded (the runtime is opened outside the timing).
-//!   Target: 500,000+ steps/s.
+//!   Target: 500,000+ steps/s. `replay/sequential_100k/journal_read_only` times just
+//!   the journal read inside it (`Store::completions` on a freshly opened journal).
 //! - `recovery/10k_workflows`: `recover()` of 10,000 pending workflows (each with one of
 //!   its two steps recorded), timed alone (`recover_only`) and with driving all of them
 //!   to completion (`recover_and_finish`), on a fresh copy of the journal each time.
@@ -178,6 +179,21 @@ fn replay(c: &mut Criterion) {
                 total += start.elapsed();
                 assert_eq!(rt.metrics().steps_replayed, STEPS);
                 assert_eq!(rt.metrics().steps_executed, 0);
+            }
+            total
+        });
+    });
+    // The part of the above that is the journal's: reading the 100,000 completions
+    // back from a freshly opened journal (cold sled page cache, like a recovery).
+    group.bench_function("sequential_100k/journal_read_only", |b| {
+        b.iter_custom(|iters| {
+            let mut total = Duration::ZERO;
+            for _ in 0..iters {
+                let journal = SledJournal::open(dir.path(), Durability::None).unwrap();
+                let start = Instant::now();
+                let completions = journal.completions("long").unwrap();
+                total += start.elapsed();
+                assert_eq!(completions.len() as u64, STEPS);
             }
             total
         });

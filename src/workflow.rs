@@ -98,8 +98,14 @@ impl WorkflowState {
         let mut names = HashSet::new();
         let mut recorded_steps = Vec::with_capacity(recorded.len());
         let mut inbox = VecDeque::with_capacity(recorded.len());
+        let mut previous: Option<Rc<str>> = None;
         for c in recorded {
-            let name = intern(&mut names, &c.name);
+            // Consecutive completions often share a name: skip the hashing then.
+            let name = match previous {
+                Some(p) if *p == *c.name => p,
+                _ => intern(&mut names, &c.name),
+            };
+            previous = Some(Rc::clone(&name));
             recorded_steps.push((c.step_id, Rc::clone(&name)));
             inbox.push_back(Delivery {
                 step_id: c.step_id,
