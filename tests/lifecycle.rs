@@ -238,28 +238,29 @@ fn step_with_records_the_final_error_when_attempts_run_out() {
     assert_eq!((c[0].attempts, c[0].outcome.is_ok()), (3, false));
 }
 
-#[test]
-fn durable_sleep_across_a_restart_sleeps_only_the_remainder() {
-    let dir = journal_dir();
-    let t0 = UNIX_EPOCH + Duration::from_secs(1_800_000_000);
-    let sleeper = |ctx: Ctx, (): ()| async move {
-        ctx.sleep(Duration::from_secs(3600)).await;
-        let woke = ctx.now().await;
-        Ok::<_, String>(
-            woke.duration_since(UNIX_EPOCH)
-                .unwrap_or_default()
-                .as_secs(),
-        )
-    };
-    // First process: records the deadline (t0 + 1 h), then dies.
-    let rt = builder(dir.path())
-        .start_time(t0)
+/// Wall-clock seconds at which the sleep tests' first process starts.
+const T0: u64 = 1_800_000_000;
+
+/// Sleeps an hour durably, then returns the (recorded) time it woke, in seconds.
+async fn sleeper(ctx: Ctx, (): ()) -> Result<u64, String> {
+    ctx.sleep(Duration::from_secs(3600)).await;
+    let woke = ctx.now().await;
+    Ok(woke
+        .duration_since(UNIX_EPOCH)
+        .unwrap_or_default()
+        .as_secs())
+}
+
+/// A process that starts `id` at `T0`, records the sleep's deadline and dies.
+fn record_deadline_then_die(dir: &std::path::Path, id: &str) {
+    let rt = builder(dir)
+        .start_time(UNIX_EPOCH + Duration::from_secs(T0))
         .halt_after_commits(1)
         .register("sleeper", sleeper)
         .build()
         .expect("build");
     let h = rt
-        .start::<_, u64, String>("sleeper", "s", ())
+        .start::<_, u64, String>("sleeper", id, ())
         .expect("start");
     assert!(matches!(
         rt.block_on(h.result()),
@@ -267,46 +268,36 @@ fn durable_sleep_across_a_restart_sleeps_only_the_remainder() {
     ));
     drop((h, rt));
     assert_eq!(
-        common::recorded_steps(dir.path(), "s"),
+        common::recorded_steps(dir, id),
         vec![(0, "ordo.sleep.until".into(), true)]
     );
+}
 
-    // Restarted 20 minutes later: wakes at t0 + 1 h, not at restart + 1 h.
-    let restart = t0 + Duration::from_secs(20 * 60);
-    let rt = builder(dir.path())
-        .start_time(restart)
+/// A process restarted `later_secs` after `T0` that recovers `id`; returns when it woke.
+fn restart_and_wake(dir: &std::path::Path, id: &str, later_secs: u64) -> u64 {
+    let rt = builder(dir)
+        .start_time(UNIX_EPOCH + Duration::from_secs(T0 + later_secs))
         .register("sleeper", sleeper)
         .build()
         .expect("build");
     rt.recover().expect("recover");
-    let h = rt.handle::<u64, String>("s").expect("handle");
-    let woke = rt.block_on(h.result()).expect("result").expect("ok");
-    assert_eq!(woke, 1_800_000_000 + 3600);
+    let h = rt.handle::<u64, String>(id).expect("handle");
+    rt.block_on(h.result()).expect("result").expect("ok")
+}
+
+#[test]
+fn durable_sleep_across_a_restart_sleeps_only_the_remainder() {
+    // Restarted 20 minutes later: wakes at T0 + 1 h, not at restart + 1 h.
+    let dir = journal_dir();
+    record_deadline_then_die(dir.path(), "s");
+    assert_eq!(restart_and_wake(dir.path(), "s", 20 * 60), T0 + 3600);
 
     // Restarted after the deadline passed: fires at once.
     let dir = journal_dir();
-    let rt = builder(dir.path())
-        .start_time(t0)
-        .halt_after_commits(1)
-        .register("sleeper", sleeper)
-        .build()
-        .expect("build");
-    let h = rt
-        .start::<_, u64, String>("sleeper", "late", ())
-        .expect("start");
-    assert!(rt.block_on(h.result()).is_err());
-    drop((h, rt));
-    let late = t0 + Duration::from_secs(5 * 3600);
-    let rt = builder(dir.path())
-        .start_time(late)
-        .register("sleeper", sleeper)
-        .build()
-        .expect("build");
-    rt.recover().expect("recover");
-    let h = rt.handle::<u64, String>("late").expect("handle");
+    record_deadline_then_die(dir.path(), "late");
     assert_eq!(
-        rt.block_on(h.result()).expect("result"),
-        Ok(1_800_000_000 + 5 * 3600)
+        restart_and_wake(dir.path(), "late", 5 * 3600),
+        T0 + 5 * 3600
     );
 }
 

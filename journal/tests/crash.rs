@@ -6,7 +6,6 @@
 mod common;
 
 use std::io::{BufRead, BufReader, Write};
-use std::path::Path;
 use std::process::Stdio;
 use std::sync::mpsc;
 use std::time::{Duration, Instant};
@@ -201,12 +200,8 @@ fn crash_child() {
     if !common::is_child() {
         return;
     }
-    let path = std::env::var_os("ORDO_JOURNAL_PATH").unwrap();
-    let durability = match std::env::var("ORDO_JOURNAL_DURABILITY").as_deref() {
-        Ok("sync") => Durability::Sync,
-        _ => Durability::Flush,
-    };
-    let journal = SledJournal::open(Path::new(&path), durability).unwrap();
+    let (path, durability) = common::child_journal();
+    let journal = SledJournal::open(&path, durability).unwrap();
     let start = journal.completions(&workflow_id(0)).unwrap().len() as u64 / PER_WORKFLOW;
     let mut out = std::io::stdout().lock();
     let mut writes = Batch::new();

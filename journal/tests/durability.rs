@@ -7,7 +7,7 @@ mod common;
 use std::process::Command;
 
 use common::completion;
-use ordo_journal::{Batch, Durability, SledJournal, Store};
+use ordo_journal::{Batch, SledJournal, Store};
 
 const COMMITS: usize = 20;
 
@@ -80,11 +80,7 @@ fn durability_child() {
     if !common::is_child() {
         return;
     }
-    let path = std::env::var_os("ORDO_JOURNAL_PATH").unwrap();
-    let durability = match std::env::var("ORDO_JOURNAL_DURABILITY").as_deref() {
-        Ok("sync") => Durability::Sync,
-        _ => Durability::Flush,
-    };
+    let (path, durability) = common::child_journal();
     let journal = SledJournal::open(&path, durability).unwrap();
     let mut batch = Batch::new();
     for seq in 0..COMMITS as u64 {

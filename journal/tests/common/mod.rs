@@ -3,7 +3,7 @@
 
 use std::process::Command;
 
-use ordo_journal::{Completion, Outcome, Status, WorkflowRecord};
+use ordo_journal::{Completion, Durability, Outcome, Status, WorkflowRecord};
 
 /// A completion whose fields all derive from `seq`, so a read-back can be checked exactly.
 pub fn completion(seq: u64) -> Completion {
@@ -59,4 +59,15 @@ pub fn child(name: &str) -> Command {
 /// Whether this process is a child started by [`child`].
 pub fn is_child() -> bool {
     std::env::var_os("ORDO_JOURNAL_CHILD").is_some()
+}
+
+/// The journal path and durability a parent passed to its child process
+/// (`ORDO_JOURNAL_PATH`, `ORDO_JOURNAL_DURABILITY`: "sync", else `Flush`).
+pub fn child_journal() -> (std::path::PathBuf, Durability) {
+    let path = std::env::var_os("ORDO_JOURNAL_PATH").expect("ORDO_JOURNAL_PATH set by the parent");
+    let durability = match std::env::var("ORDO_JOURNAL_DURABILITY").as_deref() {
+        Ok("sync") => Durability::Sync,
+        _ => Durability::Flush,
+    };
+    (path.into(), durability)
 }
