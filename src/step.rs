@@ -120,6 +120,23 @@ impl Future for WithStep {
 /// (determinism rule 1). The body starts on the first poll when the step is live;
 /// when the journal holds its outcome the body never runs and the recorded outcome is
 /// delivered instead. Dropping an unfinished step (a `select!` loser) cancels its body.
+///
+/// ```
+/// use ordo::{Ctx, Runtime, Step};
+///
+/// async fn both(ctx: Ctx, _: ()) -> Result<(u32, u32), String> {
+///     // Two steps created now (ids 0 and 1), awaited together.
+///     let a: Step<u32, String> = ctx.step("a", || async { Ok(1) });
+///     let b: Step<u32, String> = ctx.step("b", || async { Ok(2) });
+///     assert_eq!((a.id(), b.id()), (0, 1));
+///     let (a, b) = futures::join!(a, b);
+///     Ok((a?, b?))
+/// }
+/// let rt = Runtime::builder().temporary().register("both", both).build()?;
+/// let handle = rt.start::<_, (u32, u32), String>("both", "b-1", ())?;
+/// assert_eq!(rt.block_on(handle.result())?, Ok((1, 2)));
+/// # Ok::<(), ordo::Error>(())
+/// ```
 #[must_use = "a step does nothing unless awaited"]
 pub struct Step<T, E> {
     ctx: Ctx,

@@ -112,6 +112,20 @@ impl Timers {
 /// creation. One created outside any executor — typically the argument of
 /// `ex.block_on(sleep(..))`, evaluated before `block_on` starts — is bound to the
 /// executor that first polls it, and a relative duration counts from that first poll.
+///
+/// ```
+/// use std::time::Duration;
+/// use ordo_executor::{sleep, Clock, Executor};
+///
+/// let ex = Executor::builder().clock(Clock::Virtual).build();
+/// let start = ex.now();
+/// ex.block_on(async {
+///     let nap = sleep(Duration::from_secs(90));
+///     assert_eq!(nap.deadline(), Some(start + Duration::from_secs(90)));
+///     nap.await;
+/// });
+/// assert_eq!(ex.now() - start, Duration::from_secs(90));
+/// ```
 #[must_use = "futures do nothing unless awaited"]
 #[derive(Debug)]
 pub struct Sleep {

@@ -29,7 +29,18 @@ pub fn yield_now() -> YieldNow {
     YieldNow { yielded: false }
 }
 
-/// The future returned by [`yield_now`].
+/// The future returned by [`yield_now`]: pending once (its task goes to the back of
+/// the ready queue), ready the next time.
+///
+/// ```
+/// use ordo_executor::{yield_now, Executor, YieldNow};
+///
+/// let ex = Executor::new();
+/// ex.block_on(async {
+///     let once: YieldNow = yield_now();
+///     once.await;
+/// });
+/// ```
 #[must_use = "futures do nothing unless awaited"]
 #[derive(Debug)]
 pub struct YieldNow {
