@@ -273,25 +273,27 @@ impl Core {
         }
         let now_ms = self.now_ms();
         let mut batch = Batch::new();
+        // The batch owns what it commits; `staged` and `finished` remember whose each
+        // entry is, and the entries are taken back after the commit (no copies).
         let mut staged = Vec::with_capacity(completions.len());
         for (wf, mut completion) in completions {
             completion.seq = wf.next_seq.get();
             wf.next_seq.set(completion.seq + 1);
-            batch.push_completion(&wf.id, completion.clone());
-            staged.push((wf, completion));
+            batch.push_completion(&wf.id, completion);
+            staged.push(wf);
         }
-        for (wf, output) in &finished {
-            batch.put_workflow(wf.final_record(output.clone(), now_ms));
-        }
+        let finished: Vec<Rc<WorkflowState>> = finished
+            .into_iter()
+            .map(|(wf, output)| {
+                batch.put_workflow(wf.final_record(output, now_ms));
+                wf
+            })
+            .collect();
         if let Err(err) = self.store.commit(&batch) {
             // Nothing of this batch is known to be durable: nobody may see it. The
             // workflows stop here and stay `Pending`; recovery will replay them.
             let err = Error::from(err);
-            for wf in staged
-                .iter()
-                .map(|(wf, _)| wf)
-                .chain(finished.iter().map(|(wf, _)| wf))
-            {
+            for wf in staged.iter().chain(finished.iter()) {
                 wf.fail(err.clone());
                 self.forget(wf);
             }
@@ -303,7 +305,8 @@ impl Core {
             m.completions_committed += staged.len() as u64;
         });
         let (n_completions, n_workflows) = (staged.len(), finished.len());
-        for (wf, completion) in staged {
+        let (records, completions) = batch.into_parts();
+        for (wf, (_, completion)) in staged.into_iter().zip(completions) {
             if !wf.is_running() {
                 continue;
             }
@@ -322,7 +325,11 @@ impl Core {
                 self.delivering.borrow_mut().push_back(wf);
             }
         }
-        for (wf, output) in finished {
+        for (wf, record) in finished.into_iter().zip(records) {
+            // `final_record` always sets the output.
+            let Some(output) = record.output else {
+                continue;
+            };
             let ok = output.is_ok();
             wf.phase.set(Phase::Done);
             wf.inbox.borrow_mut().clear();

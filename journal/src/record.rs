@@ -410,6 +410,26 @@ impl Batch {
         &self.completions
     }
 
+    /// Takes the batch apart: its workflow records and its `(workflow id, completion)`
+    /// pairs, each in push order. A caller that must keep what it committed (the
+    /// runtime hands committed completions to their workflows) takes them back
+    /// instead of copying them into the batch.
+    ///
+    /// ```
+    /// use ordo_journal::{Batch, Completion, Outcome, WorkflowRecord};
+    /// let mut batch = Batch::new();
+    /// batch.put_workflow(WorkflowRecord::new("a", "checkout", vec![], 0));
+    /// let c = Completion { seq: 0, step_id: 3, name: "charge".into(), outcome: Outcome::Ok(vec![1]),
+    ///                      attempts: 1, started_ms: 0, ended_ms: 1 };
+    /// batch.push_completion("a", c.clone());
+    /// let (workflows, completions) = batch.into_parts();
+    /// assert_eq!(workflows[0].id, "a");
+    /// assert_eq!(completions, vec![("a".to_string(), c)]);
+    /// ```
+    pub fn into_parts(self) -> (Vec<WorkflowRecord>, Vec<(String, Completion)>) {
+        (self.workflows, self.completions)
+    }
+
     /// Empties the batch, keeping its allocations.
     ///
     /// ```
