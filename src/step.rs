@@ -18,6 +18,7 @@ use serde::Serialize;
 use crate::codec;
 use crate::ctx::Ctx;
 use crate::error::Error;
+use crate::workflow::WorkflowState;
 
 /// What a finished step body hands back: its encoded outcome (or why encoding
 /// failed) and how many attempts it took.
@@ -72,8 +73,9 @@ impl StepInfo {
 }
 
 thread_local! {
-    /// The step whose body is being polled on this thread.
-    static CURRENT_STEP: RefCell<Option<Rc<StepInfo>>> = const { RefCell::new(None) };
+    /// The step whose body is being polled on this thread: its workflow and step id.
+    /// The `StepInfo` is built only when a body asks for it (most never do).
+    static CURRENT_STEP: RefCell<Option<(Rc<WorkflowState>, u64)>> = const { RefCell::new(None) };
 }
 
 /// The step whose body is running, when called from inside a step body (from the
@@ -94,12 +96,19 @@ thread_local! {
 /// # Ok::<(), ordo::Error>(())
 /// ```
 pub fn current_step() -> Option<StepInfo> {
-    CURRENT_STEP.with(|c| c.borrow().as_deref().cloned())
+    CURRENT_STEP.with(|c| {
+        c.borrow().as_ref().map(|(wf, step_id)| StepInfo {
+            workflow_id: wf.id.clone(),
+            step_id: *step_id,
+            name: wf.step_name(*step_id).to_string(),
+        })
+    })
 }
 
 /// Polls a body with [`CURRENT_STEP`] set to its step.
 struct WithStep {
-    info: Rc<StepInfo>,
+    wf: Rc<WorkflowState>,
+    step_id: u64,
     body: LocalBoxFuture<'static, BodyOutput>,
 }
 
@@ -107,7 +116,8 @@ impl Future for WithStep {
     type Output = BodyOutput;
 
     fn poll(mut self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<BodyOutput> {
-        let previous = CURRENT_STEP.with(|c| c.replace(Some(Rc::clone(&self.info))));
+        let current = (Rc::clone(&self.wf), self.step_id);
+        let previous = CURRENT_STEP.with(|c| c.replace(Some(current)));
         let result = self.body.as_mut().poll(cx);
         CURRENT_STEP.with(|c| *c.borrow_mut() = previous);
         result
@@ -185,23 +195,16 @@ impl<T, E> Step<T, E> {
         let core = Rc::clone(&self.ctx.core);
         let wf = Rc::clone(&self.ctx.wf);
         let step_id = self.id;
-        let name = {
-            let steps = wf.steps.borrow();
-            steps
-                .get(usize::try_from(step_id).unwrap_or(usize::MAX))
-                .map(|slot| slot.name.to_string())
-                .unwrap_or_default()
-        };
-        let info = Rc::new(StepInfo {
-            workflow_id: wf.id.clone(),
-            step_id,
-            name: name.clone(),
-        });
         let (handle, registration) = AbortHandle::new_pair();
         let started_ms = core.now_ms();
-        let body = WithStep { info, body: body() };
+        let body = WithStep {
+            wf: Rc::clone(&wf),
+            step_id,
+            body: body(),
+        };
         let task = Abortable::new(AssertUnwindSafe(body).catch_unwind(), registration);
         drop(ordo_executor::spawn(async move {
+            let name = wf.step_name(step_id);
             match task.await {
                 Err(_aborted) => {}
                 Ok(Err(panic)) => wf.fail(Error::Panicked {
@@ -225,11 +228,11 @@ impl<T, E> Step<T, E> {
                 })) => {
                     let ended_ms = core.now_ms();
                     core.queue_completion(
-                        wf,
+                        Rc::clone(&wf),
                         Completion {
                             seq: 0, // assigned at commit
                             step_id,
-                            name,
+                            name: name.to_string(),
                             outcome,
                             attempts,
                             started_ms,
@@ -249,15 +252,14 @@ impl<T: DeserializeOwned, E: DeserializeOwned> Future for Step<T, E> {
     fn poll(mut self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<Result<T, E>> {
         let this = &mut *self;
         assert!(!this.done, "a step was polled after it completed");
-        let wf = Rc::clone(&this.ctx.wf);
+        let wf = &this.ctx.wf;
         if !wf.is_running() {
             // Failed or returning: the workflow's tasks are being torn down.
             return Poll::Pending;
         }
-        let index = usize::try_from(this.id).unwrap_or(usize::MAX);
-        let delivered = {
+        let (delivered, recorded) = {
             let mut steps = wf.steps.borrow_mut();
-            let Some(slot) = steps.get_mut(index) else {
+            let Some(slot) = usize::try_from(this.id).ok().and_then(|i| steps.get_mut(i)) else {
                 return Poll::Pending;
             };
             let delivered = slot.outcome.take();
@@ -265,7 +267,7 @@ impl<T: DeserializeOwned, E: DeserializeOwned> Future for Step<T, E> {
             {
                 slot.waker = Some(cx.waker().clone());
             }
-            delivered
+            (delivered, slot.recorded)
         };
         if let Some(outcome) = delivered {
             this.done = true;
@@ -277,10 +279,13 @@ impl<T: DeserializeOwned, E: DeserializeOwned> Future for Step<T, E> {
             return match decoded {
                 Ok(result) => Poll::Ready(result),
                 Err(detail) => {
-                    let name = wf.steps.borrow()[index].name.clone();
                     wf.fail(Error::TypeMismatch {
                         workflow_id: wf.id.clone(),
-                        what: format!("the outcome of step {} ({name:?})", this.id),
+                        what: format!(
+                            "the outcome of step {} ({:?})",
+                            this.id,
+                            wf.step_name(this.id)
+                        ),
                         expected: if outcome.is_ok() {
                             std::any::type_name::<T>()
                         } else {
@@ -293,7 +298,7 @@ impl<T: DeserializeOwned, E: DeserializeOwned> Future for Step<T, E> {
             };
         }
         if this.running.is_none() && this.body.is_some() {
-            if wf.is_recorded(this.id) {
+            if recorded {
                 // The journal has this step's outcome: it will be delivered; the body
                 // must never run again.
                 this.body = None;

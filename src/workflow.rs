@@ -57,12 +57,11 @@ pub(crate) struct WorkflowState {
     pub(crate) created_ms: u64,
     pub(crate) recovery_attempts: u32,
 
-    /// The next call-site step id. Determinism rule 1: taken synchronously when
-    /// `ctx.step` is called, so program order, not poll order, numbers steps.
-    next_step_id: Cell<u64>,
     /// The next delivery sequence number, assigned at commit.
     pub(crate) next_seq: Cell<u64>,
-    /// Created steps; ids are dense, so the id is the index.
+    /// Created steps; ids are dense, so the id is the index and the next id is the
+    /// length. Determinism rule 1: an id is taken synchronously when `ctx.step` is
+    /// called, so program order, not poll order, numbers steps.
     pub(crate) steps: RefCell<Vec<StepSlot>>,
     /// The journal's recorded steps `(step id, name)`, sorted by id, to check a
     /// replayed step's name the moment it is created. Ids are created in increasing
@@ -123,7 +122,6 @@ impl WorkflowState {
             input: record.input.clone(),
             created_ms: record.created_ms,
             recovery_attempts: record.recovery_attempts,
-            next_step_id: Cell::new(0),
             next_seq: Cell::new(next_seq),
             // At least every recorded step will be created again.
             steps: RefCell::new(Vec::with_capacity(replay_left)),
@@ -143,8 +141,7 @@ impl WorkflowState {
     /// Creates the next step slot and returns its id, checking it against the
     /// journal when replaying.
     pub(crate) fn create_step(&self, name: &str) -> u64 {
-        let id = self.next_step_id.get();
-        self.next_step_id.set(id + 1);
+        let id = self.steps_created();
         let recorded = self.take_recorded(id);
         let slot_name = match &recorded {
             Some(recorded) if **recorded == *name => Rc::clone(recorded),
@@ -192,16 +189,16 @@ impl WorkflowState {
     }
 
     pub(crate) fn steps_created(&self) -> u64 {
-        self.next_step_id.get()
+        self.steps.borrow().len() as u64
     }
 
-    /// Whether the journal has a completion for this step (its body must not run).
-    pub(crate) fn is_recorded(&self, step_id: u64) -> bool {
+    /// The name step `step_id` was created with (empty for an id never created).
+    pub(crate) fn step_name(&self, step_id: u64) -> Rc<str> {
         let steps = self.steps.borrow();
         usize::try_from(step_id)
             .ok()
             .and_then(|i| steps.get(i))
-            .is_some_and(|slot| slot.recorded)
+            .map_or_else(|| Rc::from(""), |slot| Rc::clone(&slot.name))
     }
 
     pub(crate) fn is_replaying(&self) -> bool {
