@@ -22,8 +22,6 @@ type ErasedWorkflow =
 #[derive(Clone)]
 pub(crate) struct Registration {
     pub(crate) run: ErasedWorkflow,
-    /// Checks that encoded input decodes as the registered input type.
-    pub(crate) check_input: fn(&[u8]) -> Result<(), String>,
     pub(crate) input_type: &'static str,
     pub(crate) output_type: &'static str,
     pub(crate) error_type: &'static str,
@@ -33,10 +31,6 @@ pub(crate) struct Registration {
 #[derive(Clone, Default)]
 pub(crate) struct Registry {
     by_name: HashMap<String, Registration>,
-}
-
-fn check_decodes<I: DeserializeOwned>(bytes: &[u8]) -> Result<(), String> {
-    codec::decode::<I>(bytes).map(drop)
 }
 
 impl Registry {
@@ -74,7 +68,6 @@ impl Registry {
             name.to_string(),
             Registration {
                 run,
-                check_input: check_decodes::<I>,
                 input_type: std::any::type_name::<I>(),
                 output_type: std::any::type_name::<O>(),
                 error_type: std::any::type_name::<E>(),

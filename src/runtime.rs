@@ -419,20 +419,9 @@ impl Runtime {
                 name: name.to_string(),
             })?
             .clone();
-        check_type::<O>(id, "output", registration.output_type)?;
-        check_type::<E>(id, "error", registration.error_type)?;
-        let encoded = codec::encode(&input).map_err(|detail| Error::Encode {
-            workflow_id: id.to_string(),
-            what: "input".into(),
-            detail,
-        })?;
-        check_input_type::<I>(id, registration.input_type)?;
-        (registration.check_input)(&encoded).map_err(|detail| Error::TypeMismatch {
-            workflow_id: id.to_string(),
-            what: "input".into(),
-            expected: registration.input_type,
-            detail,
-        })?;
+        check_type::<I>(id, "input", registration.input_type)?;
+        check_type::<O>(id, "output type of the handle", registration.output_type)?;
+        check_type::<E>(id, "error type of the handle", registration.error_type)?;
 
         let running = self.core.running.borrow().get(id).cloned();
         if let Some(wf) = running {
@@ -466,6 +455,11 @@ impl Runtime {
                 ))
             }
             None => {
+                let encoded = codec::encode(&input).map_err(|detail| Error::Encode {
+                    workflow_id: id.to_string(),
+                    what: "input".into(),
+                    detail,
+                })?;
                 let now_ms = self.core.now_ms_at(self.executor.now());
                 let record = WorkflowRecord {
                     id: id.to_string(),
@@ -746,44 +740,26 @@ fn conflict(id: &str, existing: &str, requested: &str) -> Error {
     }
 }
 
-/// A handle's output and error types must be the registered ones: bincode would
-/// happily decode many wrong types into garbage.
-fn check_type<T>(id: &str, what: &str, registered: &'static str) -> Result<(), Error> {
-    let asked = std::any::type_name::<T>();
-    if asked == registered {
-        Ok(())
-    } else {
-        Err(Error::TypeMismatch {
-            workflow_id: id.to_string(),
-            what: format!("{what} type of the handle"),
-            expected: registered,
-            detail: format!("the handle asked for {asked}"),
-        })
-    }
-}
-
-/// The input must be of the registered type: bincode decodes an `i32` as a `u8`
-/// without complaint (and a wrong value). A reference to the registered type, and
+/// A value's type must be the registered one: bincode decodes an `i32` as a `u8`
+/// without complaint, into a wrong value. A reference to the registered type, and
 /// `&str` for `String`, serialize identically and are accepted.
-fn check_input_type<I>(id: &str, registered: &'static str) -> Result<(), Error> {
-    let asked = std::any::type_name::<I>();
+fn check_type<T: ?Sized>(id: &str, what: &str, registered: &'static str) -> Result<(), Error> {
+    let asked = std::any::type_name::<T>();
     let mut plain = asked;
     while let Some(rest) = plain.strip_prefix('&') {
         plain = rest;
     }
-    let plain = if plain == "str" {
-        std::any::type_name::<String>()
-    } else {
-        plain
-    };
+    if plain == "str" {
+        plain = std::any::type_name::<String>();
+    }
     if plain == registered {
         Ok(())
     } else {
         Err(Error::TypeMismatch {
             workflow_id: id.to_string(),
-            what: "input".into(),
+            what: what.to_string(),
             expected: registered,
-            detail: format!("start was given {asked}"),
+            detail: format!("got {asked}"),
         })
     }
 }
