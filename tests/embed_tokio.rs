@@ -241,14 +241,19 @@ fn runs_in_a_local_set_on_a_current_thread_runtime() {
     check_journal(dir.path());
 }
 
-#[test]
-fn runs_in_a_local_set_on_a_multi_thread_runtime() {
-    let dir = tempfile::tempdir().expect("tempdir");
-    let tokio_rt = tokio::runtime::Builder::new_multi_thread()
+/// A two-worker tokio runtime: the echo server and feeders run on its workers.
+fn multi_thread() -> tokio::runtime::Runtime {
+    tokio::runtime::Builder::new_multi_thread()
         .worker_threads(2)
         .enable_all()
         .build()
-        .expect("tokio runtime");
+        .expect("tokio runtime")
+}
+
+#[test]
+fn runs_in_a_local_set_on_a_multi_thread_runtime() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let tokio_rt = multi_thread();
     // The echo server and feeders run on tokio's workers; their wake-ups reach the
     // ordo runtime from other threads.
     tokio_rt.block_on(LocalSet::new().run_until(run_and_check(dir.path())));
@@ -258,11 +263,7 @@ fn runs_in_a_local_set_on_a_multi_thread_runtime() {
 #[test]
 fn a_halted_run_replays_under_tokio_without_running_bodies() {
     let dir = tempfile::tempdir().expect("tempdir");
-    let tokio_rt = tokio::runtime::Builder::new_multi_thread()
-        .worker_threads(2)
-        .enable_all()
-        .build()
-        .expect("tokio runtime");
+    let tokio_rt = multi_thread();
     tokio_rt.block_on(LocalSet::new().run_until(async {
         let env = env().await;
         let (halted, _) = drive(dir.path(), &env, true).await;
