@@ -443,7 +443,7 @@ impl Runtime {
                 None,
             )),
             Some(mut record) => {
-                record.recovery_attempts += 1;
+                self.count_recovery_attempt(&mut record)?;
                 let mut batch = Batch::new();
                 batch.put_workflow(record.clone());
                 self.core.store.commit(&batch)?;
@@ -540,18 +540,10 @@ impl Runtime {
                 report.unregistered.push((record.id, record.name));
                 continue;
             };
-            if record.recovery_attempts >= self.core.max_recovery_attempts {
-                report.failed.push((
-                    record.id.clone(),
-                    Error::RecoveryExhausted {
-                        workflow_id: record.id,
-                        attempts: record.recovery_attempts,
-                        limit: self.core.max_recovery_attempts,
-                    },
-                ));
+            if let Err(exhausted) = self.count_recovery_attempt(&mut record) {
+                report.failed.push((record.id, exhausted));
                 continue;
             }
-            record.recovery_attempts += 1;
             batch.put_workflow(record.clone());
             to_resume.push((record, registration));
         }
@@ -619,6 +611,22 @@ impl Runtime {
             self.core.forget(&wf);
         }
         Ok(true)
+    }
+
+    /// Counts one more recovery of a pending workflow, or refuses past the limit.
+    /// `recover()` and a `start()` that resumes a pending workflow both go through it,
+    /// so neither can replay a crashing workflow forever.
+    fn count_recovery_attempt(&self, record: &mut WorkflowRecord) -> Result<(), Error> {
+        let limit = self.core.max_recovery_attempts;
+        if record.recovery_attempts >= limit {
+            return Err(Error::RecoveryExhausted {
+                workflow_id: record.id.clone(),
+                attempts: record.recovery_attempts,
+                limit,
+            });
+        }
+        record.recovery_attempts += 1;
+        Ok(())
     }
 
     /// Loads a pending workflow's completions and launches its replay.

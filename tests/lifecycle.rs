@@ -358,6 +358,11 @@ fn a_panicking_workflow_is_reported_stays_pending_and_recovery_is_capped() {
         report.failed.as_slice(),
         [(id, Error::RecoveryExhausted { attempts: 2, limit: 2, .. })] if id == "p"
     ));
+    // Starting it again by id is held to the same limit.
+    assert!(matches!(
+        rt.start::<_, u8, String>("boom", "p", ()),
+        Err(Error::RecoveryExhausted { attempts: 2, .. })
+    ));
 }
 
 #[test]
