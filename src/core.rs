@@ -205,16 +205,16 @@ impl Core {
         let ok = outcome.is_ok();
         let found = {
             let mut steps = wf.steps.borrow_mut();
+            // A recorded step's name was checked when the step was created
+            // (`WorkflowState::create_step`); a live completion carries its slot's name.
             match usize::try_from(step_id).ok().and_then(|i| steps.get_mut(i)) {
-                // Interned names: usually the same pointer, which `==` checks first.
-                Some(slot) if slot.name == name => {
+                Some(slot) => {
                     slot.outcome = Some(outcome);
                     if let Some(waker) = slot.waker.take() {
                         waker.wake();
                     }
                     None
                 }
-                Some(slot) => Some(slot.name.to_string()),
                 None => Some(format!(
                     "no step with this id was created (the workflow created {} steps)",
                     steps.len()
