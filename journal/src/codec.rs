@@ -28,10 +28,15 @@ pub const FORMAT_VERSION: u8 = 1;
 /// `meta/schema` and checked at open.
 ///
 /// ```
-/// // Checked when a journal is opened: a journal written with a newer schema is refused.
-/// assert_eq!(ordo_journal::SCHEMA_VERSION, 1);
+/// // Checked when a journal is opened: a journal written with another schema is refused.
+/// assert_eq!(ordo_journal::SCHEMA_VERSION, 2);
 /// ```
-pub const SCHEMA_VERSION: u32 = 1;
+///
+/// Version 2 added the seal and its commit counter, and the type fingerprints the runtime
+/// puts before every value; a version 1 journal is refused with
+/// [`Error::UnsupportedVersion`](crate::Error::UnsupportedVersion) saying it was written by
+/// an older ordo.
+pub const SCHEMA_VERSION: u32 = 2;
 
 /// bincode's standard configuration: little-endian varints.
 const CONFIG: bincode::config::Configuration = bincode::config::standard();

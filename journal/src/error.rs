@@ -48,6 +48,23 @@ pub enum Error {
         reason: String,
     },
 
+    /// The journal's files hold less than was acknowledged (commits are missing), or
+    /// cannot be read as a journal at all: damaged on disk (a flipped, zeroed or truncated
+    /// byte, a lost or replaced file). Nothing was run and the files were left exactly as
+    /// they were, for inspection. See the crate docs on damage for what is detected.
+    #[error(
+        "journal at {} is damaged: {reason}. Its files were left untouched: keep a copy for \
+         inspection, then restore the journal from a backup (or move it aside to start an \
+         empty one)",
+        path.display()
+    )]
+    Damaged {
+        /// The journal directory.
+        path: PathBuf,
+        /// What is missing or unreadable.
+        reason: String,
+    },
+
     /// A version written by a newer (or unknown) build of ordo.
     #[error("unsupported {what} version {found} (this build reads version {supported})")]
     UnsupportedVersion {

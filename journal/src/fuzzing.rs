@@ -113,7 +113,7 @@ fn plant_and_read(journal: &SledJournal, data: &[u8]) {
             let _ = journal.workflow(id);
             let _ = journal.completions(id);
         }
-        Ok(Key::Schema) | Err(_) => {}
+        Ok(Key::Schema | Key::Commits) | Err(_) => {}
     }
 }
 

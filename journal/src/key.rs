@@ -7,6 +7,7 @@
 //! | kind | key | value |
 //! |---|---|---|
 //! | schema version | `m` `schema` | `u32` big-endian |
+//! | commit counter | `m` `commits` | `u64` big-endian |
 //! | workflow record | `w` id | [`codec`](crate::codec) workflow value |
 //! | run of step completions | `c` id-len (`u16` BE) id first-seq last-seq (`u64` BE) | [`codec`](crate::codec) run value |
 //! | status index | `s` status byte id | empty |
@@ -33,6 +34,10 @@ const STATUS: u8 = b's';
 
 /// The key of the schema version.
 pub(crate) const SCHEMA: &[u8] = b"mschema";
+
+/// The key of the commit counter (`u64` big-endian): how many commits the journal ever
+/// acknowledged, checked against the seal at open.
+pub(crate) const COMMITS: &[u8] = b"mcommits";
 
 /// The longest workflow id a completion key can length-prefix.
 ///
@@ -112,6 +117,8 @@ pub(crate) fn check_id(id: &str) -> Result<(), crate::Error> {
 pub(crate) enum Key<'a> {
     /// The schema version.
     Schema,
+    /// The commit counter.
+    Commits,
     /// A workflow record.
     Workflow(&'a str),
     /// A run of step completions.
@@ -138,6 +145,7 @@ pub(crate) fn parse(key: &[u8]) -> Result<Key<'_>, &'static str> {
     match key.split_first() {
         None => Err("empty key"),
         Some((&META, _)) if key == SCHEMA => Ok(Key::Schema),
+        Some((&META, _)) if key == COMMITS => Ok(Key::Commits),
         Some((&WORKFLOW, id)) => Ok(Key::Workflow(utf8(id)?)),
         Some((&COMPLETION, rest)) => {
             let (len, rest) = rest.split_first_chunk::<2>().ok_or("truncated id length")?;
@@ -171,6 +179,7 @@ pub(crate) fn parse(key: &[u8]) -> Result<Key<'_>, &'static str> {
 pub(crate) fn describe(key: &[u8]) -> String {
     match parse(key) {
         Ok(Key::Schema) => "meta/schema".to_owned(),
+        Ok(Key::Commits) => "meta/commits".to_owned(),
         Ok(Key::Workflow(id)) => format!("workflow/{}", id.escape_debug()),
         Ok(Key::Completions { id, first, last }) if first == last => {
             format!("workflow/{}/seq/{first}", id.escape_debug())

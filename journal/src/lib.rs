@@ -49,6 +49,9 @@
 //! - `store`: the [`Store`] trait the runtime journals through.
 //! - `sled`: [`SledJournal`], the store on sled 0.34.7: open, lock, schema check, group
 //!   commit, the append-only check on completion seqs.
+//! - `seal`: the checksummed high-water mark of acknowledged commits that makes damage
+//!   detectable; `copy`: the private copies opened to check a journal, or to read one
+//!   without writing to it.
 //! - `error`: the one [`Error`] enum, whose messages name the path or key involved.
 //!
 //! # Durability
@@ -58,6 +61,20 @@
 //! [`Durability::Sync`] follows every flush with `fdatasync` of sled's data file (and of
 //! any new blob file sled wrote for a large message, which it never syncs itself).
 //!
+//! # Damage
+//!
+//! A journal that lost acknowledged commits is refused, never silently replayed: every
+//! commit counts itself inside sled (`meta/commits`) and, once durable, in a small
+//! checksummed file outside sled's log, the *seal* (`ordo.seal`, written without an extra
+//! fsync). [`SledJournal::open`] first opens a private copy and checks that it holds at
+//! least as many commits as the seal says were acknowledged; a journal that does not, or
+//! that sled cannot read, is [`Error::Damaged`], and its files are left exactly as they
+//! were. Detected: a flipped, zeroed or truncated byte anywhere in sled's log (sled drops
+//! everything after a bad message), a replaced, emptied or missing file, garbage in
+//! sled's `conf` or snapshot files, a missing or unreadable seal. Not detected: a whole
+//! folder rolled back together with its seal (an old backup is consistent with itself),
+//! damage that sled's checksums miss. With [`Durability::None`] commits are not sealed.
+//!
 //! # Completions are append-only
 //!
 //! A commit may only add, per workflow, seqs after the last one recorded
@@ -65,10 +82,12 @@
 //! is what replay relies on.
 
 mod codec;
+mod copy;
 mod durability;
 mod error;
 mod key;
 mod record;
+mod seal;
 mod sled;
 mod store;
 

@@ -12,9 +12,11 @@ use std::sync::Mutex;
 use std::time::{Duration, Instant};
 
 use crate::codec::{self, SCHEMA_VERSION};
+use crate::copy::{self, TempFolder};
 use crate::durability::{DataFiles, Durability};
 use crate::key::{self, Key};
 use crate::record::{Batch, Completion, Status, WorkflowRecord};
+use crate::seal::{self, Seal, SealState, SEAL_FILE};
 use crate::store::Store;
 use crate::Error;
 
@@ -40,12 +42,18 @@ pub struct SledJournal {
     data_files: Option<DataFiles>,
     /// Set by `open_existing`, which promises never to write.
     read_only: bool,
+    /// The high-water mark of acknowledged commits outside sled's log (see
+    /// [`seal`](crate::seal)); `None` for temporary and read-only journals. Advanced
+    /// after each commit's durability point; a std mutex, held for one `pwrite`.
+    seal: Option<Mutex<Seal>>,
     /// Successful non-empty commits since open, exposed by the runtime as a metric.
     commits: AtomicU64,
     /// Declared after `db` on purpose: fields drop in declaration order, so this waits,
     /// after sled is dropped, until sled's file lock is really free (see
     /// [`LockRelease`]).
     _lock_release: LockRelease,
+    /// The private copy a read-only journal reads from, removed after sled let go of it.
+    _copy: Option<TempFolder>,
     /// Serializes commits from the append check to the apply, so the check that new
     /// seqs come after the recorded ones sees what the apply will extend. It also owns the
     /// encode buffers, so a commit allocates only the sled values themselves. A std mutex:
@@ -73,6 +81,9 @@ struct Writer {
     /// `(completion index, last seq)` of each run in the batch being encoded, moved into
     /// `last_seq` once the batch is applied.
     appended: Vec<(usize, u64)>,
+    /// Commits the journal ever acknowledged (its `meta/commits` counter), so each commit
+    /// writes the next number.
+    total_commits: u64,
 }
 
 /// How many workflows' last seqs [`Writer::last_seq`] remembers before starting over.
@@ -110,11 +121,19 @@ impl fmt::Debug for SledJournal {
 
 impl SledJournal {
     /// Opens the journal in directory `path`, creating it if missing (and then writing the
-    /// schema version), or checking the stored schema version if present.
+    /// schema version and the [seal](crate#damage)), or checking an existing one.
+    ///
+    /// An existing journal is checked before sled may write to it: a private copy is
+    /// opened first and must hold every commit the seal says was acknowledged. A journal
+    /// that fails the check is left exactly as it was on disk (sled would otherwise zero
+    /// what it takes for a torn tail) and reported as [`Error::Damaged`]. The check reads
+    /// the journal's files once more at open (on filesystems with reflinks, such as btrfs
+    /// and XFS, the copy shares blocks and is nearly free).
     ///
     /// # Errors
     ///
-    /// [`Error::Locked`] if another process has it open, [`Error::UnsupportedVersion`]
+    /// [`Error::Locked`] if another process has it open, [`Error::Damaged`] if it lost
+    /// acknowledged commits or sled cannot read its files, [`Error::UnsupportedVersion`]
     /// for another schema version, [`Error::Corrupt`] for a sled database that is not an
     /// ordo journal, [`Error::Io`] or [`Error::Storage`] otherwise.
     ///
@@ -131,39 +150,67 @@ impl SledJournal {
     /// ```
     pub fn open(path: impl AsRef<Path>, durability: Durability) -> Result<Self, Error> {
         let path = path.as_ref().to_path_buf();
+        if is_existing(&path) {
+            // Hold sled's lock while copying, so no runtime writes meanwhile; let go of it
+            // before sled takes it (a flock is per open file, so it would refuse us).
+            let probe = lock_probe(&path)?;
+            let checked = TempFolder::new(&path, "verify")
+                .map_err(Error::from)
+                .and_then(|copy| {
+                    copy::copy_journal(&path, copy.path())?;
+                    let (db, _) = open_checked(copy.path(), &path)?;
+                    drop(db);
+                    wait_for_release(copy.path());
+                    Ok(())
+                });
+            drop(probe);
+            checked?;
+        }
         let db = open_sled(::sled::Config::new().path(&path), &path)?;
-        match stored_schema(&db)? {
-            Some(version) => check_schema(version, &path)?,
+        let (seal, total_commits) = match stored_schema(&db)? {
+            Some(version) => {
+                check_schema(version, &path)?;
+                let state = check_seal(&db, &path)?;
+                let seal = Seal::open(&path, state)?;
+                (seal, stored_commits(&db)?)
+            }
             None if db.is_empty() => {
                 db.insert(key::SCHEMA, &codec::encode_schema(SCHEMA_VERSION))?;
-                if durability != Durability::None {
-                    db.flush()?;
-                }
+                db.insert(key::COMMITS, &0u64.to_be_bytes())?;
+                db.flush()?;
+                (Seal::create(&path)?, 0)
             }
             None => return Err(not_a_journal()),
-        }
+        };
         // After the schema write, so that the creation of sled's files is synced too.
         let data_files = match durability {
             Durability::Sync => Some(DataFiles::open(&path)?),
             Durability::Flush | Durability::None => None,
         };
-        Ok(SledJournal::new(
-            db,
-            Some(path),
-            durability,
-            data_files,
-            false,
-        ))
+        let mut journal = SledJournal::new(db, Some(path), durability, data_files, false);
+        journal.seal = Some(Mutex::new(seal));
+        journal
+            .writer
+            .get_mut()
+            .unwrap_or_else(|poisoned| poisoned.into_inner())
+            .total_commits = total_commits;
+        Ok(journal)
     }
 
-    /// Opens an existing journal read-only, for inspecting it (a CLI): never writes the
-    /// schema version or any record, and [`Store::commit`] returns [`Error::ReadOnly`].
+    /// Opens an existing journal read-only, for inspecting it (a CLI): reads a private
+    /// copy taken into the system's temporary folder, so it never writes one byte to
+    /// `path` and never takes its lock: it works while a runtime has the journal open,
+    /// and never stops one from starting. [`Store::commit`] returns [`Error::ReadOnly`].
+    ///
+    /// The copy is checked like [`SledJournal::open`] checks a journal. A copy taken while
+    /// a runtime commits can catch a file mid-write; such a copy is taken again (a few
+    /// times) before the journal is reported as damaged.
     ///
     /// # Errors
     ///
-    /// [`Error::NotFound`] naming `path` if there is no journal there, and the errors of
-    /// [`SledJournal::open`]. A journal held by a running runtime is [`Error::Locked`]:
-    /// sled's lock is exclusive even for readers.
+    /// [`Error::NotFound`] naming `path` if there is no journal there, [`Error::Damaged`]
+    /// if it lost acknowledged commits or cannot be read, and the errors of
+    /// [`SledJournal::open`] but [`Error::Locked`].
     ///
     /// ```
     /// use ordo_journal::{Error, SledJournal};
@@ -178,19 +225,30 @@ impl SledJournal {
         if !path.join("db").is_file() {
             return Err(Error::NotFound { path });
         }
-        let db = open_sled(::sled::Config::new().path(&path), &path)?;
-        match stored_schema(&db)? {
-            Some(version) => check_schema(version, &path)?,
-            None if db.is_empty() => return Err(Error::NotFound { path }),
-            None => return Err(not_a_journal()),
+        let mut tries = 0;
+        loop {
+            tries += 1;
+            let copy = TempFolder::new(&std::env::temp_dir(), "read")?;
+            copy::copy_journal(&path, copy.path())?;
+            let opened = open_checked(copy.path(), &path);
+            match opened {
+                Ok((db, schema)) => {
+                    if schema.is_none() {
+                        return Err(Error::NotFound { path });
+                    }
+                    let mut journal =
+                        SledJournal::new(db, Some(path), Durability::None, None, true);
+                    journal._lock_release = LockRelease(Some(copy.path().to_path_buf()));
+                    journal._copy = Some(copy);
+                    return Ok(journal);
+                }
+                // A copy taken while a runtime writes may be torn; take another.
+                Err(Error::Damaged { .. }) if tries < 5 && is_locked(&path) => {
+                    std::thread::sleep(Duration::from_millis(20));
+                }
+                Err(err) => return Err(err),
+            }
         }
-        Ok(SledJournal::new(
-            db,
-            Some(path),
-            Durability::None,
-            None,
-            true,
-        ))
     }
 
     /// A journal in a temporary sled database that is deleted on drop, with
@@ -223,10 +281,12 @@ impl SledJournal {
         SledJournal {
             db,
             _lock_release: LockRelease(path.clone()),
+            _copy: None,
             path,
             durability,
             data_files,
             read_only,
+            seal: None,
             commits: AtomicU64::new(0),
             writer: Mutex::new(Writer::default()),
         }
@@ -312,6 +372,7 @@ impl SledJournal {
             order,
             last_seq,
             appended,
+            total_commits: _,
         } = writer;
         let mut writes = ::sled::Batch::default();
         for rec in &batch.workflows {
@@ -438,23 +499,34 @@ impl Store for SledJournal {
         if batch.is_empty() {
             return Ok(());
         }
-        {
+        let number = {
             let mut writer = self
                 .writer
                 .lock()
                 .unwrap_or_else(|poisoned| poisoned.into_inner());
+            // The commit counter the seal is checked against (see `seal`). It needs no
+            // atomicity with the data: sled recovers a prefix of its log, and the
+            // counter is written after the data it counts.
+            let number = writer.total_commits + 1;
+            let counter = number.to_be_bytes();
             match self.encode(batch, &mut writer)? {
-                Some(writes) => self.db.apply_batch(writes)?,
+                Some(mut writes) => {
+                    writes.insert(key::COMMITS, &counter);
+                    self.db.apply_batch(writes)?;
+                }
                 // One entry is atomic on its own. sled's `apply_batch` rolls its I/O
                 // buffer twice to make a batch atomic (`PageCache::pin_log`): two extra
-                // log writes that a single insert does not need.
+                // log writes that two inserts do not need.
                 None => {
                     self.db
                         .insert(writer.key.as_slice(), writer.value.as_slice())?;
+                    self.db.insert(key::COMMITS, &counter)?;
                 }
             }
+            writer.total_commits = number;
             writer.applied(&batch.completions);
-        }
+            number
+        };
         match self.durability {
             Durability::Sync => {
                 self.db.flush()?;
@@ -466,6 +538,15 @@ impl Store for SledJournal {
                 self.db.flush()?;
             }
             Durability::None => {}
+        }
+        // Only now is the commit acknowledged: the seal never counts one that could still
+        // be lost. `None` promises nothing, so its commits are not sealed.
+        if self.durability != Durability::None {
+            if let Some(seal) = &self.seal {
+                seal.lock()
+                    .unwrap_or_else(|poisoned| poisoned.into_inner())
+                    .advance(number)?;
+            }
         }
         self.commits.fetch_add(1, Ordering::Relaxed);
         Ok(())
@@ -633,4 +714,129 @@ fn not_a_journal() -> Error {
         key::SCHEMA,
         "missing in a non-empty database: not an ordo journal".into(),
     )
+}
+
+/// Whether `dir` holds a journal already (rather than nothing, or a folder to create one
+/// in): a seal, or a sled log with bytes in it.
+fn is_existing(dir: &Path) -> bool {
+    dir.join(SEAL_FILE).exists()
+        || std::fs::metadata(dir.join("db")).is_ok_and(|meta| meta.len() > 0)
+}
+
+/// Takes sled's lock on `dir` (an exclusive `flock` of its `db` file) for as long as the
+/// returned file is open.
+fn lock_probe(dir: &Path) -> Result<std::fs::File, Error> {
+    use fs2::FileExt;
+    let log = std::fs::OpenOptions::new()
+        .read(true)
+        .write(true)
+        .open(dir.join("db"))?;
+    match log.try_lock_exclusive() {
+        Ok(()) => Ok(log),
+        Err(_) => Err(Error::Locked {
+            path: dir.to_path_buf(),
+        }),
+    }
+}
+
+/// Whether another process holds sled's lock on `dir`.
+fn is_locked(dir: &Path) -> bool {
+    use fs2::FileExt;
+    let Ok(log) = std::fs::File::open(dir.join("db")) else {
+        return false;
+    };
+    match FileExt::try_lock_shared(&log) {
+        Ok(()) => {
+            let _ = FileExt::unlock(&log);
+            false
+        }
+        Err(_) => true,
+    }
+}
+
+/// Waits until sled let go of the database in `dir` (see [`LockRelease`]).
+fn wait_for_release(dir: &Path) {
+    drop(LockRelease(Some(dir.to_path_buf())));
+}
+
+/// Opens the sled database in `dir` (a private copy of the journal at `reported`, whose
+/// path the errors name) and checks it against its seal: the database and its schema
+/// version (`None` for an empty database).
+///
+/// Everything sled cannot open, and any panic of sled's on garbage, is
+/// [`Error::Damaged`]: the files are not a journal this build can trust.
+fn open_checked(dir: &Path, reported: &Path) -> Result<(::sled::Db, Option<u32>), Error> {
+    let damaged = |reason: String| Error::Damaged {
+        path: reported.to_path_buf(),
+        reason,
+    };
+    let seal = seal::read(dir)?;
+    let config = ::sled::Config::new().path(dir);
+    let opened = std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| config.open()));
+    let db = match opened {
+        Ok(Ok(db)) => db,
+        Ok(Err(err)) => return Err(damaged(format!("sled cannot open it: {err}"))),
+        Err(_) => return Err(damaged("sled panicked opening it".into())),
+    };
+    let schema = stored_schema(&db)?;
+    match (schema, seal) {
+        (Some(version), _) if version < SCHEMA_VERSION => {
+            return Err(Error::UnsupportedVersion {
+                what: format!(
+                    "journal schema at {} (written by an older ordo, before values \
+                     carried type fingerprints)",
+                    reported.display()
+                ),
+                found: version,
+                supported: SCHEMA_VERSION,
+            });
+        }
+        (Some(version), _) => check_schema(version, reported)?,
+        (None, Ok(None)) if db.is_empty() => return Ok((db, None)),
+        (None, Ok(Some(state))) if db.is_empty() => {
+            return Err(damaged(format!(
+                "it is empty, but its seal counts {} acknowledged commits",
+                state.commits
+            )));
+        }
+        (None, _) => return Err(not_a_journal()),
+    }
+    check_seal(&db, reported)?;
+    Ok((db, schema))
+}
+
+/// Checks the journal's commit counter against the seal in `dir`: the seal's state.
+fn check_seal(db: &::sled::Db, dir: &Path) -> Result<SealState, Error> {
+    let damaged = |reason: String| Error::Damaged {
+        path: dir.to_path_buf(),
+        reason,
+    };
+    let state = match seal::read(dir)? {
+        Ok(Some(state)) => state,
+        Ok(None) => return Err(damaged(format!("its seal ({SEAL_FILE}) is missing"))),
+        Err(reason) => return Err(damaged(reason)),
+    };
+    let recorded = stored_commits(db).map_err(|err| damaged(err.to_string()))?;
+    if recorded < state.commits {
+        return Err(damaged(format!(
+            "it holds {recorded} commits but {} were acknowledged: the last {} are missing",
+            state.commits,
+            state.commits - recorded
+        )));
+    }
+    Ok(state)
+}
+
+/// The journal's `meta/commits` counter (0 if absent).
+fn stored_commits(db: &::sled::Db) -> Result<u64, Error> {
+    let Some(value) = db.get(key::COMMITS)? else {
+        return Ok(0);
+    };
+    let bytes: [u8; 8] = value.as_ref().try_into().map_err(|_| {
+        codec::corrupt(
+            key::COMMITS,
+            format!("commit counter is {} bytes, not 8", value.len()),
+        )
+    })?;
+    Ok(u64::from_be_bytes(bytes))
 }
