@@ -222,8 +222,12 @@ mod tests {
             })
         );
         bytes[3] ^= 1;
-        assert!(decode(&bytes).unwrap_err().contains("no valid slot"));
-        assert!(decode(&bytes[..10]).unwrap_err().contains("10 bytes"));
+        assert!(decode(&bytes)
+            .expect_err("no slot")
+            .contains("no valid slot"));
+        assert!(decode(&bytes[..10])
+            .expect_err("short")
+            .contains("10 bytes"));
     }
 
     #[test]
