@@ -329,15 +329,20 @@ impl Local {
     /// Runs the stall hook, if any; its answer (true: it may have made tasks ready).
     pub(crate) fn call_stall_hook(&self) -> bool {
         let hook = self.stall_hook.borrow_mut().take();
-        let Some(mut hook) = hook else {
+        let Some(hook) = hook else {
             return false;
         };
-        let progressed = hook();
-        let mut slot = self.stall_hook.borrow_mut();
-        if slot.is_none() {
-            *slot = Some(hook);
+        // Put back by a guard, so a hook that panics (a user's observer inside it, say)
+        // is still installed when the panic is caught above: losing it would leave every
+        // later stall without its hook, and whatever waits on it hanging forever.
+        let mut guard = RestoreHook {
+            slot: &self.stall_hook,
+            hook: Some(hook),
+        };
+        match guard.hook.as_mut() {
+            Some(hook) => hook(),
+            None => false,
         }
-        progressed
     }
 
     pub(crate) fn set_stall_hook(&self, hook: StallHook) {
@@ -604,5 +609,20 @@ impl State {
 fn drop_quietly(future: Option<BoxedTask>) {
     if let Some(future) = future {
         let _ = catch_unwind(AssertUnwindSafe(move || drop(future)));
+    }
+}
+
+/// Reinstalls a stall hook taken out for a call, unless the call installed another.
+struct RestoreHook<'a> {
+    slot: &'a RefCell<Option<StallHook>>,
+    hook: Option<StallHook>,
+}
+
+impl Drop for RestoreHook<'_> {
+    fn drop(&mut self) {
+        let mut slot = self.slot.borrow_mut();
+        if slot.is_none() {
+            *slot = self.hook.take();
+        }
     }
 }

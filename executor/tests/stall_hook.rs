@@ -176,3 +176,24 @@ fn run_calls_the_hook_when_idle_and_completes_once_it_declines_with_no_task_left
     // Two feeds, the close, then the call that declines with no task left.
     assert_eq!(stalls.get(), 4);
 }
+
+#[test]
+fn a_hook_that_panics_once_is_still_installed_for_the_next_stall() {
+    let ex = Executor::new();
+    let calls = Rc::new(Cell::new(0));
+    let seen = calls.clone();
+    ex.set_stall_hook(move || {
+        seen.set(seen.get() + 1);
+        if seen.get() == 1 {
+            panic!("the hook's first call panics");
+        }
+        false
+    });
+    let first = std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| {
+        ex.run_until_stalled();
+    }));
+    assert!(first.is_err(), "the hook's panic reaches the caller");
+    assert_eq!(calls.get(), 1);
+    ex.run_until_stalled();
+    assert_eq!(calls.get(), 2, "the hook was lost after its panic");
+}
