@@ -14,13 +14,24 @@ use std::collections::{HashMap, VecDeque};
 use std::rc::Rc;
 use std::time::Instant;
 
-use ordo_journal::{Batch, Completion, Outcome, Store};
+use ordo_journal::{Batch, Completion, Outcome, Store, WorkflowRecord};
 
 use crate::clock::WallClock;
 use crate::error::Error;
 use crate::event::Event;
-use crate::registry::Registry;
+use crate::launch::launch;
+use crate::registry::{Registration, Registry};
 use crate::workflow::{Delivery, Phase, WorkflowState};
+
+/// A workflow whose start record waits for the next group commit: it is launched only
+/// once that record is durable, so no step of it runs for a start a crash could lose.
+pub(crate) struct PendingStart {
+    pub(crate) wf: Rc<WorkflowState>,
+    /// What the commit writes: a new `Pending` record, or a pending workflow's record
+    /// with one more recovery attempt counted.
+    pub(crate) record: WorkflowRecord,
+    pub(crate) registration: Registration,
+}
 
 /// What ran since the last commit and must be journaled before anyone sees it.
 #[derive(Default)]
@@ -29,6 +40,9 @@ struct Outbox {
     completions: Vec<(Rc<WorkflowState>, Completion)>,
     /// Workflows that returned, with their encoded output.
     finished: Vec<(Rc<WorkflowState>, Outcome)>,
+    /// Workflows started since the last commit: their records share it (issue: 10,000
+    /// starts were 10,000 commits).
+    starts: Vec<PendingStart>,
 }
 
 /// Counters a user can read with [`Runtime::metrics`](crate::Runtime::metrics).
@@ -72,6 +86,13 @@ pub(crate) struct Core {
     /// only its completions: leaves a journal holding every step but not the end.
     pub(crate) halt_before_finish: bool,
     halted: Cell<bool>,
+    /// Commits that recorded completions or results, which `halt_after_commits` counts.
+    progress_commits: Cell<u64>,
+    /// The first commit error, after which nothing is committed or delivered again:
+    /// after a failed flush or fsync the kernel may have dropped dirty pages, so nothing
+    /// written since the last good commit can be trusted ("fsyncgate"). Only a reopen,
+    /// which replays what is really on disk, continues.
+    broken: RefCell<Option<Error>>,
     pub(crate) max_recovery_attempts: u32,
 }
 
@@ -97,6 +118,8 @@ impl Core {
             halt_after_commits,
             halt_before_finish: false,
             halted: Cell::new(false),
+            progress_commits: Cell::new(0),
+            broken: RefCell::new(None),
             max_recovery_attempts,
         }
     }
@@ -139,10 +162,62 @@ impl Core {
 
     /// Forgets a workflow that stopped in this process (failed, or aborted).
     pub(crate) fn forget(&self, wf: &Rc<WorkflowState>) {
-        let mut running = self.running.borrow_mut();
-        if running.get(&wf.id).is_some_and(|w| Rc::ptr_eq(w, wf)) {
-            running.remove(&wf.id);
+        {
+            let mut running = self.running.borrow_mut();
+            if running.get(&wf.id).is_some_and(|w| Rc::ptr_eq(w, wf)) {
+                running.remove(&wf.id);
+            }
         }
+        self.undo_resume_after_divergence(wf);
+    }
+
+    /// A resumption that stopped because the code diverged from the journal (not because
+    /// the workflow crashed) gives back the recovery attempt it counted: the record is
+    /// written back as it was, so a corrected binary finds the workflow untouched.
+    fn undo_resume_after_divergence(&self, wf: &WorkflowState) {
+        let diverged = matches!(
+            wf.failure(),
+            Some(Error::NonDeterminism { .. } | Error::TypeMismatch { .. })
+        );
+        if !diverged {
+            return;
+        }
+        let Some(before) = wf.before_resume.borrow_mut().take() else {
+            return;
+        };
+        if self.halted.get() || self.broken.borrow().is_some() {
+            return;
+        }
+        let attempts = before.recovery_attempts;
+        let mut batch = Batch::new();
+        batch.put_workflow(before);
+        match self.store.commit(&batch) {
+            Ok(()) => wf.recovery_attempts.set(attempts),
+            Err(err) => self.break_down(err.into()),
+        }
+    }
+
+    /// The error every durable operation of this runtime fails with after a commit
+    /// failed, if one did.
+    pub(crate) fn broken(&self) -> Option<Error> {
+        self.broken.borrow().clone()
+    }
+
+    /// Stages a started workflow: it is running here from now on (a second start of the
+    /// same id finds it), its record goes into the next commit, and it is launched once
+    /// that commit is durable.
+    pub(crate) fn stage_start(&self, start: PendingStart) {
+        self.running
+            .borrow_mut()
+            .insert(start.wf.id.clone(), Rc::clone(&start.wf));
+        self.outbox.borrow_mut().starts.push(start);
+    }
+
+    /// Takes back a staged start that was never committed (a cancel before the commit).
+    pub(crate) fn unstage_start(&self, id: &str) -> Option<PendingStart> {
+        let mut outbox = self.outbox.borrow_mut();
+        let index = outbox.starts.iter().position(|s| s.wf.id == id)?;
+        Some(outbox.starts.remove(index))
     }
 
     /// Queues a step completion (a body finished, a timer fired).
@@ -161,7 +236,7 @@ impl Core {
 
     /// The executor's stall hook: deliver, else commit and deliver. Returns whether it
     /// may have made a task ready.
-    pub(crate) fn on_stall(&self) -> bool {
+    pub(crate) fn on_stall(self: &Rc<Self>) -> bool {
         if self.deliver_round() {
             return true;
         }
@@ -249,24 +324,26 @@ impl Core {
 
     /// Commits the outbox as one batch with one durability point, then hands the
     /// completions to their workflows' inboxes and the final results to handles.
-    fn commit(&self) -> bool {
+    fn commit(self: &Rc<Self>) -> bool {
         let Outbox {
             completions,
             mut finished,
+            mut starts,
         } = std::mem::take(&mut *self.outbox.borrow_mut());
         // A workflow stopped after it returned (cancelled, say) must not be recorded
         // as finished.
         finished.retain(|(wf, _)| wf.phase.get() == Phase::Finishing);
-        if completions.is_empty() && finished.is_empty() {
+        starts.retain(|start| start.wf.is_running());
+        if completions.is_empty() && finished.is_empty() && starts.is_empty() {
             return false;
         }
-        if self.halted.get() {
+        if self.halted.get() || self.broken.borrow().is_some() {
             return false;
         }
         let halt_now = self.halt_before_finish && !finished.is_empty();
         if halt_now {
             finished.clear();
-            if completions.is_empty() {
+            if completions.is_empty() && starts.is_empty() {
                 self.halt();
                 return true;
             }
@@ -276,9 +353,21 @@ impl Core {
         // The batch owns what it commits; `staged` and `finished` remember whose each
         // entry is, and the entries are taken back after the commit (no copies).
         let mut staged = Vec::with_capacity(completions.len());
+        // Starts first: a later put of the same id in this batch (its attempt reset, its
+        // final record) overrides the start's.
+        for start in &starts {
+            batch.put_workflow(start.record.clone());
+        }
         for (wf, mut completion) in completions {
             completion.seq = wf.next_seq.get();
             wf.next_seq.set(completion.seq + 1);
+            // A new completion is progress: the resumption that got here did not crash,
+            // so its attempts start over (in this same commit).
+            if wf.recovery_attempts.get() > 0 {
+                wf.recovery_attempts.set(0);
+                wf.before_resume.borrow_mut().take();
+                batch.put_workflow(wf.pending_record(0, now_ms));
+            }
             batch.push_completion(&wf.id, completion);
             staged.push(wf);
         }
@@ -290,14 +379,23 @@ impl Core {
             })
             .collect();
         if let Err(err) = self.store.commit(&batch) {
-            // Nothing of this batch is known to be durable: nobody may see it. The
-            // workflows stop here and stay `Pending`; recovery will replay them.
+            // Nothing of this batch is known to be durable, and nothing written since the
+            // last good commit can be trusted: nobody may see any of it, and this runtime
+            // commits nothing more. Every workflow stops here and stays `Pending`; a
+            // reopen replays what is really on disk.
             let err = Error::from(err);
-            for wf in staged.iter().chain(finished.iter()) {
-                wf.fail(err.clone());
-                self.forget(wf);
+            for start in starts {
+                start.wf.fail(err.clone());
             }
+            self.break_down(err);
             return true;
+        }
+        for start in starts {
+            if start.wf.is_running() {
+                launch(self, &start.wf, &start.registration, |root| {
+                    drop(ordo_executor::spawn(root));
+                });
+            }
         }
         let commit = self.metrics().commits + 1;
         self.update_metrics(|m| {
@@ -345,10 +443,40 @@ impl Core {
             workflows: n_workflows,
             commit,
         });
-        if halt_now || self.halt_after_commits.is_some_and(|limit| commit >= limit) {
+        // The crash points count commits that record steps or results; a commit of
+        // starts alone is not one (a test's "after N commits" means N steps' worth).
+        if n_completions + n_workflows > 0 {
+            self.progress_commits.set(self.progress_commits.get() + 1);
+        }
+        let progressed = self.progress_commits.get();
+        if halt_now
+            || self
+                .halt_after_commits
+                .is_some_and(|limit| progressed >= limit)
+        {
             self.halt();
         }
         true
+    }
+
+    /// Stops this runtime for good after a commit failed: every running workflow fails
+    /// with `error`, nothing more is committed or delivered.
+    pub(crate) fn break_down(&self, error: Error) {
+        if self.broken.borrow().is_some() {
+            return;
+        }
+        *self.broken.borrow_mut() = Some(error.clone());
+        let running: Vec<_> = self
+            .running
+            .borrow_mut()
+            .drain()
+            .map(|(_, wf)| wf)
+            .collect();
+        for wf in running {
+            wf.fail(error.clone());
+        }
+        self.delivering.borrow_mut().clear();
+        *self.outbox.borrow_mut() = Outbox::default();
     }
 
     /// Simulates the process dying right after the last commit: nothing more is

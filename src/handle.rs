@@ -88,6 +88,8 @@ impl<O: DeserializeOwned, E: DeserializeOwned> WorkflowHandle<O, E> {
     pub fn status(&self) -> Result<Status, Error> {
         match self.core.store.workflow(&self.id)? {
             Some(record) => Ok(record.status),
+            // Started in this turn: its record is in the next commit.
+            None if self.running.is_some() => Ok(Status::Pending),
             None => Err(Error::NotFound {
                 workflow_id: self.id.clone(),
             }),

@@ -86,6 +86,7 @@ mod event;
 #[doc(hidden)]
 pub mod fuzzing;
 mod handle;
+mod launch;
 mod registry;
 mod retry;
 mod runtime;

@@ -2,13 +2,10 @@
 //! recovering and driving them.
 
 use std::future::Future;
-use std::panic::AssertUnwindSafe;
 use std::path::PathBuf;
 use std::rc::Rc;
 use std::time::{SystemTime, UNIX_EPOCH};
 
-use futures::future::{AbortHandle, Abortable};
-use futures::FutureExt;
 use ordo_executor::{Clock, Executor, Scheduler};
 use ordo_journal::{Batch, Durability, SledJournal, Status, Store, WorkflowRecord};
 use serde::de::DeserializeOwned;
@@ -16,12 +13,13 @@ use serde::Serialize;
 
 use crate::clock::WallClock;
 use crate::codec;
-use crate::core::{Core, Metrics, Observer};
+use crate::core::{Core, Metrics, Observer, PendingStart};
 use crate::ctx::Ctx;
 use crate::error::Error;
 use crate::event::Event;
 use crate::handle::WorkflowHandle;
-use crate::registry::{Registration, Registry};
+use crate::launch::launch;
+use crate::registry::Registry;
 use crate::workflow::{Phase, WorkflowState};
 
 /// The folder the runtime uses when none is given: the quickstart's and the CLI's.
@@ -302,6 +300,7 @@ impl RuntimeBuilder {
         core.halt_before_finish = self.halt_before_finish;
         let core = Rc::new(core);
         let hook_core = Rc::clone(&core);
+        // `on_stall` launches the workflows whose start it committed.
         executor.set_stall_hook(move || hook_core.on_stall());
         Ok(Runtime { executor, core })
     }
@@ -378,9 +377,11 @@ impl Runtime {
     /// Starts workflow `name` with `id` and `input`, or returns a handle to the
     /// workflow already recorded under `id`.
     ///
-    /// A new workflow's record is written (`Pending`) durably before this returns; the
-    /// workflow runs when the runtime is driven ([`Runtime::block_on`],
-    /// [`Runtime::run`]). The same id again gives a handle to the same workflow: a
+    /// The workflow's record (`Pending`) is written by the runtime's next group commit,
+    /// together with every other start, completion and result of that executor turn, and
+    /// the workflow runs only once that record is durable: when the runtime is driven
+    /// ([`Runtime::block_on`], [`Runtime::run`]). A start that could not be committed
+    /// reaches the handle as an error, and none of its steps ran. The same id again gives a handle to the same workflow: a
     /// finished one returns its recorded result without running, a pending one that is
     /// not running here is resumed (replayed), and `input` is ignored. The same id
     /// with another name fails with [`Error::Conflict`].
@@ -411,6 +412,9 @@ impl Runtime {
         O: DeserializeOwned,
         E: DeserializeOwned,
     {
+        if let Some(err) = self.core.broken() {
+            return Err(err);
+        }
         let registration = self
             .core
             .registry
@@ -435,25 +439,16 @@ impl Runtime {
                 Err(conflict(id, &wf.name, name))
             };
         }
-        match self.core.store.workflow(id)? {
-            Some(record) if record.name != name => Err(conflict(id, &record.name, name)),
-            Some(record) if record.status != Status::Pending => Ok(WorkflowHandle::new(
-                id.to_string(),
-                Rc::clone(&self.core),
-                None,
-            )),
-            Some(mut record) => {
-                self.count_recovery_attempt(&mut record)?;
-                let mut batch = Batch::new();
-                batch.put_workflow(record.clone());
-                self.core.store.commit(&batch)?;
-                let wf = self.resume(record, &registration)?;
-                Ok(WorkflowHandle::new(
+        let (wf, record) = match self.core.store.workflow(id)? {
+            Some(record) if record.name != name => return Err(conflict(id, &record.name, name)),
+            Some(record) if record.status != Status::Pending => {
+                return Ok(WorkflowHandle::new(
                     id.to_string(),
                     Rc::clone(&self.core),
-                    Some(wf),
+                    None,
                 ))
             }
+            Some(record) => self.prepare_resume(record)?,
             None => {
                 let encoded = codec::encode(&input).map_err(|detail| Error::Encode {
                     workflow_id: id.to_string(),
@@ -471,18 +466,19 @@ impl Runtime {
                     updated_ms: now_ms,
                     recovery_attempts: 0,
                 };
-                let mut batch = Batch::new();
-                batch.put_workflow(record.clone());
-                self.core.store.commit(&batch)?;
-                let wf = Rc::new(WorkflowState::new(&record, Vec::new()));
-                self.launch(&wf, &registration);
-                Ok(WorkflowHandle::new(
-                    id.to_string(),
-                    Rc::clone(&self.core),
-                    Some(wf),
-                ))
+                (Rc::new(WorkflowState::new(&record, Vec::new())), record)
             }
-        }
+        };
+        self.core.stage_start(PendingStart {
+            wf: Rc::clone(&wf),
+            record,
+            registration,
+        });
+        Ok(WorkflowHandle::new(
+            id.to_string(),
+            Rc::clone(&self.core),
+            Some(wf),
+        ))
     }
 
     /// A handle on an existing workflow (running here or recorded in the journal).
@@ -529,10 +525,13 @@ impl Runtime {
     /// # Ok::<(), Box<dyn std::error::Error>>(())
     /// ```
     pub fn recover(&self) -> Result<RecoveryReport, Error> {
+        if let Some(err) = self.core.broken() {
+            return Err(err);
+        }
         let mut report = RecoveryReport::default();
         let mut batch = Batch::new();
         let mut to_resume = Vec::new();
-        for mut record in self.core.store.workflows(Some(Status::Pending))? {
+        for record in self.core.store.workflows(Some(Status::Pending))? {
             if self.core.running.borrow().contains_key(&record.id) {
                 continue;
             }
@@ -540,22 +539,23 @@ impl Runtime {
                 report.unregistered.push((record.id, record.name));
                 continue;
             };
-            if let Err(exhausted) = self.count_recovery_attempt(&mut record) {
-                report.failed.push((record.id, exhausted));
-                continue;
+            let id = record.id.clone();
+            match self.prepare_resume(record) {
+                Ok((wf, record)) => {
+                    batch.put_workflow(record);
+                    to_resume.push((wf, registration));
+                }
+                Err(err) => report.failed.push((id, err)),
             }
-            batch.put_workflow(record.clone());
-            to_resume.push((record, registration));
         }
         if !batch.is_empty() {
             self.core.store.commit(&batch)?;
         }
-        for (record, registration) in to_resume {
-            let id = record.id.clone();
-            match self.resume(record, &registration) {
-                Ok(_) => report.resumed.push(id),
-                Err(err) => report.failed.push((id, err)),
-            }
+        for (wf, registration) in to_resume {
+            report.resumed.push(wf.id.clone());
+            launch(&self.core, &wf, &registration, |root| {
+                drop(self.executor.spawn(root));
+            });
         }
         Ok(report)
     }
@@ -581,6 +581,23 @@ impl Runtime {
     /// # Ok::<(), ordo::Error>(())
     /// ```
     pub fn cancel(&self, id: &str) -> Result<bool, Error> {
+        if let Some(err) = self.core.broken() {
+            return Err(err);
+        }
+        if let Some(start) = self.core.unstage_start(id) {
+            // Started but not committed yet: it never ran; record it as cancelled.
+            let mut record = start.record;
+            record.status = Status::Cancelled;
+            record.updated_ms = self.core.now_ms_at(self.executor.now());
+            let mut batch = Batch::new();
+            batch.put_workflow(record);
+            self.core.store.commit(&batch)?;
+            start.wf.fail(Error::Cancelled {
+                workflow_id: id.to_string(),
+            });
+            self.core.forget(&start.wf);
+            return Ok(true);
+        }
         let mut record = self
             .core
             .store
@@ -613,10 +630,18 @@ impl Runtime {
         Ok(true)
     }
 
-    /// Counts one more recovery of a pending workflow, or refuses past the limit.
+    /// Prepares the resumption of a pending workflow: counts one more recovery attempt
+    /// (refusing past the limit), loads its recorded completions, and keeps the record
+    /// as it was, to be written back if the resumption stops on a divergence. Returns the
+    /// workflow and the record to commit before it may run.
+    ///
     /// `recover()` and a `start()` that resumes a pending workflow both go through it,
-    /// so neither can replay a crashing workflow forever.
-    fn count_recovery_attempt(&self, record: &mut WorkflowRecord) -> Result<(), Error> {
+    /// so neither can replay a crashing workflow forever. Attempts count resumptions
+    /// without progress: the first new completion resets them (see `Core::commit`).
+    fn prepare_resume(
+        &self,
+        record: WorkflowRecord,
+    ) -> Result<(Rc<WorkflowState>, WorkflowRecord), Error> {
         let limit = self.core.max_recovery_attempts;
         if record.recovery_attempts >= limit {
             return Err(Error::RecoveryExhausted {
@@ -625,64 +650,12 @@ impl Runtime {
                 limit,
             });
         }
-        record.recovery_attempts += 1;
-        Ok(())
-    }
-
-    /// Loads a pending workflow's completions and launches its replay.
-    fn resume(
-        &self,
-        record: WorkflowRecord,
-        registration: &Registration,
-    ) -> Result<Rc<WorkflowState>, Error> {
         let recorded = self.core.store.completions(&record.id)?;
-        let wf = Rc::new(WorkflowState::new(&record, recorded));
-        self.launch(&wf, registration);
-        Ok(wf)
-    }
-
-    /// Spawns the workflow's root task.
-    fn launch(&self, wf: &Rc<WorkflowState>, registration: &Registration) {
-        let core = Rc::clone(&self.core);
-        let ctx = Ctx::new(Rc::clone(&core), Rc::clone(wf));
-        let fut = match (registration.run)(ctx, &wf.input) {
-            Ok(fut) => fut,
-            Err(err) => {
-                wf.fail(err);
-                return;
-            }
-        };
-        let (abort, abort_registration) = AbortHandle::new_pair();
-        wf.register_abort(abort);
-        core.admit(wf);
-        let wf = Rc::clone(wf);
-        let root = Abortable::new(AssertUnwindSafe(fut).catch_unwind(), abort_registration);
-        drop(self.executor.spawn(async move {
-            match root.await {
-                Ok(Ok(Ok(output))) => {
-                    if let Err(err) = wf.check_undelivered_on_return() {
-                        wf.fail(err);
-                        core.forget(&wf);
-                        return;
-                    }
-                    // Tasks it spawned and left behind end with it.
-                    wf.abort_tasks();
-                    core.queue_finished(wf, output);
-                }
-                Ok(Ok(Err(err))) => {
-                    wf.fail(err);
-                    core.forget(&wf);
-                }
-                Ok(Err(panic)) => {
-                    wf.fail(Error::Panicked {
-                        workflow_id: wf.id.clone(),
-                        message: crate::panic_message(&*panic),
-                    });
-                    core.forget(&wf);
-                }
-                Err(_aborted) => core.forget(&wf),
-            }
-        }));
+        let mut counted = record.clone();
+        counted.recovery_attempts += 1;
+        let wf = Rc::new(WorkflowState::new(&counted, recorded));
+        *wf.before_resume.borrow_mut() = Some(record);
+        Ok((wf, counted))
     }
 
     /// Drives every workflow on this thread until `fut` completes, and returns its

@@ -55,7 +55,14 @@ pub(crate) struct WorkflowState {
     /// Kept to rewrite the whole record when the workflow finishes.
     pub(crate) input: Vec<u8>,
     pub(crate) created_ms: u64,
-    pub(crate) recovery_attempts: u32,
+    /// Recovery attempts as recorded: counts resumptions that ended without progress
+    /// (a crash or a panic). Reset to 0 in the commit of the first new completion.
+    pub(crate) recovery_attempts: Cell<u32>,
+    /// The record as it was before this process counted its own resumption, if it did:
+    /// written back when the resumption stops on a divergence (non-determinism, a type
+    /// mismatch), which is the code's fault, not the workflow's: a corrected binary finds
+    /// the workflow exactly as it was. Dropped at the first progress.
+    pub(crate) before_resume: RefCell<Option<WorkflowRecord>>,
 
     /// The next delivery sequence number, assigned at commit.
     pub(crate) next_seq: Cell<u64>,
@@ -121,7 +128,8 @@ impl WorkflowState {
             name: record.name.clone(),
             input: record.input.clone(),
             created_ms: record.created_ms,
-            recovery_attempts: record.recovery_attempts,
+            recovery_attempts: Cell::new(record.recovery_attempts),
+            before_resume: RefCell::new(None),
             next_seq: Cell::new(next_seq),
             // At least every recorded step will be created again.
             steps: RefCell::new(Vec::with_capacity(replay_left)),
@@ -273,6 +281,28 @@ impl WorkflowState {
         None
     }
 
+    /// The record of the workflow while it is pending, with `attempts`.
+    pub(crate) fn pending_record(&self, attempts: u32, now_ms: u64) -> WorkflowRecord {
+        WorkflowRecord {
+            id: self.id.clone(),
+            name: self.name.clone(),
+            input: self.input.clone(),
+            status: Status::Pending,
+            output: None,
+            created_ms: self.created_ms,
+            updated_ms: now_ms,
+            recovery_attempts: attempts,
+        }
+    }
+
+    /// The error this workflow stopped with in this process, if any.
+    pub(crate) fn failure(&self) -> Option<Error> {
+        match &*self.result.borrow() {
+            Some(Err(err)) => Some(err.clone()),
+            _ => None,
+        }
+    }
+
     /// The record to write when the workflow finishes with `output`.
     pub(crate) fn final_record(&self, output: Outcome, now_ms: u64) -> WorkflowRecord {
         WorkflowRecord {
@@ -287,7 +317,7 @@ impl WorkflowState {
             output: Some(output),
             created_ms: self.created_ms,
             updated_ms: now_ms,
-            recovery_attempts: self.recovery_attempts,
+            recovery_attempts: self.recovery_attempts.get(),
         }
     }
 

@@ -10,7 +10,7 @@ Exit codes:
   2  usage error
   3  no journal at --data, or no workflow with that id
   4  the journal is held by another process (a running ordo program)
-  5  the journal is corrupt or was written by a newer ordo";
+  5  the journal is damaged or corrupt, or was written by another ordo version";
 
 /// Everything the CLI reports instead of output.
 #[derive(Debug)]
@@ -47,7 +47,9 @@ impl CliError {
             }
             CliError::Journal(JournalError::Locked { .. }) => 4,
             CliError::Journal(
-                JournalError::Corrupt { .. } | JournalError::UnsupportedVersion { .. },
+                JournalError::Corrupt { .. }
+                | JournalError::Damaged { .. }
+                | JournalError::UnsupportedVersion { .. },
             ) => 5,
             CliError::Journal(_) | CliError::Json(_) => 1,
         }
@@ -60,6 +62,10 @@ impl CliError {
             CliError::Journal(err @ JournalError::NotFound { .. }) => {
                 format!("{err} (run an ordo program first, or point --data at its folder)")
             }
+            CliError::Journal(err @ JournalError::Corrupt { .. }) => format!(
+                "{err} (the CLI changed nothing; keep a copy of the journal for inspection \
+                 and restore it from a backup)"
+            ),
             CliError::Journal(err) => err.to_string(),
             CliError::UnknownWorkflow { id } => {
                 format!("no workflow with id {id:?} in the journal (try `ordo list`)")

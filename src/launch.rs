@@ -1,0 +1,72 @@
+//! Spawning a workflow's root task, and what happens when it ends.
+//!
+//! Used by `recover()` (outside the executor) and by the group commit that makes a
+//! `start()` durable (inside it), so the root task is spawned by whichever `spawn` the
+//! caller has.
+
+use std::panic::AssertUnwindSafe;
+use std::rc::Rc;
+
+use futures::future::{AbortHandle, Abortable, LocalBoxFuture};
+use futures::FutureExt;
+
+use crate::core::Core;
+use crate::ctx::Ctx;
+use crate::error::Error;
+use crate::registry::Registration;
+use crate::workflow::WorkflowState;
+
+/// Runs `wf` (its recorded completions, if any, already in its inbox): builds its
+/// future from `registration`, admits it to the core, and hands its root task to
+/// `spawn`.
+pub(crate) fn launch(
+    core: &Rc<Core>,
+    wf: &Rc<WorkflowState>,
+    registration: &Registration,
+    spawn: impl FnOnce(LocalBoxFuture<'static, ()>),
+) {
+    let ctx = Ctx::new(Rc::clone(core), Rc::clone(wf));
+    let fut = match (registration.run)(ctx, &wf.input) {
+        Ok(fut) => fut,
+        Err(err) => {
+            wf.fail(err);
+            core.forget(wf);
+            return;
+        }
+    };
+    let (abort, abort_registration) = AbortHandle::new_pair();
+    wf.register_abort(abort);
+    core.admit(wf);
+    let core = Rc::clone(core);
+    let wf = Rc::clone(wf);
+    let root = Abortable::new(AssertUnwindSafe(fut).catch_unwind(), abort_registration);
+    spawn(
+        async move {
+            match root.await {
+                Ok(Ok(Ok(output))) => {
+                    if let Err(err) = wf.check_undelivered_on_return() {
+                        wf.fail(err);
+                        core.forget(&wf);
+                        return;
+                    }
+                    // Tasks it spawned and left behind end with it.
+                    wf.abort_tasks();
+                    core.queue_finished(wf, output);
+                }
+                Ok(Ok(Err(err))) => {
+                    wf.fail(err);
+                    core.forget(&wf);
+                }
+                Ok(Err(panic)) => {
+                    wf.fail(Error::Panicked {
+                        workflow_id: wf.id.clone(),
+                        message: crate::panic_message(&*panic),
+                    });
+                    core.forget(&wf);
+                }
+                Err(_aborted) => core.forget(&wf),
+            }
+        }
+        .boxed_local(),
+    );
+}
