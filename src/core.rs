@@ -197,6 +197,27 @@ impl Core {
         }
     }
 
+    /// On a graceful shutdown (the runtime dropped, not a crash), gives back the recovery
+    /// attempt of every workflow resumed here that is still running without having made
+    /// progress: a workflow parked in a month-long durable sleep lives through any number
+    /// of deploys. A crash never gets here, so crashes keep counting.
+    pub(crate) fn shut_down(&self) {
+        if self.halted.get() || self.broken.borrow().is_some() {
+            return;
+        }
+        let mut batch = Batch::new();
+        for wf in self.running.borrow().values() {
+            if !wf.is_running() {
+                continue;
+            }
+            if let Some(before) = wf.before_resume.borrow_mut().take() {
+                batch.put_workflow(before);
+            }
+        }
+        // Best effort: if it fails, the attempts stay counted, which is only conservative.
+        let _ = self.store.commit(&batch);
+    }
+
     /// The error every durable operation of this runtime fails with after a commit
     /// failed, if one did.
     pub(crate) fn broken(&self) -> Option<Error> {

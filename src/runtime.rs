@@ -713,6 +713,12 @@ impl Runtime {
     }
 }
 
+impl Drop for Runtime {
+    fn drop(&mut self) {
+        self.core.shut_down();
+    }
+}
+
 fn conflict(id: &str, existing: &str, requested: &str) -> Error {
     Error::Conflict {
         workflow_id: id.to_string(),
