@@ -34,3 +34,93 @@ impl BodyLog {
 pub async fn latency(ms: u64) {
     ordo::executor::sleep(Duration::from_millis(ms)).await;
 }
+
+/// A [`Store`](ordo::journal::Store) over a sled journal that logs every commit into a
+/// shared log (which step bodies can write to as well, to check what ran before which
+/// commit) and can fail one commit on purpose.
+pub mod faulty {
+    use std::sync::atomic::{AtomicU64, Ordering};
+    use std::sync::{Arc, Mutex};
+
+    use ordo::journal::{Batch, Completion, Error, SledJournal, Status, Store, WorkflowRecord};
+
+    /// Where the failing commit fails.
+    #[derive(Clone, Copy, Debug, PartialEq, Eq)]
+    pub enum Fault {
+        /// Before anything is applied: nothing of the batch is written.
+        BeforeApply,
+        /// After sled applied the batch (its flush or fsync failed, say).
+        AfterApply,
+    }
+
+    /// A shared, thread-safe log of lines.
+    #[derive(Clone, Default)]
+    pub struct Log(pub Arc<Mutex<Vec<String>>>);
+
+    impl Log {
+        pub fn push(&self, line: impl Into<String>) {
+            self.0.lock().expect("log").push(line.into());
+        }
+        pub fn lines(&self) -> Vec<String> {
+            self.0.lock().expect("log").clone()
+        }
+    }
+
+    pub struct FaultyStore {
+        pub inner: SledJournal,
+        pub log: Log,
+        /// Fail commit number `.0` (1-based) this way.
+        pub fault: Option<(u64, Fault)>,
+        pub attempts: AtomicU64,
+    }
+
+    impl FaultyStore {
+        pub fn new(inner: SledJournal, log: Log, fault: Option<(u64, Fault)>) -> Self {
+            FaultyStore {
+                inner,
+                log,
+                fault,
+                attempts: AtomicU64::new(0),
+            }
+        }
+    }
+
+    fn injected() -> Error {
+        Error::Io(std::io::Error::other("injected commit failure"))
+    }
+
+    impl Store for FaultyStore {
+        fn commit(&self, batch: &Batch) -> Result<(), Error> {
+            let n = self.attempts.fetch_add(1, Ordering::SeqCst) + 1;
+            let pending = batch
+                .workflows()
+                .iter()
+                .filter(|w| w.status == Status::Pending)
+                .count();
+            self.log.push(format!(
+                "commit {n}: {pending} pending records, {} completions",
+                batch.completion_count()
+            ));
+            match self.fault {
+                Some((k, Fault::BeforeApply)) if k == n => Err(injected()),
+                Some((k, Fault::AfterApply)) if k == n => {
+                    self.inner.commit(batch)?;
+                    Err(injected())
+                }
+                _ => self.inner.commit(batch),
+            }
+        }
+        fn workflow(&self, id: &str) -> Result<Option<WorkflowRecord>, Error> {
+            self.inner.workflow(id)
+        }
+        fn completions(&self, workflow_id: &str) -> Result<Vec<Completion>, Error> {
+            self.inner.completions(workflow_id)
+        }
+        fn workflows(&self, status: Option<Status>) -> Result<Vec<WorkflowRecord>, Error> {
+            self.inner.workflows(status)
+        }
+        fn commit_count(&self) -> u64 {
+            self.inner.commit_count()
+        }
+    }
+}

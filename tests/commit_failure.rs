@@ -1,0 +1,135 @@
+//! The first failed commit is fatal for the runtime (after a failed flush or fsync,
+//! nothing written since the last good commit can be trusted): every running workflow
+//! gets a typed error, nothing more is committed or delivered, and only a reopen, which
+//! replays what is really on disk, continues. Whatever the commit that fails, no
+//! acknowledged completion is lost and no recorded step runs twice.
+
+mod common;
+
+use std::cell::RefCell;
+use std::collections::BTreeMap;
+use std::rc::Rc;
+use std::time::{Duration, UNIX_EPOCH};
+
+use common::faulty::{Fault, FaultyStore, Log};
+use ordo::journal::{Durability, SledJournal, Store};
+use ordo::{Clock, Ctx, Error, Event, Runtime, RuntimeBuilder};
+
+/// Body runs per step name, across both processes' runtimes.
+type Runs = Rc<RefCell<BTreeMap<String, u32>>>;
+
+fn register(b: RuntimeBuilder, runs: &Runs) -> RuntimeBuilder {
+    let runs = Rc::clone(runs);
+    b.clock(Clock::Virtual)
+        .start_time(UNIX_EPOCH + Duration::from_secs(1_800_000_000))
+        .register("pay", move |ctx: Ctx, (): ()| {
+            let runs = Rc::clone(&runs);
+            async move {
+                let mut total = 0;
+                for name in ["reserve", "charge", "ship", "email"] {
+                    let runs = Rc::clone(&runs);
+                    total += ctx
+                        .step(name, move || async move {
+                            *runs.borrow_mut().entry(name.to_string()).or_default() += 1;
+                            Ok::<_, String>(name.len() as u32)
+                        })
+                        .await?;
+                }
+                Ok::<_, String>(total)
+            }
+        })
+}
+
+#[test]
+fn whichever_commit_fails_nothing_acknowledged_is_lost_and_nothing_recorded_runs_twice() {
+    // Commits: 1 start, 2-5 one step each, 6 the result.
+    for fault in [Fault::BeforeApply, Fault::AfterApply] {
+        for k in 1..=6u64 {
+            let case = format!("{fault:?} at commit {k}");
+            let dir = tempfile::tempdir().expect("temp dir");
+            let runs: Runs = Rc::default();
+            let acknowledged = Rc::new(RefCell::new(Vec::<u64>::new()));
+            let seen = Rc::clone(&acknowledged);
+            let journal = SledJournal::open(dir.path(), Durability::Flush).expect("journal");
+            let log = Log::default();
+            let store = FaultyStore::new(journal, log.clone(), Some((k, fault)));
+            let rt = register(Runtime::builder().store(Box::new(store)), &runs)
+                .observer(move |event| {
+                    if let Event::Step { step_id, .. } = event {
+                        seen.borrow_mut().push(*step_id);
+                    }
+                })
+                .build()
+                .expect("build");
+            let h = rt.start::<_, u32, String>("pay", "p", ()).expect("start");
+            let err = rt.block_on(h.result()).expect_err(&case);
+            assert!(matches!(err, Error::Journal(_)), "{case}: {err}");
+            assert!(err.to_string().contains("injected"), "{case}: {err}");
+            // Broken for good: no later start, no later commit.
+            assert!(matches!(
+                rt.start::<_, u32, String>("pay", "q", ()),
+                Err(Error::Journal(_))
+            ));
+            assert!(matches!(rt.recover(), Err(Error::Journal(_))));
+            assert_eq!(
+                log.lines().len() as u64,
+                k,
+                "{case}: committed after the failure"
+            );
+            drop((h, rt));
+
+            // What the disk really holds.
+            let journal = SledJournal::open(dir.path(), Durability::Flush).expect("reopen");
+            let on_disk: Vec<u64> = journal
+                .completions("p")
+                .expect("read")
+                .iter()
+                .map(|c| c.step_id)
+                .collect();
+            drop(journal);
+            for step_id in acknowledged.borrow().iter() {
+                assert!(
+                    on_disk.contains(step_id),
+                    "{case}: step {step_id} was delivered but is not on disk {on_disk:?}"
+                );
+            }
+            let runs_before: BTreeMap<String, u32> = runs.borrow().clone();
+
+            // A reopen replays what is on disk and finishes.
+            let rt = register(
+                Runtime::builder()
+                    .path(dir.path())
+                    .durability(Durability::Flush),
+                &runs,
+            )
+            .build()
+            .expect("rebuild");
+            let report = rt.recover().expect("recover");
+            let expected = 7 + 6 + 4 + 5;
+            let result = match report.resumed.as_slice() {
+                [id] if id == "p" => {
+                    let h = rt.handle::<u32, String>("p").expect("handle");
+                    rt.block_on(h.result()).expect("finishes")
+                }
+                // Already finished on disk (the failed commit was applied), or never
+                // started (the start's commit was not): `start` gives the recorded result
+                // or runs it.
+                [] => {
+                    let h = rt.start::<_, u32, String>("pay", "p", ()).expect("start");
+                    rt.block_on(h.result()).expect("finishes")
+                }
+                other => panic!("{case}: resumed {other:?}"),
+            };
+            assert_eq!(result, Ok(expected), "{case}");
+            let names = ["reserve", "charge", "ship", "email"];
+            for (step_id, name) in names.iter().enumerate() {
+                let total = runs.borrow().get(*name).copied().unwrap_or(0);
+                let before = runs_before.get(*name).copied().unwrap_or(0);
+                assert!((1..=2).contains(&total), "{case}: {name} ran {total} times");
+                if on_disk.contains(&(step_id as u64)) {
+                    assert_eq!(total, before, "{case}: recorded {name} ran again");
+                }
+            }
+        }
+    }
+}

@@ -1,0 +1,119 @@
+//! Starts share the group commit: the starts of one executor turn are one commit, a
+//! workflow runs only once its start record is durable, and a start that could not be
+//! committed reaches its handle as an error with nothing run.
+
+mod common;
+
+use std::time::{Duration, UNIX_EPOCH};
+
+use common::faulty::{Fault, FaultyStore, Log};
+use ordo::journal::{Durability, SledJournal};
+use ordo::{Clock, Ctx, Error, Runtime, RuntimeBuilder, Status};
+
+fn runtime(dir: &std::path::Path, log: &Log, fault: Option<(u64, Fault)>) -> RuntimeBuilder {
+    let journal = SledJournal::open(dir, Durability::None).expect("journal");
+    let body_log = log.clone();
+    Runtime::builder()
+        .store(Box::new(FaultyStore::new(journal, log.clone(), fault)))
+        .clock(Clock::Virtual)
+        .start_time(UNIX_EPOCH + Duration::from_secs(1_800_000_000))
+        .register("greet", move |ctx: Ctx, n: u32| {
+            let log = body_log.clone();
+            async move {
+                let id = ctx.workflow_id().to_string();
+                ctx.step("hello", move || async move {
+                    log.push(format!("body {id}"));
+                    Ok::<_, String>(n * 2)
+                })
+                .await
+            }
+        })
+}
+
+#[test]
+fn starts_made_in_one_turn_share_one_commit_and_run_only_once_it_is_durable() {
+    let dir = tempfile::tempdir().expect("temp dir");
+    let log = Log::default();
+    let rt = runtime(dir.path(), &log, None).build().expect("build");
+    let handles: Vec<_> = (0..50u32)
+        .map(|n| {
+            rt.start::<_, u32, String>("greet", &format!("g-{n}"), n)
+                .expect("start")
+        })
+        .collect();
+    // Not committed yet, but already a pending workflow to its handle.
+    assert!(log.lines().is_empty());
+    assert_eq!(handles[7].status().expect("status"), Status::Pending);
+
+    let results = rt.block_on(futures::future::join_all(
+        handles.iter().map(|h| h.result()),
+    ));
+    for (n, result) in results.into_iter().enumerate() {
+        assert_eq!(result.expect("finishes"), Ok(n as u32 * 2));
+    }
+    let lines = log.lines();
+    // One commit for the 50 starts, before any body ran; then the 50 completions; then
+    // the 50 results.
+    assert_eq!(lines[0], "commit 1: 50 pending records, 0 completions");
+    assert!(
+        lines[1..51].iter().all(|l| l.starts_with("body g-")),
+        "{lines:?}"
+    );
+    assert_eq!(lines[51], "commit 2: 0 pending records, 50 completions");
+    assert_eq!(lines[52], "commit 3: 0 pending records, 0 completions");
+    assert_eq!(lines.len(), 53, "{lines:?}");
+}
+
+#[test]
+fn two_starts_of_one_id_in_one_turn_are_one_workflow() {
+    let dir = tempfile::tempdir().expect("temp dir");
+    let log = Log::default();
+    let rt = runtime(dir.path(), &log, None)
+        .register("other", |_: Ctx, n: u32| async move { Ok::<_, String>(n) })
+        .build()
+        .expect("build");
+    let first = rt
+        .start::<_, u32, String>("greet", "g", 1u32)
+        .expect("start");
+    let second = rt
+        .start::<_, u32, String>("greet", "g", 99u32)
+        .expect("start again");
+    let conflict = rt.start::<_, u32, String>("other", "g", 1u32);
+    assert!(
+        matches!(&conflict, Err(Error::Conflict { existing, .. }) if existing == "greet"),
+        "{:?}",
+        conflict.err()
+    );
+    assert_eq!(rt.block_on(first.result()).expect("first"), Ok(2));
+    assert_eq!(rt.block_on(second.result()).expect("second"), Ok(2));
+    let bodies = log.lines().iter().filter(|l| l.starts_with("body")).count();
+    assert_eq!(bodies, 1, "{:?}", log.lines());
+}
+
+#[test]
+fn a_start_whose_commit_fails_reaches_the_handle_and_runs_nothing() {
+    let dir = tempfile::tempdir().expect("temp dir");
+    let log = Log::default();
+    let rt = runtime(dir.path(), &log, Some((1, Fault::BeforeApply)))
+        .build()
+        .expect("build");
+    let handle = rt
+        .start::<_, u32, String>("greet", "g", 1u32)
+        .expect("start");
+    let err = rt.block_on(handle.result()).expect_err("the commit failed");
+    assert!(err.to_string().contains("injected commit failure"), "{err}");
+    assert!(
+        log.lines().iter().all(|l| !l.starts_with("body")),
+        "{:?}",
+        log.lines()
+    );
+    // The runtime refuses to go on: only a reopen continues.
+    let again = rt.start::<_, u32, String>("greet", "h", 1u32);
+    assert!(matches!(again, Err(Error::Journal(_))), "{:?}", again.err());
+    drop((handle, rt));
+    let journal = SledJournal::open(dir.path(), Durability::None).expect("reopen");
+    assert_eq!(
+        ordo::journal::Store::workflow(&journal, "g").expect("read"),
+        None
+    );
+}
