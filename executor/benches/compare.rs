@@ -3,7 +3,9 @@
 //! and median ns per operation — the minimum is what the code costs when no other
 //! process interferes, which a shared 2-core machine rarely allows for long.
 //!
-//! `cargo bench -p ordo-executor --bench compare` (add `-- 200` for more rounds).
+//! `cargo bench -p ordo-executor --bench compare` (add `-- 200` for more rounds). For a
+//! measure that does not move with the machine's load at all, `scripts/callgrind` counts
+//! instructions per operation on the same workloads.
 
 mod workloads;
 

@@ -71,7 +71,10 @@
 //! Benchmarks (`benches/`): `executor` (criterion) and `compare` (interleaved rounds,
 //! minimum ns/op, for busy machines) run ordo, `futures::executor::LocalPool`,
 //! `async_executor::LocalExecutor` and tokio's `LocalSet` side by side on
-//! spawn+complete, spawn+yield and an mpsc ping-pong.
+//! spawn+complete, spawn+yield and an mpsc ping-pong; `callgrind` runs one executor on
+//! one of those workloads for `scripts/callgrind`, which counts instructions per
+//! operation under valgrind (the same count however busy the machine is). All three
+//! share the workloads in `benches/workloads/`.
 //!
 //! # Why it is fast without `unsafe`
 //!

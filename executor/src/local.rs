@@ -247,13 +247,24 @@ impl Local {
                 }
                 return true;
             }
+            Ok(Poll::Ready(())) if !entry.has_handle => {
+                // The common end of a detached task: nobody wants the output, so the
+                // slot goes at once (no join waker: detaching took it) and the task is
+                // marked done by leaving the slab.
+                let removed = st.tasks.remove(task.key);
+                st.live -= 1;
+                st.recycle(target);
+                drop(guard);
+                drop(removed);
+                drop_quietly(Some(future));
+                return true;
+            }
             Ok(Poll::Pending) => (Some(JoinError::aborted(task.id)), Some(future)),
-            // The output is inside `future`: keep it for the handle, or drop it below.
-            Ok(Poll::Ready(())) if entry.has_handle => {
+            // The output is inside `future`: kept for the handle.
+            Ok(Poll::Ready(())) => {
                 entry.future = Some(future);
                 (None, None)
             }
-            Ok(Poll::Ready(())) => (None, Some(future)),
             Err(payload) => {
                 let error = JoinError::panic(task.id, &*payload);
                 drop(payload);

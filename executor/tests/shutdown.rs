@@ -3,7 +3,7 @@
 // Tests report failure by panicking, so unwrapping is the point.
 #![allow(clippy::unwrap_used)]
 
-use std::cell::RefCell;
+use std::cell::{Cell, RefCell};
 use std::future::poll_fn;
 use std::rc::Rc;
 use std::sync::mpsc;
@@ -12,6 +12,15 @@ use std::task::{Poll, Waker};
 use ordo_executor::{yield_now, Executor};
 
 struct LogOnDrop(u32, Rc<RefCell<Vec<u32>>>);
+
+/// Counts its drops.
+struct CountDrops(Rc<Cell<u32>>);
+
+impl Drop for CountDrops {
+    fn drop(&mut self) {
+        self.0.set(self.0.get() + 1);
+    }
+}
 
 impl Drop for LogOnDrop {
     fn drop(&mut self) {
@@ -65,15 +74,29 @@ fn finished_outputs_survive_the_executor() {
 fn wakes_after_the_executor_is_dropped_are_ignored() {
     let ex = Executor::new();
     let (tx, rx) = mpsc::channel::<Waker>();
-    let _handle = ex.spawn(poll_fn(move |cx| {
+    let polls = Rc::new(Cell::new(0u32));
+    let drops = Rc::new(Cell::new(0u32));
+    let counter = CountDrops(drops.clone());
+    let counted_polls = polls.clone();
+    let handle = ex.spawn(poll_fn(move |cx| {
+        let _keep = &counter; // owned by the future: dropped when the future is
+        counted_polls.set(counted_polls.get() + 1);
         tx.send(cx.waker().clone()).unwrap();
         Poll::<()>::Pending
     }));
     ex.run_until_stalled();
     let waker = rx.recv().unwrap();
+    assert_eq!((polls.get(), drops.get()), (1, 0));
     drop(ex);
+    // The executor dropped the unfinished future, although a waker of it is still alive.
+    assert_eq!((polls.get(), drops.get()), (1, 1));
     waker.wake_by_ref();
     std::thread::spawn(move || waker.wake()).join().unwrap();
+    // The wakes neither polled nor dropped the future again, and the task stays aborted.
+    assert_eq!((polls.get(), drops.get()), (1, 1));
+    assert!(futures::executor::block_on(handle)
+        .unwrap_err()
+        .is_aborted());
 }
 
 #[test]
