@@ -10,15 +10,17 @@
 //! stalled" is exactly "the hook was called".
 
 use std::cell::{Cell, RefCell};
-use std::collections::{HashMap, VecDeque};
+use std::collections::{HashMap, HashSet, VecDeque};
 use std::rc::Rc;
 use std::time::Instant;
 
 use ordo_journal::{Batch, Completion, Outcome, Store, WorkflowRecord};
 
 use crate::clock::WallClock;
+use crate::codec;
 use crate::error::Error;
 use crate::event::Event;
+use crate::fingerprint;
 use crate::launch::launch;
 use crate::registry::{Registration, Registry};
 use crate::workflow::{Delivery, Phase, WorkflowState};
@@ -86,6 +88,9 @@ pub(crate) struct Core {
     /// only its completions: leaves a journal holding every step but not the end.
     pub(crate) halt_before_finish: bool,
     halted: Cell<bool>,
+    /// Fingerprints whose type name this process has put in the journal (or found no
+    /// name for), so each is written once per process.
+    types_named: RefCell<HashSet<u64>>,
     /// Commits that recorded completions or results, which `halt_after_commits` counts.
     progress_commits: Cell<u64>,
     /// The first commit error, after which nothing is committed or delivered again:
@@ -119,6 +124,7 @@ impl Core {
             halt_before_finish: false,
             halted: Cell::new(false),
             progress_commits: Cell::new(0),
+            types_named: RefCell::new(HashSet::new()),
             broken: RefCell::new(None),
             max_recovery_attempts,
         }
@@ -399,6 +405,7 @@ impl Core {
                 wf
             })
             .collect();
+        self.name_new_types(&mut batch);
         if let Err(err) = self.store.commit(&batch) {
             // Nothing of this batch is known to be durable, and nothing written since the
             // last good commit can be trusted: nobody may see any of it, and this runtime
@@ -478,6 +485,33 @@ impl Core {
             self.halt();
         }
         true
+    }
+
+    /// Adds to `batch` the names of value types it is the first to store in this
+    /// process, so an error can name a recorded type that later code no longer has.
+    fn name_new_types(&self, batch: &mut Batch) {
+        let mut named = self.types_named.borrow_mut();
+        let mut new = Vec::new();
+        let values = batch
+            .workflows()
+            .iter()
+            .flat_map(|w| {
+                std::iter::once(&w.input[..]).chain(w.output.as_ref().map(Outcome::bytes))
+            })
+            .chain(batch.completions().iter().map(|(_, c)| c.outcome.bytes()));
+        for bytes in values {
+            let Some(fingerprint) = codec::fingerprint_of(bytes) else {
+                continue;
+            };
+            if named.insert(fingerprint) {
+                if let Some(name) = fingerprint::known_name(fingerprint) {
+                    new.push((fingerprint, name));
+                }
+            }
+        }
+        for (fingerprint, name) in new {
+            batch.put_type(fingerprint, name.to_string());
+        }
     }
 
     /// Stops this runtime for good after a commit failed: every running workflow fails

@@ -33,8 +33,8 @@ fn once<F, Fut, T, E>(body: F) -> Body
 where
     F: FnOnce() -> Fut + 'static,
     Fut: Future<Output = Result<T, E>> + 'static,
-    T: Serialize + 'static,
-    E: Serialize + 'static,
+    T: Serialize + DeserializeOwned + 'static,
+    E: Serialize + DeserializeOwned + 'static,
 {
     Box::new(move || {
         async move {

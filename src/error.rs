@@ -72,8 +72,12 @@ pub enum Error {
     },
 
     /// Recorded bytes do not decode as the type the code now expects (a workflow's
-    /// input or output, or a step's outcome), typically after a change of types.
-    #[error("type mismatch in workflow {workflow_id:?}, {what}: expected {expected}: {detail}")]
+    /// input or output, or a step's outcome), typically after a change of types: every
+    /// recorded value carries its type's fingerprint, checked on every read.
+    #[error(
+        "type mismatch in workflow {workflow_id:?}, {what}: the journal recorded {recorded}, \
+         the code reads {expected}: {detail}"
+    )]
     TypeMismatch {
         /// The workflow whose data did not decode.
         workflow_id: String,
@@ -81,7 +85,9 @@ pub enum Error {
         what: String,
         /// The Rust type the code expected.
         expected: &'static str,
-        /// The decoder's message.
+        /// The type the journal recorded the value as (its name, when known).
+        recorded: String,
+        /// What did not match.
         detail: String,
     },
 

@@ -123,6 +123,8 @@ struct Records {
     workflows: BTreeMap<String, WorkflowRecord>,
     /// Each workflow's completions in `seq` order.
     completions: BTreeMap<String, Vec<Completion>>,
+    /// The type table.
+    types: BTreeMap<u64, String>,
 }
 
 /// A [`Store`] in memory that outlives the runtimes opened on it, as a journal on disk
@@ -195,6 +197,9 @@ impl Store for MemoryJournal {
         for record in batch.workflows() {
             records.workflows.insert(record.id.clone(), record.clone());
         }
+        for (fingerprint, name) in batch.types() {
+            records.types.insert(*fingerprint, name.clone());
+        }
         self.commits.fetch_add(1, Ordering::Relaxed);
         Ok(())
     }
@@ -223,6 +228,10 @@ impl Store for MemoryJournal {
             .filter(|record| status.is_none_or(|s| record.status == s))
             .cloned()
             .collect())
+    }
+
+    fn type_name(&self, fingerprint: u64) -> Result<Option<String>, ordo_journal::Error> {
+        Ok(self.lock().types.get(&fingerprint).cloned())
     }
 
     fn commit_count(&self) -> u64 {

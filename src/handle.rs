@@ -11,6 +11,7 @@ use serde::de::DeserializeOwned;
 use crate::codec;
 use crate::core::Core;
 use crate::error::Error;
+use crate::fingerprint;
 use crate::workflow::WorkflowState;
 
 /// A handle on a started (or recorded) workflow, typed by its output `O` and error `E`.
@@ -49,7 +50,7 @@ impl<O, E> Clone for WorkflowHandle<O, E> {
     }
 }
 
-impl<O: DeserializeOwned, E: DeserializeOwned> WorkflowHandle<O, E> {
+impl<O: DeserializeOwned + 'static, E: DeserializeOwned + 'static> WorkflowHandle<O, E> {
     pub(crate) fn new(id: String, core: Rc<Core>, running: Option<Rc<WorkflowState>>) -> Self {
         WorkflowHandle {
             id,
@@ -123,7 +124,7 @@ impl<O: DeserializeOwned, E: DeserializeOwned> WorkflowHandle<O, E> {
                 }
                 None => recorded_outcome(&core, &id)?,
             };
-            decode_outcome(&id, &outcome)
+            decode_outcome(&core, &id, &outcome)
         }
     }
 }
@@ -145,29 +146,26 @@ fn recorded_outcome(core: &Core, id: &str) -> Result<Outcome, Error> {
             workflow_id: id.to_string(),
             what: "output".into(),
             expected: "a recorded output",
+            recorded: "no output".into(),
             detail: format!("the record is {status} but holds no output"),
         }),
     }
 }
 
-fn decode_outcome<O: DeserializeOwned, E: DeserializeOwned>(
+fn decode_outcome<O: DeserializeOwned + 'static, E: DeserializeOwned + 'static>(
+    core: &Core,
     id: &str,
     outcome: &Outcome,
 ) -> Result<Result<O, E>, Error> {
-    let (decoded, expected) = match outcome {
-        Outcome::Ok(bytes) => (
-            codec::decode::<O>(bytes).map(Ok),
-            std::any::type_name::<O>(),
-        ),
-        Outcome::Err(bytes) => (
-            codec::decode::<E>(bytes).map(Err),
-            std::any::type_name::<E>(),
-        ),
+    let (decoded, key) = match outcome {
+        Outcome::Ok(bytes) => {
+            let key = fingerprint::of::<O>();
+            (codec::decode::<O>(key, bytes).map(Ok), key)
+        }
+        Outcome::Err(bytes) => {
+            let key = fingerprint::of::<E>();
+            (codec::decode::<E>(key, bytes).map(Err), key)
+        }
     };
-    decoded.map_err(|detail| Error::TypeMismatch {
-        workflow_id: id.to_string(),
-        what: "output".into(),
-        expected,
-        detail,
-    })
+    decoded.map_err(|err| codec::type_error(&*core.store, id, "output".into(), key, err))
 }

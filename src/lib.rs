@@ -83,6 +83,7 @@ mod core;
 mod ctx;
 mod error;
 mod event;
+mod fingerprint;
 #[doc(hidden)]
 pub mod fuzzing;
 mod handle;

@@ -13,6 +13,7 @@ use serde::Serialize;
 use crate::codec;
 use crate::ctx::Ctx;
 use crate::error::Error;
+use crate::fingerprint::{self, TypeKey};
 
 /// A workflow function taking encoded input and giving its encoded outcome.
 type ErasedWorkflow =
@@ -22,9 +23,9 @@ type ErasedWorkflow =
 #[derive(Clone)]
 pub(crate) struct Registration {
     pub(crate) run: ErasedWorkflow,
-    pub(crate) input_type: &'static str,
-    pub(crate) output_type: &'static str,
-    pub(crate) error_type: &'static str,
+    pub(crate) input: TypeKey,
+    pub(crate) output: TypeKey,
+    pub(crate) error: TypeKey,
 }
 
 /// Workflow registrations by name.
@@ -39,22 +40,30 @@ impl Registry {
         F: Fn(Ctx, I) -> Fut + 'static,
         Fut: Future<Output = Result<O, E>> + 'static,
         I: DeserializeOwned + 'static,
-        O: Serialize + 'static,
-        E: Serialize + 'static,
+        O: Serialize + DeserializeOwned + 'static,
+        E: Serialize + DeserializeOwned + 'static,
     {
+        let (input_key, output_key, error_key) = (
+            fingerprint::of::<I>(),
+            fingerprint::of::<O>(),
+            fingerprint::of::<E>(),
+        );
         let run: ErasedWorkflow = Rc::new(move |ctx: Ctx, input: &[u8]| {
             let workflow_id = ctx.workflow_id().to_string();
-            let input: I = codec::decode(input).map_err(|detail| Error::TypeMismatch {
-                workflow_id: workflow_id.clone(),
-                what: "input".into(),
-                expected: std::any::type_name::<I>(),
-                detail,
+            let input: I = codec::decode(input_key, input).map_err(|err| {
+                codec::type_error(
+                    &*ctx.core.store,
+                    &workflow_id,
+                    "input".into(),
+                    input_key,
+                    err,
+                )
             })?;
             let fut = workflow(ctx, input);
             Ok(async move {
                 let encoded = match fut.await {
-                    Ok(output) => codec::encode(&output).map(Outcome::Ok),
-                    Err(error) => codec::encode(&error).map(Outcome::Err),
+                    Ok(output) => codec::encode(output_key, &output).map(Outcome::Ok),
+                    Err(error) => codec::encode(error_key, &error).map(Outcome::Err),
                 };
                 encoded.map_err(|detail| Error::Encode {
                     workflow_id,
@@ -68,9 +77,9 @@ impl Registry {
             name.to_string(),
             Registration {
                 run,
-                input_type: std::any::type_name::<I>(),
-                output_type: std::any::type_name::<O>(),
-                error_type: std::any::type_name::<E>(),
+                input: input_key,
+                output: output_key,
+                error: error_key,
             },
         );
     }

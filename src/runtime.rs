@@ -17,6 +17,7 @@ use crate::core::{Core, Metrics, Observer, PendingStart};
 use crate::ctx::Ctx;
 use crate::error::Error;
 use crate::event::Event;
+use crate::fingerprint::{self, TypeKey};
 use crate::handle::WorkflowHandle;
 use crate::launch::launch;
 use crate::registry::Registry;
@@ -191,8 +192,8 @@ impl RuntimeBuilder {
         F: Fn(Ctx, I) -> Fut + 'static,
         Fut: Future<Output = Result<O, E>> + 'static,
         I: DeserializeOwned + 'static,
-        O: Serialize + 'static,
-        E: Serialize + 'static,
+        O: Serialize + DeserializeOwned + 'static,
+        E: Serialize + DeserializeOwned + 'static,
     {
         self.registry.register(name, workflow);
         self
@@ -409,8 +410,8 @@ impl Runtime {
     ) -> Result<WorkflowHandle<O, E>, Error>
     where
         I: Serialize,
-        O: DeserializeOwned,
-        E: DeserializeOwned,
+        O: DeserializeOwned + 'static,
+        E: DeserializeOwned + 'static,
     {
         if let Some(err) = self.core.broken() {
             return Err(err);
@@ -423,9 +424,19 @@ impl Runtime {
                 name: name.to_string(),
             })?
             .clone();
-        check_type::<I>(id, "input", registration.input_type)?;
-        check_type::<O>(id, "output type of the handle", registration.output_type)?;
-        check_type::<E>(id, "error type of the handle", registration.error_type)?;
+        check_input::<I>(id, registration.input.name)?;
+        check_key(
+            id,
+            "output type of the handle",
+            registration.output,
+            fingerprint::of::<O>(),
+        )?;
+        check_key(
+            id,
+            "error type of the handle",
+            registration.error,
+            fingerprint::of::<E>(),
+        )?;
 
         let running = self.core.running.borrow().get(id).cloned();
         if let Some(wf) = running {
@@ -450,11 +461,12 @@ impl Runtime {
             }
             Some(record) => self.prepare_resume(record)?,
             None => {
-                let encoded = codec::encode(&input).map_err(|detail| Error::Encode {
-                    workflow_id: id.to_string(),
-                    what: "input".into(),
-                    detail,
-                })?;
+                let encoded =
+                    codec::encode(registration.input, &input).map_err(|detail| Error::Encode {
+                        workflow_id: id.to_string(),
+                        what: "input".into(),
+                        detail,
+                    })?;
                 let now_ms = self.core.now_ms_at(self.executor.now());
                 let record = WorkflowRecord {
                     id: id.to_string(),
@@ -493,7 +505,7 @@ impl Runtime {
     /// assert!(rt.handle::<u8, ()>("missing").is_err());
     /// # Ok::<(), ordo::Error>(())
     /// ```
-    pub fn handle<O: DeserializeOwned, E: DeserializeOwned>(
+    pub fn handle<O: DeserializeOwned + 'static, E: DeserializeOwned + 'static>(
         &self,
         id: &str,
     ) -> Result<WorkflowHandle<O, E>, Error> {
@@ -727,10 +739,13 @@ fn conflict(id: &str, existing: &str, requested: &str) -> Error {
     }
 }
 
-/// A value's type must be the registered one: bincode decodes an `i32` as a `u8`
-/// without complaint, into a wrong value. A reference to the registered type, and
-/// `&str` for `String`, serialize identically and are accepted.
-fn check_type<T: ?Sized>(id: &str, what: &str, registered: &'static str) -> Result<(), Error> {
+/// The input's type must be the registered one: bincode encodes an `i32` that decodes
+/// as a `u8` without complaint, into a wrong value. `I` need not be an owned type (a
+/// reference to the registered type, and `&str` for `String`, serialize identically and
+/// are accepted), so it cannot be fingerprinted; its name is compared within this
+/// binary, where names are consistent. The bytes stored carry the registered type's
+/// fingerprint.
+fn check_input<T: ?Sized>(id: &str, registered: &'static str) -> Result<(), Error> {
     let asked = std::any::type_name::<T>();
     let mut plain = asked;
     while let Some(rest) = plain.strip_prefix('&') {
@@ -744,9 +759,24 @@ fn check_type<T: ?Sized>(id: &str, what: &str, registered: &'static str) -> Resu
     } else {
         Err(Error::TypeMismatch {
             workflow_id: id.to_string(),
-            what: what.to_string(),
+            what: "input".to_string(),
             expected: registered,
-            detail: format!("got {asked}"),
+            recorded: asked.to_string(),
+            detail: "the input given to start is not of the registered input type".into(),
         })
     }
+}
+
+/// A handle's output or error type must have the registered type's fingerprint.
+fn check_key(id: &str, what: &str, registered: TypeKey, asked: TypeKey) -> Result<(), Error> {
+    if registered.fingerprint == asked.fingerprint {
+        return Ok(());
+    }
+    Err(Error::TypeMismatch {
+        workflow_id: id.to_string(),
+        what: what.to_string(),
+        expected: registered.name,
+        recorded: asked.name.to_string(),
+        detail: "the handle's type is not the registered one".into(),
+    })
 }

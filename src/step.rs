@@ -18,6 +18,7 @@ use serde::Serialize;
 use crate::codec;
 use crate::ctx::Ctx;
 use crate::error::Error;
+use crate::fingerprint;
 use crate::workflow::WorkflowState;
 
 /// What a finished step body hands back: its encoded outcome (or why encoding
@@ -31,12 +32,14 @@ pub(crate) struct BodyOutput {
 pub(crate) type Body = Box<dyn FnOnce() -> LocalBoxFuture<'static, BodyOutput>>;
 
 /// Encodes a step's `Result` as the journal's outcome.
-pub(crate) fn encode_result<T: Serialize, E: Serialize>(
-    result: &Result<T, E>,
-) -> Result<Outcome, String> {
+pub(crate) fn encode_result<T, E>(result: &Result<T, E>) -> Result<Outcome, String>
+where
+    T: Serialize + DeserializeOwned + 'static,
+    E: Serialize + DeserializeOwned + 'static,
+{
     match result {
-        Ok(value) => codec::encode(value).map(Outcome::Ok),
-        Err(error) => codec::encode(error).map(Outcome::Err),
+        Ok(value) => codec::encode(fingerprint::of::<T>(), value).map(Outcome::Ok),
+        Err(error) => codec::encode(fingerprint::of::<E>(), error).map(Outcome::Err),
     }
 }
 
@@ -246,7 +249,7 @@ impl<T, E> Step<T, E> {
     }
 }
 
-impl<T: DeserializeOwned, E: DeserializeOwned> Future for Step<T, E> {
+impl<T: DeserializeOwned + 'static, E: DeserializeOwned + 'static> Future for Step<T, E> {
     type Output = Result<T, E>;
 
     fn poll(mut self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<Result<T, E>> {
@@ -272,27 +275,26 @@ impl<T: DeserializeOwned, E: DeserializeOwned> Future for Step<T, E> {
         if let Some(outcome) = delivered {
             this.done = true;
             this.running = None;
-            let decoded = match &outcome {
-                Outcome::Ok(bytes) => codec::decode::<T>(bytes).map(Ok),
-                Outcome::Err(bytes) => codec::decode::<E>(bytes).map(Err),
+            let (decoded, key) = match &outcome {
+                Outcome::Ok(bytes) => {
+                    let key = fingerprint::of::<T>();
+                    (codec::decode::<T>(key, bytes).map(Ok), key)
+                }
+                Outcome::Err(bytes) => {
+                    let key = fingerprint::of::<E>();
+                    (codec::decode::<E>(key, bytes).map(Err), key)
+                }
             };
             return match decoded {
                 Ok(result) => Poll::Ready(result),
-                Err(detail) => {
-                    wf.fail(Error::TypeMismatch {
-                        workflow_id: wf.id.clone(),
-                        what: format!(
-                            "the outcome of step {} ({:?})",
-                            this.id,
-                            wf.step_name(this.id)
-                        ),
-                        expected: if outcome.is_ok() {
-                            std::any::type_name::<T>()
-                        } else {
-                            std::any::type_name::<E>()
-                        },
-                        detail,
-                    });
+                Err(err) => {
+                    let what = format!(
+                        "the outcome of step {} ({:?})",
+                        this.id,
+                        wf.step_name(this.id)
+                    );
+                    let store = &*this.ctx.core.store;
+                    wf.fail(codec::type_error(store, &wf.id, what, key, err));
                     Poll::Pending
                 }
             };

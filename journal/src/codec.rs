@@ -279,6 +279,16 @@ pub(crate) fn decode_run(
     Ok(())
 }
 
+/// Encodes a type name's value into `out`.
+pub(crate) fn encode_type_name(name: &str, out: &mut Vec<u8>) -> Result<(), Error> {
+    encode(&name, out)
+}
+
+/// Decodes the type name stored under `key`.
+pub(crate) fn decode_type_name(key: &[u8], value: &[u8]) -> Result<String, Error> {
+    decode::<&str>(key, value).map(str::to_owned)
+}
+
 /// The stored form of the schema version.
 pub(crate) fn encode_schema(version: u32) -> [u8; 4] {
     version.to_be_bytes()

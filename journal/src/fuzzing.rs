@@ -113,6 +113,9 @@ fn plant_and_read(journal: &SledJournal, data: &[u8]) {
             let _ = journal.workflow(id);
             let _ = journal.completions(id);
         }
+        Ok(Key::Type(fingerprint)) => {
+            let _ = journal.type_name(fingerprint);
+        }
         Ok(Key::Schema | Key::Commits) | Err(_) => {}
     }
 }

@@ -11,6 +11,7 @@
 //! | workflow record | `w` id | [`codec`](crate::codec) workflow value |
 //! | run of step completions | `c` id-len (`u16` BE) id first-seq last-seq (`u64` BE) | [`codec`](crate::codec) run value |
 //! | status index | `s` status byte id | empty |
+//! | type name | `t` fingerprint (`u64` BE) | [`codec`](crate::codec) string |
 //!
 //! Completions are stored in *runs*: all the completions one commit appends to one
 //! workflow share one sled entry. sled costs several microseconds per entry whatever its
@@ -31,6 +32,8 @@ const WORKFLOW: u8 = b'w';
 const COMPLETION: u8 = b'c';
 /// Leading byte of status-index entries.
 const STATUS: u8 = b's';
+/// Leading byte of the type table (fingerprint to type name).
+const TYPE: u8 = b't';
 
 /// The key of the schema version.
 pub(crate) const SCHEMA: &[u8] = b"mschema";
@@ -101,6 +104,13 @@ pub(crate) fn status_prefix(status: Status) -> [u8; 2] {
     [STATUS, status.index_byte()]
 }
 
+/// The key of the type table entry for `fingerprint`.
+pub(crate) fn type_name(fingerprint: u64) -> [u8; 9] {
+    let mut key = [TYPE; 9];
+    key[1..].copy_from_slice(&fingerprint.to_be_bytes());
+    key
+}
+
 /// Rejects ids too long for a completion key.
 pub(crate) fn check_id(id: &str) -> Result<(), crate::Error> {
     if id.len() > MAX_ID_LEN {
@@ -130,6 +140,8 @@ pub(crate) enum Key<'a> {
         /// The last seq in the run.
         last: u64,
     },
+    /// A type table entry.
+    Type(u64),
     /// A status-index entry.
     Status {
         /// The indexed status.
@@ -161,6 +173,10 @@ pub(crate) fn parse(key: &[u8]) -> Result<Key<'_>, &'static str> {
                 last,
             })
         }
+        Some((&TYPE, rest)) => {
+            let bytes: [u8; 8] = rest.try_into().map_err(|_| "type key is not 8 bytes")?;
+            Ok(Key::Type(u64::from_be_bytes(bytes)))
+        }
         Some((&STATUS, rest)) => {
             let (&byte, id) = rest.split_first().ok_or("truncated status byte")?;
             let status = Status::from_index_byte(byte).ok_or("unknown status byte")?;
@@ -188,6 +204,7 @@ pub(crate) fn describe(key: &[u8]) -> String {
             format!("workflow/{}/seq/{first}-{last}", id.escape_debug())
         }
         Ok(Key::Status { status, id }) => format!("status/{status}/{}", id.escape_debug()),
+        Ok(Key::Type(fingerprint)) => format!("type/{fingerprint:016x}"),
         Err(_) => hex(key),
     }
 }

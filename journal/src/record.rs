@@ -282,6 +282,8 @@ pub struct Batch {
     pub(crate) workflows: Vec<WorkflowRecord>,
     /// `(workflow id, completion)` pairs in push order.
     pub(crate) completions: Vec<(String, Completion)>,
+    /// `(fingerprint, type name)` of value types to name in the journal's type table.
+    pub(crate) types: Vec<(u64, String)>,
 }
 
 impl Batch {
@@ -340,7 +342,25 @@ impl Batch {
     /// assert!(!batch.is_empty());
     /// ```
     pub fn is_empty(&self) -> bool {
-        self.workflows.is_empty() && self.completions.is_empty()
+        self.workflows.is_empty() && self.completions.is_empty() && self.types.is_empty()
+    }
+
+    /// Names the type whose values carry `fingerprint` (the runtime puts one before every
+    /// value it stores), so an error can name a recorded type that the code reading it
+    /// no longer has. Naming a fingerprint again replaces the name.
+    ///
+    /// ```
+    /// use ordo_journal::{Batch, SledJournal, Store};
+    /// let journal = SledJournal::temporary()?;
+    /// let mut batch = Batch::new();
+    /// batch.put_type(0x1234, "shop::Receipt".into());
+    /// journal.commit(&batch)?;
+    /// assert_eq!(journal.type_name(0x1234)?.as_deref(), Some("shop::Receipt"));
+    /// assert_eq!(journal.type_name(0x9999)?, None);
+    /// # Ok::<(), ordo_journal::Error>(())
+    /// ```
+    pub fn put_type(&mut self, fingerprint: u64, name: String) {
+        self.types.push((fingerprint, name));
     }
 
     /// How many completions the batch holds.
@@ -410,6 +430,17 @@ impl Batch {
         &self.completions
     }
 
+    /// The `(fingerprint, type name)` pairs of [`Batch::put_type`], in put order.
+    ///
+    /// ```
+    /// let mut batch = ordo_journal::Batch::new();
+    /// batch.put_type(7, "u32".into());
+    /// assert_eq!(batch.types(), &[(7, "u32".to_string())]);
+    /// ```
+    pub fn types(&self) -> &[(u64, String)] {
+        &self.types
+    }
+
     /// Takes the batch apart: its workflow records and its `(workflow id, completion)`
     /// pairs, each in push order. A caller that must keep what it committed (the
     /// runtime hands committed completions to their workflows) takes them back
@@ -442,5 +473,6 @@ impl Batch {
     pub fn clear(&mut self) {
         self.workflows.clear();
         self.completions.clear();
+        self.types.clear();
     }
 }

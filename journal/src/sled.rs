@@ -393,6 +393,11 @@ impl SledJournal {
             }
         }
 
+        for (fingerprint, name) in &batch.types {
+            codec::encode_type_name(name, v)?;
+            writes.insert(&key::type_name(*fingerprint)[..], v.as_slice());
+        }
+
         // One run (one sled entry) per workflow: see `key` for why.
         let completions = &batch.completions;
         order.clear();
@@ -427,7 +432,8 @@ impl SledJournal {
             codec::encode_run(run.iter().map(|&i| &completions[i].1), v)?;
             writes.insert(k.as_slice(), v.as_slice());
         }
-        let single_entry = batch.workflows.is_empty() && appended.len() == 1;
+        let single_entry =
+            batch.workflows.is_empty() && batch.types.is_empty() && appended.len() == 1;
         Ok((!single_entry).then_some(writes))
     }
 
@@ -633,6 +639,14 @@ impl Store for SledJournal {
             }
         }
         Ok(out)
+    }
+
+    fn type_name(&self, fingerprint: u64) -> Result<Option<String>, Error> {
+        let key = key::type_name(fingerprint);
+        match self.db.get(key)? {
+            Some(value) => codec::decode_type_name(&key, &value).map(Some),
+            None => Ok(None),
+        }
     }
 
     fn commit_count(&self) -> u64 {

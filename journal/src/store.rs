@@ -40,6 +40,10 @@ pub trait Store: Send + Sync {
     /// completion), or every workflow if `None`; in id byte order.
     fn workflows(&self, status: Option<Status>) -> Result<Vec<WorkflowRecord>, Error>;
 
+    /// The type name recorded for values with this fingerprint (see
+    /// [`Batch::put_type`]), if any.
+    fn type_name(&self, fingerprint: u64) -> Result<Option<String>, Error>;
+
     /// How many non-empty commits succeeded since this store was opened.
     fn commit_count(&self) -> u64;
 }

@@ -119,6 +119,9 @@ pub mod faulty {
         fn workflows(&self, status: Option<Status>) -> Result<Vec<WorkflowRecord>, Error> {
             self.inner.workflows(status)
         }
+        fn type_name(&self, fingerprint: u64) -> Result<Option<String>, Error> {
+            self.inner.type_name(fingerprint)
+        }
         fn commit_count(&self) -> u64 {
             self.inner.commit_count()
         }
