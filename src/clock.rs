@@ -44,10 +44,13 @@ impl WallClock {
         }
     }
 
-    /// The executor `Instant` at which wall time reaches `deadline_ms` (now if past).
-    pub(crate) fn instant_at(&self, deadline_ms: u64, now: Instant) -> Instant {
-        let remaining = deadline_ms.saturating_sub(self.now_ms(now));
-        now + Duration::from_millis(remaining)
+    /// The executor `Instant` at which wall time reaches `deadline_ms` (now if past), but
+    /// never more than `at_most` from now: a durable sleep of `at_most` recorded its
+    /// deadline as wall time, and a wall clock set back between two runs must not make
+    /// it sleep longer than asked. Far deadlines are clamped, never an overflow.
+    pub(crate) fn instant_at(&self, deadline_ms: u64, now: Instant, at_most: Duration) -> Instant {
+        let remaining = Duration::from_millis(deadline_ms.saturating_sub(self.now_ms(now)));
+        ordo_executor::saturating_deadline(now, remaining.min(at_most))
     }
 }
 
@@ -60,7 +63,13 @@ mod tests {
         let start = Instant::now();
         let clock = WallClock::virtual_from(1_000_000, start);
         assert_eq!(clock.now_ms(start + Duration::from_secs(2)), 1_002_000);
-        let at = clock.instant_at(1_005_000, start + Duration::from_secs(2));
+        let later = start + Duration::from_secs(2);
+        let at = clock.instant_at(1_005_000, later, Duration::MAX);
         assert_eq!(at, start + Duration::from_secs(5));
+        // A clock set back: the deadline is further than the sleep asked for.
+        let at = clock.instant_at(1_005_000, later, Duration::from_secs(1));
+        assert_eq!(at, start + Duration::from_secs(3));
+        // The far future does not overflow.
+        assert!(clock.instant_at(u64::MAX, later, Duration::MAX) > later);
     }
 }

@@ -11,6 +11,7 @@
 
 use std::cell::{Cell, RefCell};
 use std::collections::{HashMap, HashSet, VecDeque};
+use std::panic::AssertUnwindSafe;
 use std::rc::Rc;
 use std::time::Instant;
 
@@ -80,6 +81,8 @@ pub(crate) struct Core {
     /// Reused between delivery rounds, so a round allocates nothing.
     round: RefCell<Vec<Rc<WorkflowState>>>,
     observer: Option<Observer>,
+    /// The first panic of the observer during the current stall, re-raised at its end.
+    observer_panic: RefCell<Option<Box<dyn std::any::Any + Send>>>,
     metrics: Cell<Metrics>,
     /// Stop committing after this many commits, as if the process died there
     /// (tests and the replay fuzzer simulate crashes with it).
@@ -119,6 +122,7 @@ impl Core {
             delivering: RefCell::new(VecDeque::new()),
             round: RefCell::new(Vec::new()),
             observer,
+            observer_panic: RefCell::new(None),
             metrics: Cell::new(Metrics::default()),
             halt_after_commits,
             halt_before_finish: false,
@@ -140,9 +144,15 @@ impl Core {
         self.metrics.set(m);
     }
 
+    /// Calls the observer. A panic in it is held until the current stall is handled
+    /// (see `on_stall`), so it never leaves the runtime's own bookkeeping half done.
     fn emit(&self, event: impl FnOnce() -> Event) {
         if let Some(observer) = &self.observer {
-            observer(&event());
+            let event = event();
+            let call = std::panic::catch_unwind(AssertUnwindSafe(|| observer(&event)));
+            if let Err(panic) = call {
+                self.observer_panic.borrow_mut().get_or_insert(panic);
+            }
         }
     }
 
@@ -264,14 +274,20 @@ impl Core {
     /// The executor's stall hook: deliver, else commit and deliver. Returns whether it
     /// may have made a task ready.
     pub(crate) fn on_stall(self: &Rc<Self>) -> bool {
-        if self.deliver_round() {
-            return true;
-        }
-        if self.commit() {
+        let progressed = if self.deliver_round() {
+            true
+        } else if self.commit() {
             self.deliver_round();
-            return true;
+            true
+        } else {
+            false
+        };
+        // The observer's panic reaches the caller of `block_on` (or `run`) now that the
+        // runtime is consistent; the executor keeps this hook for the next stall.
+        if let Some(panic) = self.observer_panic.borrow_mut().take() {
+            std::panic::resume_unwind(panic);
         }
-        false
+        progressed
     }
 
     /// Delivers the next completion of every workflow that has one. One per workflow:
@@ -305,24 +321,29 @@ impl Core {
             recorded,
         } = delivery;
         let ok = outcome.is_ok();
-        let found = {
+        let (found, waker) = {
             let mut steps = wf.steps.borrow_mut();
             // A recorded step's name was checked when the step was created
             // (`WorkflowState::create_step`); a live completion carries its slot's name.
             match usize::try_from(step_id).ok().and_then(|i| steps.get_mut(i)) {
                 Some(slot) => {
                     slot.outcome = Some(outcome);
-                    if let Some(waker) = slot.waker.take() {
-                        waker.wake();
-                    }
-                    None
+                    (None, slot.waker.take())
                 }
-                None => Some(format!(
-                    "no step with this id was created (the workflow created {} steps)",
-                    steps.len()
-                )),
+                None => (
+                    Some(format!(
+                        "no step with this id was created (the workflow created {} steps)",
+                        steps.len()
+                    )),
+                    None,
+                ),
             }
         };
+        // Woken after the borrow ends: a waker may run code that polls this workflow's
+        // steps again (a re-entrant waker would otherwise find them borrowed).
+        if let Some(waker) = waker {
+            waker.wake();
+        }
         if let Some(found) = found {
             // The journal says this step's outcome was delivered at this point; the
             // code has no such step now. Stop, and leave the journal as it is.

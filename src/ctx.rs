@@ -229,7 +229,10 @@ impl Ctx {
             let Ok(deadline_ms) = deadline.await;
             let core = Rc::clone(&ctx.core);
             let fired: Step<(), Never> = ctx.internal_step(fire_id, move || async move {
-                let at = core.clock.instant_at(deadline_ms, ordo_executor::now());
+                let asked = Duration::from_millis(millis);
+                let at = core
+                    .clock
+                    .instant_at(deadline_ms, ordo_executor::now(), asked);
                 ordo_executor::sleep_until(at).await;
             });
             let Ok(()) = fired.await;

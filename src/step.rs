@@ -120,10 +120,20 @@ impl Future for WithStep {
 
     fn poll(mut self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<BodyOutput> {
         let current = (Rc::clone(&self.wf), self.step_id);
-        let previous = CURRENT_STEP.with(|c| c.replace(Some(current)));
-        let result = self.body.as_mut().poll(cx);
+        // Restored by a guard, also when the body panics: a stale step here would hand
+        // the next, unrelated body another step's idempotency key.
+        let _restore = RestoreStep(CURRENT_STEP.with(|c| c.replace(Some(current))));
+        self.body.as_mut().poll(cx)
+    }
+}
+
+/// Puts back the step that was current before a body's poll.
+struct RestoreStep(Option<(Rc<WorkflowState>, u64)>);
+
+impl Drop for RestoreStep {
+    fn drop(&mut self) {
+        let previous = self.0.take();
         CURRENT_STEP.with(|c| *c.borrow_mut() = previous);
-        result
     }
 }
 
@@ -260,18 +270,22 @@ impl<T: DeserializeOwned + 'static, E: DeserializeOwned + 'static> Future for St
             // Failed or returning: the workflow's tasks are being torn down.
             return Poll::Pending;
         }
-        let (delivered, recorded) = {
+        let (delivered, recorded, replaced) = {
             let mut steps = wf.steps.borrow_mut();
             let Some(slot) = usize::try_from(this.id).ok().and_then(|i| steps.get_mut(i)) else {
                 return Poll::Pending;
             };
             let delivered = slot.outcome.take();
+            // The replaced waker is dropped after the borrow ends: dropping a waker can
+            // run its owner's code, which may come back here.
+            let mut replaced = None;
             if delivered.is_none() && !slot.waker.as_ref().is_some_and(|w| w.will_wake(cx.waker()))
             {
-                slot.waker = Some(cx.waker().clone());
+                replaced = slot.waker.replace(cx.waker().clone());
             }
-            (delivered, slot.recorded)
+            (delivered, slot.recorded, replaced)
         };
+        drop(replaced);
         if let Some(outcome) = delivered {
             this.done = true;
             this.running = None;

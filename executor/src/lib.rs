@@ -105,5 +105,5 @@ pub use executor::{Executor, ExecutorBuilder};
 pub use join::{JoinError, JoinHandle};
 pub use scheduler::Scheduler;
 pub use task::TaskId;
-pub use timer::{sleep, sleep_until, Sleep};
+pub use timer::{saturating_deadline, sleep, sleep_until, Sleep};
 pub use yield_now::{yield_now, YieldNow};

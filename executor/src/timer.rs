@@ -136,6 +136,24 @@ pub struct Sleep {
     timer: Option<TimerKey>,
 }
 
+/// `now + duration`, clamped to a century from now: [`sleep`]`(Duration::MAX)` means
+/// "as good as forever", not an `Instant` overflow panic (tokio clamps the same way).
+///
+/// ```
+/// use std::time::{Duration, Instant};
+/// use ordo_executor::saturating_deadline;
+///
+/// let now = Instant::now();
+/// assert_eq!(saturating_deadline(now, Duration::from_secs(5)), now + Duration::from_secs(5));
+/// assert!(saturating_deadline(now, Duration::MAX) > now + Duration::from_secs(3_000_000_000));
+/// ```
+pub fn saturating_deadline(now: Instant, duration: Duration) -> Instant {
+    const CENTURY: Duration = Duration::from_secs(100 * 365 * 24 * 3600);
+    now.checked_add(duration.min(CENTURY))
+        .or_else(|| now.checked_add(Duration::from_secs(365 * 24 * 3600)))
+        .unwrap_or(now)
+}
+
 #[derive(Clone, Copy, Debug)]
 enum Deadline {
     At(Instant),
@@ -147,7 +165,9 @@ impl Sleep {
     fn new(deadline: Deadline) -> Self {
         let local = context::try_current();
         let deadline = match (&local, deadline) {
-            (Some(local), Deadline::After(duration)) => Deadline::At(local.now() + duration),
+            (Some(local), Deadline::After(duration)) => {
+                Deadline::At(saturating_deadline(local.now(), duration))
+            }
             (_, deadline) => deadline,
         };
         Sleep {
@@ -187,7 +207,7 @@ impl Future for Sleep {
         let deadline = match this.deadline {
             Deadline::At(deadline) => deadline,
             Deadline::After(duration) => {
-                let deadline = local.now() + duration;
+                let deadline = saturating_deadline(local.now(), duration);
                 this.deadline = Deadline::At(deadline);
                 deadline
             }

@@ -1,0 +1,97 @@
+//! Time at the edges: an endless sleep is a long sleep, not an `Instant` overflow, and a
+//! wall clock that jumps between two runs cannot stretch a durable sleep past what was
+//! asked (a jump forward ends it at once).
+
+mod common;
+
+use std::time::{Duration, UNIX_EPOCH};
+
+use common::{builder, journal_dir};
+use futures::FutureExt;
+use ordo::{Ctx, Error};
+
+const T0: u64 = 1_800_000_000;
+
+#[test]
+fn an_endless_sleep_neither_panics_nor_burns_recovery_attempts() {
+    let dir = journal_dir();
+    let rt = builder(dir.path())
+        .register("forever", |ctx: Ctx, (): ()| async move {
+            // Inside a step body, on the executor's own timer...
+            let raced = ctx
+                .step("race", || async {
+                    futures::select! {
+                        () = ordo::executor::sleep(Duration::MAX).fuse() => Ok::<_, String>("forever".to_string()),
+                        () = ordo::executor::sleep(Duration::from_secs(1)).fuse() => Ok("a second".to_string()),
+                    }
+                })
+                .await?;
+            // ...and as a durable sleep (virtual time jumps a century).
+            ctx.sleep(Duration::MAX).await;
+            Ok::<_, String>(raced)
+        })
+        .build()
+        .expect("build");
+    let h = rt
+        .start::<_, String, String>("forever", "f", ())
+        .expect("start");
+    assert_eq!(
+        rt.block_on(h.result()).expect("finishes"),
+        Ok("a second".into())
+    );
+}
+
+/// Sleeps an hour durably, then returns the recorded wall time it woke, in seconds.
+async fn sleeper(ctx: Ctx, (): ()) -> Result<u64, String> {
+    ctx.sleep(Duration::from_secs(3600)).await;
+    let woke = ctx.now().await;
+    Ok(woke
+        .duration_since(UNIX_EPOCH)
+        .unwrap_or_default()
+        .as_secs())
+}
+
+/// Records the sleep's deadline at `T0`, then wakes in a process whose wall clock reads
+/// `T0 + shift` at start (negative: set back). Returns when it woke, in seconds.
+fn wake_after_clock_shift(shift: i64) -> u64 {
+    let dir = journal_dir();
+    {
+        let rt = builder(dir.path())
+            .start_time(UNIX_EPOCH + Duration::from_secs(T0))
+            .halt_after_commits(1)
+            .register("sleeper", sleeper)
+            .build()
+            .expect("build");
+        let h = rt
+            .start::<_, u64, String>("sleeper", "s", ())
+            .expect("start");
+        assert!(matches!(
+            rt.block_on(h.result()),
+            Err(Error::Stopped { .. })
+        ));
+    }
+    let start = T0.checked_add_signed(shift).expect("in range");
+    let rt = builder(dir.path())
+        .start_time(UNIX_EPOCH + Duration::from_secs(start))
+        .register("sleeper", sleeper)
+        .build()
+        .expect("build");
+    rt.recover().expect("recover");
+    let h = rt.handle::<u64, String>("s").expect("handle");
+    rt.block_on(h.result()).expect("finishes").expect("ok")
+}
+
+#[test]
+fn a_wall_clock_set_back_a_day_does_not_stretch_an_hour_long_sleep() {
+    let back = -86_400;
+    let woke = wake_after_clock_shift(back);
+    // It slept the hour it asked for, on the new clock, not 25 hours.
+    assert_eq!(woke, T0 - 86_400 + 3600);
+}
+
+#[test]
+fn a_wall_clock_moved_forward_past_the_deadline_wakes_at_once() {
+    assert_eq!(wake_after_clock_shift(86_400), T0 + 86_400);
+    // Half an hour later: only the remaining half hour is slept.
+    assert_eq!(wake_after_clock_shift(1800), T0 + 3600);
+}
