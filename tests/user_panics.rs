@@ -118,9 +118,12 @@ fn after_a_step_body_panics_no_other_code_sees_its_step() {
     });
 }
 
+/// A step pinned on the heap, held where a waker can reach it.
+type HeldStep = Option<Pin<Box<Step<u32, String>>>>;
+
 thread_local! {
     /// The step the re-entrant waker polls, and what that poll returned.
-    static HELD: RefCell<Option<Pin<Box<Step<u32, String>>>>> = const { RefCell::new(None) };
+    static HELD: RefCell<HeldStep> = const { RefCell::new(None) };
     static SEEN: RefCell<Option<Result<u32, String>>> = const { RefCell::new(None) };
 }
 
