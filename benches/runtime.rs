@@ -135,6 +135,54 @@ fn concurrent_steps(c: &mut Criterion) {
 
 /// Drives `rt` until every started or recovered workflow has stopped: each is halted
 /// right before its finish would be recorded.
+/// Does nothing: a start and a finish.
+async fn empty(_ctx: Ctx, _n: u64) -> Result<u64, ()> {
+    Ok(0)
+}
+
+/// Starts `count` workflows `name` (input `n`) in one turn, then drives them all to the
+/// end.
+fn start_many(rt: &Runtime, name: &str, next_id: &Cell<u64>, count: u64, n: u64) {
+    let handles: Vec<_> = (0..count)
+        .map(|_| {
+            let id = next_id.get();
+            next_id.set(id + 1);
+            rt.start::<_, u64, ()>(name, &format!("w{id}"), n).unwrap()
+        })
+        .collect();
+    let results = rt.block_on(futures::future::join_all(handles.iter().map(|h| h.result())));
+    assert!(results.into_iter().all(|r| r.is_ok()));
+}
+
+/// Starts share the group commit: 10,000 starts (of a workflow that does nothing, so
+/// the figure is starts per second), then 10,000 workflows of 10 steps each, next to the
+/// gathered-steps rate (1,000 steps in one `join_all`), all `Sync`, in one run.
+fn starts(c: &mut Criterion) {
+    let mut group = c.benchmark_group("starts");
+    group.warm_up_time(Duration::from_millis(500));
+    group.measurement_time(Duration::from_secs(5));
+    group.sample_size(10);
+    let dir = bench_dir();
+    let rt = builder(dir.path(), Durability::Sync)
+        .register("empty", empty)
+        .build()
+        .unwrap();
+    let next_id = Cell::new(0);
+    group.throughput(Throughput::Elements(1_000));
+    group.bench_function("gathered_steps_1000_sync", |b| {
+        b.iter(|| run_one(&rt, "concurrent", &next_id, 1_000));
+    });
+    group.throughput(Throughput::Elements(10_000));
+    group.bench_function("starts_10k_sync", |b| {
+        b.iter(|| start_many(&rt, "empty", &next_id, 10_000, 0));
+    });
+    group.throughput(Throughput::Elements(100_000));
+    group.bench_function("10k_workflows_x_10_steps_sync", |b| {
+        b.iter(|| start_many(&rt, "sequential", &next_id, 10_000, 10));
+    });
+    group.finish();
+}
+
 fn run_to_halt(rt: &Runtime, id: &str) {
     let handle = rt.handle::<u64, ()>(id).unwrap();
     let stopped = rt.block_on(handle.result());
@@ -297,6 +345,7 @@ mod group {
         benches,
         sequential_steps,
         concurrent_steps,
+        starts,
         replay,
         recovery
     );
