@@ -50,10 +50,11 @@ async fn parked(ctx: Ctx, steps: u64) -> Result<u64, String> {
     Ok(sum)
 }
 
-/// Bytes live on the heap right now, every thread included.
+/// Bytes live on the heap right now, every thread included (`stats_alloc` already
+/// counts a realloc's growth as allocated and its shrinking as deallocated).
 fn heap_live() -> i64 {
     let stats = GLOBAL.stats();
-    stats.bytes_allocated as i64 - stats.bytes_deallocated as i64 + stats.bytes_reallocated as i64
+    stats.bytes_allocated as i64 - stats.bytes_deallocated as i64
 }
 
 /// `VmRSS` and `VmHWM` of this process, in bytes.
@@ -63,7 +64,13 @@ fn rss() -> (u64, u64) {
         status
             .lines()
             .find_map(|line| line.strip_prefix(name))
-            .and_then(|rest| rest.trim().trim_end_matches("kB").trim().parse::<u64>().ok())
+            .and_then(|rest| {
+                rest.trim()
+                    .trim_end_matches("kB")
+                    .trim()
+                    .parse::<u64>()
+                    .ok()
+            })
             .map_or(0, |kb| kb * 1024)
     };
     (field("VmRSS:"), field("VmHWM:"))
@@ -118,18 +125,19 @@ fn measure(journal: &str, n: u64) -> Row {
     let sleeping = Rc::new(Cell::new(0u64));
     let waiter: Rc<RefCell<Option<Waker>>> = Rc::default();
     let (count, wake) = (Rc::clone(&sleeping), Rc::clone(&waiter));
-    let builder: RuntimeBuilder = Runtime::builder()
-        .register("parked", parked)
-        .observer(move |event| {
-            if let Event::Step { name, .. } = event {
-                if name == "ordo.sleep.until" {
-                    count.set(count.get() + 1);
-                    if let Some(waker) = wake.borrow_mut().take() {
-                        waker.wake();
+    let builder: RuntimeBuilder =
+        Runtime::builder()
+            .register("parked", parked)
+            .observer(move |event| {
+                if let Event::Step { name, .. } = event {
+                    if name == "ordo.sleep.until" {
+                        count.set(count.get() + 1);
+                        if let Some(waker) = wake.borrow_mut().take() {
+                            waker.wake();
+                        }
                     }
                 }
-            }
-        });
+            });
     let builder = match journal {
         "sled" => builder.path(dir.path()).durability(Durability::None),
         "sled-sync" => builder.path(dir.path()).durability(Durability::Sync),
