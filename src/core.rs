@@ -181,8 +181,7 @@ impl Core {
             return false;
         }
         for wf in round.drain(..) {
-            let next = wf.inbox.borrow_mut().pop_front();
-            if let Some(delivery) = next {
+            if let Some(delivery) = wf.next_delivery() {
                 self.deliver(&wf, delivery);
             }
             if !wf.inbox.borrow().is_empty() {
@@ -203,25 +202,9 @@ impl Core {
             recorded,
         } = delivery;
         let ok = outcome.is_ok();
-        let found = {
-            let mut steps = wf.steps.borrow_mut();
-            // A recorded step's name was checked when the step was created
-            // (`WorkflowState::create_step`); a live completion carries its slot's name.
-            match usize::try_from(step_id).ok().and_then(|i| steps.get_mut(i)) {
-                Some(slot) => {
-                    slot.outcome = Some(outcome);
-                    if let Some(waker) = slot.waker.take() {
-                        waker.wake();
-                    }
-                    None
-                }
-                None => Some(format!(
-                    "no step with this id was created (the workflow created {} steps)",
-                    steps.len()
-                )),
-            }
-        };
-        if let Some(found) = found {
+        // A recorded step's name was checked when the step was created
+        // (`WorkflowState::create_step`); a live completion carries its slot's name.
+        if let Err(found) = wf.put_outcome(step_id, outcome) {
             // The journal says this step's outcome was delivered at this point; the
             // code has no such step now. Stop, and leave the journal as it is.
             wf.fail(Error::NonDeterminism {

@@ -197,6 +197,7 @@ impl<T, E> Step<T, E> {
         let step_id = self.id;
         let (handle, registration) = AbortHandle::new_pair();
         let started_ms = core.now_ms();
+        let name = wf.step_name(step_id);
         let body = WithStep {
             wf: Rc::clone(&wf),
             step_id,
@@ -204,7 +205,6 @@ impl<T, E> Step<T, E> {
         };
         let task = Abortable::new(AssertUnwindSafe(body).catch_unwind(), registration);
         drop(ordo_executor::spawn(async move {
-            let name = wf.step_name(step_id);
             match task.await {
                 Err(_aborted) => {}
                 Ok(Err(panic)) => wf.fail(Error::Panicked {
@@ -259,7 +259,7 @@ impl<T: DeserializeOwned, E: DeserializeOwned> Future for Step<T, E> {
         }
         let (delivered, recorded) = {
             let mut steps = wf.steps.borrow_mut();
-            let Some(slot) = usize::try_from(this.id).ok().and_then(|i| steps.get_mut(i)) else {
+            let Some(slot) = steps.get_mut(this.id) else {
                 return Poll::Pending;
             };
             let delivered = slot.outcome.take();
@@ -276,16 +276,15 @@ impl<T: DeserializeOwned, E: DeserializeOwned> Future for Step<T, E> {
                 Outcome::Ok(bytes) => codec::decode::<T>(bytes).map(Ok),
                 Outcome::Err(bytes) => codec::decode::<E>(bytes).map(Err),
             };
+            let name = wf.step_name(this.id);
+            // The step is over: a parked workflow keeps no slot for it.
+            wf.release_step(this.id);
             return match decoded {
                 Ok(result) => Poll::Ready(result),
                 Err(detail) => {
                     wf.fail(Error::TypeMismatch {
                         workflow_id: wf.id.clone(),
-                        what: format!(
-                            "the outcome of step {} ({:?})",
-                            this.id,
-                            wf.step_name(this.id)
-                        ),
+                        what: format!("the outcome of step {} ({name:?})", this.id),
                         expected: if outcome.is_ok() {
                             std::any::type_name::<T>()
                         } else {
@@ -321,6 +320,11 @@ impl<T, E> Drop for Step<T, E> {
     fn drop(&mut self) {
         if let Some(running) = self.running.take() {
             running.abort();
+        }
+        if !self.done {
+            // Dropped unfinished (a `select!` loser): its outcome, if one is delivered
+            // yet, goes nowhere.
+            self.ctx.wf.release_step(self.id);
         }
     }
 }
