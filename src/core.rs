@@ -31,6 +31,31 @@ struct Outbox {
     finished: Vec<(Rc<WorkflowState>, Outcome)>,
 }
 
+/// Most completions one group commit writes; the rest wait for the next stall, in
+/// order. sled applies a batch under one epoch guard, and every tree node an insert
+/// replaces stays allocated until the batch ends: one batch of a hundred thousand
+/// completions (a hundred thousand workflows started together) peaks at hundreds of
+/// megabytes, which the allocator keeps as resident memory afterwards. Capped, the peak
+/// is bounded however many workflows run, and a commit still serves thousands of them.
+const MAX_COMMIT_COMPLETIONS: usize = 16 * 1024;
+
+impl Outbox {
+    /// What the next commit writes: the oldest completions, at most
+    /// [`MAX_COMMIT_COMPLETIONS`], and the finished workflows once no completion is
+    /// left behind (a final record is never written before a completion queued ahead
+    /// of it).
+    fn take_commit(&mut self) -> Outbox {
+        if self.completions.len() <= MAX_COMMIT_COMPLETIONS {
+            return std::mem::take(self);
+        }
+        let rest = self.completions.split_off(MAX_COMMIT_COMPLETIONS);
+        Outbox {
+            completions: std::mem::replace(&mut self.completions, rest),
+            finished: Vec::new(),
+        }
+    }
+}
+
 /// Counters a user can read with [`Runtime::metrics`](crate::Runtime::metrics).
 ///
 /// ```
@@ -236,7 +261,7 @@ impl Core {
         let Outbox {
             completions,
             mut finished,
-        } = std::mem::take(&mut *self.outbox.borrow_mut());
+        } = self.outbox.borrow_mut().take_commit();
         // A workflow stopped after it returned (cancelled, say) must not be recorded
         // as finished.
         finished.retain(|(wf, _)| wf.phase.get() == Phase::Finishing);
