@@ -150,7 +150,9 @@ fn start_many(rt: &Runtime, name: &str, next_id: &Cell<u64>, count: u64, n: u64)
             rt.start::<_, u64, ()>(name, &format!("w{id}"), n).unwrap()
         })
         .collect();
-    let results = rt.block_on(futures::future::join_all(handles.iter().map(|h| h.result())));
+    let results = rt.block_on(futures::future::join_all(
+        handles.iter().map(|h| h.result()),
+    ));
     assert!(results.into_iter().all(|r| r.is_ok()));
 }
 

@@ -48,6 +48,51 @@ struct Outbox {
     starts: Vec<PendingStart>,
 }
 
+/// Most completions one group commit writes; the rest wait for the next stall, in
+/// order. sled applies a batch under one epoch guard, and every tree node an insert
+/// replaces stays allocated until the batch ends: one batch of a hundred thousand
+/// completions (a hundred thousand workflows started together) peaks at hundreds of
+/// megabytes, which the allocator keeps as resident memory afterwards. Capped, the peak
+/// is bounded however many workflows run, and a commit still serves thousands of them.
+const MAX_COMMIT_COMPLETIONS: usize = 16 * 1024;
+
+impl Outbox {
+    /// What the next commit writes: the oldest completions, at most
+    /// [`MAX_COMMIT_COMPLETIONS`], and the finished workflows once no completion is
+    /// left behind (a final record is never written before a completion queued ahead
+    /// of it).
+    fn take_commit(&mut self) -> Outbox {
+        if self.completions.len() <= MAX_COMMIT_COMPLETIONS
+            && self.starts.len() <= MAX_COMMIT_COMPLETIONS
+        {
+            return std::mem::take(self);
+        }
+        // Starts are capped the same way; a workflow's own completions can only follow
+        // its start's commit, so no order is at stake between the two.
+        let completions = split_front(&mut self.completions, MAX_COMMIT_COMPLETIONS);
+        let starts = split_front(&mut self.starts, MAX_COMMIT_COMPLETIONS);
+        let finished = if self.completions.is_empty() {
+            std::mem::take(&mut self.finished)
+        } else {
+            Vec::new()
+        };
+        Outbox {
+            completions,
+            finished,
+            starts,
+        }
+    }
+}
+
+/// Takes the first `n` items of `items` (all, if there are fewer).
+fn split_front<T>(items: &mut Vec<T>, n: usize) -> Vec<T> {
+    if items.len() <= n {
+        return std::mem::take(items);
+    }
+    let rest = items.split_off(n);
+    std::mem::replace(items, rest)
+}
+
 /// Counters a user can read with [`Runtime::metrics`](crate::Runtime::metrics).
 ///
 /// ```
@@ -299,8 +344,7 @@ impl Core {
             return false;
         }
         for wf in round.drain(..) {
-            let next = wf.inbox.borrow_mut().pop_front();
-            if let Some(delivery) = next {
+            if let Some(delivery) = wf.next_delivery() {
                 self.deliver(&wf, delivery);
             }
             if !wf.inbox.borrow().is_empty() {
@@ -321,30 +365,9 @@ impl Core {
             recorded,
         } = delivery;
         let ok = outcome.is_ok();
-        let (found, waker) = {
-            let mut steps = wf.steps.borrow_mut();
-            // A recorded step's name was checked when the step was created
-            // (`WorkflowState::create_step`); a live completion carries its slot's name.
-            match usize::try_from(step_id).ok().and_then(|i| steps.get_mut(i)) {
-                Some(slot) => {
-                    slot.outcome = Some(outcome);
-                    (None, slot.waker.take())
-                }
-                None => (
-                    Some(format!(
-                        "no step with this id was created (the workflow created {} steps)",
-                        steps.len()
-                    )),
-                    None,
-                ),
-            }
-        };
-        // Woken after the borrow ends: a waker may run code that polls this workflow's
-        // steps again (a re-entrant waker would otherwise find them borrowed).
-        if let Some(waker) = waker {
-            waker.wake();
-        }
-        if let Some(found) = found {
+        // A recorded step's name was checked when the step was created
+        // (`WorkflowState::create_step`); a live completion carries its slot's name.
+        if let Err(found) = wf.put_outcome(step_id, outcome) {
             // The journal says this step's outcome was delivered at this point; the
             // code has no such step now. Stop, and leave the journal as it is.
             wf.fail(Error::NonDeterminism {
@@ -377,7 +400,7 @@ impl Core {
             completions,
             mut finished,
             mut starts,
-        } = std::mem::take(&mut *self.outbox.borrow_mut());
+        } = self.outbox.borrow_mut().take_commit();
         // A workflow stopped after it returned (cancelled, say) must not be recorded
         // as finished.
         finished.retain(|(wf, _)| wf.phase.get() == Phase::Finishing);

@@ -67,6 +67,8 @@
 //! - `core`: the outbox, group commit and delivery (rule 2), installed as the
 //!   executor's stall hook.
 //! - `workflow`: one running workflow's state: step slots, inbox, replay progress.
+//! - `slots`: the slots of the steps a workflow still uses (a window over step ids);
+//!   `names`: step names, interned once per thread.
 //! - `handle`: [`WorkflowHandle`], a typed view of a workflow's result.
 //! - `registry`: registered workflow functions with types erased to bytes.
 //! - `codec`: bincode encoding of user values; `clock`: wall time on executor time.
@@ -88,9 +90,11 @@ mod fingerprint;
 pub mod fuzzing;
 mod handle;
 mod launch;
+mod names;
 mod registry;
 mod retry;
 mod runtime;
+mod slots;
 mod step;
 mod workflow;
 

@@ -210,6 +210,7 @@ impl<T, E> Step<T, E> {
         let step_id = self.id;
         let (handle, registration) = AbortHandle::new_pair();
         let started_ms = core.now_ms();
+        let name = wf.step_name(step_id);
         let body = WithStep {
             wf: Rc::clone(&wf),
             step_id,
@@ -217,7 +218,6 @@ impl<T, E> Step<T, E> {
         };
         let task = Abortable::new(AssertUnwindSafe(body).catch_unwind(), registration);
         drop(ordo_executor::spawn(async move {
-            let name = wf.step_name(step_id);
             match task.await {
                 Err(_aborted) => {}
                 Ok(Err(panic)) => wf.fail(Error::Panicked {
@@ -272,7 +272,7 @@ impl<T: DeserializeOwned + 'static, E: DeserializeOwned + 'static> Future for St
         }
         let (delivered, recorded, replaced) = {
             let mut steps = wf.steps.borrow_mut();
-            let Some(slot) = usize::try_from(this.id).ok().and_then(|i| steps.get_mut(i)) else {
+            let Some(slot) = steps.get_mut(this.id) else {
                 return Poll::Pending;
             };
             let delivered = slot.outcome.take();
@@ -299,14 +299,13 @@ impl<T: DeserializeOwned + 'static, E: DeserializeOwned + 'static> Future for St
                     (codec::decode::<E>(key, bytes).map(Err), key)
                 }
             };
+            let name = wf.step_name(this.id);
+            // The step is over: a parked workflow keeps no slot for it.
+            wf.release_step(this.id);
             return match decoded {
                 Ok(result) => Poll::Ready(result),
                 Err(err) => {
-                    let what = format!(
-                        "the outcome of step {} ({:?})",
-                        this.id,
-                        wf.step_name(this.id)
-                    );
+                    let what = format!("the outcome of step {} ({name:?})", this.id);
                     let store = &*this.ctx.core.store;
                     wf.fail(codec::type_error(store, &wf.id, what, key, err));
                     Poll::Pending
@@ -337,6 +336,11 @@ impl<T, E> Drop for Step<T, E> {
     fn drop(&mut self) {
         if let Some(running) = self.running.take() {
             running.abort();
+        }
+        if !self.done {
+            // Dropped unfinished (a `select!` loser): its outcome, if one is delivered
+            // yet, goes nowhere.
+            self.ctx.wf.release_step(self.id);
         }
     }
 }

@@ -3,9 +3,14 @@
 //!
 //! Everything here is touched only from the runtime's thread, hence `Cell`/`RefCell`;
 //! no borrow is held across an `.await` or a call into user code.
+//!
+//! A service may keep a million workflows parked in a durable sleep, so a workflow
+//! keeps only what its future can still ask for: slots of the steps in use (not of
+//! every step it ran), an inbox that gives its buffer back once delivered, and replay
+//! bookkeeping that is dropped when replay ends.
 
 use std::cell::{Cell, RefCell};
-use std::collections::{HashSet, VecDeque};
+use std::collections::VecDeque;
 use std::rc::Rc;
 use std::task::Waker;
 
@@ -13,6 +18,8 @@ use futures::future::AbortHandle;
 use ordo_journal::{Completion, Outcome, Status, WorkflowRecord};
 
 use crate::error::Error;
+use crate::names;
+use crate::slots::{StepSlot, StepSlots};
 
 /// A committed completion waiting to be delivered to its step.
 #[derive(Debug)]
@@ -23,19 +30,6 @@ pub(crate) struct Delivery {
     /// `true` when it comes from the journal at recovery (replay), not from a body
     /// that ran in this process.
     pub(crate) recorded: bool,
-}
-
-/// A step the workflow created (called `ctx.step` for), by step id.
-#[derive(Debug)]
-pub(crate) struct StepSlot {
-    /// Interned (see `WorkflowState::names`).
-    pub(crate) name: Rc<str>,
-    /// Whether the journal has this step's completion: its body must never run.
-    pub(crate) recorded: bool,
-    /// The delivered outcome, until the step future takes it.
-    pub(crate) outcome: Option<Outcome>,
-    /// The step future's waker, woken on delivery.
-    pub(crate) waker: Option<Waker>,
 }
 
 /// Where a workflow is in its life inside this runtime.
@@ -66,22 +60,19 @@ pub(crate) struct WorkflowState {
 
     /// The next delivery sequence number, assigned at commit.
     pub(crate) next_seq: Cell<u64>,
-    /// Created steps; ids are dense, so the id is the index and the next id is the
-    /// length. Determinism rule 1: an id is taken synchronously when `ctx.step` is
+    /// Slots of the steps in use; ids are dense and the next id is the number of steps
+    /// created. Determinism rule 1: an id is taken synchronously when `ctx.step` is
     /// called, so program order, not poll order, numbers steps.
-    pub(crate) steps: RefCell<Vec<StepSlot>>,
+    pub(crate) steps: RefCell<StepSlots>,
     /// The journal's recorded steps `(step id, name)`, sorted by id, to check a
     /// replayed step's name the moment it is created. Ids are created in increasing
     /// order, so a cursor walks this list: no hashing, no random access (replaying
-    /// 100,000 steps is a linear scan).
-    recorded_steps: Vec<(u64, Rc<str>)>,
+    /// 100,000 steps is a linear scan). Emptied (and freed) when replay ends.
+    recorded_steps: RefCell<Vec<(u64, Rc<str>)>>,
     /// The first entry of `recorded_steps` whose id has not been created yet.
     recorded_cursor: Cell<usize>,
-    /// Every step name this workflow used, shared by its slots and deliveries: steps
-    /// mostly repeat a few names, and a replay of 100,000 "charge" steps should not
-    /// allocate and free 100,000 copies of "charge".
-    names: RefCell<HashSet<Rc<str>>>,
-    /// Committed completions not yet delivered, in `seq` order.
+    /// Committed completions not yet delivered, in `seq` order; its buffer is freed
+    /// whenever it empties (see `next_delivery`).
     pub(crate) inbox: RefCell<VecDeque<Delivery>>,
     /// Recorded completions still to deliver; while > 0 the workflow is replaying and
     /// no step body may start (determinism rule 3).
@@ -91,8 +82,9 @@ pub(crate) struct WorkflowState {
     pub(crate) phase: Cell<Phase>,
     /// The root task and `ctx.spawn`ed tasks, aborted when the workflow fails.
     aborts: RefCell<Vec<AbortHandle>>,
-    /// The final result once known: the durable output, or why it failed here.
-    result: RefCell<Option<Result<Outcome, Error>>>,
+    /// The final result once known: the durable output, or why it failed here. Boxed:
+    /// an `Error` is large, and every running workflow would carry its room.
+    result: RefCell<Option<Box<Result<Outcome, Error>>>>,
     /// Handles waiting for `result`.
     waiters: RefCell<Vec<Waker>>,
 }
@@ -101,7 +93,6 @@ impl WorkflowState {
     pub(crate) fn new(record: &WorkflowRecord, recorded: Vec<Completion>) -> Self {
         let next_seq = recorded.last().map_or(0, |c| c.seq + 1);
         let replay_left = recorded.len();
-        let mut names = HashSet::new();
         let mut recorded_steps = Vec::with_capacity(recorded.len());
         let mut inbox = VecDeque::with_capacity(recorded.len());
         let mut previous: Option<Rc<str>> = None;
@@ -109,7 +100,7 @@ impl WorkflowState {
             // Consecutive completions often share a name: skip the hashing then.
             let name = match previous {
                 Some(p) if *p == *c.name => p,
-                _ => intern(&mut names, &c.name),
+                _ => names::intern(&c.name),
             };
             previous = Some(Rc::clone(&name));
             recorded_steps.push((c.step_id, Rc::clone(&name)));
@@ -131,11 +122,9 @@ impl WorkflowState {
             recovery_attempts: Cell::new(record.recovery_attempts),
             before_resume: RefCell::new(None),
             next_seq: Cell::new(next_seq),
-            // At least every recorded step will be created again.
-            steps: RefCell::new(Vec::with_capacity(replay_left)),
-            recorded_steps,
+            steps: RefCell::new(StepSlots::default()),
+            recorded_steps: RefCell::new(recorded_steps),
             recorded_cursor: Cell::new(0),
-            names: RefCell::new(names),
             inbox: RefCell::new(inbox),
             replay_left: Cell::new(replay_left),
             deferred: RefCell::new(Vec::new()),
@@ -150,7 +139,11 @@ impl WorkflowState {
     /// journal when replaying.
     pub(crate) fn create_step(&self, name: &str) -> u64 {
         let id = self.steps_created();
-        let recorded = self.take_recorded(id);
+        let recorded = if self.is_replaying() {
+            self.take_recorded(id)
+        } else {
+            None
+        };
         let slot_name = match &recorded {
             Some(recorded) if **recorded == *name => Rc::clone(recorded),
             Some(recorded) => {
@@ -169,23 +162,27 @@ impl WorkflowState {
             recorded: recorded.is_some(),
             outcome: None,
             waker: None,
-        });
-        id
+        })
+    }
+
+    /// Frees step `id`'s slot once its future took the outcome or was dropped. A
+    /// completion delivered to it later (a `select!` loser's) is dropped.
+    pub(crate) fn release_step(&self, id: u64) {
+        let released = self.steps.borrow_mut().release(id);
+        // Its waker, dropped with no borrow held.
+        drop(released);
     }
 
     /// The recorded name of step `id`, which is being created; ids come in increasing
     /// order, so the cursor only moves forward.
     fn take_recorded(&self, id: u64) -> Option<Rc<str>> {
+        let recorded_steps = self.recorded_steps.borrow();
         let mut cursor = self.recorded_cursor.get();
-        while self
-            .recorded_steps
-            .get(cursor)
-            .is_some_and(|(r, _)| *r < id)
-        {
+        while recorded_steps.get(cursor).is_some_and(|(r, _)| *r < id) {
             cursor += 1;
         }
         self.recorded_cursor.set(cursor);
-        match self.recorded_steps.get(cursor) {
+        match recorded_steps.get(cursor) {
             Some((r, name)) if *r == id => Some(Rc::clone(name)),
             _ => None,
         }
@@ -193,20 +190,58 @@ impl WorkflowState {
 
     /// The shared copy of a step name.
     pub(crate) fn intern(&self, name: &str) -> Rc<str> {
-        intern(&mut self.names.borrow_mut(), name)
+        names::intern(name)
     }
 
     pub(crate) fn steps_created(&self) -> u64 {
-        self.steps.borrow().len() as u64
+        self.steps.borrow().created()
     }
 
-    /// The name step `step_id` was created with (empty for an id never created).
+    /// The name step `step_id` was created with (empty for an id never created or
+    /// already released).
     pub(crate) fn step_name(&self, step_id: u64) -> Rc<str> {
-        let steps = self.steps.borrow();
-        usize::try_from(step_id)
-            .ok()
-            .and_then(|i| steps.get(i))
+        self.steps
+            .borrow()
+            .get(step_id)
             .map_or_else(|| Rc::from(""), |slot| Rc::clone(&slot.name))
+    }
+
+    /// Hands a delivered outcome to step `step_id`'s slot and wakes its future. `Err`
+    /// when the workflow never created that step (the code diverged from the journal),
+    /// saying how many it did create. A step already released (its future dropped)
+    /// takes nothing: the outcome is dropped.
+    pub(crate) fn put_outcome(&self, step_id: u64, outcome: Outcome) -> Result<(), String> {
+        let waker = {
+            let mut steps = self.steps.borrow_mut();
+            let created = steps.created();
+            match steps.get_mut(step_id) {
+                Some(slot) => {
+                    slot.outcome = Some(outcome);
+                    slot.waker.take()
+                }
+                None if step_id < created => None,
+                None => {
+                    return Err(format!(
+                        "no step with this id was created (the workflow created {created} steps)"
+                    ))
+                }
+            }
+        };
+        if let Some(waker) = waker {
+            waker.wake();
+        }
+        Ok(())
+    }
+
+    /// The next committed completion to deliver. The inbox's buffer is freed when it
+    /// empties: a recovered workflow's inbox held its whole journal.
+    pub(crate) fn next_delivery(&self) -> Option<Delivery> {
+        let mut inbox = self.inbox.borrow_mut();
+        let next = inbox.pop_front();
+        if inbox.is_empty() && inbox.capacity() > 0 {
+            *inbox = VecDeque::new();
+        }
+        next
     }
 
     pub(crate) fn is_replaying(&self) -> bool {
@@ -224,6 +259,8 @@ impl WorkflowState {
         let left = self.replay_left.get().saturating_sub(1);
         self.replay_left.set(left);
         if left == 0 {
+            // Only replay checks recorded names.
+            drop(std::mem::take(&mut *self.recorded_steps.borrow_mut()));
             let deferred = std::mem::take(&mut *self.deferred.borrow_mut());
             for waker in deferred {
                 waker.wake();
@@ -262,7 +299,7 @@ impl WorkflowState {
 
     /// Records the final result and wakes every handle waiting for it.
     pub(crate) fn set_result(&self, result: Result<Outcome, Error>) {
-        *self.result.borrow_mut() = Some(result);
+        *self.result.borrow_mut() = Some(Box::new(result));
         let waiters = std::mem::take(&mut *self.waiters.borrow_mut());
         for waker in waiters {
             waker.wake();
@@ -272,7 +309,7 @@ impl WorkflowState {
     /// The final result if known, else registers `waker` to hear about it.
     pub(crate) fn poll_result(&self, waker: &Waker) -> Option<Result<Outcome, Error>> {
         if let Some(result) = &*self.result.borrow() {
-            return Some(result.clone());
+            return Some((**result).clone());
         }
         let mut waiters = self.waiters.borrow_mut();
         if !waiters.iter().any(|w| w.will_wake(waker)) {
@@ -297,7 +334,7 @@ impl WorkflowState {
 
     /// The error this workflow stopped with in this process, if any.
     pub(crate) fn failure(&self) -> Option<Error> {
-        match &*self.result.borrow() {
+        match self.result.borrow().as_deref() {
             Some(Err(err)) => Some(err.clone()),
             _ => None,
         }
@@ -337,14 +374,4 @@ impl WorkflowState {
             None => Ok(()),
         }
     }
-}
-
-/// The shared copy of `name` in `names`, added if new.
-fn intern(names: &mut HashSet<Rc<str>>, name: &str) -> Rc<str> {
-    if let Some(shared) = names.get(name) {
-        return Rc::clone(shared);
-    }
-    let shared: Rc<str> = Rc::from(name);
-    names.insert(Rc::clone(&shared));
-    shared
 }

@@ -57,6 +57,14 @@ pub(crate) struct Local {
     pub(crate) embed_deadline: RefCell<Option<(Instant, Waker)>>,
 }
 
+/// Most waker targets `State::wake_pool` keeps. Enough for steady spawning; a burst of
+/// a hundred thousand tasks finishing together would otherwise leave a hundred thousand
+/// targets pooled for the executor's whole life.
+const WAKE_POOL_LIMIT: usize = 1024;
+
+/// Room the ready queue keeps while the executor is idle.
+const READY_KEEP: usize = 1024;
+
 struct State {
     tasks: Slab<TaskEntry>,
     /// Tasks to poll. Entries carry ids, so one left behind by an abort is skipped.
@@ -66,7 +74,8 @@ struct State {
     /// Tasks spawned and not yet finished, panicked or aborted: `run()` completes at 0.
     live: usize,
     timers: Timers,
-    /// Waker targets of finished tasks that nobody else referenced, reused by `spawn`.
+    /// Waker targets of finished tasks that nobody else referenced, reused by `spawn`
+    /// (at most `WAKE_POOL_LIMIT`).
     wake_pool: Vec<Arc<WakeTarget>>,
     trace: Option<Vec<TaskId>>,
 }
@@ -325,6 +334,9 @@ impl Local {
             if !st.ready.is_empty() {
                 return Idle::Progress;
             }
+            // Idle: give back what a burst of ready tasks grew the queue to (a hundred
+            // thousand workflows started at once), keeping room for ordinary traffic.
+            st.ready.shrink_to(READY_KEEP);
             st.timers.next_deadline()
         };
         match next {
@@ -609,7 +621,7 @@ impl State {
     /// left, no waker can observe the retargeting, and none can appear, since making a
     /// clone needs a reference. Plain loads, unlike `Arc::get_mut`'s compare-exchange.
     fn recycle(&mut self, target: Arc<WakeTarget>) {
-        if Arc::strong_count(&target) == 1 {
+        if Arc::strong_count(&target) == 1 && self.wake_pool.len() < WAKE_POOL_LIMIT {
             self.wake_pool.push(target);
         }
     }

@@ -1,0 +1,264 @@
+//! Memory per parked workflow: what a service pays for each workflow waiting in a
+//! durable sleep.
+//!
+//! N workflows each run three steps and then park in a one-hour `ctx.sleep` (system
+//! clock: a virtual clock would jump to the deadline). Each (journal, N) is measured in
+//! a fresh child process (this binary re-executed with `child` arguments), so one
+//! measurement's freed-but-kept memory cannot hide another's. The child reads
+//! `/proc/self/status` and the counting allocator before starting the workflows and
+//! once all of them are parked, and prints one line; the parent prints the table:
+//!
+//! - `RSS delta`: VmRSS parked minus VmRSS before the first start; `peak delta`: VmHWM
+//!   minus the same starting VmRSS (the high-water mark of the whole run).
+//! - `heap delta`: bytes allocated and not freed (every thread, sled's included), from
+//!   the counting global allocator; `heap peak`: the most that was live at once.
+//! - Journals: `sled` (a real sled journal in a temporary folder under cargo's target
+//!   dir, `Durability::None`, the runtime's default sled cache), `sled-sync` (the same
+//!   with `Durability::Sync`), and `memory` (the replay fuzzer's in-memory store: the
+//!   runtime's own memory plus the records, no sled at all).
+//!
+//! Run: `cargo bench --bench memory` (all rows), or
+//! `cargo bench --bench memory -- 1000 10000` for some counts only.
+#![allow(missing_docs, clippy::unwrap_used)]
+
+use std::alloc::System;
+use std::cell::{Cell, RefCell};
+use std::future::poll_fn;
+use std::process::Command;
+use std::rc::Rc;
+use std::task::{Poll, Waker};
+use std::time::{Duration, Instant};
+
+use ordo::{Ctx, Durability, Event, Runtime, RuntimeBuilder};
+use stats_alloc::{StatsAlloc, INSTRUMENTED_SYSTEM};
+
+#[global_allocator]
+static GLOBAL: &StatsAlloc<System> = &INSTRUMENTED_SYSTEM;
+
+/// Steps each workflow runs before it parks.
+const STEPS: u64 = 3;
+
+/// Three steps, then a durable sleep of an hour: parked.
+async fn parked(ctx: Ctx, steps: u64) -> Result<u64, String> {
+    let mut sum = 0;
+    for i in 0..steps {
+        sum += ctx
+            .step("work", move || async move { Ok::<u64, String>(i) })
+            .await?;
+    }
+    ctx.sleep(Duration::from_secs(3600)).await;
+    Ok(sum)
+}
+
+/// Bytes live on the heap right now, every thread included (`stats_alloc` already
+/// counts a realloc's growth as allocated and its shrinking as deallocated).
+fn heap_live() -> i64 {
+    let stats = GLOBAL.stats();
+    stats.bytes_allocated as i64 - stats.bytes_deallocated as i64
+}
+
+/// `VmRSS` and `VmHWM` of this process, in bytes.
+fn rss() -> (u64, u64) {
+    let status = std::fs::read_to_string("/proc/self/status").unwrap();
+    let field = |name: &str| -> u64 {
+        status
+            .lines()
+            .find_map(|line| line.strip_prefix(name))
+            .and_then(|rest| {
+                rest.trim()
+                    .trim_end_matches("kB")
+                    .trim()
+                    .parse::<u64>()
+                    .ok()
+            })
+            .map_or(0, |kb| kb * 1024)
+    };
+    (field("VmRSS:"), field("VmHWM:"))
+}
+
+/// One measurement, as the child prints it and the parent parses it.
+struct Row {
+    journal: String,
+    n: u64,
+    rss_delta: i64,
+    peak_delta: i64,
+    heap_delta: i64,
+    heap_peak: i64,
+    secs: f64,
+}
+
+impl Row {
+    fn to_line(&self) -> String {
+        format!(
+            "ROW {} {} {} {} {} {} {:.3}",
+            self.journal,
+            self.n,
+            self.rss_delta,
+            self.peak_delta,
+            self.heap_delta,
+            self.heap_peak,
+            self.secs
+        )
+    }
+
+    fn parse(line: &str) -> Option<Row> {
+        let mut parts = line.strip_prefix("ROW ")?.split_whitespace();
+        Some(Row {
+            journal: parts.next()?.to_string(),
+            n: parts.next()?.parse().ok()?,
+            rss_delta: parts.next()?.parse().ok()?,
+            peak_delta: parts.next()?.parse().ok()?,
+            heap_delta: parts.next()?.parse().ok()?,
+            heap_peak: parts.next()?.parse().ok()?,
+            secs: parts.next()?.parse().ok()?,
+        })
+    }
+}
+
+/// In the child: start `n` workflows, drive them until all are parked, measure.
+fn measure(journal: &str, n: u64) -> Row {
+    let base = std::path::PathBuf::from(env!("CARGO_TARGET_TMPDIR"));
+    std::fs::create_dir_all(&base).unwrap();
+    let dir = tempfile::tempdir_in(base).unwrap();
+
+    // Counts the workflows whose sleep has started: its deadline step was delivered.
+    let sleeping = Rc::new(Cell::new(0u64));
+    let waiter: Rc<RefCell<Option<Waker>>> = Rc::default();
+    let (count, wake) = (Rc::clone(&sleeping), Rc::clone(&waiter));
+    let builder: RuntimeBuilder =
+        Runtime::builder()
+            .register("parked", parked)
+            .observer(move |event| {
+                if let Event::Step { name, .. } = event {
+                    if name == "ordo.sleep.until" {
+                        count.set(count.get() + 1);
+                        if let Some(waker) = wake.borrow_mut().take() {
+                            waker.wake();
+                        }
+                    }
+                }
+            });
+    let builder = match journal {
+        "sled" => builder.path(dir.path()).durability(Durability::None),
+        "sled-sync" => builder.path(dir.path()).durability(Durability::Sync),
+        "memory" => builder.store(Box::new(ordo::fuzzing::MemoryJournal::default())),
+        other => panic!("unknown journal {other}"),
+    };
+    let rt = builder.build().unwrap();
+
+    let (rss_before, _) = rss();
+    let heap_before = heap_live();
+    let mut heap_peak = heap_before;
+    let start = Instant::now();
+    for i in 0..n {
+        drop(
+            rt.start::<_, u64, String>("parked", &format!("wf-{i:08}"), STEPS)
+                .unwrap(),
+        );
+        if i % 1024 == 0 {
+            heap_peak = heap_peak.max(heap_live());
+        }
+    }
+    rt.block_on(async {
+        poll_fn(|cx| {
+            if sleeping.get() >= n {
+                Poll::Ready(())
+            } else {
+                *waiter.borrow_mut() = Some(cx.waker().clone());
+                Poll::Pending
+            }
+        })
+        .await;
+        // The executor parks only once nothing is ready: by the time this fires, every
+        // sleep's firing step has started its timer.
+        ordo::executor::sleep(Duration::from_millis(200)).await;
+    });
+    let secs = start.elapsed().as_secs_f64();
+    let heap_after = heap_live();
+    heap_peak = heap_peak.max(heap_after);
+    let (rss_after, hwm) = rss();
+    assert_eq!(rt.metrics().steps_executed, n * (STEPS + 1));
+    let row = Row {
+        journal: journal.to_string(),
+        n,
+        rss_delta: rss_after as i64 - rss_before as i64,
+        peak_delta: hwm as i64 - rss_before as i64,
+        heap_delta: heap_after - heap_before,
+        heap_peak: heap_peak - heap_before,
+        secs,
+    };
+    // Tearing 100,000 parked workflows down is not what is measured.
+    std::mem::forget(rt);
+    drop(dir);
+    row
+}
+
+fn mib(bytes: i64) -> String {
+    format!("{:.1} MiB", bytes as f64 / (1024.0 * 1024.0))
+}
+
+fn main() {
+    let args: Vec<String> = std::env::args().skip(1).collect();
+    if args.first().map(String::as_str) == Some("child") {
+        let journal = &args[1];
+        let n: u64 = args[2].parse().unwrap();
+        println!("{}", measure(journal, n).to_line());
+        return;
+    }
+    // `cargo bench` passes `--bench`; plain numbers choose the counts.
+    let mut counts: Vec<u64> = args.iter().filter_map(|a| a.parse().ok()).collect();
+    if counts.is_empty() {
+        counts = vec![1_000, 10_000, 100_000];
+    }
+    let mut runs: Vec<(&str, u64)> = Vec::new();
+    for &n in &counts {
+        runs.push(("sled", n));
+    }
+    runs.push(("sled-sync", counts[0]));
+    for &n in &counts {
+        runs.push(("memory", n));
+    }
+
+    let exe = std::env::current_exe().unwrap();
+    println!(
+        "parked workflows ({STEPS} steps, then a one-hour durable sleep); each row a fresh process"
+    );
+    println!(
+        "{:<10} {:>8} {:>11} {:>11} {:>11} {:>11} {:>9} {:>9} {:>7}",
+        "journal",
+        "N",
+        "RSS delta",
+        "peak delta",
+        "heap delta",
+        "heap peak",
+        "RSS B/wf",
+        "heap B/wf",
+        "secs"
+    );
+    for (journal, n) in runs {
+        let out = Command::new(&exe)
+            .args(["child", journal, &n.to_string()])
+            .output()
+            .unwrap();
+        let stdout = String::from_utf8_lossy(&out.stdout);
+        let Some(row) = stdout.lines().find_map(Row::parse) else {
+            eprintln!(
+                "{journal} N={n}: the child failed: {}",
+                String::from_utf8_lossy(&out.stderr)
+            );
+            continue;
+        };
+        println!(
+            "{:<10} {:>8} {:>11} {:>11} {:>11} {:>11} {:>9} {:>9} {:>7.2}",
+            row.journal,
+            row.n,
+            mib(row.rss_delta),
+            mib(row.peak_delta),
+            mib(row.heap_delta),
+            mib(row.heap_peak),
+            row.rss_delta / row.n as i64,
+            row.heap_delta / row.n as i64,
+            row.secs
+        );
+    }
+}
