@@ -1,9 +1,9 @@
 //! ordo's main demo: an order checkout that survives being killed.
 //!
 //! ```sh
-//! cargo run --release --example quickstart                    # runs to the end
-//! cargo run --release --example quickstart -- --crash-after 3 # dies after 3 committed steps
-//! cargo run --release --example quickstart                    # resumes: replays 3, runs the rest
+//! cargo run --release -p ordo-quickstart                    # runs to the end
+//! cargo run --release -p ordo-quickstart -- --crash-after 3 # dies after 3 committed steps
+//! cargo run --release -p ordo-quickstart                    # resumes: replays 3, runs the rest
 //! ```
 //!
 //! The workflow reserves every item concurrently (`join_all`), waits out a durable
