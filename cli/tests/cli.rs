@@ -28,7 +28,7 @@ fn quickstart_exe() -> PathBuf {
     let quickstart = profile_dir.join(format!("quickstart{}", std::env::consts::EXE_SUFFIX));
     assert!(
         quickstart.is_file(),
-        "{} is missing: `cargo test --workspace` builds it, `cargo test --test cli` does \
+        "{} is missing: `cargo test --workspace` builds it, `cargo test -p ordo-cli` does \
          not; run `cargo build -p ordo-quickstart` first",
         quickstart.display()
     );
