@@ -70,6 +70,18 @@ fn quickstart_resumes_after_a_crash_at_every_committed_step() {
     assert_eq!(summary, (0, 0), "a finished workflow is not run again");
     assert_eq!(again_receipt, receipt);
 
+    // Nothing is left to crash in a finished checkout: the quickstart says so and how
+    // to start over, instead of a silent success.
+    let no_crash = run(&fresh_dir.path().join("data"), Some(3));
+    let (summary, _) = finished(&no_crash, "--crash-after on a finished checkout");
+    assert_eq!(summary, (0, 0));
+    let stderr = String::from_utf8_lossy(&no_crash.stderr);
+    assert!(
+        stderr.contains("--crash-after 3 did not crash: order-42 had already finished")
+            && stderr.contains("rm -rf"),
+        "{stderr}"
+    );
+
     for k in 1..total {
         let dir = tempfile::tempdir().expect("tempdir");
         let data = dir.path().join("data");
