@@ -74,8 +74,10 @@
 //! - `codec`: bincode encoding of user values; `clock`: wall time on executor time.
 //! - `error`: the one [`Error`] enum; `event`: [`Event`]s for observers;
 //!   `retry`: [`RetryPolicy`].
-//! - `src/bin/ordo/`: the `ordo` CLI, which reads a journal from the shell (`list`,
-//!   `show`, `stats`); see the README.
+//!
+//! Beside this crate, in the same workspace: `cli/` (package `ordo-cli`), the `ordo`
+//! command, which reads a journal from the shell (`list`, `show`, `stats`); and
+//! `examples/quickstart/` (package `ordo-quickstart`), the README's demo.
 
 #![warn(missing_docs)]
 

@@ -6,6 +6,9 @@
 //! ordo stats [--data DIR] [--json]
 //! ```
 //!
+//! Install it with `cargo install --path cli` (from the repository's root), or run it in
+//! place with `cargo run --release -p ordo-cli -- <command>`.
+//!
 //! The CLI only reads: it opens the journal with
 //! [`SledJournal::open_existing`](ordo::journal::SledJournal::open_existing), which
 //! never creates, migrates or writes anything. Every failure is one line on stderr,

@@ -1,9 +1,10 @@
 //! ordo's main demo: an order checkout that survives being killed.
 //!
 //! ```sh
-//! cargo run --release --example quickstart                    # runs to the end
-//! cargo run --release --example quickstart -- --crash-after 3 # dies after 3 committed steps
-//! cargo run --release --example quickstart                    # resumes: replays 3, runs the rest
+//! cargo run --release -p ordo-quickstart                    # runs to the end
+//! rm -rf ordo-data                                          # a finished order is not re-run
+//! cargo run --release -p ordo-quickstart -- --crash-after 3 # dies after 3 committed steps
+//! cargo run --release -p ordo-quickstart                    # resumes: replays 3, runs the rest
 //! ```
 //!
 //! The workflow reserves every item concurrently (`join_all`), waits out a durable
@@ -183,5 +184,21 @@ fn run() -> Result<(), Box<dyn std::error::Error>> {
         "replayed {} steps, executed {} steps",
         metrics.steps_replayed, metrics.steps_executed
     );
+    if let Some(n) = args.crash_after {
+        // The crash never came: say why rather than leave a silent success.
+        let why = if metrics.steps_replayed + metrics.steps_executed == 0 {
+            format!(
+                "order-42 had already finished in {dir}, and a finished workflow is not \
+                 run again; remove the folder (rm -rf {dir}) to start over",
+                dir = args.data.display()
+            )
+        } else {
+            format!(
+                "the checkout finished after {} committed steps",
+                committed.get()
+            )
+        };
+        eprintln!("quickstart: --crash-after {n} did not crash: {why}");
+    }
     Ok(())
 }

@@ -1,6 +1,7 @@
-//! The `ordo` CLI end to end: the quickstart writes a real journal, the CLI binary
-//! reads it; bad journals (missing, locked, corrupt, newer) each get one line on stderr
-//! and their own exit code; nothing the CLI does changes the journal.
+//! The `ordo` CLI end to end: the quickstart (package `ordo-quickstart`) writes a real
+//! journal, the CLI binary reads it; bad journals (missing, locked, corrupt, newer) each
+//! get one line on stderr and their own exit code; nothing the CLI does changes the
+//! journal.
 
 use std::path::{Path, PathBuf};
 use std::process::{Command, Output};
@@ -11,21 +12,24 @@ use ordo::journal::{
 use ordo::Durability;
 use serde_json::Value;
 
-/// The quickstart example binary. `cargo test` builds examples next to the test
-/// binaries: `target/<profile>/deps/cli-<hash>` → `target/<profile>/examples/quickstart`.
+/// The quickstart binary (package `ordo-quickstart`), which writes a real journal.
+///
+/// Another package's binary has no `CARGO_BIN_EXE_*` variable here, so it is found
+/// where cargo puts it: `cargo test --workspace` builds it for the quickstart's own
+/// tests, into the folder above this test's (`target/<profile>/deps/cli-<hash>` →
+/// `target/<profile>/quickstart`). Invoking cargo from inside a test would wait on the
+/// build-directory lock that the running `cargo test` holds.
 fn quickstart_exe() -> PathBuf {
     let exe = std::env::current_exe().expect("the test binary's path");
     let profile_dir = exe
         .parent()
         .and_then(Path::parent)
         .expect("the test binary lives in target/<profile>/deps");
-    let quickstart = profile_dir
-        .join("examples")
-        .join(format!("quickstart{}", std::env::consts::EXE_SUFFIX));
+    let quickstart = profile_dir.join(format!("quickstart{}", std::env::consts::EXE_SUFFIX));
     assert!(
         quickstart.is_file(),
-        "{} is missing: `cargo test` builds it, a filtered run (`--test cli`) may not; \
-         run `cargo build --example quickstart` first",
+        "{} is missing: `cargo test --workspace` builds it, `cargo test -p ordo-cli` does \
+         not; run `cargo build -p ordo-quickstart` first",
         quickstart.display()
     );
     quickstart

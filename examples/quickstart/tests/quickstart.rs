@@ -1,56 +1,16 @@
-//! The README's demo, end to end: `examples/quickstart.rs` killed with
-//! `--crash-after k` and run again resumes the interrupted checkout, replays what was
-//! committed, executes the rest, and prints the receipt of an uninterrupted run.
+//! The README's demo, end to end: the quickstart killed with `--crash-after k` and run
+//! again resumes the interrupted checkout, replays what was committed, executes the
+//! rest, and prints the receipt of an uninterrupted run.
 //!
-//! Runs the example binary that `cargo test` builds next to this test
-//! (`target/<profile>/examples/quickstart`) directly: invoking cargo from inside a test
-//! would wait on the build-directory lock that the running `cargo test` holds.
+//! Runs the `quickstart` binary that cargo builds for this package's tests
+//! (`CARGO_BIN_EXE_quickstart`), so `cargo test --workspace` on a clean checkout finds
+//! it up to date.
 
-use std::path::{Path, PathBuf};
+use std::path::Path;
 use std::process::{Command, Output};
-use std::time::SystemTime;
-
-/// The example binary built by this `cargo test` run.
-fn quickstart_binary() -> PathBuf {
-    let exe = std::env::current_exe().expect("test binary path");
-    // target/<profile>/deps/quickstart-<hash> → target/<profile>/examples/quickstart
-    let profile_dir = exe
-        .parent()
-        .and_then(Path::parent)
-        .expect("the test binary sits in target/<profile>/deps");
-    let binary = profile_dir
-        .join("examples")
-        .join(format!("quickstart{}", std::env::consts::EXE_SUFFIX));
-    let built = std::fs::metadata(&binary)
-        .and_then(|m| m.modified())
-        .unwrap_or_else(|_| {
-            panic!(
-                "{} is missing: run the whole `cargo test -p ordo` (which builds the examples) \
-                 or `cargo build --examples` first",
-                binary.display()
-            )
-        });
-    let root = Path::new(env!("CARGO_MANIFEST_DIR"));
-    let newest_source = std::iter::once(root.join("examples/quickstart.rs"))
-        .chain(
-            std::fs::read_dir(root.join("src"))
-                .expect("src/ readable")
-                .filter_map(|e| e.ok().map(|e| e.path())),
-        )
-        .filter_map(|p| std::fs::metadata(p).and_then(|m| m.modified()).ok())
-        .max()
-        .unwrap_or(SystemTime::UNIX_EPOCH);
-    assert!(
-        built >= newest_source,
-        "{} is older than the sources: rebuild it (`cargo build --examples`, or the whole \
-         `cargo test -p ordo`)",
-        binary.display()
-    );
-    binary
-}
 
 fn run(data: &Path, crash_after: Option<u64>) -> Output {
-    let mut cmd = Command::new(quickstart_binary());
+    let mut cmd = Command::new(env!("CARGO_BIN_EXE_quickstart"));
     cmd.arg("--data").arg(data);
     if let Some(k) = crash_after {
         cmd.arg("--crash-after").arg(k.to_string());
@@ -109,6 +69,18 @@ fn quickstart_resumes_after_a_crash_at_every_committed_step() {
     let (summary, again_receipt) = finished(&again, "re-run of a finished checkout");
     assert_eq!(summary, (0, 0), "a finished workflow is not run again");
     assert_eq!(again_receipt, receipt);
+
+    // Nothing is left to crash in a finished checkout: the quickstart says so and how
+    // to start over, instead of a silent success.
+    let no_crash = run(&fresh_dir.path().join("data"), Some(3));
+    let (summary, _) = finished(&no_crash, "--crash-after on a finished checkout");
+    assert_eq!(summary, (0, 0));
+    let stderr = String::from_utf8_lossy(&no_crash.stderr);
+    assert!(
+        stderr.contains("--crash-after 3 did not crash: order-42 had already finished")
+            && stderr.contains("rm -rf"),
+        "{stderr}"
+    );
 
     for k in 1..total {
         let dir = tempfile::tempdir().expect("tempdir");
