@@ -745,11 +745,19 @@ fn lock_probe(dir: &Path) -> Result<std::fs::File, Error> {
         .read(true)
         .write(true)
         .open(dir.join("db"))?;
-    match log.try_lock_exclusive() {
-        Ok(()) => Ok(log),
-        Err(_) => Err(Error::Locked {
-            path: dir.to_path_buf(),
-        }),
+    // A process that just died, or a journal this process just dropped, can hold the
+    // lock for a moment more (sled's last I/O task): wait briefly before refusing.
+    let deadline = Instant::now() + Duration::from_secs(2);
+    loop {
+        match FileExt::try_lock_exclusive(&log) {
+            Ok(()) => return Ok(log),
+            Err(_) if Instant::now() < deadline => std::thread::sleep(Duration::from_millis(5)),
+            Err(_) => {
+                return Err(Error::Locked {
+                    path: dir.to_path_buf(),
+                })
+            }
+        }
     }
 }
 
