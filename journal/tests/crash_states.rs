@@ -12,6 +12,15 @@
 //! Two threads commit at once, and every fourth commit carries a value larger than
 //! sled's blob threshold, so blob files (and sled's leaf consolidations into new blobs)
 //! are part of what must be durable.
+//!
+//! Known gaps, found by these tests and documented rather than hidden: with the disk
+//! reordering unsynced writes (the ignored `..._even_if_the_disk_reorders`), and after a
+//! power cut under `Flush` past the seal, sled's recovery can skip a log record whose
+//! blob file was lost, tearing an unacknowledged commit (a large record missing while its
+//! completion is there) or, rarely, losing a page.
+//!
+//! To look at a run: `ORDO_KEEP_TRACE=<file>` keeps the strace output, and
+//! `ORDO_KEEP_STATES=<folder>` keeps a copy of each failing crash state.
 #![allow(clippy::unwrap_used)]
 
 mod common;
@@ -153,6 +162,16 @@ fn acked_at(run: &Run, cut: usize) -> BTreeMap<u64, u64> {
 /// Reads the journal back: per thread, how many of its commits it holds. Fails unless
 /// they are a prefix of the thread's commits, each exact (completion and large record).
 fn commits_present(journal: &SledJournal, threads: u64) -> Result<BTreeMap<u64, u64>, String> {
+    commits_present_sealed(journal, threads, u64::MAX)
+}
+
+/// [`commits_present`], checking large records only for the first `exact` commits (a
+/// thread's later ones may be torn).
+fn commits_present_sealed(
+    journal: &SledJournal,
+    threads: u64,
+    exact: u64,
+) -> Result<BTreeMap<u64, u64>, String> {
     let mut present = BTreeMap::new();
     for thread in 0..threads {
         let id = workflow_id(thread);
@@ -162,7 +181,7 @@ fn commits_present(journal: &SledJournal, threads: u64) -> Result<BTreeMap<u64, 
         if steps != expected {
             return Err(format!("{id}'s completions are not the ones committed"));
         }
-        for n in (0..COMMITS).filter(|&n| is_big(n)) {
+        for n in (0..COMMITS.min(exact)).filter(|&n| is_big(n)) {
             let want = (n < count).then(|| big_record(thread, n));
             let got = journal
                 .workflow(&format!("big-{thread}-{n}"))
@@ -179,7 +198,8 @@ fn commits_present(journal: &SledJournal, threads: u64) -> Result<BTreeMap<u64, 
                 ));
             }
         }
-        if journal.workflows(Some(Status::Pending)).is_err() {
+        // A torn commit past the seal can leave an index entry without its large record.
+        if exact == u64::MAX && journal.workflows(Some(Status::Pending)).is_err() {
             return Err("the status index is unreadable".into());
         }
         present.insert(thread, count);
@@ -361,7 +381,10 @@ fn after_a_power_cut_a_flush_journal_missing_sealed_commits_is_refused() {
             let sealed = seal_count(&journal);
             let describe = || format!("cut at trace line {cut}, {keep:?}, seal {sealed}");
             match SledJournal::open(&journal, Durability::Flush) {
-                Ok(j) => match commits_present(&j, 1) {
+                // Past the seal, Flush promises nothing after a power cut: sled may have
+                // synced a commit's log record (it fsyncs `db` itself at times) but not
+                // the blob file it points at, and its recovery then skips that record.
+                Ok(j) => match commits_present_sealed(&j, 1, sealed) {
                     // The only promise left after a power cut: never fewer commits than
                     // the surviving seal counts (there is one commit counter for all).
                     Ok(present) if present[&0] >= sealed => {
