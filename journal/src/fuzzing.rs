@@ -8,6 +8,7 @@ use crate::key::{self, Key};
 use crate::record::{Completion, Outcome, Status};
 use crate::sled::SledJournal;
 use crate::store::Store;
+use crate::Error;
 
 thread_local! {
     /// One temporary journal per thread, cleared for every input: opening sled per input
@@ -15,11 +16,35 @@ thread_local! {
     static JOURNAL: RefCell<Option<SledJournal>> = const { RefCell::new(None) };
 }
 
+/// What the decoders did with one input, so seeded tests can check the inputs reach them.
+#[derive(Debug, Default, Clone, Copy, PartialEq, Eq)]
+pub struct DecodeReport {
+    /// Values (the input, or the input after its tag byte) that decoded as a record and
+    /// re-encoded to the same bytes.
+    pub decoded: usize,
+    /// Values with the right format byte that the decoder itself rejected as corrupt.
+    pub corrupt: usize,
+    /// Values refused for their format byte, before decoding.
+    pub wrong_version: usize,
+}
+
 /// Feeds `data` to every decoder, then writes it under journal keys of a temporary
 /// journal and reads it back through [`Store`]. Every path must return a value or a typed
-/// error; a panic is a bug. A value that decodes must also survive re-encoding unchanged.
+/// error naming the key; a panic is a bug. A value that decodes must re-encode to the
+/// very bytes it was decoded from.
 pub fn journal_decode(data: &[u8]) {
-    decode_everything(data);
+    journal_decode_report(data);
+}
+
+/// [`journal_decode`], reporting what the decoders did.
+pub fn journal_decode_report(data: &[u8]) -> DecodeReport {
+    let mut report = DecodeReport::default();
+    decode_everything(data, &mut report);
+    // The first byte picks where the rest is planted: decode the rest on its own too, so
+    // a valid value after a tag reaches the decoders.
+    if let Some((_, rest)) = data.split_first() {
+        decode_everything(rest, &mut report);
+    }
     JOURNAL.with(|cell| {
         let mut cell = cell.borrow_mut();
         if cell.is_none() {
@@ -29,24 +54,51 @@ pub fn journal_decode(data: &[u8]) {
             plant_and_read(journal, data);
         }
     });
+    report
+}
+
+/// Asserts that `err` is what a bad stored value must give: `Corrupt` or
+/// `UnsupportedVersion`, naming `key`; counts it.
+fn check_rejection(err: &Error, key: &[u8], report: &mut DecodeReport) {
+    let named = key::describe(key);
+    match err {
+        Error::Corrupt { key: k, .. } => {
+            assert_eq!(*k, named, "a corrupt value names its key");
+            report.corrupt += 1;
+        }
+        Error::UnsupportedVersion { what, .. } => {
+            assert!(what.contains(&named), "{what:?} names {named}");
+            report.wrong_version += 1;
+        }
+        other => panic!("a bad value under {named} gave {other:?}"),
+    }
 }
 
 /// Decodes `data` as each stored value and key.
-fn decode_everything(data: &[u8]) {
-    if let Ok(rec) = codec::decode_workflow(b"wfuzz", "fuzz", data) {
-        let mut again = Vec::new();
-        assert!(codec::encode_workflow(&rec, &mut again).is_ok());
-        assert_eq!(
-            codec::decode_workflow(b"wfuzz", "fuzz", &again).ok(),
-            Some(rec)
-        );
+fn decode_everything(data: &[u8], report: &mut DecodeReport) {
+    let workflow_key = b"wfuzz";
+    match codec::decode_workflow(workflow_key, "fuzz", data) {
+        Ok(rec) => {
+            let mut again = Vec::new();
+            assert!(codec::encode_workflow(&rec, &mut again).is_ok());
+            assert_eq!(again, data, "a decoded workflow re-encodes to its bytes");
+            report.decoded += 1;
+        }
+        Err(err) => check_rejection(&err, workflow_key, report),
     }
-    if let Ok(run) = codec::decode_completions(b"cfuzz", data) {
-        let mut again = Vec::new();
-        assert!(codec::encode_run(run.iter(), &mut again).is_ok());
-        assert_eq!(codec::decode_completions(b"cfuzz", &again).ok(), Some(run));
+    let run_key = b"cfuzz";
+    match codec::decode_completions(run_key, data) {
+        Ok(run) => {
+            let mut again = Vec::new();
+            assert!(codec::encode_run(run.iter(), &mut again).is_ok());
+            assert_eq!(again, data, "a decoded run re-encodes to its bytes");
+            report.decoded += 1;
+        }
+        Err(err) => check_rejection(&err, run_key, report),
     }
-    let _ = codec::decode_schema(data);
+    if let Err(err) = codec::decode_schema(data) {
+        assert!(matches!(err, Error::Corrupt { .. }), "{err:?}");
+    }
     let _ = key::parse(data);
     let _ = key::describe(data);
 }
@@ -102,16 +154,45 @@ fn plant_and_read(journal: &SledJournal, data: &[u8]) {
     if planted.is_err() {
         return;
     }
-    let _ = journal.workflow("w");
-    let _ = journal.completions("w");
-    let _ = journal.workflows(None);
+    // Reads of planted garbage give a value or a typed error, never another kind.
+    let typed = |err: Error| {
+        assert!(
+            matches!(
+                err,
+                Error::Corrupt { .. } | Error::UnsupportedVersion { .. }
+            ),
+            "{err:?}"
+        );
+    };
+    let mut ignored = DecodeReport::default();
+    match journal.workflow("w") {
+        // Tag 0 planted `rest` as the record of "w": what reads back is exactly it.
+        Ok(Some(rec)) if tag % 5 == 0 || tag % 5 == 4 => {
+            assert_eq!(crate::fuzzing::encode_workflow(&rec), rest)
+        }
+        Ok(_) => {}
+        Err(err) if tag % 5 == 0 || tag % 5 == 4 => check_rejection(&err, &k, &mut ignored),
+        Err(err) => typed(err),
+    }
+    if let Err(err) = journal.completions("w") {
+        typed(err);
+    }
+    if let Err(err) = journal.workflows(None) {
+        typed(err);
+    }
     for status in Status::ALL {
-        let _ = journal.workflows(Some(status));
+        if let Err(err) = journal.workflows(Some(status)) {
+            typed(err);
+        }
     }
     match key::parse(rest) {
         Ok(Key::Workflow(id) | Key::Completions { id, .. } | Key::Status { id, .. }) => {
-            let _ = journal.workflow(id);
-            let _ = journal.completions(id);
+            if let Err(err) = journal.workflow(id) {
+                typed(err);
+            }
+            if let Err(err) = journal.completions(id) {
+                typed(err);
+            }
         }
         Ok(Key::Type(fingerprint)) => {
             let _ = journal.type_name(fingerprint);

@@ -59,7 +59,12 @@
 //! sled 0.34.7's `flush()` only calls `sync_file_range` on Linux, which writes data
 //! towards the disk but neither flushes the disk's cache nor syncs metadata. So
 //! [`Durability::Sync`] follows every flush with `fdatasync` of sled's data file (and of
-//! any new blob file sled wrote for a large message, which it never syncs itself).
+//! any new blob file sled wrote for a large message, which it never syncs itself, and of
+//! the folders naming new files). `Sync` and `Flush` journals run sled without its
+//! background flusher, so sled writes only inside a commit, never between a commit's
+//! blob sync and its `fdatasync`. `tests/crash_states.rs` rebuilds the files a power cut
+//! could leave at every acknowledgement and inside every commit, from an strace of a
+//! committing process, and finds every acknowledged `Sync` commit in each.
 //!
 //! # Damage
 //!

@@ -166,7 +166,10 @@ impl SledJournal {
             drop(probe);
             checked?;
         }
-        let db = open_sled(::sled::Config::new().path(&path), &path)?;
+        let config = ::sled::Config::new()
+            .path(&path)
+            .flush_every_ms(durability.sled_flush_every_ms());
+        let db = open_sled(config, &path)?;
         let (seal, total_commits) = match stored_schema(&db)? {
             Some(version) => {
                 check_schema(version, &path)?;
@@ -515,6 +518,8 @@ impl Store for SledJournal {
             // counter is written after the data it counts.
             let number = writer.total_commits + 1;
             let counter = number.to_be_bytes();
+            // No blob may appear during a concurrent durability point (see `durability`).
+            let _applying = self.data_files.as_ref().map(DataFiles::applying);
             match self.encode(batch, &mut writer)? {
                 Some(mut writes) => {
                     writes.insert(key::COMMITS, &counter);

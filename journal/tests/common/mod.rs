@@ -71,3 +71,6 @@ pub fn child_journal() -> (std::path::PathBuf, Durability) {
     };
     (path.into(), durability)
 }
+
+pub mod crash_fs;
+pub mod strace;
