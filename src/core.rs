@@ -15,7 +15,7 @@ use std::panic::AssertUnwindSafe;
 use std::rc::Rc;
 use std::time::Instant;
 
-use ordo_journal::{Batch, Completion, Outcome, Store, WorkflowRecord};
+use ordo_journal::{Batch, Completion, Outcome, Status, Store, WorkflowRecord};
 
 use crate::clock::WallClock;
 use crate::codec;
@@ -33,6 +33,8 @@ pub(crate) struct PendingStart {
     /// What the commit writes: a new `Pending` record, or a pending workflow's record
     /// with one more recovery attempt counted.
     pub(crate) record: WorkflowRecord,
+    /// Whether the journal has no record of it yet (a new start, not a resumption).
+    pub(crate) is_new: bool,
     pub(crate) registration: Registration,
 }
 
@@ -251,7 +253,7 @@ impl Core {
         }
         let attempts = before.recovery_attempts;
         let mut batch = Batch::new();
-        batch.put_workflow(before);
+        batch.update_workflow(before, Status::Pending);
         match self.store.commit(&batch) {
             Ok(()) => wf.recovery_attempts.set(attempts),
             Err(err) => self.break_down(err.into()),
@@ -272,7 +274,7 @@ impl Core {
                 continue;
             }
             if let Some(before) = wf.before_resume.borrow_mut().take() {
-                batch.put_workflow(before);
+                batch.update_workflow(before, Status::Pending);
             }
         }
         // Best effort: if it fails, the attempts stay counted, which is only conservative.
@@ -427,7 +429,11 @@ impl Core {
         // Starts first: a later put of the same id in this batch (its attempt reset, its
         // final record) overrides the start's.
         for start in &starts {
-            batch.put_workflow(start.record.clone());
+            if start.is_new {
+                batch.insert_workflow(start.record.clone());
+            } else {
+                batch.update_workflow(start.record.clone(), Status::Pending);
+            }
         }
         for (wf, mut completion) in completions {
             completion.seq = wf.next_seq.get();
@@ -437,7 +443,7 @@ impl Core {
             if wf.recovery_attempts.get() > 0 {
                 wf.recovery_attempts.set(0);
                 wf.before_resume.borrow_mut().take();
-                batch.put_workflow(wf.pending_record(0, now_ms));
+                batch.update_workflow(wf.pending_record(0, now_ms), Status::Pending);
             }
             batch.push_completion(&wf.id, completion);
             staged.push(wf);
@@ -445,7 +451,7 @@ impl Core {
         let finished: Vec<Rc<WorkflowState>> = finished
             .into_iter()
             .map(|(wf, output)| {
-                batch.put_workflow(wf.final_record(output, now_ms));
+                batch.update_workflow(wf.final_record(output, now_ms), Status::Pending);
                 wf
             })
             .collect();

@@ -450,7 +450,7 @@ impl Runtime {
                 Err(conflict(id, &wf.name, name))
             };
         }
-        let (wf, record) = match self.core.store.workflow(id)? {
+        let (wf, record, is_new) = match self.core.store.workflow(id)? {
             Some(record) if record.name != name => return Err(conflict(id, &record.name, name)),
             Some(record) if record.status != Status::Pending => {
                 return Ok(WorkflowHandle::new(
@@ -459,7 +459,10 @@ impl Runtime {
                     None,
                 ))
             }
-            Some(record) => self.prepare_resume(record)?,
+            Some(record) => {
+                let (wf, record) = self.prepare_resume(record)?;
+                (wf, record, false)
+            }
             None => {
                 let encoded =
                     codec::encode(registration.input, &input).map_err(|detail| Error::Encode {
@@ -478,12 +481,17 @@ impl Runtime {
                     updated_ms: now_ms,
                     recovery_attempts: 0,
                 };
-                (Rc::new(WorkflowState::new(&record, Vec::new())), record)
+                (
+                    Rc::new(WorkflowState::new(&record, Vec::new())),
+                    record,
+                    true,
+                )
             }
         };
         self.core.stage_start(PendingStart {
             wf: Rc::clone(&wf),
             record,
+            is_new,
             registration,
         });
         Ok(WorkflowHandle::new(
@@ -554,7 +562,7 @@ impl Runtime {
             let id = record.id.clone();
             match self.prepare_resume(record) {
                 Ok((wf, record)) => {
-                    batch.put_workflow(record);
+                    batch.update_workflow(record, Status::Pending);
                     to_resume.push((wf, registration));
                 }
                 Err(err) => report.failed.push((id, err)),
@@ -602,7 +610,11 @@ impl Runtime {
             record.status = Status::Cancelled;
             record.updated_ms = self.core.now_ms_at(self.executor.now());
             let mut batch = Batch::new();
-            batch.put_workflow(record);
+            if start.is_new {
+                batch.insert_workflow(record);
+            } else {
+                batch.update_workflow(record, Status::Pending);
+            }
             self.core.store.commit(&batch)?;
             start.wf.fail(Error::Cancelled {
                 workflow_id: id.to_string(),
@@ -631,7 +643,7 @@ impl Runtime {
         record.status = Status::Cancelled;
         record.updated_ms = self.core.now_ms_at(self.executor.now());
         let mut batch = Batch::new();
-        batch.put_workflow(record);
+        batch.update_workflow(record, Status::Pending);
         self.core.store.commit(&batch)?;
         if let Some(wf) = running {
             wf.fail(Error::Cancelled {

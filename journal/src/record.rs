@@ -257,6 +257,17 @@ pub struct Completion {
     pub ended_ms: u64,
 }
 
+/// What a batch knows about a workflow's status before the batch.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(crate) enum Prior {
+    /// Nothing: every other status's index entry is removed blindly.
+    Unknown,
+    /// The workflow has no record yet.
+    Absent,
+    /// The record had this status.
+    Was(Status),
+}
+
 /// Everything one group commit writes: workflow upserts and completions of any number of
 /// workflows, applied all or nothing by [`Store::commit`](crate::Store::commit).
 ///
@@ -280,6 +291,10 @@ pub struct Batch {
     /// Whole records, not field updates: a status change rewrites the record and its
     /// status-index entry in the same commit.
     pub(crate) workflows: Vec<WorkflowRecord>,
+    /// What the writer knows of each record's status before this batch (same index as
+    /// `workflows`): it spares the status index the blind removal of every other status
+    /// (sled costs microseconds per entry, and a start is one of ten thousand).
+    pub(crate) priors: Vec<Prior>,
     /// `(workflow id, completion)` pairs in push order.
     pub(crate) completions: Vec<(String, Completion)>,
     /// `(fingerprint, type name)` of value types to name in the journal's type table.
@@ -308,6 +323,46 @@ impl Batch {
     /// ```
     pub fn put_workflow(&mut self, rec: WorkflowRecord) {
         self.workflows.push(rec);
+        self.priors.push(Prior::Unknown);
+    }
+
+    /// Writes the record of a workflow that has none yet (a start): like
+    /// [`Batch::put_workflow`], but cheaper, since no other status can be indexed. The
+    /// caller promises the id is new; a put of the same id earlier in the batch is fine.
+    ///
+    /// ```
+    /// use ordo_journal::{Batch, SledJournal, Status, Store, WorkflowRecord};
+    /// let journal = SledJournal::temporary()?;
+    /// let mut batch = Batch::new();
+    /// batch.insert_workflow(WorkflowRecord::new("order-42", "checkout", vec![], 0));
+    /// journal.commit(&batch)?;
+    /// assert_eq!(journal.workflows(Some(Status::Pending))?.len(), 1);
+    /// # Ok::<(), ordo_journal::Error>(())
+    /// ```
+    pub fn insert_workflow(&mut self, rec: WorkflowRecord) {
+        self.workflows.push(rec);
+        self.priors.push(Prior::Absent);
+    }
+
+    /// Rewrites a record whose status is `previous` now (or earlier in this batch): only
+    /// that status's index entry moves.
+    ///
+    /// ```
+    /// use ordo_journal::{Batch, SledJournal, Status, Store, WorkflowRecord};
+    /// let journal = SledJournal::temporary()?;
+    /// let mut record = WorkflowRecord::new("order-42", "checkout", vec![], 0);
+    /// let mut batch = Batch::new();
+    /// batch.insert_workflow(record.clone());
+    /// record.status = Status::Cancelled;
+    /// batch.update_workflow(record, Status::Pending);
+    /// journal.commit(&batch)?;
+    /// assert!(journal.workflows(Some(Status::Pending))?.is_empty());
+    /// assert_eq!(journal.workflows(Some(Status::Cancelled))?.len(), 1);
+    /// # Ok::<(), ordo_journal::Error>(())
+    /// ```
+    pub fn update_workflow(&mut self, rec: WorkflowRecord, previous: Status) {
+        self.workflows.push(rec);
+        self.priors.push(Prior::Was(previous));
     }
 
     /// Adds one completion of workflow `workflow_id`, stored under its `seq`.
@@ -458,6 +513,7 @@ impl Batch {
     /// assert_eq!(completions, vec![("a".to_string(), c)]);
     /// ```
     pub fn into_parts(self) -> (Vec<WorkflowRecord>, Vec<(String, Completion)>) {
+        let _ = self.priors;
         (self.workflows, self.completions)
     }
 
@@ -472,6 +528,7 @@ impl Batch {
     /// ```
     pub fn clear(&mut self) {
         self.workflows.clear();
+        self.priors.clear();
         self.completions.clear();
         self.types.clear();
     }

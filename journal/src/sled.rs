@@ -15,7 +15,7 @@ use crate::codec::{self, SCHEMA_VERSION};
 use crate::copy::{self, TempFolder};
 use crate::durability::{DataFiles, Durability};
 use crate::key::{self, Key};
-use crate::record::{Batch, Completion, Status, WorkflowRecord};
+use crate::record::{Batch, Completion, Prior, Status, WorkflowRecord};
 use crate::seal::{self, Seal, SealState, SEAL_FILE};
 use crate::store::Store;
 use crate::Error;
@@ -378,19 +378,28 @@ impl SledJournal {
             total_commits: _,
         } = writer;
         let mut writes = ::sled::Batch::default();
-        for rec in &batch.workflows {
+        for (rec, prior) in batch.workflows.iter().zip(&batch.priors) {
             key::check_id(&rec.id)?;
             key::workflow(&rec.id, k);
             codec::encode_workflow(rec, v)?;
             writes.insert(k.as_slice(), v.as_slice());
             // The status index changes with the record, in the same batch: one entry for
-            // the new status, none for the others. Removing blindly needs no read of the
-            // old record; a later put of the same id in this batch overrides both.
+            // the new status, none for the others. Without a known prior status, the
+            // others are removed blindly (no read of the old record); a later put of the
+            // same id in this batch overrides both.
             for status in Status::ALL {
-                key::status(status, &rec.id, k);
+                let stale = match *prior {
+                    Prior::Unknown => true,
+                    Prior::Absent => false,
+                    Prior::Was(previous) => previous == status,
+                };
                 if status == rec.status {
-                    writes.insert(k.as_slice(), &[][..]);
-                } else {
+                    if *prior != Prior::Was(status) {
+                        key::status(status, &rec.id, k);
+                        writes.insert(k.as_slice(), &[][..]);
+                    }
+                } else if stale {
+                    key::status(status, &rec.id, k);
                     writes.remove(k.as_slice());
                 }
             }
