@@ -3,37 +3,18 @@
 //! get one line on stderr and their own exit code; nothing the CLI does changes the
 //! journal.
 
-use std::path::{Path, PathBuf};
+mod common;
+
+use std::path::Path;
 use std::process::{Command, Output};
+
+use common::{files, ordo, quickstart_exe, text};
 
 use ordo::journal::{
     Batch, Completion, Outcome, SledJournal, Store, WorkflowRecord, SCHEMA_VERSION,
 };
 use ordo::Durability;
 use serde_json::Value;
-
-/// The quickstart binary (package `ordo-quickstart`), which writes a real journal.
-///
-/// Another package's binary has no `CARGO_BIN_EXE_*` variable here, so it is found
-/// where cargo puts it: `cargo test --workspace` builds it for the quickstart's own
-/// tests, into the folder above this test's (`target/<profile>/deps/cli-<hash>` →
-/// `target/<profile>/quickstart`). Invoking cargo from inside a test would wait on the
-/// build-directory lock that the running `cargo test` holds.
-fn quickstart_exe() -> PathBuf {
-    let exe = std::env::current_exe().expect("the test binary's path");
-    let profile_dir = exe
-        .parent()
-        .and_then(Path::parent)
-        .expect("the test binary lives in target/<profile>/deps");
-    let quickstart = profile_dir.join(format!("quickstart{}", std::env::consts::EXE_SUFFIX));
-    assert!(
-        quickstart.is_file(),
-        "{} is missing: `cargo test --workspace` builds it, `cargo test -p ordo-cli` does \
-         not; run `cargo build -p ordo-quickstart` first",
-        quickstart.display()
-    );
-    quickstart
-}
 
 /// Runs the quickstart on the journal in `data`; `crash_after` makes it abort.
 fn quickstart(data: &Path, crash_after: Option<u64>) -> Output {
@@ -52,15 +33,6 @@ fn quickstart(data: &Path, crash_after: Option<u64>) -> Output {
         Some(_) => assert!(!out.status.success(), "quickstart should have crashed"),
     }
     out
-}
-
-/// Runs `ordo <args>`, with backtraces enabled so that a panic would show one.
-fn ordo(args: &[&str]) -> Output {
-    Command::new(env!("CARGO_BIN_EXE_ordo"))
-        .args(args)
-        .env("RUST_BACKTRACE", "1")
-        .output()
-        .expect("run the ordo binary")
 }
 
 /// Runs `ordo <args> --data <data>` and expects success; returns stdout.
@@ -91,10 +63,6 @@ fn one_line_error(out: &Output, code: i32) -> String {
         assert!(!stderr.contains(word), "{stderr:?}");
     }
     stderr.trim_end().to_string()
-}
-
-fn text(bytes: &[u8]) -> String {
-    String::from_utf8_lossy(bytes).into_owned()
 }
 
 fn json(s: &str) -> Value {
@@ -390,23 +358,6 @@ fn the_cli_reads_a_journal_that_a_running_program_holds_and_never_blocks_it() {
     drop(held);
     // And the CLI never holds the lock: a program opens the journal right after.
     drop(SledJournal::open(dir.path(), Durability::Flush).expect("reopen while idle"));
-}
-
-/// Every file under `dir` with its bytes.
-fn files(dir: &Path) -> std::collections::BTreeMap<std::path::PathBuf, Vec<u8>> {
-    let mut out = std::collections::BTreeMap::new();
-    let mut stack = vec![dir.to_path_buf()];
-    while let Some(d) = stack.pop() {
-        for entry in std::fs::read_dir(&d).expect("read dir") {
-            let path = entry.expect("entry").path();
-            if path.is_dir() {
-                stack.push(path);
-            } else {
-                out.insert(path.clone(), std::fs::read(&path).expect("read file"));
-            }
-        }
-    }
-    out
 }
 
 #[test]
