@@ -1,6 +1,6 @@
 //! The runtime's heart: the outbox of completions, group commit, and delivery.
 //!
-//! Determinism rule 2 (DESIGN.md §3) lives here: *"Every event that can wake workflow
+//! Determinism rule 2 (the crate docs' "Determinism" section) lives here: *"Every event that can wake workflow
 //! code becomes a completion and is queued. When the executor stalls (no ready task),
 //! the runtime commits every queued completion, across all workflows, in one journal
 //! commit, then delivers them one at a time per workflow, in `seq` order, running the

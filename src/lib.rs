@@ -32,15 +32,17 @@
 //! ## Determinism
 //!
 //! Replay needs the workflow to make the same decisions in the same order. ordo gets
-//! that from three rules (DESIGN.md §3):
+//! that from three rules, which the code quotes where it enforces them:
 //!
 //! 1. **Step ids at the call site.** `ctx.step(..)` takes the next step id when it is
 //!    called, before anything is awaited: program order numbers steps, not poll order.
 //! 2. **Outcomes are delivered, not grabbed.** A finished step body, a fired durable
 //!    timer: each becomes a queued completion. When the executor stalls, every queued
-//!    completion (of every workflow) is committed in one journal commit, then delivered
-//!    one at a time per workflow, in journal order, the executor running until it
-//!    stalls between two deliveries to the same workflow.
+//!    completion (of every workflow), with every start and result of that turn, is
+//!    committed in one journal commit (one durability point; a turn with more than
+//!    16,384 completions takes several, in order), then delivered one at a time per
+//!    workflow, in journal order, the executor running until it stalls between two
+//!    deliveries to the same workflow. A workflow runs only once its start is durable.
 //! 3. **Replay delivers the same sequence.** After a restart the recorded completions
 //!    are delivered the same way; no step body starts until they all have been.
 //!
@@ -48,7 +50,11 @@
 //! `join_all`, two multi-step sequences in one `join!`, `select!` races against a
 //! durable timeout, `FuturesUnordered` and `ctx.spawn`ed sub-tasks replay exactly. A
 //! replay that diverges from the journal stops with [`Error::NonDeterminism`] and
-//! leaves the journal untouched.
+//! leaves the journal untouched (its recovery attempt is given back).
+//!
+//! Every value the journal stores (inputs, step outcomes, outputs) carries a fingerprint
+//! of its Rust type's serde shape, checked on every read: a value read back as another
+//! type is an [`Error::TypeMismatch`] naming both types, never a silently wrong value.
 //!
 //! ## Guarantees
 //!
@@ -57,6 +63,13 @@
 //!   [`StepInfo::idempotency_key`] (via [`current_step`]) for exactly-once effects.
 //! - A step's outcome is recorded exactly once, and delivered to the workflow only
 //!   after it is durable ([`Durability`] says against what).
+//! - A journal that lost acknowledged commits (a damaged byte anywhere in its files) is
+//!   refused at open with a typed error and left as it is; nothing runs again because
+//!   its record vanished (see [`journal`]'s "Damage").
+//! - The first failed commit stops the runtime: every workflow gets the error, nothing
+//!   more is committed, and a reopen continues from what is really on disk.
+//! - Recovery attempts count resumptions that crashed or panicked without progress; a
+//!   divergence, a graceful restart and progress do not use them up.
 //!
 //! # Layout
 //!
@@ -65,13 +78,15 @@
 //!   `random`, `spawn`.
 //! - `step`: the [`Step`] future: waits for delivery, starts its body when live.
 //! - `core`: the outbox, group commit and delivery (rule 2), installed as the
-//!   executor's stall hook.
+//!   executor's stall hook; the fatal first commit error; attempts given back.
+//! - `launch`: spawning a workflow's root task once its start is durable.
 //! - `workflow`: one running workflow's state: step slots, inbox, replay progress.
 //! - `slots`: the slots of the steps a workflow still uses (a window over step ids);
 //!   `names`: step names, interned once per thread.
 //! - `handle`: [`WorkflowHandle`], a typed view of a workflow's result.
 //! - `registry`: registered workflow functions with types erased to bytes.
-//! - `codec`: bincode encoding of user values; `clock`: wall time on executor time.
+//! - `codec`: bincode encoding of user values behind their type fingerprint;
+//!   `fingerprint`: a type's serde shape, hashed; `clock`: wall time on executor time.
 //! - `error`: the one [`Error`] enum; `event`: [`Event`]s for observers;
 //!   `retry`: [`RetryPolicy`].
 //!

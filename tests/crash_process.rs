@@ -1,4 +1,4 @@
-//! Crash tests with real processes (DESIGN.md §4, issue 4 test 10).
+//! Crash tests with real processes: killed with SIGKILL at chosen and random points.
 //!
 //! A child process (this test binary, re-invoked on the `crash_child` entry) runs a
 //! workflow of sequential steps around a concurrent `join_all` on a sled journal, and
