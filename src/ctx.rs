@@ -312,11 +312,13 @@ impl Ctx {
         F::Output: 'static,
     {
         let (handle, registration) = AbortHandle::new_pair();
-        self.wf.register_abort(handle);
+        let key = self.wf.register_abort(handle);
         let wf = Rc::clone(&self.wf);
         let task = Abortable::new(AssertUnwindSafe(fut).catch_unwind(), registration);
         let inner = ordo_executor::spawn(async move {
-            match task.await {
+            let result = task.await;
+            wf.unregister_abort(key);
+            match result {
                 Ok(Ok(value)) => Some(value),
                 Ok(Err(panic)) => {
                     wf.fail(Error::Panicked {

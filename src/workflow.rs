@@ -15,6 +15,7 @@ use std::rc::Rc;
 use std::task::Waker;
 
 use futures::future::AbortHandle;
+use slab::Slab;
 use ordo_journal::{Completion, Outcome, Status, WorkflowRecord};
 
 use crate::error::Error;
@@ -81,7 +82,9 @@ pub(crate) struct WorkflowState {
     deferred: RefCell<Vec<Waker>>,
     pub(crate) phase: Cell<Phase>,
     /// The root task and `ctx.spawn`ed tasks, aborted when the workflow fails.
-    aborts: RefCell<Vec<AbortHandle>>,
+    /// Keyed, so a finished `ctx.spawn`ed task takes its handle out again: a workflow
+    /// that spawns in a loop for months must not keep one per task it ever ran.
+    aborts: RefCell<Slab<AbortHandle>>,
     /// The final result once known: the durable output, or why it failed here. Boxed:
     /// an `Error` is large, and every running workflow would carry its room.
     result: RefCell<Option<Box<Result<Outcome, Error>>>>,
@@ -129,7 +132,7 @@ impl WorkflowState {
             replay_left: Cell::new(replay_left),
             deferred: RefCell::new(Vec::new()),
             phase: Cell::new(Phase::Running),
-            aborts: RefCell::new(Vec::new()),
+            aborts: RefCell::new(Slab::new()),
             result: RefCell::new(None),
             waiters: RefCell::new(Vec::new()),
         }
@@ -272,8 +275,15 @@ impl WorkflowState {
         self.phase.get() == Phase::Running
     }
 
-    pub(crate) fn register_abort(&self, handle: AbortHandle) {
-        self.aborts.borrow_mut().push(handle);
+    /// Keeps `handle` to abort the task when the workflow fails; returns the key that
+    /// [`WorkflowState::unregister_abort`] takes once the task is over.
+    pub(crate) fn register_abort(&self, handle: AbortHandle) -> usize {
+        self.aborts.borrow_mut().insert(handle)
+    }
+
+    /// Forgets the abort handle of a task that is over.
+    pub(crate) fn unregister_abort(&self, key: usize) {
+        self.aborts.borrow_mut().try_remove(key);
     }
 
     /// Stops the workflow in this process with `error`: its tasks are aborted (their
@@ -292,7 +302,7 @@ impl WorkflowState {
     /// Aborts the root task and every `ctx.spawn`ed task.
     pub(crate) fn abort_tasks(&self) {
         let aborts = std::mem::take(&mut *self.aborts.borrow_mut());
-        for handle in aborts {
+        for (_, handle) in aborts {
             handle.abort();
         }
     }

@@ -31,7 +31,9 @@ struct TimerSlot {
 /// A min-heap on (deadline, creation number) gives the firing order the design asks for:
 /// earliest deadline first, ties in creation order. Cancelled timers leave their heap
 /// entry behind (removing from the middle of a heap is costly); it is skipped when it
-/// reaches the top because its slot no longer holds the same creation number.
+/// reaches the top because its slot no longer holds the same creation number, and the
+/// heap is swept once stale entries outnumber live ones: a workflow that races a step
+/// against an hour-long timeout 200,000 times must not keep 200,000 dead timers.
 #[derive(Default)]
 pub(crate) struct Timers {
     slots: Slab<TimerSlot>,
@@ -69,10 +71,17 @@ impl Timers {
 
     /// Forgets a timer; returns its waker (if it had not fired) for dropping outside.
     pub(crate) fn cancel(&mut self, key: TimerKey) -> Option<Waker> {
-        match self.slots.get(key.slot) {
+        let waker = match self.slots.get(key.slot) {
             Some(slot) if slot.seq == key.seq => Some(self.slots.remove(key.slot).waker),
             _ => None,
+        };
+        // Amortized: a sweep after at least as many cancellations as live timers.
+        if self.heap.len() > 2 * self.slots.len() + 64 {
+            let slots = &self.slots;
+            self.heap
+                .retain(|Reverse((_, seq, slot))| slots.get(*slot).is_some_and(|s| s.seq == *seq));
         }
+        waker
     }
 
     /// The earliest pending deadline, discarding cancelled entries on the way.
@@ -268,4 +277,28 @@ pub fn sleep(duration: Duration) -> Sleep {
 /// ```
 pub fn sleep_until(deadline: Instant) -> Sleep {
     Sleep::new(Deadline::At(deadline))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use std::time::Duration;
+
+    #[test]
+    fn cancelled_timers_do_not_pile_up_in_the_heap() {
+        let mut timers = Timers::default();
+        let now = Instant::now();
+        let far = now + Duration::from_secs(3600);
+        let keep = timers.insert(far, futures::task::noop_waker());
+        for _ in 0..200_000 {
+            let key = timers.insert(far, futures::task::noop_waker());
+            assert!(timers.cancel(key).is_some());
+        }
+        assert!(timers.heap.len() <= 2 * timers.slots.len() + 65, "{}", timers.heap.len());
+        // The live timer still fires, and only it.
+        let mut due = Vec::new();
+        timers.take_due(far, &mut due);
+        assert_eq!(due.len(), 1);
+        assert!(timers.cancel(keep).is_none());
+    }
 }
