@@ -48,6 +48,9 @@ struct Outbox {
     /// Workflows started since the last commit: their records share it (issue: 10,000
     /// starts were 10,000 commits).
     starts: Vec<PendingStart>,
+    /// Runs that continue as new: the old run, and the new one to launch once its record
+    /// (new input, history reset) is durable.
+    continued: Vec<(Rc<WorkflowState>, PendingStart)>,
 }
 
 /// Most completions one group commit writes; the rest wait for the next stall, in
@@ -73,15 +76,19 @@ impl Outbox {
         // its start's commit, so no order is at stake between the two.
         let completions = split_front(&mut self.completions, MAX_COMMIT_COMPLETIONS);
         let starts = split_front(&mut self.starts, MAX_COMMIT_COMPLETIONS);
-        let finished = if self.completions.is_empty() {
-            std::mem::take(&mut self.finished)
+        let (finished, continued) = if self.completions.is_empty() {
+            (
+                std::mem::take(&mut self.finished),
+                std::mem::take(&mut self.continued),
+            )
         } else {
-            Vec::new()
+            (Vec::new(), Vec::new())
         };
         Outbox {
             completions,
             finished,
             starts,
+            continued,
         }
     }
 }
@@ -312,6 +319,12 @@ impl Core {
         self.outbox.borrow_mut().completions.push((wf, completion));
     }
 
+    /// Queues a run that continues as new (`next`); it is committed like a result.
+    pub(crate) fn queue_continue(&self, wf: Rc<WorkflowState>, next: PendingStart) {
+        wf.phase.set(Phase::Finishing);
+        self.outbox.borrow_mut().continued.push((wf, next));
+    }
+
     /// Queues a workflow's final output; handles see it once it is durable.
     pub(crate) fn queue_finished(&self, wf: Rc<WorkflowState>, output: Outcome) {
         wf.phase.set(Phase::Finishing);
@@ -399,15 +412,23 @@ impl Core {
     /// completions to their workflows' inboxes and the final results to handles.
     fn commit(self: &Rc<Self>) -> bool {
         let Outbox {
-            completions,
+            mut completions,
             mut finished,
             mut starts,
+            mut continued,
         } = self.outbox.borrow_mut().take_commit();
         // A workflow stopped after it returned (cancelled, say) must not be recorded
         // as finished.
         finished.retain(|(wf, _)| wf.phase.get() == Phase::Finishing);
         starts.retain(|start| start.wf.is_running());
-        if completions.is_empty() && finished.is_empty() && starts.is_empty() {
+        continued.retain(|(wf, _)| wf.phase.get() == Phase::Finishing);
+        // A run that continues as new leaves its history behind, late completions too.
+        completions.retain(|(wf, _)| !continued.iter().any(|(old, _)| Rc::ptr_eq(old, wf)));
+        if completions.is_empty()
+            && finished.is_empty()
+            && starts.is_empty()
+            && continued.is_empty()
+        {
             return false;
         }
         if self.halted.get() || self.broken.borrow().is_some() {
@@ -434,6 +455,10 @@ impl Core {
             } else {
                 batch.update_workflow(start.record.clone(), Status::Pending);
             }
+        }
+        for (_, next) in &continued {
+            batch.update_workflow(next.record.clone(), Status::Pending);
+            batch.reset_completions(&next.record.id);
         }
         for (wf, mut completion) in completions {
             completion.seq = wf.next_seq.get();
@@ -465,6 +490,9 @@ impl Core {
             for start in starts {
                 start.wf.fail(err.clone());
             }
+            for (old, _) in continued {
+                old.fail(err.clone());
+            }
             self.break_down(err);
             return true;
         }
@@ -474,6 +502,13 @@ impl Core {
                     drop(ordo_executor::spawn(root));
                 });
             }
+        }
+        for (old, next) in continued {
+            old.continue_as(Rc::clone(&next.wf));
+            self.forget(&old);
+            launch(self, &next.wf, &next.registration, |root| {
+                drop(ordo_executor::spawn(root));
+            });
         }
         let commit = self.metrics().commits + 1;
         self.update_metrics(|m| {

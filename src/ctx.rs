@@ -1,6 +1,7 @@
 //! `Ctx`: what a workflow calls to make durable steps, sleeps, clock reads and tasks.
 
 use std::future::Future;
+use std::marker::PhantomData;
 use std::panic::AssertUnwindSafe;
 use std::pin::Pin;
 use std::rc::Rc;
@@ -12,7 +13,7 @@ use futures::FutureExt;
 use serde::de::DeserializeOwned;
 use serde::Serialize;
 
-use crate::core::Core;
+use crate::core::{Core, PendingStart};
 use crate::error::Error;
 use crate::retry::RetryPolicy;
 use crate::step::{encode_result, Body, BodyOutput, Step};
@@ -281,6 +282,79 @@ impl Ctx {
         }
     }
 
+    /// Ends this run of the workflow and starts it over, under the same id, with `input`:
+    /// its recorded history is dropped in the same commit that records the new input,
+    /// so an endless workflow (a subscription, a poller) keeps a bounded journal, and a
+    /// replay after a crash replays only the current run. Handles of the workflow follow
+    /// it to its final result. The returned future never completes: `return` it, or
+    /// `.await` it as the last thing the run does.
+    ///
+    /// `input` must be of the workflow's registered input type.
+    ///
+    /// ```
+    /// use ordo::{Ctx, Runtime};
+    /// use std::time::Duration;
+    ///
+    /// async fn poller(ctx: Ctx, round: u32) -> Result<u32, String> {
+    ///     ctx.step("poll", || async { Ok::<_, String>(()) }).await?;
+    ///     ctx.sleep(Duration::from_secs(60)).await;
+    ///     if round < 100 {
+    ///         return ctx.continue_as_new(round + 1).await;
+    ///     }
+    ///     Ok(round)
+    /// }
+    ///
+    /// let rt = Runtime::builder().temporary().clock(ordo::Clock::Virtual)
+    ///     .register("poller", poller).build()?;
+    /// let handle = rt.start::<_, u32, String>("poller", "p", 0u32)?;
+    /// assert_eq!(rt.block_on(handle.result())?, Ok(100));
+    /// // Only the last run's two steps (the poll and the sleep's two records) are kept.
+    /// assert_eq!(rt.journal().completions("p")?.len(), 3);
+    /// # Ok::<(), Box<dyn std::error::Error>>(())
+    /// ```
+    pub fn continue_as_new<I: Serialize, T>(&self, input: I) -> ContinueAsNew<T> {
+        if let Err(err) = self.prepare_continue(&input) {
+            self.wf.fail(err);
+        }
+        ContinueAsNew {
+            _output: PhantomData,
+        }
+    }
+
+    /// Checks and encodes the next run's input and queues the continuation.
+    fn prepare_continue<I: Serialize>(&self, input: &I) -> Result<(), Error> {
+        let wf = &self.wf;
+        let registration = self
+            .core
+            .registry
+            .get(&wf.name)
+            .ok_or_else(|| Error::UnknownWorkflow {
+                name: wf.name.clone(),
+            })?
+            .clone();
+        crate::runtime::check_input::<I>(&wf.id, registration.input.name)?;
+        let encoded =
+            crate::codec::encode(registration.input, input).map_err(|detail| Error::Encode {
+                workflow_id: wf.id.clone(),
+                what: "the input of continue_as_new".into(),
+                detail,
+            })?;
+        let now_ms = self.core.now_ms();
+        let mut record = wf.pending_record(0, now_ms);
+        record.input = encoded;
+        let next = Rc::new(WorkflowState::new(&record, Vec::new()));
+        self.core.queue_continue(
+            Rc::clone(wf),
+            PendingStart {
+                wf: next,
+                record,
+                is_new: false,
+                registration,
+            },
+        );
+        Ok(())
+    }
+
     /// Runs `fut` as a task of this workflow on the same executor, so it may run
     /// steps concurrently with the workflow's main body. If the task panics, the
     /// workflow is stopped and reported as panicked; if the workflow stops, the task is
@@ -371,5 +445,29 @@ impl<T: 'static> Future for TaskHandle<T> {
             Poll::Ready(Ok(Some(value))) => Poll::Ready(value),
             Poll::Ready(_) | Poll::Pending => Poll::Pending,
         }
+    }
+}
+
+/// The future [`Ctx::continue_as_new`] returns: it never completes, since the run that
+/// awaits it is over; its output type is whatever the workflow returns.
+///
+/// ```
+/// # use ordo::{Ctx, ContinueAsNew};
+/// async fn forever(ctx: Ctx, n: u64) -> Result<(), String> {
+///     let next: ContinueAsNew<Result<(), String>> = ctx.continue_as_new(n + 1);
+///     next.await
+/// }
+/// ```
+#[must_use = "a continuation happens when the run awaits it or returns it"]
+pub struct ContinueAsNew<T> {
+    _output: PhantomData<fn() -> T>,
+}
+
+impl<T> Future for ContinueAsNew<T> {
+    type Output = T;
+
+    fn poll(self: Pin<&mut Self>, _cx: &mut Context<'_>) -> Poll<T> {
+        // The run is over: the runtime aborts its tasks once the continuation is durable.
+        Poll::Pending
     }
 }

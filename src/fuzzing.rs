@@ -171,7 +171,11 @@ impl Store for MemoryJournal {
         // Check everything before changing anything: all of the batch or none of it.
         let mut last: BTreeMap<&str, u64> = BTreeMap::new();
         for (id, c) in batch.completions() {
+            let reset = batch.resets().contains(id);
             let after = last.get(id.as_str()).copied().or_else(|| {
+                if reset {
+                    return None;
+                }
                 records
                     .completions
                     .get(id)
@@ -186,6 +190,9 @@ impl Store for MemoryJournal {
                 });
             }
             last.insert(id, c.seq);
+        }
+        for id in batch.resets() {
+            records.completions.remove(id);
         }
         for (id, c) in batch.completions() {
             records

@@ -75,7 +75,7 @@
 //!
 //! - [`runtime`](Runtime): the builder, `start`, `recover`, `block_on`, `run`.
 //! - `ctx`: [`Ctx`], what workflows call: `step`, `step_with`, `sleep`, `now`,
-//!   `random`, `spawn`.
+//!   `random`, `spawn`, `continue_as_new`.
 //! - `step`: the [`Step`] future: waits for delivery, starts its body when live.
 //! - `core`: the outbox, group commit and delivery (rule 2), installed as the
 //!   executor's stall hook; the fatal first commit error; attempts given back.
@@ -116,7 +116,7 @@ mod step;
 mod workflow;
 
 pub use crate::core::Metrics;
-pub use crate::ctx::{Ctx, TaskHandle};
+pub use crate::ctx::{ContinueAsNew, Ctx, TaskHandle};
 pub use crate::error::{Error, Result};
 pub use crate::event::Event;
 pub use crate::handle::WorkflowHandle;

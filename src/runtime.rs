@@ -757,7 +757,7 @@ fn conflict(id: &str, existing: &str, requested: &str) -> Error {
 /// are accepted), so it cannot be fingerprinted; its name is compared within this
 /// binary, where names are consistent. The bytes stored carry the registered type's
 /// fingerprint.
-fn check_input<T: ?Sized>(id: &str, registered: &'static str) -> Result<(), Error> {
+pub(crate) fn check_input<T: ?Sized>(id: &str, registered: &'static str) -> Result<(), Error> {
     let asked = std::any::type_name::<T>();
     let mut plain = asked;
     while let Some(rest) = plain.strip_prefix('&') {

@@ -15,8 +15,8 @@ use std::rc::Rc;
 use std::task::Waker;
 
 use futures::future::AbortHandle;
-use slab::Slab;
 use ordo_journal::{Completion, Outcome, Status, WorkflowRecord};
+use slab::Slab;
 
 use crate::error::Error;
 use crate::names;
@@ -88,6 +88,8 @@ pub(crate) struct WorkflowState {
     /// The final result once known: the durable output, or why it failed here. Boxed:
     /// an `Error` is large, and every running workflow would carry its room.
     result: RefCell<Option<Box<Result<Outcome, Error>>>>,
+    /// The run that replaced this one (continue-as-new), whose result handles await.
+    continued_as: RefCell<Option<Rc<WorkflowState>>>,
     /// Handles waiting for `result`.
     waiters: RefCell<Vec<Waker>>,
 }
@@ -124,6 +126,7 @@ impl WorkflowState {
             created_ms: record.created_ms,
             recovery_attempts: Cell::new(record.recovery_attempts),
             before_resume: RefCell::new(None),
+            continued_as: RefCell::new(None),
             next_seq: Cell::new(next_seq),
             steps: RefCell::new(StepSlots::default()),
             recorded_steps: RefCell::new(recorded_steps),
@@ -318,6 +321,10 @@ impl WorkflowState {
 
     /// The final result if known, else registers `waker` to hear about it.
     pub(crate) fn poll_result(&self, waker: &Waker) -> Option<Result<Outcome, Error>> {
+        let successor = self.continued_as.borrow().clone();
+        if let Some(next) = successor {
+            return next.poll_result(waker);
+        }
         if let Some(result) = &*self.result.borrow() {
             return Some((**result).clone());
         }
@@ -326,6 +333,18 @@ impl WorkflowState {
             waiters.push(waker.clone());
         }
         None
+    }
+
+    /// Hands this run over to `next`, the same workflow continued as new: the run stops
+    /// (its tasks are aborted) and its handles follow `next` for the result.
+    pub(crate) fn continue_as(&self, next: Rc<WorkflowState>) {
+        self.phase.set(Phase::Done);
+        self.abort_tasks();
+        *self.continued_as.borrow_mut() = Some(next);
+        let waiters = std::mem::take(&mut *self.waiters.borrow_mut());
+        for waker in waiters {
+            waker.wake();
+        }
     }
 
     /// The record of the workflow while it is pending, with `attempts`.

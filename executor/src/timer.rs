@@ -294,7 +294,11 @@ mod tests {
             let key = timers.insert(far, futures::task::noop_waker());
             assert!(timers.cancel(key).is_some());
         }
-        assert!(timers.heap.len() <= 2 * timers.slots.len() + 65, "{}", timers.heap.len());
+        assert!(
+            timers.heap.len() <= 2 * timers.slots.len() + 65,
+            "{}",
+            timers.heap.len()
+        );
         // The live timer still fires, and only it.
         let mut due = Vec::new();
         timers.take_due(far, &mut due);

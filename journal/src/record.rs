@@ -299,6 +299,9 @@ pub struct Batch {
     pub(crate) completions: Vec<(String, Completion)>,
     /// `(fingerprint, type name)` of value types to name in the journal's type table.
     pub(crate) types: Vec<(u64, String)>,
+    /// Workflows whose recorded completions this batch removes (continue-as-new), before
+    /// it adds any of its own completions of them.
+    pub(crate) resets: Vec<String>,
 }
 
 impl Batch {
@@ -397,7 +400,10 @@ impl Batch {
     /// assert!(!batch.is_empty());
     /// ```
     pub fn is_empty(&self) -> bool {
-        self.workflows.is_empty() && self.completions.is_empty() && self.types.is_empty()
+        self.workflows.is_empty()
+            && self.completions.is_empty()
+            && self.types.is_empty()
+            && self.resets.is_empty()
     }
 
     /// Names the type whose values carry `fingerprint` (the runtime puts one before every
@@ -485,6 +491,42 @@ impl Batch {
         &self.completions
     }
 
+    /// Removes every recorded completion of `workflow_id`, before this batch adds any of
+    /// its own for it: the workflow's history starts over at seq 0 (continue-as-new, so
+    /// an endless workflow's journal stays bounded). Completions stay append-only
+    /// otherwise.
+    ///
+    /// ```
+    /// use ordo_journal::{Batch, Completion, Outcome, SledJournal, Store};
+    /// let journal = SledJournal::temporary()?;
+    /// let step = |seq| Completion { seq, step_id: seq, name: "poll".into(),
+    ///     outcome: Outcome::Ok(vec![]), attempts: 1, started_ms: 0, ended_ms: 0 };
+    /// let mut batch = Batch::new();
+    /// batch.push_completion("poller", step(0));
+    /// batch.push_completion("poller", step(1));
+    /// journal.commit(&batch)?;
+    /// let mut batch = Batch::new();
+    /// batch.reset_completions("poller");
+    /// batch.push_completion("poller", step(0));
+    /// journal.commit(&batch)?;
+    /// assert_eq!(journal.completions("poller")?, vec![step(0)]);
+    /// # Ok::<(), ordo_journal::Error>(())
+    /// ```
+    pub fn reset_completions(&mut self, workflow_id: &str) {
+        self.resets.push(workflow_id.to_owned());
+    }
+
+    /// The workflows whose completions [`Batch::reset_completions`] removes.
+    ///
+    /// ```
+    /// let mut batch = ordo_journal::Batch::new();
+    /// batch.reset_completions("poller");
+    /// assert_eq!(batch.resets(), ["poller"]);
+    /// ```
+    pub fn resets(&self) -> &[String] {
+        &self.resets
+    }
+
     /// The `(fingerprint, type name)` pairs of [`Batch::put_type`], in put order.
     ///
     /// ```
@@ -529,6 +571,8 @@ impl Batch {
     pub fn clear(&mut self) {
         self.workflows.clear();
         self.priors.clear();
+        self.types.clear();
+        self.resets.clear();
         self.completions.clear();
         self.types.clear();
     }

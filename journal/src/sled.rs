@@ -410,6 +410,16 @@ impl SledJournal {
             writes.insert(&key::type_name(*fingerprint)[..], v.as_slice());
         }
 
+        // Continue-as-new: the workflow's runs go, and its seqs start over.
+        for id in &batch.resets {
+            key::check_id(id)?;
+            key::completion_prefix(id, k);
+            for entry in self.db.scan_prefix(k.as_slice()).keys() {
+                writes.remove(entry?);
+            }
+            last_seq.remove(id.as_str());
+        }
+
         // One run (one sled entry) per workflow: see `key` for why.
         let completions = &batch.completions;
         order.clear();
@@ -434,6 +444,7 @@ impl SledJournal {
             let (first, last) = (seq(run[0]), seq(run[run.len() - 1]));
             let recorded_last = match last_seq.get(id.as_str()) {
                 Some(&cached) => Some(cached),
+                None if batch.resets.contains(id) => None,
                 None => self.recorded_last_seq(id, k)?,
             };
             if let Some(recorded_last) = recorded_last.filter(|&recorded| first <= recorded) {
@@ -444,8 +455,10 @@ impl SledJournal {
             codec::encode_run(run.iter().map(|&i| &completions[i].1), v)?;
             writes.insert(k.as_slice(), v.as_slice());
         }
-        let single_entry =
-            batch.workflows.is_empty() && batch.types.is_empty() && appended.len() == 1;
+        let single_entry = batch.workflows.is_empty()
+            && batch.types.is_empty()
+            && batch.resets.is_empty()
+            && appended.len() == 1;
         Ok((!single_entry).then_some(writes))
     }
 
