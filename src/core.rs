@@ -606,23 +606,21 @@ impl Core {
             return;
         }
         *self.broken.borrow_mut() = Some(error.clone());
-        let running: Vec<_> = self
-            .running
-            .borrow_mut()
-            .drain()
-            .map(|(_, wf)| wf)
-            .collect();
-        for wf in running {
-            wf.fail(error.clone());
-        }
-        self.delivering.borrow_mut().clear();
-        *self.outbox.borrow_mut() = Outbox::default();
+        self.stop_everything(|_| error.clone());
     }
 
     /// Simulates the process dying right after the last commit: nothing more is
     /// committed or delivered, every running workflow stops with `Error::Stopped`.
     fn halt(&self) {
         self.halted.set(true);
+        self.stop_everything(|wf| Error::Stopped {
+            workflow_id: wf.id.clone(),
+        });
+    }
+
+    /// Fails every running workflow with the error `why` gives it, and drops every
+    /// delivery and every queued completion, start and result.
+    fn stop_everything(&self, why: impl Fn(&WorkflowState) -> Error) {
         let running: Vec<_> = self
             .running
             .borrow_mut()
@@ -630,9 +628,7 @@ impl Core {
             .map(|(_, wf)| wf)
             .collect();
         for wf in running {
-            wf.fail(Error::Stopped {
-                workflow_id: wf.id.clone(),
-            });
+            wf.fail(why(&wf));
         }
         self.delivering.borrow_mut().clear();
         *self.outbox.borrow_mut() = Outbox::default();

@@ -6,6 +6,7 @@ mod common;
 
 use std::time::{Duration, UNIX_EPOCH};
 
+use common::order::{interrupted, original, renamed};
 use common::{builder, journal_dir};
 use ordo::journal::{SledJournal, WorkflowRecord};
 use ordo::{Ctx, Durability, Error, RuntimeBuilder};
@@ -17,29 +18,6 @@ fn record(dir: &std::path::Path, id: &str) -> WorkflowRecord {
         .expect("recorded")
 }
 
-fn original(b: RuntimeBuilder) -> RuntimeBuilder {
-    b.register("order", |ctx: Ctx, (): ()| async move {
-        let a = ctx
-            .step("reserve", || async { Ok::<_, String>(1u32) })
-            .await?;
-        let b = ctx
-            .step("charge", || async { Ok::<_, String>(2u32) })
-            .await?;
-        let c = ctx.step("ship", || async { Ok::<_, String>(3u32) }).await?;
-        Ok::<_, String>(a + b + c)
-    })
-}
-
-fn renamed(b: RuntimeBuilder) -> RuntimeBuilder {
-    b.register("order", |ctx: Ctx, (): ()| async move {
-        let a = ctx
-            .step("reserve", || async { Ok::<_, String>(1u32) })
-            .await?;
-        let b = ctx.step("bill", || async { Ok::<_, String>(2u32) }).await?;
-        Ok::<_, String>(a + b)
-    })
-}
-
 fn retyped(b: RuntimeBuilder) -> RuntimeBuilder {
     b.register("order", |ctx: Ctx, (): ()| async move {
         let a = ctx
@@ -47,23 +25,6 @@ fn retyped(b: RuntimeBuilder) -> RuntimeBuilder {
             .await?;
         Ok::<_, String>(a.len() as u32)
     })
-}
-
-/// A journal where "reserve" and "charge" are recorded and "o-1" is pending.
-fn interrupted() -> tempfile::TempDir {
-    let dir = journal_dir();
-    let rt = original(builder(dir.path()).halt_after_commits(2))
-        .build()
-        .expect("build");
-    let h = rt
-        .start::<_, u32, String>("order", "o-1", ())
-        .expect("start");
-    assert!(matches!(
-        rt.block_on(h.result()),
-        Err(Error::Stopped { .. })
-    ));
-    drop((h, rt));
-    dir
 }
 
 #[test]

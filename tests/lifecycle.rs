@@ -4,6 +4,8 @@
 
 mod common;
 
+use common::sleeper;
+
 use std::cell::Cell;
 use std::rc::Rc;
 use std::time::{Duration, UNIX_EPOCH};
@@ -240,16 +242,6 @@ fn step_with_records_the_final_error_when_attempts_run_out() {
 
 /// Wall-clock seconds at which the sleep tests' first process starts.
 const T0: u64 = 1_800_000_000;
-
-/// Sleeps an hour durably, then returns the (recorded) time it woke, in seconds.
-async fn sleeper(ctx: Ctx, (): ()) -> Result<u64, String> {
-    ctx.sleep(Duration::from_secs(3600)).await;
-    let woke = ctx.now().await;
-    Ok(woke
-        .duration_since(UNIX_EPOCH)
-        .unwrap_or_default()
-        .as_secs())
-}
 
 /// A process that starts `id` at `T0`, records the sleep's deadline and dies.
 fn record_deadline_then_die(dir: &std::path::Path, id: &str) {

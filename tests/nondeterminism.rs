@@ -3,32 +3,9 @@
 
 mod common;
 
-use common::{builder, journal_dir, recorded_steps};
+use common::order::{original, renamed};
+use common::{builder, recorded_steps};
 use ordo::{Ctx, Error, RuntimeBuilder, Status};
-
-fn original(b: RuntimeBuilder) -> RuntimeBuilder {
-    b.register("order", |ctx: Ctx, (): ()| async move {
-        let a = ctx
-            .step("reserve", || async { Ok::<_, String>(1u32) })
-            .await?;
-        let b = ctx
-            .step("charge", || async { Ok::<_, String>(2u32) })
-            .await?;
-        let c = ctx.step("ship", || async { Ok::<_, String>(3u32) }).await?;
-        Ok::<_, String>(a + b + c)
-    })
-}
-
-fn renamed(b: RuntimeBuilder) -> RuntimeBuilder {
-    b.register("order", |ctx: Ctx, (): ()| async move {
-        let a = ctx
-            .step("reserve", || async { Ok::<_, String>(1u32) })
-            .await?;
-        let b = ctx.step("bill", || async { Ok::<_, String>(2u32) }).await?;
-        let c = ctx.step("ship", || async { Ok::<_, String>(3u32) }).await?;
-        Ok::<_, String>(a + b + c)
-    })
-}
 
 fn fewer_steps(b: RuntimeBuilder) -> RuntimeBuilder {
     b.register("order", |ctx: Ctx, (): ()| async move {
@@ -41,18 +18,7 @@ fn fewer_steps(b: RuntimeBuilder) -> RuntimeBuilder {
 
 /// A journal where "reserve" and "charge" are recorded and the workflow is pending.
 fn interrupted() -> tempfile::TempDir {
-    let dir = journal_dir();
-    let rt = original(builder(dir.path()).halt_after_commits(2))
-        .build()
-        .expect("build");
-    let h = rt
-        .start::<_, u32, String>("order", "o-1", ())
-        .expect("start");
-    assert!(matches!(
-        rt.block_on(h.result()),
-        Err(Error::Stopped { .. })
-    ));
-    drop((h, rt));
+    let dir = common::order::interrupted();
     assert_eq!(recorded_steps(dir.path(), "o-1").len(), 2);
     dir
 }

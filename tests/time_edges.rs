@@ -4,6 +4,8 @@
 
 mod common;
 
+use common::sleeper;
+
 use std::time::{Duration, UNIX_EPOCH};
 
 use common::{builder, journal_dir};
@@ -39,16 +41,6 @@ fn an_endless_sleep_neither_panics_nor_burns_recovery_attempts() {
         rt.block_on(h.result()).expect("finishes"),
         Ok("a second".into())
     );
-}
-
-/// Sleeps an hour durably, then returns the recorded wall time it woke, in seconds.
-async fn sleeper(ctx: Ctx, (): ()) -> Result<u64, String> {
-    ctx.sleep(Duration::from_secs(3600)).await;
-    let woke = ctx.now().await;
-    Ok(woke
-        .duration_since(UNIX_EPOCH)
-        .unwrap_or_default()
-        .as_secs())
 }
 
 /// Records the sleep's deadline at `T0`, then wakes in a process whose wall clock reads

@@ -127,3 +127,64 @@ pub mod faulty {
         }
     }
 }
+
+/// An order workflow of three steps, its versions after code changes, and a journal where
+/// it was interrupted: what the non-determinism and recovery-attempt tests replay.
+pub mod order {
+    use ordo::{Ctx, Error, RuntimeBuilder};
+
+    use super::{builder, journal_dir};
+
+    /// reserve, charge, ship.
+    pub fn original(b: RuntimeBuilder) -> RuntimeBuilder {
+        b.register("order", |ctx: Ctx, (): ()| async move {
+            let a = ctx
+                .step("reserve", || async { Ok::<_, String>(1u32) })
+                .await?;
+            let b = ctx
+                .step("charge", || async { Ok::<_, String>(2u32) })
+                .await?;
+            let c = ctx.step("ship", || async { Ok::<_, String>(3u32) }).await?;
+            Ok::<_, String>(a + b + c)
+        })
+    }
+
+    /// "charge" renamed "bill".
+    pub fn renamed(b: RuntimeBuilder) -> RuntimeBuilder {
+        b.register("order", |ctx: Ctx, (): ()| async move {
+            let a = ctx
+                .step("reserve", || async { Ok::<_, String>(1u32) })
+                .await?;
+            let b = ctx.step("bill", || async { Ok::<_, String>(2u32) }).await?;
+            let c = ctx.step("ship", || async { Ok::<_, String>(3u32) }).await?;
+            Ok::<_, String>(a + b + c)
+        })
+    }
+
+    /// A journal where "reserve" and "charge" are recorded and "o-1" is pending.
+    pub fn interrupted() -> tempfile::TempDir {
+        let dir = journal_dir();
+        let rt = original(builder(dir.path()).halt_after_commits(2))
+            .build()
+            .expect("build");
+        let h = rt
+            .start::<_, u32, String>("order", "o-1", ())
+            .expect("start");
+        assert!(matches!(
+            rt.block_on(h.result()),
+            Err(Error::Stopped { .. })
+        ));
+        drop((h, rt));
+        dir
+    }
+}
+
+/// Sleeps an hour durably, then returns the (recorded) wall time it woke, in seconds.
+pub async fn sleeper(ctx: ordo::Ctx, (): ()) -> Result<u64, String> {
+    ctx.sleep(Duration::from_secs(3600)).await;
+    let woke = ctx.now().await;
+    Ok(woke
+        .duration_since(std::time::UNIX_EPOCH)
+        .unwrap_or_default()
+        .as_secs())
+}
