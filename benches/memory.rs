@@ -193,12 +193,68 @@ fn measure(journal: &str, n: u64) -> Row {
     row
 }
 
+/// Iterations per run of the looping workflow before it continues as new.
+const LOOP_RUN: u64 = 1_000;
+
+/// Races a step against an hour-long durable timeout, `remaining` times, continuing as
+/// new every [`LOOP_RUN`] iterations: a poller that lives for months.
+async fn looper(ctx: Ctx, remaining: u64) -> Result<u64, String> {
+    use futures::FutureExt;
+    for _ in 0..remaining.min(LOOP_RUN) {
+        let tick = ctx.step("tick", || async { Ok::<u64, String>(1) }).fuse();
+        let timeout = ctx.sleep(Duration::from_secs(3600)).fuse();
+        futures::pin_mut!(tick, timeout);
+        futures::select_biased! {
+            done = tick => { done?; }
+            () = timeout => {}
+        }
+    }
+    if remaining > LOOP_RUN {
+        return ctx.continue_as_new(remaining - LOOP_RUN).await;
+    }
+    Ok(0)
+}
+
+/// In the child: one workflow loops `n` times; the heap is read after a warm-up of
+/// 10,000 iterations and at the end. Prints `LOOP n heap_warm heap_end`.
+fn measure_loop(n: u64) -> String {
+    const WARM: u64 = 10_000;
+    let ticks = Rc::new(Cell::new(0u64));
+    let warm_heap = Rc::new(Cell::new(0i64));
+    let (count, warm) = (Rc::clone(&ticks), Rc::clone(&warm_heap));
+    let rt = Runtime::builder()
+        .store(Box::new(ordo::fuzzing::MemoryJournal::default()))
+        .clock(ordo::Clock::Virtual)
+        .register("looper", looper)
+        .observer(move |event| {
+            if let Event::Step { name, .. } = event {
+                if name == "tick" {
+                    count.set(count.get() + 1);
+                    if count.get() == WARM {
+                        warm.set(heap_live());
+                    }
+                }
+            }
+        })
+        .build()
+        .unwrap();
+    let handle = rt.start::<_, u64, String>("looper", "loop", n).unwrap();
+    assert_eq!(rt.block_on(handle.result()).unwrap(), Ok(0));
+    assert_eq!(ticks.get(), n);
+    format!("LOOP {n} {} {}", warm_heap.get(), heap_live())
+}
+
 fn mib(bytes: i64) -> String {
     format!("{:.1} MiB", bytes as f64 / (1024.0 * 1024.0))
 }
 
 fn main() {
     let args: Vec<String> = std::env::args().skip(1).collect();
+    if args.first().map(String::as_str) == Some("loop") {
+        let n: u64 = args[1].parse().unwrap();
+        println!("{}", measure_loop(n));
+        return;
+    }
     if args.first().map(String::as_str) == Some("child") {
         let journal = &args[1];
         let n: u64 = args[2].parse().unwrap();
@@ -260,5 +316,32 @@ fn main() {
             row.heap_delta / row.n as i64,
             row.secs
         );
+    }
+
+    // A workflow that lives for months: select!(step, 1-hour timeout) in a loop,
+    // continuing as new every 1,000 iterations; its memory must stay flat.
+    let out = Command::new(&exe)
+        .args(["loop", "200000"])
+        .output()
+        .unwrap();
+    let stdout = String::from_utf8_lossy(&out.stdout);
+    match stdout.lines().find_map(|l| l.strip_prefix("LOOP ")) {
+        Some(line) => {
+            let v: Vec<i64> = line
+                .split_whitespace()
+                .filter_map(|x| x.parse().ok())
+                .collect();
+            let (n, warm, end) = (v[0], v[1], v[2]);
+            println!(
+                "\nselect!(step, 1-hour timeout) x {n} in one workflow (memory journal, continue-as-new every {LOOP_RUN}):\n  heap after 10,000 iterations {}, after {n} {}: {:.2} bytes per iteration after warm-up",
+                mib(warm),
+                mib(end),
+                (end - warm) as f64 / (n - 10_000) as f64
+            );
+        }
+        None => eprintln!(
+            "loop: the child failed: {}",
+            String::from_utf8_lossy(&out.stderr)
+        ),
     }
 }

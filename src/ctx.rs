@@ -1,5 +1,6 @@
 //! `Ctx`: what a workflow calls to make durable steps, sleeps, clock reads and tasks.
 
+use std::cell::Cell;
 use std::future::Future;
 use std::marker::PhantomData;
 use std::panic::AssertUnwindSafe;
@@ -225,17 +226,23 @@ impl Ctx {
         let deadline: Step<u64, Never> = self.internal_step(until_id, move || async move {
             core.now_ms().saturating_add(millis)
         });
-        let ctx = self.clone();
-        async move {
-            let Ok(deadline_ms) = deadline.await;
-            let core = Rc::clone(&ctx.core);
-            let fired: Step<(), Never> = ctx.internal_step(fire_id, move || async move {
+        // The firing's step exists from the call on, so a sleep dropped before its
+        // deadline was even delivered (a `select!` loser) still gives its slot back.
+        let deadline_ms = Rc::new(Cell::new(0));
+        let fired: Step<(), Never> = {
+            let (core, deadline_ms) = (Rc::clone(&self.core), Rc::clone(&deadline_ms));
+            self.internal_step(fire_id, move || async move {
                 let asked = Duration::from_millis(millis);
                 let at = core
                     .clock
-                    .instant_at(deadline_ms, ordo_executor::now(), asked);
+                    .instant_at(deadline_ms.get(), ordo_executor::now(), asked);
                 ordo_executor::sleep_until(at).await;
-            });
+            })
+        };
+        async move {
+            // `fired` is polled, and its body started, only once the deadline is known.
+            let Ok(deadline) = deadline.await;
+            deadline_ms.set(deadline);
             let Ok(()) = fired.await;
         }
     }

@@ -340,6 +340,10 @@ impl WorkflowState {
     pub(crate) fn continue_as(&self, next: Rc<WorkflowState>) {
         self.phase.set(Phase::Done);
         self.abort_tasks();
+        // Handles keep this run alive to follow it: it keeps nothing else.
+        let slots = std::mem::take(&mut *self.steps.borrow_mut());
+        drop(slots);
+        self.inbox.borrow_mut().clear();
         *self.continued_as.borrow_mut() = Some(next);
         let waiters = std::mem::take(&mut *self.waiters.borrow_mut());
         for waker in waiters {

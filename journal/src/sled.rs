@@ -132,7 +132,8 @@ impl SledJournal {
     ///
     /// # Errors
     ///
-    /// [`Error::Locked`] if another process has it open, [`Error::Damaged`] if it lost
+    /// [`Error::Locked`] if another process has it open (after waiting up to five seconds
+    /// for a lock that a process that just died may still hold), [`Error::Damaged`] if it lost
     /// acknowledged commits or sled cannot read its files, [`Error::UnsupportedVersion`]
     /// for another schema version, [`Error::Corrupt`] for a sled database that is not an
     /// ordo journal, [`Error::Io`] or [`Error::Storage`] otherwise.
@@ -718,17 +719,29 @@ const BAD_RUN_KEY: &str =
 
 /// Opens sled, turning its lock failure into [`Error::Locked`] naming `path`.
 fn open_sled(config: ::sled::Config, path: &Path) -> Result<::sled::Db, Error> {
-    config.open().map_err(|err| match err {
-        // sled 0.34.7 reports a held lock only as an `Other` I/O error with this text
-        // (config.rs, `try_lock`); there is no kind to match on.
-        ::sled::Error::Io(io) if io.to_string().contains("could not acquire lock") => {
-            Error::Locked {
-                path: path.to_path_buf(),
+    // Like `lock_probe`: a lock that a process that just died (or a journal just
+    // dropped) still holds for a moment is waited for, briefly.
+    let deadline = Instant::now() + LOCK_PATIENCE;
+    loop {
+        match config.open() {
+            Ok(db) => return Ok(db),
+            // sled 0.34.7 reports a held lock only as an `Other` I/O error with this
+            // text (config.rs, `try_lock`); there is no kind to match on.
+            Err(::sled::Error::Io(io)) if io.to_string().contains("could not acquire lock") => {
+                if Instant::now() >= deadline {
+                    return Err(Error::Locked {
+                        path: path.to_path_buf(),
+                    });
+                }
+                std::thread::sleep(Duration::from_millis(10));
             }
+            Err(other) => return Err(other.into()),
         }
-        other => other.into(),
-    })
+    }
 }
+
+/// How long opening waits for a journal's lock before reporting [`Error::Locked`].
+const LOCK_PATIENCE: Duration = Duration::from_secs(5);
 
 /// The schema version stored in `db`, if any.
 fn stored_schema(db: &::sled::Db) -> Result<Option<u32>, Error> {
@@ -774,7 +787,7 @@ fn lock_probe(dir: &Path) -> Result<std::fs::File, Error> {
         .open(dir.join("db"))?;
     // A process that just died, or a journal this process just dropped, can hold the
     // lock for a moment more (sled's last I/O task): wait briefly before refusing.
-    let deadline = Instant::now() + Duration::from_secs(2);
+    let deadline = Instant::now() + LOCK_PATIENCE;
     loop {
         match FileExt::try_lock_exclusive(&log) {
             Ok(()) => return Ok(log),
