@@ -86,27 +86,36 @@ fn commits(c: &mut Criterion) {
     group.finish();
 }
 
+/// Reading back a workflow's 10,000 completions, as one commit wrote them (one run) and
+/// as a sequential workflow writes them: one commit, so one run, per step.
 fn read_back(c: &mut Criterion) {
     const STEPS: u64 = 10_000;
     let journal = SledJournal::temporary().unwrap();
     let mut batch = Batch::new();
     for seq in 0..STEPS {
-        batch.push_completion("order-42", completion(seq));
+        batch.push_completion("one-batch", completion(seq));
     }
     journal.commit(&batch).unwrap();
+    for seq in 0..STEPS {
+        let mut batch = Batch::new();
+        batch.push_completion("one-per-step", completion(seq));
+        journal.commit(&batch).unwrap();
+    }
 
     let mut group = c.benchmark_group("read");
     group.warm_up_time(Duration::from_millis(500));
     group.measurement_time(Duration::from_secs(2));
     group.sample_size(10);
     group.throughput(Throughput::Elements(STEPS));
-    group.bench_function("completions", |b| {
-        b.iter(|| {
-            let read = journal.completions("order-42").unwrap();
-            assert_eq!(read.len(), STEPS as usize);
-            read
+    for id in ["one-batch", "one-per-step"] {
+        group.bench_function(BenchmarkId::new("completions", id), |b| {
+            b.iter(|| {
+                let read = journal.completions(id).unwrap();
+                assert_eq!(read.len(), STEPS as usize);
+                read
+            });
         });
-    });
+    }
     group.finish();
 }
 
