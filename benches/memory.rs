@@ -141,7 +141,7 @@ fn measure(journal: &str, n: u64) -> Row {
     let builder = match journal {
         "sled" => builder.path(dir.path()).durability(Durability::None),
         "sled-sync" => builder.path(dir.path()).durability(Durability::Sync),
-        "memory" => builder.store(Box::new(ordo::fuzzing::MemoryJournal::default())),
+        "memory" => builder.store(Box::new(ordo_testkit::MemoryJournal::default())),
         other => panic!("unknown journal {other}"),
     };
     let rt = builder.build().unwrap();

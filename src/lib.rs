@@ -88,8 +88,6 @@ mod ctx;
 mod error;
 mod event;
 mod fingerprint;
-#[doc(hidden)]
-pub mod fuzzing;
 mod handle;
 mod launch;
 mod names;
@@ -110,6 +108,8 @@ pub use crate::runtime::{
     RecoveryReport, Runtime, RuntimeBuilder, DEFAULT_DATA_DIR, DEFAULT_MAX_RECOVERY_ATTEMPTS,
 };
 pub use crate::step::{current_step, Step, StepInfo};
+#[doc(hidden)]
+pub use crate::step::{encode_result as encode_step_outcome, BeforeStepBody};
 pub use ordo_executor::Clock;
 pub use ordo_journal::{Durability, Status};
 
