@@ -107,7 +107,7 @@ pub fn run_once(dir: &Path, register: Register<'_>, env: &Env, halt: Halt) -> Ru
 /// ```
 /// use ordo_testkit::{catalogue::{check_crash_replay, Shape}, Order};
 /// let register = |b, env| Shape::TwoSequences { a: 2, b: 2 }.register(b, env);
-/// assert_eq!(check_crash_replay(&register, Order::Insensitive, 1, 2), "[10, 11] [20, 21]");
+/// assert_eq!(check_crash_replay(&register, Order::Insensitive, 1, 2), "Ok([100, 101]) Ok([200, 201])");
 /// ```
 pub fn check_crash_replay(
     register: Register<'_>,

@@ -160,16 +160,17 @@ impl fmt::Display for DivergenceKind {
 /// Its `Display` is the report a failing test prints.
 ///
 /// ```
-/// use ordo_testkit::{Divergence, DivergenceKind, RunPoint};
-/// let found = Divergence {
-///     workflow_id: "order-42".into(),
-///     kind: DivergenceKind::StepRanAgain { step_id: 2 },
-///     at: RunPoint::Recovery { after_commit: 2, of: 5, schedule: 0 },
-///     seed: Some(7),
-/// };
+/// use ordo::Ctx;
+/// use ordo_testkit::{Check, DivergenceKind, RunPoint};
+///
+/// async fn panicky(_: Ctx, _: ()) -> Result<(), String> { panic!("boom") }
+///
+/// let found = Check::workflow("panicky", panicky, ()).seed(7).run().unwrap_err();
+/// assert_eq!(found.workflow_id, "panicky-checked");
+/// assert_eq!(found.at, RunPoint::Uninterrupted);
+/// assert!(matches!(found.kind, DivergenceKind::Failed(ordo::Error::Panicked { .. })));
 /// let report = found.to_string();
-/// assert!(report.contains("order-42") && report.contains("after commit 2 of 5"));
-/// assert!(report.contains(".seed(7)"));
+/// assert!(report.contains("boom") && report.contains(".seed(7)"));
 /// ```
 #[derive(Clone, Debug)]
 #[non_exhaustive]

@@ -48,6 +48,32 @@ fn virtual_time(b: RuntimeBuilder) -> RuntimeBuilder {
         .start_time(UNIX_EPOCH + Duration::from_secs(1_800_000_000))
 }
 
+/// The virtual clock of a process restarted on `store` right after the last one
+/// stopped: from the latest time the journal recorded (the fixed origin if none). A
+/// restart happens after the crash in wall time too: a recovered durable sleep sleeps
+/// only its remainder, and `ctx.now()` never goes back.
+fn restarted(b: RuntimeBuilder, store: &dyn Store) -> RuntimeBuilder {
+    match latest_ms(store) {
+        Some(ms) => b
+            .clock(Clock::Virtual)
+            .start_time(UNIX_EPOCH + Duration::from_millis(ms)),
+        None => virtual_time(b),
+    }
+}
+
+/// The latest wall time (ms) a record or completion of `store` carries.
+fn latest_ms(store: &dyn Store) -> Option<u64> {
+    let workflows = store.workflows(None).ok()?;
+    let mut latest = None;
+    for record in workflows {
+        latest = latest.max(Some(record.updated_ms));
+        if let Ok(completions) = store.completions(&record.id) {
+            latest = latest.max(completions.iter().map(|c| c.ended_ms).max());
+        }
+    }
+    latest
+}
+
 /// Where a checker keeps the journal that runs crash on and recover from.
 pub enum Journal {
     /// sled in a temporary folder: what users run.
@@ -85,7 +111,8 @@ impl Journal {
         }
     }
 
-    /// A runtime builder on this journal, with the virtual clock.
+    /// A runtime builder on this journal, with the virtual clock starting where the
+    /// journal's last run stopped (a fixed origin for an empty journal).
     ///
     /// ```
     /// let journal = ordo_testkit::Journal::new(ordo_testkit::JournalKind::Memory);
@@ -94,9 +121,18 @@ impl Journal {
     /// ```
     pub fn builder(&self) -> RuntimeBuilder {
         match self {
-            Journal::Sled(dir) => builder(dir.path()),
+            Journal::Sled(dir) => match SledJournal::open(dir.path(), Durability::None) {
+                Ok(journal) => {
+                    let b = restarted(Runtime::builder(), &journal);
+                    b.store(Box::new(journal))
+                }
+                // `build` reports it.
+                Err(_) => builder(dir.path()),
+            },
             Journal::Memory(journal) => {
-                virtual_time(Runtime::builder().store(Box::new(journal.reopen())))
+                let journal = journal.reopen();
+                let b = restarted(Runtime::builder(), &journal);
+                b.store(Box::new(journal))
             }
         }
     }
