@@ -112,7 +112,7 @@ impl JournalReport {
 /// assert_eq!(same.replayed, ["g-1"]);
 /// let renamed = ordo_testkit::replay_journal(dir.path(), |b| b.register("greet", greet_v2))?;
 /// assert!(matches!(
-///     renamed.divergences[0].kind,
+///     *renamed.divergences[0].kind,
 ///     ordo_testkit::DivergenceKind::NonDeterminism(_)
 /// ));
 /// # Ok::<(), Box<dyn std::error::Error>>(())

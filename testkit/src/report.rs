@@ -168,7 +168,7 @@ impl fmt::Display for DivergenceKind {
 /// let found = Check::workflow("panicky", panicky, ()).seed(7).run().unwrap_err();
 /// assert_eq!(found.workflow_id, "panicky-checked");
 /// assert_eq!(found.at, RunPoint::Uninterrupted);
-/// assert!(matches!(found.kind, DivergenceKind::Failed(ordo::Error::Panicked { .. })));
+/// assert!(matches!(*found.kind, DivergenceKind::Failed(ordo::Error::Panicked { .. })));
 /// let report = found.to_string();
 /// assert!(report.contains("boom") && report.contains(".seed(7)"));
 /// ```
@@ -177,8 +177,8 @@ impl fmt::Display for DivergenceKind {
 pub struct Divergence {
     /// The workflow's id.
     pub workflow_id: String,
-    /// What diverged.
-    pub kind: DivergenceKind,
+    /// What diverged (boxed: a `Result<_, Divergence>` stays small).
+    pub kind: Box<DivergenceKind>,
     /// In which run.
     pub at: RunPoint,
     /// The check's seed, when it has one: the same check with this seed makes the same
@@ -190,7 +190,7 @@ impl Divergence {
     pub(crate) fn new(kind: DivergenceKind, at: RunPoint) -> Self {
         Divergence {
             workflow_id: String::new(),
-            kind,
+            kind: Box::new(kind),
             at,
             seed: None,
         }

@@ -36,7 +36,7 @@ fn a_workflow_that_branches_on_the_wall_clock_is_caught() {
         .expect_err("reading the clock is not deterministic");
     let report = divergence.to_string();
     assert!(
-        matches!(divergence.kind, DivergenceKind::NonDeterminism(_)),
+        matches!(*divergence.kind, DivergenceKind::NonDeterminism(_)),
         "{report}"
     );
     // The report names the workflow, both step names, the run and the seed.
@@ -69,7 +69,7 @@ fn a_workflow_that_iterates_a_hash_map_is_caught() {
     let divergence = Check::workflow("quotes", iterates_a_hash_map, ())
         .run()
         .expect_err("HashMap order differs between runs");
-    match &divergence.kind {
+    match &*divergence.kind {
         DivergenceKind::NonDeterminism(ordo::Error::NonDeterminism {
             recorded, found, ..
         }) => {
@@ -109,7 +109,7 @@ fn a_workflow_that_depends_on_a_thread_is_caught() {
         .run()
         .expect_err("a thread's timing is not deterministic");
     let report = divergence.to_string();
-    match &divergence.kind {
+    match &*divergence.kind {
         DivergenceKind::NonDeterminism(ordo::Error::NonDeterminism {
             recorded, found, ..
         }) => {
@@ -234,7 +234,7 @@ fn a_mock_of_another_type_is_a_type_mismatch() {
         .expect_err("the workflow reads a String");
     assert_eq!(divergence.at, RunPoint::Uninterrupted);
     assert!(
-        matches!(divergence.kind, DivergenceKind::TypeMismatch(_)),
+        matches!(*divergence.kind, DivergenceKind::TypeMismatch(_)),
         "{divergence}"
     );
 }
@@ -266,7 +266,7 @@ fn an_order_sensitive_workflow_passes_when_declared_so() {
                 // Another winner: another result, other recorded steps.
                 assert!(
                     matches!(
-                        divergence.kind,
+                        *divergence.kind,
                         DivergenceKind::DifferentResult { .. } | DivergenceKind::Property(_)
                     ),
                     "{divergence}"

@@ -133,7 +133,7 @@ fn a_renamed_step_is_reported_for_every_workflow_that_recorded_it() {
     assert_eq!(ids, ["done-1", "pending-1"]);
     for divergence in &report.divergences {
         assert_eq!(divergence.at, RunPoint::SavedJournal);
-        match &divergence.kind {
+        match &*divergence.kind {
             DivergenceKind::NonDeterminism(ordo::Error::NonDeterminism {
                 step_id,
                 recorded,
@@ -158,7 +158,7 @@ fn a_step_read_as_another_type_is_a_type_mismatch() {
         replay_journal(dir.path(), |b| b.register("order", order_retyped)).expect("readable");
     assert_eq!(report.divergences.len(), 2, "{report:?}");
     for divergence in &report.divergences {
-        match &divergence.kind {
+        match &*divergence.kind {
             DivergenceKind::TypeMismatch(ordo::Error::TypeMismatch { what, .. }) => {
                 assert!(what.contains("reserve"), "{divergence}");
             }
@@ -177,7 +177,7 @@ fn a_finished_workflow_that_now_needs_another_step_is_reported() {
     assert_eq!(report.divergences.len(), 1);
     let divergence = &report.divergences[0];
     assert_eq!(divergence.workflow_id, "done-1");
-    match &divergence.kind {
+    match &*divergence.kind {
         DivergenceKind::NewStep { name, .. } => assert_eq!(name, "receipt"),
         other => panic!("expected a new step, got {other:?}"),
     }
