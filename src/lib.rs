@@ -76,8 +76,11 @@
 //!   `retry`: [`RetryPolicy`].
 //!
 //! Beside this crate, in the same workspace: `cli/` (package `ordo-cli`), the `ordo`
-//! command, which reads a journal from the shell (`list`, `show`, `stats`); and
-//! `examples/quickstart/` (package `ordo-quickstart`), the README's demo.
+//! command, which reads a journal from the shell (`list`, `show`, `stats`);
+//! `testkit/` (package `ordo-testkit`, a dev-dependency), which crashes a workflow after
+//! every commit, replays it under other latencies, fuzzes it and replays saved journals
+//! against new code; and `examples/quickstart/` (package `ordo-quickstart`), the
+//! README's demo.
 
 #![warn(missing_docs)]
 
