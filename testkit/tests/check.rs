@@ -35,6 +35,7 @@ fn a_workflow_that_branches_on_the_wall_clock_is_caught() {
         .run()
         .expect_err("reading the clock is not deterministic");
     let report = divergence.to_string();
+    eprintln!("{report}");
     assert!(
         matches!(*divergence.kind, DivergenceKind::NonDeterminism(_)),
         "{report}"
@@ -69,6 +70,7 @@ fn a_workflow_that_iterates_a_hash_map_is_caught() {
     let divergence = Check::workflow("quotes", iterates_a_hash_map, ())
         .run()
         .expect_err("HashMap order differs between runs");
+    eprintln!("{divergence}");
     match &*divergence.kind {
         DivergenceKind::NonDeterminism(ordo::Error::NonDeterminism {
             recorded, found, ..
@@ -109,6 +111,7 @@ fn a_workflow_that_depends_on_a_thread_is_caught() {
         .run()
         .expect_err("a thread's timing is not deterministic");
     let report = divergence.to_string();
+    eprintln!("{report}");
     match &*divergence.kind {
         DivergenceKind::NonDeterminism(ordo::Error::NonDeterminism {
             recorded, found, ..

@@ -132,6 +132,7 @@ fn a_renamed_step_is_reported_for_every_workflow_that_recorded_it() {
         .collect();
     assert_eq!(ids, ["done-1", "pending-1"]);
     for divergence in &report.divergences {
+        eprintln!("{divergence}");
         assert_eq!(divergence.at, RunPoint::SavedJournal);
         match &*divergence.kind {
             DivergenceKind::NonDeterminism(ordo::Error::NonDeterminism {
@@ -158,6 +159,7 @@ fn a_step_read_as_another_type_is_a_type_mismatch() {
         replay_journal(dir.path(), |b| b.register("order", order_retyped)).expect("readable");
     assert_eq!(report.divergences.len(), 2, "{report:?}");
     for divergence in &report.divergences {
+        eprintln!("{divergence}");
         match &*divergence.kind {
             DivergenceKind::TypeMismatch(ordo::Error::TypeMismatch { what, .. }) => {
                 assert!(what.contains("reserve"), "{divergence}");
