@@ -141,7 +141,7 @@ fn measure(journal: &str, n: u64) -> Row {
     let builder = match journal {
         "sled" => builder.path(dir.path()).durability(Durability::None),
         "sled-sync" => builder.path(dir.path()).durability(Durability::Sync),
-        "memory" => builder.store(Box::new(ordo::fuzzing::MemoryJournal::default())),
+        "memory" => builder.store(Box::new(ordo_testkit::MemoryJournal::default())),
         other => panic!("unknown journal {other}"),
     };
     let rt = builder.build().unwrap();
@@ -223,7 +223,7 @@ fn measure_loop(n: u64) -> String {
     let warm_heap = Rc::new(Cell::new(0i64));
     let (count, warm) = (Rc::clone(&ticks), Rc::clone(&warm_heap));
     let rt = Runtime::builder()
-        .store(Box::new(ordo::fuzzing::MemoryJournal::default()))
+        .store(Box::new(ordo_testkit::MemoryJournal::default()))
         .clock(ordo::Clock::Virtual)
         .register("looper", looper)
         .observer(move |event| {

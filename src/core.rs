@@ -156,6 +156,8 @@ pub(crate) struct Core {
     /// which replays what is really on disk, continues.
     broken: RefCell<Option<Error>>,
     pub(crate) max_recovery_attempts: u32,
+    /// Testing aid: delays (or answers) live step bodies (see `BeforeStepBody`).
+    pub(crate) before_step_body: Option<crate::step::BeforeStepBody>,
 }
 
 impl Core {
@@ -185,6 +187,7 @@ impl Core {
             types_named: RefCell::new(HashSet::new()),
             broken: RefCell::new(None),
             max_recovery_attempts,
+            before_step_body: None,
         }
     }
 

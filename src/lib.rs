@@ -91,8 +91,11 @@
 //!   `retry`: [`RetryPolicy`].
 //!
 //! Beside this crate, in the same workspace: `cli/` (package `ordo-cli`), the `ordo`
-//! command, which reads a journal from the shell (`list`, `show`, `stats`); and
-//! `examples/quickstart/` (package `ordo-quickstart`), the README's demo.
+//! command, which reads a journal from the shell (`list`, `show`, `stats`);
+//! `testkit/` (package `ordo-testkit`, a dev-dependency), which crashes a workflow after
+//! every commit, replays it under other latencies, fuzzes it and replays saved journals
+//! against new code; and `examples/quickstart/` (package `ordo-quickstart`), the
+//! README's demo.
 
 #![warn(missing_docs)]
 
@@ -103,8 +106,6 @@ mod ctx;
 mod error;
 mod event;
 mod fingerprint;
-#[doc(hidden)]
-pub mod fuzzing;
 mod handle;
 mod launch;
 mod names;
@@ -125,6 +126,8 @@ pub use crate::runtime::{
     RecoveryReport, Runtime, RuntimeBuilder, DEFAULT_DATA_DIR, DEFAULT_MAX_RECOVERY_ATTEMPTS,
 };
 pub use crate::step::{current_step, Step, StepInfo};
+#[doc(hidden)]
+pub use crate::step::{encode_result as encode_step_outcome, BeforeStepBody};
 pub use ordo_executor::Clock;
 pub use ordo_journal::{Durability, Status};
 

@@ -21,6 +21,7 @@ use crate::fingerprint::{self, TypeKey};
 use crate::handle::WorkflowHandle;
 use crate::launch::launch;
 use crate::registry::Registry;
+use crate::step::BeforeStepBody;
 use crate::workflow::{Phase, WorkflowState};
 
 /// The folder the runtime uses when none is given: the quickstart's and the CLI's.
@@ -81,6 +82,7 @@ pub struct RuntimeBuilder {
     /// relies on, unless a fuzzer reorders things on purpose.
     scheduler: Scheduler,
     max_recovery_attempts: u32,
+    before_step_body: Option<BeforeStepBody>,
 }
 
 impl RuntimeBuilder {
@@ -96,6 +98,7 @@ impl RuntimeBuilder {
             halt_before_finish: false,
             scheduler: Scheduler::Fifo,
             max_recovery_attempts: DEFAULT_MAX_RECOVERY_ATTEMPTS,
+            before_step_body: None,
         }
     }
 
@@ -261,6 +264,16 @@ impl RuntimeBuilder {
         self
     }
 
+    /// Testing aid: `hook` is called when a live step body is about to start, and the
+    /// body waits for the future it returns; an outcome it resolves to stands for the
+    /// body's, which then never runs. ordo-testkit delays bodies with it (other
+    /// latencies, other completion orders), notes which bodies ran, and mocks steps.
+    #[doc(hidden)]
+    pub fn before_step_body(mut self, hook: BeforeStepBody) -> Self {
+        self.before_step_body = Some(hook);
+        self
+    }
+
     /// Opens the journal and builds the runtime.
     ///
     /// Fails with [`Error::Journal`] when the journal is locked by another process,
@@ -299,6 +312,7 @@ impl RuntimeBuilder {
             self.max_recovery_attempts,
         );
         core.halt_before_finish = self.halt_before_finish;
+        core.before_step_body = self.before_step_body;
         let core = Rc::new(core);
         let hook_core = Rc::clone(&core);
         // `on_stall` launches the workflows whose start it committed.

@@ -32,7 +32,10 @@ pub(crate) struct BodyOutput {
 pub(crate) type Body = Box<dyn FnOnce() -> LocalBoxFuture<'static, BodyOutput>>;
 
 /// Encodes a step's `Result` as the journal's outcome.
-pub(crate) fn encode_result<T, E>(result: &Result<T, E>) -> Result<Outcome, String>
+///
+/// Hidden, for the test kit: a step mock answers with the bytes the body would have
+/// produced (see [`BeforeStepBody`]).
+pub fn encode_result<T, E>(result: &Result<T, E>) -> Result<Outcome, String>
 where
     T: Serialize + DeserializeOwned + 'static,
     E: Serialize + DeserializeOwned + 'static,
@@ -42,6 +45,13 @@ where
         Err(error) => codec::encode(fingerprint::of::<E>(), error).map(Outcome::Err),
     }
 }
+
+/// Testing aid (hidden), installed with `RuntimeBuilder::before_step_body`: called when
+/// a live step body is about to start; the body starts once the returned future
+/// resolves, unless it resolves to an outcome, which then stands for the body's. The test
+/// kit delays bodies with it (other latencies, other completion orders), notes which
+/// bodies ran, and answers mocked steps. Never called for a step the journal answers.
+pub type BeforeStepBody = Rc<dyn Fn(&StepInfo) -> LocalBoxFuture<'static, Option<Outcome>>>;
 
 /// Which step a body belongs to; readable from inside the body with
 /// [`current_step`], to pass an idempotency key to an external service.
@@ -211,10 +221,30 @@ impl<T, E> Step<T, E> {
         let (handle, registration) = AbortHandle::new_pair();
         let started_ms = core.now_ms();
         let name = wf.step_name(step_id);
+        let body = match &core.before_step_body {
+            None => body(),
+            Some(hook) => {
+                let before = hook(&StepInfo {
+                    workflow_id: wf.id.clone(),
+                    step_id,
+                    name: name.to_string(),
+                });
+                async move {
+                    match before.await {
+                        Some(outcome) => BodyOutput {
+                            outcome: Ok(outcome),
+                            attempts: 1,
+                        },
+                        None => body().await,
+                    }
+                }
+                .boxed_local()
+            }
+        };
         let body = WithStep {
             wf: Rc::clone(&wf),
             step_id,
-            body: body(),
+            body,
         };
         let task = Abortable::new(AssertUnwindSafe(body).catch_unwind(), registration);
         drop(ordo_executor::spawn(async move {

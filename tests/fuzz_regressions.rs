@@ -2,7 +2,8 @@
 //! checks them forever (fuzz/README.md says how to add one). Each found a wrong
 //! assumption; the comment says which.
 
-use ordo::fuzzing::{check_case, replay, Case, JournalKind, Latency, Shape};
+use ordo_testkit::catalogue::{check_case, replay, Case, Shape};
+use ordo_testkit::{JournalKind, Latency};
 
 /// A `select!` loser's body finished in the cycle the workflow returned in: its
 /// completion is committed together with the finish, and a replay returns before

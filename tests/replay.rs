@@ -2,7 +2,7 @@
 //!
 //! Each shape is run uninterrupted, then halted after every possible number of
 //! commits (as if killed right there) and recovered: see
-//! `ordo::fuzzing::check_scenario` for what is checked. The `replay` fuzz target and
+//! `ordo_testkit::checker` for what is checked. The `replay` fuzz target and
 //! `tests/replay_property.rs` run the same checker over generated shapes.
 
 mod common;

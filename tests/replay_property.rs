@@ -1,8 +1,9 @@
 //! The `replay` fuzz target's check on stable: proptest generates the fuzzer's bytes
 //! (every byte string decodes to a `Case`), so CI covers every shape of the catalogue,
-//! every crash point and scripted recoveries without nightly. See `ordo::fuzzing`.
+//! every crash point and scripted recoveries without nightly. See `ordo_testkit::catalogue`.
 
-use ordo::fuzzing::{check_case, Case, JournalKind, Shape};
+use ordo_testkit::catalogue::{check_case, Case, Shape};
+use ordo_testkit::JournalKind;
 use proptest::prelude::*;
 
 /// Cases per proptest run, each 7 runtime lifetimes on an in-memory journal (well

@@ -1,4 +1,4 @@
 //! Workflow shapes with fuzzer-chosen latencies, outcomes, crash point and recovery
-//! schedule; `ordo::fuzzing` panics when a crash-and-replay invariant breaks.
+//! schedule; `ordo_testkit::catalogue` panics when a crash-and-replay invariant breaks.
 #![no_main]
-libfuzzer_sys::fuzz_target!(|data: &[u8]| ordo::fuzzing::replay(data));
+libfuzzer_sys::fuzz_target!(|data: &[u8]| ordo_testkit::catalogue::replay(data));

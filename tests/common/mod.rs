@@ -1,14 +1,14 @@
 //! Shared helpers for the runtime's end-to-end tests. The crash-and-replay checker
-//! lives in `ordo::fuzzing`, shared with the `replay` fuzz target.
+//! lives in ordo-testkit, shared with the `replay` fuzz target and users.
 #![allow(dead_code, unused_imports)]
 
 use std::cell::RefCell;
 use std::rc::Rc;
 use std::time::Duration;
 
-pub use ordo::fuzzing::{
-    builder, check_crash_replay, copy_dir, journal_dir, recorded_steps, run_once, step, Env, Halt,
-    Order, RunResult,
+pub use ordo_testkit::catalogue::{check_crash_replay, run_once, step};
+pub use ordo_testkit::{
+    builder, copy_dir, journal_dir, recorded_steps, Env, Halt, Order, RunResult,
 };
 
 /// Which step bodies ran, in the order they started: `(workflow id, step label)`.
