@@ -543,9 +543,14 @@ impl Store for SledJournal {
             let counter = number.to_be_bytes();
             // No blob may appear during a concurrent durability point (see `durability`).
             let _applying = self.data_files.as_ref().map(DataFiles::applying);
+            // `None` commits are not sealed (nothing is promised of them), so they need
+            // no counter either: the seal and the counter stay equal across them.
+            let counted = self.durability != Durability::None;
             match self.encode(batch, &mut writer)? {
                 Some(mut writes) => {
-                    writes.insert(key::COMMITS, &counter);
+                    if counted {
+                        writes.insert(key::COMMITS, &counter);
+                    }
                     self.db.apply_batch(writes)?;
                 }
                 // One entry is atomic on its own. sled's `apply_batch` rolls its I/O
@@ -554,10 +559,14 @@ impl Store for SledJournal {
                 None => {
                     self.db
                         .insert(writer.key.as_slice(), writer.value.as_slice())?;
-                    self.db.insert(key::COMMITS, &counter)?;
+                    if counted {
+                        self.db.insert(key::COMMITS, &counter)?;
+                    }
                 }
             }
-            writer.total_commits = number;
+            if counted {
+                writer.total_commits = number;
+            }
             writer.applied(&batch.completions);
             number
         };
