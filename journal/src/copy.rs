@@ -52,6 +52,24 @@ fn copy_if_present(from: &Path, to: &Path) -> io::Result<()> {
     }
 }
 
+/// Removes the folders `TempFolder::new(parent, purpose)` made that are still in
+/// `parent` (left by a process that died before dropping them). Best effort.
+pub(crate) fn remove_stale(parent: &Path, purpose: &str) {
+    let prefix = format!(".ordo-{purpose}-");
+    let Ok(entries) = fs::read_dir(parent) else {
+        return;
+    };
+    for entry in entries.flatten() {
+        if entry
+            .file_name()
+            .to_str()
+            .is_some_and(|n| n.starts_with(&prefix))
+        {
+            let _ = fs::remove_dir_all(entry.path());
+        }
+    }
+}
+
 /// A folder that is removed (with its contents) when dropped.
 #[derive(Debug)]
 pub(crate) struct TempFolder(PathBuf);

@@ -155,6 +155,9 @@ impl SledJournal {
             // Hold sled's lock while copying, so no runtime writes meanwhile; let go of it
             // before sled takes it (a flock is per open file, so it would refuse us).
             let probe = lock_probe(&path)?;
+            // Holding the lock, no other process is checking this journal: a copy left
+            // behind by a process that died while checking is stale.
+            copy::remove_stale(&path, "verify");
             let checked = TempFolder::new(&path, "verify")
                 .map_err(Error::from)
                 .and_then(|copy| {

@@ -228,3 +228,17 @@ fn a_lost_tail_is_reported_with_what_is_missing() {
     let journal = SledJournal::open(&path, Durability::Flush).unwrap();
     holds_everything(&journal).unwrap();
 }
+
+#[test]
+fn a_check_copy_left_by_a_process_that_died_is_removed_at_the_next_open() {
+    let base = tempfile::tempdir().unwrap();
+    let path = base.path().join("j");
+    write_journal(&path);
+    // What a process killed in the middle of its check leaves in the journal folder.
+    let stale = path.join(".ordo-verify-999999-0");
+    std::fs::create_dir_all(&stale).unwrap();
+    std::fs::write(stale.join("db"), vec![7u8; 4096]).unwrap();
+    let journal = SledJournal::open(&path, Durability::Flush).unwrap();
+    holds_everything(&journal).unwrap();
+    assert!(!stale.exists(), "the stale copy is still there");
+}
