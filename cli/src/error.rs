@@ -9,7 +9,6 @@ Exit codes:
   1  any other error (I/O, storage)
   2  usage error
   3  no journal at --data, or no workflow with that id
-  4  the journal is held by another process (a running ordo program)
   5  the journal is damaged or corrupt, or was written by another ordo version";
 
 /// Everything the CLI reports instead of output.
@@ -45,7 +44,6 @@ impl CliError {
             CliError::Journal(JournalError::NotFound { .. }) | CliError::UnknownWorkflow { .. } => {
                 3
             }
-            CliError::Journal(JournalError::Locked { .. }) => 4,
             CliError::Journal(
                 JournalError::Corrupt { .. }
                 | JournalError::Damaged { .. }
