@@ -489,14 +489,9 @@ impl Core {
             // last good commit can be trusted: nobody may see any of it, and this runtime
             // commits nothing more. Every workflow stops here and stays `Pending`; a
             // reopen replays what is really on disk.
-            let err = Error::from(err);
-            for start in starts {
-                start.wf.fail(err.clone());
-            }
-            for (old, _) in continued {
-                old.fail(err.clone());
-            }
-            self.break_down(err);
+            // Staged starts and continuing runs are in `running` too: `break_down` fails
+            // them with everything else.
+            self.break_down(Error::from(err));
             return true;
         }
         for start in starts {

@@ -329,15 +329,21 @@ impl<T: DeserializeOwned + 'static, E: DeserializeOwned + 'static> Future for St
                     (codec::decode::<E>(key, bytes).map(Err), key)
                 }
             };
-            let name = wf.step_name(this.id);
+            let decoded = decoded.map_err(|err| {
+                // Named before the slot goes; only a mismatch needs the name.
+                let what = format!(
+                    "the outcome of step {} ({:?})",
+                    this.id,
+                    wf.step_name(this.id)
+                );
+                codec::type_error(&*this.ctx.core.store, &wf.id, what, key, err)
+            });
             // The step is over: a parked workflow keeps no slot for it.
             wf.release_step(this.id);
             return match decoded {
                 Ok(result) => Poll::Ready(result),
-                Err(err) => {
-                    let what = format!("the outcome of step {} ({name:?})", this.id);
-                    let store = &*this.ctx.core.store;
-                    wf.fail(codec::type_error(store, &wf.id, what, key, err));
+                Err(mismatch) => {
+                    wf.fail(mismatch);
                     Poll::Pending
                 }
             };
