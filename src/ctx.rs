@@ -339,13 +339,7 @@ impl Ctx {
                 name: wf.name.clone(),
             })?
             .clone();
-        crate::runtime::check_input::<I>(&wf.id, registration.input.name)?;
-        let encoded =
-            crate::codec::encode(registration.input, input).map_err(|detail| Error::Encode {
-                workflow_id: wf.id.clone(),
-                what: "the input of continue_as_new".into(),
-                detail,
-            })?;
+        let encoded = registration.encode_input(&wf.id, input)?;
         let now_ms = self.core.now_ms();
         let mut record = wf.pending_record(0, now_ms);
         record.input = encoded;

@@ -88,3 +88,48 @@ impl Registry {
         self.by_name.get(name)
     }
 }
+
+impl Registration {
+    /// The input's type must be the registered one: bincode encodes an `i32` that
+    /// decodes as a `u8` without complaint, into a wrong value. `I` need not be an owned
+    /// type (a reference to the registered type, and `&str` for `String`, serialize
+    /// identically and are accepted), so it cannot be fingerprinted; its name is
+    /// compared within this binary, where names are consistent. The bytes stored carry
+    /// the registered type's fingerprint.
+    pub(crate) fn check_input<I: ?Sized>(&self, id: &str) -> Result<(), Error> {
+        let registered = self.input.name;
+        let asked = std::any::type_name::<I>();
+        let mut plain = asked;
+        while let Some(rest) = plain.strip_prefix('&') {
+            plain = rest;
+        }
+        if plain == "str" {
+            plain = std::any::type_name::<String>();
+        }
+        if plain == registered {
+            return Ok(());
+        }
+        Err(Error::TypeMismatch {
+            workflow_id: id.to_string(),
+            what: "input".to_string(),
+            expected: registered,
+            recorded: asked.to_string(),
+            detail: "the input given is not of the registered input type".into(),
+        })
+    }
+
+    /// Checks and encodes an input for workflow `id` (a start's, or the next run's of
+    /// `continue_as_new`).
+    pub(crate) fn encode_input<I: Serialize + ?Sized>(
+        &self,
+        id: &str,
+        input: &I,
+    ) -> Result<Vec<u8>, Error> {
+        self.check_input::<I>(id)?;
+        codec::encode(self.input, input).map_err(|detail| Error::Encode {
+            workflow_id: id.to_string(),
+            what: "input".into(),
+            detail,
+        })
+    }
+}

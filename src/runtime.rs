@@ -12,7 +12,6 @@ use serde::de::DeserializeOwned;
 use serde::Serialize;
 
 use crate::clock::WallClock;
-use crate::codec;
 use crate::core::{Core, Metrics, Observer, PendingStart};
 use crate::ctx::Ctx;
 use crate::error::Error;
@@ -438,7 +437,7 @@ impl Runtime {
                 name: name.to_string(),
             })?
             .clone();
-        check_input::<I>(id, registration.input.name)?;
+        registration.check_input::<I>(id)?;
         check_key(
             id,
             "output type of the handle",
@@ -478,12 +477,7 @@ impl Runtime {
                 (wf, record, false)
             }
             None => {
-                let encoded =
-                    codec::encode(registration.input, &input).map_err(|detail| Error::Encode {
-                        workflow_id: id.to_string(),
-                        what: "input".into(),
-                        detail,
-                    })?;
+                let encoded = registration.encode_input(id, &input)?;
                 let now_ms = self.core.now_ms_at(self.executor.now());
                 let record = WorkflowRecord {
                     id: id.to_string(),
@@ -762,34 +756,6 @@ fn conflict(id: &str, existing: &str, requested: &str) -> Error {
         workflow_id: id.to_string(),
         existing: existing.to_string(),
         requested: requested.to_string(),
-    }
-}
-
-/// The input's type must be the registered one: bincode encodes an `i32` that decodes
-/// as a `u8` without complaint, into a wrong value. `I` need not be an owned type (a
-/// reference to the registered type, and `&str` for `String`, serialize identically and
-/// are accepted), so it cannot be fingerprinted; its name is compared within this
-/// binary, where names are consistent. The bytes stored carry the registered type's
-/// fingerprint.
-pub(crate) fn check_input<T: ?Sized>(id: &str, registered: &'static str) -> Result<(), Error> {
-    let asked = std::any::type_name::<T>();
-    let mut plain = asked;
-    while let Some(rest) = plain.strip_prefix('&') {
-        plain = rest;
-    }
-    if plain == "str" {
-        plain = std::any::type_name::<String>();
-    }
-    if plain == registered {
-        Ok(())
-    } else {
-        Err(Error::TypeMismatch {
-            workflow_id: id.to_string(),
-            what: "input".to_string(),
-            expected: registered,
-            recorded: asked.to_string(),
-            detail: "the input given to start is not of the registered input type".into(),
-        })
     }
 }
 
