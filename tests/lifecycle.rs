@@ -4,11 +4,11 @@
 
 mod common;
 
-use common::sleeper;
+use common::sleeper::{record_deadline_then_die, restart_and_wake, T0};
 
 use std::cell::Cell;
 use std::rc::Rc;
-use std::time::{Duration, UNIX_EPOCH};
+use std::time::Duration;
 
 use common::{builder, journal_dir};
 use ordo::journal::{SledJournal, Store};
@@ -240,55 +240,18 @@ fn step_with_records_the_final_error_when_attempts_run_out() {
     assert_eq!((c[0].attempts, c[0].outcome.is_ok()), (3, false));
 }
 
-/// Wall-clock seconds at which the sleep tests' first process starts.
-const T0: u64 = 1_800_000_000;
-
-/// A process that starts `id` at `T0`, records the sleep's deadline and dies.
-fn record_deadline_then_die(dir: &std::path::Path, id: &str) {
-    let rt = builder(dir)
-        .start_time(UNIX_EPOCH + Duration::from_secs(T0))
-        .halt_after_commits(1)
-        .register("sleeper", sleeper)
-        .build()
-        .expect("build");
-    let h = rt
-        .start::<_, u64, String>("sleeper", id, ())
-        .expect("start");
-    assert!(matches!(
-        rt.block_on(h.result()),
-        Err(Error::Stopped { .. })
-    ));
-    drop((h, rt));
-    assert_eq!(
-        common::recorded_steps(dir, id),
-        vec![(0, "ordo.sleep.until".into(), true)]
-    );
-}
-
-/// A process restarted `later_secs` after `T0` that recovers `id`; returns when it woke.
-fn restart_and_wake(dir: &std::path::Path, id: &str, later_secs: u64) -> u64 {
-    let rt = builder(dir)
-        .start_time(UNIX_EPOCH + Duration::from_secs(T0 + later_secs))
-        .register("sleeper", sleeper)
-        .build()
-        .expect("build");
-    rt.recover().expect("recover");
-    let h = rt.handle::<u64, String>(id).expect("handle");
-    rt.block_on(h.result()).expect("result").expect("ok")
-}
-
 #[test]
 fn durable_sleep_across_a_restart_sleeps_only_the_remainder() {
     // Restarted 20 minutes later: wakes at T0 + 1 h, not at restart + 1 h.
     let dir = journal_dir();
     record_deadline_then_die(dir.path(), "s");
-    assert_eq!(restart_and_wake(dir.path(), "s", 20 * 60), T0 + 3600);
+    assert_eq!(restart_and_wake(dir.path(), "s", T0 + 20 * 60), T0 + 3600);
 
     // Restarted after the deadline passed: fires at once.
     let dir = journal_dir();
     record_deadline_then_die(dir.path(), "late");
     assert_eq!(
-        restart_and_wake(dir.path(), "late", 5 * 3600),
+        restart_and_wake(dir.path(), "late", T0 + 5 * 3600),
         T0 + 5 * 3600
     );
 }

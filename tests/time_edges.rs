@@ -4,18 +4,16 @@
 
 mod common;
 
-use common::sleeper;
+use common::sleeper::{record_deadline_then_die, restart_and_wake, T0};
 
-use std::time::{Duration, UNIX_EPOCH};
+use std::time::Duration;
 
 use common::{builder, journal_dir};
 use futures::FutureExt;
-use ordo::{Ctx, Error};
-
-const T0: u64 = 1_800_000_000;
+use ordo::Ctx;
 
 #[test]
-fn an_endless_sleep_neither_panics_nor_burns_recovery_attempts() {
+fn an_endless_sleep_is_a_century_not_an_instant_overflow() {
     let dir = journal_dir();
     let rt = builder(dir.path())
         .register("forever", |ctx: Ctx, (): ()| async move {
@@ -47,30 +45,9 @@ fn an_endless_sleep_neither_panics_nor_burns_recovery_attempts() {
 /// `T0 + shift` at start (negative: set back). Returns when it woke, in seconds.
 fn wake_after_clock_shift(shift: i64) -> u64 {
     let dir = journal_dir();
-    {
-        let rt = builder(dir.path())
-            .start_time(UNIX_EPOCH + Duration::from_secs(T0))
-            .halt_after_commits(1)
-            .register("sleeper", sleeper)
-            .build()
-            .expect("build");
-        let h = rt
-            .start::<_, u64, String>("sleeper", "s", ())
-            .expect("start");
-        assert!(matches!(
-            rt.block_on(h.result()),
-            Err(Error::Stopped { .. })
-        ));
-    }
+    record_deadline_then_die(dir.path(), "s");
     let start = T0.checked_add_signed(shift).expect("in range");
-    let rt = builder(dir.path())
-        .start_time(UNIX_EPOCH + Duration::from_secs(start))
-        .register("sleeper", sleeper)
-        .build()
-        .expect("build");
-    rt.recover().expect("recover");
-    let h = rt.handle::<u64, String>("s").expect("handle");
-    rt.block_on(h.result()).expect("finishes").expect("ok")
+    restart_and_wake(dir.path(), "s", start)
 }
 
 #[test]

@@ -179,12 +179,61 @@ pub mod order {
     }
 }
 
-/// Sleeps an hour durably, then returns the (recorded) wall time it woke, in seconds.
-pub async fn sleeper(ctx: ordo::Ctx, (): ()) -> Result<u64, String> {
-    ctx.sleep(Duration::from_secs(3600)).await;
-    let woke = ctx.now().await;
-    Ok(woke
-        .duration_since(std::time::UNIX_EPOCH)
-        .unwrap_or_default()
-        .as_secs())
+/// The hour-long durable sleeper, and processes that record its deadline and die, or
+/// restart and wake it: what the durable-sleep and clock tests run.
+pub mod sleeper {
+    use std::path::Path;
+    use std::time::{Duration, UNIX_EPOCH};
+
+    use ordo::{Ctx, Error};
+
+    use super::builder;
+
+    /// Wall-clock seconds at which the sleep tests' first process starts.
+    pub const T0: u64 = 1_800_000_000;
+
+    /// Sleeps an hour durably, then returns the (recorded) wall time it woke, in seconds.
+    pub async fn sleeper(ctx: Ctx, (): ()) -> Result<u64, String> {
+        ctx.sleep(Duration::from_secs(3600)).await;
+        let woke = ctx.now().await;
+        Ok(woke
+            .duration_since(UNIX_EPOCH)
+            .unwrap_or_default()
+            .as_secs())
+    }
+
+    /// A process that starts `id` at `T0`, records the sleep's deadline and dies.
+    pub fn record_deadline_then_die(dir: &Path, id: &str) {
+        let rt = builder(dir)
+            .start_time(UNIX_EPOCH + Duration::from_secs(T0))
+            .halt_after_commits(1)
+            .register("sleeper", sleeper)
+            .build()
+            .expect("build");
+        let h = rt
+            .start::<_, u64, String>("sleeper", id, ())
+            .expect("start");
+        assert!(matches!(
+            rt.block_on(h.result()),
+            Err(Error::Stopped { .. })
+        ));
+        drop((h, rt));
+        assert_eq!(
+            super::recorded_steps(dir, id),
+            vec![(0, "ordo.sleep.until".into(), true)]
+        );
+    }
+
+    /// A process whose wall clock reads `start_secs` at start, that recovers `id`;
+    /// returns when it woke, in seconds.
+    pub fn restart_and_wake(dir: &Path, id: &str, start_secs: u64) -> u64 {
+        let rt = builder(dir)
+            .start_time(UNIX_EPOCH + Duration::from_secs(start_secs))
+            .register("sleeper", sleeper)
+            .build()
+            .expect("build");
+        rt.recover().expect("recover");
+        let h = rt.handle::<u64, String>(id).expect("handle");
+        rt.block_on(h.result()).expect("result").expect("ok")
+    }
 }
