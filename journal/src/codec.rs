@@ -168,6 +168,19 @@ fn encode(value: &impl Serialize, out: &mut Vec<u8>) -> Result<(), Error> {
         .map_err(|e| Error::Storage(format!("encoding a journal record failed: {e}")))
 }
 
+/// Encodes a value of another module's record kind (see [`encode`]).
+pub(crate) fn encode_value(value: &impl Serialize, out: &mut Vec<u8>) -> Result<(), Error> {
+    encode(value, out)
+}
+
+/// Decodes a value of another module's record kind (see [`decode`]).
+pub(crate) fn decode_value<'v, T: Deserialize<'v>>(
+    key: &[u8],
+    value: &'v [u8],
+) -> Result<T, Error> {
+    decode(key, value)
+}
+
 /// Decodes a value stored under `key`: checks the version byte, decodes the rest and
 /// requires it to be consumed exactly.
 fn decode<'v, T: Deserialize<'v>>(key: &[u8], value: &'v [u8]) -> Result<T, Error> {

@@ -302,6 +302,8 @@ pub struct Batch {
     /// Workflows whose recorded completions this batch removes (continue-as-new), before
     /// it adds any of its own completions of them.
     pub(crate) resets: Vec<String>,
+    /// Messages, events and awakeable resolutions (see [`mail`](crate::mail)).
+    pub(crate) mail: crate::mail::Mail,
 }
 
 impl Batch {
@@ -404,6 +406,7 @@ impl Batch {
             && self.completions.is_empty()
             && self.types.is_empty()
             && self.resets.is_empty()
+            && self.mail.is_empty()
     }
 
     /// Names the type whose values carry `fingerprint` (the runtime puts one before every
@@ -574,6 +577,6 @@ impl Batch {
         self.types.clear();
         self.resets.clear();
         self.completions.clear();
-        self.types.clear();
+        self.mail.clear();
     }
 }

@@ -15,7 +15,8 @@ use crate::codec::{self, SCHEMA_VERSION};
 use crate::copy::{self, TempFolder};
 use crate::durability::{DataFiles, Durability};
 use crate::key::{self, Key};
-use crate::record::{Batch, Completion, Prior, Status, WorkflowRecord};
+use crate::mail::Message;
+use crate::record::{Batch, Completion, Outcome, Prior, Status, WorkflowRecord};
 use crate::seal::{self, Seal, SealState, SEAL_FILE};
 use crate::store::Store;
 use crate::Error;
@@ -459,7 +460,11 @@ impl SledJournal {
             codec::encode_run(run.iter().map(|&i| &completions[i].1), v)?;
             writes.insert(k.as_slice(), v.as_slice());
         }
+        if let Some(highest) = crate::mail::encode(batch, k, v, &mut writes)? {
+            writes.insert(crate::mail::MESSAGE_COUNTER, &highest.to_be_bytes());
+        }
         let single_entry = batch.workflows.is_empty()
+            && batch.mail.is_empty()
             && batch.types.is_empty()
             && batch.resets.is_empty()
             && appended.len() == 1;
@@ -691,6 +696,30 @@ impl Store for SledJournal {
 
     fn commit_count(&self) -> u64 {
         self.commits.load(Ordering::Relaxed)
+    }
+
+    fn messages(&self, destination: &str) -> Result<Vec<Message>, Error> {
+        crate::mail::messages(&self.db, destination)
+    }
+
+    fn message_key_used(&self, destination: &str, key: &str) -> Result<bool, Error> {
+        crate::mail::message_key_used(&self.db, destination, key)
+    }
+
+    fn last_message_number(&self) -> Result<u64, Error> {
+        crate::mail::last_message_number(&self.db)
+    }
+
+    fn event(&self, workflow_id: &str, key: &str) -> Result<Option<Vec<u8>>, Error> {
+        crate::mail::event(&self.db, workflow_id, key)
+    }
+
+    fn events(&self, workflow_id: &str) -> Result<Vec<(String, Vec<u8>)>, Error> {
+        crate::mail::events(&self.db, workflow_id)
+    }
+
+    fn awakeable(&self, workflow_id: &str, step_id: u64) -> Result<Option<Outcome>, Error> {
+        crate::mail::awakeable(&self.db, workflow_id, step_id)
     }
 }
 

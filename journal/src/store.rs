@@ -1,7 +1,8 @@
 //! The interface the runtime journals through, so a server-backed store (PostgreSQL)
 //! can stand in for sled without touching the runtime.
 
-use crate::record::{Batch, Completion, Status, WorkflowRecord};
+use crate::mail::Message;
+use crate::record::{Batch, Completion, Outcome, Status, WorkflowRecord};
 use crate::Error;
 
 /// A durable journal of workflow records and step completions.
@@ -46,4 +47,25 @@ pub trait Store: Send + Sync {
 
     /// How many non-empty commits succeeded since this store was opened.
     fn commit_count(&self) -> u64;
+
+    /// The unconsumed messages sent to `destination`, of every topic, oldest (lowest
+    /// number) first.
+    fn messages(&self, destination: &str) -> Result<Vec<Message>, Error>;
+
+    /// Whether a message with idempotency key `key` was ever stored for `destination`.
+    fn message_key_used(&self, destination: &str, key: &str) -> Result<bool, Error>;
+
+    /// The highest message number any committed batch gave (0 if none): the writer's
+    /// next number must be greater.
+    fn last_message_number(&self) -> Result<u64, Error>;
+
+    /// The latest value of event `key` of workflow `workflow_id`.
+    fn event(&self, workflow_id: &str, key: &str) -> Result<Option<Vec<u8>>, Error>;
+
+    /// Every event of workflow `workflow_id`, `(key, latest value)` in key byte order.
+    fn events(&self, workflow_id: &str) -> Result<Vec<(String, Vec<u8>)>, Error>;
+
+    /// The recorded resolution of the awakeable of step `step_id` of workflow
+    /// `workflow_id`, if it was resolved.
+    fn awakeable(&self, workflow_id: &str, step_id: u64) -> Result<Option<Outcome>, Error>;
 }

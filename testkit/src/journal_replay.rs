@@ -22,7 +22,8 @@ use std::task::{Poll, Waker};
 
 use futures::future::{FutureExt, LocalBoxFuture};
 use ordo::journal::{
-    Batch, Completion, Error as JournalError, Outcome, SledJournal, Status, Store, WorkflowRecord,
+    Batch, Completion, Error as JournalError, Message, Outcome, SledJournal, Status, Store,
+    WorkflowRecord,
 };
 use ordo::{Clock, Runtime, RuntimeBuilder, StepInfo};
 
@@ -131,6 +132,7 @@ pub fn replay_journal(
     let store = Overlay {
         base,
         written: written.reopen(),
+        consumed: Default::default(),
     };
     let stopped = Rc::new(Stopped::default());
     let rt = register(
@@ -273,6 +275,8 @@ impl Stopped {
 struct Overlay {
     base: SledJournal,
     written: MemoryJournal,
+    /// `(destination, number)` of the saved journal's messages the replay consumed.
+    consumed: std::sync::Mutex<HashSet<(String, u64)>>,
 }
 
 /// A recorded workflow as one to replay.
@@ -287,7 +291,15 @@ fn as_pending(mut record: WorkflowRecord) -> WorkflowRecord {
 
 impl Store for Overlay {
     fn commit(&self, batch: &Batch) -> Result<(), JournalError> {
-        self.written.commit(batch)
+        self.written.commit(batch)?;
+        let mut consumed = self
+            .consumed
+            .lock()
+            .unwrap_or_else(std::sync::PoisonError::into_inner);
+        for (destination, _, number) in batch.consumed() {
+            consumed.insert((destination.clone(), *number));
+        }
+        Ok(())
     }
 
     fn workflow(&self, id: &str) -> Result<Option<WorkflowRecord>, JournalError> {
@@ -328,5 +340,55 @@ impl Store for Overlay {
 
     fn commit_count(&self) -> u64 {
         self.written.commit_count()
+    }
+
+    fn messages(&self, destination: &str) -> Result<Vec<Message>, JournalError> {
+        let consumed = self
+            .consumed
+            .lock()
+            .unwrap_or_else(std::sync::PoisonError::into_inner)
+            .clone();
+        let mut messages: Vec<Message> = self
+            .base
+            .messages(destination)?
+            .into_iter()
+            .filter(|m| !consumed.contains(&(m.destination.clone(), m.number)))
+            .collect();
+        messages.extend(self.written.messages(destination)?);
+        messages.sort_by_key(|m| m.number);
+        Ok(messages)
+    }
+
+    fn message_key_used(&self, destination: &str, key: &str) -> Result<bool, JournalError> {
+        Ok(self.written.message_key_used(destination, key)?
+            || self.base.message_key_used(destination, key)?)
+    }
+
+    fn last_message_number(&self) -> Result<u64, JournalError> {
+        Ok(self
+            .written
+            .last_message_number()?
+            .max(self.base.last_message_number()?))
+    }
+
+    fn event(&self, workflow_id: &str, key: &str) -> Result<Option<Vec<u8>>, JournalError> {
+        match self.written.event(workflow_id, key)? {
+            Some(value) => Ok(Some(value)),
+            None => self.base.event(workflow_id, key),
+        }
+    }
+
+    fn events(&self, workflow_id: &str) -> Result<Vec<(String, Vec<u8>)>, JournalError> {
+        let mut all: BTreeMap<String, Vec<u8>> =
+            self.base.events(workflow_id)?.into_iter().collect();
+        all.extend(self.written.events(workflow_id)?);
+        Ok(all.into_iter().collect())
+    }
+
+    fn awakeable(&self, workflow_id: &str, step_id: u64) -> Result<Option<Outcome>, JournalError> {
+        match self.written.awakeable(workflow_id, step_id)? {
+            Some(outcome) => Ok(Some(outcome)),
+            None => self.base.awakeable(workflow_id, step_id),
+        }
     }
 }

@@ -9,7 +9,7 @@ use std::collections::BTreeMap;
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, Mutex, PoisonError};
 
-use ordo_journal::{Batch, Completion, Status, Store, WorkflowRecord};
+use ordo_journal::{Batch, Completion, Message, Outcome, Status, Store, WorkflowRecord};
 
 /// What a [`MemoryJournal`] holds.
 #[derive(Clone, Default)]
@@ -19,6 +19,12 @@ struct Records {
     completions: BTreeMap<String, Vec<Completion>>,
     /// The type table.
     types: BTreeMap<u64, String>,
+    /// Unconsumed messages by (destination, number).
+    messages: BTreeMap<(String, u64), Message>,
+    message_keys: std::collections::BTreeSet<(String, String)>,
+    last_message: u64,
+    events: BTreeMap<(String, String), Vec<u8>>,
+    awakeables: BTreeMap<(String, u64), Outcome>,
 }
 
 /// A [`Store`] in memory that outlives the runtimes opened on it, as a journal on disk
@@ -131,6 +137,30 @@ impl Store for MemoryJournal {
         for (fingerprint, name) in batch.types() {
             records.types.insert(*fingerprint, name.clone());
         }
+        for m in batch.messages() {
+            records.last_message = records.last_message.max(m.number);
+            if let Some(key) = &m.idempotency_key {
+                records
+                    .message_keys
+                    .insert((m.destination.clone(), key.clone()));
+            }
+            records
+                .messages
+                .insert((m.destination.clone(), m.number), m.clone());
+        }
+        for (destination, _, number) in batch.consumed() {
+            records.messages.remove(&(destination.clone(), *number));
+        }
+        for (id, key, value) in batch.events() {
+            records
+                .events
+                .insert((id.clone(), key.clone()), value.clone());
+        }
+        for (id, step_id, outcome) in batch.resolutions() {
+            records
+                .awakeables
+                .insert((id.clone(), *step_id), outcome.clone());
+        }
         self.commits.fetch_add(1, Ordering::Relaxed);
         Ok(())
     }
@@ -167,5 +197,55 @@ impl Store for MemoryJournal {
 
     fn commit_count(&self) -> u64 {
         self.commits.load(Ordering::Relaxed)
+    }
+
+    fn messages(&self, destination: &str) -> Result<Vec<Message>, ordo_journal::Error> {
+        Ok(self
+            .lock()
+            .messages
+            .range((destination.to_owned(), 0)..=(destination.to_owned(), u64::MAX))
+            .map(|(_, m)| m.clone())
+            .collect())
+    }
+
+    fn message_key_used(&self, destination: &str, key: &str) -> Result<bool, ordo_journal::Error> {
+        Ok(self
+            .lock()
+            .message_keys
+            .contains(&(destination.to_owned(), key.to_owned())))
+    }
+
+    fn last_message_number(&self) -> Result<u64, ordo_journal::Error> {
+        Ok(self.lock().last_message)
+    }
+
+    fn event(&self, workflow_id: &str, key: &str) -> Result<Option<Vec<u8>>, ordo_journal::Error> {
+        Ok(self
+            .lock()
+            .events
+            .get(&(workflow_id.to_owned(), key.to_owned()))
+            .cloned())
+    }
+
+    fn events(&self, workflow_id: &str) -> Result<Vec<(String, Vec<u8>)>, ordo_journal::Error> {
+        Ok(self
+            .lock()
+            .events
+            .iter()
+            .filter(|((id, _), _)| id == workflow_id)
+            .map(|((_, key), value)| (key.clone(), value.clone()))
+            .collect())
+    }
+
+    fn awakeable(
+        &self,
+        workflow_id: &str,
+        step_id: u64,
+    ) -> Result<Option<Outcome>, ordo_journal::Error> {
+        Ok(self
+            .lock()
+            .awakeables
+            .get(&(workflow_id.to_owned(), step_id))
+            .cloned())
     }
 }

@@ -125,6 +125,28 @@ pub mod faulty {
         fn commit_count(&self) -> u64 {
             self.inner.commit_count()
         }
+        fn messages(&self, destination: &str) -> Result<Vec<ordo::journal::Message>, Error> {
+            self.inner.messages(destination)
+        }
+        fn message_key_used(&self, destination: &str, key: &str) -> Result<bool, Error> {
+            self.inner.message_key_used(destination, key)
+        }
+        fn last_message_number(&self) -> Result<u64, Error> {
+            self.inner.last_message_number()
+        }
+        fn event(&self, workflow_id: &str, key: &str) -> Result<Option<Vec<u8>>, Error> {
+            self.inner.event(workflow_id, key)
+        }
+        fn events(&self, workflow_id: &str) -> Result<Vec<(String, Vec<u8>)>, Error> {
+            self.inner.events(workflow_id)
+        }
+        fn awakeable(
+            &self,
+            workflow_id: &str,
+            step_id: u64,
+        ) -> Result<Option<ordo::journal::Outcome>, Error> {
+            self.inner.awakeable(workflow_id, step_id)
+        }
     }
 }
 
