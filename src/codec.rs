@@ -101,6 +101,32 @@ pub(crate) fn type_error(
     }
 }
 
+/// [`type_error`] for a value read where no journal is at hand (a client's thread):
+/// the recorded type is named if this thread knows its fingerprint.
+pub(crate) fn type_error_here(
+    workflow_id: &str,
+    what: String,
+    expected: TypeKey,
+    err: DecodeError,
+) -> Error {
+    let (recorded, detail) = match err {
+        DecodeError::Mismatch { recorded } => (
+            fingerprint::known_name(recorded)
+                .map(str::to_owned)
+                .unwrap_or_else(|| format!("another type (fingerprint {recorded:016x})")),
+            "the type fingerprints differ".to_string(),
+        ),
+        DecodeError::Garbled(detail) => (expected.name.to_string(), detail),
+    };
+    Error::TypeMismatch {
+        workflow_id: workflow_id.to_string(),
+        what,
+        expected: expected.name,
+        recorded,
+        detail,
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;

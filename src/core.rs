@@ -15,7 +15,7 @@ use std::panic::AssertUnwindSafe;
 use std::rc::Rc;
 use std::time::Instant;
 
-use ordo_journal::{Batch, Completion, Outcome, Status, Store, WorkflowRecord};
+use ordo_journal::{Batch, Completion, Message, Outcome, Status, Store, WorkflowRecord};
 
 use crate::clock::WallClock;
 use crate::codec;
@@ -24,6 +24,8 @@ use crate::event::Event;
 use crate::fingerprint;
 use crate::launch::launch;
 use crate::registry::{Registration, Registry};
+use crate::talk::mailbox::Letter;
+use crate::talk::watch::{WatchKey, Watchers};
 use crate::workflow::{Delivery, Phase, WorkflowState};
 
 /// A workflow whose start record waits for the next group commit: it is launched only
@@ -38,11 +40,46 @@ pub(crate) struct PendingStart {
     pub(crate) registration: Registration,
 }
 
+/// What a completion writes besides itself, in the same commit: the durable side of a
+/// `send`, `recv`, `set_event` or child launch. Committing both together is what makes
+/// each of them exactly-once (see the `talk` module).
+pub(crate) enum Effect {
+    /// Nothing more (a plain step, a timer).
+    None,
+    /// A `recv` took this letter from its topic: the message is consumed in the commit
+    /// that records the `recv`'s completion, or handed back if that commit never takes it.
+    Consume { topic: Rc<str>, letter: Letter },
+    /// A `send`: the message goes into its destination's mailbox (its number is given at
+    /// commit).
+    Send(Message),
+    /// A `set_event`.
+    SetEvent { key: String, value: Vec<u8> },
+    /// A child launch: the child's start record, launched once durable.
+    StartChild(PendingStart),
+}
+
+/// A write that comes from outside every workflow (a [`Client`](crate::Client)): made
+/// durable by the next group commit like a completion.
+pub(crate) enum Write {
+    /// A message from a client (its number is given at commit).
+    Send(Message),
+    /// An awakeable resolution.
+    Resolve {
+        workflow_id: String,
+        step_id: u64,
+        outcome: Outcome,
+    },
+}
+
+/// Called once the commit that holds a client's request is durable (`Ok`), or failed.
+pub(crate) type Reply = Box<dyn FnOnce(Result<(), Error>)>;
+
 /// What ran since the last commit and must be journaled before anyone sees it.
 #[derive(Default)]
 struct Outbox {
-    /// Step completions without their `seq` yet, in the order they happened.
-    completions: Vec<(Rc<WorkflowState>, Completion)>,
+    /// Step completions without their `seq` yet, in the order they happened, with what
+    /// each writes besides itself.
+    completions: Vec<(Rc<WorkflowState>, Completion, Effect)>,
     /// Workflows that returned, with their encoded output.
     finished: Vec<(Rc<WorkflowState>, Outcome)>,
     /// Workflows started since the last commit: their records share it (issue: 10,000
@@ -51,6 +88,40 @@ struct Outbox {
     /// Runs that continue as new: the old run, and the new one to launch once its record
     /// (new input, history reset) is durable.
     continued: Vec<(Rc<WorkflowState>, PendingStart)>,
+    /// Clients' messages and resolutions.
+    writes: Vec<Write>,
+    /// Clients waiting for the commit of what they asked.
+    replies: Vec<Reply>,
+}
+
+/// What [`Core::start_workflow`] found or did.
+pub(crate) enum Started {
+    /// A new start or a resumption, committed by the next group commit.
+    Staged(Rc<WorkflowState>),
+    /// Already running here.
+    Running(Rc<WorkflowState>),
+    /// Finished (or cancelled) in the journal: nothing to run.
+    Recorded,
+}
+
+/// The error of a start under an id another workflow holds.
+pub(crate) fn conflict(id: &str, existing: &str, requested: &str) -> Error {
+    Error::Conflict {
+        workflow_id: id.to_string(),
+        existing: existing.to_string(),
+        requested: requested.to_string(),
+    }
+}
+
+/// What a commit does once durable, gathered while it is built.
+#[derive(Default)]
+struct AfterCommit {
+    /// Watched things the commit changed.
+    wake: Vec<WatchKey>,
+    /// Children whose start it records, to launch.
+    children: Vec<PendingStart>,
+    /// Children it cancels with their parent.
+    cancelled: Vec<String>,
 }
 
 /// Most completions one group commit writes; the rest wait for the next stall, in
@@ -89,6 +160,8 @@ impl Outbox {
             finished,
             starts,
             continued,
+            writes: std::mem::take(&mut self.writes),
+            replies: std::mem::take(&mut self.replies),
         }
     }
 }
@@ -158,6 +231,12 @@ pub(crate) struct Core {
     pub(crate) max_recovery_attempts: u32,
     /// Testing aid: delays (or answers) live step bodies (see `BeforeStepBody`).
     pub(crate) before_step_body: Option<crate::step::BeforeStepBody>,
+    /// The number the next message gets: one past the highest the journal holds.
+    pub(crate) next_message: Cell<u64>,
+    /// Step bodies waiting for an event, an awakeable's resolution or a workflow's end.
+    pub(crate) watchers: Watchers,
+    /// The channel clients talk through, while any client is alive (see `talk::client`).
+    pub(crate) client: RefCell<std::sync::Weak<crate::talk::client::Shared>>,
 }
 
 impl Core {
@@ -188,6 +267,9 @@ impl Core {
             broken: RefCell::new(None),
             max_recovery_attempts,
             before_step_body: None,
+            next_message: Cell::new(1),
+            watchers: Watchers::default(),
+            client: RefCell::new(std::sync::Weak::new()),
         }
     }
 
@@ -297,6 +379,85 @@ impl Core {
         self.broken.borrow().clone()
     }
 
+    /// Whether a queued client write matches `matches`.
+    pub(crate) fn outbox_has(&self, matches: impl Fn(&Write) -> bool) -> bool {
+        self.outbox.borrow().writes.iter().any(matches)
+    }
+
+    /// Starts workflow `name` under `id` with `input` (encoded, its type checked by the
+    /// caller), or finds the one recorded or running under `id`: a pending one that is
+    /// not running here is resumed, a finished one is left as it is, one of another name
+    /// is a [`Error::Conflict`]. [`Runtime::start`](crate::Runtime::start) and clients'
+    /// starts both go through here.
+    pub(crate) fn start_workflow(
+        &self,
+        name: &str,
+        id: &str,
+        registration: Registration,
+        input: Vec<u8>,
+        now_ms: u64,
+    ) -> Result<Started, Error> {
+        let running = self.running.borrow().get(id).cloned();
+        if let Some(wf) = running {
+            return if wf.name == name {
+                Ok(Started::Running(wf))
+            } else {
+                Err(conflict(id, &wf.name, name))
+            };
+        }
+        let (wf, record, is_new) = match self.store.workflow(id)? {
+            Some(record) if record.name != name => return Err(conflict(id, &record.name, name)),
+            Some(record) if record.status != Status::Pending => return Ok(Started::Recorded),
+            Some(record) => {
+                let (wf, record) = self.prepare_resume(record)?;
+                (wf, record, false)
+            }
+            None => {
+                let record = WorkflowRecord::new(id, name, input, now_ms);
+                (
+                    Rc::new(WorkflowState::new(&record, Vec::new())),
+                    record,
+                    true,
+                )
+            }
+        };
+        self.stage_start(PendingStart {
+            wf: Rc::clone(&wf),
+            record,
+            is_new,
+            registration,
+        });
+        Ok(Started::Staged(wf))
+    }
+
+    /// Prepares the resumption of a pending workflow: counts one more recovery attempt
+    /// (refusing past the limit), loads its recorded completions, and keeps the record
+    /// as it was, to be written back if the resumption stops on a divergence. Returns the
+    /// workflow and the record to commit before it may run.
+    ///
+    /// `recover()` and a start that resumes a pending workflow both go through it, so
+    /// neither can replay a crashing workflow forever. Attempts count resumptions
+    /// without progress: the first new completion resets them (see `Core::commit`).
+    pub(crate) fn prepare_resume(
+        &self,
+        record: WorkflowRecord,
+    ) -> Result<(Rc<WorkflowState>, WorkflowRecord), Error> {
+        let limit = self.max_recovery_attempts;
+        if record.recovery_attempts >= limit {
+            return Err(Error::RecoveryExhausted {
+                workflow_id: record.id.clone(),
+                attempts: record.recovery_attempts,
+                limit,
+            });
+        }
+        let recorded = self.store.completions(&record.id)?;
+        let mut counted = record.clone();
+        counted.recovery_attempts += 1;
+        let wf = Rc::new(WorkflowState::new(&counted, recorded));
+        *wf.before_resume.borrow_mut() = Some(record);
+        Ok((wf, counted))
+    }
+
     /// Stages a started workflow: it is running here from now on (a second start of the
     /// same id finds it), its record goes into the next commit, and it is launched once
     /// that commit is durable.
@@ -314,12 +475,48 @@ impl Core {
         Some(outbox.starts.remove(index))
     }
 
-    /// Queues a step completion (a body finished, a timer fired).
-    pub(crate) fn queue_completion(&self, wf: Rc<WorkflowState>, completion: Completion) {
+    /// Queues a step completion (a body finished, a timer fired), with what it writes
+    /// besides itself.
+    pub(crate) fn queue_completion(
+        &self,
+        wf: Rc<WorkflowState>,
+        completion: Completion,
+        effect: Effect,
+    ) {
         if wf.phase.get() == Phase::Done {
+            match effect {
+                Effect::Consume { topic, letter } => wf.give_back(&topic, letter),
+                // A child whose launch will never be committed does not run here.
+                Effect::StartChild(start) => self.forget(&start.wf),
+                _ => {}
+            }
             return;
         }
-        self.outbox.borrow_mut().completions.push((wf, completion));
+        self.outbox
+            .borrow_mut()
+            .completions
+            .push((wf, completion, effect));
+    }
+
+    /// Queues a client's write; `reply` hears whether the commit that holds it succeeded.
+    pub(crate) fn queue_write(&self, write: Write, reply: Reply) {
+        let mut outbox = self.outbox.borrow_mut();
+        outbox.writes.push(write);
+        outbox.replies.push(reply);
+    }
+
+    /// Queues `reply` for the next commit (a client's start, already staged).
+    pub(crate) fn queue_reply(&self, reply: Reply) {
+        self.outbox.borrow_mut().replies.push(reply);
+    }
+
+    /// Whether a message or event may be addressed to `id`: it runs here, its start is
+    /// staged, or the journal has its record.
+    pub(crate) fn workflow_exists(&self, id: &str) -> Result<bool, Error> {
+        if self.running.borrow().contains_key(id) {
+            return Ok(true);
+        }
+        Ok(self.store.workflow(id)?.is_some())
     }
 
     /// Queues a run that continues as new (`next`); it is committed like a result.
@@ -415,22 +612,25 @@ impl Core {
     /// completions to their workflows' inboxes and the final results to handles.
     fn commit(self: &Rc<Self>) -> bool {
         let Outbox {
-            mut completions,
+            completions,
             mut finished,
             mut starts,
             mut continued,
+            writes,
+            replies,
         } = self.outbox.borrow_mut().take_commit();
         // A workflow stopped after it returned (cancelled, say) must not be recorded
         // as finished.
         finished.retain(|(wf, _)| wf.phase.get() == Phase::Finishing);
         starts.retain(|start| start.wf.is_running());
         continued.retain(|(wf, _)| wf.phase.get() == Phase::Finishing);
-        // A run that continues as new leaves its history behind, late completions too.
-        completions.retain(|(wf, _)| !continued.iter().any(|(old, _)| Rc::ptr_eq(old, wf)));
+        let completions = self.admit_consumes(completions, &continued);
         if completions.is_empty()
             && finished.is_empty()
             && starts.is_empty()
             && continued.is_empty()
+            && writes.is_empty()
+            && replies.is_empty()
         {
             return false;
         }
@@ -463,7 +663,8 @@ impl Core {
             batch.update_workflow(next.record.clone(), Status::Pending);
             batch.reset_completions(&next.record.id);
         }
-        for (wf, mut completion) in completions {
+        let mut after = AfterCommit::default();
+        for (wf, mut completion, effect) in completions {
             completion.seq = wf.next_seq.get();
             wf.next_seq.set(completion.seq + 1);
             // A new completion is progress: the resumption that got here did not crash,
@@ -473,13 +674,29 @@ impl Core {
                 wf.before_resume.borrow_mut().take();
                 batch.update_workflow(wf.pending_record(0, now_ms), Status::Pending);
             }
+            self.stage_effect(&wf, effect, now_ms, &mut batch, &mut after);
             batch.push_completion(&wf.id, completion);
             staged.push(wf);
+        }
+        for write in writes {
+            match write {
+                Write::Send(message) => self.stage_message(message, now_ms, &mut batch),
+                Write::Resolve {
+                    workflow_id,
+                    step_id,
+                    outcome,
+                } => {
+                    batch.resolve_awakeable(&workflow_id, step_id, outcome);
+                    after.wake.push(WatchKey::Awakeable(workflow_id, step_id));
+                }
+            }
         }
         let finished: Vec<Rc<WorkflowState>> = finished
             .into_iter()
             .map(|(wf, output)| {
+                self.stage_children_end(&wf, now_ms, &mut batch, &mut after);
                 batch.update_workflow(wf.final_record(output, now_ms), Status::Pending);
+                after.wake.push(WatchKey::Workflow(wf.id.clone()));
                 wf
             })
             .collect();
@@ -491,10 +708,14 @@ impl Core {
             // reopen replays what is really on disk.
             // Staged starts and continuing runs are in `running` too: `break_down` fails
             // them with everything else.
-            self.break_down(Error::from(err));
+            let err = Error::from(err);
+            for reply in replies {
+                reply(Err(err.clone()));
+            }
+            self.break_down(err);
             return true;
         }
-        for start in starts {
+        for start in starts.into_iter().chain(after.children.drain(..)) {
             if start.wf.is_running() {
                 launch(self, &start.wf, &start.registration, |root| {
                     drop(ordo_executor::spawn(root));
@@ -507,6 +728,17 @@ impl Core {
             launch(self, &next.wf, &next.registration, |root| {
                 drop(ordo_executor::spawn(root));
             });
+        }
+        self.post_mail(&batch);
+        for id in after.cancelled.drain(..) {
+            let running = self.running.borrow().get(&id).cloned();
+            if let Some(child) = running {
+                child.fail(Error::Cancelled {
+                    workflow_id: id.clone(),
+                });
+                self.forget(&child);
+            }
+            after.wake.push(WatchKey::Workflow(id));
         }
         let commit = self.metrics().commits + 1;
         self.update_metrics(|m| {
@@ -534,7 +766,12 @@ impl Core {
                 self.delivering.borrow_mut().push_back(wf);
             }
         }
-        for (wf, record) in finished.into_iter().zip(records) {
+        // Records of cancelled children may follow the finished ones: `zip` stops at
+        // the end of `finished`.
+        let finals = records
+            .into_iter()
+            .filter(|r| r.status != Status::Pending && r.status != Status::Cancelled);
+        for (wf, record) in finished.into_iter().zip(finals) {
             // `final_record` always sets the output.
             let Some(output) = record.output else {
                 continue;
@@ -548,6 +785,12 @@ impl Core {
                 workflow_id: wf.id.clone(),
                 ok,
             });
+        }
+        for key in after.wake {
+            self.watchers.wake(&key);
+        }
+        for reply in replies {
+            reply(Ok(()));
         }
         self.emit(|| Event::Committed {
             completions: n_completions,
@@ -568,6 +811,133 @@ impl Core {
             self.halt();
         }
         true
+    }
+
+    /// Decides which completions this commit takes, for the sake of `recv`: a message
+    /// is consumed in the commit that records the `recv` which took it, so that commit
+    /// must be one whose completions the workflow will really see. A `recv` whose future
+    /// is gone (a `select!` loser dropped before this commit) gives its message back to
+    /// the head of its topic; a `recv` behind another completion of its workflow in this
+    /// commit waits for the next one, when the workflow has seen that other completion
+    /// and may have dropped it. So no message is consumed by a `recv` that the workflow
+    /// never reads. Completions of a run that continues as new are dropped with it.
+    fn admit_consumes(
+        &self,
+        completions: Vec<(Rc<WorkflowState>, Completion, Effect)>,
+        continued: &[(Rc<WorkflowState>, PendingStart)],
+    ) -> Vec<(Rc<WorkflowState>, Completion, Effect)> {
+        let mut kept = Vec::with_capacity(completions.len());
+        let mut later = Vec::new();
+        let mut seen: HashSet<*const WorkflowState> = HashSet::new();
+        for (wf, completion, effect) in completions {
+            if continued.iter().any(|(old, _)| Rc::ptr_eq(old, &wf)) {
+                if let Effect::Consume { topic, letter } = effect {
+                    wf.give_back(&topic, letter);
+                }
+                continue;
+            }
+            let first = seen.insert(Rc::as_ptr(&wf));
+            if let Effect::Consume { topic, letter } = effect {
+                if !wf.step_alive(completion.step_id) {
+                    wf.give_back(&topic, letter);
+                    continue;
+                }
+                let effect = Effect::Consume { topic, letter };
+                if first {
+                    kept.push((wf, completion, effect));
+                } else {
+                    later.push((wf, completion, effect));
+                }
+                continue;
+            }
+            kept.push((wf, completion, effect));
+        }
+        if !later.is_empty() {
+            self.outbox.borrow_mut().completions.splice(0..0, later);
+        }
+        kept
+    }
+
+    /// Adds what a completion writes besides itself to `batch`.
+    fn stage_effect(
+        &self,
+        wf: &Rc<WorkflowState>,
+        effect: Effect,
+        now_ms: u64,
+        batch: &mut Batch,
+        after: &mut AfterCommit,
+    ) {
+        match effect {
+            Effect::None => {}
+            Effect::Consume { topic, letter } => {
+                batch.consume_message(&wf.id, &topic, letter.number);
+            }
+            Effect::Send(message) => self.stage_message(message, now_ms, batch),
+            Effect::SetEvent { key, value } => {
+                batch.set_event(&wf.id, &key, value);
+                after.wake.push(WatchKey::Event(wf.id.clone(), key));
+            }
+            Effect::StartChild(start) => {
+                if start.is_new {
+                    batch.insert_workflow(start.record.clone());
+                } else {
+                    batch.update_workflow(start.record.clone(), Status::Pending);
+                }
+                after.children.push(start);
+            }
+        }
+    }
+
+    /// Numbers a message and adds it to `batch`.
+    fn stage_message(&self, mut message: Message, now_ms: u64, batch: &mut Batch) {
+        message.number = self.next_message.get();
+        self.next_message.set(message.number + 1);
+        message.sent_ms = now_ms;
+        batch.send_message(message);
+    }
+
+    /// When `wf` ends, its unfinished children launched with `cancel_with_parent` are
+    /// cancelled in the same commit.
+    fn stage_children_end(
+        &self,
+        wf: &WorkflowState,
+        now_ms: u64,
+        batch: &mut Batch,
+        after: &mut AfterCommit,
+    ) {
+        let children = wf.children.borrow();
+        for child in children.iter().filter(|c| c.cancel_with_parent) {
+            let running = self.running.borrow().get(&child.id).cloned();
+            let record = match running {
+                Some(child) if child.is_running() => Some(child.pending_record(0, now_ms)),
+                Some(_) => None,
+                None => self.store.workflow(&child.id).ok().flatten(),
+            };
+            let Some(mut record) = record.filter(|r| r.status == Status::Pending) else {
+                continue;
+            };
+            record.status = Status::Cancelled;
+            record.updated_ms = now_ms;
+            batch.update_workflow(record, Status::Pending);
+            after.cancelled.push(child.id.clone());
+        }
+    }
+
+    /// After a commit: the messages it stored reach their destinations' mailboxes (those
+    /// running here with their mailbox loaded; the others read them from the journal).
+    fn post_mail(&self, batch: &Batch) {
+        for message in batch.messages() {
+            let destination = self.running.borrow().get(&message.destination).cloned();
+            if let Some(wf) = destination {
+                wf.letter_arrived(
+                    &message.topic,
+                    Letter {
+                        number: message.number,
+                        payload: message.payload.clone(),
+                    },
+                );
+            }
+        }
     }
 
     /// Adds to `batch` the names of value types it is the first to store in this

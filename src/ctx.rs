@@ -22,7 +22,7 @@ use crate::workflow::WorkflowState;
 
 /// The error type of the runtime's own steps, which cannot fail.
 #[derive(serde::Serialize, serde::Deserialize)]
-enum Never {}
+pub(crate) enum Never {}
 
 /// Names of the runtime's own steps in the journal.
 const SLEEP_UNTIL: &str = "ordo.sleep.until";
@@ -41,10 +41,7 @@ where
     Box::new(move || {
         async move {
             let result = body().await;
-            BodyOutput {
-                outcome: encode_result(&result),
-                attempts: 1,
-            }
+            BodyOutput::new(encode_result(&result))
         }
         .boxed_local()
     })
@@ -174,10 +171,9 @@ impl Ctx {
                     attempts += 1;
                     let result = body().await;
                     if result.is_ok() || attempts >= policy.max_attempts {
-                        return BodyOutput {
-                            outcome: encode_result(&result),
-                            attempts,
-                        };
+                        let mut output = BodyOutput::new(encode_result(&result));
+                        output.attempts = attempts;
+                        return output;
                     }
                     ordo_executor::sleep(policy.delay_after(attempts)).await;
                 }
@@ -188,7 +184,11 @@ impl Ctx {
     }
 
     /// An internal step whose body is infallible.
-    fn internal_step<T, Fut>(&self, id: u64, body: impl FnOnce() -> Fut + 'static) -> Step<T, Never>
+    pub(crate) fn internal_step<T, Fut>(
+        &self,
+        id: u64,
+        body: impl FnOnce() -> Fut + 'static,
+    ) -> Step<T, Never>
     where
         T: Serialize + DeserializeOwned + 'static,
         Fut: Future<Output = T> + 'static,

@@ -140,6 +140,35 @@ pub enum Error {
         /// The workflow.
         workflow_id: String,
     },
+
+    /// A message was sent to a workflow id that has no record (nor a start under way).
+    #[error("cannot send to workflow {workflow_id:?}: no workflow with this id exists")]
+    UnknownDestination {
+        /// The destination asked for.
+        workflow_id: String,
+    },
+
+    /// An awakeable token that no workflow gave out (malformed, or of a workflow that
+    /// does not exist).
+    #[error("unknown awakeable token {token:?}: {reason}")]
+    UnknownAwakeable {
+        /// The token as given.
+        token: String,
+        /// Why it is not one.
+        reason: String,
+    },
+
+    /// An awakeable that was already resolved: the first resolution stands.
+    #[error("awakeable {token:?} was already resolved")]
+    AwakeableResolved {
+        /// The token as given.
+        token: String,
+    },
+
+    /// A [`Client`](crate::Client) whose runtime was dropped: nothing it asked for
+    /// after that point happened.
+    #[error("the runtime this client talks to is gone (dropped)")]
+    RuntimeGone,
 }
 
 impl From<ordo_journal::Error> for Error {

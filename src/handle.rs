@@ -112,20 +112,27 @@ impl<O: DeserializeOwned + 'static, E: DeserializeOwned + 'static> WorkflowHandl
     pub fn result(&self) -> impl Future<Output = Result<Result<O, E>, Error>> + 'static {
         let id = self.id.clone();
         let core = Rc::clone(&self.core);
-        let running = self.running.clone();
-        async move {
-            let outcome = match running {
-                Some(wf) => {
-                    futures::future::poll_fn(|cx| match wf.poll_result(cx.waker()) {
-                        Some(result) => Poll::Ready(result),
-                        None => Poll::Pending,
-                    })
-                    .await?
-                }
-                None => recorded_outcome(&core, &id)?,
-            };
-            decode_outcome(&core, &id, &outcome)
+        let outcome = final_outcome(Rc::clone(&self.core), id.clone(), self.running.clone());
+        async move { decode_outcome(&core, &id, &outcome.await?) }
+    }
+}
+
+/// The final outcome of workflow `id`: awaited if it runs here (`running`), else read
+/// from the journal.
+pub(crate) async fn final_outcome(
+    core: Rc<Core>,
+    id: String,
+    running: Option<Rc<WorkflowState>>,
+) -> Result<Outcome, Error> {
+    match running {
+        Some(wf) => {
+            futures::future::poll_fn(|cx| match wf.poll_result(cx.waker()) {
+                Some(result) => Poll::Ready(result),
+                None => Poll::Pending,
+            })
+            .await
         }
+        None => recorded_outcome(&core, &id),
     }
 }
 

@@ -76,6 +76,9 @@
 //! - [`runtime`](Runtime): the builder, `start`, `recover`, `block_on`, `run`.
 //! - `ctx`: [`Ctx`], what workflows call: `step`, `step_with`, `sleep`, `now`,
 //!   `random`, `spawn`, `continue_as_new`.
+//! - `talk`: workflows that talk: `send`/`recv` messages, `set_event`/`get_event`,
+//!   child workflows, awakeables, and the thread-safe [`Client`]; its docs extend the
+//!   determinism rule to each of them.
 //! - `step`: the [`Step`] future: waits for delivery, starts its body when live.
 //! - `core`: the outbox, group commit and delivery (rule 2), installed as the
 //!   executor's stall hook; the fatal first commit error; attempts given back.
@@ -114,6 +117,7 @@ mod retry;
 mod runtime;
 mod slots;
 mod step;
+mod talk;
 mod workflow;
 
 pub use crate::core::Metrics;
@@ -128,6 +132,7 @@ pub use crate::runtime::{
 pub use crate::step::{current_step, Step, StepInfo};
 #[doc(hidden)]
 pub use crate::step::{encode_result as encode_step_outcome, BeforeStepBody};
+pub use crate::talk::{Awakeable, ChildHandle, ChildOptions, Client, ClientHandle, ParentEnd};
 pub use ordo_executor::Clock;
 pub use ordo_journal::{Durability, Status};
 

@@ -4,15 +4,16 @@
 use std::future::Future;
 use std::path::PathBuf;
 use std::rc::Rc;
+use std::sync::Arc;
 use std::time::{SystemTime, UNIX_EPOCH};
 
 use ordo_executor::{Clock, Executor, Scheduler};
-use ordo_journal::{Batch, Durability, SledJournal, Status, Store, WorkflowRecord};
+use ordo_journal::{Batch, Durability, SledJournal, Status, Store};
 use serde::de::DeserializeOwned;
 use serde::Serialize;
 
 use crate::clock::WallClock;
-use crate::core::{Core, Metrics, Observer, PendingStart};
+use crate::core::{Core, Metrics, Observer, Started};
 use crate::ctx::Ctx;
 use crate::error::Error;
 use crate::event::Event;
@@ -21,7 +22,8 @@ use crate::handle::WorkflowHandle;
 use crate::launch::launch;
 use crate::registry::Registry;
 use crate::step::BeforeStepBody;
-use crate::workflow::{Phase, WorkflowState};
+use crate::talk::Client;
+use crate::workflow::Phase;
 
 /// The folder the runtime uses when none is given: the quickstart's and the CLI's.
 ///
@@ -302,6 +304,7 @@ impl RuntimeBuilder {
             }
             _ => WallClock::system(),
         };
+        let next_message = store.last_message_number()? + 1;
         let mut core = Core::new(
             store,
             self.registry,
@@ -312,6 +315,7 @@ impl RuntimeBuilder {
         );
         core.halt_before_finish = self.halt_before_finish;
         core.before_step_body = self.before_step_body;
+        core.next_message.set(next_message);
         let core = Rc::new(core);
         let hook_core = Rc::clone(&core);
         // `on_stall` launches the workflows whose start it committed.
@@ -451,61 +455,19 @@ impl Runtime {
             fingerprint::of::<E>(),
         )?;
 
-        let running = self.core.running.borrow().get(id).cloned();
-        if let Some(wf) = running {
-            return if wf.name == name {
-                Ok(WorkflowHandle::new(
-                    id.to_string(),
-                    Rc::clone(&self.core),
-                    Some(wf),
-                ))
-            } else {
-                Err(conflict(id, &wf.name, name))
-            };
-        }
-        let (wf, record, is_new) = match self.core.store.workflow(id)? {
-            Some(record) if record.name != name => return Err(conflict(id, &record.name, name)),
-            Some(record) if record.status != Status::Pending => {
-                return Ok(WorkflowHandle::new(
-                    id.to_string(),
-                    Rc::clone(&self.core),
-                    None,
-                ))
-            }
-            Some(record) => {
-                let (wf, record) = self.prepare_resume(record)?;
-                (wf, record, false)
-            }
-            None => {
-                let encoded = registration.encode_input(id, &input)?;
-                let now_ms = self.core.now_ms_at(self.executor.now());
-                let record = WorkflowRecord {
-                    id: id.to_string(),
-                    name: name.to_string(),
-                    input: encoded,
-                    status: Status::Pending,
-                    output: None,
-                    created_ms: now_ms,
-                    updated_ms: now_ms,
-                    recovery_attempts: 0,
-                };
-                (
-                    Rc::new(WorkflowState::new(&record, Vec::new())),
-                    record,
-                    true,
-                )
-            }
+        let encoded = registration.encode_input(id, &input)?;
+        let now_ms = self.core.now_ms_at(self.executor.now());
+        let running = match self
+            .core
+            .start_workflow(name, id, registration, encoded, now_ms)?
+        {
+            Started::Staged(wf) | Started::Running(wf) => Some(wf),
+            Started::Recorded => None,
         };
-        self.core.stage_start(PendingStart {
-            wf: Rc::clone(&wf),
-            record,
-            is_new,
-            registration,
-        });
         Ok(WorkflowHandle::new(
             id.to_string(),
             Rc::clone(&self.core),
-            Some(wf),
+            running,
         ))
     }
 
@@ -568,7 +530,7 @@ impl Runtime {
                 continue;
             };
             let id = record.id.clone();
-            match self.prepare_resume(record) {
+            match self.core.prepare_resume(record) {
                 Ok((wf, record)) => {
                     batch.update_workflow(record, Status::Pending);
                     to_resume.push((wf, registration));
@@ -662,34 +624,6 @@ impl Runtime {
         Ok(true)
     }
 
-    /// Prepares the resumption of a pending workflow: counts one more recovery attempt
-    /// (refusing past the limit), loads its recorded completions, and keeps the record
-    /// as it was, to be written back if the resumption stops on a divergence. Returns the
-    /// workflow and the record to commit before it may run.
-    ///
-    /// `recover()` and a `start()` that resumes a pending workflow both go through it,
-    /// so neither can replay a crashing workflow forever. Attempts count resumptions
-    /// without progress: the first new completion resets them (see `Core::commit`).
-    fn prepare_resume(
-        &self,
-        record: WorkflowRecord,
-    ) -> Result<(Rc<WorkflowState>, WorkflowRecord), Error> {
-        let limit = self.core.max_recovery_attempts;
-        if record.recovery_attempts >= limit {
-            return Err(Error::RecoveryExhausted {
-                workflow_id: record.id.clone(),
-                attempts: record.recovery_attempts,
-                limit,
-            });
-        }
-        let recorded = self.core.store.completions(&record.id)?;
-        let mut counted = record.clone();
-        counted.recovery_attempts += 1;
-        let wf = Rc::new(WorkflowState::new(&counted, recorded));
-        *wf.before_resume.borrow_mut() = Some(record);
-        Ok((wf, counted))
-    }
-
     /// Drives every workflow on this thread until `fut` completes, and returns its
     /// output. Typically `fut` is a handle's `result()`.
     ///
@@ -733,6 +667,36 @@ impl Runtime {
         self.core.metrics()
     }
 
+    /// A [`Client`]: a `Send + Sync + Clone` handle other threads use to start
+    /// workflows, await results, send messages, read events and resolve awakeables.
+    /// While any client exists, [`Runtime::run`] keeps serving (it does not complete
+    /// when no workflow is left).
+    ///
+    /// ```
+    /// use ordo::{Ctx, Runtime};
+    /// use std::time::Duration;
+    ///
+    /// async fn wait(ctx: Ctx, _: ()) -> Result<Option<u32>, ()> {
+    ///     Ok(ctx.recv::<u32>("n", Duration::from_secs(60)).await)
+    /// }
+    /// let rt = Runtime::builder().temporary().register("wait", wait).build()?;
+    /// let handle = rt.start::<_, Option<u32>, ()>("wait", "w-1", ())?;
+    /// let client = rt.client();
+    /// let sender = std::thread::spawn(move || futures::executor::block_on(client.send("w-1", "n", 5u32)));
+    /// assert_eq!(rt.block_on(handle.result())?, Ok(Some(5)));
+    /// sender.join().expect("no panic")?;
+    /// # Ok::<(), ordo::Error>(())
+    /// ```
+    pub fn client(&self) -> Client {
+        if let Some(shared) = self.core.client.borrow().upgrade() {
+            return Client::new(shared);
+        }
+        let (shared, serve) = crate::talk::client::open(&self.core);
+        *self.core.client.borrow_mut() = Arc::downgrade(&shared);
+        drop(self.executor.spawn(serve));
+        Client::new(shared)
+    }
+
     /// The journal, for reading records (what the CLI shows).
     ///
     /// ```
@@ -751,16 +715,13 @@ impl Drop for Runtime {
     }
 }
 
-fn conflict(id: &str, existing: &str, requested: &str) -> Error {
-    Error::Conflict {
-        workflow_id: id.to_string(),
-        existing: existing.to_string(),
-        requested: requested.to_string(),
-    }
-}
-
 /// A handle's output or error type must have the registered type's fingerprint.
-fn check_key(id: &str, what: &str, registered: TypeKey, asked: TypeKey) -> Result<(), Error> {
+pub(crate) fn check_key(
+    id: &str,
+    what: &str,
+    registered: TypeKey,
+    asked: TypeKey,
+) -> Result<(), Error> {
     if registered.fingerprint == asked.fingerprint {
         return Ok(());
     }

@@ -26,6 +26,25 @@ use crate::workflow::WorkflowState;
 pub(crate) struct BodyOutput {
     pub(crate) outcome: Result<Outcome, String>,
     pub(crate) attempts: u32,
+    /// What the completion writes besides itself, in the same commit.
+    pub(crate) effect: crate::core::Effect,
+}
+
+impl BodyOutput {
+    /// One attempt's outcome, writing nothing else.
+    pub(crate) fn new(outcome: Result<Outcome, String>) -> Self {
+        BodyOutput {
+            outcome,
+            attempts: 1,
+            effect: crate::core::Effect::None,
+        }
+    }
+
+    /// The same outcome, committed together with `effect`.
+    pub(crate) fn with_effect(mut self, effect: crate::core::Effect) -> Self {
+        self.effect = effect;
+        self
+    }
 }
 
 /// A step body with its types erased; called at most once, when the step goes live.
@@ -231,10 +250,7 @@ impl<T, E> Step<T, E> {
                 });
                 async move {
                     match before.await {
-                        Some(outcome) => BodyOutput {
-                            outcome: Ok(outcome),
-                            attempts: 1,
-                        },
+                        Some(outcome) => BodyOutput::new(Ok(outcome)),
                         None => body().await,
                     }
                 }
@@ -268,6 +284,7 @@ impl<T, E> Step<T, E> {
                 Ok(Ok(BodyOutput {
                     outcome: Ok(outcome),
                     attempts,
+                    effect,
                 })) => {
                     let ended_ms = core.now_ms();
                     core.queue_completion(
@@ -281,6 +298,7 @@ impl<T, E> Step<T, E> {
                             started_ms,
                             ended_ms,
                         },
+                        effect,
                     );
                 }
             }

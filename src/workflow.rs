@@ -92,6 +92,11 @@ pub(crate) struct WorkflowState {
     continued_as: RefCell<Option<Rc<WorkflowState>>>,
     /// Handles waiting for `result`.
     waiters: RefCell<Vec<Waker>>,
+    /// Its unconsumed messages and waiting `recv`s, loaded from the journal by the first
+    /// `recv` (a workflow that never receives keeps none).
+    pub(crate) mailbox: RefCell<Option<Box<crate::talk::mailbox::Mailbox>>>,
+    /// The children it launched (live or replayed), for its end's cancel policy.
+    pub(crate) children: RefCell<Vec<crate::talk::children::ChildLaunch>>,
 }
 
 impl WorkflowState {
@@ -138,6 +143,8 @@ impl WorkflowState {
             aborts: RefCell::new(Slab::new()),
             result: RefCell::new(None),
             waiters: RefCell::new(Vec::new()),
+            mailbox: RefCell::new(None),
+            children: RefCell::new(Vec::new()),
         }
     }
 
@@ -169,6 +176,14 @@ impl WorkflowState {
             outcome: None,
             waker: None,
         })
+    }
+
+    /// Whether step `id` exists and the journal holds its outcome (replay).
+    pub(crate) fn step_recorded(&self, id: u64) -> bool {
+        self.steps
+            .borrow()
+            .get(id)
+            .is_some_and(|slot| slot.recorded)
     }
 
     /// Frees step `id`'s slot once its future took the outcome or was dropped. A

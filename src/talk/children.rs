@@ -1,0 +1,406 @@
+//! Child workflows: `Ctx::start_child` launches a workflow whose start is recorded in
+//! the parent's journal before the child runs, and whose result reaches the parent as a
+//! recorded completion.
+//!
+//! Two step ids are taken at the call: the launch and the result. The launch's
+//! completion and the child's start record are one commit, so a parent that crashes
+//! after it finds its launch recorded on replay and adopts the child (which recovery
+//! resumes on its own) instead of starting a second one; a parent that crashes before
+//! it launches again, under the same derived id.
+
+use std::future::Future;
+use std::marker::PhantomData;
+use std::rc::Rc;
+
+use futures::FutureExt;
+use ordo_journal::{Outcome, Status, WorkflowRecord};
+use serde::de::DeserializeOwned;
+use serde::{Deserialize, Serialize};
+
+use crate::codec;
+use crate::core::{Effect, PendingStart};
+use crate::ctx::{Ctx, Never, TaskHandle};
+use crate::error::Error;
+use crate::fingerprint;
+use crate::step::{encode_result, Body, BodyOutput, Step};
+use crate::talk::watch::{wait_for, WatchKey};
+use crate::workflow::WorkflowState;
+
+const START: &str = "ordo.child.start";
+const RESULT: &str = "ordo.child.result";
+
+/// What happens to an unfinished child when its parent ends.
+///
+/// ```
+/// assert_eq!(ordo::ParentEnd::default(), ordo::ParentEnd::Abandon);
+/// ```
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub enum ParentEnd {
+    /// The child goes on by itself (the default).
+    #[default]
+    Abandon,
+    /// The child is cancelled, in the commit that records the parent's end.
+    Cancel,
+}
+
+/// How to launch a child: its id and what happens to it when the parent ends.
+///
+/// ```
+/// let options = ordo::ChildOptions::default().id("invoice-42").on_parent_end(ordo::ParentEnd::Cancel);
+/// # let _ = options;
+/// ```
+#[derive(Debug, Clone, Default)]
+pub struct ChildOptions {
+    id: Option<String>,
+    on_parent_end: ParentEnd,
+}
+
+impl ChildOptions {
+    /// Gives the child this id instead of the derived `"<parent id>/<launch step id>"`.
+    /// A workflow already recorded under the id (with the same name) is adopted.
+    ///
+    /// ```
+    /// let options = ordo::ChildOptions::default().id("invoice-42");
+    /// # let _ = options;
+    /// ```
+    pub fn id(mut self, id: impl Into<String>) -> Self {
+        self.id = Some(id.into());
+        self
+    }
+
+    /// What happens to the child if the parent ends before it.
+    ///
+    /// ```
+    /// let options = ordo::ChildOptions::default().on_parent_end(ordo::ParentEnd::Cancel);
+    /// # let _ = options;
+    /// ```
+    pub fn on_parent_end(mut self, policy: ParentEnd) -> Self {
+        self.on_parent_end = policy;
+        self
+    }
+}
+
+/// A launch as recorded in the parent's journal (the launch step's outcome).
+#[derive(Debug, Clone, Serialize, Deserialize)]
+pub(crate) struct ChildLaunch {
+    pub(crate) id: String,
+    pub(crate) cancel_with_parent: bool,
+}
+
+/// How a child ended, as recorded in the parent's journal (the result step's outcome).
+#[derive(Serialize, Deserialize)]
+enum ChildEnd {
+    /// Its output or error, encoded with its own types' fingerprints.
+    Finished(Result<Vec<u8>, Vec<u8>>),
+    Cancelled,
+}
+
+/// A child workflow launched by [`Ctx::start_child`]: its id at once, its result as a
+/// recorded completion.
+///
+/// Dropping the handle does not stop the child (see [`ParentEnd`] for what happens when
+/// the parent ends).
+#[must_use = "a child's result is read through its handle"]
+pub struct ChildHandle<O, E> {
+    id: String,
+    launch: Result<TaskHandle<Result<ChildLaunch, String>>, Error>,
+    result: Step<ChildEndBytes, Never>,
+    _types: PhantomData<fn() -> (O, E)>,
+}
+
+/// The result step's outcome type: a `ChildEnd`, kept encoded for the typed handle.
+#[derive(Serialize, Deserialize)]
+struct ChildEndBytes(ChildEnd);
+
+impl<O: DeserializeOwned + 'static, E: DeserializeOwned + 'static> ChildHandle<O, E> {
+    /// The child's workflow id.
+    ///
+    /// ```
+    /// use ordo::{Ctx, Runtime};
+    /// async fn child(_: Ctx, n: u32) -> Result<u32, String> { Ok(n) }
+    /// async fn parent(ctx: Ctx, _: ()) -> Result<String, String> {
+    ///     let handle = ctx.start_child::<_, u32, String>("child", 1u32);
+    ///     Ok(handle.id().to_string())
+    /// }
+    /// let rt = Runtime::builder().temporary().register("child", child).register("parent", parent).build()?;
+    /// let h = rt.start::<_, String, String>("parent", "p", ())?;
+    /// assert_eq!(rt.block_on(h.result())?, Ok("p/0".to_string()));
+    /// # Ok::<(), ordo::Error>(())
+    /// ```
+    pub fn id(&self) -> &str {
+        &self.id
+    }
+
+    /// The child's result, once its final record is durable: `Ok(Ok(output))` or
+    /// `Ok(Err(error))` as it returned them (an error of the child is a recorded outcome
+    /// for the parent, like a step's); `Err` if the child was cancelled
+    /// ([`Error::Cancelled`]), could not be launched (another workflow holds its id,
+    /// [`Error::Conflict`]), or its types are not `O` and `E`.
+    ///
+    /// ```
+    /// use ordo::{Ctx, Runtime};
+    /// async fn square(_: Ctx, n: u64) -> Result<u64, String> { Ok(n * n) }
+    /// async fn sum(ctx: Ctx, n: u64) -> Result<u64, String> {
+    ///     let children: Vec<_> = (1..=n).map(|i| ctx.start_child::<_, u64, String>("square", i)).collect();
+    ///     let mut total = 0;
+    ///     for child in children {
+    ///         total += child.result().await.map_err(|e| e.to_string())??;
+    ///     }
+    ///     Ok(total)
+    /// }
+    /// let rt = Runtime::builder().temporary().register("square", square).register("sum", sum).build()?;
+    /// let h = rt.start::<_, u64, String>("sum", "s", 3u64)?;
+    /// assert_eq!(rt.block_on(h.result())?, Ok(1 + 4 + 9));
+    /// # Ok::<(), ordo::Error>(())
+    /// ```
+    pub fn result(self) -> impl Future<Output = Result<Result<O, E>, Error>> + 'static {
+        let ChildHandle {
+            id, launch, result, ..
+        } = self;
+        async move {
+            let launched = launch?.await;
+            if let Err(existing) = launched {
+                return Err(Error::Conflict {
+                    workflow_id: id,
+                    existing,
+                    requested: "this child".into(),
+                });
+            }
+            let Ok(ChildEndBytes(ended)) = result.await;
+            let outcome = match ended {
+                ChildEnd::Cancelled => return Err(Error::Cancelled { workflow_id: id }),
+                ChildEnd::Finished(outcome) => Outcome::from(outcome),
+            };
+            decode(&id, &outcome)
+        }
+    }
+}
+
+fn decode<O: DeserializeOwned + 'static, E: DeserializeOwned + 'static>(
+    id: &str,
+    outcome: &Outcome,
+) -> Result<Result<O, E>, Error> {
+    let (decoded, key) = match outcome {
+        Outcome::Ok(bytes) => {
+            let key = fingerprint::of::<O>();
+            (codec::decode::<O>(key, bytes).map(Ok), key)
+        }
+        Outcome::Err(bytes) => {
+            let key = fingerprint::of::<E>();
+            (codec::decode::<E>(key, bytes).map(Err), key)
+        }
+    };
+    decoded.map_err(|err| codec::type_error_here(id, "output".into(), key, err))
+}
+
+impl Ctx {
+    /// Launches child workflow `name` with `input`, with default [`ChildOptions`]: its
+    /// id is `"<this workflow's id>/<launch step id>"`, and it is abandoned (runs on) if
+    /// this workflow ends first. See [`Ctx::start_child_with`].
+    ///
+    /// ```
+    /// use ordo::{Ctx, Runtime};
+    /// async fn child(_: Ctx, n: u32) -> Result<u32, String> { Ok(n + 1) }
+    /// async fn parent(ctx: Ctx, _: ()) -> Result<u32, String> {
+    ///     let child = ctx.start_child::<_, u32, String>("child", 41u32);
+    ///     child.result().await.map_err(|e| e.to_string())?
+    /// }
+    /// let rt = Runtime::builder().temporary().register("child", child).register("parent", parent).build()?;
+    /// let h = rt.start::<_, u32, String>("parent", "p", ())?;
+    /// assert_eq!(rt.block_on(h.result())?, Ok(42));
+    /// # Ok::<(), ordo::Error>(())
+    /// ```
+    pub fn start_child<I, O, E>(&self, name: &str, input: I) -> ChildHandle<O, E>
+    where
+        I: Serialize,
+        O: DeserializeOwned + 'static,
+        E: DeserializeOwned + 'static,
+    {
+        self.start_child_with(name, input, ChildOptions::default())
+    }
+
+    /// Launches child workflow `name` with `input` and `options`, returning its handle
+    /// at once. Takes two step ids at the call (the launch and the result). The launch is
+    /// recorded in the same commit as the child's start, before the child runs: a parent
+    /// that crashes in between adopts its child on replay instead of starting another.
+    ///
+    /// ```
+    /// use ordo::{ChildOptions, Ctx, ParentEnd, Runtime};
+    /// async fn child(_: Ctx, _: ()) -> Result<(), String> { Ok(()) }
+    /// async fn parent(ctx: Ctx, _: ()) -> Result<String, String> {
+    ///     let options = ChildOptions::default().id("report-7").on_parent_end(ParentEnd::Cancel);
+    ///     let child = ctx.start_child_with::<_, (), String>("child", (), options);
+    ///     child.result().await.map_err(|e| e.to_string())??;
+    ///     Ok("done".into())
+    /// }
+    /// let rt = Runtime::builder().temporary().register("child", child).register("parent", parent).build()?;
+    /// let h = rt.start::<_, String, String>("parent", "p", ())?;
+    /// assert_eq!(rt.block_on(h.result())?, Ok("done".to_string()));
+    /// assert!(rt.journal().workflow("report-7")?.is_some());
+    /// # Ok::<(), Box<dyn std::error::Error>>(())
+    /// ```
+    pub fn start_child_with<I, O, E>(
+        &self,
+        name: &str,
+        input: I,
+        options: ChildOptions,
+    ) -> ChildHandle<O, E>
+    where
+        I: Serialize,
+        O: DeserializeOwned + 'static,
+        E: DeserializeOwned + 'static,
+    {
+        let launch_id = self.wf.create_step(START);
+        let result_id = self.wf.create_step(RESULT);
+        let id = options
+            .id
+            .unwrap_or_else(|| format!("{}/{launch_id}", self.wf.id));
+        let cancel_with_parent = options.on_parent_end == ParentEnd::Cancel;
+        let prepared = self.prepare_child::<I, O, E>(name, &id, &input);
+        let launch = prepared.map(|record| {
+            let launch_step: Step<ChildLaunch, String> = Step::new(
+                self.clone(),
+                launch_id,
+                self.launch_body(record, cancel_with_parent),
+            );
+            let wf = Rc::clone(&self.wf);
+            // Its own task, so the child launches whether or not the handle is awaited.
+            self.spawn(async move {
+                let launched = launch_step.await;
+                if let Ok(launch) = &launched {
+                    wf.children.borrow_mut().push(launch.clone());
+                }
+                launched
+            })
+        });
+        let result = Step::new(self.clone(), result_id, self.result_body(id.clone()));
+        ChildHandle {
+            id,
+            launch,
+            result,
+            _types: PhantomData,
+        }
+    }
+
+    /// Checks the child's name and types, and builds its start record.
+    fn prepare_child<I: Serialize, O: DeserializeOwned + 'static, E: DeserializeOwned + 'static>(
+        &self,
+        name: &str,
+        id: &str,
+        input: &I,
+    ) -> Result<WorkflowRecord, Error> {
+        let registration = self
+            .core
+            .registry
+            .get(name)
+            .ok_or_else(|| Error::UnknownWorkflow {
+                name: name.to_string(),
+            })?;
+        crate::runtime::check_key(
+            id,
+            "output type of the child",
+            registration.output,
+            fingerprint::of::<O>(),
+        )?;
+        crate::runtime::check_key(
+            id,
+            "error type of the child",
+            registration.error,
+            fingerprint::of::<E>(),
+        )?;
+        let encoded = registration.encode_input(id, input)?;
+        Ok(WorkflowRecord::new(id, name, encoded, 0))
+    }
+
+    /// The launch: adopts a workflow recorded (or running) under the id with the same
+    /// name, else starts the child in the commit that records the launch.
+    fn launch_body(&self, record: WorkflowRecord, cancel_with_parent: bool) -> Body {
+        let (core, wf) = (Rc::clone(&self.core), Rc::clone(&self.wf));
+        Box::new(move || {
+            async move {
+                let launch = ChildLaunch {
+                    id: record.id.clone(),
+                    cancel_with_parent,
+                };
+                let running = core
+                    .running
+                    .borrow()
+                    .get(&record.id)
+                    .map(|w| w.name.clone());
+                let existing = match running {
+                    Some(name) => Some(name),
+                    None => match core.store.workflow(&record.id) {
+                        Ok(found) => found.map(|r| r.name),
+                        Err(err) => {
+                            wf.fail(err.into());
+                            return std::future::pending().await;
+                        }
+                    },
+                };
+                match existing {
+                    Some(name) if name == record.name => {
+                        BodyOutput::new(encode_result::<_, String>(&Ok(launch)))
+                    }
+                    Some(name) => BodyOutput::new(encode_result::<ChildLaunch, _>(&Err(name))),
+                    None => {
+                        let Some(registration) = core.registry.get(&record.name).cloned() else {
+                            return std::future::pending().await;
+                        };
+                        let mut record = record;
+                        let now_ms = core.now_ms();
+                        record.created_ms = now_ms;
+                        record.updated_ms = now_ms;
+                        let child = Rc::new(WorkflowState::new(&record, Vec::new()));
+                        // Running here from now on: a second launch of the id finds it.
+                        core.running
+                            .borrow_mut()
+                            .insert(record.id.clone(), Rc::clone(&child));
+                        BodyOutput::new(encode_result::<_, String>(&Ok(launch))).with_effect(
+                            Effect::StartChild(PendingStart {
+                                wf: child,
+                                record,
+                                is_new: true,
+                                registration,
+                            }),
+                        )
+                    }
+                }
+            }
+            .boxed_local()
+        })
+    }
+
+    /// The result: waits for the child's final record (or its cancellation).
+    fn result_body(&self, id: String) -> Body {
+        let (core, wf) = (Rc::clone(&self.core), Rc::clone(&self.wf));
+        Box::new(move || {
+            async move {
+                let watch = WatchKey::Workflow(id.clone());
+                let ended = wait_for(Rc::clone(&core), watch, None, |core| {
+                    let Some(record) = core.store.workflow(&id)? else {
+                        return Ok(None);
+                    };
+                    Ok(match (record.status, record.output) {
+                        (Status::Cancelled, _) => Some(ChildEnd::Cancelled),
+                        (Status::Succeeded | Status::Failed, Some(output)) => {
+                            Some(ChildEnd::Finished(output.into_result()))
+                        }
+                        _ => None,
+                    })
+                })
+                .await;
+                match ended {
+                    Ok(Some(end)) => {
+                        BodyOutput::new(encode_result::<_, Never>(&Ok(ChildEndBytes(end))))
+                    }
+                    Ok(None) => std::future::pending().await,
+                    Err(err) => {
+                        wf.fail(err);
+                        std::future::pending().await
+                    }
+                }
+            }
+            .boxed_local()
+        })
+    }
+}

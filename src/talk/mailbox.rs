@@ -1,0 +1,419 @@
+//! Messages: `Ctx::send` and `Ctx::recv`, and the mailbox that hands a topic's messages
+//! to its waiting `recv`s in call-site order.
+//!
+//! A `send` is a step whose completion and message commit together: exactly once. A
+//! `recv` takes two step ids at the call (its deadline, and what it got); a live `recv`
+//! joins its topic's queue of receivers at the call too, so when several wait on one
+//! topic the oldest message goes to the one called first, whatever order their futures
+//! are polled in. The message a `recv` takes is consumed in the commit that records the
+//! `recv` (see `Core::admit_consumes` for why that commit is one the workflow reads).
+
+use std::cell::Cell;
+use std::collections::{BTreeMap, HashMap};
+use std::future::Future;
+use std::pin::pin;
+use std::rc::Rc;
+use std::task::{Poll, Waker};
+use std::time::Duration;
+
+use futures::FutureExt;
+use ordo_journal::{Message, Outcome};
+use serde::de::DeserializeOwned;
+use serde::{Deserialize, Serialize};
+
+use crate::codec;
+use crate::core::{Core, Effect};
+use crate::ctx::{Ctx, Never};
+use crate::error::Error;
+use crate::fingerprint;
+use crate::step::{Body, BodyOutput, Step};
+use crate::workflow::WorkflowState;
+
+const SEND: &str = "ordo.send";
+const RECV_UNTIL: &str = "ordo.recv.until";
+const RECV: &str = "ordo.recv";
+
+/// A message taken out of the journal's mailbox, in memory.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub(crate) struct Letter {
+    /// Its number in the journal (its age: lower is older).
+    pub(crate) number: u64,
+    pub(crate) payload: Vec<u8>,
+}
+
+/// One workflow's unconsumed messages, by topic, and its `recv`s waiting for them.
+/// Loaded from the journal when a `recv` first needs it.
+#[derive(Default)]
+pub(crate) struct Mailbox {
+    topics: HashMap<Rc<str>, Topic>,
+}
+
+#[derive(Default)]
+struct Topic {
+    /// Messages nobody took yet, by number.
+    letters: BTreeMap<u64, Vec<u8>>,
+    /// Live `recv`s by step id (call-site order), with the message handed to each.
+    waiting: BTreeMap<u64, Waiting>,
+}
+
+#[derive(Default)]
+struct Waiting {
+    handed: Option<Letter>,
+    waker: Option<Waker>,
+}
+
+impl Mailbox {
+    fn new(messages: Vec<Message>) -> Self {
+        let mut mailbox = Mailbox::default();
+        for m in messages {
+            mailbox
+                .topics
+                .entry(Rc::from(m.topic.as_str()))
+                .or_default()
+                .letters
+                .insert(m.number, m.payload);
+        }
+        mailbox
+    }
+
+    /// Hands the oldest messages to the earliest receivers that have none; returns the
+    /// wakers to call once no borrow is held.
+    fn dispatch(&mut self, topic: &str) -> Vec<Waker> {
+        let mut wake = Vec::new();
+        let Some(t) = self.topics.get_mut(topic) else {
+            return wake;
+        };
+        for waiting in t.waiting.values_mut().filter(|w| w.handed.is_none()) {
+            let Some((number, payload)) = t.letters.pop_first() else {
+                break;
+            };
+            waiting.handed = Some(Letter { number, payload });
+            wake.extend(waiting.waker.take());
+        }
+        if t.letters.is_empty() && t.waiting.is_empty() {
+            self.topics.remove(topic);
+        }
+        wake
+    }
+
+    fn join(&mut self, topic: &Rc<str>, step_id: u64) -> Vec<Waker> {
+        self.topics
+            .entry(Rc::clone(topic))
+            .or_default()
+            .waiting
+            .entry(step_id)
+            .or_default();
+        self.dispatch(topic)
+    }
+
+    fn put(&mut self, topic: &str, letter: Letter) -> Vec<Waker> {
+        self.topics
+            .entry(Rc::from(topic))
+            .or_default()
+            .letters
+            .insert(letter.number, letter.payload);
+        self.dispatch(topic)
+    }
+
+    /// The letter handed to `step_id`, taking it (and its place in the queue); else
+    /// keeps `waker` to call when one is.
+    fn take(&mut self, topic: &str, step_id: u64, waker: &Waker) -> Option<Letter> {
+        let t = self.topics.get_mut(topic)?;
+        let waiting = t.waiting.get_mut(&step_id)?;
+        match waiting.handed.take() {
+            Some(letter) => {
+                t.waiting.remove(&step_id);
+                Some(letter)
+            }
+            None => {
+                waiting.waker = Some(waker.clone());
+                None
+            }
+        }
+    }
+
+    /// Takes `step_id` out of the queue, giving back a letter handed to it.
+    fn leave(&mut self, topic: &str, step_id: u64) -> Vec<Waker> {
+        let Some(t) = self.topics.get_mut(topic) else {
+            return Vec::new();
+        };
+        let Some(waiting) = t.waiting.remove(&step_id) else {
+            return Vec::new();
+        };
+        if let Some(letter) = waiting.handed {
+            t.letters.insert(letter.number, letter.payload);
+        }
+        self.dispatch(topic)
+    }
+}
+
+impl WorkflowState {
+    /// Runs `f` on the mailbox, loading it from the journal first if needed; wakes whom
+    /// `f` says once the borrow is released.
+    fn with_mailbox<R>(
+        &self,
+        core: Option<&Core>,
+        f: impl FnOnce(&mut Mailbox) -> (R, Vec<Waker>),
+    ) -> Option<R> {
+        let (result, wake) = {
+            let mut slot = self.mailbox.borrow_mut();
+            if slot.is_none() {
+                let core = core?;
+                match core.store.messages(&self.id) {
+                    Ok(messages) => *slot = Some(Box::new(Mailbox::new(messages))),
+                    Err(err) => {
+                        drop(slot);
+                        self.fail(err.into());
+                        return None;
+                    }
+                }
+            }
+            let mailbox = slot.as_mut()?;
+            f(mailbox)
+        };
+        for waker in wake {
+            waker.wake();
+        }
+        Some(result)
+    }
+
+    /// A message committed for this workflow: into the mailbox if it is loaded (else the
+    /// journal has it for when it is).
+    pub(crate) fn letter_arrived(&self, topic: &str, letter: Letter) {
+        self.with_mailbox(None, |m| ((), m.put(topic, letter)));
+    }
+
+    /// A message a `recv` took but whose commit never took the `recv`: back to its
+    /// place (by number) in its topic.
+    pub(crate) fn give_back(&self, topic: &str, letter: Letter) {
+        self.with_mailbox(None, |m| ((), m.put(topic, letter)));
+    }
+
+    /// Whether step `step_id`'s future still exists.
+    pub(crate) fn step_alive(&self, step_id: u64) -> bool {
+        self.steps.borrow().get(step_id).is_some()
+    }
+}
+
+/// Why a `send` was refused, as recorded.
+#[derive(Serialize, Deserialize)]
+enum SendRefused {
+    UnknownDestination,
+}
+
+/// Leaves the topic's queue when a `recv` is dropped, whoever drops it.
+struct LeaveOnDrop {
+    wf: Rc<WorkflowState>,
+    topic: Rc<str>,
+    step_id: u64,
+}
+
+impl Drop for LeaveOnDrop {
+    fn drop(&mut self) {
+        let (topic, step_id) = (&self.topic, self.step_id);
+        self.wf
+            .with_mailbox(None, |m| ((), m.leave(topic, step_id)));
+    }
+}
+
+impl Ctx {
+    /// Sends `message` to workflow `destination` under `topic`, exactly once: the
+    /// message and this step's record are committed together, and a replay sends
+    /// nothing. Takes one step id at the call.
+    ///
+    /// The destination must exist (started, here or in the journal, finished or not):
+    /// else [`Error::UnknownDestination`], recorded like any outcome. A message to a
+    /// workflow that is not running waits in the journal for its `recv`.
+    ///
+    /// ```
+    /// use ordo::{Ctx, Runtime};
+    /// use std::time::Duration;
+    ///
+    /// async fn pinger(ctx: Ctx, to: String) -> Result<(), String> {
+    ///     ctx.send(&to, "ping", 7u32).await.map_err(|e| e.to_string())
+    /// }
+    /// async fn ponger(ctx: Ctx, _: ()) -> Result<Option<u32>, String> {
+    ///     Ok(ctx.recv::<u32>("ping", Duration::from_secs(60)).await)
+    /// }
+    /// let rt = Runtime::builder().temporary()
+    ///     .register("pinger", pinger).register("ponger", ponger).build()?;
+    /// let pong = rt.start::<_, Option<u32>, String>("ponger", "pong", ())?;
+    /// let ping = rt.start::<_, (), String>("pinger", "ping", "pong".to_string())?;
+    /// assert_eq!(rt.block_on(ping.result())?, Ok(()));
+    /// assert_eq!(rt.block_on(pong.result())?, Ok(Some(7)));
+    /// # Ok::<(), ordo::Error>(())
+    /// ```
+    pub fn send<M>(
+        &self,
+        destination: &str,
+        topic: &str,
+        message: M,
+    ) -> impl Future<Output = Result<(), Error>> + 'static
+    where
+        M: Serialize + DeserializeOwned + 'static,
+    {
+        let id = self.wf.create_step(SEND);
+        let payload = codec::encode(fingerprint::of::<M>(), &message);
+        let destination = destination.to_string();
+        let message = match payload {
+            Ok(payload) => Some(Message {
+                destination: destination.clone(),
+                topic: topic.to_string(),
+                number: 0,
+                payload,
+                sent_ms: 0,
+                idempotency_key: None,
+            }),
+            Err(detail) => {
+                self.wf.fail(Error::Encode {
+                    workflow_id: self.wf.id.clone(),
+                    what: format!("the message of step {id} (send to {destination:?})"),
+                    detail,
+                });
+                None
+            }
+        };
+        let core = Rc::clone(&self.core);
+        let wf = Rc::clone(&self.wf);
+        let body: Body = Box::new(move || {
+            async move {
+                let Some(message) = message else {
+                    return std::future::pending().await;
+                };
+                let exists = match core.workflow_exists(&message.destination) {
+                    Ok(exists) => exists,
+                    Err(err) => {
+                        wf.fail(err);
+                        return std::future::pending().await;
+                    }
+                };
+                if exists {
+                    BodyOutput::new(crate::step::encode_result::<(), SendRefused>(&Ok(())))
+                        .with_effect(Effect::Send(message))
+                } else {
+                    BodyOutput::new(crate::step::encode_result::<(), SendRefused>(&Err(
+                        SendRefused::UnknownDestination,
+                    )))
+                }
+            }
+            .boxed_local()
+        });
+        let step: Step<(), SendRefused> = Step::new(self.clone(), id, body);
+        async move {
+            step.await.map_err(
+                |SendRefused::UnknownDestination| Error::UnknownDestination {
+                    workflow_id: destination,
+                },
+            )
+        }
+    }
+
+    /// Receives the oldest unconsumed message of `topic` sent to this workflow, or
+    /// `None` once `timeout` has passed (a durable deadline: after a restart only the
+    /// remainder is waited; `Duration::MAX` waits forever).
+    ///
+    /// Takes two step ids at the call. Taking the message and recording what was
+    /// received are one commit: exactly one `recv` gets each message, and a replay
+    /// returns the same message or the same `None`. Several `recv`s pending on one topic
+    /// get messages in call-site order. It works as a `select!` arm: a `recv` that loses
+    /// before it is recorded gives its message back. A message of another type than `T`
+    /// stops the workflow with [`Error::TypeMismatch`].
+    ///
+    /// ```
+    /// use ordo::{Clock, Ctx, Runtime};
+    /// use std::time::Duration;
+    ///
+    /// async fn approval(ctx: Ctx, _: ()) -> Result<String, String> {
+    ///     match ctx.recv::<bool>("approve", Duration::from_secs(48 * 3600)).await {
+    ///         Some(true) => Ok("approved".into()),
+    ///         Some(false) => Ok("rejected".into()),
+    ///         None => Ok("timed out".into()),
+    ///     }
+    /// }
+    /// // Virtual time: the 48 hours pass at once, nobody sends anything.
+    /// let rt = Runtime::builder().temporary().clock(Clock::Virtual)
+    ///     .register("approval", approval).build()?;
+    /// let handle = rt.start::<_, String, String>("approval", "a-1", ())?;
+    /// assert_eq!(rt.block_on(handle.result())?, Ok("timed out".to_string()));
+    /// # Ok::<(), ordo::Error>(())
+    /// ```
+    pub fn recv<T>(
+        &self,
+        topic: &str,
+        timeout: Duration,
+    ) -> impl Future<Output = Option<T>> + 'static
+    where
+        T: Serialize + DeserializeOwned + 'static,
+    {
+        let millis = u64::try_from(timeout.as_millis()).unwrap_or(u64::MAX);
+        let until_id = self.wf.create_step(RECV_UNTIL);
+        let recv_id = self.wf.create_step(RECV);
+        let topic: Rc<str> = Rc::from(topic);
+        // A recorded `recv` already got what it will return; a live one takes its place
+        // in the topic's queue now, in call-site order (rule 1).
+        let guard = (!self.wf.step_recorded(recv_id)).then(|| {
+            let t = Rc::clone(&topic);
+            self.wf
+                .with_mailbox(Some(&self.core), |m| ((), m.join(&t, recv_id)));
+            LeaveOnDrop {
+                wf: Rc::clone(&self.wf),
+                topic: Rc::clone(&topic),
+                step_id: recv_id,
+            }
+        });
+        let deadline: Step<u64, Never> = {
+            let core = Rc::clone(&self.core);
+            self.internal_step(until_id, move || async move {
+                core.now_ms().saturating_add(millis)
+            })
+        };
+        let deadline_ms = Rc::new(Cell::new(0));
+        let body: Body = {
+            let (core, wf, deadline_ms) = (
+                Rc::clone(&self.core),
+                Rc::clone(&self.wf),
+                Rc::clone(&deadline_ms),
+            );
+            Box::new(move || {
+                async move {
+                    let asked = Duration::from_millis(millis);
+                    let at = core
+                        .clock
+                        .instant_at(deadline_ms.get(), ordo_executor::now(), asked);
+                    let mut timer = pin!(ordo_executor::sleep_until(at));
+                    let letter = futures::future::poll_fn(|cx| {
+                        let taken = wf
+                            .with_mailbox(Some(&core), |m| {
+                                (m.take(&topic, recv_id, cx.waker()), Vec::new())
+                            })
+                            .flatten();
+                        if let Some(letter) = taken {
+                            return Poll::Ready(Some(letter));
+                        }
+                        if timer.as_mut().poll(cx).is_ready() {
+                            return Poll::Ready(None);
+                        }
+                        Poll::Pending
+                    })
+                    .await;
+                    match letter {
+                        Some(letter) => BodyOutput::new(Ok(Outcome::Ok(letter.payload.clone())))
+                            .with_effect(Effect::Consume { topic, letter }),
+                        None => {
+                            wf.with_mailbox(None, |m| ((), m.leave(&topic, recv_id)));
+                            BodyOutput::new(crate::step::encode_result::<(), ()>(&Err(())))
+                        }
+                    }
+                }
+                .boxed_local()
+            })
+        };
+        let received: Step<T, ()> = Step::new(self.clone(), recv_id, body);
+        async move {
+            let _leave = guard;
+            let Ok(deadline) = deadline.await;
+            deadline_ms.set(deadline);
+            received.await.ok()
+        }
+    }
+}
