@@ -315,9 +315,14 @@ impl Ctx {
     /// Takes two step ids at the call. Taking the message and recording what was
     /// received are one commit: exactly one `recv` gets each message, and a replay
     /// returns the same message or the same `None`. Several `recv`s pending on one topic
-    /// get messages in call-site order. It works as a `select!` arm: a `recv` that loses
-    /// before it is recorded gives its message back. A message of another type than `T`
-    /// stops the workflow with [`Error::TypeMismatch`].
+    /// get messages in call-site order. A message of another type than `T` stops the
+    /// workflow with [`Error::TypeMismatch`].
+    ///
+    /// It works as a `select!` arm. A message belongs to the `recv` whose record holds
+    /// it: a `recv` future dropped before then gives its message back to the head of the
+    /// topic, but one that still exists keeps it, awaited or not. So drop a losing
+    /// `recv` when the `select!` is decided (a `select!` over futures pinned outside it
+    /// keeps them until they go out of scope).
     ///
     /// ```
     /// use ordo::{Clock, Ctx, Runtime};
