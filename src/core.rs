@@ -214,8 +214,9 @@ pub(crate) struct Core {
     /// Stop committing after this many commits, as if the process died there
     /// (tests and the replay fuzzer simulate crashes with it).
     halt_after_commits: Option<u64>,
-    /// Halt at the first commit that would record a finished workflow, committing
-    /// only its completions: leaves a journal holding every step but not the end.
+    /// Halt at the commit that would record the end of the last running workflow,
+    /// committing only its completions: leaves a journal holding every step but not
+    /// the end.
     pub(crate) halt_before_finish: bool,
     halted: Cell<bool>,
     /// Fingerprints whose type name this process has put in the journal (or found no
@@ -637,7 +638,14 @@ impl Core {
         if self.halted.get() || self.broken.borrow().is_some() {
             return false;
         }
-        let halt_now = self.halt_before_finish && !finished.is_empty();
+        // Before the last running workflow's end (children end before their parent).
+        let halt_now = self.halt_before_finish
+            && !finished.is_empty()
+            && self
+                .running
+                .borrow()
+                .values()
+                .all(|wf| wf.phase.get() == Phase::Finishing);
         if halt_now {
             finished.clear();
             if completions.is_empty() && starts.is_empty() {

@@ -244,9 +244,9 @@ impl RuntimeBuilder {
         self
     }
 
-    /// Testing aid: behaves as if the process died right before the first commit
-    /// that would record a finished workflow; the completions of that commit are
-    /// written, the workflow's final status is not. Leaves a journal whose workflows
+    /// Testing aid: behaves as if the process died right before the commit that would
+    /// record the end of the last running workflow (a parent, after its children); the
+    /// completions of that commit are written, the final statuses are not. Leaves a journal whose workflows
     /// replay entirely from records.
     #[doc(hidden)]
     pub fn halt_before_finish(mut self) -> Self {

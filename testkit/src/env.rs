@@ -83,7 +83,8 @@ pub struct Env {
     delay_bodies: bool,
     /// Steps answered by the test, by name.
     mocks: Rc<HashMap<String, Mock>>,
-    bodies: Rc<RefCell<Vec<u64>>>,
+    /// `(workflow id, step id)` of each body that ran, in start order.
+    bodies: Rc<RefCell<Vec<(String, u64)>>>,
     /// What the workflow returned in this run, even when a halt kept it from being
     /// recorded: what a full replay of this run's journal must return.
     returned: Rc<RefCell<Option<Result<String, String>>>>,
@@ -228,7 +229,22 @@ impl Env {
     /// assert!(ordo_testkit::Env::default().bodies_run().is_empty());
     /// ```
     pub fn bodies_run(&self) -> Vec<u64> {
-        self.bodies.borrow().clone()
+        self.bodies.borrow().iter().map(|(_, step)| *step).collect()
+    }
+
+    /// The step ids whose body ran in workflow `workflow_id` (not in its children or
+    /// the workflows it talked to), in the order they started.
+    ///
+    /// ```
+    /// assert!(ordo_testkit::Env::default().bodies_run_in("order-42").is_empty());
+    /// ```
+    pub fn bodies_run_in(&self, workflow_id: &str) -> Vec<u64> {
+        self.bodies
+            .borrow()
+            .iter()
+            .filter(|(id, _)| id == workflow_id)
+            .map(|(_, step)| *step)
+            .collect()
     }
 
     /// The hook the runtime calls before each live step body: log it, delay it (a
@@ -237,7 +253,9 @@ impl Env {
     pub(crate) fn hook(&self) -> BeforeStepBody {
         let env = self.clone();
         Rc::new(move |step: &StepInfo| {
-            env.bodies.borrow_mut().push(step.step_id);
+            env.bodies
+                .borrow_mut()
+                .push((step.workflow_id.clone(), step.step_id));
             let internal = step.name.starts_with("ordo.");
             let latency = (env.delay_bodies && !internal).then(|| env.latency(step.step_id));
             let mock = env.mocks.get(&step.name).cloned();

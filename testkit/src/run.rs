@@ -247,6 +247,9 @@ pub struct RunResult<R = Result<String, String>> {
     pub metrics: Metrics,
     /// The workflow's recorded steps when the run ended.
     pub journal: Vec<RecordedStep>,
+    /// How many workflows the journal held when the run ended (the subject, and the
+    /// children or peers it talked to).
+    pub workflows: usize,
 }
 
 /// A started workflow's result, as its handle's future.
@@ -285,6 +288,7 @@ pub fn run_on<R>(
                 result: Err(err),
                 metrics: Metrics::default(),
                 journal: Vec::new(),
+                workflows: 0,
             }
         }
     };
@@ -297,6 +301,7 @@ pub fn run_on<R>(
         result,
         metrics: rt.metrics(),
         journal,
+        workflows: rt.journal().workflows(None).map_or(0, |all| all.len()),
     }
 }
 
