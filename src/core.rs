@@ -122,6 +122,8 @@ struct AfterCommit {
     children: Vec<PendingStart>,
     /// Children it cancels with their parent.
     cancelled: Vec<String>,
+    /// Indices of the batch's messages that workflows sent.
+    mail: Vec<usize>,
 }
 
 /// Most completions one group commit writes; the rest wait for the next stall, in
@@ -737,7 +739,7 @@ impl Core {
                 drop(ordo_executor::spawn(root));
             });
         }
-        self.post_mail(&batch);
+        self.post_mail(&batch, &after.mail);
         for id in after.cancelled.drain(..) {
             let running = self.running.borrow().get(&id).cloned();
             if let Some(child) = running {
@@ -880,7 +882,11 @@ impl Core {
             Effect::Consume { topic, letter } => {
                 batch.consume_message(&wf.id, &topic, letter.number);
             }
-            Effect::Send(message) => self.stage_message(message, now_ms, batch),
+            Effect::Send(message) => {
+                // Handed to its destination once durable (see `post_mail`).
+                after.mail.push(batch.messages().len());
+                self.stage_message(message, now_ms, batch);
+            }
             Effect::SetEvent { key, value } => {
                 batch.set_event(&wf.id, &key, value);
                 after.wake.push(WatchKey::Event(wf.id.clone(), key));
@@ -896,12 +902,20 @@ impl Core {
         }
     }
 
-    /// Numbers a message and adds it to `batch`.
+    /// Numbers a message (unless it has its number already) and adds it to `batch`.
     fn stage_message(&self, mut message: Message, now_ms: u64, batch: &mut Batch) {
-        message.number = self.next_message.get();
-        self.next_message.set(message.number + 1);
+        if message.number == 0 {
+            message.number = self.message_number();
+        }
         message.sent_ms = now_ms;
         batch.send_message(message);
+    }
+
+    /// The next message number (numbers start at 1: 0 means "not numbered yet").
+    pub(crate) fn message_number(&self) -> u64 {
+        let number = self.next_message.get();
+        self.next_message.set(number + 1);
+        number
     }
 
     /// When `wf` ends, its unfinished children launched with `cancel_with_parent` are
@@ -931,10 +945,12 @@ impl Core {
         }
     }
 
-    /// After a commit: the messages it stored reach their destinations' mailboxes (those
-    /// running here with their mailbox loaded; the others read them from the journal).
-    fn post_mail(&self, batch: &Batch) {
-        for message in batch.messages() {
+    /// After a commit: the messages workflows sent in it (`sent`, indices into the
+    /// batch's messages) reach their destinations' mailboxes (those running here with
+    /// their mailbox loaded; the others read them from the journal). Clients' messages
+    /// were handed over when staged (see `talk::client`).
+    fn post_mail(&self, batch: &Batch, sent: &[usize]) {
+        for message in sent.iter().filter_map(|&i| batch.messages().get(i)) {
             let destination = self.running.borrow().get(&message.destination).cloned();
             if let Some(wf) = destination {
                 wf.letter_arrived(

@@ -4,7 +4,6 @@
 mod common;
 
 use std::sync::atomic::{AtomicU32, Ordering};
-use std::sync::Arc;
 use std::time::Duration;
 
 use ordo::{ChildOptions, Ctx, Error, ParentEnd, RuntimeBuilder, Status};
@@ -130,9 +129,16 @@ fn a_client_on_tokio_multi_thread_reads_events_with_timeouts() {
 
 // ---- children ----
 
+/// Body runs of `counted_square`, which only the adoption test uses (tests run in
+/// parallel).
 static CHILD_BODIES: AtomicU32 = AtomicU32::new(0);
 
 async fn square(ctx: Ctx, n: u64) -> Result<u64, String> {
+    ctx.step("square", move || async move { Ok::<_, String>(n * n) })
+        .await
+}
+
+async fn counted_square(ctx: Ctx, n: u64) -> Result<u64, String> {
     ctx.step("square", move || async move {
         CHILD_BODIES.fetch_add(1, Ordering::SeqCst);
         Ok::<_, String>(n * n)
@@ -182,7 +188,10 @@ fn a_parent_killed_after_the_launch_adopts_its_child_instead_of_starting_another
         let child = ctx.start_child::<_, u64, String>("square", 7u64);
         child.result().await.map_err(|e| e.to_string())?
     }
-    let register = |b: RuntimeBuilder| b.register("square", square).register("one", one_child);
+    let register = |b: RuntimeBuilder| {
+        b.register("square", counted_square)
+            .register("one", one_child)
+    };
     // Crash right after each commit; the child runs once in total, whatever the point.
     for crash_after in 1..4 {
         let dir = journal_dir();
@@ -412,6 +421,7 @@ fn a_client_whose_runtime_is_gone_gets_a_typed_error() {
         .expect("build");
     let client = rt.client();
     drop(rt);
-    let err = futures::executor::block_on(client.send("pay", "t", 1u8)).unwrap_err();
+    let err =
+        futures::executor::block_on(client.send("pay", "t", 1u8)).expect_err("the runtime is gone");
     assert!(matches!(err, Error::RuntimeGone), "{err}");
 }

@@ -358,7 +358,7 @@ fn sending_to_a_workflow_that_does_not_exist_is_a_typed_error() {
     );
     let err = rt
         .block_on(rt.client().send("nobody", "t", 1u8))
-        .unwrap_err();
+        .expect_err("no such workflow");
     assert!(
         matches!(err, Error::UnknownDestination { ref workflow_id } if workflow_id == "nobody"),
         "{err}"
@@ -380,7 +380,7 @@ fn a_message_of_another_type_stops_the_receiver_with_a_type_mismatch() {
         .expect("start");
     rt.block_on(rt.client().send("w", "t", "not a number".to_string()))
         .expect("send");
-    let err = rt.block_on(h.result()).unwrap_err();
+    let err = rt.block_on(h.result()).expect_err("the type differs");
     assert!(matches!(err, Error::TypeMismatch { .. }), "{err}");
     assert!(err.to_string().contains("String"), "{err}");
 }

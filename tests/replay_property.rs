@@ -49,12 +49,40 @@ proptest! {
     }
 }
 
-/// The decoder reaches every shape of the catalogue (so the property above does).
+/// The decoder reaches every shape of the catalogue, the talking ones included (so the
+/// property above does).
 #[test]
 fn every_shape_is_reachable_from_bytes() {
     let kinds: std::collections::HashSet<_> = (0..=u8::MAX)
         .map(|b| std::mem::discriminant(&Case::from_bytes(&[b]).shape))
         .collect();
-    assert_eq!(kinds.len(), 8);
+    assert_eq!(kinds.len(), 11);
     assert_eq!(Case::from_bytes(&[5, 2]).shape, Shape::Spawned { tasks: 3 });
+    assert_eq!(Case::from_bytes(&[8, 1]).shape, Shape::Mailbox { n: 2 });
+    assert_eq!(Case::from_bytes(&[10, 3]).shape, Shape::Children { n: 4 });
+}
+
+/// Each talking shape, under several latencies and every crash point.
+#[test]
+fn the_talking_shapes_replay_exactly_after_every_crash() {
+    use ordo_testkit::catalogue::check_case;
+    for first in 0..6u8 {
+        for (kind, size) in [(8u8, 0u8), (8, 3), (9, 5), (9, 40), (10, 0), (10, 3)] {
+            for crash in 0..4u8 {
+                let bytes = [
+                    kind,
+                    size,
+                    crash,
+                    3,
+                    first,
+                    first.wrapping_mul(37),
+                    0,
+                    first ^ 0x85,
+                    9,
+                    1,
+                ];
+                check_case(&Case::from_bytes(&bytes));
+            }
+        }
+    }
 }

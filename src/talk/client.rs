@@ -570,9 +570,7 @@ impl Core {
                         reply(Ok(()));
                     }
                 }
-                Ok(None) => {
-                    self.queue_write(Write::Send(message), Box::new(move |r| drop(reply.send(r))))
-                }
+                Ok(None) => self.stage_client_message(message, reply),
             },
             Request::GetEvent {
                 workflow_id,
@@ -673,6 +671,32 @@ impl Core {
             Write::Resolve { .. } => false,
         });
         Ok(pending.then_some(true))
+    }
+
+    /// Stages a client's message for the next commit, and hands it at once to its
+    /// destination's mailbox if that runs here: a `recv` waiting for it completes in the
+    /// same commit that stores the message (one durability point, not two), and is
+    /// delivered only once that commit is durable. A client's write is never dropped
+    /// short of the runtime stopping, so the message is stored whenever the `recv`'s
+    /// record is.
+    fn stage_client_message(
+        &self,
+        mut message: Message,
+        reply: oneshot::Sender<Result<(), Error>>,
+    ) {
+        message.number = self.message_number();
+        let destination = self.running.borrow().get(&message.destination).cloned();
+        if let Some(wf) = destination {
+            wf.letter_staged(
+                self,
+                &message.topic,
+                crate::talk::mailbox::Letter {
+                    number: message.number,
+                    payload: message.payload.clone(),
+                },
+            );
+        }
+        self.queue_write(Write::Send(message), Box::new(move |r| drop(reply.send(r))));
     }
 
     /// The workflow and step a token names, if it may still be resolved.

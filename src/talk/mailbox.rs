@@ -183,6 +183,13 @@ impl WorkflowState {
         self.with_mailbox(None, |m| ((), m.put(topic, letter)));
     }
 
+    /// A client's message staged for the next commit: into the mailbox now, loading it
+    /// first if needed (the journal does not have the message yet, so a later load
+    /// would miss it).
+    pub(crate) fn letter_staged(&self, core: &Core, topic: &str, letter: Letter) {
+        self.with_mailbox(Some(core), |m| ((), m.put(topic, letter)));
+    }
+
     /// A message a `recv` took but whose commit never took the `recv`: back to its
     /// place (by number) in its topic.
     pub(crate) fn give_back(&self, topic: &str, letter: Letter) {

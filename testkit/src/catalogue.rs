@@ -193,7 +193,26 @@ pub enum Shape {
         /// 0..=60 ms.
         ms: u8,
     },
+    /// `n` messages the workflow sends itself, joined with `n` `recv`s and a step.
+    Mailbox {
+        /// 1..=4 messages.
+        n: u8,
+    },
+    /// An event set and read back (`set_event` joined with `get_event` on itself),
+    /// beside a step.
+    Events {
+        /// 0..=40 ms: how long the read may wait.
+        wait_ms: u8,
+    },
+    /// `n` child workflows of one step each, joined, beside a step.
+    Children {
+        /// 1..=4 children.
+        n: u8,
+    },
 }
+
+/// The child workflow of [`Shape::Children`].
+pub const CHILD_WORKFLOW: &str = "shape-child";
 
 impl Shape {
     /// Whether the result may follow completion order.
@@ -216,7 +235,12 @@ impl Shape {
 
     /// Registers this shape as [`WORKFLOW`].
     pub fn register(self, b: RuntimeBuilder, env: Env) -> RuntimeBuilder {
-        b.register(WORKFLOW, move |ctx: Ctx, (): ()| {
+        let child_env = env.clone();
+        b.register(CHILD_WORKFLOW, move |ctx: Ctx, salt: u64| {
+            let env = child_env.clone();
+            async move { step(&ctx, &env, "child-work", salt, salt * 3).await }
+        })
+        .register(WORKFLOW, move |ctx: Ctx, (): ()| {
             let env = env.clone();
             async move {
                 let result = self.run(&ctx, &env).await;
@@ -346,6 +370,50 @@ impl Shape {
                 let (before, after) = futures::join!(step(ctx, env, "beside", 1, 1), slept);
                 Ok(format!("{before:?} {after:?}"))
             }
+            Shape::Mailbox { n } => {
+                let me = ctx.workflow_id().to_string();
+                let sends: Vec<_> = (0..u64::from(n))
+                    .map(|i| ctx.send(&me, "inbox", i * 7))
+                    .collect();
+                let recvs: Vec<_> = (0..n)
+                    .map(|_| ctx.recv::<u64>("inbox", Duration::from_secs(3600)))
+                    .collect();
+                let (sent, got, beside) = futures::join!(
+                    futures::future::join_all(sends),
+                    futures::future::join_all(recvs),
+                    step(ctx, env, "beside", 1, 1)
+                );
+                let sent = sent.iter().filter(|s| s.is_ok()).count();
+                // Which recv got which message follows the send order: only the set is
+                // the same whatever the timing.
+                let mut got: Vec<_> = got.into_iter().collect();
+                got.sort();
+                Ok(format!("{sent} {got:?} {beside:?}"))
+            }
+            Shape::Events { wait_ms } => {
+                let me = ctx.workflow_id().to_string();
+                let read = ctx.get_event::<u64>(&me, "phase", Duration::from_secs(3600));
+                let set = async {
+                    let v = step(ctx, env, "compute", 1, 41).await;
+                    ctx.set_event("phase", v.clone().unwrap_or(0)).await;
+                    v
+                };
+                let (read, set) = futures::join!(read, set);
+                let later = ctx
+                    .get_event::<u64>(&me, "phase", Duration::from_millis(wait_ms.into()))
+                    .await;
+                Ok(format!("{read:?} {set:?} {later:?}"))
+            }
+            Shape::Children { n } => {
+                let children: Vec<_> = (0..u64::from(n))
+                    .map(|i| ctx.start_child::<_, u64, String>(CHILD_WORKFLOW, 400 + i))
+                    .collect();
+                let results = futures::future::join_all(children.into_iter().map(|c| async {
+                    c.result().await.map_err(|e| e.to_string()).and_then(|r| r)
+                }));
+                let (results, beside) = futures::join!(results, step(ctx, env, "beside", 1, 1));
+                Ok(format!("{results:?} {beside:?}"))
+            }
         }
     }
 }
@@ -413,7 +481,7 @@ impl Case {
     pub fn from_bytes(data: &[u8]) -> Case {
         let mut r = Reader(data);
         let kind = r.byte();
-        let shape = match kind % 8 {
+        let shape = match kind % 11 {
             0 => Shape::JoinAll { n: r.range(1, 8) },
             1 => Shape::NestedJoins {
                 outer: r.range(1, 3),
@@ -425,7 +493,7 @@ impl Case {
             },
             3 => Shape::SelectTimeout {
                 timeout_ms: r.range(0, 40),
-                biased: (kind / 8) % 2 == 0,
+                biased: (kind / 11) % 2 == 0,
             },
             4 => Shape::Unordered { n: r.range(1, 5) },
             5 => Shape::Spawned {
@@ -435,7 +503,12 @@ impl Case {
                 fails: r.range(0, 4),
                 max_attempts: r.range(1, 4),
             },
-            _ => Shape::Sleep { ms: r.range(0, 60) },
+            7 => Shape::Sleep { ms: r.range(0, 60) },
+            8 => Shape::Mailbox { n: r.range(1, 4) },
+            9 => Shape::Events {
+                wait_ms: r.range(0, 40),
+            },
+            _ => Shape::Children { n: r.range(1, 4) },
         };
         let crash_selector = r.byte().into();
         let plans = r.range(1, MAX_PLANS);
