@@ -46,6 +46,12 @@
 //! 3. **Replay delivers the same sequence.** After a restart the recorded completions
 //!    are delivered the same way; no step body starts until they all have been.
 //!
+//! The same rule carries workflows that talk (`send`/`recv`, events, child workflows,
+//! awakeables): each takes its step ids at the call, and whatever wakes workflow code,
+//! a message, an event's value, a child's end, a resolution, is a completion, committed
+//! together with its effect (a message stored or consumed, an event set, a child
+//! started) and delivered in journal order; the `talk` module's docs go through each.
+//!
 //! Together with the single-threaded FIFO executor ([`ordo_executor`]), this makes
 //! `join_all`, two multi-step sequences in one `join!`, `select!` races against a
 //! durable timeout, `FuturesUnordered` and `ctx.spawn`ed sub-tasks replay exactly. A

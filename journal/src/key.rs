@@ -12,6 +12,7 @@
 //! | run of step completions | `c` id-len (`u16` BE) id first-seq last-seq (`u64` BE) | [`codec`](crate::codec) run value |
 //! | status index | `s` status byte id | empty |
 //! | type name | `t` fingerprint (`u64` BE) | [`codec`](crate::codec) string |
+//! | messages, idempotency keys, events, awakeable resolutions, message counter | `q`, `k`, `e`, `a`, `m` `messages` | see [`mail`](crate::mail) |
 //!
 //! Completions are stored in *runs*: all the completions one commit appends to one
 //! workflow share one sled entry. sled costs several microseconds per entry whatever its

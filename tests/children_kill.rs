@@ -1,0 +1,94 @@
+//! A parent killed (SIGKILL) after its child's launch is durable, before the child's
+//! first step finished, adopts that child after a restart: one child, not two.
+
+use std::io::{BufRead, BufReader};
+use std::process::{Command, Stdio};
+use std::time::Duration;
+
+use ordo::{Ctx, Event, Runtime, RuntimeBuilder, Status};
+
+const CHILD_ENV: &str = "ORDO_CHILDREN_KILL_CHILD";
+const CHILD_TEST: &str = "children_kill_child";
+const TAG: &str = "@@children-kill@@ ";
+
+/// The child: one step, which hangs in the process that gets killed.
+async fn invoice(ctx: Ctx, amount: u64) -> Result<String, String> {
+    ctx.step("issue", move || async move {
+        if std::env::var(CHILD_ENV).is_ok() {
+            ordo::executor::sleep(Duration::from_secs(3600)).await;
+        }
+        Ok::<_, String>(format!("invoice for {amount}"))
+    })
+    .await
+}
+
+async fn order(ctx: Ctx, amount: u64) -> Result<String, String> {
+    let child = ctx.start_child::<_, String, String>("invoice", amount);
+    child.result().await.map_err(|e| e.to_string())?
+}
+
+fn register(b: RuntimeBuilder) -> RuntimeBuilder {
+    b.register("invoice", invoice).register("order", order)
+}
+
+#[test]
+#[ignore = "the child process of the kill test; does nothing when run directly"]
+fn children_kill_child() {
+    let Ok(dir) = std::env::var(CHILD_ENV) else {
+        return;
+    };
+    let rt = register(Runtime::builder().path(&dir))
+        .observer(|event| {
+            if let Event::Committed { completions, .. } = event {
+                if *completions > 0 {
+                    println!("{TAG}launch recorded");
+                }
+            }
+        })
+        .build()
+        .expect("child runtime");
+    let handle = rt
+        .start::<_, String, String>("order", "o", 120u64)
+        .expect("start");
+    let _ = rt.block_on(handle.result());
+}
+
+#[test]
+fn a_parent_killed_after_launching_adopts_its_child_after_a_restart() {
+    let dir = tempfile::tempdir().expect("temp dir");
+    let exe = std::env::current_exe().expect("test binary path");
+    let mut child = Command::new(exe)
+        .args(["--exact", CHILD_TEST, "--nocapture", "--ignored"])
+        .env(CHILD_ENV, dir.path())
+        .stdout(Stdio::piped())
+        .stderr(Stdio::null())
+        .spawn()
+        .expect("child spawns");
+    let stdout = child.stdout.take().expect("stdout");
+    let recorded = BufReader::new(stdout)
+        .lines()
+        .map_while(Result::ok)
+        .any(|line| line.contains(&format!("{TAG}launch recorded")));
+    assert!(
+        recorded,
+        "the child process ended before the launch was recorded"
+    );
+    child.kill().expect("SIGKILL");
+    child.wait().expect("reaped");
+
+    let rt = register(Runtime::builder().path(dir.path()))
+        .build()
+        .expect("reopen");
+    // Both are pending: the parent, and the child its launch started.
+    let pending = rt.journal().workflows(Some(Status::Pending)).expect("read");
+    assert_eq!(pending.len(), 2, "{pending:?}");
+    rt.recover().expect("recover");
+    let handle = rt.handle::<String, String>("o").expect("recorded");
+    assert_eq!(
+        rt.block_on(handle.result()).expect("runs"),
+        Ok("invoice for 120".to_string())
+    );
+    let all = rt.journal().workflows(None).expect("read");
+    assert_eq!(all.len(), 2, "one parent and one child: {all:?}");
+    assert!(all.iter().all(|w| w.status == Status::Succeeded), "{all:?}");
+}
