@@ -196,9 +196,11 @@ impl Core {
     }
 
     fn update_metrics(&self, f: impl FnOnce(&mut Metrics)) {
-        let mut m = self.metrics.get();
+        let before = self.metrics.get();
+        let mut m = before;
         f(&mut m);
         self.metrics.set(m);
+        crate::telemetry::metrics_changed(&before, &m);
     }
 
     /// Calls the observer. A panic in it is held until the current stall is handled
@@ -402,6 +404,7 @@ impl Core {
         } else {
             self.update_metrics(|m| m.steps_executed += 1);
         }
+        crate::telemetry::step_delivered(wf, step_id, &name, ok, recorded);
         self.emit(|| Event::Step {
             workflow_id: wf.id.clone(),
             step_id,
@@ -455,6 +458,7 @@ impl Core {
         for start in &starts {
             if start.is_new {
                 batch.insert_workflow(start.record.clone());
+                crate::telemetry::put_trace_context(&mut batch, &start.wf);
             } else {
                 batch.update_workflow(start.record.clone(), Status::Pending);
             }
@@ -484,6 +488,7 @@ impl Core {
             })
             .collect();
         self.name_new_types(&mut batch);
+        let timer = crate::telemetry::CommitTimer::start();
         if let Err(err) = self.store.commit(&batch) {
             // Nothing of this batch is known to be durable, and nothing written since the
             // last good commit can be trusted: nobody may see any of it, and this runtime
@@ -494,6 +499,7 @@ impl Core {
             self.break_down(Error::from(err));
             return true;
         }
+        timer.committed(&batch, &starts);
         for start in starts {
             if start.wf.is_running() {
                 launch(self, &start.wf, &start.registration, |root| {
@@ -544,6 +550,7 @@ impl Core {
             wf.inbox.borrow_mut().clear();
             wf.set_result(Ok(output));
             self.forget(&wf);
+            crate::telemetry::workflow_returned(&wf.name, ok);
             self.emit(|| Event::Finished {
                 workflow_id: wf.id.clone(),
                 ok,

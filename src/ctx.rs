@@ -172,7 +172,7 @@ impl Ctx {
                 let mut attempts = 0;
                 loop {
                     attempts += 1;
-                    let result = body().await;
+                    let result = crate::telemetry::attempt(attempts, body()).await;
                     if result.is_ok() || attempts >= policy.max_attempts {
                         return BodyOutput {
                             outcome: encode_result(&result),
@@ -344,6 +344,7 @@ impl Ctx {
         let mut record = wf.pending_record(0, now_ms);
         record.input = encoded;
         let next = Rc::new(WorkflowState::new(&record, Vec::new()));
+        crate::telemetry::continue_trace(wf, &next);
         self.core.queue_continue(
             Rc::clone(wf),
             PendingStart {

@@ -92,6 +92,8 @@ pub(crate) struct WorkflowState {
     continued_as: RefCell<Option<Rc<WorkflowState>>>,
     /// Handles waiting for `result`.
     waiters: RefCell<Vec<Waker>>,
+    /// Its trace context and its run's span (see `telemetry`).
+    pub(crate) telemetry: crate::telemetry::RunTelemetry,
 }
 
 impl WorkflowState {
@@ -138,6 +140,7 @@ impl WorkflowState {
             aborts: RefCell::new(Slab::new()),
             result: RefCell::new(None),
             waiters: RefCell::new(Vec::new()),
+            telemetry: Default::default(),
         }
     }
 
