@@ -20,10 +20,11 @@ use tracing_subscriber::layer::{Context, SubscriberExt};
 use tracing_subscriber::registry::LookupSpan;
 use tracing_subscriber::Layer;
 
-/// The tests of this file run one at a time: `tracing` caches each callsite's interest
-/// globally, and a callsite first reached on one thread while another thread installs
-/// its scoped subscriber can be cached as uninteresting for that subscriber (a race in
-/// `tracing-core`; a program's one global subscriber is not affected).
+/// The tests of this file run one at a time. `tracing` caches each callsite's interest
+/// globally; run in parallel, a callsite first reached by the metrics test (no
+/// subscriber) while a span test was installing its scoped subscriber was sometimes
+/// missed by that subscriber (seen for `ordo.attempt`, never when run one at a time).
+/// A program's global subscriber, set once at startup, is not subject to this.
 static SERIAL: Mutex<()> = Mutex::new(());
 
 fn serial() -> std::sync::MutexGuard<'static, ()> {
