@@ -281,9 +281,11 @@ impl Core {
     }
 
     fn update_metrics(&self, f: impl FnOnce(&mut Metrics)) {
-        let mut m = self.metrics.get();
+        let before = self.metrics.get();
+        let mut m = before;
         f(&mut m);
         self.metrics.set(m);
+        crate::telemetry::metrics_changed(&before, &m);
     }
 
     /// Calls the observer. A panic in it is held until the current stall is handled
@@ -399,6 +401,7 @@ impl Core {
         registration: Registration,
         input: Vec<u8>,
         now_ms: u64,
+        traceparent: Option<crate::telemetry::TraceParent>,
     ) -> Result<Started, Error> {
         let running = self.running.borrow().get(id).cloned();
         if let Some(wf) = running {
@@ -417,11 +420,9 @@ impl Core {
             }
             None => {
                 let record = WorkflowRecord::new(id, name, input, now_ms);
-                (
-                    Rc::new(WorkflowState::new(&record, Vec::new())),
-                    record,
-                    true,
-                )
+                let wf = Rc::new(WorkflowState::new(&record, Vec::new()));
+                wf.telemetry.set_traceparent(traceparent);
+                (wf, record, true)
             }
         };
         self.stage_start(PendingStart {
@@ -457,6 +458,7 @@ impl Core {
         let mut counted = record.clone();
         counted.recovery_attempts += 1;
         let wf = Rc::new(WorkflowState::new(&counted, recorded));
+        crate::telemetry::load_trace_context(&*self.store, &wf)?;
         *wf.before_resume.borrow_mut() = Some(record);
         Ok((wf, counted))
     }
@@ -602,6 +604,7 @@ impl Core {
         } else {
             self.update_metrics(|m| m.steps_executed += 1);
         }
+        crate::telemetry::step_delivered(wf, step_id, &name, ok, recorded);
         self.emit(|| Event::Step {
             workflow_id: wf.id.clone(),
             step_id,
@@ -665,6 +668,7 @@ impl Core {
         for start in &starts {
             if start.is_new {
                 batch.insert_workflow(start.record.clone());
+                crate::telemetry::put_trace_context(&mut batch, &start.wf);
             } else {
                 batch.update_workflow(start.record.clone(), Status::Pending);
             }
@@ -711,6 +715,7 @@ impl Core {
             })
             .collect();
         self.name_new_types(&mut batch);
+        let timer = crate::telemetry::CommitTimer::start();
         if let Err(err) = self.store.commit(&batch) {
             // Nothing of this batch is known to be durable, and nothing written since the
             // last good commit can be trusted: nobody may see any of it, and this runtime
@@ -725,6 +730,7 @@ impl Core {
             self.break_down(err);
             return true;
         }
+        timer.committed(&batch, &starts);
         for start in starts.into_iter().chain(after.children.drain(..)) {
             if start.wf.is_running() {
                 launch(self, &start.wf, &start.registration, |root| {
@@ -791,6 +797,7 @@ impl Core {
             wf.inbox.borrow_mut().clear();
             wf.set_result(Ok(output));
             self.forget(&wf);
+            crate::telemetry::workflow_returned(&wf.name, ok);
             self.emit(|| Event::Finished {
                 workflow_id: wf.id.clone(),
                 ok,

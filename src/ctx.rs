@@ -169,7 +169,7 @@ impl Ctx {
                 let mut attempts = 0;
                 loop {
                     attempts += 1;
-                    let result = body().await;
+                    let result = crate::telemetry::attempt(attempts, body()).await;
                     if result.is_ok() || attempts >= policy.max_attempts {
                         let mut output = BodyOutput::new(encode_result(&result));
                         output.attempts = attempts;
@@ -344,6 +344,7 @@ impl Ctx {
         let mut record = wf.pending_record(0, now_ms);
         record.input = encoded;
         let next = Rc::new(WorkflowState::new(&record, Vec::new()));
+        crate::telemetry::continue_trace(wf, &next);
         self.core.queue_continue(
             Rc::clone(wf),
             PendingStart {

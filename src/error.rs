@@ -169,6 +169,16 @@ pub enum Error {
     /// after that point happened.
     #[error("the runtime this client talks to is gone (dropped)")]
     RuntimeGone,
+    /// A trace context given at start is not a W3C `traceparent`
+    /// (`00-<32 hex trace id>-<16 hex parent id>-<2 hex flags>`, lowercase, ids not all
+    /// zero). Nothing was started.
+    #[error("invalid W3C traceparent {traceparent:?}: {reason}")]
+    InvalidTraceParent {
+        /// The value given.
+        traceparent: String,
+        /// What is wrong with it.
+        reason: &'static str,
+    },
 }
 
 impl From<ordo_journal::Error> for Error {

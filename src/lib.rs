@@ -98,6 +98,9 @@
 //!   `fingerprint`: a type's serde shape, hashed; `clock`: wall time on executor time.
 //! - `error`: the one [`Error`] enum; `event`: [`Event`]s for observers;
 //!   `retry`: [`RetryPolicy`].
+//! - [`telemetry`]: `tracing` spans of workflow runs and step bodies, the W3C trace
+//!   context ([`TraceParent`]) a workflow was started with, and `ordo_*` metrics through
+//!   the `metrics` facade.
 //!
 //! Beside this crate, in the same workspace: `cli/` (package `ordo-cli`), the `ordo`
 //! command, which reads a journal from the shell (`list`, `show`, `stats`);
@@ -124,6 +127,7 @@ mod runtime;
 mod slots;
 mod step;
 mod talk;
+pub mod telemetry;
 mod workflow;
 
 pub use crate::core::Metrics;
@@ -139,6 +143,7 @@ pub use crate::step::{current_step, Step, StepInfo};
 #[doc(hidden)]
 pub use crate::step::{encode_result as encode_step_outcome, BeforeStepBody};
 pub use crate::talk::{Awakeable, ChildHandle, ChildOptions, Client, ClientHandle, ParentEnd};
+pub use crate::telemetry::TraceParent;
 pub use ordo_executor::Clock;
 pub use ordo_journal::{Durability, Status};
 

@@ -5,7 +5,7 @@ use std::future::Future;
 use std::path::PathBuf;
 use std::rc::Rc;
 use std::sync::Arc;
-use std::time::{SystemTime, UNIX_EPOCH};
+use std::time::{Instant, SystemTime, UNIX_EPOCH};
 
 use ordo_executor::{Clock, Executor, Scheduler};
 use ordo_journal::{Batch, Durability, SledJournal, Status, Store};
@@ -23,6 +23,7 @@ use crate::launch::launch;
 use crate::registry::Registry;
 use crate::step::BeforeStepBody;
 use crate::talk::Client;
+use crate::telemetry::TraceParent;
 use crate::workflow::Phase;
 
 /// The folder the runtime uses when none is given: the quickstart's and the CLI's.
@@ -430,6 +431,60 @@ impl Runtime {
         O: DeserializeOwned + 'static,
         E: DeserializeOwned + 'static,
     {
+        self.start_with_trace(name, id, input, None)
+    }
+
+    /// [`Runtime::start`], continuing the caller's trace: `traceparent` (a W3C
+    /// `traceparent` header) is checked, and journaled in the same commit as the start,
+    /// so every run of the workflow, a run recovered after a crash too, carries it in its
+    /// span (see [`telemetry`](crate::telemetry)'s "Trace context"). A workflow already
+    /// recorded under `id` keeps the trace context it was started with, as it keeps its
+    /// input.
+    ///
+    /// Fails with [`Error::InvalidTraceParent`], starting nothing, on a malformed header.
+    ///
+    /// ```
+    /// use ordo::{Ctx, Error, Runtime};
+    /// async fn one(_: Ctx, n: u8) -> Result<u8, ()> { Ok(n) }
+    ///
+    /// let rt = Runtime::builder().temporary().register("one", one).build()?;
+    /// let traceparent = "00-4bf92f3577b34da6a3ce929d0e0e4736-00f067aa0ba902b7-01";
+    /// let handle = rt.start_traced::<_, u8, ()>("one", "t-1", 1u8, traceparent)?;
+    /// assert_eq!(rt.block_on(handle.result())?, Ok(1));
+    /// assert_eq!(rt.journal().trace_context("t-1")?.as_deref(), Some(traceparent));
+    /// let garbage = rt.start_traced::<_, u8, ()>("one", "t-2", 1u8, "00-xyz");
+    /// assert!(matches!(garbage, Err(Error::InvalidTraceParent { .. })));
+    /// # Ok::<(), Box<dyn std::error::Error>>(())
+    /// ```
+    pub fn start_traced<I, O, E>(
+        &self,
+        name: &str,
+        id: &str,
+        input: I,
+        traceparent: &str,
+    ) -> Result<WorkflowHandle<O, E>, Error>
+    where
+        I: Serialize,
+        O: DeserializeOwned + 'static,
+        E: DeserializeOwned + 'static,
+    {
+        let traceparent = TraceParent::parse(traceparent)?;
+        self.start_with_trace(name, id, input, Some(traceparent))
+    }
+
+    /// `start`, with the trace context to record with a new workflow.
+    fn start_with_trace<I, O, E>(
+        &self,
+        name: &str,
+        id: &str,
+        input: I,
+        traceparent: Option<TraceParent>,
+    ) -> Result<WorkflowHandle<O, E>, Error>
+    where
+        I: Serialize,
+        O: DeserializeOwned + 'static,
+        E: DeserializeOwned + 'static,
+    {
         if let Some(err) = self.core.broken() {
             return Err(err);
         }
@@ -457,13 +512,14 @@ impl Runtime {
 
         let encoded = registration.encode_input(id, &input)?;
         let now_ms = self.core.now_ms_at(self.executor.now());
-        let running = match self
-            .core
-            .start_workflow(name, id, registration, encoded, now_ms)?
-        {
-            Started::Staged(wf) | Started::Running(wf) => Some(wf),
-            Started::Recorded => None,
-        };
+        let running =
+            match self
+                .core
+                .start_workflow(name, id, registration, encoded, now_ms, traceparent)?
+            {
+                Started::Staged(wf) | Started::Running(wf) => Some(wf),
+                Started::Recorded => None,
+            };
         Ok(WorkflowHandle::new(
             id.to_string(),
             Rc::clone(&self.core),
@@ -518,6 +574,7 @@ impl Runtime {
         if let Some(err) = self.core.broken() {
             return Err(err);
         }
+        let began = Instant::now();
         let mut report = RecoveryReport::default();
         let mut batch = Batch::new();
         let mut to_resume = Vec::new();
@@ -547,6 +604,7 @@ impl Runtime {
                 drop(self.executor.spawn(root));
             });
         }
+        crate::telemetry::recovered(began, report.resumed.len());
         Ok(report)
     }
 
@@ -586,6 +644,7 @@ impl Runtime {
                 batch.update_workflow(record, Status::Pending);
             }
             self.core.store.commit(&batch)?;
+            crate::telemetry::workflow_finished(&start.wf.name, Status::Cancelled);
             start.wf.fail(Error::Cancelled {
                 workflow_id: id.to_string(),
             });
@@ -612,9 +671,11 @@ impl Runtime {
         }
         record.status = Status::Cancelled;
         record.updated_ms = self.core.now_ms_at(self.executor.now());
+        let name = record.name.clone();
         let mut batch = Batch::new();
         batch.update_workflow(record, Status::Pending);
         self.core.store.commit(&batch)?;
+        crate::telemetry::workflow_finished(&name, Status::Cancelled);
         if let Some(wf) = running {
             wf.fail(Error::Cancelled {
                 workflow_id: id.to_string(),

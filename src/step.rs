@@ -262,6 +262,7 @@ impl<T, E> Step<T, E> {
             step_id,
             body,
         };
+        let body = crate::telemetry::step_body::<E, _>(&wf, step_id, &name, body);
         let task = Abortable::new(AssertUnwindSafe(body).catch_unwind(), registration);
         drop(ordo_executor::spawn(async move {
             match task.await {

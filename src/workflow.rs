@@ -97,6 +97,8 @@ pub(crate) struct WorkflowState {
     pub(crate) mailbox: RefCell<Option<Box<crate::talk::mailbox::Mailbox>>>,
     /// The children it launched (live or replayed), for its end's cancel policy.
     pub(crate) children: RefCell<Vec<crate::talk::children::ChildLaunch>>,
+    /// Its trace context and its run's span (see `telemetry`).
+    pub(crate) telemetry: crate::telemetry::RunTelemetry,
 }
 
 impl WorkflowState {
@@ -145,6 +147,7 @@ impl WorkflowState {
             waiters: RefCell::new(Vec::new()),
             mailbox: RefCell::new(None),
             children: RefCell::new(Vec::new()),
+            telemetry: Default::default(),
         }
     }
 

@@ -302,6 +302,16 @@ pub(crate) fn decode_type_name(key: &[u8], value: &[u8]) -> Result<String, Error
     decode::<&str>(key, value).map(str::to_owned)
 }
 
+/// Encodes a trace context's value (a `traceparent` string) into `out`.
+pub(crate) fn encode_trace_context(traceparent: &str, out: &mut Vec<u8>) -> Result<(), Error> {
+    encode(&traceparent, out)
+}
+
+/// Decodes the trace context stored under `key`.
+pub(crate) fn decode_trace_context(key: &[u8], value: &[u8]) -> Result<String, Error> {
+    decode::<&str>(key, value).map(str::to_owned)
+}
+
 /// The stored form of the schema version.
 pub(crate) fn encode_schema(version: u32) -> [u8; 4] {
     version.to_be_bytes()

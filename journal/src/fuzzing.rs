@@ -208,6 +208,11 @@ fn plant_and_read(journal: &SledJournal, data: &[u8]) {
         Ok(Key::Type(fingerprint)) => {
             let _ = journal.type_name(fingerprint);
         }
+        Ok(Key::TraceContext(id)) => {
+            if let Err(err) = journal.trace_context(id) {
+                typed(err);
+            }
+        }
         Ok(Key::Schema | Key::Commits) | Err(_) => {}
     }
 }

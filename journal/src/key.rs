@@ -13,6 +13,7 @@
 //! | status index | `s` status byte id | empty |
 //! | type name | `t` fingerprint (`u64` BE) | [`codec`](crate::codec) string |
 //! | messages, idempotency keys, events, awakeable resolutions, message counter | `q`, `k`, `e`, `a`, `m` `messages` | see [`mail`](crate::mail) |
+//! | trace context (optional) | `x` id | [`codec`](crate::codec) string: a W3C `traceparent` |
 //!
 //! Completions are stored in *runs*: all the completions one commit appends to one
 //! workflow share one sled entry. sled costs several microseconds per entry whatever its
@@ -35,6 +36,10 @@ const COMPLETION: u8 = b'c';
 const STATUS: u8 = b's';
 /// Leading byte of the type table (fingerprint to type name).
 const TYPE: u8 = b't';
+/// Leading byte of trace contexts: the W3C `traceparent` a workflow was started with,
+/// if it was given one. A separate record, not a field of the workflow record, so a
+/// start without one writes nothing more.
+const TRACE: u8 = b'x';
 
 /// The key of the schema version.
 pub(crate) const SCHEMA: &[u8] = b"mschema";
@@ -62,6 +67,13 @@ pub(crate) const WORKFLOW_PREFIX: &[u8] = &[WORKFLOW];
 pub(crate) fn workflow(id: &str, out: &mut Vec<u8>) {
     out.clear();
     out.push(WORKFLOW);
+    out.extend_from_slice(id.as_bytes());
+}
+
+/// Writes the key of workflow `id`'s trace context into `out` (cleared first).
+pub(crate) fn trace_context(id: &str, out: &mut Vec<u8>) {
+    out.clear();
+    out.push(TRACE);
     out.extend_from_slice(id.as_bytes());
 }
 
@@ -143,6 +155,8 @@ pub(crate) enum Key<'a> {
     },
     /// A type table entry.
     Type(u64),
+    /// A workflow's trace context.
+    TraceContext(&'a str),
     /// A status-index entry.
     Status {
         /// The indexed status.
@@ -174,6 +188,7 @@ pub(crate) fn parse(key: &[u8]) -> Result<Key<'_>, &'static str> {
                 last,
             })
         }
+        Some((&TRACE, id)) => Ok(Key::TraceContext(utf8(id)?)),
         Some((&TYPE, rest)) => {
             let bytes: [u8; 8] = rest.try_into().map_err(|_| "type key is not 8 bytes")?;
             Ok(Key::Type(u64::from_be_bytes(bytes)))
@@ -192,7 +207,7 @@ pub(crate) fn parse(key: &[u8]) -> Result<Key<'_>, &'static str> {
 
 /// A printable name for a raw key: `workflow/<id>`, `workflow/<id>/seq/<n>` (or
 /// `.../seq/<first>-<last>` for a run),
-/// `status/<status>/<id>`, `meta/schema`, or `0x<hex>` if it does not parse.
+/// `status/<status>/<id>`, `trace/<id>`, `meta/schema`, or `0x<hex>` if it does not parse.
 pub(crate) fn describe(key: &[u8]) -> String {
     match parse(key) {
         Ok(Key::Schema) => "meta/schema".to_owned(),
@@ -206,6 +221,7 @@ pub(crate) fn describe(key: &[u8]) -> String {
         }
         Ok(Key::Status { status, id }) => format!("status/{status}/{}", id.escape_debug()),
         Ok(Key::Type(fingerprint)) => format!("type/{fingerprint:016x}"),
+        Ok(Key::TraceContext(id)) => format!("trace/{}", id.escape_debug()),
         Err(_) => hex(key),
     }
 }
@@ -256,6 +272,9 @@ mod tests {
         assert_eq!(describe(&k), "workflow/x");
         status(Status::Failed, "x", &mut k);
         assert_eq!(describe(&k), "status/failed/x");
+        trace_context("x", &mut k);
+        assert_eq!(parse(&k), Ok(Key::TraceContext("x")));
+        assert_eq!(describe(&k), "trace/x");
         assert_eq!(describe(SCHEMA), "meta/schema");
         assert_eq!(describe(&[b'c', 0, 9, b'x']), "0x63000978");
         assert_eq!(describe(&[]), "0x");

@@ -41,7 +41,8 @@
 //! - `key`: the key space — one sled tree (so one `sled::Batch` is atomic), one leading
 //!   byte per record kind, big-endian integers and length-prefixed ids so a prefix scan
 //!   yields one workflow's completions in `seq` order, a status index, and completions
-//!   stored as one *run* per workflow per commit (sled costs microseconds per entry).
+//!   stored as one *run* per workflow per commit (sled costs microseconds per entry);
+//!   an optional record per workflow keeps the W3C `traceparent` it was started with.
 //! - `codec`: values on disk — a format-version byte, then bincode 2 (serde); decoding
 //!   that never panics, never allocates what garbage claims, and rejects trailing bytes.
 //! - `durability`: [`Durability`] and the `fdatasync` of sled's files that makes `Sync`

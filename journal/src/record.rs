@@ -304,6 +304,9 @@ pub struct Batch {
     pub(crate) resets: Vec<String>,
     /// Messages, events and awakeable resolutions (see [`mail`](crate::mail)).
     pub(crate) mail: crate::mail::Mail,
+    /// `(workflow id, traceparent)` of workflows started with a trace context; empty for
+    /// every start without one, which so costs nothing more.
+    pub(crate) trace_contexts: Vec<(String, String)>,
 }
 
 impl Batch {
@@ -407,6 +410,7 @@ impl Batch {
             && self.types.is_empty()
             && self.resets.is_empty()
             && self.mail.is_empty()
+            && self.trace_contexts.is_empty()
     }
 
     /// Names the type whose values carry `fingerprint` (the runtime puts one before every
@@ -425,6 +429,41 @@ impl Batch {
     /// ```
     pub fn put_type(&mut self, fingerprint: u64, name: String) {
         self.types.push((fingerprint, name));
+    }
+
+    /// Records the W3C `traceparent` workflow `workflow_id` was started with, so a run
+    /// recovered after a crash continues the caller's trace. Written in the same commit
+    /// as the start (put both in one batch); a later put for the same id replaces it.
+    /// The journal stores the string as given: checking its format is the caller's job.
+    ///
+    /// ```
+    /// use ordo_journal::{Batch, SledJournal, Store, WorkflowRecord};
+    /// let journal = SledJournal::temporary()?;
+    /// let traceparent = "00-4bf92f3577b34da6a3ce929d0e0e4736-00f067aa0ba902b7-01";
+    /// let mut batch = Batch::new();
+    /// batch.insert_workflow(WorkflowRecord::new("order-42", "checkout", vec![], 0));
+    /// batch.put_trace_context("order-42", traceparent.to_string());
+    /// journal.commit(&batch)?;
+    /// assert_eq!(journal.trace_context("order-42")?.as_deref(), Some(traceparent));
+    /// assert_eq!(batch.trace_contexts()[0].0, "order-42");
+    /// # Ok::<(), ordo_journal::Error>(())
+    /// ```
+    pub fn put_trace_context(&mut self, workflow_id: &str, traceparent: String) {
+        self.trace_contexts
+            .push((workflow_id.to_owned(), traceparent));
+    }
+
+    /// The `(workflow id, traceparent)` pairs of [`Batch::put_trace_context`], in put
+    /// order.
+    ///
+    /// ```
+    /// let mut batch = ordo_journal::Batch::new();
+    /// assert!(batch.trace_contexts().is_empty());
+    /// batch.put_trace_context("w", "00-4bf92f3577b34da6a3ce929d0e0e4736-00f067aa0ba902b7-01".into());
+    /// assert_eq!(batch.trace_contexts().len(), 1);
+    /// ```
+    pub fn trace_contexts(&self) -> &[(String, String)] {
+        &self.trace_contexts
     }
 
     /// How many completions the batch holds.
@@ -576,6 +615,7 @@ impl Batch {
         self.priors.clear();
         self.types.clear();
         self.resets.clear();
+        self.trace_contexts.clear();
         self.completions.clear();
         self.mail.clear();
     }

@@ -415,6 +415,13 @@ impl SledJournal {
             writes.insert(&key::type_name(*fingerprint)[..], v.as_slice());
         }
 
+        for (id, traceparent) in &batch.trace_contexts {
+            key::check_id(id)?;
+            key::trace_context(id, k);
+            codec::encode_trace_context(traceparent, v)?;
+            writes.insert(k.as_slice(), v.as_slice());
+        }
+
         // Continue-as-new: the workflow's runs go, and its seqs start over.
         for id in &batch.resets {
             key::check_id(id)?;
@@ -467,6 +474,7 @@ impl SledJournal {
             && batch.mail.is_empty()
             && batch.types.is_empty()
             && batch.resets.is_empty()
+            && batch.trace_contexts.is_empty()
             && appended.len() == 1;
         Ok((!single_entry).then_some(writes))
     }
@@ -690,6 +698,15 @@ impl Store for SledJournal {
         let key = key::type_name(fingerprint);
         match self.db.get(key)? {
             Some(value) => codec::decode_type_name(&key, &value).map(Some),
+            None => Ok(None),
+        }
+    }
+
+    fn trace_context(&self, workflow_id: &str) -> Result<Option<String>, Error> {
+        let mut k = Vec::with_capacity(1 + workflow_id.len());
+        key::trace_context(workflow_id, &mut k);
+        match self.db.get(&k)? {
+            Some(value) => codec::decode_trace_context(&k, &value).map(Some),
             None => Ok(None),
         }
     }

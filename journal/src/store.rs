@@ -68,4 +68,27 @@ pub trait Store: Send + Sync {
     /// The recorded resolution of the awakeable of step `step_id` of workflow
     /// `workflow_id`, if it was resolved.
     fn awakeable(&self, workflow_id: &str, step_id: u64) -> Result<Option<Outcome>, Error>;
+    /// The W3C `traceparent` workflow `workflow_id` was started with (see
+    /// [`Batch::put_trace_context`]), if it was given one.
+    ///
+    /// Optional: a store that does not keep trace contexts leaves this default, which
+    /// finds none (and ignores the batch's trace contexts), and a workflow recovered from
+    /// it starts a new trace.
+    ///
+    /// ```
+    /// use ordo_journal::{Batch, SledJournal, Store, WorkflowRecord};
+    /// let store: Box<dyn Store> = Box::new(SledJournal::temporary()?);
+    /// let mut batch = Batch::new();
+    /// batch.insert_workflow(WorkflowRecord::new("traced", "checkout", vec![], 0));
+    /// batch.put_trace_context("traced", "00-0af7651916cd43dd8448eb211c80319c-b7ad6b7169203331-01".into());
+    /// batch.insert_workflow(WorkflowRecord::new("untraced", "checkout", vec![], 0));
+    /// store.commit(&batch)?;
+    /// assert!(store.trace_context("traced")?.is_some_and(|t| t.contains("0af7651916cd43dd")));
+    /// assert_eq!(store.trace_context("untraced")?, None);
+    /// # Ok::<(), ordo_journal::Error>(())
+    /// ```
+    fn trace_context(&self, workflow_id: &str) -> Result<Option<String>, Error> {
+        let _ = workflow_id;
+        Ok(None)
+    }
 }

@@ -645,7 +645,7 @@ impl Core {
             }
         }
         let now_ms = self.now_ms();
-        let started = self.start_workflow(name, id, registration, input, now_ms)?;
+        let started = self.start_workflow(name, id, registration, input, now_ms, None)?;
         Ok(matches!(started, crate::core::Started::Staged(_)))
     }
 

@@ -25,6 +25,7 @@ struct Records {
     last_message: u64,
     events: BTreeMap<(String, String), Vec<u8>>,
     awakeables: BTreeMap<(String, u64), Outcome>,
+    trace_contexts: BTreeMap<String, String>,
 }
 
 /// A [`Store`] in memory that outlives the runtimes opened on it, as a journal on disk
@@ -156,6 +157,11 @@ impl Store for MemoryJournal {
                 .events
                 .insert((id.clone(), key.clone()), value.clone());
         }
+        for (id, traceparent) in batch.trace_contexts() {
+            records
+                .trace_contexts
+                .insert(id.clone(), traceparent.clone());
+        }
         for (id, step_id, outcome) in batch.resolutions() {
             records
                 .awakeables
@@ -235,6 +241,10 @@ impl Store for MemoryJournal {
             .filter(|((id, _), _)| id == workflow_id)
             .map(|((_, key), value)| (key.clone(), value.clone()))
             .collect())
+    }
+
+    fn trace_context(&self, workflow_id: &str) -> Result<Option<String>, ordo_journal::Error> {
+        Ok(self.lock().trace_contexts.get(workflow_id).cloned())
     }
 
     fn awakeable(
