@@ -27,7 +27,7 @@ pub const REJECTED: &str = "rejected";
 pub const EXPIRED: &str = "expired";
 pub const REFUSED: &str = "refused";
 
-/// A statuses after which the workflow has ended (or is about to).
+/// Whether `status` is one an expense ends with (the workflow has ended, or is about to).
 pub fn is_final(status: &str) -> bool {
     [PAID, REJECTED, EXPIRED, REFUSED].contains(&status)
 }
