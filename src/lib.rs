@@ -106,8 +106,9 @@
 //! command, which reads a journal from the shell (`list`, `show`, `stats`);
 //! `testkit/` (package `ordo-testkit`, a dev-dependency), which crashes a workflow after
 //! every commit, replays it under other latencies, fuzzes it and replays saved journals
-//! against new code; and `examples/quickstart/` (package `ordo-quickstart`), the
-//! README's demo.
+//! against new code; `examples/quickstart/` (package `ordo-quickstart`), the
+//! README's demo; and `examples/approval/` (package `ordo-approval`), an HTTP service
+//! whose workflows wait for messages from a [`Client`].
 
 #![warn(missing_docs)]
 

@@ -17,7 +17,7 @@ use std::time::Duration;
 use futures::channel::{mpsc, oneshot};
 use futures::future::BoxFuture;
 use futures::{Future, FutureExt, StreamExt};
-use ordo_journal::{Message, Outcome};
+use ordo_journal::{Message, Outcome, Status};
 use serde::de::DeserializeOwned;
 use serde::Serialize;
 
@@ -58,6 +58,10 @@ pub(crate) enum Request {
         token: String,
         outcome: Outcome,
         reply: oneshot::Sender<Result<(), Error>>,
+    },
+    Status {
+        id: String,
+        reply: oneshot::Sender<Result<Option<Status>, Error>>,
     },
 }
 
@@ -202,6 +206,30 @@ impl Client {
             client: self.clone(),
             _types: PhantomData,
         }
+    }
+
+    /// Workflow `id`'s status now, without waiting for anything: `None` if no workflow
+    /// has that id (a start under way counts as `Pending`).
+    ///
+    /// ```
+    /// # use ordo::{Ctx, Runtime, Status};
+    /// # async fn nop(_: Ctx, _: ()) -> Result<(), ()> { Ok(()) }
+    /// # let rt = Runtime::builder().temporary().register("nop", nop).build()?;
+    /// let client = rt.client();
+    /// assert_eq!(rt.block_on(client.status("n"))?, None);
+    /// let handle = rt.block_on(client.start::<(), (), ()>("nop", "n", ()))?;
+    /// rt.block_on(handle.result())?.expect("runs");
+    /// assert_eq!(rt.block_on(client.status("n"))?, Some(Status::Succeeded));
+    /// # Ok::<(), ordo::Error>(())
+    /// ```
+    pub fn status(
+        &self,
+        id: &str,
+    ) -> impl Future<Output = Result<Option<Status>, Error>> + Send + 'static {
+        ask(&self.shared, |reply| Request::Status {
+            id: id.to_string(),
+            reply,
+        })
     }
 
     /// Sends `message` to workflow `destination` under `topic`; durable when it
@@ -587,6 +615,17 @@ impl Core {
                     drop(reply.send(waited.await));
                 }));
             }
+            Request::Status { id, reply } => {
+                let status = if self.running.borrow().contains_key(&id) {
+                    Ok(Some(Status::Pending))
+                } else {
+                    self.store
+                        .workflow(&id)
+                        .map(|record| record.map(|r| r.status))
+                        .map_err(Error::from)
+                };
+                drop(reply.send(status));
+            }
             Request::Resolve {
                 token,
                 outcome,
@@ -729,6 +768,7 @@ impl Request {
             | Request::Resolve { reply, .. } => drop(reply.send(Err(err))),
             Request::Result { reply, .. } => drop(reply.send(Err(err))),
             Request::GetEvent { reply, .. } => drop(reply.send(Err(err))),
+            Request::Status { reply, .. } => drop(reply.send(Err(err))),
         }
     }
 }
