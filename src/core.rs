@@ -46,9 +46,13 @@ pub(crate) struct PendingStart {
 pub(crate) enum Effect {
     /// Nothing more (a plain step, a timer).
     None,
-    /// A `recv` took this letter from its topic: the message is consumed in the commit
-    /// that records the `recv`'s completion, or handed back if that commit never takes it.
-    Consume { topic: Rc<str>, letter: Letter },
+    /// A `recv` took these letters from its topic: the messages are consumed in the
+    /// commit that records the `recv`'s completion, or handed back if that commit never
+    /// takes it.
+    Consume {
+        topic: Rc<str>,
+        letters: Vec<Letter>,
+    },
     /// A `send`: the message goes into its destination's mailbox (its number is given at
     /// commit).
     Send(Message),
@@ -490,7 +494,7 @@ impl Core {
     ) {
         if wf.phase.get() == Phase::Done {
             match effect {
-                Effect::Consume { topic, letter } => wf.give_back(&topic, letter),
+                Effect::Consume { topic, letters } => wf.give_back(&topic, letters),
                 // A child whose launch will never be committed does not run here.
                 Effect::StartChild(start) => self.forget(&start.wf),
                 _ => {}
@@ -848,18 +852,18 @@ impl Core {
         let mut seen: HashSet<*const WorkflowState> = HashSet::new();
         for (wf, completion, effect) in completions {
             if continued.iter().any(|(old, _)| Rc::ptr_eq(old, &wf)) {
-                if let Effect::Consume { topic, letter } = effect {
-                    wf.give_back(&topic, letter);
+                if let Effect::Consume { topic, letters } = effect {
+                    wf.give_back(&topic, letters);
                 }
                 continue;
             }
             let first = seen.insert(Rc::as_ptr(&wf));
-            if let Effect::Consume { topic, letter } = effect {
+            if let Effect::Consume { topic, letters } = effect {
                 if !wf.step_alive(completion.step_id) {
-                    wf.give_back(&topic, letter);
+                    wf.give_back(&topic, letters);
                     continue;
                 }
-                let effect = Effect::Consume { topic, letter };
+                let effect = Effect::Consume { topic, letters };
                 if first {
                     kept.push((wf, completion, effect));
                 } else {
@@ -886,8 +890,10 @@ impl Core {
     ) {
         match effect {
             Effect::None => {}
-            Effect::Consume { topic, letter } => {
-                batch.consume_message(&wf.id, &topic, letter.number);
+            Effect::Consume { topic, letters } => {
+                for letter in &letters {
+                    batch.consume_message(&wf.id, &topic, letter.number);
+                }
             }
             Effect::Send(message) => {
                 // Handed to its destination once durable (see `post_mail`).

@@ -440,3 +440,32 @@ fn a_recv_dropped_before_it_was_recorded_leaves_its_message_for_the_next() {
     assert_eq!(rt.block_on(h.result()).expect("runs"), Ok(Some(9)));
     assert_eq!(*seen.borrow(), vec![Some(9)]);
 }
+
+#[test]
+fn recv_many_takes_what_is_there_in_order_and_replays_it_under_every_crash() {
+    async fn batches(ctx: Ctx, n: u32) -> Result<Vec<u32>, String> {
+        let me = ctx.workflow_id().to_string();
+        let sends: Vec<_> = (0..n).map(|i| ctx.send(&me, "b", i)).collect();
+        for sent in futures::future::join_all(sends).await {
+            sent.map_err(|e| e.to_string())?;
+        }
+        let mut got = Vec::new();
+        while got.len() < n as usize {
+            let batch = ctx.recv_many::<u32>("b", 3, HOUR).await;
+            if batch.is_empty() || batch.len() > 3 {
+                return Err(format!("a batch of {}", batch.len()));
+            }
+            got.extend(batch);
+        }
+        // Nothing left: the deadline passes with an empty batch.
+        let rest = ctx.recv_many::<u32>("b", 3, Duration::from_secs(1)).await;
+        if !rest.is_empty() {
+            return Err(format!("left over: {rest:?}"));
+        }
+        Ok(got)
+    }
+    assert_eq!(
+        Check::workflow("batches", batches, 7u32).assert(),
+        Ok((0..7).collect::<Vec<u32>>())
+    );
+}

@@ -115,15 +115,29 @@ impl Mailbox {
         self.dispatch(topic)
     }
 
-    /// The letter handed to `step_id`, taking it (and its place in the queue); else
-    /// keeps `waker` to call when one is.
-    fn take(&mut self, topic: &str, step_id: u64, waker: &Waker) -> Option<Letter> {
+    /// The letter handed to `step_id` and up to `max - 1` more of the topic's, taking
+    /// them (and its place in the queue); else keeps `waker` to call when one is. The
+    /// extra letters are fair game: letters wait only when every receiver has one.
+    fn take(
+        &mut self,
+        topic: &str,
+        step_id: u64,
+        max: usize,
+        waker: &Waker,
+    ) -> Option<Vec<Letter>> {
         let t = self.topics.get_mut(topic)?;
         let waiting = t.waiting.get_mut(&step_id)?;
         match waiting.handed.take() {
             Some(letter) => {
                 t.waiting.remove(&step_id);
-                Some(letter)
+                let mut letters = vec![letter];
+                while letters.len() < max {
+                    let Some((number, payload)) = t.letters.pop_first() else {
+                        break;
+                    };
+                    letters.push(Letter { number, payload });
+                }
+                Some(letters)
             }
             None => {
                 waiting.waker = Some(waker.clone());
@@ -190,16 +204,33 @@ impl WorkflowState {
         self.with_mailbox(Some(core), |m| ((), m.put(topic, letter)));
     }
 
-    /// A message a `recv` took but whose commit never took the `recv`: back to its
-    /// place (by number) in its topic.
-    pub(crate) fn give_back(&self, topic: &str, letter: Letter) {
-        self.with_mailbox(None, |m| ((), m.put(topic, letter)));
+    /// Messages a `recv` took but whose commit never took the `recv`: back to their
+    /// places (by number) in their topic.
+    pub(crate) fn give_back(&self, topic: &str, letters: Vec<Letter>) {
+        self.with_mailbox(None, |m| {
+            let mut wake = Vec::new();
+            for letter in letters {
+                wake.extend(m.put(topic, letter));
+            }
+            ((), wake)
+        });
     }
 
     /// Whether step `step_id`'s future still exists.
     pub(crate) fn step_alive(&self, step_id: u64) -> bool {
         self.steps.borrow().get(step_id).is_some()
     }
+}
+
+/// The parts of a receipt (`recv`, `recv_many`): its step id and body, and the future
+/// to await before the receipt step (its deadline, and its place in the queue, which it
+/// leaves when dropped).
+struct Receipt {
+    id: u64,
+    body: Body,
+    wait: futures::future::LocalBoxFuture<'static, ()>,
+    /// Held until the receipt resolves or is dropped (`None` for a recorded receipt).
+    leave: Option<LeaveOnDrop>,
 }
 
 /// Why a `send` was refused, as recorded.
@@ -317,7 +348,7 @@ impl Ctx {
 
     /// Receives the oldest unconsumed message of `topic` sent to this workflow, or
     /// `None` once `timeout` has passed (a durable deadline: after a restart only the
-    /// remainder is waited; `Duration::MAX` waits forever).
+    /// remainder is waited; `Duration::MAX` waits forever, and records no deadline).
     ///
     /// Takes two step ids at the call. Taking the message and recording what was
     /// received are one commit: exactly one `recv` gets each message, and a replay
@@ -357,6 +388,97 @@ impl Ctx {
     where
         T: Serialize + DeserializeOwned + 'static,
     {
+        let receipt = self.receipt(topic, timeout, 1, |letters| {
+            letters.first().map_or_else(
+                || crate::step::encode_result::<(), ()>(&Err(())),
+                |letter| Ok(Outcome::Ok(letter.payload.clone())),
+            )
+        });
+        let received: Step<T, ()> = Step::new(self.clone(), receipt.id, receipt.body);
+        let (wait, leave) = (receipt.wait, receipt.leave);
+        async move {
+            let _leave = leave;
+            wait.await;
+            received.await.ok()
+        }
+    }
+
+    /// Receives up to `max` messages of `topic` at once, oldest first: at least one,
+    /// waiting for it up to `timeout` like [`Ctx::recv`] (an empty `Vec` at the
+    /// deadline), and then every other message already there, up to `max`. One step,
+    /// one record for them all: a workflow draining a busy topic takes many messages
+    /// per commit instead of one. `max` of 0 counts as 1.
+    ///
+    /// ```
+    /// use ordo::{Ctx, Runtime};
+    /// use std::time::Duration;
+    ///
+    /// async fn totals(ctx: Ctx, n: usize) -> Result<u64, String> {
+    ///     let mut total = 0;
+    ///     let mut seen = 0;
+    ///     while seen < n {
+    ///         let batch = ctx.recv_many::<u64>("amounts", 100, Duration::from_secs(60)).await;
+    ///         if batch.is_empty() { return Err("timed out".into()); }
+    ///         seen += batch.len();
+    ///         total += batch.iter().sum::<u64>();
+    ///     }
+    ///     Ok(total)
+    /// }
+    /// let rt = Runtime::builder().temporary().register("totals", totals).build()?;
+    /// let handle = rt.start::<_, u64, String>("totals", "t-1", 3usize)?;
+    /// let client = rt.client();
+    /// for amount in [5u64, 10, 20] {
+    ///     rt.block_on(client.send("t-1", "amounts", amount))?;
+    /// }
+    /// assert_eq!(rt.block_on(handle.result())?, Ok(35));
+    /// # Ok::<(), ordo::Error>(())
+    /// ```
+    pub fn recv_many<T>(
+        &self,
+        topic: &str,
+        max: usize,
+        timeout: Duration,
+    ) -> impl Future<Output = Vec<T>> + 'static
+    where
+        T: Serialize + DeserializeOwned + 'static,
+    {
+        let receipt = self.receipt(topic, timeout, max.max(1), |letters| {
+            let payloads: Vec<&[u8]> = letters.iter().map(|l| l.payload.as_slice()).collect();
+            codec::encode(fingerprint::of::<Vec<Vec<u8>>>(), &payloads).map(Outcome::Ok)
+        });
+        let received: Step<Vec<Vec<u8>>, Never> = Step::new(self.clone(), receipt.id, receipt.body);
+        let (wait, leave) = (receipt.wait, receipt.leave);
+        let (wf, core) = (Rc::clone(&self.wf), Rc::clone(&self.core));
+        async move {
+            let _leave = leave;
+            wait.await;
+            let Ok(payloads) = received.await;
+            let key = fingerprint::of::<T>();
+            let mut out = Vec::with_capacity(payloads.len());
+            for payload in payloads {
+                match codec::decode::<T>(key, &payload) {
+                    Ok(value) => out.push(value),
+                    Err(err) => {
+                        let what = "a message received by recv_many".to_string();
+                        wf.fail(codec::type_error(&*core.store, &wf.id, what, key, err));
+                        return std::future::pending().await;
+                    }
+                }
+            }
+            out
+        }
+    }
+
+    /// What `recv` and `recv_many` share: the two step ids (rule 1), the place in the
+    /// topic's queue, the durable deadline, and the receipt's body, which takes the
+    /// letter handed to it and up to `max - 1` more, and records them with `encode`.
+    fn receipt(
+        &self,
+        topic: &str,
+        timeout: Duration,
+        max: usize,
+        encode: fn(&[Letter]) -> Result<Outcome, String>,
+    ) -> Receipt {
         let millis = u64::try_from(timeout.as_millis()).unwrap_or(u64::MAX);
         let until_id = self.wf.create_step(RECV_UNTIL);
         let recv_id = self.wf.create_step(RECV);
@@ -373,11 +495,17 @@ impl Ctx {
                 step_id: recv_id,
             }
         });
-        let deadline: Step<u64, Never> = {
+        // Waiting forever needs no deadline: its id is taken (rule 1) but nothing is
+        // recorded under it, which spares a commit per receipt.
+        let forever = timeout == Duration::MAX;
+        let deadline: Option<Step<u64, Never>> = if forever {
+            self.wf.release_step(until_id);
+            None
+        } else {
             let core = Rc::clone(&self.core);
-            self.internal_step(until_id, move || async move {
+            Some(self.internal_step(until_id, move || async move {
                 core.now_ms().saturating_add(millis)
-            })
+            }))
         };
         let deadline_ms = Rc::new(Cell::new(0));
         let body: Body = {
@@ -392,40 +520,49 @@ impl Ctx {
                     let at = core
                         .clock
                         .instant_at(deadline_ms.get(), ordo_executor::now(), asked);
-                    let mut timer = pin!(ordo_executor::sleep_until(at));
-                    let letter = futures::future::poll_fn(|cx| {
+                    let mut timer = pin!(async move {
+                        if forever {
+                            std::future::pending::<()>().await;
+                        }
+                        ordo_executor::sleep_until(at).await;
+                    });
+                    let letters = futures::future::poll_fn(|cx| {
                         let taken = wf
                             .with_mailbox(Some(&core), |m| {
-                                (m.take(&topic, recv_id, cx.waker()), Vec::new())
+                                (m.take(&topic, recv_id, max, cx.waker()), Vec::new())
                             })
                             .flatten();
-                        if let Some(letter) = taken {
-                            return Poll::Ready(Some(letter));
+                        if let Some(letters) = taken {
+                            return Poll::Ready(letters);
                         }
                         if timer.as_mut().poll(cx).is_ready() {
-                            return Poll::Ready(None);
+                            return Poll::Ready(Vec::new());
                         }
                         Poll::Pending
                     })
                     .await;
-                    match letter {
-                        Some(letter) => BodyOutput::new(Ok(Outcome::Ok(letter.payload.clone())))
-                            .with_effect(Effect::Consume { topic, letter }),
-                        None => {
-                            wf.with_mailbox(None, |m| ((), m.leave(&topic, recv_id)));
-                            BodyOutput::new(crate::step::encode_result::<(), ()>(&Err(())))
-                        }
+                    if letters.is_empty() {
+                        wf.with_mailbox(None, |m| ((), m.leave(&topic, recv_id)));
+                        return BodyOutput::new(encode(&letters));
                     }
+                    BodyOutput::new(encode(&letters))
+                        .with_effect(Effect::Consume { topic, letters })
                 }
                 .boxed_local()
             })
         };
-        let received: Step<T, ()> = Step::new(self.clone(), recv_id, body);
-        async move {
-            let _leave = guard;
-            let Ok(deadline) = deadline.await;
-            deadline_ms.set(deadline);
-            received.await.ok()
+        let wait = async move {
+            if let Some(deadline) = deadline {
+                let Ok(deadline) = deadline.await;
+                deadline_ms.set(deadline);
+            }
+        }
+        .boxed_local();
+        Receipt {
+            id: recv_id,
+            body,
+            wait,
+            leave: guard,
         }
     }
 }
