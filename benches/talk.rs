@@ -56,6 +56,7 @@ async fn stepper(ctx: Ctx, _: ()) -> Result<(), ()> {
     Ok(())
 }
 
+/// Receives `n` messages one `recv` at a time.
 async fn one_by_one(ctx: Ctx, n: u64) -> Result<u64, ()> {
     let mut sum = 0;
     for _ in 0..n {
@@ -87,46 +88,6 @@ async fn drain(ctx: Ctx, n: u64) -> Result<u64, ()> {
         let batch = ctx.recv_many::<u64>("m", 1_024, Duration::MAX).await;
         left = left.checked_sub(batch.len() as u64).ok_or(())?;
         sum += batch.iter().sum::<u64>();
-    }
-    Ok(sum)
-}
-
-async fn one_by_one(ctx: Ctx, n: u64) -> Result<u64, ()> {
-    let mut sum = 0;
-    for _ in 0..n {
-        sum += ctx.recv::<u64>("m", Duration::MAX).await.ok_or(())?;
-    }
-    Ok(sum)
-}
-
-async fn square(_: Ctx, n: u64) -> Result<u64, ()> {
-    Ok(n * n)
-}
-
-async fn fan_out(ctx: Ctx, n: u64) -> Result<u64, ()> {
-    let children: Vec<_> = (0..n)
-        .map(|i| ctx.start_child::<_, u64, ()>("square", i))
-        .collect();
-    let mut total = 0;
-    for result in futures::future::join_all(children.into_iter().map(|c| c.result())).await {
-        total += result.unwrap()?;
-    }
-    Ok(total)
-}
-
-/// Receives `n` messages, `WINDOW` `recv`s pending at a time (they get messages in
-/// call-site order, and a window's receipts share commits).
-async fn drain(ctx: Ctx, n: u64) -> Result<u64, ()> {
-    const WINDOW: u64 = 512;
-    let mut sum = 0;
-    let mut left = n;
-    while left > 0 {
-        let window = left.min(WINDOW);
-        let recvs = (0..window).map(|_| ctx.recv::<u64>("m", Duration::MAX));
-        for got in futures::future::join_all(recvs).await {
-            sum += got.ok_or(())?;
-        }
-        left -= window;
     }
     Ok(sum)
 }
