@@ -9,7 +9,7 @@
 //!   between the receipt and the answer: the difference is a plain step's round trip.
 //! - `fan_out/children_1000_none`: a parent launches 1,000 children and joins them.
 //! - `messages/into_one_workflow_none`: 10,000 client messages into one workflow that
-//!   receives them with `recv_many` (up to 1,024 per receipt); throughput is
+//!   receives them with `recv_many` (up to 16,384 per receipt); throughput is
 //!   messages. Target: 100,000+ messages/s.
 //! - `messages/into_one_workflow_one_at_a_time_none`: the same, one `recv` at a time
 //!   (each receipt its own commit).
@@ -80,12 +80,12 @@ async fn fan_out(ctx: Ctx, n: u64) -> Result<u64, ()> {
     Ok(total)
 }
 
-/// Receives `n` messages with `recv_many`, up to 1,024 per receipt.
+/// Receives `n` messages with `recv_many`, up to 16,384 per receipt.
 async fn drain(ctx: Ctx, n: u64) -> Result<u64, ()> {
     let mut sum = 0;
     let mut left = n;
     while left > 0 {
-        let batch = ctx.recv_many::<u64>("m", 1_024, Duration::MAX).await;
+        let batch = ctx.recv_many::<u64>("m", 16_384, Duration::MAX).await;
         left = left.checked_sub(batch.len() as u64).ok_or(())?;
         sum += batch.iter().sum::<u64>();
     }

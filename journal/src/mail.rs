@@ -279,7 +279,33 @@ pub(crate) fn encode(
 ) -> Result<Option<u64>, Error> {
     let mail = &batch.mail;
     let mut highest = None;
+    // A message consumed in the batch that stores it (a client's message handed
+    // straight to a waiting receiver) is written neither way: one entry less each.
+    let consumed_here: std::collections::HashSet<(&str, &str, u64)> =
+        if mail.consumed.is_empty() || mail.messages.is_empty() {
+            std::collections::HashSet::new()
+        } else {
+            let stored: std::collections::HashSet<(&str, &str, u64)> = mail
+                .messages
+                .iter()
+                .map(|m| (m.destination.as_str(), m.topic.as_str(), m.number))
+                .collect();
+            mail.consumed
+                .iter()
+                .map(|(d, t, n)| (d.as_str(), t.as_str(), *n))
+                .filter(|key| stored.contains(key))
+                .collect()
+        };
     for m in &mail.messages {
+        highest = highest.max(Some(m.number));
+        if consumed_here.contains(&(m.destination.as_str(), m.topic.as_str(), m.number)) {
+            if let Some(used) = &m.idempotency_key {
+                prefix(MESSAGE_KEY, &m.destination, k);
+                k.extend_from_slice(used.as_bytes());
+                writes.insert(k.as_slice(), &[][..]);
+            }
+            continue;
+        }
         key::check_id(&m.destination)?;
         key::check_id(&m.topic)?;
         message_key(&m.destination, &m.topic, m.number, k);
@@ -297,9 +323,11 @@ pub(crate) fn encode(
             k.extend_from_slice(used.as_bytes());
             writes.insert(k.as_slice(), &[][..]);
         }
-        highest = highest.max(Some(m.number));
     }
     for (destination, topic, number) in &mail.consumed {
+        if consumed_here.contains(&(destination.as_str(), topic.as_str(), *number)) {
+            continue;
+        }
         key::check_id(destination)?;
         key::check_id(topic)?;
         message_key(destination, topic, *number, k);
