@@ -203,7 +203,7 @@ impl Core {
 
     /// Calls the observer. A panic in it is held until the current stall is handled
     /// (see `on_stall`), so it never leaves the runtime's own bookkeeping half done.
-    fn emit(&self, event: impl FnOnce() -> Event) {
+    pub(crate) fn emit(&self, event: impl FnOnce() -> Event) {
         if let Some(observer) = &self.observer {
             let event = event();
             let call = std::panic::catch_unwind(AssertUnwindSafe(|| observer(&event)));

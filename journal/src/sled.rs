@@ -11,7 +11,7 @@ use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::Mutex;
 use std::time::{Duration, Instant};
 
-use crate::codec::{self, SCHEMA_VERSION};
+use crate::codec::{self, OLDEST_SCHEMA_VERSION, SCHEMA_VERSION};
 use crate::copy::{self, TempFolder};
 use crate::durability::{DataFiles, Durability};
 use crate::key::{self, Key};
@@ -179,6 +179,15 @@ impl SledJournal {
                 check_schema(version, &path)?;
                 let state = check_seal(&db, &path)?;
                 let seal = Seal::open(&path, state)?;
+                if version < SCHEMA_VERSION {
+                    // An older schema this build reads (see `SCHEMA_VERSION`): mark the
+                    // journal as this build's before writing any record of the new form,
+                    // so an older build refuses it rather than misreading it. sled
+                    // recovers a prefix of its log, so no later commit survives a crash
+                    // without this write.
+                    db.insert(key::SCHEMA, &codec::encode_schema(SCHEMA_VERSION))?;
+                    db.flush()?;
+                }
                 (seal, stored_commits(&db)?)
             }
             None if db.is_empty() => {
@@ -352,6 +361,13 @@ impl SledJournal {
         Ok(())
     }
 
+    /// Reads the raw bytes under a raw key: for tests that check what is stored. Not
+    /// part of the stable API.
+    #[doc(hidden)]
+    pub fn raw_get(&self, key: &[u8]) -> Result<Option<Vec<u8>>, Error> {
+        Ok(self.db.get(key)?.map(|value| value.to_vec()))
+    }
+
     /// Removes a raw key: for tests and fuzzing. Not part of the stable API.
     #[doc(hidden)]
     pub fn raw_remove(&self, key: &[u8]) -> Result<(), Error> {
@@ -382,6 +398,12 @@ impl SledJournal {
             total_commits: _,
         } = writer;
         let mut writes = ::sled::Batch::default();
+        // Deletions first: a put of the same id later in this batch writes a new workflow.
+        for id in &batch.deletes {
+            key::check_id(id)?;
+            self.delete_workflow_keys(id, &mut writes, k)?;
+            last_seq.remove(id.as_str());
+        }
         for (rec, prior) in batch.workflows.iter().zip(&batch.priors) {
             key::check_id(&rec.id)?;
             key::workflow(&rec.id, k);
@@ -448,7 +470,7 @@ impl SledJournal {
             let (first, last) = (seq(run[0]), seq(run[run.len() - 1]));
             let recorded_last = match last_seq.get(id.as_str()) {
                 Some(&cached) => Some(cached),
-                None if batch.resets.contains(id) => None,
+                None if batch.resets.contains(id) || batch.deletes.contains(id) => None,
                 None => self.recorded_last_seq(id, k)?,
             };
             if let Some(recorded_last) = recorded_last.filter(|&recorded| first <= recorded) {
@@ -462,8 +484,36 @@ impl SledJournal {
         let single_entry = batch.workflows.is_empty()
             && batch.types.is_empty()
             && batch.resets.is_empty()
+            && batch.deletes.is_empty()
             && appended.len() == 1;
         Ok((!single_entry).then_some(writes))
+    }
+
+    /// Adds to `writes` the removal of every key workflow `id` has: its record, its
+    /// status-index entries (all of them, blindly: a removal of an absent key costs
+    /// little, and no stale entry can survive), and its completion runs (`k` is scratch).
+    ///
+    /// The one place that knows every record kind stored per workflow: a new kind keyed
+    /// by workflow (messages, events, ...) must be removed here too, or a deleted
+    /// workflow leaves it behind.
+    fn delete_workflow_keys(
+        &self,
+        id: &str,
+        writes: &mut ::sled::Batch,
+        k: &mut Vec<u8>,
+    ) -> Result<(), Error> {
+        key::workflow(id, k);
+        writes.remove(k.as_slice());
+        for status in Status::ALL {
+            key::status(status, id, k);
+            writes.remove(k.as_slice());
+        }
+        key::completion_prefix(id, k);
+        for entry in self.db.scan_prefix(k.as_slice()).keys() {
+            writes.remove(entry?);
+        }
+        // Per-workflow record kinds added after completions: remove them here.
+        Ok(())
     }
 
     /// The last seq recorded for workflow `id`, read from the journal (`k` is scratch).
@@ -762,9 +812,9 @@ fn stored_schema(db: &::sled::Db) -> Result<Option<u32>, Error> {
         .transpose()
 }
 
-/// Rejects any schema version but this build's.
+/// Rejects any schema version but this build's and the older ones it reads.
 fn check_schema(found: u32, path: &Path) -> Result<(), Error> {
-    if found == SCHEMA_VERSION {
+    if (OLDEST_SCHEMA_VERSION..=SCHEMA_VERSION).contains(&found) {
         return Ok(());
     }
     Err(Error::UnsupportedVersion {
@@ -854,7 +904,7 @@ fn open_checked(dir: &Path, reported: &Path) -> Result<(::sled::Db, Option<u32>)
     };
     let schema = stored_schema(&db)?;
     match (schema, seal) {
-        (Some(version), _) if version < SCHEMA_VERSION => {
+        (Some(version), _) if version < OLDEST_SCHEMA_VERSION => {
             return Err(Error::UnsupportedVersion {
                 what: format!(
                     "journal schema at {} (written by an older ordo, before values \

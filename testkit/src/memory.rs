@@ -95,7 +95,7 @@ impl Store for MemoryJournal {
         // Check everything before changing anything: all of the batch or none of it.
         let mut last: BTreeMap<&str, u64> = BTreeMap::new();
         for (id, c) in batch.completions() {
-            let reset = batch.resets().contains(id);
+            let reset = batch.resets().contains(id) || batch.deletes().contains(id);
             let after = last.get(id.as_str()).copied().or_else(|| {
                 if reset {
                     return None;
@@ -114,6 +114,11 @@ impl Store for MemoryJournal {
                 });
             }
             last.insert(id, c.seq);
+        }
+        // Deletions first, as in sled: a put of the same id in this batch starts anew.
+        for id in batch.deletes() {
+            records.workflows.remove(id);
+            records.completions.remove(id);
         }
         for id in batch.resets() {
             records.completions.remove(id);
