@@ -137,7 +137,8 @@ pub enum Error {
     /// cancelled workflow or a pending one (one that exhausted its recovery attempts,
     /// say) can be resumed. Fork it instead to run it again.
     #[error(
-        "workflow {workflow_id:?} is {status} and cannot be resumed: only a cancelled or          pending workflow can (fork it to run it again)"
+        "workflow {workflow_id:?} is {status} and cannot be resumed: only a cancelled or \
+         pending workflow can (fork it to run it again)"
     )]
     NotResumable {
         /// The workflow.
@@ -149,7 +150,8 @@ pub enum Error {
     /// [`Runtime::fork`](crate::Runtime::fork) at a seq past the original's recorded
     /// completions.
     #[error(
-        "cannot fork workflow {workflow_id:?} at seq {at_seq}: it has {recorded} recorded          completions (fork points are 0..={recorded})"
+        "cannot fork workflow {workflow_id:?} at seq {at_seq}: it has {recorded} recorded \
+         completions (fork points are 0..={recorded})"
     )]
     ForkPointOutOfRange {
         /// The workflow to fork.
