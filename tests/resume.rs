@@ -81,7 +81,9 @@ fn a_cancelled_workflow_resumes_in_a_new_process_without_rerunning_recorded_step
         let rt = register(builder(dir.path()), &runs, &broken)
             .build()
             .expect("build");
-        let handle = rt.start::<_, u32, String>("chain", "c-1", 4u32).expect("start");
+        let handle = rt
+            .start::<_, u32, String>("chain", "c-1", 4u32)
+            .expect("start");
         // Drive it into its hour-long sleep (virtual time: a minute passes).
         rt.block_on(ordo::executor::sleep(Duration::from_secs(60)));
         assert!(rt.cancel("c-1").expect("cancel"));
@@ -101,7 +103,10 @@ fn a_cancelled_workflow_resumes_in_a_new_process_without_rerunning_recorded_step
         .build()
         .expect("build");
     let report = rt.recover().expect("recover");
-    assert!(report.resumed.is_empty(), "a cancelled workflow is not recovered");
+    assert!(
+        report.resumed.is_empty(),
+        "a cancelled workflow is not recovered"
+    );
     let handle = rt.resume::<u32, String>("c-1").expect("resume");
     assert_eq!(handle.status().expect("status"), Status::Pending);
     assert_eq!(rt.block_on(handle.result()).expect("runs"), Ok(57));
@@ -111,7 +116,10 @@ fn a_cancelled_workflow_resumes_in_a_new_process_without_rerunning_recorded_step
     assert_eq!(metrics.steps_replayed, 3, "a, b and the recorded deadline");
     drop((handle, rt));
     let done = record(dir.path(), "c-1");
-    assert_eq!((done.status, done.recovery_attempts), (Status::Succeeded, 0));
+    assert_eq!(
+        (done.status, done.recovery_attempts),
+        (Status::Succeeded, 0)
+    );
     assert_eq!(
         recorded_names(dir.path(), "c-1"),
         ["a", "b", "ordo.sleep.until", "ordo.sleep", "c"]
@@ -125,7 +133,9 @@ fn a_workflow_that_exhausted_its_recovery_attempts_resumes_with_attempts_reset()
     let limited = |dir: &Path| register(builder(dir).max_recovery_attempts(2), &runs, &broken);
     {
         let rt = limited(dir.path()).build().expect("build");
-        let handle = rt.start::<_, u32, String>("chain", "c-2", 1u32).expect("start");
+        let handle = rt
+            .start::<_, u32, String>("chain", "c-2", 1u32)
+            .expect("start");
         assert!(matches!(
             rt.block_on(handle.result()),
             Err(Error::Panicked { .. })
@@ -167,7 +177,10 @@ fn a_workflow_that_exhausted_its_recovery_attempts_resumes_with_attempts_reset()
     assert_eq!(report.failed.len(), 1, "{report:?}");
     let handle = rt.resume::<u32, String>("c-2").expect("resume");
     assert_eq!(
-        rt.journal().workflow("c-2").expect("read").map(|r| r.recovery_attempts),
+        rt.journal()
+            .workflow("c-2")
+            .expect("read")
+            .map(|r| r.recovery_attempts),
         Some(0),
         "attempts reset durably before it runs"
     );
@@ -179,7 +192,10 @@ fn a_workflow_that_exhausted_its_recovery_attempts_resumes_with_attempts_reset()
     );
     drop((handle, rt));
     let done = record(dir.path(), "c-2");
-    assert_eq!((done.status, done.recovery_attempts), (Status::Succeeded, 0));
+    assert_eq!(
+        (done.status, done.recovery_attempts),
+        (Status::Succeeded, 0)
+    );
 }
 
 #[test]
@@ -189,13 +205,21 @@ fn finished_and_unknown_workflows_cannot_be_resumed() {
     let rt = register(builder(dir.path()), &runs, &broken)
         .build()
         .expect("build");
-    let handle = rt.start::<_, u32, String>("chain", "done", 0u32).expect("start");
+    let handle = rt
+        .start::<_, u32, String>("chain", "done", 0u32)
+        .expect("start");
     assert_eq!(rt.block_on(handle.result()).expect("runs"), Ok(17));
     let Err(err) = rt.resume::<u32, String>("done") else {
         panic!("a finished workflow was resumed");
     };
     assert!(
-        matches!(&err, Error::NotResumable { status: Status::Succeeded, .. }),
+        matches!(
+            &err,
+            Error::NotResumable {
+                status: Status::Succeeded,
+                ..
+            }
+        ),
         "{err:?}"
     );
     assert_eq!(
@@ -208,14 +232,18 @@ fn finished_and_unknown_workflows_cannot_be_resumed() {
         Err(Error::NotFound { .. })
     ));
     // The wrong handle types are refused before anything is written.
-    rt.start::<_, u32, String>("chain", "other", 0u32).expect("start");
+    rt.start::<_, u32, String>("chain", "other", 0u32)
+        .expect("start");
     rt.cancel("other").expect("cancel");
     assert!(matches!(
         rt.resume::<String, String>("other"),
         Err(Error::TypeMismatch { .. })
     ));
     assert_eq!(
-        rt.journal().workflow("other").expect("read").map(|r| r.status),
+        rt.journal()
+            .workflow("other")
+            .expect("read")
+            .map(|r| r.status),
         Some(Status::Cancelled)
     );
     assert_eq!(runs.of("c"), 1, "only the first workflow ran its steps");
