@@ -534,7 +534,10 @@ impl Core {
                 self.delivering.borrow_mut().push_back(wf);
             }
         }
-        for (wf, record) in finished.into_iter().zip(records) {
+        // The batch also holds starts and attempt resets (pending records) ahead of the
+        // final records; only the latter pair with `finished` (main has the same filter).
+        let finals = records.into_iter().filter(|r| r.status != Status::Pending);
+        for (wf, record) in finished.into_iter().zip(finals) {
             // `final_record` always sets the output.
             let Some(output) = record.output else {
                 continue;
