@@ -282,9 +282,9 @@ impl Runtime {
     }
 
     /// Starts the background retention sweep of [`RuntimeBuilder::retention`]: one
-    /// commit of at most [`GC_BATCH`] deletions per executor turn in which nothing else
-    /// was left to do (it waits on a due timer, which fires only after the stall hook
-    /// committed and delivered everything), so workflows never wait for it.
+    /// commit of at most [`GC_BATCH`] deletions, then a millisecond's wait on the
+    /// executor's clock, in which the workflows' deliveries and group commits go on.
+    /// With the virtual clock the wait ends only when nothing else is left to do.
     ///
     /// [`RuntimeBuilder::retention`]: crate::RuntimeBuilder::retention
     pub(crate) fn spawn_retention_sweep(&self, older_than: Duration) {
@@ -297,7 +297,9 @@ impl Runtime {
                 return;
             };
             for chunk in ids.chunks(GC_BATCH) {
-                ordo_executor::sleep(Duration::ZERO).await;
+                // Not a yield: a ready task never lets the executor stall, and group
+                // commits happen at stalls. A timer lets them happen in between.
+                ordo_executor::sleep(SWEEP_PAUSE).await;
                 if core.broken().is_some() {
                     return;
                 }
@@ -340,6 +342,10 @@ impl Runtime {
         self.core.now_ms_at(self.executor.now())
     }
 }
+
+/// How long the retention sweep waits between two commits (see
+/// `Runtime::spawn_retention_sweep`).
+const SWEEP_PAUSE: Duration = Duration::from_millis(1);
 
 /// Commits a batch of deletions and tells the observer; returns how many it deleted.
 /// A failed commit stops the runtime, like a failed group commit (nothing written

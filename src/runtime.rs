@@ -265,8 +265,9 @@ impl RuntimeBuilder {
     /// record was last written more than `older_than` ago are deleted with their
     /// completions, by a sweep that [`Runtime::recover`] starts on the executor. The
     /// sweep deletes at most [`GC_BATCH`](crate::GC_BATCH) workflows per commit and
-    /// yields to the workflows between commits, so recovery is not held up; it ends when
-    /// nothing is left to delete. A long-running process that wants more sweeps calls
+    /// waits a millisecond of the executor's clock between commits, in which workflows
+    /// go on making steps (with [`Clock::Virtual`] it waits until nothing else is left to
+    /// do), so recovery is not held up; it ends when nothing is left to delete. A long-running process that wants more sweeps calls
     /// [`Runtime::gc`] (e.g. daily). Off by default: nothing is ever deleted.
     ///
     /// ```
