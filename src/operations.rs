@@ -252,11 +252,13 @@ impl Runtime {
     /// use std::time::Duration;
     /// async fn noop(_: Ctx, _: ()) -> Result<(), ()> { Ok(()) }
     ///
-    /// let rt = Runtime::builder().temporary().register("noop", noop).build()?;
+    /// let rt = Runtime::builder().temporary().clock(ordo::Clock::Virtual)
+    ///     .register("noop", noop).build()?;
     /// let handle = rt.start::<_, (), ()>("noop", "n-1", ())?;
     /// rt.block_on(handle.result())?.expect("finishes");
     /// assert_eq!(rt.gc(Duration::from_secs(3600))?.deleted, 0); // too recent
-    /// assert_eq!(rt.gc(Duration::ZERO)?.deleted, 1);
+    /// rt.block_on(ordo::executor::sleep(Duration::from_secs(7200))); // two (virtual) hours
+    /// assert_eq!(rt.gc(Duration::from_secs(3600))?.deleted, 1);
     /// assert!(rt.journal().workflow("n-1")?.is_none());
     /// # Ok::<(), Box<dyn std::error::Error>>(())
     /// ```

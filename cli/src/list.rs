@@ -54,9 +54,9 @@ pub fn run(journal: &SledJournal, status: Option<Status>, json: bool) -> Result<
         ("NAME", Align::Left),
         ("STATUS", Align::Left),
         ("STEPS", Align::Right),
-        ("VERSION", Align::Left),
         ("CREATED (UTC)", Align::Left),
         ("UPDATED (UTC)", Align::Left),
+        ("VERSION", Align::Left),
     ]);
     for row in rows {
         table.row(vec![
@@ -64,9 +64,9 @@ pub fn run(journal: &SledJournal, status: Option<Status>, json: bool) -> Result<
             row.name,
             row.status.to_string(),
             row.steps.to_string(),
-            row.app_version.unwrap_or_else(|| "-".to_string()),
             utc(row.created_ms),
             utc(row.updated_ms),
+            row.app_version.unwrap_or_else(|| "-".to_string()),
         ]);
     }
     Ok(table.render())

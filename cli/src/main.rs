@@ -63,7 +63,7 @@ struct Cli {
 
 #[derive(Debug, Subcommand)]
 enum Command {
-    /// One row per workflow: id, name, status, steps, app version, created, updated (UTC).
+    /// One row per workflow: id, name, status, steps, created, updated (UTC), app version.
     List {
         /// Only workflows with this status.
         #[arg(long, value_enum)]
