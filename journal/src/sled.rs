@@ -490,8 +490,9 @@ impl SledJournal {
     }
 
     /// Adds to `writes` the removal of every key workflow `id` has: its record, its
-    /// status-index entries (all of them, blindly: a removal of an absent key costs
-    /// little, and no stale entry can survive), and its completion runs (`k` is scratch).
+    /// status-index entry (the one its record names; all of them, blindly, when the
+    /// record is missing or unreadable, so no stale entry survives), and its completion
+    /// runs (`k` is scratch).
     ///
     /// The one place that knows every record kind stored per workflow: a new kind keyed
     /// by workflow (messages, events, ...) must be removed here too, or a deleted
@@ -503,10 +504,20 @@ impl SledJournal {
         k: &mut Vec<u8>,
     ) -> Result<(), Error> {
         key::workflow(id, k);
+        // Commits keep the index in step with the record: only the record's status can
+        // be indexed. sled costs microseconds per entry, even the removal of an absent one.
+        let indexed = match self.db.get(k.as_slice())? {
+            Some(value) => codec::decode_workflow(k, id, &value)
+                .ok()
+                .map(|record| record.status),
+            None => None,
+        };
         writes.remove(k.as_slice());
         for status in Status::ALL {
-            key::status(status, id, k);
-            writes.remove(k.as_slice());
+            if indexed.is_none_or(|indexed| indexed == status) {
+                key::status(status, id, k);
+                writes.remove(k.as_slice());
+            }
         }
         key::completion_prefix(id, k);
         for entry in self.db.scan_prefix(k.as_slice()).keys() {
