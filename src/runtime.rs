@@ -819,7 +819,7 @@ impl Drop for Runtime {
     }
 }
 
-pub(crate) fn conflict(id: &str, existing: &str, requested: &str) -> Error {
+fn conflict(id: &str, existing: &str, requested: &str) -> Error {
     Error::Conflict {
         workflow_id: id.to_string(),
         existing: existing.to_string(),
