@@ -238,6 +238,9 @@ pub(crate) struct Core {
     pub(crate) max_recovery_attempts: u32,
     /// Testing aid: delays (or answers) live step bodies (see `BeforeStepBody`).
     pub(crate) before_step_body: Option<crate::step::BeforeStepBody>,
+    /// The code version recorded with every workflow this runtime starts
+    /// (`RuntimeBuilder::app_version`).
+    pub(crate) app_version: Option<String>,
     /// The number the next message gets: one past the highest the journal holds.
     pub(crate) next_message: Cell<u64>,
     /// Step bodies waiting for an event, an awakeable's resolution or a workflow's end.
@@ -274,6 +277,7 @@ impl Core {
             broken: RefCell::new(None),
             max_recovery_attempts,
             before_step_body: None,
+            app_version: None,
             next_message: Cell::new(1),
             watchers: Watchers::default(),
             client: RefCell::new(std::sync::Weak::new()),
@@ -294,7 +298,7 @@ impl Core {
 
     /// Calls the observer. A panic in it is held until the current stall is handled
     /// (see `on_stall`), so it never leaves the runtime's own bookkeeping half done.
-    fn emit(&self, event: impl FnOnce() -> Event) {
+    pub(crate) fn emit(&self, event: impl FnOnce() -> Event) {
         if let Some(observer) = &self.observer {
             let event = event();
             let call = std::panic::catch_unwind(AssertUnwindSafe(|| observer(&event)));
@@ -423,7 +427,8 @@ impl Core {
                 (wf, record, false)
             }
             None => {
-                let record = WorkflowRecord::new(id, name, input, now_ms);
+                let mut record = WorkflowRecord::new(id, name, input, now_ms);
+                record.app_version.clone_from(&self.app_version);
                 let wf = Rc::new(WorkflowState::new(&record, Vec::new()));
                 wf.telemetry.set_traceparent(traceparent);
                 (wf, record, true)

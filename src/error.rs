@@ -133,6 +133,42 @@ pub enum Error {
         workflow_id: String,
     },
 
+    /// [`Runtime::resume`](crate::Runtime::resume) of a workflow that finished: only a
+    /// cancelled workflow or a pending one (one that exhausted its recovery attempts,
+    /// say) can be resumed. Fork it instead to run it again.
+    #[error(
+        "workflow {workflow_id:?} is {status} and cannot be resumed: only a cancelled or \
+         pending workflow can (fork it to run it again)"
+    )]
+    NotResumable {
+        /// The workflow.
+        workflow_id: String,
+        /// Its recorded status.
+        status: ordo_journal::Status,
+    },
+
+    /// [`Runtime::fork`](crate::Runtime::fork) at a seq past the original's recorded
+    /// completions.
+    #[error(
+        "cannot fork workflow {workflow_id:?} at seq {at_seq}: it has {recorded} recorded \
+         completions (fork points are 0..={recorded})"
+    )]
+    ForkPointOutOfRange {
+        /// The workflow to fork.
+        workflow_id: String,
+        /// The fork point asked for.
+        at_seq: u64,
+        /// How many completions it has recorded.
+        recorded: u64,
+    },
+
+    /// A new workflow (a fork) was given the id of one that exists.
+    #[error("a workflow with id {workflow_id:?} already exists")]
+    AlreadyExists {
+        /// The id asked for.
+        workflow_id: String,
+    },
+
     /// The runtime stopped (it was dropped, or halted on purpose) before the workflow
     /// finished; the workflow stays `Pending` in the journal.
     #[error("the runtime stopped before workflow {workflow_id:?} finished")]

@@ -38,6 +38,12 @@ pub enum Event {
         /// How many group commits this runtime has made, this one included.
         commit: u64,
     },
+    /// A retention commit deleted finished workflows ([`Runtime::gc`](crate::Runtime::gc),
+    /// or the sweep of [`RuntimeBuilder::retention`](crate::RuntimeBuilder::retention)).
+    Collected {
+        /// Workflows this commit deleted.
+        workflows: usize,
+    },
     /// A workflow finished and its final status is durable.
     Finished {
         /// The workflow.

@@ -85,6 +85,11 @@
 //! - `talk`: workflows that talk: `send`/`recv` messages, `set_event`/`get_event`,
 //!   child workflows, awakeables, and the thread-safe [`Client`]; its docs extend the
 //!   determinism rule to each of them.
+//! - `patch`: [`Ctx::patched`] and [`Ctx::deprecate_patch`], upgrading a workflow's
+//!   code under running workflows (the path taken is recorded at a step id).
+//! - `operations`: steering workflows from outside: [`Runtime::resume`],
+//!   [`Runtime::fork`], and retention ([`Runtime::gc`], the sweep of
+//!   [`RuntimeBuilder::retention`]), each with a commit of its own.
 //! - `step`: the [`Step`] future: waits for delivery, starts its body when live.
 //! - `core`: the outbox, group commit and delivery (rule 2), installed as the
 //!   executor's stall hook; the fatal first commit error; attempts given back.
@@ -122,6 +127,8 @@ mod fingerprint;
 mod handle;
 mod launch;
 mod names;
+mod operations;
+mod patch;
 mod registry;
 mod retry;
 mod runtime;
@@ -136,6 +143,7 @@ pub use crate::ctx::{ContinueAsNew, Ctx, TaskHandle};
 pub use crate::error::{Error, Result};
 pub use crate::event::Event;
 pub use crate::handle::WorkflowHandle;
+pub use crate::operations::GcReport;
 pub use crate::retry::RetryPolicy;
 pub use crate::runtime::{
     RecoveryReport, Runtime, RuntimeBuilder, DEFAULT_DATA_DIR, DEFAULT_MAX_RECOVERY_ATTEMPTS,
@@ -146,7 +154,7 @@ pub use crate::step::{encode_result as encode_step_outcome, BeforeStepBody};
 pub use crate::talk::{Awakeable, ChildHandle, ChildOptions, Client, ClientHandle, ParentEnd};
 pub use crate::telemetry::TraceParent;
 pub use ordo_executor::Clock;
-pub use ordo_journal::{Durability, Status};
+pub use ordo_journal::{Durability, Status, GC_BATCH};
 
 /// The journal crate, for reading records directly (the CLI does).
 pub use ordo_journal as journal;

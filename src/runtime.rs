@@ -5,7 +5,7 @@ use std::future::Future;
 use std::path::PathBuf;
 use std::rc::Rc;
 use std::sync::Arc;
-use std::time::{Instant, SystemTime, UNIX_EPOCH};
+use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
 
 use ordo_executor::{Clock, Executor, Scheduler};
 use ordo_journal::{Batch, Durability, SledJournal, Status, Store};
@@ -85,6 +85,10 @@ pub struct RuntimeBuilder {
     scheduler: Scheduler,
     max_recovery_attempts: u32,
     before_step_body: Option<BeforeStepBody>,
+    /// Recorded in the record of every workflow this runtime starts.
+    app_version: Option<String>,
+    /// Finished workflows older than this are deleted by a sweep at `recover()`.
+    retention: Option<Duration>,
 }
 
 impl RuntimeBuilder {
@@ -101,6 +105,8 @@ impl RuntimeBuilder {
             scheduler: Scheduler::Fifo,
             max_recovery_attempts: DEFAULT_MAX_RECOVERY_ATTEMPTS,
             before_step_body: None,
+            app_version: None,
+            retention: None,
         }
     }
 
@@ -236,6 +242,52 @@ impl RuntimeBuilder {
         self
     }
 
+    /// The application's version (a release number, a git hash), recorded in the record
+    /// of every workflow this runtime starts or forks, and shown by `ordo list` and
+    /// `ordo show`. A workflow keeps the version it was started under while later
+    /// versions resume it: the version says which code's decisions its journal holds, so
+    /// a patch (see [`Ctx::patched`]) can be retired once no workflow started before it
+    /// is left.
+    ///
+    /// ```
+    /// use ordo::{Ctx, Runtime};
+    /// async fn noop(_: Ctx, _: ()) -> Result<(), ()> { Ok(()) }
+    /// let rt = Runtime::builder().temporary().app_version("2.3.1").register("noop", noop).build()?;
+    /// let handle = rt.start::<_, (), ()>("noop", "n-1", ())?;
+    /// rt.block_on(handle.result())?.expect("noop succeeds");
+    /// let record = rt.journal().workflow("n-1")?.expect("recorded");
+    /// assert_eq!(record.app_version.as_deref(), Some("2.3.1"));
+    /// # Ok::<(), Box<dyn std::error::Error>>(())
+    /// ```
+    pub fn app_version(mut self, version: impl Into<String>) -> Self {
+        self.app_version = Some(version.into());
+        self
+    }
+
+    /// Automatic retention: finished workflows (succeeded, failed or cancelled) whose
+    /// record was last written more than `older_than` ago are deleted with their
+    /// completions, by a sweep that [`Runtime::recover`] starts on the executor. The
+    /// sweep deletes at most [`GC_BATCH`](crate::GC_BATCH) workflows per commit and
+    /// waits a millisecond of the executor's clock between commits, in which workflows
+    /// go on making steps (with [`Clock::Virtual`] it waits until nothing else is left to
+    /// do), so recovery is not held up; it ends when nothing is left to delete. A long-running process that wants more sweeps calls
+    /// [`Runtime::gc`] (e.g. daily). Off by default: nothing is ever deleted.
+    ///
+    /// ```
+    /// use std::time::Duration;
+    /// # let dir = tempfile::tempdir()?;
+    /// let rt = ordo::Runtime::builder()
+    ///     .path(dir.path())
+    ///     .retention(Duration::from_secs(30 * 24 * 3600))
+    ///     .build()?;
+    /// rt.recover()?; // starts the sweep; `block_on`/`run` drive it
+    /// # Ok::<(), Box<dyn std::error::Error>>(())
+    /// ```
+    pub fn retention(mut self, older_than: Duration) -> Self {
+        self.retention = Some(older_than);
+        self
+    }
+
     /// Testing aid: after this many group commits the runtime behaves as if the
     /// process died right there: nothing more is committed or delivered, and running
     /// workflows stop with [`Error::Stopped`]. Reopen the journal and `recover()`.
@@ -317,11 +369,17 @@ impl RuntimeBuilder {
         core.halt_before_finish = self.halt_before_finish;
         core.before_step_body = self.before_step_body;
         core.next_message.set(next_message);
+        core.app_version.clone_from(&self.app_version);
         let core = Rc::new(core);
         let hook_core = Rc::clone(&core);
         // `on_stall` launches the workflows whose start it committed.
         executor.set_stall_hook(move || hook_core.on_stall());
-        Ok(Runtime { executor, core })
+        Ok(Runtime {
+            executor,
+            core,
+            app_version: self.app_version,
+            retention: self.retention,
+        })
     }
 }
 
@@ -378,8 +436,13 @@ impl RecoveryReport {
 pub struct Runtime {
     // Declared first so it is dropped first: unfinished workflow tasks go before the
     // journal they point at.
-    executor: Executor,
-    core: Rc<Core>,
+    pub(crate) executor: Executor,
+    pub(crate) core: Rc<Core>,
+    /// Recorded in the records of the workflows this runtime starts (see
+    /// [`RuntimeBuilder::app_version`]).
+    pub(crate) app_version: Option<String>,
+    /// The automatic retention's age limit (see [`RuntimeBuilder::retention`]).
+    pub(crate) retention: Option<Duration>,
 }
 
 impl Runtime {
@@ -560,8 +623,10 @@ impl Runtime {
     /// is replayed from its recorded completions and then continues live.
     ///
     /// Workflows whose name is not registered are reported and left as they are;
-    /// workflows past the recovery-attempt limit are reported and not resumed. The
-    /// attempt counters of all resumed workflows are written in one commit.
+    /// workflows past the recovery-attempt limit are reported and not resumed
+    /// ([`Runtime::resume`] starts one again). The attempt counters of all resumed
+    /// workflows are written in one commit. With [`RuntimeBuilder::retention`], it also
+    /// starts the retention sweep.
     ///
     /// ```
     /// # let dir = tempfile::tempdir()?;
@@ -605,6 +670,9 @@ impl Runtime {
             });
         }
         crate::telemetry::recovered(began, report.resumed.len());
+        if let Some(older_than) = self.retention {
+            self.spawn_retention_sweep(older_than);
+        }
         Ok(report)
     }
 

@@ -562,6 +562,9 @@ fn error_kind(err: &Error) -> &'static str {
         Error::UnknownAwakeable { .. } => "UnknownAwakeable",
         Error::AwakeableResolved { .. } => "AwakeableResolved",
         Error::RuntimeGone => "RuntimeGone",
+        Error::NotResumable { .. } => "NotResumable",
+        Error::ForkPointOutOfRange { .. } => "ForkPointOutOfRange",
+        Error::AlreadyExists { .. } => "AlreadyExists",
     }
 }
 

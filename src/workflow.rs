@@ -50,6 +50,8 @@ pub(crate) struct WorkflowState {
     /// Kept to rewrite the whole record when the workflow finishes.
     pub(crate) input: Vec<u8>,
     pub(crate) created_ms: u64,
+    /// The app version recorded when it started, kept when its record is rewritten.
+    pub(crate) app_version: Option<String>,
     /// Recovery attempts as recorded: counts resumptions that ended without progress
     /// (a crash or a panic). Reset to 0 in the commit of the first new completion.
     pub(crate) recovery_attempts: Cell<u32>,
@@ -131,6 +133,7 @@ impl WorkflowState {
             name: record.name.clone(),
             input: record.input.clone(),
             created_ms: record.created_ms,
+            app_version: record.app_version.clone(),
             recovery_attempts: Cell::new(record.recovery_attempts),
             before_resume: RefCell::new(None),
             continued_as: RefCell::new(None),
@@ -210,6 +213,19 @@ impl WorkflowState {
             Some((r, name)) if *r == id => Some(Rc::clone(name)),
             _ => None,
         }
+    }
+
+    /// While replaying, the first recorded step `(id, name)` whose id is `id` or later,
+    /// left in place: `Ctx::patched` asks whether the journal went past a point.
+    pub(crate) fn recorded_from(&self, id: u64) -> Option<(u64, Rc<str>)> {
+        if !self.is_replaying() {
+            return None;
+        }
+        let recorded_steps = self.recorded_steps.borrow();
+        let rest = recorded_steps.get(self.recorded_cursor.get()..)?;
+        rest.iter()
+            .find(|(r, _)| *r >= id)
+            .map(|(r, name)| (*r, Rc::clone(name)))
     }
 
     /// The shared copy of a step name.
@@ -380,6 +396,7 @@ impl WorkflowState {
             created_ms: self.created_ms,
             updated_ms: now_ms,
             recovery_attempts: attempts,
+            app_version: self.app_version.clone(),
         }
     }
 
@@ -406,6 +423,7 @@ impl WorkflowState {
             created_ms: self.created_ms,
             updated_ms: now_ms,
             recovery_attempts: self.recovery_attempts.get(),
+            app_version: self.app_version.clone(),
         }
     }
 

@@ -22,6 +22,9 @@ struct Row {
     created_ms: u64,
     /// When its record last changed, ms since the Unix epoch.
     updated_ms: u64,
+    /// The version of the application that started it (`RuntimeBuilder::app_version`);
+    /// `null` when none was given, or for a workflow recorded before ordo kept it.
+    app_version: Option<String>,
 }
 
 /// Lists the workflows (those with `status`, if given) in id order.
@@ -34,6 +37,7 @@ pub fn run(journal: &SledJournal, status: Option<Status>, json: bool) -> Result<
             status: record.status.as_str(),
             created_ms: record.created_ms,
             updated_ms: record.updated_ms,
+            app_version: record.app_version,
             name: record.name,
             id: record.id,
         });
@@ -52,6 +56,7 @@ pub fn run(journal: &SledJournal, status: Option<Status>, json: bool) -> Result<
         ("STEPS", Align::Right),
         ("CREATED (UTC)", Align::Left),
         ("UPDATED (UTC)", Align::Left),
+        ("VERSION", Align::Left),
     ]);
     for row in rows {
         table.row(vec![
@@ -61,6 +66,7 @@ pub fn run(journal: &SledJournal, status: Option<Status>, json: bool) -> Result<
             row.steps.to_string(),
             utc(row.created_ms),
             utc(row.updated_ms),
+            row.app_version.unwrap_or_else(|| "-".to_string()),
         ]);
     }
     Ok(table.render())

@@ -24,6 +24,8 @@ struct Record {
     created_ms: u64,
     updated_ms: u64,
     recovery_attempts: u32,
+    /// The version of the application that started it; `null` when unknown.
+    app_version: Option<String>,
     /// Size of the encoded input.
     input_bytes: usize,
     /// The recorded output or error; `null` while the workflow is pending.
@@ -76,6 +78,7 @@ impl From<WorkflowRecord> for Record {
             created_ms: r.created_ms,
             updated_ms: r.updated_ms,
             recovery_attempts: r.recovery_attempts,
+            app_version: r.app_version,
         }
     }
 }
@@ -129,6 +132,12 @@ fn text(shown: &Shown) -> String {
         ("workflow", r.id.clone()),
         ("name", r.name.clone()),
         ("status", r.status.to_string()),
+        (
+            "version",
+            r.app_version
+                .clone()
+                .unwrap_or_else(|| "unknown".to_string()),
+        ),
         ("created", format!("{} UTC", utc(r.created_ms))),
         ("updated", format!("{} UTC", utc(r.updated_ms))),
         ("recovered", format!("{} time(s)", r.recovery_attempts)),

@@ -130,8 +130,10 @@ fn list_show_and_stats_read_the_quickstart_journal_without_changing_it() {
         ["order-42", "checkout", "succeeded", "8"],
         "{list}"
     );
-    // created and updated as `YYYY-MM-DD HH:MM:SS`, the date being this century's.
-    assert_eq!(row.len(), 8, "{list}");
+    // created and updated as `YYYY-MM-DD HH:MM:SS`, the date being this century's,
+    // then the app version (the quickstart gives none).
+    assert_eq!(row.len(), 9, "{list}");
+    assert_eq!(row[8], "-", "{list}");
     assert!(
         row[4].starts_with("20") && row[4].len() == 10 && row[5].len() == 8,
         "{list}"

@@ -28,15 +28,24 @@ pub const FORMAT_VERSION: u8 = 1;
 /// `meta/schema` and checked at open.
 ///
 /// ```
-/// // Checked when a journal is opened: a journal written with another schema is refused.
-/// assert_eq!(ordo_journal::SCHEMA_VERSION, 2);
+/// // Checked when a journal is opened: a journal written with a newer schema is refused.
+/// assert_eq!(ordo_journal::SCHEMA_VERSION, 3);
 /// ```
+///
+/// Version 3 added the application version at the end of workflow records
+/// ([`WorkflowRecord::app_version`]). A version 2 journal still opens: its records end
+/// before that field and read as `None`; opening it for writing marks it version 3 (no
+/// record is rewritten), so an older build, which would take the new field for trailing
+/// garbage, refuses it instead of misreading it.
 ///
 /// Version 2 added the seal and its commit counter, and the type fingerprints the runtime
 /// puts before every value; a version 1 journal is refused with
 /// [`Error::UnsupportedVersion`](crate::Error::UnsupportedVersion) saying it was written by
 /// an older ordo.
-pub const SCHEMA_VERSION: u32 = 2;
+pub const SCHEMA_VERSION: u32 = 3;
+
+/// The oldest schema version this build opens (see [`SCHEMA_VERSION`]).
+pub(crate) const OLDEST_SCHEMA_VERSION: u32 = 2;
 
 /// bincode's standard configuration: little-endian varints.
 const CONFIG: bincode::config::Configuration = bincode::config::standard();
@@ -93,7 +102,10 @@ impl<'a> OutcomeWire<'a> {
     }
 }
 
-/// [`WorkflowRecord`] on the wire, without the id (it is the key).
+/// [`WorkflowRecord`] on the wire, without the id (it is the key): the fields of schema
+/// version 2, then [`AppVersionWire`], which version 2 records do not have. bincode
+/// writes a struct as its fields one after the other, so a record is decoded as this
+/// struct and then, if bytes are left, as the app version.
 #[derive(Serialize, Deserialize)]
 struct WorkflowWire<'a> {
     name: &'a str,
@@ -106,6 +118,10 @@ struct WorkflowWire<'a> {
     updated_ms: u64,
     recovery_attempts: u32,
 }
+
+/// The field schema version 3 appended to workflow records (always written, `None`
+/// included, by this build).
+type AppVersionWire<'a> = Option<&'a str>;
 
 /// [`Completion`] on the wire, without the workflow id (it is in the key).
 #[derive(Serialize, Deserialize)]
@@ -184,6 +200,22 @@ pub(crate) fn decode_value<'v, T: Deserialize<'v>>(
 /// Decodes a value stored under `key`: checks the version byte, decodes the rest and
 /// requires it to be consumed exactly.
 fn decode<'v, T: Deserialize<'v>>(key: &[u8], value: &'v [u8]) -> Result<T, Error> {
+    let (decoded, rest) = decode_prefix(key, value)?;
+    if !rest.is_empty() {
+        return Err(corrupt(
+            key,
+            format!("{} trailing bytes after the value", rest.len()),
+        ));
+    }
+    Ok(decoded)
+}
+
+/// Decodes the start of a value stored under `key` (after checking its version byte) as
+/// a `T`, and returns it with the bytes left after it.
+fn decode_prefix<'v, T: Deserialize<'v>>(
+    key: &[u8],
+    value: &'v [u8],
+) -> Result<(T, &'v [u8]), Error> {
     let Some((&version, body)) = value.split_first() else {
         return Err(corrupt(key, "empty value".to_owned()));
     };
@@ -196,13 +228,7 @@ fn decode<'v, T: Deserialize<'v>>(key: &[u8], value: &'v [u8]) -> Result<T, Erro
     }
     let (decoded, used) = bincode::serde::borrow_decode_from_slice::<T, _>(body, CONFIG)
         .map_err(|e| corrupt(key, format!("undecodable value: {e}")))?;
-    if used != body.len() {
-        return Err(corrupt(
-            key,
-            format!("{} trailing bytes after the value", body.len() - used),
-        ));
-    }
-    Ok(decoded)
+    Ok((decoded, &body[used..]))
 }
 
 /// A [`Error::Corrupt`] naming `key`.
@@ -224,12 +250,28 @@ pub(crate) fn encode_workflow(rec: &WorkflowRecord, out: &mut Vec<u8>) -> Result
         updated_ms: rec.updated_ms,
         recovery_attempts: rec.recovery_attempts,
     };
-    encode(&wire, out)
+    let app_version: AppVersionWire<'_> = rec.app_version.as_deref();
+    encode(&(wire, app_version), out)
 }
 
-/// Decodes the value stored under `key` as the record of workflow `id`.
+/// Decodes the value stored under `key` as the record of workflow `id`. A record that
+/// ends before the app version (written under schema version 2) has none.
 pub(crate) fn decode_workflow(key: &[u8], id: &str, value: &[u8]) -> Result<WorkflowRecord, Error> {
-    let wire: WorkflowWire<'_> = decode(key, value)?;
+    let (wire, rest): (WorkflowWire<'_>, _) = decode_prefix(key, value)?;
+    let app_version = if rest.is_empty() {
+        None
+    } else {
+        let (app_version, used) =
+            bincode::serde::borrow_decode_from_slice::<AppVersionWire<'_>, _>(rest, CONFIG)
+                .map_err(|e| corrupt(key, format!("undecodable app version: {e}")))?;
+        if used != rest.len() {
+            return Err(corrupt(
+                key,
+                format!("{} trailing bytes after the value", rest.len() - used),
+            ));
+        }
+        app_version.map(str::to_owned)
+    };
     Ok(WorkflowRecord {
         id: id.to_owned(),
         name: wire.name.to_owned(),
@@ -239,6 +281,7 @@ pub(crate) fn decode_workflow(key: &[u8], id: &str, value: &[u8]) -> Result<Work
         created_ms: wire.created_ms,
         updated_ms: wire.updated_ms,
         recovery_attempts: wire.recovery_attempts,
+        app_version,
     })
 }
 

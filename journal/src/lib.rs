@@ -48,6 +48,8 @@
 //! - `durability`: [`Durability`] and the `fdatasync` of sled's files that makes `Sync`
 //!   survive power loss.
 //! - `store`: the [`Store`] trait the runtime journals through.
+//! - `retention`: which finished workflows are past a given age ([`finished_before`]),
+//!   deleted with [`Batch::delete_workflow`] at most [`GC_BATCH`] per commit.
 //! - `sled`: [`SledJournal`], the store on sled 0.34.7: open, lock, schema check, group
 //!   commit, the append-only check on completion seqs.
 //! - `seal`: the checksummed high-water mark of acknowledged commits that makes damage
@@ -94,6 +96,7 @@ mod error;
 mod key;
 mod mail;
 mod record;
+mod retention;
 mod seal;
 mod sled;
 mod store;
@@ -107,5 +110,6 @@ pub use crate::error::Error;
 pub use crate::key::MAX_ID_LEN;
 pub use crate::mail::Message;
 pub use crate::record::{Batch, Completion, Outcome, ParseStatusError, Status, WorkflowRecord};
+pub use crate::retention::{finished_before, FINISHED, GC_BATCH};
 pub use crate::sled::SledJournal;
 pub use crate::store::Store;

@@ -470,3 +470,21 @@ pub(crate) fn last_message_number(db: &::sled::Db) -> Result<u64, Error> {
         None => Ok(0),
     }
 }
+
+/// Adds to `writes` the removal of everything of workflow `id` in the mail kinds (its
+/// mailbox, the idempotency keys of messages to it, its events, its awakeables'
+/// resolutions): retention deletes a workflow whole.
+pub(crate) fn delete(
+    db: &::sled::Db,
+    id: &str,
+    writes: &mut ::sled::Batch,
+    k: &mut Vec<u8>,
+) -> Result<(), Error> {
+    for kind in [MESSAGE, MESSAGE_KEY, EVENT, AWAKEABLE] {
+        prefix(kind, id, k);
+        for entry in db.scan_prefix(k.as_slice()).keys() {
+            writes.remove(entry?);
+        }
+    }
+    Ok(())
+}

@@ -197,6 +197,11 @@ pub struct WorkflowRecord {
     pub updated_ms: u64,
     /// How many times recovery has resumed it (capped by the runtime).
     pub recovery_attempts: u32,
+    /// The version of the application that started the workflow, as given to the
+    /// runtime's builder (`RuntimeBuilder::app_version`); `None` when none was given,
+    /// and for records written before schema version 3, which had no such field.
+    /// Last in the struct as on the wire: older records simply end before it.
+    pub app_version: Option<String>,
 }
 
 impl WorkflowRecord {
@@ -223,6 +228,7 @@ impl WorkflowRecord {
             created_ms: now_ms,
             updated_ms: now_ms,
             recovery_attempts: 0,
+            app_version: None,
         }
     }
 }
@@ -307,6 +313,8 @@ pub struct Batch {
     /// `(workflow id, traceparent)` of workflows started with a trace context; empty for
     /// every start without one, which so costs nothing more.
     pub(crate) trace_contexts: Vec<(String, String)>,
+    /// Workflows this batch deletes entirely (retention), before it writes anything else.
+    pub(crate) deletes: Vec<String>,
 }
 
 impl Batch {
@@ -411,6 +419,7 @@ impl Batch {
             && self.resets.is_empty()
             && self.mail.is_empty()
             && self.trace_contexts.is_empty()
+            && self.deletes.is_empty()
     }
 
     /// Names the type whose values carry `fingerprint` (the runtime puts one before every
@@ -569,6 +578,52 @@ impl Batch {
         &self.resets
     }
 
+    /// Deletes workflow `workflow_id` entirely: its record, its status-index entry and
+    /// every recorded completion (and every other record kind a store keeps per
+    /// workflow). Retention uses it for finished workflows past their age. Deletions are
+    /// applied before everything else in the batch, so a record or completion of the same
+    /// id put in the same batch starts a new workflow. Deleting an id with no record is a
+    /// no-op.
+    ///
+    /// Applied all or nothing with the rest of the batch: after a crash a workflow is
+    /// either entirely there or entirely gone.
+    ///
+    /// ```
+    /// use ordo_journal::{Batch, Completion, Outcome, SledJournal, Status, Store, WorkflowRecord};
+    /// let journal = SledJournal::temporary()?;
+    /// let mut record = WorkflowRecord::new("order-42", "checkout", vec![], 0);
+    /// record.status = Status::Succeeded;
+    /// let mut batch = Batch::new();
+    /// batch.put_workflow(record);
+    /// batch.push_completion("order-42", Completion { seq: 0, step_id: 0, name: "charge".into(),
+    ///     outcome: Outcome::Ok(vec![]), attempts: 1, started_ms: 0, ended_ms: 0 });
+    /// journal.commit(&batch)?;
+    ///
+    /// let mut batch = Batch::new();
+    /// batch.delete_workflow("order-42");
+    /// assert_eq!(batch.deletes(), ["order-42"]);
+    /// journal.commit(&batch)?;
+    /// assert_eq!(journal.workflow("order-42")?, None);
+    /// assert!(journal.completions("order-42")?.is_empty());
+    /// assert!(journal.workflows(Some(Status::Succeeded))?.is_empty());
+    /// # Ok::<(), ordo_journal::Error>(())
+    /// ```
+    pub fn delete_workflow(&mut self, workflow_id: &str) {
+        self.deletes.push(workflow_id.to_owned());
+    }
+
+    /// The workflows [`Batch::delete_workflow`] deletes, in call order.
+    ///
+    /// ```
+    /// let mut batch = ordo_journal::Batch::new();
+    /// batch.delete_workflow("old");
+    /// assert_eq!(batch.deletes(), ["old"]);
+    /// assert!(!batch.is_empty());
+    /// ```
+    pub fn deletes(&self) -> &[String] {
+        &self.deletes
+    }
+
     /// The `(fingerprint, type name)` pairs of [`Batch::put_type`], in put order.
     ///
     /// ```
@@ -616,6 +671,7 @@ impl Batch {
         self.types.clear();
         self.resets.clear();
         self.trace_contexts.clear();
+        self.deletes.clear();
         self.completions.clear();
         self.mail.clear();
     }

@@ -11,7 +11,7 @@ use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::Mutex;
 use std::time::{Duration, Instant};
 
-use crate::codec::{self, SCHEMA_VERSION};
+use crate::codec::{self, OLDEST_SCHEMA_VERSION, SCHEMA_VERSION};
 use crate::copy::{self, TempFolder};
 use crate::durability::{DataFiles, Durability};
 use crate::key::{self, Key};
@@ -180,6 +180,15 @@ impl SledJournal {
                 check_schema(version, &path)?;
                 let state = check_seal(&db, &path)?;
                 let seal = Seal::open(&path, state)?;
+                if version < SCHEMA_VERSION {
+                    // An older schema this build reads (see `SCHEMA_VERSION`): mark the
+                    // journal as this build's before writing any record of the new form,
+                    // so an older build refuses it rather than misreading it. sled
+                    // recovers a prefix of its log, so no later commit survives a crash
+                    // without this write.
+                    db.insert(key::SCHEMA, &codec::encode_schema(SCHEMA_VERSION))?;
+                    db.flush()?;
+                }
                 (seal, stored_commits(&db)?)
             }
             None if db.is_empty() => {
@@ -353,6 +362,13 @@ impl SledJournal {
         Ok(())
     }
 
+    /// Reads the raw bytes under a raw key: for tests that check what is stored. Not
+    /// part of the stable API.
+    #[doc(hidden)]
+    pub fn raw_get(&self, key: &[u8]) -> Result<Option<Vec<u8>>, Error> {
+        Ok(self.db.get(key)?.map(|value| value.to_vec()))
+    }
+
     /// Removes a raw key: for tests and fuzzing. Not part of the stable API.
     #[doc(hidden)]
     pub fn raw_remove(&self, key: &[u8]) -> Result<(), Error> {
@@ -383,6 +399,12 @@ impl SledJournal {
             total_commits: _,
         } = writer;
         let mut writes = ::sled::Batch::default();
+        // Deletions first: a put of the same id later in this batch writes a new workflow.
+        for id in &batch.deletes {
+            key::check_id(id)?;
+            self.delete_workflow_keys(id, &mut writes, k)?;
+            last_seq.remove(id.as_str());
+        }
         for (rec, prior) in batch.workflows.iter().zip(&batch.priors) {
             key::check_id(&rec.id)?;
             key::workflow(&rec.id, k);
@@ -456,7 +478,7 @@ impl SledJournal {
             let (first, last) = (seq(run[0]), seq(run[run.len() - 1]));
             let recorded_last = match last_seq.get(id.as_str()) {
                 Some(&cached) => Some(cached),
-                None if batch.resets.contains(id) => None,
+                None if batch.resets.contains(id) || batch.deletes.contains(id) => None,
                 None => self.recorded_last_seq(id, k)?,
             };
             if let Some(recorded_last) = recorded_last.filter(|&recorded| first <= recorded) {
@@ -475,8 +497,50 @@ impl SledJournal {
             && batch.types.is_empty()
             && batch.resets.is_empty()
             && batch.trace_contexts.is_empty()
+            && batch.deletes.is_empty()
             && appended.len() == 1;
         Ok((!single_entry).then_some(writes))
+    }
+
+    /// Adds to `writes` the removal of every key workflow `id` has: its record, its
+    /// status-index entry (the one its record names; all of them, blindly, when the
+    /// record is missing or unreadable, so no stale entry survives), and its completion
+    /// runs (`k` is scratch).
+    ///
+    /// The one place that knows every record kind stored per workflow: a new kind keyed
+    /// by workflow (messages, events, ...) must be removed here too, or a deleted
+    /// workflow leaves it behind.
+    fn delete_workflow_keys(
+        &self,
+        id: &str,
+        writes: &mut ::sled::Batch,
+        k: &mut Vec<u8>,
+    ) -> Result<(), Error> {
+        key::workflow(id, k);
+        // Commits keep the index in step with the record: only the record's status can
+        // be indexed. sled costs microseconds per entry, even the removal of an absent one.
+        let indexed = match self.db.get(k.as_slice())? {
+            Some(value) => codec::decode_workflow(k, id, &value)
+                .ok()
+                .map(|record| record.status),
+            None => None,
+        };
+        writes.remove(k.as_slice());
+        for status in Status::ALL {
+            if indexed.is_none_or(|indexed| indexed == status) {
+                key::status(status, id, k);
+                writes.remove(k.as_slice());
+            }
+        }
+        key::completion_prefix(id, k);
+        for entry in self.db.scan_prefix(k.as_slice()).keys() {
+            writes.remove(entry?);
+        }
+        // Per-workflow record kinds added after completions.
+        crate::mail::delete(&self.db, id, writes, k)?;
+        key::trace_context(id, k);
+        writes.remove(k.as_slice());
+        Ok(())
     }
 
     /// The last seq recorded for workflow `id`, read from the journal (`k` is scratch).
@@ -808,9 +872,9 @@ fn stored_schema(db: &::sled::Db) -> Result<Option<u32>, Error> {
         .transpose()
 }
 
-/// Rejects any schema version but this build's.
+/// Rejects any schema version but this build's and the older ones it reads.
 fn check_schema(found: u32, path: &Path) -> Result<(), Error> {
-    if found == SCHEMA_VERSION {
+    if (OLDEST_SCHEMA_VERSION..=SCHEMA_VERSION).contains(&found) {
         return Ok(());
     }
     Err(Error::UnsupportedVersion {
@@ -900,7 +964,7 @@ fn open_checked(dir: &Path, reported: &Path) -> Result<(::sled::Db, Option<u32>)
     };
     let schema = stored_schema(&db)?;
     match (schema, seal) {
-        (Some(version), _) if version < SCHEMA_VERSION => {
+        (Some(version), _) if version < OLDEST_SCHEMA_VERSION => {
             return Err(Error::UnsupportedVersion {
                 what: format!(
                     "journal schema at {} (written by an older ordo, before values \

@@ -48,6 +48,7 @@ fn expected_record(n: u64) -> WorkflowRecord {
         created_ms: 0,
         updated_ms: n,
         recovery_attempts: n as u32,
+        app_version: None,
     }
 }
 

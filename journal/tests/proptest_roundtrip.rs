@@ -20,9 +20,19 @@ fn record(id: String) -> impl Strategy<Value = WorkflowRecord> {
         any::<u64>(),
         any::<u64>(),
         any::<u32>(),
+        proptest::option::of(".{0,8}"),
     )
         .prop_map(
-            move |(name, input, status, output, created_ms, updated_ms, recovery_attempts)| {
+            move |(
+                name,
+                input,
+                status,
+                output,
+                created_ms,
+                updated_ms,
+                recovery_attempts,
+                app_version,
+            )| {
                 WorkflowRecord {
                     id: id.clone(),
                     name,
@@ -32,6 +42,7 @@ fn record(id: String) -> impl Strategy<Value = WorkflowRecord> {
                     created_ms,
                     updated_ms,
                     recovery_attempts,
+                    app_version,
                 }
             },
         )

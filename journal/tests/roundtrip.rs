@@ -27,6 +27,7 @@ fn workflow_records_of_every_status_and_output_round_trip() {
         created_ms: u64::MAX,
         updated_ms: 0,
         recovery_attempts: u32::MAX,
+        app_version: Some(String::new()),
     };
     batch.put_workflow(empty.clone());
     journal.commit(&batch).unwrap();

@@ -350,6 +350,7 @@ impl Ctx {
                         let now_ms = core.now_ms();
                         record.created_ms = now_ms;
                         record.updated_ms = now_ms;
+                        record.app_version.clone_from(&core.app_version);
                         let child = Rc::new(WorkflowState::new(&record, Vec::new()));
                         // Running here from now on: a second launch of the id finds it.
                         core.running

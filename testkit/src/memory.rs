@@ -102,7 +102,7 @@ impl Store for MemoryJournal {
         // Check everything before changing anything: all of the batch or none of it.
         let mut last: BTreeMap<&str, u64> = BTreeMap::new();
         for (id, c) in batch.completions() {
-            let reset = batch.resets().contains(id);
+            let reset = batch.resets().contains(id) || batch.deletes().contains(id);
             let after = last.get(id.as_str()).copied().or_else(|| {
                 if reset {
                     return None;
@@ -121,6 +121,20 @@ impl Store for MemoryJournal {
                 });
             }
             last.insert(id, c.seq);
+        }
+        // Deletions first, as in sled: a put of the same id in this batch starts anew.
+        for id in batch.deletes() {
+            records.workflows.remove(id);
+            records.completions.remove(id);
+            records
+                .messages
+                .retain(|(destination, _), _| destination != id);
+            records
+                .message_keys
+                .retain(|(destination, _)| destination != id);
+            records.events.retain(|(workflow, _), _| workflow != id);
+            records.awakeables.retain(|(workflow, _), _| workflow != id);
+            records.trace_contexts.remove(id);
         }
         for id in batch.resets() {
             records.completions.remove(id);

@@ -37,6 +37,7 @@ pub fn workflow(id: &str, status: Status) -> WorkflowRecord {
         created_ms: 1_700_000_000_000,
         updated_ms: 1_700_000_000_500,
         recovery_attempts: 2,
+        app_version: Some("1.4.2".to_owned()),
     }
 }
 

@@ -1,0 +1,391 @@
+//! Operating workflows from outside: resume a cancelled or stuck one, fork one at a
+//! delivery seq, and delete finished ones past their age (retention).
+//!
+//! Each operation writes its records with one commit of its own, on the runtime's
+//! thread, before anything of the workflow runs: a resumed or forked workflow is
+//! launched like a recovered one, with its recorded completions in its inbox, so the
+//! replay rules hold for it exactly as for a restart.
+
+use std::rc::Rc;
+use std::time::Duration;
+
+use ordo_journal::{finished_before, Batch, Status, WorkflowRecord, GC_BATCH};
+use serde::de::DeserializeOwned;
+
+use crate::core::Core;
+use crate::error::Error;
+use crate::event::Event;
+use crate::fingerprint;
+use crate::handle::WorkflowHandle;
+use crate::launch::launch;
+use crate::registry::Registration;
+use crate::runtime::{check_key, Runtime};
+use crate::workflow::WorkflowState;
+
+/// What a retention run ([`Runtime::gc`]) deleted.
+///
+/// ```
+/// let report = ordo::GcReport::default();
+/// assert_eq!((report.deleted, report.commits), (0, 0));
+/// ```
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+#[non_exhaustive]
+pub struct GcReport {
+    /// Finished workflows deleted, with their completions.
+    pub deleted: u64,
+    /// Commits it took (at most [`GC_BATCH`] workflows each).
+    pub commits: u64,
+}
+
+impl Runtime {
+    /// Starts a cancelled workflow again, or a pending one that is not running here (one
+    /// that exhausted its recovery attempts: [`Error::RecoveryExhausted`]), from its
+    /// journal: it is `Pending` again with its recovery attempts at 0, its recorded
+    /// steps replay (their bodies do not run again) and it continues live from there.
+    /// A workflow already running here gets a handle to it, unchanged.
+    ///
+    /// # Errors
+    ///
+    /// [`Error::NotResumable`] for a finished (succeeded or failed) workflow,
+    /// [`Error::NotFound`], [`Error::UnknownWorkflow`] when its name is not registered,
+    /// [`Error::TypeMismatch`] when `O` or `E` is not the registered type, and journal
+    /// errors.
+    ///
+    /// ```
+    /// use ordo::{Ctx, Runtime, Status};
+    /// use std::time::Duration;
+    ///
+    /// async fn slow(ctx: Ctx, _: ()) -> Result<u32, String> {
+    ///     let one = ctx.step("one", || async { Ok::<_, String>(1u32) }).await?;
+    ///     ctx.sleep(Duration::from_secs(60)).await;
+    ///     Ok(one + 1)
+    /// }
+    /// let rt = Runtime::builder().temporary().clock(ordo::Clock::Virtual)
+    ///     .register("slow", slow).build()?;
+    /// rt.start::<_, u32, String>("slow", "s-1", ())?;
+    /// rt.cancel("s-1")?;
+    /// let handle = rt.resume::<u32, String>("s-1")?;
+    /// assert_eq!(handle.status()?, Status::Pending);
+    /// assert_eq!(rt.block_on(handle.result())?, Ok(2));
+    /// # Ok::<(), ordo::Error>(())
+    /// ```
+    pub fn resume<O, E>(&self, id: &str) -> Result<WorkflowHandle<O, E>, Error>
+    where
+        O: DeserializeOwned + 'static,
+        E: DeserializeOwned + 'static,
+    {
+        if let Some(err) = self.core.broken() {
+            return Err(err);
+        }
+        let running = self.core.running.borrow().get(id).cloned();
+        if let Some(wf) = running {
+            let registration = self.registration(&wf.name)?;
+            check_handle_types::<O, E>(&registration, id)?;
+            return Ok(WorkflowHandle::new(
+                id.to_string(),
+                Rc::clone(&self.core),
+                Some(wf),
+            ));
+        }
+        let record = self
+            .core
+            .store
+            .workflow(id)?
+            .ok_or_else(|| Error::NotFound {
+                workflow_id: id.to_string(),
+            })?;
+        if matches!(record.status, Status::Succeeded | Status::Failed) {
+            return Err(Error::NotResumable {
+                workflow_id: id.to_string(),
+                status: record.status,
+            });
+        }
+        let registration = self.registration(&record.name)?;
+        check_handle_types::<O, E>(&registration, id)?;
+        let wf = self.resume_record(record, &registration)?;
+        Ok(WorkflowHandle::new(
+            id.to_string(),
+            Rc::clone(&self.core),
+            Some(wf),
+        ))
+    }
+
+    /// Makes `record` (cancelled, or pending and not running here) pending again with no
+    /// recovery attempt counted, durably, then launches it on its recorded completions.
+    fn resume_record(
+        &self,
+        record: WorkflowRecord,
+        registration: &Registration,
+    ) -> Result<Rc<WorkflowState>, Error> {
+        let previous = record.status;
+        let completions = self.core.store.completions(&record.id)?;
+        let mut resumed = record;
+        resumed.status = Status::Pending;
+        resumed.output = None;
+        resumed.recovery_attempts = 0;
+        resumed.updated_ms = self.now_ms();
+        let mut batch = Batch::new();
+        batch.update_workflow(resumed.clone(), previous);
+        self.core.store.commit(&batch)?;
+        // No `before_resume`: a graceful shutdown must not write the cancelled record
+        // back, and there is no attempt to give back.
+        let wf = Rc::new(WorkflowState::new(&resumed, completions));
+        launch(&self.core, &wf, registration, |root| {
+            drop(self.executor.spawn(root));
+        });
+        Ok(wf)
+    }
+
+    /// Starts workflow `new_id` as a copy of workflow `id` up to delivery `at_seq`: the
+    /// same name and input, and the first `at_seq` recorded completions of `id` (seqs
+    /// `0..at_seq`, copied into `new_id`'s journal). The copy replays them, then runs
+    /// live from there, on this binary's code (a fixed bug, a new patch path). The
+    /// original is not touched. `ordo show ID` lists the seqs to choose from; `at_seq`
+    /// 0 starts over with the same input, and the number of recorded completions replays
+    /// them all.
+    ///
+    /// # Errors
+    ///
+    /// [`Error::NotFound`] for an unknown `id`, [`Error::ForkPointOutOfRange`] when
+    /// `at_seq` is beyond its recorded completions, [`Error::AlreadyExists`] when
+    /// `new_id` is taken, [`Error::UnknownWorkflow`], [`Error::TypeMismatch`] for
+    /// handle types other than the registered ones, and journal errors.
+    ///
+    /// ```
+    /// use ordo::{Ctx, Runtime};
+    ///
+    /// async fn two(ctx: Ctx, base: u32) -> Result<u32, String> {
+    ///     let a = ctx.step("a", move || async move { Ok::<_, String>(base + 1) }).await?;
+    ///     let b = ctx.step("b", move || async move { Ok::<_, String>(a * 10) }).await?;
+    ///     Ok(b)
+    /// }
+    /// let rt = Runtime::builder().temporary().register("two", two).build()?;
+    /// let original = rt.start::<_, u32, String>("two", "t-1", 4u32)?;
+    /// assert_eq!(rt.block_on(original.result())?, Ok(50));
+    ///
+    /// // Keep step "a" (seq 0), run "b" again.
+    /// let fork = rt.fork::<u32, String>("t-1", 1, "t-1-retry")?;
+    /// assert_eq!(rt.block_on(fork.result())?, Ok(50));
+    /// assert_eq!(rt.journal().completions("t-1-retry")?[0], rt.journal().completions("t-1")?[0]);
+    /// assert!(matches!(rt.fork::<u32, String>("t-1", 3, "t-1-b"), Err(ordo::Error::ForkPointOutOfRange { .. })));
+    /// # Ok::<(), Box<dyn std::error::Error>>(())
+    /// ```
+    pub fn fork<O, E>(
+        &self,
+        id: &str,
+        at_seq: u64,
+        new_id: &str,
+    ) -> Result<WorkflowHandle<O, E>, Error>
+    where
+        O: DeserializeOwned + 'static,
+        E: DeserializeOwned + 'static,
+    {
+        if let Some(err) = self.core.broken() {
+            return Err(err);
+        }
+        let original = self
+            .core
+            .store
+            .workflow(id)?
+            .ok_or_else(|| Error::NotFound {
+                workflow_id: id.to_string(),
+            })?;
+        if self.core.running.borrow().contains_key(new_id)
+            || self.core.store.workflow(new_id)?.is_some()
+        {
+            return Err(Error::AlreadyExists {
+                workflow_id: new_id.to_string(),
+            });
+        }
+        let registration = self.registration(&original.name)?;
+        check_handle_types::<O, E>(&registration, new_id)?;
+        let mut completions = self.core.store.completions(id)?;
+        let recorded = completions.len() as u64;
+        if at_seq > recorded {
+            return Err(Error::ForkPointOutOfRange {
+                workflow_id: id.to_string(),
+                at_seq,
+                recorded,
+            });
+        }
+        // `at_seq <= len`, which is a `usize`.
+        completions.truncate(usize::try_from(at_seq).unwrap_or(usize::MAX));
+        let now_ms = self.now_ms();
+        let mut record = WorkflowRecord::new(new_id, original.name, original.input, now_ms);
+        record.app_version.clone_from(&self.app_version);
+        let mut batch = Batch::new();
+        batch.insert_workflow(record.clone());
+        for (seq, completion) in (0u64..).zip(&completions) {
+            let mut copy = completion.clone();
+            copy.seq = seq; // dense from 0 in the copy, whatever the original's history
+            batch.push_completion(new_id, copy);
+        }
+        self.core.store.commit(&batch)?;
+        let (_, copied) = batch.into_parts();
+        let copied = copied.into_iter().map(|(_, c)| c).collect();
+        let wf = Rc::new(WorkflowState::new(&record, copied));
+        launch(&self.core, &wf, &registration, |root| {
+            drop(self.executor.spawn(root));
+        });
+        Ok(WorkflowHandle::new(
+            new_id.to_string(),
+            Rc::clone(&self.core),
+            Some(wf),
+        ))
+    }
+
+    /// Deletes the finished workflows (succeeded, failed, cancelled) whose record was
+    /// last written more than `older_than` ago on the runtime's clock, with their
+    /// completions and status entries, at most [`GC_BATCH`] per commit (each commit is
+    /// atomic: a crash leaves every workflow whole or gone). Pending workflows are never
+    /// deleted. Runs to the end before it returns; [`RuntimeBuilder::retention`] sweeps
+    /// in the background instead, yielding to the workflows between commits.
+    ///
+    /// [`RuntimeBuilder::retention`]: crate::RuntimeBuilder::retention
+    ///
+    /// # Errors
+    ///
+    /// Journal errors; a failed commit stops the runtime, as any failed commit does.
+    ///
+    /// ```
+    /// use ordo::{Ctx, Runtime};
+    /// use std::time::Duration;
+    /// async fn noop(_: Ctx, _: ()) -> Result<(), ()> { Ok(()) }
+    ///
+    /// let rt = Runtime::builder().temporary().clock(ordo::Clock::Virtual)
+    ///     .register("noop", noop).build()?;
+    /// let handle = rt.start::<_, (), ()>("noop", "n-1", ())?;
+    /// rt.block_on(handle.result())?.expect("finishes");
+    /// assert_eq!(rt.gc(Duration::from_secs(3600))?.deleted, 0); // too recent
+    /// rt.block_on(ordo::executor::sleep(Duration::from_secs(7200))); // two (virtual) hours
+    /// assert_eq!(rt.gc(Duration::from_secs(3600))?.deleted, 1);
+    /// assert!(rt.journal().workflow("n-1")?.is_none());
+    /// # Ok::<(), Box<dyn std::error::Error>>(())
+    /// ```
+    pub fn gc(&self, older_than: Duration) -> Result<GcReport, Error> {
+        if let Some(err) = self.core.broken() {
+            return Err(err);
+        }
+        let cutoff_ms = self.now_ms().saturating_sub(millis(older_than));
+        let ids = finished_before(&*self.core.store, cutoff_ms)?;
+        let mut report = GcReport::default();
+        for chunk in ids.chunks(GC_BATCH) {
+            let mut batch = Batch::new();
+            let running = self.core.running.borrow();
+            for id in chunk.iter().filter(|id| !running.contains_key(*id)) {
+                batch.delete_workflow(id);
+            }
+            drop(running);
+            let deleted = commit_deletions(&self.core, &batch)?;
+            report.deleted += deleted as u64;
+            report.commits += 1;
+        }
+        Ok(report)
+    }
+
+    /// Starts the background retention sweep of [`RuntimeBuilder::retention`]: one
+    /// commit of at most [`GC_BATCH`] deletions, then a millisecond's wait on the
+    /// executor's clock, in which the workflows' deliveries and group commits go on.
+    /// With the virtual clock the wait ends only when nothing else is left to do.
+    ///
+    /// [`RuntimeBuilder::retention`]: crate::RuntimeBuilder::retention
+    pub(crate) fn spawn_retention_sweep(&self, older_than: Duration) {
+        let core = Rc::clone(&self.core);
+        let cutoff_ms = self.now_ms().saturating_sub(millis(older_than));
+        drop(self.executor.spawn(async move {
+            let Ok(ids) = finished_before(&*core.store, cutoff_ms) else {
+                // A record that cannot be read is reported where it is read for a
+                // workflow; retention only skips its turn.
+                return;
+            };
+            for chunk in ids.chunks(GC_BATCH) {
+                // Not a yield: a ready task never lets the executor stall, and group
+                // commits happen at stalls. A timer lets them happen in between.
+                ordo_executor::sleep(SWEEP_PAUSE).await;
+                if core.broken().is_some() {
+                    return;
+                }
+                // Between two chunks anything may have happened (a resume, a fork
+                // reading its original): delete only what is still finished and old.
+                let mut batch = Batch::new();
+                for id in chunk {
+                    if core.running.borrow().contains_key(id) {
+                        continue;
+                    }
+                    let still_expired = core.store.workflow(id).is_ok_and(|record| {
+                        record.is_some_and(|r| {
+                            r.status != Status::Pending && r.updated_ms < cutoff_ms
+                        })
+                    });
+                    if still_expired {
+                        batch.delete_workflow(id);
+                    }
+                }
+                if commit_deletions(&core, &batch).is_err() {
+                    return;
+                }
+            }
+        }));
+    }
+
+    /// The registration of workflow name `name`.
+    fn registration(&self, name: &str) -> Result<Registration, Error> {
+        self.core
+            .registry
+            .get(name)
+            .cloned()
+            .ok_or_else(|| Error::UnknownWorkflow {
+                name: name.to_string(),
+            })
+    }
+
+    /// Wall-clock ms on the runtime's clock (virtual or system).
+    fn now_ms(&self) -> u64 {
+        self.core.now_ms_at(self.executor.now())
+    }
+}
+
+/// How long the retention sweep waits between two commits (see
+/// `Runtime::spawn_retention_sweep`).
+const SWEEP_PAUSE: Duration = Duration::from_millis(1);
+
+/// Commits a batch of deletions and tells the observer; returns how many it deleted.
+/// A failed commit stops the runtime, like a failed group commit (nothing written
+/// since the last good commit can be trusted).
+fn commit_deletions(core: &Core, batch: &Batch) -> Result<usize, Error> {
+    let deleted = batch.deletes().len();
+    if deleted == 0 {
+        return Ok(0);
+    }
+    if let Err(err) = core.store.commit(batch) {
+        let err = Error::from(err);
+        core.break_down(err.clone());
+        return Err(err);
+    }
+    core.emit(|| Event::Collected { workflows: deleted });
+    Ok(deleted)
+}
+
+/// A handle's output and error types must be the registered ones.
+fn check_handle_types<O: DeserializeOwned + 'static, E: DeserializeOwned + 'static>(
+    registration: &Registration,
+    id: &str,
+) -> Result<(), Error> {
+    check_key(
+        id,
+        "output type of the handle",
+        registration.output,
+        fingerprint::of::<O>(),
+    )?;
+    check_key(
+        id,
+        "error type of the handle",
+        registration.error,
+        fingerprint::of::<E>(),
+    )
+}
+
+/// `duration` in whole milliseconds, saturating.
+fn millis(duration: Duration) -> u64 {
+    u64::try_from(duration.as_millis()).unwrap_or(u64::MAX)
+}
