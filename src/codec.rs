@@ -66,6 +66,23 @@ pub(crate) fn decode<T: DeserializeOwned>(key: TypeKey, bytes: &[u8]) -> Result<
     Ok(value)
 }
 
+/// Decodes a workflow's final outcome (or a step's) as `Result<O, E>`: the `Ok` bytes as
+/// an `O`, the `Err` bytes as an `E`. On failure, the type it was read as, and why.
+pub(crate) fn decode_result<O: DeserializeOwned + 'static, E: DeserializeOwned + 'static>(
+    outcome: &ordo_journal::Outcome,
+) -> Result<Result<O, E>, (TypeKey, DecodeError)> {
+    match outcome {
+        ordo_journal::Outcome::Ok(bytes) => {
+            let key = fingerprint::of::<O>();
+            decode::<O>(key, bytes).map(Ok).map_err(|err| (key, err))
+        }
+        ordo_journal::Outcome::Err(bytes) => {
+            let key = fingerprint::of::<E>();
+            decode::<E>(key, bytes).map(Err).map_err(|err| (key, err))
+        }
+    }
+}
+
 /// The fingerprint recorded before a value, if the bytes are long enough to hold one.
 pub(crate) fn fingerprint_of(bytes: &[u8]) -> Option<u64> {
     let prefix: [u8; FINGERPRINT_LEN] = bytes.get(..FINGERPRINT_LEN)?.try_into().ok()?;

@@ -11,7 +11,6 @@ use serde::de::DeserializeOwned;
 use crate::codec;
 use crate::core::Core;
 use crate::error::Error;
-use crate::fingerprint;
 use crate::workflow::WorkflowState;
 
 /// A handle on a started (or recorded) workflow, typed by its output `O` and error `E`.
@@ -164,15 +163,6 @@ fn decode_outcome<O: DeserializeOwned + 'static, E: DeserializeOwned + 'static>(
     id: &str,
     outcome: &Outcome,
 ) -> Result<Result<O, E>, Error> {
-    let (decoded, key) = match outcome {
-        Outcome::Ok(bytes) => {
-            let key = fingerprint::of::<O>();
-            (codec::decode::<O>(key, bytes).map(Ok), key)
-        }
-        Outcome::Err(bytes) => {
-            let key = fingerprint::of::<E>();
-            (codec::decode::<E>(key, bytes).map(Err), key)
-        }
-    };
-    decoded.map_err(|err| codec::type_error(&*core.store, id, "output".into(), key, err))
+    codec::decode_result(outcome)
+        .map_err(|(key, err)| codec::type_error(&*core.store, id, "output".into(), key, err))
 }

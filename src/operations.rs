@@ -15,11 +15,10 @@ use serde::de::DeserializeOwned;
 use crate::core::Core;
 use crate::error::Error;
 use crate::event::Event;
-use crate::fingerprint;
 use crate::handle::WorkflowHandle;
 use crate::launch::launch;
 use crate::registry::Registration;
-use crate::runtime::{check_key, Runtime};
+use crate::runtime::Runtime;
 use crate::workflow::WorkflowState;
 
 /// What a retention run ([`Runtime::gc`]) deleted.
@@ -80,7 +79,7 @@ impl Runtime {
         let running = self.core.running.borrow().get(id).cloned();
         if let Some(wf) = running {
             let registration = self.registration(&wf.name)?;
-            check_handle_types::<O, E>(&registration, id)?;
+            registration.check_outputs::<O, E>(id, "handle")?;
             return Ok(WorkflowHandle::new(
                 id.to_string(),
                 Rc::clone(&self.core),
@@ -101,7 +100,7 @@ impl Runtime {
             });
         }
         let registration = self.registration(&record.name)?;
-        check_handle_types::<O, E>(&registration, id)?;
+        registration.check_outputs::<O, E>(id, "handle")?;
         let wf = self.resume_record(record, &registration)?;
         Ok(WorkflowHandle::new(
             id.to_string(),
@@ -198,7 +197,7 @@ impl Runtime {
             });
         }
         let registration = self.registration(&original.name)?;
-        check_handle_types::<O, E>(&registration, new_id)?;
+        registration.check_outputs::<O, E>(new_id, "handle")?;
         let mut completions = self.core.store.completions(id)?;
         let recorded = completions.len() as u64;
         if at_seq > recorded {
@@ -364,25 +363,6 @@ fn commit_deletions(core: &Core, batch: &Batch) -> Result<usize, Error> {
     }
     core.emit(|| Event::Collected { workflows: deleted });
     Ok(deleted)
-}
-
-/// A handle's output and error types must be the registered ones.
-fn check_handle_types<O: DeserializeOwned + 'static, E: DeserializeOwned + 'static>(
-    registration: &Registration,
-    id: &str,
-) -> Result<(), Error> {
-    check_key(
-        id,
-        "output type of the handle",
-        registration.output,
-        fingerprint::of::<O>(),
-    )?;
-    check_key(
-        id,
-        "error type of the handle",
-        registration.error,
-        fingerprint::of::<E>(),
-    )
 }
 
 /// `duration` in whole milliseconds, saturating.

@@ -118,6 +118,31 @@ impl Registration {
         })
     }
 
+    /// The output and error types `O` and `E` a caller asks for (a handle's, a child's:
+    /// `whose`) must be the registered ones: a value read as another type is refused, not
+    /// decoded wrong.
+    pub(crate) fn check_outputs<O: DeserializeOwned + 'static, E: DeserializeOwned + 'static>(
+        &self,
+        id: &str,
+        whose: &str,
+    ) -> Result<(), Error> {
+        for (what, registered, asked) in [
+            ("output", self.output, fingerprint::of::<O>()),
+            ("error", self.error, fingerprint::of::<E>()),
+        ] {
+            if registered.fingerprint != asked.fingerprint {
+                return Err(Error::TypeMismatch {
+                    workflow_id: id.to_string(),
+                    what: format!("{what} type of the {whose}"),
+                    expected: registered.name,
+                    recorded: asked.name.to_string(),
+                    detail: format!("the {whose}'s type is not the registered one"),
+                });
+            }
+        }
+        Ok(())
+    }
+
     /// Checks and encodes an input for workflow `id` (a start's, or the next run's of
     /// `continue_as_new`).
     pub(crate) fn encode_input<I: Serialize + ?Sized>(

@@ -17,7 +17,6 @@ use crate::core::{Core, Metrics, Observer, Started};
 use crate::ctx::Ctx;
 use crate::error::Error;
 use crate::event::Event;
-use crate::fingerprint::{self, TypeKey};
 use crate::handle::WorkflowHandle;
 use crate::launch::launch;
 use crate::registry::Registry;
@@ -560,18 +559,7 @@ impl Runtime {
             })?
             .clone();
         registration.check_input::<I>(id)?;
-        check_key(
-            id,
-            "output type of the handle",
-            registration.output,
-            fingerprint::of::<O>(),
-        )?;
-        check_key(
-            id,
-            "error type of the handle",
-            registration.error,
-            fingerprint::of::<E>(),
-        )?;
+        registration.check_outputs::<O, E>(id, "handle")?;
 
         let encoded = registration.encode_input(id, &input)?;
         let now_ms = self.core.now_ms_at(self.executor.now());
@@ -842,23 +830,4 @@ impl Drop for Runtime {
     fn drop(&mut self) {
         self.core.shut_down();
     }
-}
-
-/// A handle's output or error type must have the registered type's fingerprint.
-pub(crate) fn check_key(
-    id: &str,
-    what: &str,
-    registered: TypeKey,
-    asked: TypeKey,
-) -> Result<(), Error> {
-    if registered.fingerprint == asked.fingerprint {
-        return Ok(());
-    }
-    Err(Error::TypeMismatch {
-        workflow_id: id.to_string(),
-        what: what.to_string(),
-        expected: registered.name,
-        recorded: asked.name.to_string(),
-        detail: "the handle's type is not the registered one".into(),
-    })
 }

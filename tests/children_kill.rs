@@ -1,8 +1,8 @@
 //! A parent killed (SIGKILL) after its child's launch is durable, before the child's
 //! first step finished, adopts that child after a restart: one child, not two.
 
-use std::io::{BufRead, BufReader};
-use std::process::{Command, Stdio};
+mod common;
+
 use std::time::Duration;
 
 use ordo::{Ctx, Event, Runtime, RuntimeBuilder, Status};
@@ -56,25 +56,13 @@ fn children_kill_child() {
 #[test]
 fn a_parent_killed_after_launching_adopts_its_child_after_a_restart() {
     let dir = tempfile::tempdir().expect("temp dir");
-    let exe = std::env::current_exe().expect("test binary path");
-    let mut child = Command::new(exe)
-        .args(["--exact", CHILD_TEST, "--nocapture", "--ignored"])
-        .env(CHILD_ENV, dir.path())
-        .stdout(Stdio::piped())
-        .stderr(Stdio::null())
-        .spawn()
-        .expect("child spawns");
-    let stdout = child.stdout.take().expect("stdout");
-    let recorded = BufReader::new(stdout)
-        .lines()
-        .map_while(Result::ok)
-        .any(|line| line.contains(&format!("{TAG}launch recorded")));
-    assert!(
-        recorded,
-        "the child process ended before the launch was recorded"
+    let child = common::worker::spawn_until(
+        CHILD_TEST,
+        CHILD_ENV,
+        dir.path(),
+        &format!("{TAG}launch recorded"),
     );
-    child.kill().expect("SIGKILL");
-    child.wait().expect("reaped");
+    common::worker::kill(child);
 
     let rt = register(Runtime::builder().path(dir.path()))
         .build()

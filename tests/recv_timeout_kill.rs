@@ -2,9 +2,9 @@
 //! `recv` waits leaves the deadline in the journal, and after a restart only the
 //! remainder is waited.
 
-use std::io::{BufRead, BufReader};
+mod common;
+
 use std::path::Path;
-use std::process::{Command, Stdio};
 use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
 use ordo::{Clock, Ctx, Event, Runtime};
@@ -60,24 +60,15 @@ fn recv_timeout_child() {
 }
 
 fn kill_while_waiting(dir: &Path) {
-    let exe = std::env::current_exe().expect("test binary path");
-    let mut child = Command::new(exe)
-        .args(["--exact", CHILD_TEST, "--nocapture", "--ignored"])
-        .env(CHILD_ENV, dir)
-        .stdout(Stdio::piped())
-        .stderr(Stdio::null())
-        .spawn()
-        .expect("child spawns");
-    let stdout = child.stdout.take().expect("stdout");
-    let recorded = BufReader::new(stdout)
-        .lines()
-        .map_while(Result::ok)
-        .any(|line| line.contains(&format!("{TAG}deadline recorded")));
-    assert!(recorded, "the child ended before recording its deadline");
+    let child = common::worker::spawn_until(
+        CHILD_TEST,
+        CHILD_ENV,
+        dir,
+        &format!("{TAG}deadline recorded"),
+    );
     // Time passes while it waits; then it dies without a chance to clean up.
     std::thread::sleep(Duration::from_millis(1_500));
-    child.kill().expect("SIGKILL");
-    child.wait().expect("reaped");
+    common::worker::kill(child);
 }
 
 #[test]

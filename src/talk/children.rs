@@ -21,7 +21,6 @@ use crate::codec;
 use crate::core::{Effect, PendingStart};
 use crate::ctx::{Ctx, Never, TaskHandle};
 use crate::error::Error;
-use crate::fingerprint;
 use crate::step::{encode_result, Body, BodyOutput, Step};
 use crate::talk::watch::{wait_for, WatchKey};
 use crate::workflow::WorkflowState;
@@ -180,17 +179,8 @@ fn decode<O: DeserializeOwned + 'static, E: DeserializeOwned + 'static>(
     id: &str,
     outcome: &Outcome,
 ) -> Result<Result<O, E>, Error> {
-    let (decoded, key) = match outcome {
-        Outcome::Ok(bytes) => {
-            let key = fingerprint::of::<O>();
-            (codec::decode::<O>(key, bytes).map(Ok), key)
-        }
-        Outcome::Err(bytes) => {
-            let key = fingerprint::of::<E>();
-            (codec::decode::<E>(key, bytes).map(Err), key)
-        }
-    };
-    decoded.map_err(|err| codec::type_error_here(id, "output".into(), key, err))
+    codec::decode_result(outcome)
+        .map_err(|(key, err)| codec::type_error_here(id, "output".into(), key, err))
 }
 
 impl Ctx {
@@ -296,18 +286,7 @@ impl Ctx {
             .ok_or_else(|| Error::UnknownWorkflow {
                 name: name.to_string(),
             })?;
-        crate::runtime::check_key(
-            id,
-            "output type of the child",
-            registration.output,
-            fingerprint::of::<O>(),
-        )?;
-        crate::runtime::check_key(
-            id,
-            "error type of the child",
-            registration.error,
-            fingerprint::of::<E>(),
-        )?;
+        registration.check_outputs::<O, E>(id, "child")?;
         let encoded = registration.encode_input(id, input)?;
         Ok(WorkflowRecord::new(id, name, encoded, 0))
     }

@@ -521,17 +521,8 @@ impl<O: DeserializeOwned + 'static, E: DeserializeOwned + 'static> ClientHandle<
         });
         async move {
             let outcome = asked.await?;
-            let (decoded, key) = match &outcome {
-                Outcome::Ok(bytes) => {
-                    let key = fingerprint::of::<O>();
-                    (codec::decode::<O>(key, bytes).map(Ok), key)
-                }
-                Outcome::Err(bytes) => {
-                    let key = fingerprint::of::<E>();
-                    (codec::decode::<E>(key, bytes).map(Err), key)
-                }
-            };
-            decoded.map_err(|err| codec::type_error_here(&id, "output".into(), key, err))
+            codec::decode_result(&outcome)
+                .map_err(|(key, err)| codec::type_error_here(&id, "output".into(), key, err))
         }
     }
 }

@@ -259,3 +259,37 @@ pub mod sleeper {
         rt.block_on(h.result()).expect("result").expect("ok")
     }
 }
+
+/// A child process of this test binary, running one `#[ignore]`d test as a worker, to
+/// be killed with SIGKILL once it said a given line.
+pub mod worker {
+    use std::io::{BufRead, BufReader};
+    use std::path::Path;
+    use std::process::{Child, Command, Stdio};
+
+    /// Runs the ignored test `test` of this binary with `env` set to `dir`, and returns
+    /// once it printed a line containing `line` (panics if it ended first).
+    pub fn spawn_until(test: &str, env: &str, dir: &Path, line: &str) -> Child {
+        let exe = std::env::current_exe().expect("test binary path");
+        let mut child = Command::new(exe)
+            .args(["--exact", test, "--nocapture", "--ignored"])
+            .env(env, dir)
+            .stdout(Stdio::piped())
+            .stderr(Stdio::null())
+            .spawn()
+            .expect("child spawns");
+        let stdout = child.stdout.take().expect("stdout");
+        let said = BufReader::new(stdout)
+            .lines()
+            .map_while(Result::ok)
+            .any(|l| l.contains(line));
+        assert!(said, "the worker ended before saying {line:?}");
+        child
+    }
+
+    /// SIGKILL, and reap.
+    pub fn kill(mut child: Child) {
+        child.kill().expect("SIGKILL");
+        child.wait().expect("reaped");
+    }
+}
