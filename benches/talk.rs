@@ -2,6 +2,8 @@
 //!
 //! - `round_trip/journal_commit_sync`: one [`Store::commit`] of one completion on a
 //!   `Sync` journal: a single durability point, the reference.
+//! - `round_trip/client_send_sync`: a client thread sends a message to a waiting
+//!   workflow and waits until it is durable (the receipt is in the same commit).
 //! - `round_trip/client_message_sync`: a client thread sends a message to a waiting
 //!   workflow, which answers with an event the client waits for (ping-pong). Target:
 //!   within 1.5x of `journal_commit_sync`.
@@ -40,6 +42,16 @@ async fn ponger(ctx: Ctx, _: ()) -> Result<(), ()> {
             break;
         }
         ctx.set_event(&format!("pong-{n}"), n).await;
+    }
+    Ok(())
+}
+
+/// Receives and drops every "in" message.
+async fn sink(ctx: Ctx, _: ()) -> Result<(), ()> {
+    while let Some(n) = ctx.recv::<u64>("in", Duration::MAX).await {
+        if n == STOP {
+            break;
+        }
     }
     Ok(())
 }
@@ -106,6 +118,7 @@ fn serve(
             .durability(durability)
             .register("ponger", ponger)
             .register("stepper", stepper)
+            .register("sink", sink)
             .build()
             .unwrap();
         for (name, id) in start {
@@ -151,9 +164,16 @@ fn round_trip(c: &mut Criterion) {
     let (client, thread) = serve(
         dir.path().join("talk"),
         Durability::Sync,
-        &[("ponger", "pong"), ("stepper", "steps")],
+        &[("ponger", "pong"), ("stepper", "steps"), ("sink", "sink")],
     );
     let mut n = 0u64;
+    group.bench_function("client_send_sync", |b| {
+        b.iter(|| {
+            n += 1;
+            // Durable (and handed to the waiting receiver) when it resolves.
+            futures::executor::block_on(client.send("sink", "in", n)).unwrap();
+        });
+    });
     group.bench_function("client_message_sync", |b| {
         b.iter(|| {
             n += 1;
@@ -183,6 +203,7 @@ fn round_trip(c: &mut Criterion) {
     futures::executor::block_on(async {
         client.send("pong", "ping", STOP).await.unwrap();
         client.send("steps", "go", STOP).await.unwrap();
+        client.send("sink", "in", STOP).await.unwrap();
     });
     drop(client);
     thread.join().unwrap();
