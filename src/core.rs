@@ -846,7 +846,8 @@ impl Core {
     /// the head of its topic; a `recv` behind another completion of its workflow in this
     /// commit waits for the next one, when the workflow has seen that other completion
     /// and may have dropped it. So no message is consumed by a `recv` that the workflow
-    /// never reads. Completions of a run that continues as new are dropped with it.
+    /// never reads. Completions of a run that continues as new, or of a workflow stopped
+    /// since they were queued, are dropped with it.
     fn admit_consumes(
         &self,
         completions: Vec<(Rc<WorkflowState>, Completion, Effect)>,
@@ -856,6 +857,16 @@ impl Core {
         let mut later = Vec::new();
         let mut seen: HashSet<*const WorkflowState> = HashSet::new();
         for (wf, completion, effect) in completions {
+            // A workflow stopped since (cancelled, failed) records nothing more, and
+            // launches no child: a cancel sweep must not miss a child started after it.
+            if wf.phase.get() == Phase::Done {
+                match effect {
+                    Effect::Consume { topic, letters } => wf.give_back(&topic, letters),
+                    Effect::StartChild(start) => self.forget(&start.wf),
+                    _ => {}
+                }
+                continue;
+            }
             if continued.iter().any(|(old, _)| Rc::ptr_eq(old, &wf)) {
                 if let Effect::Consume { topic, letters } = effect {
                     wf.give_back(&topic, letters);

@@ -37,6 +37,52 @@ pub struct GcReport {
 }
 
 impl Runtime {
+    /// Cancels workflow `id` and, level by level, every workflow it launched as a child,
+    /// their children, and so on, whatever their [`ParentEnd`](crate::ParentEnd) policy.
+    /// Each level is read after the one above is cancelled, so nothing launched before a
+    /// parent's cancellation is missed, and a cancelled workflow launches nothing more.
+    /// Returns the ids it cancelled (pending ones; finished ones are left as they are).
+    ///
+    /// ```
+    /// use ordo::{Ctx, Runtime, Status};
+    /// use std::time::Duration;
+    ///
+    /// async fn leaf(ctx: Ctx, _: ()) -> Result<(), String> {
+    ///     ctx.sleep(Duration::from_secs(3600)).await;
+    ///     Ok(())
+    /// }
+    /// async fn root(ctx: Ctx, _: ()) -> Result<(), String> {
+    ///     let child = ctx.start_child::<_, (), String>("leaf", ());
+    ///     child.result().await.map_err(|e| e.to_string())?
+    /// }
+    /// let rt = Runtime::builder().temporary().register("leaf", leaf).register("root", root).build()?;
+    /// rt.start::<_, (), String>("root", "r", ())?;
+    /// rt.block_on(ordo::executor::sleep(Duration::from_millis(50))); // the child is launched
+    /// assert_eq!(rt.cancel_tree("r")?, vec!["r".to_string(), "r/0".to_string()]);
+    /// assert_eq!(rt.journal().workflow("r/0")?.map(|w| w.status), Some(Status::Cancelled));
+    /// # Ok::<(), Box<dyn std::error::Error>>(())
+    /// ```
+    pub fn cancel_tree(&self, id: &str) -> Result<Vec<String>, Error> {
+        let mut cancelled = Vec::new();
+        // A child given its ancestor's id explicitly is that ancestor: visit each once.
+        let mut seen = std::collections::HashSet::new();
+        let mut level = vec![id.to_string()];
+        while !level.is_empty() {
+            let mut next = Vec::new();
+            for id in level {
+                if !seen.insert(id.clone()) {
+                    continue;
+                }
+                if self.cancel(&id)? {
+                    cancelled.push(id.clone());
+                }
+                next.extend(self.core.children_of(&id)?);
+            }
+            level = next;
+        }
+        Ok(cancelled)
+    }
+
     /// Starts a cancelled workflow again, or a pending one that is not running here (one
     /// that exhausted its recovery attempts: [`Error::RecoveryExhausted`]), from its
     /// journal: it is `Pending` again with its recovery attempts at 0, its recorded

@@ -384,3 +384,27 @@ impl Ctx {
         })
     }
 }
+
+impl crate::core::Core {
+    /// The ids of the children workflow `id` launched: those its journal records (the
+    /// launches' outcomes) and those it launched here since.
+    pub(crate) fn children_of(&self, id: &str) -> Result<Vec<String>, Error> {
+        let mut ids = std::collections::BTreeSet::new();
+        let running = self.running.borrow().get(id).cloned();
+        if let Some(wf) = running {
+            ids.extend(wf.children.borrow().iter().map(|c| c.id.clone()));
+        }
+        let key = crate::fingerprint::of::<ChildLaunch>();
+        for completion in self.store.completions(id)? {
+            if completion.name != START {
+                continue;
+            }
+            if let Outcome::Ok(bytes) = &completion.outcome {
+                if let Ok(launch) = codec::decode::<ChildLaunch>(key, bytes) {
+                    ids.insert(launch.id);
+                }
+            }
+        }
+        Ok(ids.into_iter().collect())
+    }
+}
