@@ -99,23 +99,7 @@ pub(crate) fn type_error(
     expected: TypeKey,
     err: DecodeError,
 ) -> Error {
-    let (recorded, detail) = match err {
-        DecodeError::Mismatch { recorded } => {
-            let name = fingerprint::known_name(recorded)
-                .map(str::to_owned)
-                .or_else(|| store.type_name(recorded).ok().flatten())
-                .unwrap_or_else(|| format!("an unknown type (fingerprint {recorded:016x})"));
-            (name, "the type fingerprints differ".to_string())
-        }
-        DecodeError::Garbled(detail) => (expected.name.to_string(), detail),
-    };
-    Error::TypeMismatch {
-        workflow_id: workflow_id.to_string(),
-        what,
-        expected: expected.name,
-        recorded,
-        detail,
-    }
+    mismatch(Some(store), workflow_id, what, expected, err)
 }
 
 /// [`type_error`] for a value read where no journal is at hand (a client's thread):
@@ -126,13 +110,24 @@ pub(crate) fn type_error_here(
     expected: TypeKey,
     err: DecodeError,
 ) -> Error {
+    mismatch(None, workflow_id, what, expected, err)
+}
+
+fn mismatch(
+    store: Option<&dyn Store>,
+    workflow_id: &str,
+    what: String,
+    expected: TypeKey,
+    err: DecodeError,
+) -> Error {
     let (recorded, detail) = match err {
-        DecodeError::Mismatch { recorded } => (
-            fingerprint::known_name(recorded)
+        DecodeError::Mismatch { recorded } => {
+            let name = fingerprint::known_name(recorded)
                 .map(str::to_owned)
-                .unwrap_or_else(|| format!("another type (fingerprint {recorded:016x})")),
-            "the type fingerprints differ".to_string(),
-        ),
+                .or_else(|| store.and_then(|s| s.type_name(recorded).ok().flatten()))
+                .unwrap_or_else(|| format!("an unknown type (fingerprint {recorded:016x})"));
+            (name, "the type fingerprints differ".to_string())
+        }
         DecodeError::Garbled(detail) => (expected.name.to_string(), detail),
     };
     Error::TypeMismatch {

@@ -47,6 +47,44 @@ where
     })
 }
 
+/// The durable deadline of a `recv` or `get_event`: `timeout` from when its step runs,
+/// recorded under a step id the caller took at the call (rule 1), so after a restart
+/// only the remainder is waited. Waiting forever (`Duration::MAX`) records nothing.
+pub(crate) struct Deadline {
+    /// The recording step; `None` when waiting forever.
+    step: Option<Step<u64, Never>>,
+    /// What the body waiting for it reads once it is recorded.
+    pub(crate) at: DeadlineAt,
+}
+
+/// The recorded deadline as the waiting body sees it.
+#[derive(Clone)]
+pub(crate) struct DeadlineAt {
+    ms: Rc<Cell<u64>>,
+    asked: Duration,
+    forever: bool,
+}
+
+impl Deadline {
+    /// Waits until the deadline is recorded (at once when waiting forever).
+    pub(crate) async fn recorded(self) {
+        if let Some(step) = self.step {
+            let Ok(ms) = step.await;
+            self.at.ms.set(ms);
+        }
+    }
+}
+
+impl DeadlineAt {
+    /// The executor instant of the deadline (`None`: never), once it is recorded.
+    pub(crate) fn instant(&self, core: &Core) -> Option<std::time::Instant> {
+        (!self.forever).then(|| {
+            core.clock
+                .instant_at(self.ms.get(), ordo_executor::now(), self.asked)
+        })
+    }
+}
+
 /// A workflow's handle on the runtime: every durable thing a workflow does goes
 /// through it. Cheap to clone (two `Rc`s); not `Send`, like the workflow itself.
 ///
@@ -181,6 +219,32 @@ impl Ctx {
             .boxed_local()
         });
         Step::new(self.clone(), id, body)
+    }
+
+    /// The durable deadline `timeout` from now, recorded under step `id` (see
+    /// [`Deadline`]).
+    pub(crate) fn deadline(&self, id: u64, timeout: Duration) -> Deadline {
+        let forever = timeout == Duration::MAX;
+        let millis = u64::try_from(timeout.as_millis()).unwrap_or(u64::MAX);
+        let step = if forever {
+            // The id stays taken; nothing is recorded under it.
+            self.wf.release_step(id);
+            None
+        } else {
+            let core = Rc::clone(&self.core);
+            Some(self.internal_step(
+                id,
+                move || async move { core.now_ms().saturating_add(millis) },
+            ))
+        };
+        Deadline {
+            step,
+            at: DeadlineAt {
+                ms: Rc::new(Cell::new(0)),
+                asked: Duration::from_millis(millis),
+                forever,
+            },
+        }
     }
 
     /// An internal step whose body is infallible.
@@ -331,14 +395,7 @@ impl Ctx {
     /// Checks and encodes the next run's input and queues the continuation.
     fn prepare_continue<I: Serialize>(&self, input: &I) -> Result<(), Error> {
         let wf = &self.wf;
-        let registration = self
-            .core
-            .registry
-            .get(&wf.name)
-            .ok_or_else(|| Error::UnknownWorkflow {
-                name: wf.name.clone(),
-            })?
-            .clone();
+        let registration = self.core.registry.lookup(&wf.name)?.clone();
         let encoded = registration.encode_input(&wf.id, input)?;
         let now_ms = self.core.now_ms();
         let mut record = wf.pending_record(0, now_ms);

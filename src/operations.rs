@@ -375,13 +375,7 @@ impl Runtime {
 
     /// The registration of workflow name `name`.
     fn registration(&self, name: &str) -> Result<Registration, Error> {
-        self.core
-            .registry
-            .get(name)
-            .cloned()
-            .ok_or_else(|| Error::UnknownWorkflow {
-                name: name.to_string(),
-            })
+        self.core.registry.lookup(name).cloned()
     }
 
     /// Wall-clock ms on the runtime's clock (virtual or system).

@@ -87,6 +87,15 @@ impl Registry {
     pub(crate) fn get(&self, name: &str) -> Option<&Registration> {
         self.by_name.get(name)
     }
+
+    /// The registration of `name`, or [`Error::UnknownWorkflow`].
+    pub(crate) fn lookup(&self, name: &str) -> Result<&Registration, Error> {
+        self.by_name
+            .get(name)
+            .ok_or_else(|| Error::UnknownWorkflow {
+                name: name.to_string(),
+            })
+    }
 }
 
 impl Registration {

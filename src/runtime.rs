@@ -550,14 +550,7 @@ impl Runtime {
         if let Some(err) = self.core.broken() {
             return Err(err);
         }
-        let registration = self
-            .core
-            .registry
-            .get(name)
-            .ok_or_else(|| Error::UnknownWorkflow {
-                name: name.to_string(),
-            })?
-            .clone();
+        let registration = self.core.registry.lookup(name)?.clone();
         registration.check_input::<I>(id)?;
         registration.check_outputs::<O, E>(id, "handle")?;
 

@@ -279,13 +279,7 @@ impl Ctx {
         id: &str,
         input: &I,
     ) -> Result<WorkflowRecord, Error> {
-        let registration = self
-            .core
-            .registry
-            .get(name)
-            .ok_or_else(|| Error::UnknownWorkflow {
-                name: name.to_string(),
-            })?;
+        let registration = self.core.registry.lookup(name)?;
         registration.check_outputs::<O, E>(id, "child")?;
         let encoded = registration.encode_input(id, input)?;
         Ok(WorkflowRecord::new(id, name, encoded, 0))

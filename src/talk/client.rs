@@ -644,13 +644,7 @@ impl Core {
         (input_fingerprint, input_name): (u64, &'static str),
         (output, error): (u64, u64),
     ) -> Result<bool, Error> {
-        let registration = self
-            .registry
-            .get(name)
-            .ok_or_else(|| Error::UnknownWorkflow {
-                name: name.to_string(),
-            })?
-            .clone();
+        let registration = self.registry.lookup(name)?.clone();
         if registration.input.fingerprint != input_fingerprint {
             return Err(Error::TypeMismatch {
                 workflow_id: id.to_string(),

@@ -2,7 +2,6 @@
 //! `Ctx::get_event` (and the client's) reads another workflow's, waiting for it up to a
 //! durable deadline.
 
-use std::cell::Cell;
 use std::future::Future;
 use std::rc::Rc;
 use std::time::Duration;
@@ -103,31 +102,21 @@ impl Ctx {
     where
         T: Serialize + DeserializeOwned + 'static,
     {
-        let millis = u64::try_from(timeout.as_millis()).unwrap_or(u64::MAX);
         let until_id = self.wf.create_step(GET_UNTIL);
         let get_id = self.wf.create_step(GET);
-        let deadline: Step<u64, Never> = {
-            let core = Rc::clone(&self.core);
-            self.internal_step(until_id, move || async move {
-                core.now_ms().saturating_add(millis)
-            })
-        };
-        let deadline_ms = Rc::new(Cell::new(0));
+        let deadline = self.deadline(until_id, timeout);
         let body: Body = {
-            let (core, wf, deadline_ms) = (
+            let (core, wf, at) = (
                 Rc::clone(&self.core),
                 Rc::clone(&self.wf),
-                Rc::clone(&deadline_ms),
+                deadline.at.clone(),
             );
             let (source, key) = (workflow_id.to_string(), key.to_string());
             Box::new(move || {
                 async move {
-                    let asked = Duration::from_millis(millis);
-                    let at = core
-                        .clock
-                        .instant_at(deadline_ms.get(), ordo_executor::now(), asked);
+                    let at = at.instant(&core);
                     let watch = WatchKey::Event(source.clone(), key.clone());
-                    let found = wait_for(Rc::clone(&core), watch, Some(at), |core| {
+                    let found = wait_for(Rc::clone(&core), watch, at, |core| {
                         core.store.event(&source, &key).map_err(Error::from)
                     })
                     .await;
@@ -145,8 +134,7 @@ impl Ctx {
         };
         let got: Step<T, ()> = Step::new(self.clone(), get_id, body);
         async move {
-            let Ok(deadline) = deadline.await;
-            deadline_ms.set(deadline);
+            deadline.recorded().await;
             got.await.ok()
         }
     }

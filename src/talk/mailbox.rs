@@ -8,7 +8,6 @@
 //! are polled in. The message a `recv` takes is consumed in the commit that records the
 //! `recv` (see `Core::admit_consumes` for why that commit is one the workflow reads).
 
-use std::cell::Cell;
 use std::collections::{BTreeMap, HashMap};
 use std::future::Future;
 use std::pin::pin;
@@ -479,7 +478,6 @@ impl Ctx {
         max: usize,
         encode: fn(&[Letter]) -> Result<Outcome, String>,
     ) -> Receipt {
-        let millis = u64::try_from(timeout.as_millis()).unwrap_or(u64::MAX);
         let until_id = self.wf.create_step(RECV_UNTIL);
         let recv_id = self.wf.create_step(RECV);
         let topic: Rc<str> = Rc::from(topic);
@@ -495,36 +493,22 @@ impl Ctx {
                 step_id: recv_id,
             }
         });
-        // Waiting forever needs no deadline: its id is taken (rule 1) but nothing is
-        // recorded under it, which spares a commit per receipt.
-        let forever = timeout == Duration::MAX;
-        let deadline: Option<Step<u64, Never>> = if forever {
-            self.wf.release_step(until_id);
-            None
-        } else {
-            let core = Rc::clone(&self.core);
-            Some(self.internal_step(until_id, move || async move {
-                core.now_ms().saturating_add(millis)
-            }))
-        };
-        let deadline_ms = Rc::new(Cell::new(0));
+        // Waiting forever records no deadline, which spares a commit per receipt.
+        let deadline = self.deadline(until_id, timeout);
         let body: Body = {
-            let (core, wf, deadline_ms) = (
+            let (core, wf, at) = (
                 Rc::clone(&self.core),
                 Rc::clone(&self.wf),
-                Rc::clone(&deadline_ms),
+                deadline.at.clone(),
             );
             Box::new(move || {
                 async move {
-                    let asked = Duration::from_millis(millis);
-                    let at = core
-                        .clock
-                        .instant_at(deadline_ms.get(), ordo_executor::now(), asked);
+                    let at = at.instant(&core);
                     let mut timer = pin!(async move {
-                        if forever {
-                            std::future::pending::<()>().await;
+                        match at {
+                            Some(at) => ordo_executor::sleep_until(at).await,
+                            None => std::future::pending::<()>().await,
                         }
-                        ordo_executor::sleep_until(at).await;
                     });
                     let letters = futures::future::poll_fn(|cx| {
                         let taken = wf
@@ -551,13 +535,7 @@ impl Ctx {
                 .boxed_local()
             })
         };
-        let wait = async move {
-            if let Some(deadline) = deadline {
-                let Ok(deadline) = deadline.await;
-                deadline_ms.set(deadline);
-            }
-        }
-        .boxed_local();
+        let wait = deadline.recorded().boxed_local();
         Receipt {
             id: recv_id,
             body,
