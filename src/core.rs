@@ -392,6 +392,13 @@ impl Core {
         self.broken.borrow().clone()
     }
 
+    /// The journal's record of workflow `id`, or [`Error::NotFound`].
+    pub(crate) fn record(&self, id: &str) -> Result<WorkflowRecord, Error> {
+        self.store.workflow(id)?.ok_or_else(|| Error::NotFound {
+            workflow_id: id.to_string(),
+        })
+    }
+
     /// Whether a queued client write matches `matches`.
     pub(crate) fn outbox_has(&self, matches: impl Fn(&Write) -> bool) -> bool {
         self.outbox.borrow().writes.iter().any(matches)
@@ -812,8 +819,10 @@ impl Core {
                 ok,
             });
         }
-        for key in after.wake {
-            self.watchers.wake(&key);
+        if self.watchers.any() {
+            for key in after.wake {
+                self.watchers.wake(&key);
+            }
         }
         for reply in replies {
             reply(Ok(()));
@@ -853,6 +862,15 @@ impl Core {
         completions: Vec<(Rc<WorkflowState>, Completion, Effect)>,
         continued: &[(Rc<WorkflowState>, PendingStart)],
     ) -> Vec<(Rc<WorkflowState>, Completion, Effect)> {
+        // The common commit (plain steps of running workflows) passes as it is: one scan,
+        // no allocation.
+        let plain = continued.is_empty()
+            && completions.iter().all(|(wf, _, effect)| {
+                !matches!(effect, Effect::Consume { .. }) && wf.phase.get() != Phase::Done
+            });
+        if plain {
+            return completions;
+        }
         let mut kept = Vec::with_capacity(completions.len());
         let mut later = Vec::new();
         let mut seen: HashSet<*const WorkflowState> = HashSet::new();
@@ -1004,7 +1022,9 @@ impl Core {
             .flat_map(|w| {
                 std::iter::once(&w.input[..]).chain(w.output.as_ref().map(Outcome::bytes))
             })
-            .chain(batch.completions().iter().map(|(_, c)| c.outcome.bytes()));
+            .chain(batch.completions().iter().map(|(_, c)| c.outcome.bytes()))
+            .chain(batch.messages().iter().map(|m| &m.payload[..]))
+            .chain(batch.events().iter().map(|(_, _, value)| &value[..]));
         for bytes in values {
             let Some(fingerprint) = codec::fingerprint_of(bytes) else {
                 continue;

@@ -137,9 +137,7 @@ pub(crate) async fn final_outcome(
 
 /// The final outcome of a workflow that does not run in this process.
 fn recorded_outcome(core: &Core, id: &str) -> Result<Outcome, Error> {
-    let record = core.store.workflow(id)?.ok_or_else(|| Error::NotFound {
-        workflow_id: id.to_string(),
-    })?;
+    let record = core.record(id)?;
     match (record.status, record.output) {
         (Status::Succeeded | Status::Failed, Some(output)) => Ok(output),
         (Status::Cancelled, _) => Err(Error::Cancelled {

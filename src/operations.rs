@@ -132,13 +132,7 @@ impl Runtime {
                 Some(wf),
             ));
         }
-        let record = self
-            .core
-            .store
-            .workflow(id)?
-            .ok_or_else(|| Error::NotFound {
-                workflow_id: id.to_string(),
-            })?;
+        let record = self.core.record(id)?;
         if matches!(record.status, Status::Succeeded | Status::Failed) {
             return Err(Error::NotResumable {
                 workflow_id: id.to_string(),
@@ -228,13 +222,7 @@ impl Runtime {
         if let Some(err) = self.core.broken() {
             return Err(err);
         }
-        let original = self
-            .core
-            .store
-            .workflow(id)?
-            .ok_or_else(|| Error::NotFound {
-                workflow_id: id.to_string(),
-            })?;
+        let original = self.core.record(id)?;
         if self.core.running.borrow().contains_key(new_id)
             || self.core.store.workflow(new_id)?.is_some()
         {

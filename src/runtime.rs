@@ -700,13 +700,7 @@ impl Runtime {
             self.core.forget(&start.wf);
             return Ok(true);
         }
-        let mut record = self
-            .core
-            .store
-            .workflow(id)?
-            .ok_or_else(|| Error::NotFound {
-                workflow_id: id.to_string(),
-            })?;
+        let mut record = self.core.record(id)?;
         if record.status != Status::Pending {
             return Ok(false);
         }

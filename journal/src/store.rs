@@ -71,9 +71,6 @@ pub trait Store: Send + Sync {
     /// The W3C `traceparent` workflow `workflow_id` was started with (see
     /// [`Batch::put_trace_context`]), if it was given one.
     ///
-    /// Optional: a store that does not keep trace contexts leaves this default, which
-    /// finds none (and ignores the batch's trace contexts), and a workflow recovered from
-    /// it starts a new trace.
     ///
     /// ```
     /// use ordo_journal::{Batch, SledJournal, Store, WorkflowRecord};
@@ -87,8 +84,5 @@ pub trait Store: Send + Sync {
     /// assert_eq!(store.trace_context("untraced")?, None);
     /// # Ok::<(), ordo_journal::Error>(())
     /// ```
-    fn trace_context(&self, workflow_id: &str) -> Result<Option<String>, Error> {
-        let _ = workflow_id;
-        Ok(None)
-    }
+    fn trace_context(&self, workflow_id: &str) -> Result<Option<String>, Error>;
 }

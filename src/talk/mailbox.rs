@@ -106,11 +106,11 @@ impl Mailbox {
     }
 
     fn put(&mut self, topic: &str, letter: Letter) -> Vec<Waker> {
-        self.topics
-            .entry(Rc::from(topic))
-            .or_default()
-            .letters
-            .insert(letter.number, letter.payload);
+        let letters = match self.topics.get_mut(topic) {
+            Some(t) => &mut t.letters,
+            None => &mut self.topics.entry(Rc::from(topic)).or_default().letters,
+        };
+        letters.insert(letter.number, letter.payload);
         self.dispatch(topic)
     }
 

@@ -39,6 +39,11 @@ impl Watchers {
         }
     }
 
+    /// Whether anyone is parked (a commit skips its wake-ups when nobody is).
+    pub(crate) fn any(&self) -> bool {
+        !self.parked.borrow().is_empty()
+    }
+
     /// Wakes everyone parked on `key` (they look again).
     pub(crate) fn wake(&self, key: &WatchKey) {
         let wakers = self.parked.borrow_mut().remove(key);

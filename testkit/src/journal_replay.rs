@@ -385,6 +385,13 @@ impl Store for Overlay {
         Ok(all.into_iter().collect())
     }
 
+    fn trace_context(&self, workflow_id: &str) -> Result<Option<String>, JournalError> {
+        match self.written.trace_context(workflow_id)? {
+            Some(traceparent) => Ok(Some(traceparent)),
+            None => self.base.trace_context(workflow_id),
+        }
+    }
+
     fn awakeable(&self, workflow_id: &str, step_id: u64) -> Result<Option<Outcome>, JournalError> {
         match self.written.awakeable(workflow_id, step_id)? {
             Some(outcome) => Ok(Some(outcome)),

@@ -140,6 +140,9 @@ pub mod faulty {
         fn events(&self, workflow_id: &str) -> Result<Vec<(String, Vec<u8>)>, Error> {
             self.inner.events(workflow_id)
         }
+        fn trace_context(&self, workflow_id: &str) -> Result<Option<String>, Error> {
+            self.inner.trace_context(workflow_id)
+        }
         fn awakeable(
             &self,
             workflow_id: &str,
