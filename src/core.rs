@@ -60,6 +60,8 @@ pub(crate) enum Effect {
     SetEvent { key: String, value: Vec<u8> },
     /// A child launch: the child's start record, launched once durable.
     StartChild(PendingStart),
+    /// An enqueue (`Ctx::enqueue`): the `Enqueued` record and its queue entry.
+    Enqueue(crate::queue::Staged),
 }
 
 /// A write that comes from outside every workflow (a [`Client`](crate::Client)): made
@@ -247,6 +249,8 @@ pub(crate) struct Core {
     pub(crate) watchers: Watchers,
     /// The channel clients talk through, while any client is alive (see `talk::client`).
     pub(crate) client: RefCell<std::sync::Weak<crate::talk::client::Shared>>,
+    /// The queues, schedules and debouncers (see `queue`); empty when none is declared.
+    pub(crate) queues: crate::queue::Queues,
 }
 
 impl Core {
@@ -281,6 +285,7 @@ impl Core {
             next_message: Cell::new(1),
             watchers: Watchers::default(),
             client: RefCell::new(std::sync::Weak::new()),
+            queues: crate::queue::Queues::default(),
         }
     }
 
@@ -509,6 +514,7 @@ impl Core {
                 Effect::Consume { topic, letters } => wf.give_back(&topic, letters),
                 // A child whose launch will never be committed does not run here.
                 Effect::StartChild(start) => self.forget(&start.wf),
+                Effect::Enqueue(staged) => self.queues.release(&staged),
                 _ => {}
             }
             return;
@@ -653,6 +659,7 @@ impl Core {
             && continued.is_empty()
             && writes.is_empty()
             && replies.is_empty()
+            && !self.queues.needs_commit()
         {
             return false;
         }
@@ -726,10 +733,19 @@ impl Core {
             .map(|(wf, output)| {
                 self.stage_children_end(&wf, now_ms, &mut batch, &mut after);
                 batch.update_workflow(wf.final_record(output, now_ms), Status::Pending);
+                self.queues.leave(&wf.id, &mut batch);
                 after.wake.push(WatchKey::Workflow(wf.id.clone()));
                 wf
             })
             .collect();
+        // Slots freed by these ends go to the next queued workflows in this same commit.
+        self.queues.stage(
+            self,
+            now_ms,
+            &mut batch,
+            &mut after.children,
+            &mut after.wake,
+        );
         self.name_new_types(&mut batch);
         let timer = crate::telemetry::CommitTimer::start();
         if let Err(err) = self.store.commit(&batch) {
@@ -798,11 +814,12 @@ impl Core {
                 self.delivering.borrow_mut().push_back(wf);
             }
         }
-        // Records of cancelled children may follow the finished ones: `zip` stops at
-        // the end of `finished`.
+        // The final records, in the order of `finished`: the other records of the batch
+        // (starts, children, enqueues, queue dispatches, cancelled children) are never
+        // succeeded or failed.
         let finals = records
             .into_iter()
-            .filter(|r| r.status != Status::Pending && r.status != Status::Cancelled);
+            .filter(|r| matches!(r.status, Status::Succeeded | Status::Failed));
         for (wf, record) in finished.into_iter().zip(finals) {
             // `final_record` always sets the output.
             let Some(output) = record.output else {
@@ -881,13 +898,16 @@ impl Core {
                 match effect {
                     Effect::Consume { topic, letters } => wf.give_back(&topic, letters),
                     Effect::StartChild(start) => self.forget(&start.wf),
+                    Effect::Enqueue(staged) => self.queues.release(&staged),
                     _ => {}
                 }
                 continue;
             }
             if continued.iter().any(|(old, _)| Rc::ptr_eq(old, &wf)) {
-                if let Effect::Consume { topic, letters } = effect {
-                    wf.give_back(&topic, letters);
+                match effect {
+                    Effect::Consume { topic, letters } => wf.give_back(&topic, letters),
+                    Effect::Enqueue(staged) => self.queues.release(&staged),
+                    _ => {}
                 }
                 continue;
             }
@@ -946,6 +966,7 @@ impl Core {
                 }
                 after.children.push(start);
             }
+            Effect::Enqueue(staged) => self.queues.write(staged, batch, now_ms),
         }
     }
 

@@ -215,6 +215,45 @@ pub enum Error {
         /// What is wrong with it.
         reason: &'static str,
     },
+
+    /// A queue no [`RuntimeBuilder::queue`](crate::RuntimeBuilder::queue) declared.
+    #[error("unknown queue {queue:?}: declare it with RuntimeBuilder::queue")]
+    UnknownQueue {
+        /// The queue asked for.
+        queue: String,
+    },
+
+    /// An enqueue's options do not fit its queue (a priority in a queue without
+    /// priorities, a partition key missing or unexpected). Nothing was enqueued.
+    #[error("cannot enqueue in queue {queue:?}: {reason}")]
+    QueueOption {
+        /// The queue.
+        queue: String,
+        /// What does not fit.
+        reason: String,
+    },
+
+    /// An enqueue whose deduplication id is held by a workflow that has not finished.
+    #[error(
+        "queue {queue:?} already holds deduplication id {dedup_id:?} (workflow {workflow_id:?})"
+    )]
+    Duplicate {
+        /// The queue.
+        queue: String,
+        /// The deduplication id.
+        dedup_id: String,
+        /// The workflow that holds it.
+        workflow_id: String,
+    },
+
+    /// A schedule whose cron expression does not parse.
+    #[error("invalid schedule {schedule:?}: {reason}")]
+    InvalidSchedule {
+        /// The schedule's name.
+        schedule: String,
+        /// Why it does not parse.
+        reason: String,
+    },
 }
 
 impl From<ordo_journal::Error> for Error {

@@ -51,4 +51,12 @@ pub enum Event {
         /// `true` for `Succeeded`, `false` for `Failed`.
         ok: bool,
     },
+    /// A schedule's tick could not be started (its workflow is not registered, or its
+    /// input type is not `SystemTime`); the schedule goes on with the next tick.
+    ScheduleFailed {
+        /// The schedule.
+        schedule: String,
+        /// Why.
+        error: String,
+    },
 }

@@ -49,6 +49,14 @@ impl<O, E> Clone for WorkflowHandle<O, E> {
     }
 }
 
+impl<O, E> std::fmt::Debug for WorkflowHandle<O, E> {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("WorkflowHandle")
+            .field("id", &self.id)
+            .finish_non_exhaustive()
+    }
+}
+
 impl<O: DeserializeOwned + 'static, E: DeserializeOwned + 'static> WorkflowHandle<O, E> {
     pub(crate) fn new(id: String, core: Rc<Core>, running: Option<Rc<WorkflowState>>) -> Self {
         WorkflowHandle {
@@ -90,6 +98,8 @@ impl<O: DeserializeOwned + 'static, E: DeserializeOwned + 'static> WorkflowHandl
             Some(record) => Ok(record.status),
             // Started in this turn: its record is in the next commit.
             None if self.running.is_some() => Ok(Status::Pending),
+            // Enqueued (or debounced) in this turn.
+            None if self.core.queues.is_waiting(&self.id) => Ok(Status::Enqueued),
             None => Err(Error::NotFound {
                 workflow_id: self.id.clone(),
             }),
@@ -123,6 +133,10 @@ pub(crate) async fn final_outcome(
     id: String,
     running: Option<Rc<WorkflowState>>,
 ) -> Result<Outcome, Error> {
+    let running = match running {
+        Some(wf) => Some(wf),
+        None => until_dispatched(&core, &id).await?,
+    };
     match running {
         Some(wf) => {
             futures::future::poll_fn(|cx| match wf.poll_result(cx.waker()) {
@@ -135,6 +149,33 @@ pub(crate) async fn final_outcome(
     }
 }
 
+/// For a workflow waiting in a queue (`Enqueued` or `Delayed`), waits until the queue
+/// starts it (its running state) or it leaves the queue otherwise (cancelled: `None`);
+/// for any other, `None` at once.
+async fn until_dispatched(core: &Rc<Core>, id: &str) -> Result<Option<Rc<WorkflowState>>, Error> {
+    let waiting = |core: &Core| -> Result<bool, Error> {
+        if core.queues.is_waiting(id) {
+            return Ok(true);
+        }
+        Ok(core
+            .store
+            .workflow(id)?
+            .is_some_and(|record| matches!(record.status, Status::Enqueued | Status::Delayed)))
+    };
+    if core.running.borrow().contains_key(id) || !waiting(core)? {
+        return Ok(core.running.borrow().get(id).cloned());
+    }
+    let key = crate::talk::watch::WatchKey::Workflow(id.to_string());
+    let found = crate::talk::watch::wait_for(Rc::clone(core), key, None, |core| {
+        if let Some(wf) = core.running.borrow().get(id) {
+            return Ok(Some(Some(Rc::clone(wf))));
+        }
+        Ok((!waiting(core)?).then_some(None))
+    })
+    .await?;
+    Ok(found.flatten())
+}
+
 /// The final outcome of a workflow that does not run in this process.
 fn recorded_outcome(core: &Core, id: &str) -> Result<Outcome, Error> {
     let record = core.record(id)?;
@@ -143,7 +184,7 @@ fn recorded_outcome(core: &Core, id: &str) -> Result<Outcome, Error> {
         (Status::Cancelled, _) => Err(Error::Cancelled {
             workflow_id: id.to_string(),
         }),
-        (Status::Pending, _) => Err(Error::Stopped {
+        (Status::Pending | Status::Enqueued | Status::Delayed, _) => Err(Error::Stopped {
             workflow_id: id.to_string(),
         }),
         (status, None) => Err(Error::TypeMismatch {

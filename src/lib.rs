@@ -90,6 +90,10 @@
 //! - `operations`: steering workflows from outside: [`Runtime::resume`],
 //!   [`Runtime::fork`], and retention ([`Runtime::gc`], the sweep of
 //!   [`RuntimeBuilder::retention`]), each with a commit of its own.
+//! - `queue`: queues with flow control ([`RuntimeBuilder::queue`], [`Runtime::enqueue`],
+//!   [`Ctx::enqueue`]), dispatched inside the group commit that frees a slot;
+//!   scheduled workflows ([`RuntimeBuilder::schedule`]) and debouncing
+//!   ([`Runtime::debounce`]) on the same records and timers.
 //! - `step`: the [`Step`] future: waits for delivery, starts its body when live.
 //! - `core`: the outbox, group commit and delivery (rule 2), installed as the
 //!   executor's stall hook; the fatal first commit error; attempts given back.
@@ -129,6 +133,7 @@ mod launch;
 mod names;
 mod operations;
 mod patch;
+mod queue;
 mod registry;
 mod retry;
 mod runtime;
@@ -144,6 +149,7 @@ pub use crate::error::{Error, Result};
 pub use crate::event::Event;
 pub use crate::handle::WorkflowHandle;
 pub use crate::operations::GcReport;
+pub use crate::queue::{DebounceOptions, EnqueueOptions, MissedTicks, OnDuplicate, QueueOptions};
 pub use crate::retry::RetryPolicy;
 pub use crate::runtime::{
     RecoveryReport, Runtime, RuntimeBuilder, DEFAULT_DATA_DIR, DEFAULT_MAX_RECOVERY_ATTEMPTS,

@@ -367,7 +367,7 @@ impl Runtime {
     }
 
     /// Wall-clock ms on the runtime's clock (virtual or system).
-    fn now_ms(&self) -> u64 {
+    pub(crate) fn now_ms(&self) -> u64 {
         self.core.now_ms_at(self.executor.now())
     }
 }

@@ -88,6 +88,10 @@ pub struct RuntimeBuilder {
     app_version: Option<String>,
     /// Finished workflows older than this are deleted by a sweep at `recover()`.
     retention: Option<Duration>,
+    /// Declared queues.
+    queues: std::collections::BTreeMap<String, crate::queue::QueueOptions>,
+    /// Declared schedules (a malformed one fails `build`).
+    schedules: Vec<Result<crate::queue::Schedule, Error>>,
 }
 
 impl RuntimeBuilder {
@@ -106,6 +110,8 @@ impl RuntimeBuilder {
             before_step_body: None,
             app_version: None,
             retention: None,
+            queues: std::collections::BTreeMap::new(),
+            schedules: Vec::new(),
         }
     }
 
@@ -287,6 +293,75 @@ impl RuntimeBuilder {
         self
     }
 
+    /// Declares queue `name` with its limits (see the `queue` module: dispatch happens
+    /// in the group commit that frees a slot, no polling). Declaring a queue again
+    /// replaces its options.
+    ///
+    /// ```
+    /// use ordo::QueueOptions;
+    /// let rt = ordo::Runtime::builder().temporary()
+    ///     .queue("llm", QueueOptions::new().concurrency(4).rate_limit(60, std::time::Duration::from_secs(60)))
+    ///     .build()?;
+    /// # Ok::<(), ordo::Error>(())
+    /// ```
+    pub fn queue(mut self, name: &str, options: crate::queue::QueueOptions) -> Self {
+        self.queues.insert(name.to_string(), options);
+        self
+    }
+
+    /// Starts workflow `workflow` at every tick of `cron` (UTC; five fields, or six
+    /// with seconds first), with the tick time (`SystemTime`) as input and the id
+    /// `"<name>@<tick time>"`: exactly once per tick, across crashes and restarts.
+    /// Ticks missed while no process ran are skipped; see [`RuntimeBuilder::schedule_with`].
+    /// The schedule's task keeps [`Runtime::run`] going.
+    ///
+    /// `build` fails with [`Error::InvalidSchedule`] on a malformed expression and
+    /// [`Error::UnknownWorkflow`] or [`Error::TypeMismatch`] when `workflow` is not
+    /// registered with a `SystemTime` input.
+    ///
+    /// ```
+    /// use ordo::{Clock, Ctx, Runtime};
+    /// use std::time::{Duration, SystemTime};
+    /// async fn report(_: Ctx, tick: SystemTime) -> Result<(), String> { Ok(()) }
+    ///
+    /// let rt = Runtime::builder().temporary().clock(Clock::Virtual)
+    ///     .register("report", report)
+    ///     .schedule("every-5-min", "*/5 * * * *", "report")
+    ///     .build()?;
+    /// rt.block_on(ordo::executor::sleep(Duration::from_secs(3600)));
+    /// let ticks = rt.journal().workflows(None)?.len();
+    /// assert!((11..=12).contains(&ticks));
+    /// # Ok::<(), Box<dyn std::error::Error>>(())
+    /// ```
+    pub fn schedule(self, name: &str, cron: &str, workflow: &str) -> Self {
+        self.schedule_with(name, cron, workflow, crate::queue::MissedTicks::Skip)
+    }
+
+    /// [`RuntimeBuilder::schedule`], saying what to do with the ticks missed while no
+    /// process ran the schedule.
+    ///
+    /// ```
+    /// use ordo::{Ctx, MissedTicks, Runtime};
+    /// use std::time::SystemTime;
+    /// async fn bill(_: Ctx, tick: SystemTime) -> Result<(), String> { Ok(()) }
+    /// let rt = Runtime::builder().temporary()
+    ///     .register("bill", bill)
+    ///     .schedule_with("hourly-billing", "0 * * * *", "bill", MissedTicks::Backfill)
+    ///     .build()?;
+    /// # Ok::<(), ordo::Error>(())
+    /// ```
+    pub fn schedule_with(
+        mut self,
+        name: &str,
+        cron: &str,
+        workflow: &str,
+        missed: crate::queue::MissedTicks,
+    ) -> Self {
+        self.schedules
+            .push(crate::queue::Schedule::parse(name, cron, workflow, missed));
+        self
+    }
+
     /// Testing aid: after this many group commits the runtime behaves as if the
     /// process died right there: nothing more is committed or delivered, and running
     /// workflows stop with [`Error::Stopped`]. Reopen the journal and `recover()`.
@@ -369,7 +444,20 @@ impl RuntimeBuilder {
         core.before_step_body = self.before_step_body;
         core.next_message.set(next_message);
         core.app_version.clone_from(&self.app_version);
+        let mut schedules = Vec::with_capacity(self.schedules.len());
+        for schedule in self.schedules {
+            let schedule = schedule?;
+            core.registry
+                .lookup(&schedule.workflow)?
+                .encode_input(&schedule.name, &SystemTime::UNIX_EPOCH)?;
+            schedules.push(schedule);
+        }
+        core.queues = crate::queue::Queues::load(self.queues, schedules, &*core.store)?;
         let core = Rc::new(core);
+        for schedule in core.queues.schedules() {
+            let task = crate::queue::schedule::run(Rc::downgrade(&core), Rc::clone(schedule));
+            drop(executor.spawn(task));
+        }
         let hook_core = Rc::clone(&core);
         // `on_stall` launches the workflows whose start it committed.
         executor.set_stall_hook(move || hook_core.on_stall());
@@ -588,7 +676,10 @@ impl Runtime {
         id: &str,
     ) -> Result<WorkflowHandle<O, E>, Error> {
         let running = self.core.running.borrow().get(id).cloned();
-        if running.is_none() && self.core.store.workflow(id)?.is_none() {
+        if running.is_none()
+            && !self.core.queues.is_waiting(id)
+            && self.core.store.workflow(id)?.is_none()
+        {
             return Err(Error::NotFound {
                 workflow_id: id.to_string(),
             });
@@ -701,7 +792,11 @@ impl Runtime {
             return Ok(true);
         }
         let mut record = self.core.record(id)?;
-        if record.status != Status::Pending {
+        let previous = record.status;
+        if !matches!(
+            previous,
+            Status::Pending | Status::Enqueued | Status::Delayed
+        ) {
             return Ok(false);
         }
         let running = self.core.running.borrow().get(id).cloned();
@@ -716,8 +811,13 @@ impl Runtime {
         record.updated_ms = self.core.now_ms_at(self.executor.now());
         let name = record.name.clone();
         let mut batch = Batch::new();
-        batch.update_workflow(record, Status::Pending);
+        batch.update_workflow(record, previous);
+        // A queued workflow leaves its queue (and frees its slot) with its cancellation.
+        self.core.queues.leave(id, &mut batch);
         self.core.store.commit(&batch)?;
+        self.core
+            .watchers
+            .wake(&crate::talk::watch::WatchKey::Workflow(id.to_string()));
         crate::telemetry::workflow_finished(&name, Status::Cancelled);
         if let Some(wf) = running {
             wf.fail(Error::Cancelled {

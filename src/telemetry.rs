@@ -565,6 +565,10 @@ fn error_kind(err: &Error) -> &'static str {
         Error::NotResumable { .. } => "NotResumable",
         Error::ForkPointOutOfRange { .. } => "ForkPointOutOfRange",
         Error::AlreadyExists { .. } => "AlreadyExists",
+        Error::UnknownQueue { .. } => "UnknownQueue",
+        Error::QueueOption { .. } => "QueueOption",
+        Error::Duplicate { .. } => "Duplicate",
+        Error::InvalidSchedule { .. } => "InvalidSchedule",
     }
 }
 

@@ -1,7 +1,7 @@
 //! `ordo`: look into a journal from the shell.
 //!
 //! ```text
-//! ordo list  [--data DIR] [--status pending|succeeded|failed|cancelled] [--json]
+//! ordo list  [--data DIR] [--status pending|succeeded|failed|cancelled|enqueued|delayed] [--json]
 //! ordo show  ID [--data DIR] [--json]
 //! ordo stats [--data DIR] [--json]
 //! ordo gc    --older-than AGE [--data DIR] [--json]
@@ -93,6 +93,8 @@ enum StatusArg {
     Succeeded,
     Failed,
     Cancelled,
+    Enqueued,
+    Delayed,
 }
 
 impl From<StatusArg> for Status {
@@ -102,6 +104,8 @@ impl From<StatusArg> for Status {
             StatusArg::Succeeded => Status::Succeeded,
             StatusArg::Failed => Status::Failed,
             StatusArg::Cancelled => Status::Cancelled,
+            StatusArg::Enqueued => Status::Enqueued,
+            StatusArg::Delayed => Status::Delayed,
         }
     }
 }

@@ -16,6 +16,8 @@ struct Stats {
     succeeded: usize,
     failed: usize,
     cancelled: usize,
+    enqueued: usize,
+    delayed: usize,
     /// Completions recorded across all workflows.
     completions: usize,
     /// Bytes sled uses on disk (logs, snapshots, blobs).
@@ -30,6 +32,8 @@ pub fn run(journal: &SledJournal, json: bool) -> Result<String, CliError> {
         succeeded: 0,
         failed: 0,
         cancelled: 0,
+        enqueued: 0,
+        delayed: 0,
         completions: 0,
         size_on_disk_bytes: journal.size_on_disk()?,
     };
@@ -41,6 +45,8 @@ pub fn run(journal: &SledJournal, json: bool) -> Result<String, CliError> {
             Status::Succeeded => &mut stats.succeeded,
             Status::Failed => &mut stats.failed,
             Status::Cancelled => &mut stats.cancelled,
+            Status::Enqueued => &mut stats.enqueued,
+            Status::Delayed => &mut stats.delayed,
         } += 1;
     }
     if json {
@@ -48,13 +54,15 @@ pub fn run(journal: &SledJournal, json: bool) -> Result<String, CliError> {
     }
     let s = &stats;
     Ok(format!(
-        "workflows    {}\n  pending    {}\n  succeeded  {}\n  failed     {}\n  cancelled  {}\n\
+        "workflows    {}\n  pending    {}\n  succeeded  {}\n  failed     {}\n  cancelled  {}\n  enqueued   {}\n  delayed    {}\n\
          completions  {}\nsize on disk {} ({} bytes)\n",
         s.workflows,
         s.pending,
         s.succeeded,
         s.failed,
         s.cancelled,
+        s.enqueued,
+        s.delayed,
         s.completions,
         bytes(s.size_on_disk_bytes),
         s.size_on_disk_bytes

@@ -14,6 +14,7 @@
 //! | type name | `t` fingerprint (`u64` BE) | [`codec`](crate::codec) string |
 //! | messages, idempotency keys, events, awakeable resolutions, message counter | `q`, `k`, `e`, `a`, `m` `messages` | see [`mail`](crate::mail) |
 //! | trace context (optional) | `x` id | [`codec`](crate::codec) string: a W3C `traceparent` |
+//! | queue record | `u` runtime-defined key | see [`queue`](crate::queue) |
 //!
 //! Completions are stored in *runs*: all the completions one commit appends to one
 //! workflow share one sled entry. sled costs several microseconds per entry whatever its

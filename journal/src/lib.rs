@@ -95,6 +95,7 @@ mod durability;
 mod error;
 mod key;
 mod mail;
+pub mod queue;
 mod record;
 mod retention;
 mod seal;

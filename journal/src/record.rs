@@ -28,6 +28,11 @@ pub enum Status {
     Failed,
     /// Cancelled before it finished.
     Cancelled,
+    /// Waiting in a queue for a free slot (see the runtime's queues): recovery does not
+    /// run it; the queue starts it.
+    Enqueued,
+    /// Waiting in a queue until its delay has passed; then `Enqueued`.
+    Delayed,
 }
 
 impl Status {
@@ -35,15 +40,29 @@ impl Status {
     ///
     /// ```
     /// use ordo_journal::Status;
-    /// assert_eq!(Status::ALL.len(), 4);
+    /// assert_eq!(Status::ALL.len(), 6);
     /// assert_eq!(Status::ALL[0], Status::Pending);
     /// ```
-    pub const ALL: [Status; 4] = [
+    pub const ALL: [Status; 6] = [
         Status::Pending,
         Status::Succeeded,
         Status::Failed,
         Status::Cancelled,
+        Status::Enqueued,
+        Status::Delayed,
     ];
+
+    /// Whether a workflow with this status has ended for good (succeeded, failed or
+    /// cancelled): it runs no more unless resumed.
+    ///
+    /// ```
+    /// use ordo_journal::Status;
+    /// assert!(Status::Cancelled.is_finished());
+    /// assert!(!Status::Enqueued.is_finished());
+    /// ```
+    pub fn is_finished(self) -> bool {
+        matches!(self, Status::Succeeded | Status::Failed | Status::Cancelled)
+    }
 
     /// The lowercase name used by `Display` and `FromStr`.
     ///
@@ -56,6 +75,8 @@ impl Status {
             Status::Succeeded => "succeeded",
             Status::Failed => "failed",
             Status::Cancelled => "cancelled",
+            Status::Enqueued => "enqueued",
+            Status::Delayed => "delayed",
         }
     }
 
@@ -67,6 +88,8 @@ impl Status {
             Status::Succeeded => 1,
             Status::Failed => 2,
             Status::Cancelled => 3,
+            Status::Enqueued => 4,
+            Status::Delayed => 5,
         }
     }
 
@@ -88,10 +111,10 @@ impl fmt::Display for Status {
 /// use ordo_journal::{ParseStatusError, Status};
 /// let err = "done".parse::<Status>().unwrap_err();
 /// assert_eq!(err, ParseStatusError("done".into()));
-/// assert!(err.to_string().contains("expected pending, succeeded, failed or cancelled"));
+/// assert!(err.to_string().contains("expected pending, succeeded, failed, cancelled, enqueued or delayed"));
 /// ```
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
-#[error("unknown workflow status {0:?} (expected pending, succeeded, failed or cancelled)")]
+#[error("unknown workflow status {0:?} (expected pending, succeeded, failed, cancelled, enqueued or delayed)")]
 pub struct ParseStatusError(pub String);
 
 impl FromStr for Status {
@@ -315,6 +338,8 @@ pub struct Batch {
     pub(crate) trace_contexts: Vec<(String, String)>,
     /// Workflows this batch deletes entirely (retention), before it writes anything else.
     pub(crate) deletes: Vec<String>,
+    /// Queue records put (`Some`) or deleted (`None`), in order (see [`queue`](crate::queue)).
+    pub(crate) queue: Vec<(Vec<u8>, Option<Vec<u8>>)>,
 }
 
 impl Batch {
@@ -420,6 +445,7 @@ impl Batch {
             && self.mail.is_empty()
             && self.trace_contexts.is_empty()
             && self.deletes.is_empty()
+            && self.queue.is_empty()
     }
 
     /// Names the type whose values carry `fingerprint` (the runtime puts one before every
@@ -674,5 +700,6 @@ impl Batch {
         self.deletes.clear();
         self.completions.clear();
         self.mail.clear();
+        self.queue.clear();
     }
 }

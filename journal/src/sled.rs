@@ -492,12 +492,14 @@ impl SledJournal {
         if let Some(highest) = crate::mail::encode(batch, k, v, &mut writes)? {
             writes.insert(crate::mail::MESSAGE_COUNTER, &highest.to_be_bytes());
         }
+        crate::queue::encode(batch, k, &mut writes);
         let single_entry = batch.workflows.is_empty()
             && batch.mail.is_empty()
             && batch.types.is_empty()
             && batch.resets.is_empty()
             && batch.trace_contexts.is_empty()
             && batch.deletes.is_empty()
+            && batch.queue.is_empty()
             && appended.len() == 1;
         Ok((!single_entry).then_some(writes))
     }
@@ -764,6 +766,10 @@ impl Store for SledJournal {
             Some(value) => codec::decode_type_name(&key, &value).map(Some),
             None => Ok(None),
         }
+    }
+
+    fn queue_records(&self, prefix: &[u8]) -> Result<Vec<(Vec<u8>, Vec<u8>)>, Error> {
+        crate::queue::scan(&self.db, prefix)
     }
 
     fn trace_context(&self, workflow_id: &str) -> Result<Option<String>, Error> {

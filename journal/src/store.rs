@@ -85,4 +85,8 @@ pub trait Store: Send + Sync {
     /// # Ok::<(), ordo_journal::Error>(())
     /// ```
     fn trace_context(&self, workflow_id: &str) -> Result<Option<String>, Error>;
+
+    /// The queue records whose key starts with `prefix`, in key order (see
+    /// [`queue`](crate::queue)).
+    fn queue_records(&self, prefix: &[u8]) -> Result<Vec<(Vec<u8>, Vec<u8>)>, Error>;
 }

@@ -385,6 +385,15 @@ impl Store for Overlay {
         Ok(all.into_iter().collect())
     }
 
+    /// The saved journal's queue records under those the replay wrote (a replay that
+    /// deletes one hides only its own copy: queues are not what a replay checks).
+    fn queue_records(&self, prefix: &[u8]) -> Result<Vec<(Vec<u8>, Vec<u8>)>, JournalError> {
+        let mut all: BTreeMap<Vec<u8>, Vec<u8>> =
+            self.base.queue_records(prefix)?.into_iter().collect();
+        all.extend(self.written.queue_records(prefix)?);
+        Ok(all.into_iter().collect())
+    }
+
     fn trace_context(&self, workflow_id: &str) -> Result<Option<String>, JournalError> {
         match self.written.trace_context(workflow_id)? {
             Some(traceparent) => Ok(Some(traceparent)),

@@ -26,6 +26,7 @@ struct Records {
     events: BTreeMap<(String, String), Vec<u8>>,
     awakeables: BTreeMap<(String, u64), Outcome>,
     trace_contexts: BTreeMap<String, String>,
+    queue: BTreeMap<Vec<u8>, Vec<u8>>,
 }
 
 /// A [`Store`] in memory that outlives the runtimes opened on it, as a journal on disk
@@ -181,6 +182,12 @@ impl Store for MemoryJournal {
                 .awakeables
                 .insert((id.clone(), *step_id), outcome.clone());
         }
+        for (key, value) in batch.queue_records() {
+            match value {
+                Some(value) => records.queue.insert(key.clone(), value.clone()),
+                None => records.queue.remove(key),
+            };
+        }
         self.commits.fetch_add(1, Ordering::Relaxed);
         Ok(())
     }
@@ -259,6 +266,16 @@ impl Store for MemoryJournal {
 
     fn trace_context(&self, workflow_id: &str) -> Result<Option<String>, ordo_journal::Error> {
         Ok(self.lock().trace_contexts.get(workflow_id).cloned())
+    }
+
+    fn queue_records(&self, prefix: &[u8]) -> Result<Vec<(Vec<u8>, Vec<u8>)>, ordo_journal::Error> {
+        Ok(self
+            .lock()
+            .queue
+            .range(prefix.to_vec()..)
+            .take_while(|(key, _)| key.starts_with(prefix))
+            .map(|(key, value)| (key.clone(), value.clone()))
+            .collect())
     }
 
     fn awakeable(

@@ -143,6 +143,9 @@ pub mod faulty {
         fn trace_context(&self, workflow_id: &str) -> Result<Option<String>, Error> {
             self.inner.trace_context(workflow_id)
         }
+        fn queue_records(&self, prefix: &[u8]) -> Result<Vec<(Vec<u8>, Vec<u8>)>, Error> {
+            self.inner.queue_records(prefix)
+        }
         fn awakeable(
             &self,
             workflow_id: &str,

@@ -1,0 +1,128 @@
+//! Debouncing: start a workflow for a key only once calls for that key have been quiet
+//! for a while, with the last call's input.
+//!
+//! Each [`Runtime::debounce`] call records the key's pending call (the latest input,
+//! and when the first and the last calls came) with the next group commit, so a crash
+//! loses no accepted call. The workflow starts at `last call + quiet`, or at
+//! `first call + max wait` if calls never stop for that long, in the commit that removes
+//! the pending call: exactly once. Its id is `"<workflow>/<key>@<first call ms>"`. A call
+//! after that start begins a new round for the key.
+
+use std::time::Duration;
+
+use serde::Serialize;
+
+use super::records::{self, Debounced, DEBOUNCE};
+use crate::error::Error;
+use crate::runtime::Runtime;
+
+/// How long calls for a key must be quiet before the workflow starts, and the longest
+/// a first call waits whatever comes after it.
+///
+/// ```
+/// use std::time::Duration;
+/// let options = ordo::DebounceOptions::new(Duration::from_secs(5)).max_wait(Duration::from_secs(60));
+/// # let _ = options;
+/// ```
+#[derive(Debug, Clone, Copy)]
+pub struct DebounceOptions {
+    pub(crate) quiet: Duration,
+    pub(crate) max_wait: Option<Duration>,
+}
+
+impl DebounceOptions {
+    /// Starts the workflow once no call came for `quiet`.
+    ///
+    /// ```
+    /// let options = ordo::DebounceOptions::new(std::time::Duration::from_secs(2));
+    /// # let _ = options;
+    /// ```
+    pub fn new(quiet: Duration) -> Self {
+        DebounceOptions {
+            quiet,
+            max_wait: None,
+        }
+    }
+
+    /// Starts it at most `max_wait` after the first call of a round, even if calls
+    /// keep coming.
+    ///
+    /// ```
+    /// use std::time::Duration;
+    /// let options = ordo::DebounceOptions::new(Duration::from_secs(2)).max_wait(Duration::from_secs(30));
+    /// # let _ = options;
+    /// ```
+    pub fn max_wait(mut self, max_wait: Duration) -> Self {
+        self.max_wait = Some(max_wait);
+        self
+    }
+}
+
+fn millis(d: Duration) -> u64 {
+    u64::try_from(d.as_millis()).unwrap_or(u64::MAX)
+}
+
+impl Runtime {
+    /// Debounces workflow `name` for `key`: it starts with this call's `input` once
+    /// calls for (`name`, `key`) have been quiet for `options`' quiet period (or its
+    /// maximum wait has passed since the round's first call). Returns the id it will
+    /// start under; every call of a round returns the same id. Durable with the next
+    /// group commit.
+    ///
+    /// # Errors
+    ///
+    /// [`Error::UnknownWorkflow`], [`Error::TypeMismatch`] (input), journal errors.
+    ///
+    /// ```
+    /// use ordo::{Clock, Ctx, DebounceOptions, Runtime};
+    /// use std::time::Duration;
+    /// async fn reindex(_: Ctx, doc: u32) -> Result<u32, String> { Ok(doc) }
+    ///
+    /// let rt = Runtime::builder().temporary().clock(Clock::Virtual)
+    ///     .register("reindex", reindex).build()?;
+    /// let quiet = DebounceOptions::new(Duration::from_secs(5));
+    /// let first = rt.debounce("reindex", "doc-7", 1u32, quiet)?;
+    /// let last = rt.debounce("reindex", "doc-7", 2u32, quiet)?;
+    /// assert_eq!(first, last);
+    /// let handle = rt.handle::<u32, String>(&last)?;
+    /// assert_eq!(rt.block_on(handle.result())?, Ok(2)); // one run, with the last input
+    /// # Ok::<(), ordo::Error>(())
+    /// ```
+    pub fn debounce<I: Serialize>(
+        &self,
+        name: &str,
+        key: &str,
+        input: I,
+        options: DebounceOptions,
+    ) -> Result<String, Error> {
+        if let Some(err) = self.core.broken() {
+            return Err(err);
+        }
+        let registration = self.core.registry.lookup(name)?;
+        let now_ms = self.now_ms();
+        let record_key = records::key(DEBOUNCE, &[name, key]);
+        let round = self.core.queues.debounced(&record_key);
+        let id = round
+            .as_ref()
+            .map_or_else(|| format!("{name}/{key}@{now_ms}"), |r| r.id.clone());
+        let input = registration.encode_input(&id, &input)?;
+        let pending = match round {
+            Some(mut round) => {
+                round.input = input;
+                round.last_ms = now_ms;
+                round.quiet_ms = millis(options.quiet);
+                round
+            }
+            None => Debounced {
+                id: id.clone(),
+                input,
+                first_ms: now_ms,
+                last_ms: now_ms,
+                quiet_ms: millis(options.quiet),
+                max_wait_ms: options.max_wait.map_or(u64::MAX, millis),
+            },
+        };
+        self.core.queues.debounce(record_key, pending);
+        Ok(id)
+    }
+}

@@ -1,0 +1,649 @@
+//! The queues' state on the runtime's thread, and dispatch inside the group commit.
+
+use std::cell::{Cell, RefCell};
+use std::collections::{BTreeMap, HashMap, VecDeque};
+use std::rc::{Rc, Weak};
+use std::time::Duration;
+
+use ordo_journal::{Batch, Status, Store, WorkflowRecord};
+
+use super::records::{self, Debounced, Entry, DEBOUNCE, DEDUP, ENTRY, WINDOW};
+use super::schedule::Schedule;
+use super::{EnqueueOptions, OnDuplicate, QueueOptions};
+use crate::core::{Core, PendingStart};
+use crate::error::Error;
+use crate::talk::watch::WatchKey;
+use crate::workflow::WorkflowState;
+
+/// An enqueue ready to be written: the `Enqueued` (or `Delayed`) record and its entry.
+pub(crate) struct Staged {
+    pub(crate) record: WorkflowRecord,
+    pub(crate) entry: Entry,
+}
+
+/// What an enqueue found.
+pub(crate) enum Reserved {
+    /// A new workflow, reserved (its id and deduplication id are taken); written by the
+    /// next commit.
+    New(Staged),
+    /// A workflow already holds the id (with the same name).
+    Existing(String),
+    /// A workflow already holds the deduplication id.
+    Duplicate {
+        existing: String,
+        on_duplicate: OnDuplicate,
+    },
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum State {
+    /// Reserved by an enqueue whose commit is to come.
+    Reserved,
+    /// In its lane, waiting for a slot.
+    Waiting,
+    /// Started (pending): holds a slot until its end.
+    Running,
+}
+
+struct Member {
+    lane: (String, String),
+    /// Its place in the lane, while waiting.
+    place: (u32, u64),
+    dedup: Option<String>,
+    state: State,
+}
+
+/// One queue, or one partition of a partitioned queue: what its limits count.
+#[derive(Default)]
+struct Lane {
+    waiting: BTreeMap<(u32, u64), Staged>,
+    /// Waiting entries whose delay had not passed when they were put in the lane.
+    delayed: usize,
+    running: usize,
+    /// Start times (ms) of the last starts within the rate limit's period, oldest first.
+    window: VecDeque<u64>,
+}
+
+/// Every queue of a runtime. Empty (and free) when the builder declared none.
+#[derive(Default)]
+pub(crate) struct Queues {
+    options: BTreeMap<String, QueueOptions>,
+    lanes: RefCell<BTreeMap<(String, String), Lane>>,
+    members: RefCell<HashMap<String, Member>>,
+    dedup: RefCell<HashMap<(String, String), String>>,
+    /// Enqueues from outside workflows, for the next commit.
+    ready: RefCell<Vec<Staged>>,
+    next_order: Cell<u64>,
+    /// Something changed (a slot freed, an entry added, a timer fired): the next commit
+    /// runs a dispatch pass.
+    dirty: Cell<bool>,
+    /// The wall time (ms) the timer task is armed for, if any.
+    armed: Cell<Option<u64>>,
+    /// Declared schedules, by name (each runs as a task of its own).
+    schedules: BTreeMap<String, Rc<Schedule>>,
+    /// Debounced calls waiting for quiet, by record key.
+    debounced: RefCell<BTreeMap<Vec<u8>, Debounced>>,
+    /// Debounce keys whose pending call the next commit writes.
+    debounce_writes: RefCell<Vec<Vec<u8>>>,
+    /// Other queue records for the next commit (a schedule's last tick).
+    records: RefCell<Vec<(Vec<u8>, Vec<u8>)>>,
+}
+
+fn millis(d: Duration) -> u64 {
+    u64::try_from(d.as_millis()).unwrap_or(u64::MAX)
+}
+
+impl Queues {
+    /// Queues with these options, their state read back from `store`: waiting entries
+    /// in their places, started ones counted against the limits, rate windows, and
+    /// deduplication ids. Entries of workflows that ended without their entry being
+    /// removed (cancelled by an older build, deleted) are removed now.
+    pub(crate) fn load(
+        options: BTreeMap<String, QueueOptions>,
+        schedules: Vec<Schedule>,
+        store: &dyn Store,
+    ) -> Result<Queues, Error> {
+        let queues = Queues {
+            options,
+            schedules: schedules
+                .into_iter()
+                .map(|s| (s.name.clone(), Rc::new(s)))
+                .collect(),
+            ..Queues::default()
+        };
+        for (key, value) in store.queue_records(&[DEBOUNCE])? {
+            let pending: Debounced = records::decode(&key, &value)?;
+            queues.debounced.borrow_mut().insert(key, pending);
+        }
+        let mut stale = Batch::new();
+        let mut next_order = 0;
+        for (key, value) in store.queue_records(&[ENTRY])? {
+            let id = records::parts(&key)?.concat();
+            let entry: Entry = records::decode(&key, &value)?;
+            next_order = next_order.max(entry.order + 1);
+            let state = match store.workflow(&id)?.map(|r| (r.status, r)) {
+                Some((Status::Pending, _)) => State::Running,
+                Some((Status::Enqueued | Status::Delayed, record)) => {
+                    queues.members.borrow_mut().insert(
+                        id.clone(),
+                        Member {
+                            lane: (entry.queue.clone(), entry.partition.clone()),
+                            place: (entry.priority, entry.order),
+                            dedup: entry.dedup.clone(),
+                            state: State::Reserved,
+                        },
+                    );
+                    queues.admit(Staged { record, entry }, 0);
+                    continue;
+                }
+                _ => {
+                    stale.delete_queue_record(key);
+                    if let Some(dedup) = &entry.dedup {
+                        stale.delete_queue_record(records::key(DEDUP, &[&entry.queue, dedup]));
+                    }
+                    continue;
+                }
+            };
+            let lane = (entry.queue.clone(), entry.partition.clone());
+            queues
+                .lanes
+                .borrow_mut()
+                .entry(lane.clone())
+                .or_default()
+                .running += 1;
+            if let Some(dedup) = &entry.dedup {
+                queues
+                    .dedup
+                    .borrow_mut()
+                    .insert((entry.queue.clone(), dedup.clone()), id.clone());
+            }
+            queues.members.borrow_mut().insert(
+                id,
+                Member {
+                    lane,
+                    place: (entry.priority, entry.order),
+                    dedup: entry.dedup,
+                    state,
+                },
+            );
+        }
+        for (key, value) in store.queue_records(&[WINDOW])? {
+            let parts = records::parts(&key)?;
+            let [queue, partition] = <[String; 2]>::try_from(parts)
+                .map_err(|_| records_error(&key, "window key is not queue and partition"))?;
+            let window: Vec<u64> = records::decode(&key, &value)?;
+            queues
+                .lanes
+                .borrow_mut()
+                .entry((queue, partition))
+                .or_default()
+                .window = window.into();
+        }
+        queues.next_order.set(next_order);
+        if !stale.is_empty() {
+            store.commit(&stale)?;
+        }
+        queues
+            .dirty
+            .set(!queues.members.borrow().is_empty() || !queues.debounced.borrow().is_empty());
+        Ok(queues)
+    }
+
+    /// The schedules, to start their tasks.
+    pub(crate) fn schedules(&self) -> impl Iterator<Item = &Rc<Schedule>> {
+        self.schedules.values()
+    }
+
+    /// Schedule `name`, if declared.
+    pub(crate) fn schedule(&self, name: &str) -> Option<Rc<Schedule>> {
+        self.schedules.get(name).cloned()
+    }
+
+    /// Puts a queue record in the next commit.
+    pub(crate) fn put_record(&self, key: Vec<u8>, value: Vec<u8>) {
+        self.records.borrow_mut().push((key, value));
+    }
+
+    /// The pending debounced call under record key `key`.
+    pub(crate) fn debounced(&self, key: &[u8]) -> Option<Debounced> {
+        self.debounced.borrow().get(key).cloned()
+    }
+
+    /// Records a debounced call (written by the next commit; its firing time rearmed).
+    pub(crate) fn debounce(&self, key: Vec<u8>, pending: Debounced) {
+        self.debounced.borrow_mut().insert(key.clone(), pending);
+        self.debounce_writes.borrow_mut().push(key);
+        self.dirty.set(true);
+    }
+
+    /// Whether the builder declared queue `name`.
+    pub(crate) fn options(&self, name: &str) -> Result<&QueueOptions, Error> {
+        self.options.get(name).ok_or_else(|| Error::UnknownQueue {
+            queue: name.to_string(),
+        })
+    }
+
+    /// Whether workflow `id` waits in a queue (reserved, enqueued or delayed).
+    pub(crate) fn is_waiting(&self, id: &str) -> bool {
+        self.members
+            .borrow()
+            .get(id)
+            .is_some_and(|m| m.state != State::Running)
+            || self.debounced.borrow().values().any(|d| d.id == id)
+    }
+
+    /// Checks an enqueue against the queue's options, finds a workflow already holding
+    /// its id or deduplication id, or reserves both for a new one (`record` is its
+    /// `Pending`-less record: status and times are set here).
+    pub(crate) fn reserve(
+        &self,
+        core: &Core,
+        queue: &str,
+        mut record: WorkflowRecord,
+        options: &EnqueueOptions,
+        now_ms: u64,
+    ) -> Result<Reserved, Error> {
+        let queue_options = self.options(queue)?;
+        let refuse = |reason: &str| Error::QueueOption {
+            queue: queue.to_string(),
+            reason: reason.to_string(),
+        };
+        if options.priority != 0 && !queue_options.priority {
+            return Err(refuse(
+                "a priority was given, but the queue has no priorities",
+            ));
+        }
+        let partition = match (&options.partition, queue_options.partitioned) {
+            (Some(key), true) => key.clone(),
+            (None, false) => String::new(),
+            (None, true) => return Err(refuse("the queue is partitioned: give a partition key")),
+            (Some(_), false) => {
+                return Err(refuse(
+                    "a partition key was given, but the queue has no partitions",
+                ))
+            }
+        };
+        let running = core
+            .running
+            .borrow()
+            .get(&record.id)
+            .map(|w| w.name.clone());
+        let existing = match running {
+            Some(name) => Some(name),
+            None if self.members.borrow().contains_key(&record.id) => Some(record.name.clone()),
+            None => core.store.workflow(&record.id)?.map(|r| r.name),
+        };
+        if let Some(name) = existing {
+            if name != record.name {
+                return Err(crate::core::conflict(&record.id, &name, &record.name));
+            }
+            return Ok(Reserved::Existing(record.id));
+        }
+        if let Some((dedup, on_duplicate)) = &options.dedup {
+            let holder = self
+                .dedup
+                .borrow()
+                .get(&(queue.to_string(), dedup.clone()))
+                .cloned();
+            if let Some(existing) = holder {
+                return Ok(Reserved::Duplicate {
+                    existing,
+                    on_duplicate: *on_duplicate,
+                });
+            }
+            self.dedup
+                .borrow_mut()
+                .insert((queue.to_string(), dedup.clone()), record.id.clone());
+        }
+        let order = self.next_order.get();
+        self.next_order.set(order + 1);
+        let not_before_ms = now_ms.saturating_add(millis(options.delay));
+        record.status = if not_before_ms > now_ms {
+            Status::Delayed
+        } else {
+            Status::Enqueued
+        };
+        record.created_ms = now_ms;
+        record.updated_ms = now_ms;
+        record.app_version.clone_from(&core.app_version);
+        let entry = Entry {
+            queue: queue.to_string(),
+            partition,
+            priority: options.priority,
+            order,
+            not_before_ms,
+            dedup: options.dedup.as_ref().map(|(d, _)| d.clone()),
+        };
+        self.members.borrow_mut().insert(
+            record.id.clone(),
+            Member {
+                lane: (entry.queue.clone(), entry.partition.clone()),
+                place: (entry.priority, entry.order),
+                dedup: entry.dedup.clone(),
+                state: State::Reserved,
+            },
+        );
+        Ok(Reserved::New(Staged { record, entry }))
+    }
+
+    /// An enqueue from outside a workflow: written by the next commit.
+    pub(crate) fn push_ready(&self, staged: Staged) {
+        self.ready.borrow_mut().push(staged);
+    }
+
+    /// Gives back what `reserve` took for an enqueue that will never be committed (its
+    /// workflow stopped before the step's commit).
+    pub(crate) fn release(&self, staged: &Staged) {
+        let removed = self.members.borrow_mut().remove(&staged.record.id);
+        if let (Some(_), Some(dedup)) = (removed, &staged.entry.dedup) {
+            self.dedup
+                .borrow_mut()
+                .remove(&(staged.entry.queue.clone(), dedup.clone()));
+        }
+    }
+
+    /// Whether the next commit has queue work: enqueues to write or a dispatch to run.
+    pub(crate) fn needs_commit(&self) -> bool {
+        self.dirty.get() || !self.ready.borrow().is_empty() || !self.records.borrow().is_empty()
+    }
+
+    /// Adds an enqueue's records to `batch` and puts it in its lane.
+    pub(crate) fn write(&self, staged: Staged, batch: &mut Batch, now_ms: u64) {
+        let id = staged.record.id.clone();
+        batch.insert_workflow(staged.record.clone());
+        batch.put_queue_record(records::key(ENTRY, &[&id]), records::encode(&staged.entry));
+        if let Some(dedup) = &staged.entry.dedup {
+            batch.put_queue_record(
+                records::key(DEDUP, &[&staged.entry.queue, dedup]),
+                id.as_bytes().to_vec(),
+            );
+        }
+        self.admit(staged, now_ms);
+    }
+
+    fn admit(&self, staged: Staged, now_ms: u64) {
+        let id = staged.record.id.clone();
+        if let Some(member) = self.members.borrow_mut().get_mut(&id) {
+            member.state = State::Waiting;
+        }
+        if let Some(dedup) = &staged.entry.dedup {
+            self.dedup
+                .borrow_mut()
+                .insert((staged.entry.queue.clone(), dedup.clone()), id);
+        }
+        let mut lanes = self.lanes.borrow_mut();
+        let lane = lanes
+            .entry((staged.entry.queue.clone(), staged.entry.partition.clone()))
+            .or_default();
+        if staged.entry.not_before_ms > now_ms || staged.record.status == Status::Delayed {
+            lane.delayed += 1;
+        }
+        lane.waiting
+            .insert((staged.entry.priority, staged.entry.order), staged);
+        self.dirty.set(true);
+    }
+
+    /// Workflow `id` ended (or was cancelled) in the commit `batch` builds: it leaves its
+    /// queue (entry and deduplication id removed in the same commit), and its slot is
+    /// free for the dispatch that follows.
+    pub(crate) fn leave(&self, id: &str, batch: &mut Batch) {
+        if self.members.borrow().is_empty() {
+            return;
+        }
+        let Some(member) = self.members.borrow_mut().remove(id) else {
+            return;
+        };
+        batch.delete_queue_record(records::key(ENTRY, &[id]));
+        if let Some(dedup) = &member.dedup {
+            self.dedup
+                .borrow_mut()
+                .remove(&(member.lane.0.clone(), dedup.clone()));
+            batch.delete_queue_record(records::key(DEDUP, &[&member.lane.0, dedup]));
+        }
+        let mut lanes = self.lanes.borrow_mut();
+        if let Some(lane) = lanes.get_mut(&member.lane) {
+            match member.state {
+                State::Running => lane.running = lane.running.saturating_sub(1),
+                State::Waiting => {
+                    if let Some(staged) = lane.waiting.remove(&member.place) {
+                        if staged.record.status == Status::Delayed {
+                            lane.delayed = lane.delayed.saturating_sub(1);
+                        }
+                    }
+                }
+                State::Reserved => {}
+            }
+        }
+        self.dirty.set(true);
+    }
+
+    /// The queue part of a group commit: writes the enqueues from outside, then, if
+    /// anything changed, starts what the limits allow (`Enqueued` to `Pending` in this
+    /// same commit; `launch` gets them, to launch once it is durable), flips delayed
+    /// entries whose time has come to `Enqueued`, and arms the timer for the next time
+    /// a delay or a rate limit lets work through.
+    pub(crate) fn stage(
+        &self,
+        core: &Rc<Core>,
+        now_ms: u64,
+        batch: &mut Batch,
+        launch: &mut Vec<PendingStart>,
+        wake: &mut Vec<WatchKey>,
+    ) {
+        let ready = std::mem::take(&mut *self.ready.borrow_mut());
+        for staged in ready {
+            self.write(staged, batch, now_ms);
+        }
+        for (key, value) in self.records.borrow_mut().drain(..) {
+            batch.put_queue_record(key, value);
+        }
+        if !self.dirty.replace(false) {
+            return;
+        }
+        let mut next_wake: Option<u64> = None;
+        let mut wake_at = |at: u64| next_wake = Some(next_wake.map_or(at, |n| n.min(at)));
+        self.stage_debounced(core, now_ms, batch, launch, wake, &mut wake_at);
+        let mut lanes = self.lanes.borrow_mut();
+        for ((queue, partition), lane) in lanes.iter_mut() {
+            let Some(options) = self.options.get(queue) else {
+                continue;
+            };
+            if let Some((_, period)) = options.rate {
+                let period = millis(period);
+                while lane
+                    .window
+                    .front()
+                    .is_some_and(|&t| t.saturating_add(period) <= now_ms)
+                {
+                    lane.window.pop_front();
+                }
+            }
+            let mut picked = Vec::new();
+            for (place, staged) in &lane.waiting {
+                let started = lane.running + picked.len();
+                if options.concurrency.is_some_and(|n| started >= n) {
+                    break;
+                }
+                if let Some((limit, _)) = options.rate {
+                    if lane.window.len() + picked.len() >= limit {
+                        break;
+                    }
+                }
+                if staged.entry.not_before_ms > now_ms {
+                    wake_at(staged.entry.not_before_ms);
+                    continue;
+                }
+                if core.registry.get(&staged.record.name).is_none() {
+                    // Enqueued under a name this build does not register: it waits.
+                    continue;
+                }
+                picked.push(*place);
+            }
+            let started_any = !picked.is_empty();
+            for place in picked {
+                let Some(staged) = lane.waiting.remove(&place) else {
+                    continue;
+                };
+                let Staged { mut record, .. } = staged;
+                let previous = record.status;
+                if previous == Status::Delayed {
+                    lane.delayed = lane.delayed.saturating_sub(1);
+                }
+                let Some(registration) = core.registry.get(&record.name).cloned() else {
+                    continue;
+                };
+                record.status = Status::Pending;
+                record.updated_ms = now_ms;
+                batch.update_workflow(record.clone(), previous);
+                let wf = Rc::new(WorkflowState::new(&record, Vec::new()));
+                core.running
+                    .borrow_mut()
+                    .insert(record.id.clone(), Rc::clone(&wf));
+                if let Some(member) = self.members.borrow_mut().get_mut(&record.id) {
+                    member.state = State::Running;
+                }
+                lane.running += 1;
+                if options.rate.is_some() {
+                    lane.window.push_back(now_ms);
+                }
+                wake.push(WatchKey::Workflow(record.id.clone()));
+                launch.push(PendingStart {
+                    wf,
+                    record,
+                    is_new: false,
+                    registration,
+                });
+            }
+            if let Some((limit, period)) = options.rate {
+                while lane.window.len() > limit {
+                    lane.window.pop_front();
+                }
+                if started_any {
+                    batch.put_queue_record(
+                        records::key(WINDOW, &[queue, partition]),
+                        records::encode(&Vec::from(lane.window.clone())),
+                    );
+                }
+                // Full while work waits: the next start may come when the oldest start
+                // leaves the window.
+                if lane.window.len() >= limit && !lane.waiting.is_empty() {
+                    if let Some(&oldest) = lane.window.front() {
+                        wake_at(oldest.saturating_add(millis(period)));
+                    }
+                }
+            }
+            // Delayed entries whose time has come, still waiting for a slot: `Enqueued`.
+            if lane.delayed > 0 {
+                for staged in lane.waiting.values_mut() {
+                    if staged.record.status == Status::Delayed
+                        && staged.entry.not_before_ms <= now_ms
+                    {
+                        staged.record.status = Status::Enqueued;
+                        staged.record.updated_ms = now_ms;
+                        batch.update_workflow(staged.record.clone(), Status::Delayed);
+                        lane.delayed -= 1;
+                    } else if staged.entry.not_before_ms > now_ms {
+                        wake_at(staged.entry.not_before_ms);
+                    }
+                }
+            }
+        }
+        drop(lanes);
+        if let Some(at) = next_wake {
+            self.arm(core, at);
+        }
+    }
+
+    /// Writes the debounced calls made since the last commit, and starts those whose
+    /// quiet period (or maximum wait) is over, removing their pending call in the same
+    /// commit.
+    fn stage_debounced(
+        &self,
+        core: &Rc<Core>,
+        now_ms: u64,
+        batch: &mut Batch,
+        launch: &mut Vec<PendingStart>,
+        wake: &mut Vec<WatchKey>,
+        wake_at: &mut impl FnMut(u64),
+    ) {
+        let mut debounced = self.debounced.borrow_mut();
+        if debounced.is_empty() {
+            return;
+        }
+        let written: std::collections::BTreeSet<Vec<u8>> =
+            self.debounce_writes.borrow_mut().drain(..).collect();
+        let due: Vec<Vec<u8>> = debounced
+            .iter()
+            .filter(|(_, d)| d.fires_at() <= now_ms)
+            .map(|(key, _)| key.clone())
+            .collect();
+        for key in &written {
+            if let Some(pending) = debounced.get(key) {
+                batch.put_queue_record(key.clone(), records::encode(pending));
+            }
+        }
+        for key in due {
+            let Some(pending) = debounced.remove(&key) else {
+                continue;
+            };
+            batch.delete_queue_record(key.clone());
+            let name = records::parts(&key)
+                .ok()
+                .and_then(|parts| parts.into_iter().next())
+                .unwrap_or_default();
+            let Some(registration) = core.registry.get(&name).cloned() else {
+                continue;
+            };
+            if core.running.borrow().contains_key(&pending.id) {
+                continue;
+            }
+            let mut record = WorkflowRecord::new(&pending.id, &name, pending.input, now_ms);
+            record.app_version.clone_from(&core.app_version);
+            batch.insert_workflow(record.clone());
+            let wf = Rc::new(WorkflowState::new(&record, Vec::new()));
+            core.running
+                .borrow_mut()
+                .insert(record.id.clone(), Rc::clone(&wf));
+            wake.push(WatchKey::Workflow(record.id.clone()));
+            launch.push(PendingStart {
+                wf,
+                record,
+                is_new: true,
+                registration,
+            });
+        }
+        for pending in debounced.values() {
+            wake_at(pending.fires_at());
+        }
+    }
+
+    /// Makes sure a timer wakes the queues at wall time `at_ms` (a task sleeping on the
+    /// executor; an earlier one armed already covers it).
+    fn arm(&self, core: &Rc<Core>, at_ms: u64) {
+        if self.armed.get().is_some_and(|armed| armed <= at_ms) {
+            return;
+        }
+        self.armed.set(Some(at_ms));
+        let now = ordo_executor::now();
+        let at = core.clock.instant_at(at_ms, now, Duration::MAX);
+        let weak: Weak<Core> = Rc::downgrade(core);
+        drop(ordo_executor::spawn(async move {
+            ordo_executor::sleep_until(at).await;
+            if let Some(core) = weak.upgrade() {
+                let queues = &core.queues;
+                if queues.armed.get() == Some(at_ms) {
+                    queues.armed.set(None);
+                }
+                queues.dirty.set(true);
+            }
+        }));
+    }
+}
+
+fn records_error(key: &[u8], reason: &str) -> Error {
+    ordo_journal::Error::Corrupt {
+        key: format!("queue/{}", String::from_utf8_lossy(key).escape_debug()),
+        reason: reason.to_string(),
+    }
+    .into()
+}

@@ -1,0 +1,510 @@
+//! Queues: concurrency, order and priorities, rate limits on the virtual clock,
+//! deduplication, delays, partitions, enqueue from a workflow, and a queue's state
+//! across a restart; debouncing.
+
+use std::cell::{Cell, RefCell};
+use std::time::{Duration, Instant};
+
+use ordo::{
+    Clock, Ctx, DebounceOptions, EnqueueOptions, Error, OnDuplicate, QueueOptions, Runtime,
+    RuntimeBuilder, Status,
+};
+
+thread_local! {
+    /// Bodies running right now, and the most seen at once.
+    static RUNNING: Cell<usize> = const { Cell::new(0) };
+    static MOST: Cell<usize> = const { Cell::new(0) };
+    /// `(input, executor time)` at the start of each job's body, in start order.
+    static STARTS: RefCell<Vec<(u32, Instant)>> = const { RefCell::new(Vec::new()) };
+    /// Inputs of the debounced workflow's runs.
+    static RUNS: RefCell<Vec<u32>> = const { RefCell::new(Vec::new()) };
+}
+
+fn reset() {
+    RUNNING.with(|r| r.set(0));
+    MOST.with(|m| m.set(0));
+    STARTS.with(|s| s.borrow_mut().clear());
+    RUNS.with(|r| r.borrow_mut().clear());
+}
+
+fn started() -> Vec<u32> {
+    STARTS.with(|s| s.borrow().iter().map(|(n, _)| *n).collect())
+}
+
+/// A job: notes its start, holds a slot for a second of (virtual) time in a step body.
+async fn job(ctx: Ctx, n: u32) -> Result<u32, String> {
+    ctx.step("work", move || async move {
+        STARTS.with(|s| s.borrow_mut().push((n, ordo::executor::now())));
+        let now = RUNNING.with(|r| {
+            r.set(r.get() + 1);
+            r.get()
+        });
+        MOST.with(|m| m.set(m.get().max(now)));
+        ordo::executor::sleep(Duration::from_secs(1)).await;
+        RUNNING.with(|r| r.set(r.get() - 1));
+        Ok::<_, String>(n * 10)
+    })
+    .await
+}
+
+fn virtual_rt(queue: QueueOptions) -> Runtime {
+    Runtime::builder()
+        .temporary()
+        .clock(Clock::Virtual)
+        .queue("q", queue)
+        .register("job", job)
+        .build()
+        .expect("build")
+}
+
+fn enqueue(rt: &Runtime, n: u32, options: EnqueueOptions) -> ordo::WorkflowHandle<u32, String> {
+    rt.enqueue::<_, u32, String>("q", "job", n, options.id(format!("job-{n}")))
+        .expect("enqueue")
+}
+
+#[test]
+fn a_queue_of_concurrency_3_runs_at_most_3_and_starts_in_enqueue_order() {
+    reset();
+    let rt = virtual_rt(QueueOptions::new().concurrency(3));
+    let handles: Vec<_> = (0..20)
+        .map(|n| enqueue(&rt, n, EnqueueOptions::new()))
+        .collect();
+    assert_eq!(handles[5].status().expect("status"), Status::Enqueued);
+    for (n, handle) in (0..20u32).zip(&handles) {
+        assert_eq!(rt.block_on(handle.result()).expect("runs"), Ok(n * 10));
+    }
+    assert_eq!(
+        MOST.with(Cell::get),
+        3,
+        "never more than 3 at once, and 3 used"
+    );
+    assert_eq!(started(), (0..20).collect::<Vec<_>>(), "FIFO");
+    for handle in &handles {
+        assert_eq!(handle.status().expect("status"), Status::Succeeded);
+    }
+    // Nothing of the queue is left in the journal once all have finished.
+    let left = rt.journal().queue_records(b"").expect("read");
+    assert!(left.is_empty(), "{left:?}");
+}
+
+#[test]
+fn priorities_reorder_and_equal_priorities_stay_in_enqueue_order() {
+    reset();
+    let rt = virtual_rt(QueueOptions::new().concurrency(1).priority());
+    let priorities = [5u32, 1, 1, 0, 9, 0];
+    let handles: Vec<_> = (0..6u32)
+        .map(|n| {
+            enqueue(
+                &rt,
+                n,
+                EnqueueOptions::new().priority(priorities[n as usize]),
+            )
+        })
+        .collect();
+    for handle in &handles {
+        rt.block_on(handle.result()).expect("runs").expect("ok");
+    }
+    // Priority 0 (3, then 5), 1 (1, then 2), 5 (0), 9 (4).
+    assert_eq!(started(), vec![3, 5, 1, 2, 0, 4]);
+}
+
+#[test]
+fn a_priority_or_partition_the_queue_does_not_take_is_refused() {
+    let rt = virtual_rt(QueueOptions::new());
+    let refused = rt.enqueue::<_, u32, String>("q", "job", 1u32, EnqueueOptions::new().priority(3));
+    assert!(
+        matches!(refused, Err(Error::QueueOption { .. })),
+        "{refused:?}"
+    );
+    let refused =
+        rt.enqueue::<_, u32, String>("q", "job", 1u32, EnqueueOptions::new().partition("a"));
+    assert!(
+        matches!(refused, Err(Error::QueueOption { .. })),
+        "{refused:?}"
+    );
+    let unknown = rt.enqueue::<_, u32, String>("nope", "job", 1u32, EnqueueOptions::new());
+    assert!(
+        matches!(unknown, Err(Error::UnknownQueue { .. })),
+        "{unknown:?}"
+    );
+    assert!(rt.journal().workflows(None).expect("list").is_empty());
+}
+
+#[test]
+fn a_rate_limit_of_10_per_second_starts_50_in_five_exact_waves() {
+    reset();
+    let rt = virtual_rt(QueueOptions::new().rate_limit(10, Duration::from_secs(1)));
+    let origin = rt.block_on(async { ordo::executor::now() });
+    let handles: Vec<_> = (0..50)
+        .map(|n| enqueue(&rt, n, EnqueueOptions::new()))
+        .collect();
+    for handle in &handles {
+        rt.block_on(handle.result()).expect("runs").expect("ok");
+    }
+    let mut waves = std::collections::BTreeMap::<u128, Vec<u32>>::new();
+    STARTS.with(|s| {
+        for (n, at) in s.borrow().iter() {
+            waves
+                .entry(at.duration_since(origin).as_millis())
+                .or_default()
+                .push(*n);
+        }
+    });
+    let expected: Vec<(u128, Vec<u32>)> = (0..5u32)
+        .map(|w| (u128::from(w) * 1000, (w * 10..w * 10 + 10).collect()))
+        .collect();
+    assert_eq!(waves.into_iter().collect::<Vec<_>>(), expected);
+}
+
+#[test]
+fn deduplication_rejects_or_returns_the_holder_until_it_finishes_also_after_a_restart() {
+    reset();
+    let dir = tempfile::tempdir().expect("temp dir");
+    let open = || {
+        Runtime::builder()
+            .path(dir.path())
+            .clock(Clock::Virtual)
+            .queue("q", QueueOptions::new().concurrency(1))
+            .register("job", job)
+            .build()
+            .expect("build")
+    };
+    let dedup = |on| EnqueueOptions::new().dedup("invoice-7", on);
+    {
+        let rt = open();
+        let first = enqueue(&rt, 1, dedup(OnDuplicate::Reject));
+        let second = rt.enqueue::<_, u32, String>("q", "job", 2u32, dedup(OnDuplicate::Reject));
+        match second {
+            Err(Error::Duplicate { workflow_id, .. }) => assert_eq!(workflow_id, "job-1"),
+            other => panic!("expected a duplicate, got {other:?}"),
+        }
+        let same = rt
+            .enqueue::<_, u32, String>("q", "job", 3u32, dedup(OnDuplicate::ReturnExisting))
+            .expect("the holder's handle");
+        assert_eq!(same.id(), first.id());
+        // Durable, not run: the runtime goes before anything runs.
+        rt.block_on(ordo::executor::sleep(Duration::from_millis(1)));
+        assert!(matches!(
+            first.status().expect("status"),
+            Status::Enqueued | Status::Pending
+        ));
+    }
+    {
+        let rt = open();
+        let again = rt.enqueue::<_, u32, String>("q", "job", 4u32, dedup(OnDuplicate::Reject));
+        assert!(matches!(again, Err(Error::Duplicate { .. })), "{again:?}");
+        rt.recover().expect("recover");
+        let holder = rt.handle::<u32, String>("job-1").expect("handle");
+        assert_eq!(rt.block_on(holder.result()).expect("runs"), Ok(10));
+        // Free again once the holder has finished.
+        let next = enqueue(&rt, 5, dedup(OnDuplicate::Reject));
+        assert_eq!(rt.block_on(next.result()).expect("runs"), Ok(50));
+    }
+    // What deduplication turned away never ran.
+    let ran = started();
+    assert!(ran.contains(&1) && ran.contains(&5), "{ran:?}");
+    assert!(![2, 3, 4].iter().any(|n| ran.contains(n)), "{ran:?}");
+}
+
+#[test]
+fn enqueued_workflows_keep_their_places_across_a_restart() {
+    reset();
+    let dir = tempfile::tempdir().expect("temp dir");
+    let open = |halt: Option<u64>| {
+        let mut b: RuntimeBuilder = Runtime::builder()
+            .path(dir.path())
+            .clock(Clock::Virtual)
+            .queue("q", QueueOptions::new().concurrency(1).priority())
+            .register("job", job);
+        if let Some(commits) = halt {
+            b = b.halt_after_commits(commits);
+        }
+        b.build().expect("build")
+    };
+    {
+        // Dies after the first job's step is recorded: one started, five in the queue.
+        let rt = open(Some(1));
+        let handles: Vec<_> = [(0u32, 3u32), (1, 3), (2, 1), (3, 2), (4, 1), (5, 0)]
+            .into_iter()
+            .map(|(n, p)| enqueue(&rt, n, EnqueueOptions::new().priority(p)))
+            .collect();
+        let _ = rt.block_on(handles[5].result());
+        let statuses: Vec<Status> = (0..6)
+            .map(|n| {
+                rt.journal()
+                    .workflow(&format!("job-{n}"))
+                    .expect("read")
+                    .expect("recorded")
+                    .status
+            })
+            .collect();
+        assert_eq!(
+            statuses.iter().filter(|s| **s == Status::Enqueued).count(),
+            5
+        );
+    }
+    assert_eq!(started(), vec![5]);
+    let rt = open(None);
+    rt.recover().expect("recover");
+    let last = rt.handle::<u32, String>("job-1").expect("handle");
+    rt.block_on(last.result()).expect("runs").expect("ok");
+    // The one started before the crash finishes first (its step is recorded, so its body
+    // does not run again); the others by priority, then enqueue order.
+    assert_eq!(started(), vec![5, 2, 4, 3, 0, 1]);
+}
+
+#[test]
+fn a_delayed_workflow_waits_its_delay_and_partitions_have_their_own_limits() {
+    reset();
+    let rt = Runtime::builder()
+        .temporary()
+        .clock(Clock::Virtual)
+        .queue("later", QueueOptions::new())
+        .queue(
+            "per-customer",
+            QueueOptions::new().concurrency(1).partitioned(),
+        )
+        .register("job", job)
+        .build()
+        .expect("build");
+    let origin = rt.block_on(async { ordo::executor::now() });
+    let delayed = rt
+        .enqueue::<_, u32, String>(
+            "later",
+            "job",
+            7u32,
+            EnqueueOptions::new()
+                .id("d")
+                .delay(Duration::from_secs(3600)),
+        )
+        .expect("enqueue");
+    rt.block_on(ordo::executor::sleep(Duration::from_millis(10)));
+    assert_eq!(delayed.status().expect("status"), Status::Delayed);
+    rt.block_on(delayed.result()).expect("runs").expect("ok");
+    let (n, at) = STARTS.with(|s| s.borrow()[0]);
+    assert_eq!(
+        (n, at.duration_since(origin)),
+        (7, Duration::from_secs(3600))
+    );
+
+    reset();
+    let origin = rt.block_on(async { ordo::executor::now() });
+    let jobs: Vec<_> = [("a", 1u32), ("a", 2), ("b", 3), ("b", 4)]
+        .into_iter()
+        .map(|(customer, n)| {
+            rt.enqueue::<_, u32, String>(
+                "per-customer",
+                "job",
+                n,
+                EnqueueOptions::new()
+                    .id(format!("p-{n}"))
+                    .partition(customer),
+            )
+            .expect("enqueue")
+        })
+        .collect();
+    for handle in &jobs {
+        rt.block_on(handle.result()).expect("runs").expect("ok");
+    }
+    let offsets: Vec<(u32, u64)> = STARTS.with(|s| {
+        s.borrow()
+            .iter()
+            .map(|(n, at)| (*n, at.duration_since(origin).as_secs()))
+            .collect()
+    });
+    // One at a time per customer, the two customers side by side.
+    assert_eq!(offsets, vec![(1, 0), (3, 0), (2, 1), (4, 1)]);
+    let missing = rt.enqueue::<_, u32, String>("per-customer", "job", 1u32, EnqueueOptions::new());
+    assert!(
+        matches!(missing, Err(Error::QueueOption { .. })),
+        "{missing:?}"
+    );
+}
+
+#[test]
+fn cancelling_an_enqueued_workflow_takes_it_out_of_its_queue() {
+    reset();
+    let rt = virtual_rt(QueueOptions::new().concurrency(1));
+    let first = enqueue(
+        &rt,
+        1,
+        EnqueueOptions::new().dedup("x", OnDuplicate::Reject),
+    );
+    let second = enqueue(&rt, 2, EnqueueOptions::new());
+    rt.block_on(ordo::executor::sleep(Duration::from_millis(10)));
+    assert!(rt.cancel("job-2").expect("cancel"));
+    assert!(matches!(
+        rt.block_on(second.result()),
+        Err(Error::Cancelled { .. })
+    ));
+    assert!(rt.cancel("job-1").expect("cancel"));
+    assert_eq!(first.status().expect("status"), Status::Cancelled);
+    // Both slots free, the dedup id too: a third runs at once.
+    let third = enqueue(
+        &rt,
+        3,
+        EnqueueOptions::new().dedup("x", OnDuplicate::Reject),
+    );
+    assert_eq!(rt.block_on(third.result()).expect("runs"), Ok(30));
+    assert!(!started().contains(&2));
+}
+
+/// Enqueues `job`s from a workflow and returns their ids.
+async fn fan_out(ctx: Ctx, n: u32) -> Result<Vec<String>, String> {
+    let mut ids = Vec::new();
+    for i in 0..n {
+        ids.push(
+            ctx.enqueue("q", "job", i, EnqueueOptions::new())
+                .await
+                .map_err(|e| e.to_string())?,
+        );
+        ctx.step("between", || async { Ok::<_, String>(()) })
+            .await?;
+    }
+    let dup = ctx
+        .enqueue(
+            "q",
+            "job",
+            99u32,
+            EnqueueOptions::new()
+                .id("fixed")
+                .dedup("once", OnDuplicate::Reject),
+        )
+        .await;
+    let again = ctx
+        .enqueue(
+            "q",
+            "job",
+            98u32,
+            EnqueueOptions::new().dedup("once", OnDuplicate::Reject),
+        )
+        .await;
+    ids.push(dup.map_err(|e| e.to_string())?);
+    ids.push(match again {
+        Err(Error::Duplicate { workflow_id, .. }) => format!("duplicate of {workflow_id}"),
+        other => format!("unexpected {other:?}"),
+    });
+    Ok(ids)
+}
+
+/// A job without the wait, for the checker's many runs.
+async fn quick(_: Ctx, n: u32) -> Result<u32, String> {
+    Ok(n)
+}
+
+#[test]
+fn a_workflow_enqueues_exactly_once_across_a_crash_at_every_commit() {
+    let register = |b: RuntimeBuilder| {
+        b.queue("q", QueueOptions::new().concurrency(2))
+            .register("job", quick)
+            .register("fan_out", fan_out)
+    };
+    let expected = vec!["f/0", "f/2", "f/4", "fixed", "duplicate of fixed"];
+    let checked = ordo_testkit::Check::<_, Vec<String>, String>::new("fan_out", 3u32, register)
+        .id("f")
+        .assert();
+    assert_eq!(
+        checked,
+        Ok(expected.iter().map(|s| s.to_string()).collect())
+    );
+    // Each id enqueued once, and each ran.
+    let rt = register(Runtime::builder().temporary().clock(Clock::Virtual))
+        .build()
+        .expect("build");
+    let h = rt
+        .start::<_, Vec<String>, String>("fan_out", "f", 3u32)
+        .expect("start");
+    let ids = rt.block_on(h.result()).expect("runs").expect("ok");
+    assert_eq!(ids, expected);
+    for (id, n) in ids[..4].iter().zip([0u32, 1, 2, 99]) {
+        let job = rt.handle::<u32, String>(id).expect("recorded");
+        assert_eq!(rt.block_on(job.result()).expect("runs"), Ok(n));
+    }
+    assert_eq!(rt.journal().workflows(None).expect("list").len(), 5);
+}
+
+/// Notes its input.
+async fn reindex(_: Ctx, n: u32) -> Result<u32, String> {
+    RUNS.with(|r| r.borrow_mut().push(n));
+    Ok(n)
+}
+
+#[test]
+fn a_hundred_calls_within_the_quiet_period_start_one_workflow_with_the_last_input() {
+    reset();
+    let rt = Runtime::builder()
+        .temporary()
+        .clock(Clock::Virtual)
+        .register("reindex", reindex)
+        .build()
+        .expect("build");
+    let quiet = DebounceOptions::new(Duration::from_secs(5));
+    let mut ids = Vec::new();
+    for n in 0..100u32 {
+        ids.push(rt.debounce("reindex", "doc-1", n, quiet).expect("debounce"));
+        rt.block_on(ordo::executor::sleep(Duration::from_secs(1)));
+    }
+    ids.dedup();
+    assert_eq!(ids.len(), 1, "one round");
+    let handle = rt.handle::<u32, String>(&ids[0]).expect("handle");
+    assert_eq!(rt.block_on(handle.result()).expect("runs"), Ok(99));
+    assert_eq!(RUNS.with(|r| r.borrow().clone()), vec![99]);
+    // The max wait caps a round that never goes quiet.
+    let capped = DebounceOptions::new(Duration::from_secs(5)).max_wait(Duration::from_secs(10));
+    let origin = rt.block_on(async { ordo::executor::now() });
+    let first = rt
+        .debounce("reindex", "doc-2", 1000u32, capped)
+        .expect("debounce");
+    let mut joined = 0;
+    for n in 1..30u32 {
+        rt.block_on(ordo::executor::sleep(Duration::from_secs(1)));
+        let id = rt
+            .debounce("reindex", "doc-2", 1000 + n, capped)
+            .expect("debounce");
+        if id != first {
+            break;
+        }
+        joined = n;
+    }
+    let handle = rt.handle::<u32, String>(&first).expect("handle");
+    let ran = rt.block_on(handle.result()).expect("runs").expect("ok");
+    // Calls came every second, never 5 s of quiet: the cap ended the round after 10 s,
+    // with the input of the last call that joined it.
+    assert!((9..=10).contains(&joined), "{joined}");
+    assert_eq!(ran, 1000 + joined);
+    let elapsed = rt
+        .block_on(async { ordo::executor::now() })
+        .duration_since(origin);
+    assert!(elapsed >= Duration::from_secs(10), "{elapsed:?}");
+}
+
+#[test]
+fn a_debounced_call_survives_a_restart() {
+    reset();
+    let dir = tempfile::tempdir().expect("temp dir");
+    let open = || {
+        Runtime::builder()
+            .path(dir.path())
+            .clock(Clock::Virtual)
+            .register("reindex", reindex)
+            .build()
+            .expect("build")
+    };
+    let id = {
+        let rt = open();
+        let id = rt
+            .debounce(
+                "reindex",
+                "doc",
+                5u32,
+                DebounceOptions::new(Duration::from_secs(60)),
+            )
+            .expect("debounce");
+        rt.block_on(ordo::executor::sleep(Duration::from_millis(1)));
+        id
+    };
+    assert!(RUNS.with(|r| r.borrow().is_empty()));
+    let rt = open();
+    let handle = rt.handle::<u32, String>(&id).expect("handle");
+    assert_eq!(rt.block_on(handle.result()).expect("runs"), Ok(5));
+}
