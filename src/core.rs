@@ -222,10 +222,13 @@ pub(crate) struct Core {
     /// Stop committing after this many commits, as if the process died there
     /// (tests and the replay fuzzer simulate crashes with it).
     halt_after_commits: Option<u64>,
-    /// Halt at the commit that would record the end of the last running workflow,
-    /// committing only its completions: leaves a journal holding every step but not
-    /// the end.
+    /// Halt at the commit that would record the end of the first workflow started (or
+    /// resumed) here, committing only its completions: leaves a journal holding every
+    /// step of it but not its end. The first one, not the last one running: a workflow
+    /// may end before the workflows it enqueued (its children end before it anyway).
     pub(crate) halt_before_finish: bool,
+    /// The id of that first workflow.
+    halt_subject: RefCell<Option<String>>,
     halted: Cell<bool>,
     /// Fingerprints whose type name this process has put in the journal (or found no
     /// name for), so each is written once per process.
@@ -275,6 +278,7 @@ impl Core {
             metrics: Cell::new(Metrics::default()),
             halt_after_commits,
             halt_before_finish: false,
+            halt_subject: RefCell::new(None),
             halted: Cell::new(false),
             progress_commits: Cell::new(0),
             types_named: RefCell::new(HashSet::new()),
@@ -423,6 +427,7 @@ impl Core {
         now_ms: u64,
         traceparent: Option<crate::telemetry::TraceParent>,
     ) -> Result<Started, Error> {
+        self.note_halt_subject(id);
         let running = self.running.borrow().get(id).cloned();
         if let Some(wf) = running {
             return if wf.name == name {
@@ -453,6 +458,14 @@ impl Core {
             registration,
         });
         Ok(Started::Staged(wf))
+    }
+
+    /// With `halt_before_finish`, the first workflow started or resumed here is the one
+    /// whose end is not committed.
+    pub(crate) fn note_halt_subject(&self, id: &str) {
+        if self.halt_before_finish && self.halt_subject.borrow().is_none() {
+            *self.halt_subject.borrow_mut() = Some(id.to_string());
+        }
     }
 
     /// Prepares the resumption of a pending workflow: counts one more recovery attempt
@@ -666,14 +679,14 @@ impl Core {
         if self.halted.get() || self.broken.borrow().is_some() {
             return false;
         }
-        // Before the last running workflow's end (children end before their parent).
+        // Before the end of the first workflow started here.
         let halt_now = self.halt_before_finish
             && !finished.is_empty()
             && self
-                .running
+                .halt_subject
                 .borrow()
-                .values()
-                .all(|wf| wf.phase.get() == Phase::Finishing);
+                .as_ref()
+                .is_some_and(|subject| finished.iter().any(|(wf, _)| wf.id == *subject));
         if halt_now {
             finished.clear();
             if completions.is_empty() && starts.is_empty() {

@@ -736,6 +736,7 @@ impl Runtime {
             self.core.store.commit(&batch)?;
         }
         for (wf, registration) in to_resume {
+            self.core.note_halt_subject(&wf.id);
             report.resumed.push(wf.id.clone());
             launch(&self.core, &wf, &registration, |root| {
                 drop(self.executor.spawn(root));

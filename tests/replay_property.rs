@@ -56,10 +56,11 @@ fn every_shape_is_reachable_from_bytes() {
     let kinds: std::collections::HashSet<_> = (0..=u8::MAX)
         .map(|b| std::mem::discriminant(&Case::from_bytes(&[b]).shape))
         .collect();
-    assert_eq!(kinds.len(), 11);
+    assert_eq!(kinds.len(), 12);
     assert_eq!(Case::from_bytes(&[5, 2]).shape, Shape::Spawned { tasks: 3 });
     assert_eq!(Case::from_bytes(&[8, 1]).shape, Shape::Mailbox { n: 2 });
     assert_eq!(Case::from_bytes(&[10, 3]).shape, Shape::Children { n: 4 });
+    assert_eq!(Case::from_bytes(&[250, 1]).shape, Shape::Enqueue { n: 2 });
 }
 
 /// Each talking shape, under several latencies and every crash point.
@@ -67,7 +68,16 @@ fn every_shape_is_reachable_from_bytes() {
 fn the_talking_shapes_replay_exactly_after_every_crash() {
     use ordo_testkit::catalogue::check_case;
     for first in 0..6u8 {
-        for (kind, size) in [(8u8, 0u8), (8, 3), (9, 5), (9, 40), (10, 0), (10, 3)] {
+        for (kind, size) in [
+            (8u8, 0u8),
+            (8, 3),
+            (9, 5),
+            (9, 40),
+            (10, 0),
+            (10, 3),
+            (250, 0),
+            (250, 3),
+        ] {
             for crash in 0..4u8 {
                 let bytes = [
                     kind,

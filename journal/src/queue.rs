@@ -14,6 +14,9 @@
 use crate::record::Batch;
 use crate::Error;
 
+/// A queue record: its key (without the journal's leading byte) and its value.
+pub type QueueRecord = (Vec<u8>, Vec<u8>);
+
 /// Leading byte of queue records.
 pub(crate) const QUEUE: u8 = b'u';
 
@@ -79,7 +82,7 @@ pub(crate) fn encode(batch: &Batch, k: &mut Vec<u8>, writes: &mut ::sled::Batch)
 
 /// The queue records whose key starts with `prefix`, in key order, keys without the
 /// leading byte.
-pub(crate) fn scan(db: &::sled::Db, prefix: &[u8]) -> Result<Vec<(Vec<u8>, Vec<u8>)>, Error> {
+pub(crate) fn scan(db: &::sled::Db, prefix: &[u8]) -> Result<Vec<QueueRecord>, Error> {
     let mut full = Vec::with_capacity(prefix.len() + 1);
     full.push(QUEUE);
     full.extend_from_slice(prefix);

@@ -768,7 +768,7 @@ impl Store for SledJournal {
         }
     }
 
-    fn queue_records(&self, prefix: &[u8]) -> Result<Vec<(Vec<u8>, Vec<u8>)>, Error> {
+    fn queue_records(&self, prefix: &[u8]) -> Result<Vec<crate::queue::QueueRecord>, Error> {
         crate::queue::scan(&self.db, prefix)
     }
 

@@ -88,5 +88,5 @@ pub trait Store: Send + Sync {
 
     /// The queue records whose key starts with `prefix`, in key order (see
     /// [`queue`](crate::queue)).
-    fn queue_records(&self, prefix: &[u8]) -> Result<Vec<(Vec<u8>, Vec<u8>)>, Error>;
+    fn queue_records(&self, prefix: &[u8]) -> Result<Vec<crate::queue::QueueRecord>, Error>;
 }

@@ -83,7 +83,7 @@ fn status_names_parse_and_print() {
     let err = "Pending".parse::<Status>().unwrap_err();
     assert_eq!(
         err.to_string(),
-        "unknown workflow status \"Pending\" (expected pending, succeeded, failed or cancelled)"
+        "unknown workflow status \"Pending\" (expected pending, succeeded, failed, cancelled, enqueued or delayed)"
     );
 }
 

@@ -25,7 +25,7 @@ pub(crate) struct Staged {
 pub(crate) enum Reserved {
     /// A new workflow, reserved (its id and deduplication id are taken); written by the
     /// next commit.
-    New(Staged),
+    New(Box<Staged>),
     /// A workflow already holds the id (with the same name).
     Existing(String),
     /// A workflow already holds the deduplication id.
@@ -323,7 +323,7 @@ impl Queues {
                 state: State::Reserved,
             },
         );
-        Ok(Reserved::New(Staged { record, entry }))
+        Ok(Reserved::New(Box::new(Staged { record, entry })))
     }
 
     /// An enqueue from outside a workflow: written by the next commit.

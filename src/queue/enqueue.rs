@@ -34,7 +34,7 @@ enum Recorded {
 }
 
 /// An id for a workflow enqueued without one.
-fn generated_id(queue: &str) -> String {
+pub(crate) fn generated_id(queue: &str) -> String {
     format!("{queue}-{:016x}", fastrand::u64(..))
 }
 
@@ -96,7 +96,7 @@ impl Runtime {
             .reserve(core, queue, record, &options, self.now_ms())?;
         let id = match reserved {
             Reserved::New(staged) => {
-                core.queues.push_ready(staged);
+                core.queues.push_ready(*staged);
                 id
             }
             Reserved::Existing(id) => id,
@@ -108,10 +108,11 @@ impl Runtime {
             }
             Reserved::Duplicate { existing, .. } => {
                 // The holder may be another workflow: its types must be `O` and `E`.
-                let holder = match core.running.borrow().get(&existing) {
-                    Some(wf) => Some(wf.name.clone()),
-                    None => None,
-                };
+                let holder = core
+                    .running
+                    .borrow()
+                    .get(&existing)
+                    .map(|wf| wf.name.clone());
                 let holder = match holder {
                     Some(name) => Some(name),
                     None => core.store.workflow(&existing)?.map(|r| r.name),
@@ -127,7 +128,7 @@ impl Runtime {
     }
 }
 
-fn duplicate(queue: &str, options: &EnqueueOptions, existing: String) -> Error {
+pub(crate) fn duplicate(queue: &str, options: &EnqueueOptions, existing: String) -> Error {
     Error::Duplicate {
         queue: queue.to_string(),
         dedup_id: options
@@ -227,7 +228,7 @@ impl Ctx {
                     .queues
                     .reserve(&core, &queue, record, &options, core.now_ms());
                 let (recorded, effect) = match reserved {
-                    Ok(Reserved::New(staged)) => (Recorded::Enqueued(id), Effect::Enqueue(staged)),
+                    Ok(Reserved::New(staged)) => (Recorded::Enqueued(id), Effect::Enqueue(*staged)),
                     Ok(Reserved::Existing(id)) => (Recorded::Enqueued(id), Effect::None),
                     Ok(Reserved::Duplicate {
                         existing,

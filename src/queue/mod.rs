@@ -44,7 +44,8 @@ pub(crate) mod schedule;
 use std::time::Duration;
 
 pub use debounce::DebounceOptions;
-pub(crate) use dispatch::{Queues, Staged};
+pub(crate) use dispatch::{Queues, Reserved, Staged};
+pub(crate) use enqueue::{duplicate, generated_id};
 pub use schedule::MissedTicks;
 pub(crate) use schedule::Schedule;
 

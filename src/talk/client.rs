@@ -63,6 +63,17 @@ pub(crate) enum Request {
         id: String,
         reply: oneshot::Sender<Result<Option<Status>, Error>>,
     },
+    Enqueue {
+        queue: String,
+        name: String,
+        input: Vec<u8>,
+        input_fingerprint: u64,
+        input_name: &'static str,
+        output: u64,
+        error: u64,
+        options: crate::queue::EnqueueOptions,
+        reply: oneshot::Sender<Result<String, Error>>,
+    },
 }
 
 /// The sending end every clone of a client shares; the runtime keeps only a weak
@@ -186,6 +197,70 @@ impl Client {
             })
             .await?;
             Ok(handle)
+        }
+    }
+
+    /// Puts workflow `name` with `input` in queue `queue`, as
+    /// [`Runtime::enqueue`](crate::Runtime::enqueue) does; resolves once the enqueue is
+    /// durable, to the handle of the workflow enqueued (or found under its id, or
+    /// holding its deduplication id when [`OnDuplicate::ReturnExisting`](crate::OnDuplicate::ReturnExisting) asks).
+    ///
+    /// ```
+    /// use ordo::{Ctx, EnqueueOptions, QueueOptions, Runtime};
+    /// async fn resize(_: Ctx, px: u32) -> Result<u32, String> { Ok(px / 2) }
+    /// let rt = Runtime::builder().temporary()
+    ///     .queue("images", QueueOptions::new().concurrency(2))
+    ///     .register("resize", resize).build()?;
+    /// let client = rt.client();
+    /// let handle = rt.block_on(client.enqueue::<_, u32, String>("images", "resize", 640u32,
+    ///     EnqueueOptions::new().id("img-1")))?;
+    /// assert_eq!(rt.block_on(handle.result())?, Ok(320));
+    /// # Ok::<(), ordo::Error>(())
+    /// ```
+    pub fn enqueue<I, O, E>(
+        &self,
+        queue: &str,
+        name: &str,
+        input: I,
+        options: crate::queue::EnqueueOptions,
+    ) -> impl Future<Output = Result<ClientHandle<O, E>, Error>> + Send + 'static
+    where
+        I: Serialize + DeserializeOwned + 'static,
+        O: DeserializeOwned + 'static,
+        E: DeserializeOwned + 'static,
+    {
+        let key = fingerprint::of::<I>();
+        let what = options.id.clone().unwrap_or_else(|| queue.to_string());
+        let encoded = codec::encode(key, &input).map_err(|detail| Error::Encode {
+            workflow_id: what,
+            what: "input".into(),
+            detail,
+        });
+        let (queue, name) = (queue.to_string(), name.to_string());
+        let (output, error) = (
+            fingerprint::of::<O>().fingerprint,
+            fingerprint::of::<E>().fingerprint,
+        );
+        let client = self.clone();
+        async move {
+            let input = encoded?;
+            let id = ask(&client.shared, |reply| Request::Enqueue {
+                queue,
+                name,
+                input,
+                input_fingerprint: key.fingerprint,
+                input_name: key.name,
+                output,
+                error,
+                options,
+                reply,
+            })
+            .await?;
+            Ok(ClientHandle {
+                id,
+                client,
+                _types: PhantomData,
+            })
         }
     }
 
@@ -606,6 +681,24 @@ impl Core {
                     drop(reply.send(waited.await));
                 }));
             }
+            Request::Enqueue {
+                queue,
+                name,
+                input,
+                input_fingerprint,
+                input_name,
+                output,
+                error,
+                options,
+                reply,
+            } => self.client_enqueue(
+                &queue,
+                &name,
+                input,
+                ((input_fingerprint, input_name), (output, error)),
+                &options,
+                reply,
+            ),
             Request::Status { id, reply } => {
                 let status = if self.running.borrow().contains_key(&id) {
                     Ok(Some(Status::Pending))
@@ -641,9 +734,24 @@ impl Core {
         name: &str,
         id: &str,
         input: Vec<u8>,
+        input_type: (u64, &'static str),
+        outputs: (u64, u64),
+    ) -> Result<bool, Error> {
+        let registration = self.check_client_types(name, id, input_type, outputs)?;
+        let now_ms = self.now_ms();
+        let started = self.start_workflow(name, id, registration, input, now_ms, None)?;
+        Ok(matches!(started, crate::core::Started::Staged(_)))
+    }
+
+    /// The registration of workflow `name`, if a client's input, output and error types
+    /// (their fingerprints) are its registered ones.
+    fn check_client_types(
+        &self,
+        name: &str,
+        id: &str,
         (input_fingerprint, input_name): (u64, &'static str),
         (output, error): (u64, u64),
-    ) -> Result<bool, Error> {
+    ) -> Result<crate::registry::Registration, Error> {
         let registration = self.registry.lookup(name)?.clone();
         if registration.input.fingerprint != input_fingerprint {
             return Err(Error::TypeMismatch {
@@ -668,9 +776,49 @@ impl Core {
                 });
             }
         }
-        let now_ms = self.now_ms();
-        let started = self.start_workflow(name, id, registration, input, now_ms, None)?;
-        Ok(matches!(started, crate::core::Started::Staged(_)))
+        Ok(registration)
+    }
+
+    /// A client's enqueue: the id it is (or was) enqueued under, answered after the
+    /// commit that writes it when it is new.
+    fn client_enqueue(
+        self: &Rc<Self>,
+        queue: &str,
+        name: &str,
+        input: Vec<u8>,
+        types: ((u64, &'static str), (u64, u64)),
+        options: &crate::queue::EnqueueOptions,
+        reply: oneshot::Sender<Result<String, Error>>,
+    ) {
+        use crate::queue::{OnDuplicate, Reserved};
+        let id = options
+            .id
+            .clone()
+            .unwrap_or_else(|| crate::queue::generated_id(queue));
+        let reserved = self
+            .queues
+            .options(queue)
+            .and_then(|_| self.check_client_types(name, &id, types.0, types.1))
+            .and_then(|_| {
+                let record = ordo_journal::WorkflowRecord::new(&id, name, input, 0);
+                self.queues
+                    .reserve(self, queue, record, options, self.now_ms())
+            });
+        match reserved {
+            Ok(Reserved::New(staged)) => {
+                self.queues.push_ready(*staged);
+                self.queue_reply(Box::new(move |r| drop(reply.send(r.map(|()| id)))));
+            }
+            Ok(Reserved::Existing(id)) => drop(reply.send(Ok(id))),
+            Ok(Reserved::Duplicate {
+                existing,
+                on_duplicate: OnDuplicate::ReturnExisting,
+            }) => drop(reply.send(Ok(existing))),
+            Ok(Reserved::Duplicate { existing, .. }) => {
+                drop(reply.send(Err(crate::queue::duplicate(queue, options, existing))));
+            }
+            Err(err) => drop(reply.send(Err(err))),
+        }
     }
 
     /// Checks a client's message: `Err` if its destination does not exist; `Some` if its
@@ -754,6 +902,7 @@ impl Request {
             Request::Result { reply, .. } => drop(reply.send(Err(err))),
             Request::GetEvent { reply, .. } => drop(reply.send(Err(err))),
             Request::Status { reply, .. } => drop(reply.send(Err(err))),
+            Request::Enqueue { reply, .. } => drop(reply.send(Err(err))),
         }
     }
 }

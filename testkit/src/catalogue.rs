@@ -209,7 +209,17 @@ pub enum Shape {
         /// 1..=4 children.
         n: u8,
     },
+    /// `n` workflows of one step each put in a queue of concurrency 2 (`Ctx::enqueue`,
+    /// the last one with a deduplication id), beside a step, then the first one's id
+    /// enqueued again (which finds it).
+    Enqueue {
+        /// 1..=4 enqueues.
+        n: u8,
+    },
 }
+
+/// The queue of [`Shape::Enqueue`].
+pub const QUEUE: &str = "shape-queue";
 
 /// The child workflow of [`Shape::Children`].
 pub const CHILD_WORKFLOW: &str = "shape-child";
@@ -236,18 +246,19 @@ impl Shape {
     /// Registers this shape as [`WORKFLOW`].
     pub fn register(self, b: RuntimeBuilder, env: Env) -> RuntimeBuilder {
         let child_env = env.clone();
-        b.register(CHILD_WORKFLOW, move |ctx: Ctx, salt: u64| {
-            let env = child_env.clone();
-            async move { step(&ctx, &env, "child-work", salt, salt * 3).await }
-        })
-        .register(WORKFLOW, move |ctx: Ctx, (): ()| {
-            let env = env.clone();
-            async move {
-                let result = self.run(&ctx, &env).await;
-                env.note_return(&result);
-                result
-            }
-        })
+        b.queue(QUEUE, ordo::QueueOptions::new().concurrency(2))
+            .register(CHILD_WORKFLOW, move |ctx: Ctx, salt: u64| {
+                let env = child_env.clone();
+                async move { step(&ctx, &env, "child-work", salt, salt * 3).await }
+            })
+            .register(WORKFLOW, move |ctx: Ctx, (): ()| {
+                let env = env.clone();
+                async move {
+                    let result = self.run(&ctx, &env).await;
+                    env.note_return(&result);
+                    result
+                }
+            })
     }
 
     async fn run(self, ctx: &Ctx, env: &Env) -> Result<String, String> {
@@ -414,6 +425,33 @@ impl Shape {
                 let (results, beside) = futures::join!(results, step(ctx, env, "beside", 1, 1));
                 Ok(format!("{results:?} {beside:?}"))
             }
+            Shape::Enqueue { n } => {
+                let enqueues: Vec<_> = (0..u64::from(n))
+                    .map(|i| {
+                        let mut options = ordo::EnqueueOptions::new();
+                        if i + 1 == u64::from(n) {
+                            options = options.dedup("last", ordo::OnDuplicate::Reject);
+                        }
+                        ctx.enqueue(QUEUE, CHILD_WORKFLOW, 500 + i, options)
+                    })
+                    .collect();
+                let enqueued = futures::future::join_all(enqueues);
+                let (enqueued, beside) = futures::join!(enqueued, step(ctx, env, "beside", 1, 1));
+                let ids: Vec<String> = enqueued
+                    .into_iter()
+                    .map(|r| r.unwrap_or_else(|e| e.to_string()))
+                    .collect();
+                // Under an id already recorded: that workflow, not a second one.
+                let again = ctx
+                    .enqueue(
+                        QUEUE,
+                        CHILD_WORKFLOW,
+                        599u64,
+                        ordo::EnqueueOptions::new().id(ids[0].clone()),
+                    )
+                    .await;
+                Ok(format!("{ids:?} {beside:?} {again:?}"))
+            }
         }
     }
 }
@@ -481,34 +519,40 @@ impl Case {
     pub fn from_bytes(data: &[u8]) -> Case {
         let mut r = Reader(data);
         let kind = r.byte();
-        let shape = match kind % 11 {
-            0 => Shape::JoinAll { n: r.range(1, 8) },
-            1 => Shape::NestedJoins {
-                outer: r.range(1, 3),
-                inner: r.range(1, 3),
-            },
-            2 => Shape::TwoSequences {
-                a: r.range(1, 4),
-                b: r.range(1, 4),
-            },
-            3 => Shape::SelectTimeout {
-                timeout_ms: r.range(0, 40),
-                biased: (kind / 11) % 2 == 0,
-            },
-            4 => Shape::Unordered { n: r.range(1, 5) },
-            5 => Shape::Spawned {
-                tasks: r.range(1, 3),
-            },
-            6 => Shape::Retry {
-                fails: r.range(0, 4),
-                max_attempts: r.range(1, 4),
-            },
-            7 => Shape::Sleep { ms: r.range(0, 60) },
-            8 => Shape::Mailbox { n: r.range(1, 4) },
-            9 => Shape::Events {
-                wait_ms: r.range(0, 40),
-            },
-            _ => Shape::Children { n: r.range(1, 4) },
+        // The top bytes pick the shapes added after the first eleven, so the bytes of
+        // saved fuzz inputs keep the shape they were found with.
+        let shape = if kind >= 242 {
+            Shape::Enqueue { n: r.range(1, 4) }
+        } else {
+            match kind % 11 {
+                0 => Shape::JoinAll { n: r.range(1, 8) },
+                1 => Shape::NestedJoins {
+                    outer: r.range(1, 3),
+                    inner: r.range(1, 3),
+                },
+                2 => Shape::TwoSequences {
+                    a: r.range(1, 4),
+                    b: r.range(1, 4),
+                },
+                3 => Shape::SelectTimeout {
+                    timeout_ms: r.range(0, 40),
+                    biased: (kind / 11) % 2 == 0,
+                },
+                4 => Shape::Unordered { n: r.range(1, 5) },
+                5 => Shape::Spawned {
+                    tasks: r.range(1, 3),
+                },
+                6 => Shape::Retry {
+                    fails: r.range(0, 4),
+                    max_attempts: r.range(1, 4),
+                },
+                7 => Shape::Sleep { ms: r.range(0, 60) },
+                8 => Shape::Mailbox { n: r.range(1, 4) },
+                9 => Shape::Events {
+                    wait_ms: r.range(0, 40),
+                },
+                _ => Shape::Children { n: r.range(1, 4) },
+            }
         };
         let crash_selector = r.byte().into();
         let plans = r.range(1, MAX_PLANS);

@@ -387,7 +387,10 @@ impl Store for Overlay {
 
     /// The saved journal's queue records under those the replay wrote (a replay that
     /// deletes one hides only its own copy: queues are not what a replay checks).
-    fn queue_records(&self, prefix: &[u8]) -> Result<Vec<(Vec<u8>, Vec<u8>)>, JournalError> {
+    fn queue_records(
+        &self,
+        prefix: &[u8],
+    ) -> Result<Vec<ordo_journal::queue::QueueRecord>, JournalError> {
         let mut all: BTreeMap<Vec<u8>, Vec<u8>> =
             self.base.queue_records(prefix)?.into_iter().collect();
         all.extend(self.written.queue_records(prefix)?);

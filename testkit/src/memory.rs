@@ -268,7 +268,10 @@ impl Store for MemoryJournal {
         Ok(self.lock().trace_contexts.get(workflow_id).cloned())
     }
 
-    fn queue_records(&self, prefix: &[u8]) -> Result<Vec<(Vec<u8>, Vec<u8>)>, ordo_journal::Error> {
+    fn queue_records(
+        &self,
+        prefix: &[u8],
+    ) -> Result<Vec<ordo_journal::queue::QueueRecord>, ordo_journal::Error> {
         Ok(self
             .lock()
             .queue

@@ -143,7 +143,10 @@ pub mod faulty {
         fn trace_context(&self, workflow_id: &str) -> Result<Option<String>, Error> {
             self.inner.trace_context(workflow_id)
         }
-        fn queue_records(&self, prefix: &[u8]) -> Result<Vec<(Vec<u8>, Vec<u8>)>, Error> {
+        fn queue_records(
+            &self,
+            prefix: &[u8],
+        ) -> Result<Vec<ordo::journal::queue::QueueRecord>, Error> {
             self.inner.queue_records(prefix)
         }
         fn awakeable(

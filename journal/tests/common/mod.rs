@@ -30,7 +30,7 @@ pub fn workflow(id: &str, status: Status) -> WorkflowRecord {
         input: format!("input of {id}").into_bytes(),
         status,
         output: match status {
-            Status::Pending => None,
+            Status::Pending | Status::Enqueued | Status::Delayed => None,
             Status::Succeeded => Some(Outcome::Ok(b"receipt".to_vec())),
             Status::Failed | Status::Cancelled => Some(Outcome::Err(b"declined".to_vec())),
         },

@@ -1,0 +1,158 @@
+//! Queues (issue 12), side by side with direct starts in one run.
+//!
+//! - `dispatch/freed_slot_to_first_poll`: a queue of concurrency 1 holding a chain of
+//!   workflows; the time from the commit that records one's end (the slot freed; the
+//!   `Finished` event fires right after it) to the next one's first poll. No polling: it
+//!   is the same commit's after-work, so microseconds. Reported per dispatch.
+//! - `throughput/direct_10000_sync` and `throughput/queue_c100_10000_sync`: 10,000
+//!   workflows of one step on a `Sync` journal, started directly (all at once) or
+//!   through a queue of concurrency 100. Target: the queue costs under 20%.
+#![allow(missing_docs, clippy::unwrap_used)]
+
+use std::cell::RefCell;
+use std::path::PathBuf;
+use std::time::{Duration, Instant};
+
+use criterion::{criterion_group, criterion_main, Criterion, Throughput};
+use ordo::{Ctx, Durability, EnqueueOptions, Event, QueueOptions, Runtime};
+
+fn bench_dir() -> tempfile::TempDir {
+    let base = PathBuf::from(env!("CARGO_TARGET_TMPDIR"));
+    std::fs::create_dir_all(&base).unwrap();
+    tempfile::tempdir_in(base).unwrap()
+}
+
+thread_local! {
+    /// When each chained workflow was first polled, and when each `Finished` came.
+    static FIRST_POLLS: RefCell<Vec<Instant>> = const { RefCell::new(Vec::new()) };
+    static FINISHES: RefCell<Vec<Instant>> = const { RefCell::new(Vec::new()) };
+}
+
+async fn chained(ctx: Ctx, n: u64) -> Result<u64, ()> {
+    FIRST_POLLS.with(|p| p.borrow_mut().push(Instant::now()));
+    ctx.step("work", move || async move { Ok::<_, ()>(n) })
+        .await
+}
+
+async fn one_step(ctx: Ctx, n: u64) -> Result<u64, ()> {
+    ctx.step("work", move || async move { Ok::<_, ()>(n) })
+        .await
+}
+
+fn dispatch(c: &mut Criterion) {
+    let mut group = c.benchmark_group("dispatch");
+    group.sample_size(20);
+    group.bench_function("freed_slot_to_first_poll", |b| {
+        b.iter_custom(|iters| {
+            let dir = bench_dir();
+            let rt = Runtime::builder()
+                .path(dir.path())
+                .durability(Durability::None)
+                .queue("chain", QueueOptions::new().concurrency(1))
+                .register("chained", chained)
+                .observer(|event| {
+                    if let Event::Finished { .. } = event {
+                        FINISHES.with(|f| f.borrow_mut().push(Instant::now()));
+                    }
+                })
+                .build()
+                .unwrap();
+            FIRST_POLLS.with(|p| p.borrow_mut().clear());
+            FINISHES.with(|f| f.borrow_mut().clear());
+            // One more than measured: the first start follows no end.
+            let handles: Vec<_> = (0..=iters)
+                .map(|n| {
+                    rt.enqueue::<_, u64, ()>(
+                        "chain",
+                        "chained",
+                        n,
+                        EnqueueOptions::new().id(format!("c-{n}")),
+                    )
+                    .unwrap()
+                })
+                .collect();
+            for h in &handles {
+                rt.block_on(h.result()).unwrap().unwrap();
+            }
+            let polls = FIRST_POLLS.with(|p| p.borrow().clone());
+            let ends = FINISHES.with(|f| f.borrow().clone());
+            // The end of workflow i frees the slot workflow i + 1 takes.
+            ends.iter()
+                .zip(&polls[1..])
+                .map(|(end, poll)| poll.saturating_duration_since(*end))
+                .sum::<Duration>()
+        });
+    });
+    group.finish();
+}
+
+const N: u64 = 10_000;
+
+fn throughput(c: &mut Criterion) {
+    let mut group = c.benchmark_group("throughput");
+    group.sample_size(10);
+    group.measurement_time(Duration::from_secs(20));
+    group.throughput(Throughput::Elements(N));
+    group.bench_function("direct_10000_sync", |b| {
+        b.iter_custom(|iters| {
+            let mut total = Duration::ZERO;
+            for _ in 0..iters {
+                let dir = bench_dir();
+                let rt = Runtime::builder()
+                    .path(dir.path())
+                    .durability(Durability::Sync)
+                    .register("one_step", one_step)
+                    .build()
+                    .unwrap();
+                let started = Instant::now();
+                let handles: Vec<_> = (0..N)
+                    .map(|n| {
+                        rt.start::<_, u64, ()>("one_step", &format!("w-{n}"), n)
+                            .unwrap()
+                    })
+                    .collect();
+                for h in &handles {
+                    rt.block_on(h.result()).unwrap().unwrap();
+                }
+                total += started.elapsed();
+            }
+            total
+        });
+    });
+    group.bench_function("queue_c100_10000_sync", |b| {
+        b.iter_custom(|iters| {
+            let mut total = Duration::ZERO;
+            for _ in 0..iters {
+                let dir = bench_dir();
+                let rt = Runtime::builder()
+                    .path(dir.path())
+                    .durability(Durability::Sync)
+                    .queue("q", QueueOptions::new().concurrency(100))
+                    .register("one_step", one_step)
+                    .build()
+                    .unwrap();
+                let started = Instant::now();
+                let handles: Vec<_> = (0..N)
+                    .map(|n| {
+                        rt.enqueue::<_, u64, ()>(
+                            "q",
+                            "one_step",
+                            n,
+                            EnqueueOptions::new().id(format!("w-{n}")),
+                        )
+                        .unwrap()
+                    })
+                    .collect();
+                for h in &handles {
+                    rt.block_on(h.result()).unwrap().unwrap();
+                }
+                total += started.elapsed();
+            }
+            total
+        });
+    });
+    group.finish();
+}
+
+criterion_group!(benches, dispatch, throughput);
+criterion_main!(benches);
