@@ -138,6 +138,10 @@ pub(crate) async fn final_outcome(
 /// The final outcome of a workflow that does not run in this process.
 fn recorded_outcome(core: &Core, id: &str) -> Result<Outcome, Error> {
     let record = core.record(id)?;
+    if record.status == Status::Cancelled {
+        // By its deadline, or by a cancel.
+        return Err(crate::deadline::cancelled_error(&record));
+    }
     match (record.status, record.output) {
         (Status::Succeeded | Status::Failed, Some(output)) => Ok(output),
         (Status::Cancelled, _) => Err(Error::Cancelled {

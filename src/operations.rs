@@ -163,6 +163,7 @@ impl Runtime {
         resumed.output = None;
         resumed.recovery_attempts = 0;
         resumed.updated_ms = self.now_ms();
+        crate::deadline::on_resume(&mut resumed);
         let mut batch = Batch::new();
         batch.update_workflow(resumed.clone(), previous);
         self.core.store.commit(&batch)?;
