@@ -164,8 +164,11 @@ fn children_inherit_the_deadline_and_their_own_timeouts_never_outlive_it() {
             Err(Error::Cancelled { .. }) => "cancelled",
             _ => "something else",
         };
-        ctx.step("saw", move || async move { Ok::<_, String>(seen.to_string()) })
-            .await?;
+        ctx.step(
+            "saw",
+            move || async move { Ok::<_, String>(seen.to_string()) },
+        )
+        .await?;
         let _ = futures::join!(inherits.result(), longer.result());
         Ok(ids)
     }
@@ -256,7 +259,11 @@ fn an_expired_parent_cancels_its_children_whatever_their_parent_end_policy() {
         assert_eq!(rec.status, Status::Cancelled, "{id}");
         assert_eq!(rec.updated_ms, deadline, "{id} cancelled at the deadline");
     }
-    assert_eq!(record(&rt, "loner").deadline_ms, None, "adopted, not started");
+    assert_eq!(
+        record(&rt, "loner").deadline_ms,
+        None,
+        "adopted, not started"
+    );
     // The adopted workflow had no deadline: it was cancelled, not timed out.
     assert!(matches!(
         rt.block_on(loner.result()),

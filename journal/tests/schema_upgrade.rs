@@ -255,7 +255,11 @@ fn a_version_3_journal_opens_with_no_deadlines_and_is_marked_version_4_when_writ
     {
         // Read-only: the app versions are there, the deadlines absent, nothing rewritten.
         let journal = SledJournal::open_existing(&path).unwrap();
-        assert_eq!(stored_schema(&journal), 3, "the fixture is a version 3 journal");
+        assert_eq!(
+            stored_schema(&journal),
+            3,
+            "the fixture is a version 3 journal"
+        );
         for rec in &records {
             let read = journal.workflow(&rec.id).unwrap().unwrap();
             assert_eq!(read.app_version.as_deref(), Some("1.4.2"));
