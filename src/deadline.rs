@@ -17,7 +17,13 @@
 //!   its deadline is the earlier of the two, so no child outlives its parent's deadline.
 //!   The commit that cancels an expired workflow cancels, level by level, every workflow
 //!   it launched as a child (and theirs), whatever their [`ParentEnd`](crate::ParentEnd)
-//!   policy: [`ParentEnd`](crate::ParentEnd) is about a parent that *returns*.
+//!   policy: [`ParentEnd`](crate::ParentEnd) is about a parent that *returns*. A
+//!   parent whose child expired sees [`Error::Cancelled`] from the child's handle
+//!   (its journal records that the child was cancelled, not why).
+//! - **Only new workflows.** The options of a start under an id already recorded are
+//!   ignored, like its input. [`Runtime::resume`](crate::Runtime::resume) drops a
+//!   deadline that has passed (resuming means letting the workflow finish); a fork
+//!   starts without one; a workflow that continues as new keeps its deadline.
 //! - **Cost.** The timer is part of the workflow's root future: it starts with the run
 //!   and is dropped when the workflow returns, so it keeps neither
 //!   [`Runtime::run`](crate::Runtime::run) nor `block_on` alive, and a workflow without

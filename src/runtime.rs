@@ -633,8 +633,11 @@ impl Runtime {
     /// Workflows whose name is not registered are reported and left as they are;
     /// workflows past the recovery-attempt limit are reported and not resumed
     /// ([`Runtime::resume`] starts one again). The attempt counters of all resumed
-    /// workflows are written in one commit. With [`RuntimeBuilder::retention`], it also
-    /// starts the retention sweep.
+    /// workflows are written in one commit. A resumed workflow whose deadline
+    /// ([`StartOptions::timeout`]) passed while no process ran it is cancelled as soon as
+    /// the runtime is driven, before any of its recorded steps is replayed; the others'
+    /// deadlines are re-armed, with the time left. With [`RuntimeBuilder::retention`],
+    /// it also starts the retention sweep.
     ///
     /// ```
     /// # let dir = tempfile::tempdir()?;
