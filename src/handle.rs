@@ -137,16 +137,11 @@ pub(crate) async fn final_outcome(
 
 /// The final outcome of a workflow that does not run in this process.
 fn recorded_outcome(core: &Core, id: &str) -> Result<Outcome, Error> {
-    let record = core.record(id)?;
-    if record.status == Status::Cancelled {
-        // By its deadline, or by a cancel.
-        return Err(crate::deadline::cancelled_error(&record));
-    }
-    match (record.status, record.output) {
+    let mut record = core.record(id)?;
+    match (record.status, record.output.take()) {
         (Status::Succeeded | Status::Failed, Some(output)) => Ok(output),
-        (Status::Cancelled, _) => Err(Error::Cancelled {
-            workflow_id: id.to_string(),
-        }),
+        // By its deadline, or by a cancel.
+        (Status::Cancelled, _) => Err(crate::deadline::cancelled_error(&record)),
         (Status::Pending, _) => Err(Error::Stopped {
             workflow_id: id.to_string(),
         }),

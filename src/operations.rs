@@ -182,9 +182,9 @@ impl Runtime {
     /// same name and input, and the first `at_seq` recorded completions of `id` (seqs
     /// `0..at_seq`, copied into `new_id`'s journal). The copy replays them, then runs
     /// live from there, on this binary's code (a fixed bug, a new patch path). The
-    /// original is not touched, and the copy has no deadline. `ordo show ID` lists the seqs to choose from; `at_seq`
-    /// 0 starts over with the same input, and the number of recorded completions replays
-    /// them all.
+    /// original is not touched, and the copy has no deadline. `ordo show ID` lists the
+    /// seqs to choose from; `at_seq` 0 starts over with the same input, and the number of
+    /// recorded completions replays them all.
     ///
     /// # Errors
     ///

@@ -2,7 +2,8 @@
 //! body dropped) and its children, a workflow in time is untouched and leaves no timer
 //! behind, children inherit the deadline, a restart honours only the remainder, a
 //! deadline passed before recovery cancels without running anything, and the client can
-//! give a timeout. (The same across a real SIGKILL: `deadline_kill.rs`.)
+//! give a timeout (and a trace context). (The same across a real SIGKILL:
+//! `deadline_kill.rs`.)
 
 mod common;
 
@@ -12,6 +13,7 @@ use std::time::{Duration, UNIX_EPOCH};
 
 use ordo::{
     ChildOptions, Ctx, Error, Event, ParentEnd, Runtime, RuntimeBuilder, StartOptions, Status,
+    TraceParent,
 };
 
 use common::{builder, journal_dir};
@@ -419,10 +421,13 @@ fn a_client_can_give_a_timeout() {
         .build()
         .expect("build");
     let client = rt.client();
+    let traceparent = "00-4bf92f3577b34da6a3ce929d0e0e4736-00f067aa0ba902b7-01";
     let caller = std::thread::spawn(move || {
         futures::executor::block_on(async {
+            // The options carry the caller's trace context too.
+            let traced = within(10 * MINUTE).traceparent(TraceParent::parse(traceparent)?);
             let late = client
-                .start_with::<u64, u64, String>("nap", "late", 60u64, within(10 * MINUTE))
+                .start_with::<u64, u64, String>("nap", "late", 60u64, traced)
                 .await?;
             let on_time = client
                 .start_with::<u64, u64, String>("nap", "on-time", 5u64, within(10 * MINUTE))
@@ -440,5 +445,9 @@ fn a_client_can_give_a_timeout() {
     let rec = record(&rt, "late");
     assert_eq!(rec.status, Status::Cancelled);
     assert_eq!(rec.deadline_ms, Some(rec.created_ms + 600_000));
+    assert_eq!(
+        rt.journal().trace_context("late").expect("read").as_deref(),
+        Some(traceparent)
+    );
     assert_eq!(record(&rt, "on-time").status, Status::Succeeded);
 }
