@@ -416,8 +416,8 @@ impl Core {
     /// Starts workflow `name` under `id` with `input` (encoded, its type checked by the
     /// caller), or finds the one recorded or running under `id`: a pending one that is
     /// not running here is resumed, a finished one is left as it is, one of another name
-    /// is a [`Error::Conflict`]. [`Runtime::start`](crate::Runtime::start) and clients'
-    /// starts both go through here.
+    /// is a [`Error::Conflict`]. `options` apply to a new workflow only.
+    /// [`Runtime::start`](crate::Runtime::start) and clients' starts both go through here.
     pub(crate) fn start_workflow(
         &self,
         name: &str,
@@ -425,7 +425,7 @@ impl Core {
         registration: Registration,
         input: Vec<u8>,
         now_ms: u64,
-        traceparent: Option<crate::telemetry::TraceParent>,
+        options: crate::deadline::StartOptions,
     ) -> Result<Started, Error> {
         self.note_halt_subject(id);
         let running = self.running.borrow().get(id).cloned();
@@ -444,8 +444,10 @@ impl Core {
                 (wf, record, false)
             }
             None => {
+                let (deadline_ms, traceparent) = options.into_parts(now_ms);
                 let mut record = WorkflowRecord::new(id, name, input, now_ms);
                 record.app_version.clone_from(&self.app_version);
+                record.deadline_ms = deadline_ms;
                 let wf = Rc::new(WorkflowState::new(&record, Vec::new()));
                 wf.telemetry.set_traceparent(traceparent);
                 (wf, record, true)

@@ -133,6 +133,21 @@ pub enum Error {
         workflow_id: String,
     },
 
+    /// The workflow's deadline ([`StartOptions::timeout`](crate::StartOptions::timeout),
+    /// [`ChildOptions::timeout`](crate::ChildOptions::timeout), or its parent's) passed
+    /// before it returned, and it was cancelled: its status is `Cancelled`, as after
+    /// [`Runtime::cancel`](crate::Runtime::cancel).
+    #[error(
+        "workflow {workflow_id:?} was cancelled at its deadline ({deadline_ms} ms since the \
+         UNIX epoch)"
+    )]
+    DeadlineExceeded {
+        /// The workflow.
+        workflow_id: String,
+        /// Its deadline, in milliseconds since the UNIX epoch on the runtime's clock.
+        deadline_ms: u64,
+    },
+
     /// [`Runtime::resume`](crate::Runtime::resume) of a workflow that finished: only a
     /// cancelled workflow or a pending one (one that exhausted its recovery attempts,
     /// say) can be resumed. Fork it instead to run it again.

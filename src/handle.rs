@@ -178,12 +178,11 @@ async fn until_dispatched(core: &Rc<Core>, id: &str) -> Result<Option<Rc<Workflo
 
 /// The final outcome of a workflow that does not run in this process.
 fn recorded_outcome(core: &Core, id: &str) -> Result<Outcome, Error> {
-    let record = core.record(id)?;
-    match (record.status, record.output) {
+    let mut record = core.record(id)?;
+    match (record.status, record.output.take()) {
         (Status::Succeeded | Status::Failed, Some(output)) => Ok(output),
-        (Status::Cancelled, _) => Err(Error::Cancelled {
-            workflow_id: id.to_string(),
-        }),
+        // By its deadline, or by a cancel.
+        (Status::Cancelled, _) => Err(crate::deadline::cancelled_error(&record)),
         (Status::Pending | Status::Enqueued | Status::Delayed, _) => Err(Error::Stopped {
             workflow_id: id.to_string(),
         }),

@@ -34,6 +34,7 @@ pub(crate) fn launch(
             return;
         }
     };
+    let fut = crate::deadline::bound(core, wf, fut);
     let fut = crate::telemetry::run(wf, registration, fut);
     let (abort, abort_registration) = AbortHandle::new_pair();
     wf.register_abort(abort);

@@ -87,6 +87,9 @@
 //!   determinism rule to each of them.
 //! - `patch`: [`Ctx::patched`] and [`Ctx::deprecate_patch`], upgrading a workflow's
 //!   code under running workflows (the path taken is recorded at a step id).
+//! - `deadline`: workflow deadlines: [`StartOptions::timeout`] recorded as an absolute
+//!   deadline with the start, expiry cancelling the workflow and its children
+//!   ([`Error::DeadlineExceeded`]), children inheriting their parent's deadline.
 //! - `operations`: steering workflows from outside: [`Runtime::resume`],
 //!   [`Runtime::fork`], and retention ([`Runtime::gc`], the sweep of
 //!   [`RuntimeBuilder::retention`]), each with a commit of its own.
@@ -125,6 +128,7 @@ mod clock;
 mod codec;
 mod core;
 mod ctx;
+mod deadline;
 mod error;
 mod event;
 mod fingerprint;
@@ -145,6 +149,7 @@ mod workflow;
 
 pub use crate::core::Metrics;
 pub use crate::ctx::{ContinueAsNew, Ctx, TaskHandle};
+pub use crate::deadline::StartOptions;
 pub use crate::error::{Error, Result};
 pub use crate::event::Event;
 pub use crate::handle::WorkflowHandle;

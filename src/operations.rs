@@ -87,7 +87,9 @@ impl Runtime {
     /// that exhausted its recovery attempts: [`Error::RecoveryExhausted`]), from its
     /// journal: it is `Pending` again with its recovery attempts at 0, its recorded
     /// steps replay (their bodies do not run again) and it continues live from there.
-    /// A workflow already running here gets a handle to it, unchanged.
+    /// A workflow already running here gets a handle to it, unchanged. A workflow
+    /// cancelled by its deadline, or whose deadline passed, is resumed without one; a
+    /// deadline still ahead is kept.
     ///
     /// # Errors
     ///
@@ -163,6 +165,7 @@ impl Runtime {
         resumed.output = None;
         resumed.recovery_attempts = 0;
         resumed.updated_ms = self.now_ms();
+        crate::deadline::on_resume(&mut resumed);
         let mut batch = Batch::new();
         batch.update_workflow(resumed.clone(), previous);
         self.core.store.commit(&batch)?;
@@ -179,9 +182,9 @@ impl Runtime {
     /// same name and input, and the first `at_seq` recorded completions of `id` (seqs
     /// `0..at_seq`, copied into `new_id`'s journal). The copy replays them, then runs
     /// live from there, on this binary's code (a fixed bug, a new patch path). The
-    /// original is not touched. `ordo show ID` lists the seqs to choose from; `at_seq`
-    /// 0 starts over with the same input, and the number of recorded completions replays
-    /// them all.
+    /// original is not touched, and the copy has no deadline. `ordo show ID` lists the
+    /// seqs to choose from; `at_seq` 0 starts over with the same input, and the number of
+    /// recorded completions replays them all.
     ///
     /// # Errors
     ///

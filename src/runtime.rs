@@ -15,6 +15,7 @@ use serde::Serialize;
 use crate::clock::WallClock;
 use crate::core::{Core, Metrics, Observer, Started};
 use crate::ctx::Ctx;
+use crate::deadline::StartOptions;
 use crate::error::Error;
 use crate::event::Event;
 use crate::handle::WorkflowHandle;
@@ -581,7 +582,7 @@ impl Runtime {
         O: DeserializeOwned + 'static,
         E: DeserializeOwned + 'static,
     {
-        self.start_with_trace(name, id, input, None)
+        self.start_with(name, id, input, StartOptions::default())
     }
 
     /// [`Runtime::start`], continuing the caller's trace: `traceparent` (a W3C
@@ -619,16 +620,42 @@ impl Runtime {
         E: DeserializeOwned + 'static,
     {
         let traceparent = TraceParent::parse(traceparent)?;
-        self.start_with_trace(name, id, input, Some(traceparent))
+        self.start_with(
+            name,
+            id,
+            input,
+            StartOptions::default().traceparent(traceparent),
+        )
     }
 
-    /// `start`, with the trace context to record with a new workflow.
-    fn start_with_trace<I, O, E>(
+    /// [`Runtime::start`] with [`StartOptions`]: a timeout (see the `deadline` module:
+    /// the deadline is recorded with the start, and the workflow is cancelled when it
+    /// passes, its handles reporting [`Error::DeadlineExceeded`]), a trace context. The
+    /// options apply to a new workflow; one already recorded under `id` keeps its own
+    /// deadline and trace context, as it keeps its input.
+    ///
+    /// ```
+    /// use ordo::{Clock, Ctx, Error, Runtime, StartOptions};
+    /// use std::time::Duration;
+    ///
+    /// async fn nap(ctx: Ctx, minutes: u64) -> Result<u64, String> {
+    ///     ctx.sleep(Duration::from_secs(60 * minutes)).await;
+    ///     Ok(minutes)
+    /// }
+    /// let rt = Runtime::builder().temporary().clock(Clock::Virtual).register("nap", nap).build()?;
+    /// let ten_minutes = || StartOptions::default().timeout(Duration::from_secs(600));
+    /// let short = rt.start_with::<_, u64, String>("nap", "short", 5u64, ten_minutes())?;
+    /// let long = rt.start_with::<_, u64, String>("nap", "long", 60u64, ten_minutes())?;
+    /// assert_eq!(rt.block_on(short.result())?, Ok(5));
+    /// assert!(matches!(rt.block_on(long.result()), Err(Error::DeadlineExceeded { .. })));
+    /// # Ok::<(), ordo::Error>(())
+    /// ```
+    pub fn start_with<I, O, E>(
         &self,
         name: &str,
         id: &str,
         input: I,
-        traceparent: Option<TraceParent>,
+        options: StartOptions,
     ) -> Result<WorkflowHandle<O, E>, Error>
     where
         I: Serialize,
@@ -647,7 +674,7 @@ impl Runtime {
         let running =
             match self
                 .core
-                .start_workflow(name, id, registration, encoded, now_ms, traceparent)?
+                .start_workflow(name, id, registration, encoded, now_ms, options)?
             {
                 Started::Staged(wf) | Started::Running(wf) => Some(wf),
                 Started::Recorded => None,
@@ -697,8 +724,11 @@ impl Runtime {
     /// Workflows whose name is not registered are reported and left as they are;
     /// workflows past the recovery-attempt limit are reported and not resumed
     /// ([`Runtime::resume`] starts one again). The attempt counters of all resumed
-    /// workflows are written in one commit. With [`RuntimeBuilder::retention`], it also
-    /// starts the retention sweep.
+    /// workflows are written in one commit. A resumed workflow whose deadline
+    /// ([`StartOptions::timeout`]) passed while no process ran it is cancelled as soon as
+    /// the runtime is driven, before any of its recorded steps is replayed; the others'
+    /// deadlines are re-armed, with the time left. With [`RuntimeBuilder::retention`],
+    /// it also starts the retention sweep.
     ///
     /// ```
     /// # let dir = tempfile::tempdir()?;

@@ -556,6 +556,7 @@ fn error_kind(err: &Error) -> &'static str {
         Error::Panicked { .. } => "Panicked",
         Error::RecoveryExhausted { .. } => "RecoveryExhausted",
         Error::Cancelled { .. } => "Cancelled",
+        Error::DeadlineExceeded { .. } => "DeadlineExceeded",
         Error::Stopped { .. } => "Stopped",
         Error::InvalidTraceParent { .. } => "InvalidTraceParent",
         Error::UnknownDestination { .. } => "UnknownDestination",

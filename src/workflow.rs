@@ -52,6 +52,9 @@ pub(crate) struct WorkflowState {
     pub(crate) created_ms: u64,
     /// The app version recorded when it started, kept when its record is rewritten.
     pub(crate) app_version: Option<String>,
+    /// Its deadline (wall-clock ms), past which it is cancelled (see `deadline`);
+    /// rewritten into every record of it.
+    pub(crate) deadline_ms: Option<u64>,
     /// Recovery attempts as recorded: counts resumptions that ended without progress
     /// (a crash or a panic). Reset to 0 in the commit of the first new completion.
     pub(crate) recovery_attempts: Cell<u32>,
@@ -134,6 +137,7 @@ impl WorkflowState {
             input: record.input.clone(),
             created_ms: record.created_ms,
             app_version: record.app_version.clone(),
+            deadline_ms: record.deadline_ms,
             recovery_attempts: Cell::new(record.recovery_attempts),
             before_resume: RefCell::new(None),
             continued_as: RefCell::new(None),
@@ -397,6 +401,7 @@ impl WorkflowState {
             updated_ms: now_ms,
             recovery_attempts: attempts,
             app_version: self.app_version.clone(),
+            deadline_ms: self.deadline_ms,
         }
     }
 
@@ -424,6 +429,7 @@ impl WorkflowState {
             updated_ms: now_ms,
             recovery_attempts: self.recovery_attempts.get(),
             app_version: self.app_version.clone(),
+            deadline_ms: self.deadline_ms,
         }
     }
 

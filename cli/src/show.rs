@@ -26,6 +26,9 @@ struct Record {
     recovery_attempts: u32,
     /// The version of the application that started it; `null` when unknown.
     app_version: Option<String>,
+    /// Its deadline (ms since the UNIX epoch), past which the runtime cancels it;
+    /// `null` when it has none.
+    deadline_ms: Option<u64>,
     /// Size of the encoded input.
     input_bytes: usize,
     /// The recorded output or error; `null` while the workflow is pending.
@@ -79,6 +82,7 @@ impl From<WorkflowRecord> for Record {
             updated_ms: r.updated_ms,
             recovery_attempts: r.recovery_attempts,
             app_version: r.app_version,
+            deadline_ms: r.deadline_ms,
         }
     }
 }
@@ -145,6 +149,9 @@ fn text(shown: &Shown) -> String {
         ("output", output),
     ] {
         out.push_str(&format!("{label:<10} {value}\n"));
+    }
+    if let Some(deadline_ms) = r.deadline_ms {
+        out.push_str(&format!("{:<10} {} UTC\n", "deadline", utc(deadline_ms)));
     }
     out.push('\n');
     if shown.steps.is_empty() {

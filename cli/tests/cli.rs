@@ -339,6 +339,33 @@ fn small_journal(path: &Path) {
 }
 
 #[test]
+fn show_gives_a_workflows_deadline_when_it_has_one() {
+    let dir = tempfile::tempdir().expect("temp dir");
+    small_journal(dir.path());
+    {
+        let journal = SledJournal::open(dir.path(), Durability::None).expect("open");
+        let mut timed = WorkflowRecord::new("timed", "checkout", vec![1], 1_000);
+        timed.deadline_ms = Some(1_700_000_000_000); // 2023-11-14 22:13:20 UTC
+        let mut batch = Batch::new();
+        batch.put_workflow(timed);
+        journal.commit(&batch).expect("commit");
+    }
+    let show = ordo_ok(dir.path(), &["show", "timed"]);
+    assert!(
+        show.lines()
+            .any(|l| l == "deadline   2023-11-14 22:13:20 UTC"),
+        "{show}"
+    );
+    let shown = json(&ordo_ok(dir.path(), &["show", "timed", "--json"]));
+    assert_eq!(shown["record"]["deadline_ms"], 1_700_000_000_000u64);
+    // A workflow without one has no such line, and `null` in JSON.
+    let show = ordo_ok(dir.path(), &["show", "order-7"]);
+    assert!(!show.contains("deadline"), "{show}");
+    let shown = json(&ordo_ok(dir.path(), &["show", "order-7", "--json"]));
+    assert_eq!(shown["record"]["deadline_ms"], Value::Null);
+}
+
+#[test]
 fn the_cli_reads_a_journal_that_a_running_program_holds_and_never_blocks_it() {
     let dir = tempfile::tempdir().expect("temp dir");
     small_journal(dir.path());

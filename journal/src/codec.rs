@@ -29,12 +29,17 @@ pub const FORMAT_VERSION: u8 = 1;
 ///
 /// ```
 /// // Checked when a journal is opened: a journal written with a newer schema is refused.
-/// assert_eq!(ordo_journal::SCHEMA_VERSION, 3);
+/// assert_eq!(ordo_journal::SCHEMA_VERSION, 4);
 /// ```
+///
+/// Version 4 added the workflow's deadline after the application version
+/// ([`WorkflowRecord::deadline_ms`]). Journals of versions 2 and 3 still open: their
+/// records end before it and read as having no deadline; opening one for writing marks
+/// it version 4 (no record is rewritten), for the reason given for version 3 below.
 ///
 /// Version 3 added the application version at the end of workflow records
 /// ([`WorkflowRecord::app_version`]). A version 2 journal still opens: its records end
-/// before that field and read as `None`; opening it for writing marks it version 3 (no
+/// before that field and read as `None`; opening it for writing marked it version 3 (no
 /// record is rewritten), so an older build, which would take the new field for trailing
 /// garbage, refuses it instead of misreading it.
 ///
@@ -42,7 +47,7 @@ pub const FORMAT_VERSION: u8 = 1;
 /// puts before every value; a version 1 journal is refused with
 /// [`Error::UnsupportedVersion`](crate::Error::UnsupportedVersion) saying it was written by
 /// an older ordo.
-pub const SCHEMA_VERSION: u32 = 3;
+pub const SCHEMA_VERSION: u32 = 4;
 
 /// The oldest schema version this build opens (see [`SCHEMA_VERSION`]).
 pub(crate) const OLDEST_SCHEMA_VERSION: u32 = 2;
@@ -103,9 +108,10 @@ impl<'a> OutcomeWire<'a> {
 }
 
 /// [`WorkflowRecord`] on the wire, without the id (it is the key): the fields of schema
-/// version 2, then [`AppVersionWire`], which version 2 records do not have. bincode
-/// writes a struct as its fields one after the other, so a record is decoded as this
-/// struct and then, if bytes are left, as the app version.
+/// version 2, then [`AppVersionWire`], which version 2 records do not have, then
+/// [`DeadlineWire`], which version 3 records do not have. bincode writes a struct as its
+/// fields one after the other, so a record is decoded as this struct and then, while
+/// bytes are left, as the app version and the deadline.
 #[derive(Serialize, Deserialize)]
 struct WorkflowWire<'a> {
     name: &'a str,
@@ -122,6 +128,10 @@ struct WorkflowWire<'a> {
 /// The field schema version 3 appended to workflow records (always written, `None`
 /// included, by this build).
 type AppVersionWire<'a> = Option<&'a str>;
+
+/// The field schema version 4 appended to workflow records, after the app version
+/// (always written, `None` included, by this build).
+type DeadlineWire = Option<u64>;
 
 /// [`Completion`] on the wire, without the workflow id (it is in the key).
 #[derive(Serialize, Deserialize)]
@@ -251,27 +261,25 @@ pub(crate) fn encode_workflow(rec: &WorkflowRecord, out: &mut Vec<u8>) -> Result
         recovery_attempts: rec.recovery_attempts,
     };
     let app_version: AppVersionWire<'_> = rec.app_version.as_deref();
-    encode(&(wire, app_version), out)
+    let deadline: DeadlineWire = rec.deadline_ms;
+    encode(&(wire, app_version, deadline), out)
 }
 
 /// Decodes the value stored under `key` as the record of workflow `id`. A record that
-/// ends before the app version (written under schema version 2) has none.
+/// ends before the app version (written under schema version 2) has none; one that ends
+/// before the deadline (schema version 3) has none.
 pub(crate) fn decode_workflow(key: &[u8], id: &str, value: &[u8]) -> Result<WorkflowRecord, Error> {
     let (wire, rest): (WorkflowWire<'_>, _) = decode_prefix(key, value)?;
-    let app_version = if rest.is_empty() {
-        None
-    } else {
-        let (app_version, used) =
-            bincode::serde::borrow_decode_from_slice::<AppVersionWire<'_>, _>(rest, CONFIG)
-                .map_err(|e| corrupt(key, format!("undecodable app version: {e}")))?;
-        if used != rest.len() {
-            return Err(corrupt(
-                key,
-                format!("{} trailing bytes after the value", rest.len() - used),
-            ));
-        }
-        app_version.map(str::to_owned)
-    };
+    let (app_version, rest) = decode_appended::<AppVersionWire<'_>>(key, rest, "app version")?;
+    let (deadline_ms, rest) = decode_appended::<DeadlineWire>(key, rest, "deadline")?;
+    if !rest.is_empty() {
+        return Err(corrupt(
+            key,
+            format!("{} trailing bytes after the value", rest.len()),
+        ));
+    }
+    let app_version = app_version.flatten().map(str::to_owned);
+    let deadline_ms = deadline_ms.flatten();
     Ok(WorkflowRecord {
         id: id.to_owned(),
         name: wire.name.to_owned(),
@@ -282,7 +290,24 @@ pub(crate) fn decode_workflow(key: &[u8], id: &str, value: &[u8]) -> Result<Work
         updated_ms: wire.updated_ms,
         recovery_attempts: wire.recovery_attempts,
         app_version,
+        deadline_ms,
     })
+}
+
+/// Decodes a field a later schema version appended to a record (`what` names it in
+/// errors), from `rest`, the bytes left after the fields before it: `None` when the
+/// record ends before it (an older schema's), else the field and the bytes after it.
+fn decode_appended<'v, T: Deserialize<'v>>(
+    key: &[u8],
+    rest: &'v [u8],
+    what: &str,
+) -> Result<(Option<T>, &'v [u8]), Error> {
+    if rest.is_empty() {
+        return Ok((None, rest));
+    }
+    let (field, used) = bincode::serde::borrow_decode_from_slice::<T, _>(rest, CONFIG)
+        .map_err(|e| corrupt(key, format!("undecodable {what}: {e}")))?;
+    Ok((Some(field), &rest[used..]))
 }
 
 /// Encodes a run of completions (seqs strictly increasing, checked by the caller) into

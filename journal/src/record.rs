@@ -223,8 +223,13 @@ pub struct WorkflowRecord {
     /// The version of the application that started the workflow, as given to the
     /// runtime's builder (`RuntimeBuilder::app_version`); `None` when none was given,
     /// and for records written before schema version 3, which had no such field.
-    /// Last in the struct as on the wire: older records simply end before it.
+    /// On the wire older records simply end before it.
     pub app_version: Option<String>,
+    /// The workflow's deadline, in milliseconds since the UNIX epoch on the runtime's
+    /// clock: past it, the runtime cancels the workflow (`StartOptions::timeout`).
+    /// `None` for a workflow without one, and for records written before schema
+    /// version 4, which had no such field. Last in the struct as on the wire.
+    pub deadline_ms: Option<u64>,
 }
 
 impl WorkflowRecord {
@@ -252,6 +257,7 @@ impl WorkflowRecord {
             updated_ms: now_ms,
             recovery_attempts: 0,
             app_version: None,
+            deadline_ms: None,
         }
     }
 }

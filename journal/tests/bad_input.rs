@@ -111,17 +111,28 @@ fn every_truncation_of_a_workflow_record_is_corrupt() {
     let journal = populated();
     let record = workflow("w", Status::Succeeded);
     let value = encode_workflow(&record);
-    // But one: cut right before the app version (schema 3's last field), the value is a
-    // complete schema-2 record, which reads with no app version.
-    let mut without = record.clone();
-    without.app_version = None;
-    let v2_len = encode_workflow(&without).len() - 1;
+    // But two: cut right before the app version (schema 3's field), the value is a
+    // complete schema-2 record, which reads with no app version and no deadline; cut
+    // right before the deadline (schema 4's field), a complete schema-3 record, which
+    // reads with no deadline.
+    let mut v2 = record.clone();
+    v2.app_version = None;
+    v2.deadline_ms = None;
+    let v2_len = encode_workflow(&v2).len() - 2;
+    let mut v3 = record.clone();
+    v3.deadline_ms = None;
+    let v3_len = encode_workflow(&v3).len() - 1;
+    assert!(record.deadline_ms.is_some() && record.app_version.is_some());
     for len in 1..value.len() {
         journal
             .raw_insert(&workflow_key("w"), &value[..len])
             .unwrap();
         if len == v2_len {
-            assert_eq!(journal.workflow("w").unwrap(), Some(without.clone()));
+            assert_eq!(journal.workflow("w").unwrap(), Some(v2.clone()));
+            continue;
+        }
+        if len == v3_len {
+            assert_eq!(journal.workflow("w").unwrap(), Some(v3.clone()));
             continue;
         }
         let (key, _) = corrupt_key(journal.workflow("w").unwrap_err());

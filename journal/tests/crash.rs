@@ -49,6 +49,7 @@ fn expected_record(n: u64) -> WorkflowRecord {
         updated_ms: n,
         recovery_attempts: n as u32,
         app_version: None,
+        deadline_ms: None,
     }
 }
 

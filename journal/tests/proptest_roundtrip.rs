@@ -21,6 +21,7 @@ fn record(id: String) -> impl Strategy<Value = WorkflowRecord> {
         any::<u64>(),
         any::<u32>(),
         proptest::option::of(".{0,8}"),
+        proptest::option::of(any::<u64>()),
     )
         .prop_map(
             move |(
@@ -32,6 +33,7 @@ fn record(id: String) -> impl Strategy<Value = WorkflowRecord> {
                 updated_ms,
                 recovery_attempts,
                 app_version,
+                deadline_ms,
             )| {
                 WorkflowRecord {
                     id: id.clone(),
@@ -43,6 +45,7 @@ fn record(id: String) -> impl Strategy<Value = WorkflowRecord> {
                     updated_ms,
                     recovery_attempts,
                     app_version,
+                    deadline_ms,
                 }
             },
         )

@@ -28,6 +28,7 @@ fn workflow_records_of_every_status_and_output_round_trip() {
         updated_ms: 0,
         recovery_attempts: u32::MAX,
         app_version: Some(String::new()),
+        deadline_ms: Some(u64::MAX),
     };
     batch.put_workflow(empty.clone());
     journal.commit(&batch).unwrap();

@@ -1,9 +1,11 @@
-//! Schema version 3 (the app version at the end of workflow records) opens the journals
-//! of schema version 2 and still refuses version 1.
+//! Schema version 4 (the deadline at the end of workflow records) opens the journals of
+//! schema versions 2 (no app version, no deadline) and 3 (no deadline), and still
+//! refuses version 1.
 //!
-//! The version 2 journal is built the way the old code wrote it: the workflow value is
-//! the version-2 wire struct, defined here field for field as `codec.rs` had it, after
-//! the format-version byte; the schema key says 2.
+//! The old journals are built the way the old code wrote them: the workflow value is the
+//! old wire struct, defined here field for field as `codec.rs` had it, after the
+//! format-version byte (version 3: the version-2 fields, then the app version); the
+//! schema key says 2 or 3.
 #![allow(clippy::unwrap_used)]
 
 mod common;
@@ -64,16 +66,35 @@ fn v2_value(rec: &WorkflowRecord) -> Vec<u8> {
     value
 }
 
+/// The stored bytes of `rec` under schema version 3: the version-2 fields, then the app
+/// version, nothing after it.
+fn v3_value(rec: &WorkflowRecord) -> Vec<u8> {
+    let mut value = v2_value(rec);
+    let app_version: Option<&str> = rec.app_version.as_deref();
+    bincode::serde::encode_into_std_write(app_version, &mut value, bincode::config::standard())
+        .unwrap();
+    value
+}
+
 /// A closed journal at `path` that the version-2 code could have left: schema 2, a
 /// pending and a succeeded workflow in the old record layout, and completions (whose
 /// layout did not change).
 fn v2_journal(path: &Path) -> Vec<WorkflowRecord> {
+    old_journal(path, 2)
+}
+
+/// A closed journal at `path` as the code of schema `version` (2 or 3) left it: the
+/// records in that version's layout, without the fields it did not have.
+fn old_journal(path: &Path, version: u32) -> Vec<WorkflowRecord> {
     let mut records = vec![
         workflow("old-pending", Status::Pending),
         workflow("old-done", Status::Succeeded),
     ];
     for rec in &mut records {
-        rec.app_version = None; // version 2 had no such field
+        rec.deadline_ms = None; // versions 2 and 3 had no such field
+        if version == 2 {
+            rec.app_version = None; // nor version 2 this one
+        }
     }
     let journal = SledJournal::open(path, Durability::Flush).unwrap();
     let mut batch = Batch::new();
@@ -85,12 +106,15 @@ fn v2_journal(path: &Path) -> Vec<WorkflowRecord> {
     }
     journal.commit(&batch).unwrap();
     for rec in &records {
-        journal
-            .raw_insert(&workflow_key(&rec.id), &v2_value(rec))
-            .unwrap();
+        let value = if version == 2 {
+            v2_value(rec)
+        } else {
+            v3_value(rec)
+        };
+        journal.raw_insert(&workflow_key(&rec.id), &value).unwrap();
     }
     journal
-        .raw_insert(schema_key(), &2u32.to_be_bytes())
+        .raw_insert(schema_key(), &version.to_be_bytes())
         .unwrap();
     records
 }
@@ -104,15 +128,24 @@ fn stored_schema(journal: &SledJournal) -> u32 {
 }
 
 #[test]
-fn the_old_layout_is_one_byte_shorter_than_a_record_without_app_version() {
-    // The fixture is the old layout, not the new one: a new record with no app version
-    // ends with one more byte (the `None`).
+fn the_old_layouts_are_shorter_than_a_record_without_app_version_or_deadline() {
+    // The fixtures are the old layouts, not the new one: a new record with no app
+    // version and no deadline ends with two more bytes (the two `None`s) than the
+    // version-2 layout, and one with an app version but no deadline with one more byte
+    // (the deadline's `None`) than the version-3 layout.
     let rec = workflow("w", Status::Failed);
     let mut without = rec.clone();
     without.app_version = None;
+    without.deadline_ms = None;
     let new = ordo_journal::fuzzing::encode_workflow(&without);
-    assert_eq!(new.len(), v2_value(&rec).len() + 1);
-    assert_eq!(new[..new.len() - 1], v2_value(&rec)[..]);
+    assert_eq!(new.len(), v2_value(&rec).len() + 2);
+    assert_eq!(new[..new.len() - 2], v2_value(&rec)[..]);
+
+    let mut no_deadline = rec.clone();
+    no_deadline.deadline_ms = None;
+    let new = ordo_journal::fuzzing::encode_workflow(&no_deadline);
+    assert_eq!(new.len(), v3_value(&rec).len() + 1);
+    assert_eq!(new[..new.len() - 1], v3_value(&rec)[..]);
 }
 
 #[test]
@@ -141,7 +174,7 @@ fn a_version_2_journal_opens_read_only_with_no_app_versions_and_stays_version_2(
 }
 
 #[test]
-fn a_version_2_journal_opened_for_writing_is_marked_version_3_and_mixes_both_layouts() {
+fn a_version_2_journal_opened_for_writing_is_marked_version_4_and_mixes_both_layouts() {
     let dir = tempfile::tempdir().unwrap();
     let path = dir.path().join("j");
     let records = v2_journal(&path);
@@ -215,10 +248,54 @@ fn a_version_1_journal_is_still_refused_and_left_as_it_was() {
 }
 
 #[test]
-fn a_record_with_garbage_after_its_app_version_is_corrupt() {
+fn a_version_3_journal_opens_with_no_deadlines_and_is_marked_version_4_when_written() {
+    let dir = tempfile::tempdir().unwrap();
+    let path = dir.path().join("j");
+    let records = old_journal(&path, 3);
+    {
+        // Read-only: the app versions are there, the deadlines absent, nothing rewritten.
+        let journal = SledJournal::open_existing(&path).unwrap();
+        assert_eq!(
+            stored_schema(&journal),
+            3,
+            "the fixture is a version 3 journal"
+        );
+        for rec in &records {
+            let read = journal.workflow(&rec.id).unwrap().unwrap();
+            assert_eq!(read.app_version.as_deref(), Some("1.4.2"));
+            assert_eq!(read.deadline_ms, None);
+            assert_eq!(&read, rec);
+        }
+    }
+    let journal = SledJournal::open(&path, Durability::Flush).unwrap();
+    assert_eq!(stored_schema(&journal), SCHEMA_VERSION);
+    assert_eq!(SCHEMA_VERSION, 4);
+
+    // The old pending workflow gets a rewrite in the new layout (with a deadline), a new
+    // one is added; the untouched old record still reads in its old layout.
+    let mut rewritten = records[0].clone();
+    rewritten.deadline_ms = Some(1_700_000_090_000);
+    rewritten.recovery_attempts += 1;
+    let mut batch = Batch::new();
+    batch.update_workflow(rewritten.clone(), Status::Pending);
+    journal.commit(&batch).unwrap();
+    drop(journal);
+
+    let journal = SledJournal::open(&path, Durability::Flush).unwrap();
+    assert_eq!(journal.workflow("old-pending").unwrap(), Some(rewritten));
+    assert_eq!(
+        journal.workflow("old-done").unwrap().as_ref(),
+        Some(&records[1])
+    );
+    assert_eq!(journal.workflows(Some(Status::Pending)).unwrap().len(), 1);
+}
+
+#[test]
+fn a_record_with_garbage_after_its_deadline_is_corrupt() {
     let journal = SledJournal::temporary().unwrap();
     let mut rec = workflow("w", Status::Pending);
     rec.app_version = Some("1.0".into());
+    rec.deadline_ms = Some(1_700_000_000_000);
     let mut value = ordo_journal::fuzzing::encode_workflow(&rec);
     value.push(7);
     journal.raw_insert(&workflow_key("w"), &value).unwrap();
@@ -227,13 +304,18 @@ fn a_record_with_garbage_after_its_app_version_is_corrupt() {
         err.to_string(),
         "corrupt journal record at workflow/w: 1 trailing bytes after the value"
     );
-    // An app version cut short is corrupt too, not a record without one.
+    // A deadline cut short is corrupt too, not a record without one.
     let value = ordo_journal::fuzzing::encode_workflow(&rec);
     journal
         .raw_insert(&workflow_key("w"), &value[..value.len() - 1])
         .unwrap();
-    assert!(matches!(
-        journal.workflow("w").unwrap_err(),
-        Error::Corrupt { .. }
-    ));
+    let err = journal.workflow("w").unwrap_err();
+    assert!(err.to_string().contains("undecodable deadline"), "{err}");
+    // And so is an app version cut short (the record's end falls inside it).
+    let v3_len = v3_value(&rec).len();
+    journal
+        .raw_insert(&workflow_key("w"), &value[..v3_len - 1])
+        .unwrap();
+    let err = journal.workflow("w").unwrap_err();
+    assert!(err.to_string().contains("undecodable app version"), "{err}");
 }

@@ -114,7 +114,7 @@ impl Core {
             registration,
             input,
             self.now_ms(),
-            None,
+            crate::deadline::StartOptions::default(),
         )?;
         self.queues.put_record(
             records::key(TICK, &[&schedule.name]),
@@ -224,7 +224,7 @@ impl Runtime {
                 registration,
                 input,
                 self.now_ms(),
-                None,
+                crate::deadline::StartOptions::default(),
             )?;
             ids.push(id);
             after = tick;

@@ -52,6 +52,8 @@ pub enum ParentEnd {
 pub struct ChildOptions {
     id: Option<String>,
     on_parent_end: ParentEnd,
+    /// The child's own timeout; its deadline is never later than its parent's.
+    timeout: Option<std::time::Duration>,
 }
 
 impl ChildOptions {
@@ -75,6 +77,39 @@ impl ChildOptions {
     /// ```
     pub fn on_parent_end(mut self, policy: ParentEnd) -> Self {
         self.on_parent_end = policy;
+        self
+    }
+
+    /// Cancels the child if it has not returned `timeout` after its launch, as
+    /// [`StartOptions::timeout`](crate::StartOptions::timeout) does for a workflow. A
+    /// child without one inherits its parent's deadline; with one, its deadline is the
+    /// earlier of the two: no child outlives its parent's deadline. The parent sees an
+    /// expired child's end as [`Error::Cancelled`] from [`ChildHandle::result`].
+    ///
+    /// ```
+    /// use ordo::{ChildOptions, Clock, Ctx, Error, Runtime};
+    /// use std::time::Duration;
+    ///
+    /// async fn slow(ctx: Ctx, _: ()) -> Result<(), String> {
+    ///     ctx.sleep(Duration::from_secs(3600)).await;
+    ///     Ok(())
+    /// }
+    /// async fn parent(ctx: Ctx, _: ()) -> Result<String, String> {
+    ///     let options = ChildOptions::default().timeout(Duration::from_secs(60));
+    ///     let child = ctx.start_child_with::<_, (), String>("slow", (), options);
+    ///     match child.result().await {
+    ///         Err(Error::Cancelled { .. }) => Ok("gave up on the child".into()),
+    ///         other => Err(format!("{other:?}")),
+    ///     }
+    /// }
+    /// let rt = Runtime::builder().temporary().clock(Clock::Virtual)
+    ///     .register("slow", slow).register("parent", parent).build()?;
+    /// let h = rt.start::<_, String, String>("parent", "p", ())?;
+    /// assert_eq!(rt.block_on(h.result())?, Ok("gave up on the child".to_string()));
+    /// # Ok::<(), ordo::Error>(())
+    /// ```
+    pub fn timeout(mut self, timeout: std::time::Duration) -> Self {
+        self.timeout = Some(timeout);
         self
     }
 }
@@ -251,7 +286,7 @@ impl Ctx {
             let launch_step: Step<ChildLaunch, String> = Step::new(
                 self.clone(),
                 launch_id,
-                self.launch_body(record, cancel_with_parent),
+                self.launch_body(record, cancel_with_parent, options.timeout),
             );
             let wf = Rc::clone(&self.wf);
             // Its own task, so the child launches whether or not the handle is awaited.
@@ -287,7 +322,12 @@ impl Ctx {
 
     /// The launch: adopts a workflow recorded (or running) under the id with the same
     /// name, else starts the child in the commit that records the launch.
-    fn launch_body(&self, record: WorkflowRecord, cancel_with_parent: bool) -> Body {
+    fn launch_body(
+        &self,
+        record: WorkflowRecord,
+        cancel_with_parent: bool,
+        timeout: Option<std::time::Duration>,
+    ) -> Body {
         let (core, wf) = (Rc::clone(&self.core), Rc::clone(&self.wf));
         Box::new(move || {
             async move {
@@ -324,6 +364,8 @@ impl Ctx {
                         record.created_ms = now_ms;
                         record.updated_ms = now_ms;
                         record.app_version.clone_from(&core.app_version);
+                        record.deadline_ms =
+                            crate::deadline::of_child(wf.deadline_ms, now_ms, timeout);
                         let child = Rc::new(WorkflowState::new(&record, Vec::new()));
                         // Running here from now on: a second launch of the id finds it.
                         core.running

@@ -23,6 +23,7 @@ use serde::Serialize;
 
 use crate::codec;
 use crate::core::{Core, Write};
+use crate::deadline::StartOptions;
 use crate::error::Error;
 use crate::fingerprint;
 use crate::talk::awakeable::parse_token;
@@ -38,6 +39,8 @@ pub(crate) enum Request {
         input_name: &'static str,
         output: u64,
         error: u64,
+        /// A new workflow's timeout and trace context.
+        options: StartOptions,
         reply: oneshot::Sender<Result<(), Error>>,
     },
     Result {
@@ -166,6 +169,41 @@ impl Client {
         O: DeserializeOwned + 'static,
         E: DeserializeOwned + 'static,
     {
+        self.start_with(name, id, input, StartOptions::default())
+    }
+
+    /// [`Client::start`] with [`StartOptions`] (a timeout, a trace context), as
+    /// [`Runtime::start_with`](crate::Runtime::start_with). A timeout counts from when
+    /// the runtime's thread takes the request; the deadline it makes is durable before
+    /// the future resolves.
+    ///
+    /// ```
+    /// use ordo::{Clock, Ctx, Error, Runtime, StartOptions};
+    /// use std::time::Duration;
+    ///
+    /// async fn slow(ctx: Ctx, _: ()) -> Result<(), String> {
+    ///     ctx.sleep(Duration::from_secs(3600)).await;
+    ///     Ok(())
+    /// }
+    /// let rt = Runtime::builder().temporary().clock(Clock::Virtual).register("slow", slow).build()?;
+    /// let client = rt.client();
+    /// let options = StartOptions::default().timeout(Duration::from_secs(60));
+    /// let handle = rt.block_on(client.start_with::<(), (), String>("slow", "s-1", (), options))?;
+    /// assert!(matches!(rt.block_on(handle.result()), Err(Error::DeadlineExceeded { .. })));
+    /// # Ok::<(), ordo::Error>(())
+    /// ```
+    pub fn start_with<I, O, E>(
+        &self,
+        name: &str,
+        id: &str,
+        input: I,
+        options: StartOptions,
+    ) -> impl Future<Output = Result<ClientHandle<O, E>, Error>> + Send + 'static
+    where
+        I: Serialize + DeserializeOwned + 'static,
+        O: DeserializeOwned + 'static,
+        E: DeserializeOwned + 'static,
+    {
         let key = fingerprint::of::<I>();
         let encoded = codec::encode(key, &input).map_err(|detail| Error::Encode {
             workflow_id: id.to_string(),
@@ -193,6 +231,7 @@ impl Client {
                 input_name: key.name,
                 output,
                 error,
+                options,
                 reply,
             })
             .await?;
@@ -632,6 +671,7 @@ impl Core {
                 input_name,
                 output,
                 error,
+                options,
                 reply,
             } => {
                 let started = self.client_start(
@@ -640,6 +680,7 @@ impl Core {
                     input,
                     (input_fingerprint, input_name),
                     (output, error),
+                    options,
                 );
                 match started {
                     Ok(true) => self.queue_reply(Box::new(move |r| drop(reply.send(r)))),
@@ -736,10 +777,11 @@ impl Core {
         input: Vec<u8>,
         input_type: (u64, &'static str),
         outputs: (u64, u64),
+        options: StartOptions,
     ) -> Result<bool, Error> {
         let registration = self.check_client_types(name, id, input_type, outputs)?;
         let now_ms = self.now_ms();
-        let started = self.start_workflow(name, id, registration, input, now_ms, None)?;
+        let started = self.start_workflow(name, id, registration, input, now_ms, options)?;
         Ok(matches!(started, crate::core::Started::Staged(_)))
     }
 

@@ -38,6 +38,7 @@ pub fn workflow(id: &str, status: Status) -> WorkflowRecord {
         updated_ms: 1_700_000_000_500,
         recovery_attempts: 2,
         app_version: Some("1.4.2".to_owned()),
+        deadline_ms: Some(1_700_000_060_000),
     }
 }
 
