@@ -88,6 +88,8 @@ pub struct RuntimeBuilder {
     app_version: Option<String>,
     /// Finished workflows older than this are deleted by a sweep at `recover()`.
     retention: Option<Duration>,
+    /// The dashboard to serve, if asked for (see `dashboard`).
+    pub(crate) dashboard: Option<crate::dashboard::Config>,
 }
 
 impl RuntimeBuilder {
@@ -106,6 +108,7 @@ impl RuntimeBuilder {
             before_step_body: None,
             app_version: None,
             retention: None,
+            dashboard: None,
         }
     }
 
@@ -373,11 +376,16 @@ impl RuntimeBuilder {
         let hook_core = Rc::clone(&core);
         // `on_stall` launches the workflows whose start it committed.
         executor.set_stall_hook(move || hook_core.on_stall());
+        let dashboard = match self.dashboard {
+            Some(config) => Some(crate::dashboard::start(config, &core, &executor)?),
+            None => None,
+        };
         Ok(Runtime {
             executor,
             core,
             app_version: self.app_version,
             retention: self.retention,
+            dashboard,
         })
     }
 }
@@ -442,6 +450,8 @@ pub struct Runtime {
     pub(crate) app_version: Option<String>,
     /// The automatic retention's age limit (see [`RuntimeBuilder::retention`]).
     pub(crate) retention: Option<Duration>,
+    /// The dashboard's server, stopped when the runtime is dropped.
+    pub(crate) dashboard: Option<crate::dashboard::Dashboard>,
 }
 
 impl Runtime {
