@@ -23,7 +23,11 @@ async fn order(ctx: Ctx, items: Vec<String>) -> Result<u64, String> {
         })
     }))
     .await;
-    let total: u64 = holds.into_iter().collect::<Result<Vec<_>, _>>()?.iter().sum();
+    let total: u64 = holds
+        .into_iter()
+        .collect::<Result<Vec<_>, _>>()?
+        .iter()
+        .sum();
     // Fails its first attempt, succeeds on the second.
     let policy = RetryPolicy::new(3).backoff(Duration::from_millis(5), 2.0);
     let tries = std::rc::Rc::new(std::cell::Cell::new(0u32));
@@ -45,7 +49,10 @@ fn main() -> Result<(), Box<dyn std::error::Error>> {
     // Install before the runtime is built, so every `ordo_*` metric is described.
     let prometheus = PrometheusBuilder::new().install_recorder()?;
 
-    let rt = Runtime::builder().temporary().register("order", order).build()?;
+    let rt = Runtime::builder()
+        .temporary()
+        .register("order", order)
+        .build()?;
     rt.recover()?;
     let mut handles = Vec::new();
     for n in 0..3 {

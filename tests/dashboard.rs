@@ -66,9 +66,7 @@ async fn order(ctx: Ctx, items: Vec<String>) -> Result<String, String> {
 
 /// Waits an hour (durably): a workflow to cancel.
 async fn slow(ctx: Ctx, _: ()) -> Result<u32, String> {
-    let one = ctx
-        .step("one", || async { Ok::<_, String>(1u32) })
-        .await?;
+    let one = ctx.step("one", || async { Ok::<_, String>(1u32) }).await?;
     ctx.sleep(Duration::from_millis(300)).await;
     Ok(one + 1)
 }
@@ -159,14 +157,14 @@ fn post(addr: SocketAddr, target: &str, headers: &str, form: &str) -> Reply {
 fn crashed_and_recovered_order(path: &Path) -> Runtime {
     {
         // Commits: the start, then each reservation as it finishes.
-        let rt = builder(path)
-            .halt_after_commits(4)
-            .build()
-            .expect("opens");
+        let rt = builder(path).halt_after_commits(4).build().expect("opens");
         let handle = rt
             .start::<_, String, String>("order", "order-42", items())
             .expect("starts");
-        assert!(matches!(rt.block_on(handle.result()), Err(Error::Stopped { .. })));
+        assert!(matches!(
+            rt.block_on(handle.result()),
+            Err(Error::Stopped { .. })
+        ));
     }
     let rt = with_dashboard(path);
     let report = rt.recover().expect("recovers");
@@ -315,7 +313,11 @@ fn a_browser_shows_the_list_and_an_orders_timeline() {
 
     let png = std::fs::read(&screenshot).expect("chromium wrote the screenshot");
     assert!(png.starts_with(b"\x89PNG"), "a PNG image");
-    assert!(png.len() > 10_000, "a picture, not a blank: {} bytes", png.len());
+    assert!(
+        png.len() > 10_000,
+        "a picture, not a blank: {} bytes",
+        png.len()
+    );
 }
 
 #[test]
@@ -332,7 +334,11 @@ fn requests_without_the_token_are_refused() {
             get(addr, "/workflow?id=s-1", ""),
             get(addr, "/?token=wrong-token-0123456789", ""),
             get(addr, "/", "Authorization: Bearer nope\r\n"),
-            get(addr, "/", &format!("Cookie: ordo_dashboard_token={TOKEN}x\r\n")),
+            get(
+                addr,
+                "/",
+                &format!("Cookie: ordo_dashboard_token={TOKEN}x\r\n"),
+            ),
             // A cookie alone cannot post: another site could make a browser send it.
             post(
                 addr,
@@ -346,7 +352,10 @@ fn requests_without_the_token_are_refused() {
     });
     for reply in &replies {
         assert_eq!(reply.status, 401, "{reply:?}");
-        assert!(!reply.body.contains("s-1"), "nothing of the journal is shown");
+        assert!(
+            !reply.body.contains("s-1"),
+            "nothing of the journal is shown"
+        );
     }
     assert_eq!(handle.status().expect("readable"), Status::Pending);
     assert_eq!(rt.block_on(handle.result()).expect("runs"), Ok(2));
@@ -355,7 +364,11 @@ fn requests_without_the_token_are_refused() {
     let ok = visiting(&rt, move || {
         [
             get(addr, &format!("/?token={TOKEN}"), ""),
-            get(addr, "/", &format!("Cookie: a=b; ordo_dashboard_token={TOKEN}\r\n")),
+            get(
+                addr,
+                "/",
+                &format!("Cookie: a=b; ordo_dashboard_token={TOKEN}\r\n"),
+            ),
             get(addr, "/", &format!("Authorization: Bearer {TOKEN}\r\n")),
         ]
     });
@@ -390,7 +403,11 @@ fn a_random_token_is_in_the_url_and_required() {
         .dashboard("127.0.0.1:0")
         .build()
         .expect("starts");
-    assert_ne!(other.dashboard_url(), rt.dashboard_url(), "each runtime its own token");
+    assert_ne!(
+        other.dashboard_url(),
+        rt.dashboard_url(),
+        "each runtime its own token"
+    );
 }
 
 #[test]
@@ -402,7 +419,9 @@ fn ids_and_values_are_escaped() {
     let handle = rt
         .start::<_, String, String>("order", hostile, vec![hostile.to_string()])
         .expect("starts");
-    rt.block_on(handle.result()).expect("runs").expect("ordered");
+    rt.block_on(handle.result())
+        .expect("runs")
+        .expect("ordered");
     let target = format!("/workflow?id={}", encode(hostile));
     let (list, page) = visiting(&rt, move || {
         let auth = format!("Authorization: Bearer {TOKEN}\r\n");
@@ -496,14 +515,26 @@ fn cancel_and_resume_buttons_steer_a_workflow() {
     let (page, cancelled) = visiting(&rt, move || {
         let auth = format!("Authorization: Bearer {TOKEN}\r\n");
         let page = get(addr, "/workflow?id=s-1", &auth);
-        (page, post(addr, "/cancel", "", &format!("id=s-1&token={TOKEN}")))
+        (
+            page,
+            post(addr, "/cancel", "", &format!("id=s-1&token={TOKEN}")),
+        )
     });
-    assert!(page.body.contains("id=\"cancel\""), "a pending workflow has a cancel button");
+    assert!(
+        page.body.contains("id=\"cancel\""),
+        "a pending workflow has a cancel button"
+    );
     assert_eq!(cancelled.status, 303, "{cancelled:?}");
     assert!(cancelled.head.contains("Location: /workflow?id=s-1"));
-    assert!(matches!(rt.block_on(handle.result()), Err(Error::Cancelled { .. })));
+    assert!(matches!(
+        rt.block_on(handle.result()),
+        Err(Error::Cancelled { .. })
+    ));
     assert_eq!(
-        rt.journal().workflow("s-1").expect("readable").map(|w| w.status),
+        rt.journal()
+            .workflow("s-1")
+            .expect("readable")
+            .map(|w| w.status),
         Some(Status::Cancelled)
     );
 
@@ -519,7 +550,12 @@ fn cancel_and_resume_buttons_steer_a_workflow() {
 
     // A finished workflow cannot be resumed: the page says why.
     let refused = visiting(&rt, move || {
-        post(addr, "/resume", &format!("Authorization: Bearer {TOKEN}\r\n"), "id=s-1")
+        post(
+            addr,
+            "/resume",
+            &format!("Authorization: Bearer {TOKEN}\r\n"),
+            "id=s-1",
+        )
     });
     assert_eq!(refused.status, 500);
     assert!(refused.body.contains("s-1"), "{refused:?}");
@@ -536,6 +572,9 @@ fn non_loopback_addresses_are_refused_unless_allowed() {
     };
     assert_eq!(addr, "0.0.0.0:0");
     assert!(reason.contains("dashboard_allow_remote"), "{reason}");
-    let garbage = Runtime::builder().temporary().dashboard("not an address").build();
+    let garbage = Runtime::builder()
+        .temporary()
+        .dashboard("not an address")
+        .build();
     assert!(matches!(garbage, Err(Error::Dashboard { .. })));
 }

@@ -74,9 +74,12 @@ pub(crate) struct Dashboard {
 impl Drop for Dashboard {
     fn drop(&mut self) {
         self.shared.stopping.store(true, Ordering::Release);
-        server::wake(self.addr);
-        if let Some(thread) = self.thread.take() {
-            drop(thread.join());
+        // Joined only once woken: a dashboard that cannot be reached (a firewall) must
+        // not hang the runtime's drop; its thread then ends at its next connection.
+        if server::wake(self.addr) {
+            if let Some(thread) = self.thread.take() {
+                drop(thread.join());
+            }
         }
     }
 }
@@ -91,6 +94,13 @@ impl RuntimeBuilder {
     /// [`build`](RuntimeBuilder::build) fails with [`Error::Dashboard`] for an address
     /// it cannot resolve or bind, and for one that is not loopback unless
     /// [`dashboard_allow_remote`](RuntimeBuilder::dashboard_allow_remote) was called.
+    ///
+    /// Pages are read on the runtime's thread, between two turns of the workflows, so
+    /// they are served while the runtime is driven ([`Runtime::block_on`],
+    /// [`Runtime::run`]); a page waits up to 10 s for an answer, then says the runtime
+    /// is not answering. Like a live [`Client`](crate::Client), the dashboard keeps
+    /// [`Runtime::run`] serving (it does not complete when no workflow is left) until
+    /// the runtime is dropped.
     ///
     /// ```
     /// let rt = ordo::Runtime::builder().temporary().dashboard("127.0.0.1:0").build()?;
@@ -178,10 +188,7 @@ impl Runtime {
     /// ```
     pub fn dashboard_url(&self) -> Option<String> {
         let dashboard = self.dashboard.as_ref()?;
-        let mut addr = dashboard.addr;
-        if addr.ip().is_unspecified() {
-            addr.set_ip(std::net::Ipv4Addr::LOCALHOST.into());
-        }
+        let addr = server::reachable(dashboard.addr);
         Some(format!(
             "http://{addr}/?token={}",
             http::percent_encode(&dashboard.shared.token)

@@ -92,14 +92,22 @@ pub(crate) fn list(listing: &Listing, status: Option<Status>, search: &str) -> S
         body,
         "<a href=\"{}\"{}>all ({total})</a>",
         escape(&query(None)),
-        if status.is_none() { " class=\"on\"" } else { "" }
+        if status.is_none() {
+            " class=\"on\""
+        } else {
+            ""
+        }
     );
     for s in Status::ALL {
         let _ = write!(
             body,
             "<a href=\"{}\"{}>{} ({})</a>",
             escape(&query(Some(s))),
-            if status == Some(s) { " class=\"on\"" } else { "" },
+            if status == Some(s) {
+                " class=\"on\""
+            } else {
+                ""
+            },
             s.as_str(),
             listing.counts.get(&s).copied().unwrap_or(0)
         );

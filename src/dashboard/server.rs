@@ -92,12 +92,12 @@ fn same_token(given: &str, token: &str) -> bool {
             == 0
 }
 
-/// The token of an `Authorization: Bearer` header.
+/// The token of an `Authorization: Bearer` header (the scheme in any case).
 fn bearer(request: &Request) -> Option<&str> {
-    request
-        .header("authorization")?
-        .strip_prefix("Bearer ")
-        .map(str::trim)
+    let (scheme, token) = request.header("authorization")?.split_once(' ')?;
+    scheme
+        .eq_ignore_ascii_case("bearer")
+        .then_some(token.trim())
 }
 
 fn respond(request: &Request, shared: &Shared) -> Response {
@@ -211,10 +211,7 @@ fn page(request: &Request, shared: &Shared) -> Response {
                 Some(text) => match text.parse::<Status>() {
                     Ok(status) => Some(status),
                     Err(err) => {
-                        return Response::html(
-                            400,
-                            pages::message("Bad request", &err.to_string()),
-                        )
+                        return Response::html(400, pages::message("Bad request", &err.to_string()))
                     }
                 },
             };
@@ -257,8 +254,9 @@ fn action(path: &str, id: &str, shared: &Shared) -> Response {
     }
 }
 
-/// Wakes the accept loop of a listener at `addr` so it sees `stopping`.
-pub(crate) fn wake(addr: SocketAddr) {
+/// Where this process reaches a listener bound to `addr`: the loopback address of its
+/// family in place of an unspecified one (`0.0.0.0`, `::`).
+pub(crate) fn reachable(addr: SocketAddr) -> SocketAddr {
     let mut target = addr;
     if target.ip().is_unspecified() {
         match target {
@@ -266,5 +264,11 @@ pub(crate) fn wake(addr: SocketAddr) {
             SocketAddr::V6(_) => target.set_ip(std::net::Ipv6Addr::LOCALHOST.into()),
         }
     }
-    drop(TcpStream::connect_timeout(&target, Duration::from_secs(1)));
+    target
+}
+
+/// Wakes the accept loop of a listener at `addr` so it sees `stopping`; `false` if it
+/// could not be reached (the loop then ends at its next connection).
+pub(crate) fn wake(addr: SocketAddr) -> bool {
+    TcpStream::connect_timeout(&reachable(addr), Duration::from_secs(1)).is_ok()
 }

@@ -68,10 +68,9 @@ pub(crate) fn svg(completions: &[Completion], since_ms: u64) -> String {
     for tick in 0..=4u64 {
         let ms = span * tick / 4;
         let tx = LABEL_WIDTH + BARS_WIDTH * tick / 4;
-        let _ = write!(
+        let _ = writeln!(
             out,
-            r##"<line x1="{tx}" y1="{AXIS}" x2="{tx}" y2="{}" stroke="#e2e8f0"/><text x="{tx}" y="{}" font-size="11" text-anchor="middle" fill="#475569">{ms} ms</text>
-"##,
+            r##"<line x1="{tx}" y1="{AXIS}" x2="{tx}" y2="{}" stroke="#e2e8f0"/><text x="{tx}" y="{}" font-size="11" text-anchor="middle" fill="#475569">{ms} ms</text>"##,
             AXIS + rows * ROW,
             AXIS - 10
         );
@@ -87,7 +86,11 @@ pub(crate) fn svg(completions: &[Completion], since_ms: u64) -> String {
             (Origin::Live, true) => "#2563eb",
             (Origin::Live, false) => "#dc2626",
         };
-        let stroke = if c.outcome.is_ok() { "#1e3a8a" } else { "#7f1d1d" };
+        let stroke = if c.outcome.is_ok() {
+            "#1e3a8a"
+        } else {
+            "#7f1d1d"
+        };
         let outcome = if c.outcome.is_ok() { "ok" } else { "error" };
         let recorded = match origin {
             Origin::Live => "live",
@@ -165,7 +168,10 @@ mod tests {
             .expect("a group per step");
         let bar = group.split("<rect").nth(2).expect("band, then bar");
         let x = bar.split("x=\"").nth(1).expect("an x");
-        x.split('"').next().and_then(|n| n.parse().ok()).expect("a number")
+        x.split('"')
+            .next()
+            .and_then(|n| n.parse().ok())
+            .expect("a number")
     }
 
     #[test]

@@ -153,7 +153,9 @@ mod tests {
         assert_eq!(shown.value, None, "an Order is not one of the common types");
         assert_eq!(shown.type_name, "shop::Order");
         assert!(
-            shown.bytes.starts_with(&format!("{} bytes: ", bytes.len() - 8)),
+            shown
+                .bytes
+                .starts_with(&format!("{} bytes: ", bytes.len() - 8)),
             "{}",
             shown.bytes
         );
