@@ -22,8 +22,9 @@ const BARS_WIDTH: u64 = 660;
 const NOTE_WIDTH: u64 = 120;
 /// Height of one row, in pixels.
 const ROW: u64 = 24;
-/// Height of the time axis above the rows.
-const AXIS: u64 = 28;
+/// Height of the time axis above the rows (tick labels, the "this process started"
+/// label).
+const AXIS: u64 = 40;
 /// Height of the legend below the rows.
 const LEGEND: u64 = 30;
 
@@ -72,7 +73,19 @@ pub(crate) fn svg(completions: &[Completion], since_ms: u64) -> String {
             out,
             r##"<line x1="{tx}" y1="{AXIS}" x2="{tx}" y2="{}" stroke="#e2e8f0"/><text x="{tx}" y="{}" font-size="11" text-anchor="middle" fill="#475569">{ms} ms</text>"##,
             AXIS + rows * ROW,
-            AXIS - 10
+            AXIS - 24
+        );
+    }
+    // Where this process took over, when that falls inside the timeline: the rows
+    // before it were recorded by an earlier process.
+    if (start..end).contains(&since_ms) {
+        let rx = x(since_ms);
+        let _ = writeln!(
+            out,
+            r##"<g class="recovered"><line x1="{rx}" y1="{AXIS}" x2="{rx}" y2="{}" stroke="#7c3aed" stroke-width="2" stroke-dasharray="4 3"/><text x="{}" y="{}" font-size="11" fill="#7c3aed">this process started</text></g>"##,
+            AXIS + rows * ROW,
+            rx + 4,
+            AXIS - 6
         );
     }
     for (row, c) in completions.iter().enumerate() {
@@ -107,7 +120,7 @@ pub(crate) fn svg(completions: &[Completion], since_ms: u64) -> String {
             out,
             r##"<g class="step" data-seq="{seq}" data-step-id="{step_id}" data-name="{name}" data-attempts="{att}" data-outcome="{outcome}" data-recorded="{recorded}">
 <title>seq {seq} · step {step_id} {name}: {outcome}, {duration} ms, {att} attempt(s), recorded {recorded}</title>
-<rect x="0" y="{y}" width="{width}" height="{ROW}" fill="{band}"/>
+<rect x="0" y="{y}" width="{width}" height="{ROW}" fill="#0f172a" fill-opacity="{band}"/>
 <text x="8" y="{ty}" font-size="12" fill="#0f172a"><tspan font-weight="bold" fill="#475569">#{seq}</tspan> {name} <tspan fill="#64748b">(step {step_id})</tspan></text>
 <rect x="{x0}" y="{by}" width="{bar_width}" height="{bh}" rx="3" fill="{fill}" stroke="{stroke}" stroke-width="{sw}"/>
 <circle cx="{dx}" cy="{cy}" r="3" fill="#f59e0b"/>
@@ -117,7 +130,8 @@ pub(crate) fn svg(completions: &[Completion], since_ms: u64) -> String {
             seq = c.seq,
             step_id = c.step_id,
             att = c.attempts,
-            band = if row % 2 == 0 { "#f8fafc" } else { "#ffffff" },
+            // Translucent, so the grid and the recovery mark show through.
+            band = if row % 2 == 0 { "0.035" } else { "0" },
             ty = y + 16,
             by = y + 5,
             bh = ROW - 10,
@@ -192,6 +206,13 @@ mod tests {
     fn completions_before_the_process_started_are_earlier() {
         let steps = [completion(0, "a", 10, 20), completion(1, "b", 30, 40)];
         let svg = svg(&steps, 25);
+        // The process started half-way through: its mark is half-way along.
+        let mark = format!(
+            r#"<line x1="{x}" y1="{AXIS}" x2="{x}""#,
+            x = LABEL_WIDTH + BARS_WIDTH / 2
+        );
+        assert!(svg.contains(&mark), "{svg}");
+        assert!(!super::svg(&steps, 5).contains("this process started"));
         assert!(svg.contains(r#"data-seq="0" data-step-id="0" data-name="a" data-attempts="1" data-outcome="ok" data-recorded="earlier""#));
         assert!(svg.contains(r#"data-seq="1" data-step-id="1" data-name="b" data-attempts="1" data-outcome="ok" data-recorded="live""#));
     }
