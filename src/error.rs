@@ -269,6 +269,17 @@ pub enum Error {
         /// Why it does not parse.
         reason: String,
     },
+
+    /// The dashboard ([`RuntimeBuilder::dashboard`](crate::RuntimeBuilder::dashboard))
+    /// could not be set up: an address it refuses or cannot bind, a token it cannot use.
+    /// Nothing was started.
+    #[error("dashboard at {addr}: {reason}")]
+    Dashboard {
+        /// The address asked for.
+        addr: String,
+        /// What is wrong.
+        reason: String,
+    },
 }
 
 impl From<ordo_journal::Error> for Error {

@@ -113,6 +113,10 @@
 //! - [`telemetry`]: `tracing` spans of workflow runs and step bodies, the W3C trace
 //!   context ([`TraceParent`]) a workflow was started with, and `ordo_*` metrics through
 //!   the `metrics` facade.
+//! - `dashboard`: [`RuntimeBuilder::dashboard`], a token-protected web page of the
+//!   journal's workflows, each with its input, output, a timeline of its steps, and
+//!   cancel and resume buttons; served from a thread of its own, reading the journal
+//!   through the runtime's thread.
 //!
 //! Beside this crate, in the same workspace: `cli/` (package `ordo-cli`), the `ordo`
 //! command, which reads a journal from the shell (`list`, `show`, `stats`);
@@ -128,6 +132,7 @@ mod clock;
 mod codec;
 mod core;
 mod ctx;
+mod dashboard;
 mod deadline;
 mod error;
 mod event;

@@ -93,6 +93,8 @@ pub struct RuntimeBuilder {
     queues: std::collections::BTreeMap<String, crate::queue::QueueOptions>,
     /// Declared schedules (a malformed one fails `build`).
     schedules: Vec<Result<crate::queue::Schedule, Error>>,
+    /// The dashboard to serve, if asked for (see `dashboard`).
+    pub(crate) dashboard: Option<crate::dashboard::Config>,
 }
 
 impl RuntimeBuilder {
@@ -113,6 +115,7 @@ impl RuntimeBuilder {
             retention: None,
             queues: std::collections::BTreeMap::new(),
             schedules: Vec::new(),
+            dashboard: None,
         }
     }
 
@@ -462,11 +465,16 @@ impl RuntimeBuilder {
         let hook_core = Rc::clone(&core);
         // `on_stall` launches the workflows whose start it committed.
         executor.set_stall_hook(move || hook_core.on_stall());
+        let dashboard = match self.dashboard {
+            Some(config) => Some(crate::dashboard::start(config, &core, &executor)?),
+            None => None,
+        };
         Ok(Runtime {
             executor,
             core,
             app_version: self.app_version,
             retention: self.retention,
+            dashboard,
         })
     }
 }
@@ -531,6 +539,8 @@ pub struct Runtime {
     pub(crate) app_version: Option<String>,
     /// The automatic retention's age limit (see [`RuntimeBuilder::retention`]).
     pub(crate) retention: Option<Duration>,
+    /// The dashboard's server, stopped when the runtime is dropped.
+    pub(crate) dashboard: Option<crate::dashboard::Dashboard>,
 }
 
 impl Runtime {

@@ -570,6 +570,7 @@ fn error_kind(err: &Error) -> &'static str {
         Error::QueueOption { .. } => "QueueOption",
         Error::Duplicate { .. } => "Duplicate",
         Error::InvalidSchedule { .. } => "InvalidSchedule",
+        Error::Dashboard { .. } => "Dashboard",
     }
 }
 
