@@ -88,6 +88,35 @@ fn dispatch(c: &mut Criterion) {
 
 const N: u64 = 10_000;
 
+/// Total time of `iters` runs, each on a fresh `Sync` journal: `start` puts the `N`
+/// workflows in (directly or through a queue) and returns their handles, awaited to the
+/// end.
+fn time_runs(
+    iters: u64,
+    queue: Option<QueueOptions>,
+    start: impl Fn(&Runtime, u64) -> ordo::WorkflowHandle<u64, ()>,
+) -> Duration {
+    let mut total = Duration::ZERO;
+    for _ in 0..iters {
+        let dir = bench_dir();
+        let mut builder = Runtime::builder()
+            .path(dir.path())
+            .durability(Durability::Sync)
+            .register("one_step", one_step);
+        if let Some(options) = queue.clone() {
+            builder = builder.queue("q", options);
+        }
+        let rt = builder.build().unwrap();
+        let started = Instant::now();
+        let handles: Vec<_> = (0..N).map(|n| start(&rt, n)).collect();
+        for h in &handles {
+            rt.block_on(h.result()).unwrap().unwrap();
+        }
+        total += started.elapsed();
+    }
+    total
+}
+
 fn throughput(c: &mut Criterion) {
     let mut group = c.benchmark_group("throughput");
     group.sample_size(10);
@@ -95,60 +124,23 @@ fn throughput(c: &mut Criterion) {
     group.throughput(Throughput::Elements(N));
     group.bench_function("direct_10000_sync", |b| {
         b.iter_custom(|iters| {
-            let mut total = Duration::ZERO;
-            for _ in 0..iters {
-                let dir = bench_dir();
-                let rt = Runtime::builder()
-                    .path(dir.path())
-                    .durability(Durability::Sync)
-                    .register("one_step", one_step)
-                    .build()
-                    .unwrap();
-                let started = Instant::now();
-                let handles: Vec<_> = (0..N)
-                    .map(|n| {
-                        rt.start::<_, u64, ()>("one_step", &format!("w-{n}"), n)
-                            .unwrap()
-                    })
-                    .collect();
-                for h in &handles {
-                    rt.block_on(h.result()).unwrap().unwrap();
-                }
-                total += started.elapsed();
-            }
-            total
+            time_runs(iters, None, |rt, n| {
+                rt.start::<_, u64, ()>("one_step", &format!("w-{n}"), n)
+                    .unwrap()
+            })
         });
     });
     group.bench_function("queue_c100_10000_sync", |b| {
         b.iter_custom(|iters| {
-            let mut total = Duration::ZERO;
-            for _ in 0..iters {
-                let dir = bench_dir();
-                let rt = Runtime::builder()
-                    .path(dir.path())
-                    .durability(Durability::Sync)
-                    .queue("q", QueueOptions::new().concurrency(100))
-                    .register("one_step", one_step)
-                    .build()
-                    .unwrap();
-                let started = Instant::now();
-                let handles: Vec<_> = (0..N)
-                    .map(|n| {
-                        rt.enqueue::<_, u64, ()>(
-                            "q",
-                            "one_step",
-                            n,
-                            EnqueueOptions::new().id(format!("w-{n}")),
-                        )
+            time_runs(
+                iters,
+                Some(QueueOptions::new().concurrency(100)),
+                |rt, n| {
+                    let options = EnqueueOptions::new().id(format!("w-{n}"));
+                    rt.enqueue::<_, u64, ()>("q", "one_step", n, options)
                         .unwrap()
-                    })
-                    .collect();
-                for h in &handles {
-                    rt.block_on(h.result()).unwrap().unwrap();
-                }
-                total += started.elapsed();
-            }
-            total
+                },
+            )
         });
     });
     group.finish();

@@ -6,10 +6,12 @@
 
 mod common;
 
+use common::worker::now_ms;
+
 use std::cell::Cell;
 use std::path::Path;
 use std::rc::Rc;
-use std::time::{Duration, SystemTime, UNIX_EPOCH};
+use std::time::Duration;
 
 use ordo::{Ctx, Error, Event, Runtime, RuntimeBuilder, StartOptions, Status};
 
@@ -43,14 +45,6 @@ fn register(b: RuntimeBuilder) -> RuntimeBuilder {
     b.register("parent", parent)
         .register("leaf", leaf)
         .register("quick", quick)
-}
-
-fn now_ms() -> u64 {
-    let ms = SystemTime::now()
-        .duration_since(UNIX_EPOCH)
-        .unwrap_or_default()
-        .as_millis();
-    u64::try_from(ms).unwrap_or(u64::MAX)
 }
 
 /// The child: starts both workflows with the timeout on the real clock, and says so

@@ -2,10 +2,11 @@
 //! the restarted process, and a schedule that backfills starts every tick exactly once
 //! however often its process is killed.
 
-use std::io::{BufRead, BufReader};
-use std::path::Path;
-use std::process::{Child, Command, Stdio};
+mod common;
+
 use std::time::{Duration, SystemTime, UNIX_EPOCH};
+
+use common::worker::{kill, now_ms, spawn};
 
 use ordo::journal::{SledJournal, Store};
 use ordo::{Ctx, EnqueueOptions, Event, MissedTicks, QueueOptions, Runtime, Status};
@@ -17,14 +18,6 @@ const CRON_ENV: &str = "ORDO_QUEUE_KILL_CRON";
 const LIMIT: usize = 3;
 const PERIOD: Duration = Duration::from_secs(4);
 
-fn now_ms() -> u64 {
-    let ms = SystemTime::now()
-        .duration_since(UNIX_EPOCH)
-        .unwrap_or_default()
-        .as_millis();
-    u64::try_from(ms).unwrap_or(u64::MAX)
-}
-
 /// Says when its body starts (on the real clock).
 async fn limited(ctx: Ctx, n: u32) -> Result<u32, String> {
     ctx.step("call the api", move || async move {
@@ -32,26 +25,6 @@ async fn limited(ctx: Ctx, n: u32) -> Result<u32, String> {
         Ok::<_, String>(n)
     })
     .await
-}
-
-/// Runs the child test `test` with `env` set to `dir`; its stdout's lines.
-fn spawn(test: &str, env: &str, dir: &Path) -> (Child, impl Iterator<Item = String>) {
-    let exe = std::env::current_exe().expect("test binary path");
-    let mut child = Command::new(exe)
-        .args(["--exact", test, "--nocapture", "--ignored"])
-        .env(env, dir)
-        .stdout(Stdio::piped())
-        .stderr(Stdio::null())
-        .spawn()
-        .expect("child spawns");
-    let stdout = child.stdout.take().expect("stdout");
-    let lines = BufReader::new(stdout).lines().map_while(Result::ok);
-    (child, lines)
-}
-
-fn kill(mut child: Child) {
-    child.kill().expect("SIGKILL");
-    child.wait().expect("reaped");
 }
 
 #[test]

@@ -4,8 +4,10 @@
 
 mod common;
 
+use common::worker::now_ms;
+
 use std::path::Path;
-use std::time::{Duration, SystemTime, UNIX_EPOCH};
+use std::time::{Duration, UNIX_EPOCH};
 
 use ordo::{Clock, Ctx, Event, Runtime};
 
@@ -24,14 +26,6 @@ async fn waiter(ctx: Ctx, _: ()) -> Result<(Option<u32>, u64), String> {
         .unwrap_or_default()
         .as_millis();
     Ok((got, u64::try_from(ms).unwrap_or(u64::MAX)))
-}
-
-fn now_ms() -> u64 {
-    let ms = SystemTime::now()
-        .duration_since(UNIX_EPOCH)
-        .unwrap_or_default()
-        .as_millis();
-    u64::try_from(ms).unwrap_or(u64::MAX)
 }
 
 /// The child: starts the waiter on the real clock and says when the deadline is durable.

@@ -275,10 +275,11 @@ pub mod worker {
     use std::io::{BufRead, BufReader};
     use std::path::Path;
     use std::process::{Child, Command, Stdio};
+    use std::time::{SystemTime, UNIX_EPOCH};
 
-    /// Runs the ignored test `test` of this binary with `env` set to `dir`, and returns
-    /// once it printed a line containing `line` (panics if it ended first).
-    pub fn spawn_until(test: &str, env: &str, dir: &Path, line: &str) -> Child {
+    /// Runs the ignored test `test` of this binary with `env` set to `dir`; returns the
+    /// child and the lines of its stdout.
+    pub fn spawn(test: &str, env: &str, dir: &Path) -> (Child, impl Iterator<Item = String>) {
         let exe = std::env::current_exe().expect("test binary path");
         let mut child = Command::new(exe)
             .args(["--exact", test, "--nocapture", "--ignored"])
@@ -288,10 +289,14 @@ pub mod worker {
             .spawn()
             .expect("child spawns");
         let stdout = child.stdout.take().expect("stdout");
-        let said = BufReader::new(stdout)
-            .lines()
-            .map_while(Result::ok)
-            .any(|l| l.contains(line));
+        (child, BufReader::new(stdout).lines().map_while(Result::ok))
+    }
+
+    /// [`spawn`], returning once the child printed a line containing `line` (panics if
+    /// it ended first).
+    pub fn spawn_until(test: &str, env: &str, dir: &Path, line: &str) -> Child {
+        let (child, mut lines) = spawn(test, env, dir);
+        let said = lines.any(|l| l.contains(line));
         assert!(said, "the worker ended before saying {line:?}");
         child
     }
@@ -300,5 +305,14 @@ pub mod worker {
     pub fn kill(mut child: Child) {
         child.kill().expect("SIGKILL");
         child.wait().expect("reaped");
+    }
+
+    /// Wall-clock milliseconds since the epoch.
+    pub fn now_ms() -> u64 {
+        let ms = SystemTime::now()
+            .duration_since(UNIX_EPOCH)
+            .unwrap_or_default()
+            .as_millis();
+        u64::try_from(ms).unwrap_or(u64::MAX)
     }
 }
