@@ -90,6 +90,12 @@
 //! - `operations`: steering workflows from outside: [`Runtime::resume`],
 //!   [`Runtime::fork`], and retention ([`Runtime::gc`], the sweep of
 //!   [`RuntimeBuilder::retention`]), each with a commit of its own.
+//! - [`admin`]: the live admin channel: a Unix socket in the journal's folder (mode
+//!   0600) that a running application serves, through a [`Client`], for the `ordo`
+//!   CLI's `list`, `show`, `stats`, `cancel`, `resume`, `fork` and `gc`; and the
+//!   client's operations behind it ([`Client::cancel`], [`Client::resume`],
+//!   [`Client::fork`], [`Client::gc`], [`Client::list`], [`Client::show`],
+//!   [`Client::stats`]).
 //! - `step`: the [`Step`] future: waits for delivery, starts its body when live.
 //! - `core`: the outbox, group commit and delivery (rule 2), installed as the
 //!   executor's stall hook; the fatal first commit error; attempts given back.
@@ -117,6 +123,7 @@
 
 #![warn(missing_docs)]
 
+pub mod admin;
 mod clock;
 mod codec;
 mod core;
@@ -138,6 +145,7 @@ mod talk;
 pub mod telemetry;
 mod workflow;
 
+pub use crate::admin::{JournalStats, WorkflowSummary};
 pub use crate::core::Metrics;
 pub use crate::ctx::{ContinueAsNew, Ctx, TaskHandle};
 pub use crate::error::{Error, Result};

@@ -565,6 +565,7 @@ fn error_kind(err: &Error) -> &'static str {
         Error::NotResumable { .. } => "NotResumable",
         Error::ForkPointOutOfRange { .. } => "ForkPointOutOfRange",
         Error::AlreadyExists { .. } => "AlreadyExists",
+        Error::AdminSocket { .. } => "AdminSocket",
     }
 }
 

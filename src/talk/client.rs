@@ -63,6 +63,8 @@ pub(crate) enum Request {
         id: String,
         reply: oneshot::Sender<Result<Option<Status>, Error>>,
     },
+    /// Cancel, resume, fork, gc and the admin reads (the `admin` module).
+    Operate(crate::admin::Operation),
 }
 
 /// The sending end every clone of a client shares; the runtime keeps only a weak
@@ -100,7 +102,7 @@ pub(crate) struct Shared {
 /// ```
 #[derive(Clone)]
 pub struct Client {
-    shared: Arc<Shared>,
+    pub(crate) shared: Arc<Shared>,
 }
 
 impl std::fmt::Debug for Client {
@@ -111,7 +113,7 @@ impl std::fmt::Debug for Client {
 
 /// Sends `request` (made with `reply`'s sender) and awaits the answer.
 /// (Boxed, so the future captures none of the closure's borrows.)
-fn ask<T: Send + 'static>(
+pub(crate) fn ask<T: Send + 'static>(
     shared: &Shared,
     request: impl FnOnce(oneshot::Sender<Result<T, Error>>) -> Request,
 ) -> BoxFuture<'static, Result<T, Error>> {
@@ -527,10 +529,15 @@ impl<O: DeserializeOwned + 'static, E: DeserializeOwned + 'static> ClientHandle<
     }
 }
 
+/// A new channel: the clients' end, and the runtime's.
+pub(crate) fn channel() -> (Arc<Shared>, mpsc::UnboundedReceiver<Request>) {
+    let (requests, incoming) = mpsc::unbounded();
+    (Arc::new(Shared { requests }), incoming)
+}
+
 /// The runtime's side: a new channel and the task that serves it.
 pub(crate) fn open(core: &Rc<Core>) -> (Arc<Shared>, impl Future<Output = ()> + 'static) {
-    let (requests, mut incoming) = mpsc::unbounded();
-    let shared = Arc::new(Shared { requests });
+    let (shared, mut incoming) = channel();
     let core = Rc::clone(core);
     let serve = async move {
         while let Some(request) = incoming.next().await {
@@ -543,7 +550,7 @@ pub(crate) fn open(core: &Rc<Core>) -> (Arc<Shared>, impl Future<Output = ()> + 
 impl Core {
     /// Serves one client request on the runtime's thread: what must be durable goes
     /// into the next group commit, and the answer follows it.
-    fn serve(self: &Rc<Self>, request: Request) {
+    pub(crate) fn serve(self: &Rc<Self>, request: Request) {
         if let Some(err) = self.broken() {
             request.refuse(err);
             return;
@@ -632,6 +639,7 @@ impl Core {
                 ),
                 Err(err) => drop(reply.send(Err(err))),
             },
+            Request::Operate(operation) => self.operate(operation),
         }
     }
 
@@ -754,6 +762,7 @@ impl Request {
             Request::Result { reply, .. } => drop(reply.send(Err(err))),
             Request::GetEvent { reply, .. } => drop(reply.send(Err(err))),
             Request::Status { reply, .. } => drop(reply.send(Err(err))),
+            Request::Operate(operation) => operation.refuse(err),
         }
     }
 }
