@@ -802,7 +802,9 @@ impl Runtime {
     /// # Ok::<(), Box<dyn std::error::Error>>(())
     /// ```
     pub fn admin_socket(&self) -> Option<&std::path::Path> {
-        self.admin.as_ref().map(crate::admin::server::AdminServer::path)
+        self.admin
+            .as_ref()
+            .map(crate::admin::server::AdminServer::path)
     }
 
     /// The journal, for reading records (what the CLI shows).

@@ -79,9 +79,12 @@ fn another_thread_cancels_resumes_forks_and_reads_through_a_client() {
         })
         .build()
         .expect("build");
-    let done = rt.start::<_, u32, String>("count", "done", 3u32).expect("start");
+    let done = rt
+        .start::<_, u32, String>("count", "done", 3u32)
+        .expect("start");
     assert_eq!(rt.block_on(done.result()).expect("runs"), Ok(3));
-    rt.start::<_, (), String>("hold", "held", ()).expect("start");
+    rt.start::<_, (), String>("hold", "held", ())
+        .expect("start");
     rt.start::<_, (), String>("tree", "t", 2u32).expect("start");
     rt.block_on(ordo::executor::sleep(Duration::from_millis(50))); // the tree grows
     bodies.borrow_mut().clear();
@@ -117,18 +120,30 @@ fn another_thread_cancels_resumes_forks_and_reads_through_a_client() {
     assert_eq!(one, ["held"]);
     assert!(none.is_empty());
     assert_eq!(tree, ["t", "t/0", "t/0/0"]);
-    assert!(matches!(missing, Err(Error::NotFound { .. })), "{missing:?}");
+    assert!(
+        matches!(missing, Err(Error::NotFound { .. })),
+        "{missing:?}"
+    );
     assert!(pending_after_cancel.is_empty(), "{pending_after_cancel:?}");
     assert!(matches!(not_resumable, Err(Error::NotResumable { .. })));
 
     let (forked, default_id, taken, out_of_range) = forks;
     assert_eq!(forked, "copy");
     assert_eq!(default_id, "done.fork-0");
-    assert!(matches!(taken, Err(Error::AlreadyExists { .. })), "{taken:?}");
-    assert!(matches!(out_of_range, Err(Error::ForkPointOutOfRange { .. })));
+    assert!(
+        matches!(taken, Err(Error::AlreadyExists { .. })),
+        "{taken:?}"
+    );
+    assert!(matches!(
+        out_of_range,
+        Err(Error::ForkPointOutOfRange { .. })
+    ));
     let (record, completions) = shown;
     assert_eq!(record.status, Status::Succeeded);
-    assert_eq!(completions.iter().map(|c| c.seq).collect::<Vec<_>>(), [0, 1, 2]);
+    assert_eq!(
+        completions.iter().map(|c| c.seq).collect::<Vec<_>>(),
+        [0, 1, 2]
+    );
 
     // The forks run: the copy kept two recorded steps and ran only the third; the
     // default-id fork ran all three.
@@ -165,7 +180,10 @@ fn another_thread_cancels_resumes_forks_and_reads_through_a_client() {
     assert_eq!(before.workflows, on_disk.len() as u64);
     assert_eq!(before.cancelled, 3);
     assert_eq!(
-        listed.iter().map(|r| (r.id.clone(), r.status)).collect::<BTreeMap<_, _>>(),
+        listed
+            .iter()
+            .map(|r| (r.id.clone(), r.status))
+            .collect::<BTreeMap<_, _>>(),
         on_disk
     );
     let finished = on_disk.values().filter(|s| **s != Status::Pending).count();
@@ -184,9 +202,7 @@ fn a_resumed_workflow_replays_what_it_recorded_and_finishes() {
         .clock(ordo::Clock::Virtual)
         .register("count", count)
         .register("slow", |ctx: Ctx, _: ()| async move {
-            let one = ctx
-                .step("one", || async { Ok::<_, String>(1u32) })
-                .await?;
+            let one = ctx.step("one", || async { Ok::<_, String>(1u32) }).await?;
             ctx.sleep(Duration::from_secs(60)).await;
             Ok::<u32, String>(one + 1)
         })
@@ -220,9 +236,14 @@ fn serving_the_admin_socket_keeps_nothing_alive() {
         .build()
         .expect("build");
     let socket = rt.admin_socket().expect("a socket").to_path_buf();
-    let handle = rt.start::<_, u32, String>("count", "c", 4u32).expect("start");
+    let handle = rt
+        .start::<_, u32, String>("count", "c", 4u32)
+        .expect("start");
     futures::executor::block_on(rt.run()); // returns: nothing is left to run
-    assert_eq!(futures::executor::block_on(handle.result()).expect("ran"), Ok(6));
+    assert_eq!(
+        futures::executor::block_on(handle.result()).expect("ran"),
+        Ok(6)
+    );
 
     // While driven again, the socket answers; dropped, the socket file goes.
     let asker = std::thread::spawn(move || call(&socket, &Request::Stats));
@@ -230,7 +251,10 @@ fn serving_the_admin_socket_keeps_nothing_alive() {
     assert_eq!(stats["succeeded"], 1);
     let socket = rt.admin_socket().expect("a socket").to_path_buf();
     drop(rt);
-    assert!(!socket.exists(), "the socket file is removed with the runtime");
+    assert!(
+        !socket.exists(),
+        "the socket file is removed with the runtime"
+    );
 }
 
 /// A client whose runtime is gone gets `RuntimeGone` for every operation.
@@ -240,7 +264,10 @@ fn operations_of_a_dropped_runtime_fail_with_runtime_gone() {
     let client: Client = rt.client();
     drop(rt);
     let cancelled = futures::executor::block_on(client.cancel("x", true));
-    assert!(matches!(cancelled, Err(Error::RuntimeGone)), "{cancelled:?}");
+    assert!(
+        matches!(cancelled, Err(Error::RuntimeGone)),
+        "{cancelled:?}"
+    );
     let stats = futures::executor::block_on(client.stats());
     assert!(matches!(stats, Err(Error::RuntimeGone)), "{stats:?}");
 }

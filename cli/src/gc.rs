@@ -8,8 +8,8 @@
 use std::path::Path;
 use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
-use ordo::journal::{finished_before, Batch, Durability, SledJournal, Store};
 use ordo::admin::Request;
+use ordo::journal::{finished_before, Batch, Durability, SledJournal, Store};
 use serde::{Deserialize, Serialize};
 
 use crate::error::CliError;

@@ -32,7 +32,11 @@ pub fn run(journal: &SledJournal, json: bool) -> Result<String, CliError> {
 }
 
 /// The counts as `ordo stats` prints them, with the journal's size on disk.
-pub fn render(counts: JournalStats, size_on_disk_bytes: u64, json: bool) -> Result<String, CliError> {
+pub fn render(
+    counts: JournalStats,
+    size_on_disk_bytes: u64,
+    json: bool,
+) -> Result<String, CliError> {
     let stats = Stats {
         workflows: counts.workflows,
         pending: counts.pending,

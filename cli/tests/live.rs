@@ -265,7 +265,10 @@ fn the_cli_lists_shows_counts_cancels_resumes_forks_and_collects_through_a_runni
     assert_eq!(stats["workflows"], listed.len());
     assert_eq!(stats["succeeded"], by_status("succeeded"));
     assert_eq!(stats["pending"], by_status("pending"));
-    let steps: u64 = listed.values().map(|r| r["steps"].as_u64().expect("steps")).sum();
+    let steps: u64 = listed
+        .values()
+        .map(|r| r["steps"].as_u64().expect("steps"))
+        .sum();
     assert_eq!(stats["completions"], steps);
     assert!(stats["size_on_disk_bytes"].as_u64().expect("a size") > 0);
 
@@ -304,7 +307,10 @@ fn the_cli_lists_shows_counts_cancels_resumes_forks_and_collects_through_a_runni
     assert_eq!(copy["steps"][0], original["steps"][0]); // copied, times and all
     assert_eq!(copy["steps"].as_array().map(Vec::len), Some(3));
     let default_id = ok(root, &["fork", "done-2", "--at", "0"]);
-    assert_eq!(default_id, "forked done-2 at seq 0 as done-2.fork-0 (now running)\n");
+    assert_eq!(
+        default_id,
+        "forked done-2 at seq 0 as done-2.fork-0 (now running)\n"
+    );
     let out_of_range = fails(root, &["fork", "done-1", "--at", "9"], 1);
     assert!(out_of_range.contains("done-1"), "{out_of_range}");
     wait_for_status(root, "done-2.fork-0", "succeeded");
@@ -328,10 +334,7 @@ fn the_cli_lists_shows_counts_cancels_resumes_forks_and_collects_through_a_runni
     // Gc through the restarted application: every finished workflow goes, the pending
     // one stays.
     let app = start_app(root);
-    let finished = statuses
-        .values()
-        .filter(|s| **s != Status::Pending)
-        .count();
+    let finished = statuses.values().filter(|s| **s != Status::Pending).count();
     let collected = ok_json(root, &["gc", "--older-than", "0s"]);
     assert_eq!(collected["deleted"], finished);
     let left = rows(&ok_json(root, &["list"]));
@@ -404,8 +407,7 @@ fn bad_requests_get_typed_errors_and_the_app_keeps_running_its_workflows() {
     hasty.write_all(b"{\"verb\":\"stats\"}\n").expect("send");
     drop(hasty);
     let mut cut = UnixStream::connect(&socket).expect("connect");
-    cut.write_all(b"{\"verb\":\"stats\"")
-        .expect("send half");
+    cut.write_all(b"{\"verb\":\"stats\"").expect("send half");
     cut.shutdown(std::net::Shutdown::Write).expect("half close");
     let mut reply = String::new();
     cut.read_to_string(&mut reply).expect("read");
@@ -413,7 +415,10 @@ fn bad_requests_get_typed_errors_and_the_app_keeps_running_its_workflows() {
     assert_eq!(error_kind(&reply), "bad_frame", "{reply}");
 
     // The application still runs workflows: a fork of done-1 runs to its end.
-    ok(root, &["fork", "done-1", "--at", "0", "--id", "after-garbage"]);
+    ok(
+        root,
+        &["fork", "done-1", "--at", "0", "--id", "after-garbage"],
+    );
     let after = wait_for_status(root, "after-garbage", "succeeded");
     assert_eq!(after["steps"].as_array().map(Vec::len), Some(3));
     kill(app);
@@ -440,7 +445,10 @@ fn the_socket_is_private_and_one_left_by_a_killed_app_does_not_stop_a_restart() 
     let listed = rows(&ok_json(root, &["list"]));
     assert_eq!(listed["done-1"]["status"], "succeeded");
     let refused = fails(root, &["cancel", "hold-2"], 4);
-    assert!(refused.contains("needs the running application"), "{refused}");
+    assert!(
+        refused.contains("needs the running application"),
+        "{refused}"
+    );
     fails(root, &["resume", "hold-2"], 4);
     fails(root, &["fork", "done-1", "--at", "0"], 4);
     assert_eq!(journal_statuses(root)["hold-2"], Status::Pending);

@@ -54,7 +54,11 @@ pub enum Request {
     /// replies with a list of [`WorkflowSummary`](crate::WorkflowSummary).
     List {
         /// `"pending"`, `"succeeded"`, `"failed"`, `"cancelled"`, or absent for all.
-        #[serde(default, with = "status_filter", skip_serializing_if = "Option::is_none")]
+        #[serde(
+            default,
+            with = "status_filter",
+            skip_serializing_if = "Option::is_none"
+        )]
         status: Option<Status>,
         /// At most this many (the first screen); absent for all.
         #[serde(default, skip_serializing_if = "Option::is_none")]
@@ -205,7 +209,10 @@ pub(crate) fn parse(line: &[u8]) -> Result<Request, Reply> {
     if !VERBS.contains(&verb) {
         return Err(Reply::error(
             ErrorKind::UnknownVerb,
-            format!("unknown verb {verb:?}; the socket knows {}", VERBS.join(", ")),
+            format!(
+                "unknown verb {verb:?}; the socket knows {}",
+                VERBS.join(", ")
+            ),
         ));
     }
     let verb = verb.to_string();

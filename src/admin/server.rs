@@ -257,21 +257,15 @@ fn execute(client: &Client, request: Request) -> Reply {
     futures::executor::block_on(async {
         let answer: Result<Value, Error> = match request {
             Request::List { status, limit } => to_json(client.list_first(status, limit).await),
-            Request::Show { id } => client
-                .show(&id)
-                .await
-                .and_then(|(record, completions)| {
-                    to_json(Ok(ShownWorkflow::new(record, completions)))
-                }),
+            Request::Show { id } => client.show(&id).await.and_then(|(record, completions)| {
+                to_json(Ok(ShownWorkflow::new(record, completions)))
+            }),
             Request::Stats => to_json(client.stats().await),
             Request::Cancel { id, children } => client
                 .cancel(&id, children)
                 .await
                 .map(|cancelled| json!({ "cancelled": cancelled })),
-            Request::Resume { id } => client
-                .resume(&id)
-                .await
-                .map(|()| json!({ "resumed": id })),
+            Request::Resume { id } => client.resume(&id).await.map(|()| json!({ "resumed": id })),
             Request::Fork { id, at_seq, new_id } => client
                 .fork(&id, at_seq, new_id)
                 .await
