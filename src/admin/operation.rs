@@ -300,12 +300,15 @@ impl Client {
     /// use ordo::{Ctx, Runtime};
     /// use std::time::Duration;
     /// async fn noop(_: Ctx, _: ()) -> Result<(), ()> { Ok(()) }
-    /// let rt = Runtime::builder().temporary().register("noop", noop).build()?;
+    /// let rt = Runtime::builder().temporary().clock(ordo::Clock::Virtual)
+    ///     .register("noop", noop).build()?;
     /// rt.block_on(rt.start::<_, (), ()>("noop", "n-1", ())?.result())?.expect("runs");
+    /// rt.block_on(ordo::executor::sleep(Duration::from_secs(7200))); // two (virtual) hours
     /// let client = rt.client();
-    /// assert_eq!(rt.block_on(client.gc(Duration::from_secs(3600)))?.deleted, 0);
-    /// assert_eq!(rt.block_on(client.gc(Duration::ZERO))?.deleted, 1);
-    /// # Ok::<(), ordo::Error>(())
+    /// assert_eq!(rt.block_on(client.gc(Duration::from_secs(3 * 3600)))?.deleted, 0);
+    /// assert_eq!(rt.block_on(client.gc(Duration::from_secs(3600)))?.deleted, 1);
+    /// assert!(rt.journal().workflow("n-1")?.is_none());
+    /// # Ok::<(), Box<dyn std::error::Error>>(())
     /// ```
     pub fn gc(
         &self,
