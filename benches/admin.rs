@@ -226,7 +226,7 @@ fn gc(c: &mut Criterion) {
                 copy_dir(&template_dir, dir.path());
                 let app = App::start(dir.path(), STEPPERS);
                 app.steps_during(Duration::from_millis(500)); // warm up
-                // The rate without gc: a window before the request and one after it.
+                                                              // The rate without gc: a window before the request and one after it.
                 let window = Duration::from_secs(2);
                 let mut without = app.steps_during(window);
                 let before = app.steps.load(Ordering::Relaxed);

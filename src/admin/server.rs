@@ -178,6 +178,8 @@ fn accept(listener: &UnixListener, client: &Client, stop: &AtomicBool) {
             return;
         }
         let Ok(mut stream) = stream else {
+            // Out of file descriptors, say: let it pass rather than spin.
+            std::thread::sleep(Duration::from_millis(50));
             continue;
         };
         if active.fetch_add(1, Ordering::AcqRel) >= MAX_CONNECTIONS {
