@@ -566,9 +566,10 @@ impl Core {
 }
 
 /// How much longer than its last commit a paced gc (`Core::gc_paced`) waits before the
-/// next one: 9, so it takes at most a tenth of the runtime's thread. (With 4, a fifth,
-/// the steps of 1,000 busy workflows fell below 80% of their rate during a gc: sled's
-/// own work on the deletions and the first scan come on top; `benches/admin.rs`.)
+/// next one: 9, so it takes at most a tenth of the runtime's thread. Measured
+/// (`benches/admin.rs`): 1,000 busy workflows still made steps at 69-77% of their rate
+/// during a gc of 100,000; a slower pace (19) did not change that, so the rest of the
+/// loss is not this thread's time but, by all signs, sled's own work on the deletions.
 const GC_SHARE: u32 = 9;
 
 /// How long the retention sweep waits between two commits (see
