@@ -280,6 +280,17 @@ pub enum Error {
         /// What is wrong.
         reason: String,
     },
+
+    /// The admin socket (see the `admin` module) could not be set up in the journal's
+    /// folder: a path too long for a Unix socket, a file of another kind in its place,
+    /// permissions. `RuntimeBuilder::admin_socket(false)` runs without one.
+    #[error("cannot serve the admin socket at {}: {detail}", path.display())]
+    AdminSocket {
+        /// Where the socket was to be.
+        path: std::path::PathBuf,
+        /// What failed.
+        detail: String,
+    },
 }
 
 impl From<ordo_journal::Error> for Error {

@@ -97,6 +97,12 @@
 //!   [`Ctx::enqueue`]), dispatched inside the group commit that frees a slot;
 //!   scheduled workflows ([`RuntimeBuilder::schedule`]) and debouncing
 //!   ([`Runtime::debounce`]) on the same records and timers.
+//! - [`admin`]: the live admin channel: a Unix socket in the journal's folder (mode
+//!   0600) that a running application serves, through a [`Client`], for the `ordo`
+//!   CLI's `list`, `show`, `stats`, `cancel`, `resume`, `fork` and `gc`; and the
+//!   client's operations behind it ([`Client::cancel`], [`Client::resume`],
+//!   [`Client::fork`], [`Client::gc`], [`Client::list`], [`Client::show`],
+//!   [`Client::stats`]).
 //! - `step`: the [`Step`] future: waits for delivery, starts its body when live.
 //! - `core`: the outbox, group commit and delivery (rule 2), installed as the
 //!   executor's stall hook; the fatal first commit error; attempts given back.
@@ -128,6 +134,7 @@
 
 #![warn(missing_docs)]
 
+pub mod admin;
 mod clock;
 mod codec;
 mod core;
@@ -152,6 +159,7 @@ mod talk;
 pub mod telemetry;
 mod workflow;
 
+pub use crate::admin::{JournalStats, WorkflowSummary};
 pub use crate::core::Metrics;
 pub use crate::ctx::{ContinueAsNew, Ctx, TaskHandle};
 pub use crate::deadline::StartOptions;

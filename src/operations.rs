@@ -7,7 +7,9 @@
 //! replay rules hold for it exactly as for a restart.
 
 use std::rc::Rc;
-use std::time::Duration;
+use std::time::{Duration, Instant};
+
+use futures::future::LocalBoxFuture;
 
 use ordo_journal::{finished_before, Batch, Status, WorkflowRecord, GC_BATCH};
 use serde::de::DeserializeOwned;
@@ -19,7 +21,7 @@ use crate::handle::WorkflowHandle;
 use crate::launch::launch;
 use crate::registry::Registration;
 use crate::runtime::Runtime;
-use crate::workflow::WorkflowState;
+use crate::workflow::{Phase, WorkflowState};
 
 /// What a retention run ([`Runtime::gc`]) deleted.
 ///
@@ -63,24 +65,7 @@ impl Runtime {
     /// # Ok::<(), Box<dyn std::error::Error>>(())
     /// ```
     pub fn cancel_tree(&self, id: &str) -> Result<Vec<String>, Error> {
-        let mut cancelled = Vec::new();
-        // A child given its ancestor's id explicitly is that ancestor: visit each once.
-        let mut seen = std::collections::HashSet::new();
-        let mut level = vec![id.to_string()];
-        while !level.is_empty() {
-            let mut next = Vec::new();
-            for id in level {
-                if !seen.insert(id.clone()) {
-                    continue;
-                }
-                if self.cancel(&id)? {
-                    cancelled.push(id.clone());
-                }
-                next.extend(self.core.children_of(&id)?);
-            }
-            level = next;
-        }
-        Ok(cancelled)
+        self.core.cancel_tree_at(id, self.now_ms())
     }
 
     /// Starts a cancelled workflow again, or a pending one that is not running here (one
@@ -121,61 +106,17 @@ impl Runtime {
         O: DeserializeOwned + 'static,
         E: DeserializeOwned + 'static,
     {
-        if let Some(err) = self.core.broken() {
-            return Err(err);
-        }
-        let running = self.core.running.borrow().get(id).cloned();
-        if let Some(wf) = running {
-            let registration = self.registration(&wf.name)?;
-            registration.check_outputs::<O, E>(id, "handle")?;
-            return Ok(WorkflowHandle::new(
-                id.to_string(),
-                Rc::clone(&self.core),
-                Some(wf),
-            ));
-        }
-        let record = self.core.record(id)?;
-        if matches!(record.status, Status::Succeeded | Status::Failed) {
-            return Err(Error::NotResumable {
-                workflow_id: id.to_string(),
-                status: record.status,
-            });
-        }
-        let registration = self.registration(&record.name)?;
-        registration.check_outputs::<O, E>(id, "handle")?;
-        let wf = self.resume_record(record, &registration)?;
+        let wf = self.core.resume_with(
+            id,
+            self.now_ms(),
+            |registration| registration.check_outputs::<O, E>(id, "handle"),
+            &|root| drop(self.executor.spawn(root)),
+        )?;
         Ok(WorkflowHandle::new(
             id.to_string(),
             Rc::clone(&self.core),
             Some(wf),
         ))
-    }
-
-    /// Makes `record` (cancelled, or pending and not running here) pending again with no
-    /// recovery attempt counted, durably, then launches it on its recorded completions.
-    fn resume_record(
-        &self,
-        record: WorkflowRecord,
-        registration: &Registration,
-    ) -> Result<Rc<WorkflowState>, Error> {
-        let previous = record.status;
-        let completions = self.core.store.completions(&record.id)?;
-        let mut resumed = record;
-        resumed.status = Status::Pending;
-        resumed.output = None;
-        resumed.recovery_attempts = 0;
-        resumed.updated_ms = self.now_ms();
-        crate::deadline::on_resume(&mut resumed);
-        let mut batch = Batch::new();
-        batch.update_workflow(resumed.clone(), previous);
-        self.core.store.commit(&batch)?;
-        // No `before_resume`: a graceful shutdown must not write the cancelled record
-        // back, and there is no attempt to give back.
-        let wf = Rc::new(WorkflowState::new(&resumed, completions));
-        launch(&self.core, &wf, registration, |root| {
-            drop(self.executor.spawn(root));
-        });
-        Ok(wf)
     }
 
     /// Starts workflow `new_id` as a copy of workflow `id` up to delivery `at_seq`: the
@@ -222,47 +163,14 @@ impl Runtime {
         O: DeserializeOwned + 'static,
         E: DeserializeOwned + 'static,
     {
-        if let Some(err) = self.core.broken() {
-            return Err(err);
-        }
-        let original = self.core.record(id)?;
-        if self.core.running.borrow().contains_key(new_id)
-            || self.core.store.workflow(new_id)?.is_some()
-        {
-            return Err(Error::AlreadyExists {
-                workflow_id: new_id.to_string(),
-            });
-        }
-        let registration = self.registration(&original.name)?;
-        registration.check_outputs::<O, E>(new_id, "handle")?;
-        let mut completions = self.core.store.completions(id)?;
-        let recorded = completions.len() as u64;
-        if at_seq > recorded {
-            return Err(Error::ForkPointOutOfRange {
-                workflow_id: id.to_string(),
-                at_seq,
-                recorded,
-            });
-        }
-        // `at_seq <= len`, which is a `usize`.
-        completions.truncate(usize::try_from(at_seq).unwrap_or(usize::MAX));
-        let now_ms = self.now_ms();
-        let mut record = WorkflowRecord::new(new_id, original.name, original.input, now_ms);
-        record.app_version.clone_from(&self.app_version);
-        let mut batch = Batch::new();
-        batch.insert_workflow(record.clone());
-        for (seq, completion) in (0u64..).zip(&completions) {
-            let mut copy = completion.clone();
-            copy.seq = seq; // dense from 0 in the copy, whatever the original's history
-            batch.push_completion(new_id, copy);
-        }
-        self.core.store.commit(&batch)?;
-        let (_, copied) = batch.into_parts();
-        let copied = copied.into_iter().map(|(_, c)| c).collect();
-        let wf = Rc::new(WorkflowState::new(&record, copied));
-        launch(&self.core, &wf, &registration, |root| {
-            drop(self.executor.spawn(root));
-        });
+        let wf = self.core.fork_with(
+            id,
+            at_seq,
+            new_id,
+            self.now_ms(),
+            |registration| registration.check_outputs::<O, E>(new_id, "handle"),
+            &|root| drop(self.executor.spawn(root)),
+        )?;
         Ok(WorkflowHandle::new(
             new_id.to_string(),
             Rc::clone(&self.core),
@@ -299,24 +207,7 @@ impl Runtime {
     /// # Ok::<(), Box<dyn std::error::Error>>(())
     /// ```
     pub fn gc(&self, older_than: Duration) -> Result<GcReport, Error> {
-        if let Some(err) = self.core.broken() {
-            return Err(err);
-        }
-        let cutoff_ms = self.now_ms().saturating_sub(millis(older_than));
-        let ids = finished_before(&*self.core.store, cutoff_ms)?;
-        let mut report = GcReport::default();
-        for chunk in ids.chunks(GC_BATCH) {
-            let mut batch = Batch::new();
-            let running = self.core.running.borrow();
-            for id in chunk.iter().filter(|id| !running.contains_key(*id)) {
-                batch.delete_workflow(id);
-            }
-            drop(running);
-            let deleted = commit_deletions(&self.core, &batch)?;
-            report.deleted += deleted as u64;
-            report.commits += 1;
-        }
-        Ok(report)
+        self.core.gc_at(self.now_ms(), older_than)
     }
 
     /// Starts the background retention sweep of [`RuntimeBuilder::retention`]: one
@@ -364,16 +255,333 @@ impl Runtime {
         }));
     }
 
-    /// The registration of workflow name `name`.
-    fn registration(&self, name: &str) -> Result<Registration, Error> {
-        self.core.registry.lookup(name).cloned()
-    }
-
     /// Wall-clock ms on the runtime's clock (virtual or system).
     pub(crate) fn now_ms(&self) -> u64 {
         self.core.now_ms_at(self.executor.now())
     }
 }
+
+/// How an operation spawns the root task of a workflow it launches: `Runtime`'s methods
+/// run outside the executor and spawn with it; requests served on the runtime's thread
+/// run inside it and spawn with `ordo_executor::spawn`.
+pub(crate) type SpawnRoot<'a> = &'a dyn Fn(LocalBoxFuture<'static, ()>);
+
+/// Spawns onto the executor this code runs in (a request served on the runtime's thread).
+fn spawn_here(root: LocalBoxFuture<'static, ()>) {
+    drop(ordo_executor::spawn(root));
+}
+
+impl Core {
+    /// [`Runtime::cancel`], on the runtime's thread inside its executor (a served
+    /// request): `true` when it cancelled a pending workflow.
+    pub(crate) fn cancel_workflow(self: &Rc<Self>, id: &str) -> Result<bool, Error> {
+        self.cancel_at(id, self.now_ms())
+    }
+
+    /// [`Runtime::cancel_tree`], on the runtime's thread inside its executor: the ids it
+    /// cancelled.
+    pub(crate) fn cancel_tree(self: &Rc<Self>, id: &str) -> Result<Vec<String>, Error> {
+        self.cancel_tree_at(id, self.now_ms())
+    }
+
+    /// [`Runtime::resume`] without a typed handle, on the runtime's thread inside its
+    /// executor: the workflow runs again (or goes on running, if it runs here).
+    pub(crate) fn resume_workflow(self: &Rc<Self>, id: &str) -> Result<(), Error> {
+        self.resume_with(id, self.now_ms(), |_| Ok(()), &spawn_here)
+            .map(drop)
+    }
+
+    /// [`Runtime::fork`] without a typed handle, on the runtime's thread inside its
+    /// executor; `new_id` defaults to the first free one of `ID.fork-SEQ`,
+    /// `ID.fork-SEQ-2`, ... Returns the new workflow's id.
+    pub(crate) fn fork_workflow(
+        self: &Rc<Self>,
+        id: &str,
+        at_seq: u64,
+        new_id: Option<&str>,
+    ) -> Result<String, Error> {
+        let new_id = match new_id {
+            Some(new_id) => new_id.to_string(),
+            None => self.free_fork_id(id, at_seq)?,
+        };
+        self.fork_with(id, at_seq, &new_id, self.now_ms(), |_| Ok(()), &spawn_here)?;
+        Ok(new_id)
+    }
+
+    /// The first of `ID.fork-SEQ`, `ID.fork-SEQ-2`, ... that no workflow has.
+    fn free_fork_id(&self, id: &str, at_seq: u64) -> Result<String, Error> {
+        let base = format!("{id}.fork-{at_seq}");
+        let mut candidate = base.clone();
+        let mut n = 1u64;
+        while self.workflow_exists(&candidate)? {
+            n += 1;
+            candidate = format!("{base}-{n}");
+        }
+        Ok(candidate)
+    }
+
+    /// The body of [`Runtime::cancel`], with the time to record.
+    pub(crate) fn cancel_at(self: &Rc<Self>, id: &str, now_ms: u64) -> Result<bool, Error> {
+        if let Some(err) = self.broken() {
+            return Err(err);
+        }
+        if let Some(start) = self.unstage_start(id) {
+            // Started but not committed yet: it never ran; record it as cancelled.
+            let mut record = start.record;
+            record.status = Status::Cancelled;
+            record.updated_ms = now_ms;
+            let mut batch = Batch::new();
+            if start.is_new {
+                batch.insert_workflow(record);
+            } else {
+                batch.update_workflow(record, Status::Pending);
+            }
+            self.store.commit(&batch)?;
+            crate::telemetry::workflow_finished(&start.wf.name, Status::Cancelled);
+            start.wf.fail(Error::Cancelled {
+                workflow_id: id.to_string(),
+            });
+            self.forget(&start.wf);
+            return Ok(true);
+        }
+        let mut record = self.record(id)?;
+        let previous = record.status;
+        if !matches!(
+            previous,
+            Status::Pending | Status::Enqueued | Status::Delayed
+        ) {
+            return Ok(false);
+        }
+        let running = self.running.borrow().get(id).cloned();
+        if running
+            .as_ref()
+            .is_some_and(|wf| wf.phase.get() == Phase::Finishing)
+        {
+            // It returned; its final record is about to be committed.
+            return Ok(false);
+        }
+        record.status = Status::Cancelled;
+        record.updated_ms = now_ms;
+        let name = record.name.clone();
+        let mut batch = Batch::new();
+        batch.update_workflow(record, previous);
+        // A queued workflow leaves its queue (and frees its slot) with its cancellation.
+        self.queues.leave(id, &mut batch);
+        self.store.commit(&batch)?;
+        self.watchers
+            .wake(&crate::talk::watch::WatchKey::Workflow(id.to_string()));
+        crate::telemetry::workflow_finished(&name, Status::Cancelled);
+        if let Some(wf) = running {
+            wf.fail(Error::Cancelled {
+                workflow_id: id.to_string(),
+            });
+            self.forget(&wf);
+        }
+        Ok(true)
+    }
+
+    /// The body of [`Runtime::cancel_tree`], with the time to record.
+    pub(crate) fn cancel_tree_at(
+        self: &Rc<Self>,
+        id: &str,
+        now_ms: u64,
+    ) -> Result<Vec<String>, Error> {
+        let mut cancelled = Vec::new();
+        // A child given its ancestor's id explicitly is that ancestor: visit each once.
+        let mut seen = std::collections::HashSet::new();
+        let mut level = vec![id.to_string()];
+        while !level.is_empty() {
+            let mut next = Vec::new();
+            for id in level {
+                if !seen.insert(id.clone()) {
+                    continue;
+                }
+                if self.cancel_at(&id, now_ms)? {
+                    cancelled.push(id.clone());
+                }
+                next.extend(self.children_of(&id)?);
+            }
+            level = next;
+        }
+        Ok(cancelled)
+    }
+
+    /// The body of [`Runtime::resume`]: `check` vets the registration (the handle's
+    /// types), `spawn` spawns the root task of a workflow launched again.
+    pub(crate) fn resume_with(
+        self: &Rc<Self>,
+        id: &str,
+        now_ms: u64,
+        check: impl FnOnce(&Registration) -> Result<(), Error>,
+        spawn: SpawnRoot<'_>,
+    ) -> Result<Rc<WorkflowState>, Error> {
+        if let Some(err) = self.broken() {
+            return Err(err);
+        }
+        let running = self.running.borrow().get(id).cloned();
+        if let Some(wf) = running {
+            check(self.registry.lookup(&wf.name)?)?;
+            return Ok(wf);
+        }
+        let record = self.record(id)?;
+        if matches!(record.status, Status::Succeeded | Status::Failed) {
+            return Err(Error::NotResumable {
+                workflow_id: id.to_string(),
+                status: record.status,
+            });
+        }
+        let registration = self.registry.lookup(&record.name)?.clone();
+        check(&registration)?;
+        self.resume_record(record, &registration, now_ms, spawn)
+    }
+
+    /// Makes `record` (cancelled, or pending and not running here) pending again with no
+    /// recovery attempt counted, durably, then launches it on its recorded completions.
+    fn resume_record(
+        self: &Rc<Self>,
+        record: WorkflowRecord,
+        registration: &Registration,
+        now_ms: u64,
+        spawn: SpawnRoot<'_>,
+    ) -> Result<Rc<WorkflowState>, Error> {
+        let previous = record.status;
+        let completions = self.store.completions(&record.id)?;
+        let mut resumed = record;
+        resumed.status = Status::Pending;
+        resumed.output = None;
+        resumed.recovery_attempts = 0;
+        resumed.updated_ms = now_ms;
+        crate::deadline::on_resume(&mut resumed);
+        let mut batch = Batch::new();
+        batch.update_workflow(resumed.clone(), previous);
+        self.store.commit(&batch)?;
+        // No `before_resume`: a graceful shutdown must not write the cancelled record
+        // back, and there is no attempt to give back.
+        let wf = Rc::new(WorkflowState::new(&resumed, completions));
+        launch(self, &wf, registration, spawn);
+        Ok(wf)
+    }
+
+    /// The body of [`Runtime::fork`]: `check` vets the registration (the handle's
+    /// types), `spawn` spawns the fork's root task.
+    pub(crate) fn fork_with(
+        self: &Rc<Self>,
+        id: &str,
+        at_seq: u64,
+        new_id: &str,
+        now_ms: u64,
+        check: impl FnOnce(&Registration) -> Result<(), Error>,
+        spawn: SpawnRoot<'_>,
+    ) -> Result<Rc<WorkflowState>, Error> {
+        if let Some(err) = self.broken() {
+            return Err(err);
+        }
+        let original = self.record(id)?;
+        if self.running.borrow().contains_key(new_id) || self.store.workflow(new_id)?.is_some() {
+            return Err(Error::AlreadyExists {
+                workflow_id: new_id.to_string(),
+            });
+        }
+        let registration = self.registry.lookup(&original.name)?.clone();
+        check(&registration)?;
+        let mut completions = self.store.completions(id)?;
+        let recorded = completions.len() as u64;
+        if at_seq > recorded {
+            return Err(Error::ForkPointOutOfRange {
+                workflow_id: id.to_string(),
+                at_seq,
+                recorded,
+            });
+        }
+        // `at_seq <= len`, which is a `usize`.
+        completions.truncate(usize::try_from(at_seq).unwrap_or(usize::MAX));
+        let mut record = WorkflowRecord::new(new_id, original.name, original.input, now_ms);
+        record.app_version.clone_from(&self.app_version);
+        let mut batch = Batch::new();
+        batch.insert_workflow(record.clone());
+        for (seq, completion) in (0u64..).zip(&completions) {
+            let mut copy = completion.clone();
+            copy.seq = seq; // dense from 0 in the copy, whatever the original's history
+            batch.push_completion(new_id, copy);
+        }
+        self.store.commit(&batch)?;
+        let (_, copied) = batch.into_parts();
+        let copied = copied.into_iter().map(|(_, c)| c).collect();
+        let wf = Rc::new(WorkflowState::new(&record, copied));
+        launch(self, &wf, &registration, spawn);
+        Ok(wf)
+    }
+
+    /// The body of [`Runtime::gc`]: deletes, all at once, what was finished before
+    /// `now_ms - older_than`.
+    pub(crate) fn gc_at(&self, now_ms: u64, older_than: Duration) -> Result<GcReport, Error> {
+        if let Some(err) = self.broken() {
+            return Err(err);
+        }
+        let cutoff_ms = now_ms.saturating_sub(millis(older_than));
+        let ids = finished_before(&*self.store, cutoff_ms)?;
+        let mut report = GcReport::default();
+        for chunk in ids.chunks(GC_BATCH) {
+            let mut batch = Batch::new();
+            let running = self.running.borrow();
+            for id in chunk.iter().filter(|id| !running.contains_key(*id)) {
+                batch.delete_workflow(id);
+            }
+            drop(running);
+            let deleted = commit_deletions(self, &batch)?;
+            report.deleted += deleted as u64;
+            report.commits += 1;
+        }
+        Ok(report)
+    }
+
+    /// A retention run that shares the runtime's thread, for requests from other threads
+    /// (a [`Client`](crate::Client), the admin socket): it deletes what was finished more
+    /// than `older_than` ago, one commit of at most [`GC_BATCH`] at a time, and after each
+    /// commit waits on the executor's clock nine times as long as that commit took, so
+    /// workflows keep at least nine tenths of the thread while it runs. Between two
+    /// commits anything may happen (a resume, a fork reading its original): each batch
+    /// deletes only what is still finished, old, and not running here.
+    pub(crate) async fn gc_paced(self: Rc<Self>, older_than: Duration) -> Result<GcReport, Error> {
+        if let Some(err) = self.broken() {
+            return Err(err);
+        }
+        let cutoff_ms = self.now_ms().saturating_sub(millis(older_than));
+        let ids = finished_before(&*self.store, cutoff_ms)?;
+        let mut report = GcReport::default();
+        for chunk in ids.chunks(GC_BATCH) {
+            if let Some(err) = self.broken() {
+                return Err(err);
+            }
+            let began = Instant::now();
+            let mut batch = Batch::new();
+            for id in chunk {
+                if self.running.borrow().contains_key(id) {
+                    continue;
+                }
+                let record = self.store.workflow(id)?;
+                if record.is_some_and(|r| r.status != Status::Pending && r.updated_ms < cutoff_ms) {
+                    batch.delete_workflow(id);
+                }
+            }
+            let deleted = commit_deletions(&self, &batch)?;
+            if deleted > 0 {
+                report.deleted += deleted as u64;
+                report.commits += 1;
+            }
+            // Not a yield: group commits happen at stalls, which a ready task prevents.
+            ordo_executor::sleep(SWEEP_PAUSE.max(began.elapsed().saturating_mul(GC_SHARE))).await;
+        }
+        Ok(report)
+    }
+}
+
+/// How much longer than its last commit a paced gc (`Core::gc_paced`) waits before the
+/// next one: 9, so it takes at most a tenth of the runtime's thread. Measured
+/// (`benches/admin.rs`): 1,000 busy workflows still made steps at 69-77% of their rate
+/// during a gc of 100,000; a slower pace (19) did not change that, so the rest of the
+/// loss is not this thread's time but, by all signs, sled's own work on the deletions.
+const GC_SHARE: u32 = 9;
 
 /// How long the retention sweep waits between two commits (see
 /// `Runtime::spawn_retention_sweep`).

@@ -24,7 +24,6 @@ use crate::registry::Registry;
 use crate::step::BeforeStepBody;
 use crate::talk::Client;
 use crate::telemetry::TraceParent;
-use crate::workflow::Phase;
 
 /// The folder the runtime uses when none is given: the quickstart's and the CLI's.
 ///
@@ -95,6 +94,8 @@ pub struct RuntimeBuilder {
     schedules: Vec<Result<crate::queue::Schedule, Error>>,
     /// The dashboard to serve, if asked for (see `dashboard`).
     pub(crate) dashboard: Option<crate::dashboard::Config>,
+    /// Serve the admin socket in the journal's folder (journals at a path only).
+    admin_socket: bool,
 }
 
 impl RuntimeBuilder {
@@ -116,6 +117,7 @@ impl RuntimeBuilder {
             queues: std::collections::BTreeMap::new(),
             schedules: Vec::new(),
             dashboard: None,
+            admin_socket: true,
         }
     }
 
@@ -366,6 +368,24 @@ impl RuntimeBuilder {
         self
     }
 
+    /// Whether the runtime serves the admin socket (see [`admin`](crate::admin)) in its
+    /// journal's folder, `<path>/admin.sock`, through which the `ordo` CLI lists, shows,
+    /// cancels, resumes, forks and collects workflows while the application runs. On by
+    /// default for a journal at a [`path`](RuntimeBuilder::path); temporary and custom
+    /// stores have none.
+    ///
+    /// ```
+    /// # let dir = tempfile::tempdir()?;
+    /// let rt = ordo::Runtime::builder().path(dir.path()).admin_socket(false).build()?;
+    /// assert_eq!(rt.admin_socket(), None);
+    /// assert!(!dir.path().join(ordo::admin::SOCKET_FILE).exists());
+    /// # Ok::<(), Box<dyn std::error::Error>>(())
+    /// ```
+    pub fn admin_socket(mut self, serve: bool) -> Self {
+        self.admin_socket = serve;
+        self
+    }
+
     /// Testing aid: after this many group commits the runtime behaves as if the
     /// process died right there: nothing more is committed or delivered, and running
     /// workflows stop with [`Error::Stopped`]. Reopen the journal and `recover()`.
@@ -416,6 +436,10 @@ impl RuntimeBuilder {
     /// # Ok::<(), ordo::Error>(())
     /// ```
     pub fn build(self) -> Result<Runtime, Error> {
+        let admin_dir = match &self.store {
+            StoreChoice::Path(path) if self.admin_socket => Some(path.clone()),
+            _ => None,
+        };
         let store: Box<dyn Store> = match self.store {
             StoreChoice::Path(path) => Box::new(SledJournal::open(path, self.durability)?),
             StoreChoice::Temporary => Box::new(SledJournal::temporary()?),
@@ -462,17 +486,29 @@ impl RuntimeBuilder {
             let task = crate::queue::schedule::run(Rc::downgrade(&core), Rc::clone(schedule));
             drop(executor.spawn(task));
         }
+        let (admin, inbox) = match admin_dir {
+            Some(dir) => {
+                let (server, inbox) = crate::admin::server::start(&dir, executor.stall_waker())?;
+                (Some(server), Some(inbox))
+            }
+            None => (None, None),
+        };
         let hook_core = Rc::clone(&core);
-        // `on_stall` launches the workflows whose start it committed.
-        executor.set_stall_hook(move || hook_core.on_stall());
+        // `on_stall` launches the workflows whose start it committed; admin requests
+        // are served between deliveries, like any client's.
+        executor.set_stall_hook(move || {
+            let stalled = hook_core.on_stall();
+            let served = inbox.as_ref().is_some_and(|inbox| inbox.serve(&hook_core));
+            stalled || served
+        });
         let dashboard = match self.dashboard {
             Some(config) => Some(crate::dashboard::start(config, &core, &executor)?),
             None => None,
         };
         Ok(Runtime {
             executor,
+            admin,
             core,
-            app_version: self.app_version,
             retention: self.retention,
             dashboard,
         })
@@ -533,10 +569,10 @@ pub struct Runtime {
     // Declared first so it is dropped first: unfinished workflow tasks go before the
     // journal they point at.
     pub(crate) executor: Executor,
+    /// Dropped after the executor (which holds its inbox) and before the core, whose
+    /// journal lock keeps the socket file this runtime's until it is removed.
+    admin: Option<crate::admin::server::AdminServer>,
     pub(crate) core: Rc<Core>,
-    /// Recorded in the records of the workflows this runtime starts (see
-    /// [`RuntimeBuilder::app_version`]).
-    pub(crate) app_version: Option<String>,
     /// The automatic retention's age limit (see [`RuntimeBuilder::retention`]).
     pub(crate) retention: Option<Duration>,
     /// The dashboard's server, stopped when the runtime is dropped.
@@ -810,63 +846,8 @@ impl Runtime {
     /// # Ok::<(), ordo::Error>(())
     /// ```
     pub fn cancel(&self, id: &str) -> Result<bool, Error> {
-        if let Some(err) = self.core.broken() {
-            return Err(err);
-        }
-        if let Some(start) = self.core.unstage_start(id) {
-            // Started but not committed yet: it never ran; record it as cancelled.
-            let mut record = start.record;
-            record.status = Status::Cancelled;
-            record.updated_ms = self.core.now_ms_at(self.executor.now());
-            let mut batch = Batch::new();
-            if start.is_new {
-                batch.insert_workflow(record);
-            } else {
-                batch.update_workflow(record, Status::Pending);
-            }
-            self.core.store.commit(&batch)?;
-            crate::telemetry::workflow_finished(&start.wf.name, Status::Cancelled);
-            start.wf.fail(Error::Cancelled {
-                workflow_id: id.to_string(),
-            });
-            self.core.forget(&start.wf);
-            return Ok(true);
-        }
-        let mut record = self.core.record(id)?;
-        let previous = record.status;
-        if !matches!(
-            previous,
-            Status::Pending | Status::Enqueued | Status::Delayed
-        ) {
-            return Ok(false);
-        }
-        let running = self.core.running.borrow().get(id).cloned();
-        if running
-            .as_ref()
-            .is_some_and(|wf| wf.phase.get() == Phase::Finishing)
-        {
-            // It returned; its final record is about to be committed.
-            return Ok(false);
-        }
-        record.status = Status::Cancelled;
-        record.updated_ms = self.core.now_ms_at(self.executor.now());
-        let name = record.name.clone();
-        let mut batch = Batch::new();
-        batch.update_workflow(record, previous);
-        // A queued workflow leaves its queue (and frees its slot) with its cancellation.
-        self.core.queues.leave(id, &mut batch);
-        self.core.store.commit(&batch)?;
         self.core
-            .watchers
-            .wake(&crate::talk::watch::WatchKey::Workflow(id.to_string()));
-        crate::telemetry::workflow_finished(&name, Status::Cancelled);
-        if let Some(wf) = running {
-            wf.fail(Error::Cancelled {
-                workflow_id: id.to_string(),
-            });
-            self.core.forget(&wf);
-        }
-        Ok(true)
+            .cancel_at(id, self.core.now_ms_at(self.executor.now()))
     }
 
     /// Drives every workflow on this thread until `fut` completes, and returns its
@@ -940,6 +921,22 @@ impl Runtime {
         *self.core.client.borrow_mut() = Arc::downgrade(&shared);
         drop(self.executor.spawn(serve));
         Client::new(shared)
+    }
+
+    /// Where this runtime serves its admin socket, if it does (see
+    /// [`RuntimeBuilder::admin_socket`]).
+    ///
+    /// ```
+    /// # let dir = tempfile::tempdir()?;
+    /// let rt = ordo::Runtime::builder().path(dir.path()).build()?;
+    /// assert_eq!(rt.admin_socket(), Some(dir.path().join("admin.sock").as_path()));
+    /// assert_eq!(ordo::Runtime::builder().temporary().build()?.admin_socket(), None);
+    /// # Ok::<(), Box<dyn std::error::Error>>(())
+    /// ```
+    pub fn admin_socket(&self) -> Option<&std::path::Path> {
+        self.admin
+            .as_ref()
+            .map(crate::admin::server::AdminServer::path)
     }
 
     /// The journal, for reading records (what the CLI shows).

@@ -571,6 +571,7 @@ fn error_kind(err: &Error) -> &'static str {
         Error::Duplicate { .. } => "Duplicate",
         Error::InvalidSchedule { .. } => "InvalidSchedule",
         Error::Dashboard { .. } => "Dashboard",
+        Error::AdminSocket { .. } => "AdminSocket",
     }
 }
 

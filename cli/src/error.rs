@@ -1,5 +1,8 @@
 //! The CLI's errors: one line on stderr and an exit code per kind of failure.
 
+use std::path::PathBuf;
+
+use ordo::admin::{CallError, ErrorKind};
 use ordo::journal::Error as JournalError;
 
 /// The exit codes, as printed at the end of `ordo --help`.
@@ -9,6 +12,7 @@ Exit codes:
   1  any other error (I/O, storage)
   2  usage error
   3  no journal at --data, or no workflow with that id
+  4  cancel, resume and fork need the running application, and none serves --data
   5  the journal is damaged or corrupt, or was written by another ordo version";
 
 /// Everything the CLI reports instead of output.
@@ -23,6 +27,15 @@ pub enum CliError {
     },
     /// JSON encoding failed (not expected: every value is a plain struct).
     Json(serde_json::Error),
+    /// The running application refused the request, or its admin socket failed.
+    Remote(CallError),
+    /// `cancel`, `resume` or `fork` without an application serving the journal.
+    NeedsRunningApp {
+        /// The command.
+        verb: &'static str,
+        /// The socket nobody serves.
+        socket: PathBuf,
+    },
 }
 
 impl From<JournalError> for CliError {
@@ -41,15 +54,19 @@ impl CliError {
     /// The process exit code (see [`EXIT_CODES_HELP`]).
     pub fn exit_code(&self) -> u8 {
         match self {
-            CliError::Journal(JournalError::NotFound { .. }) | CliError::UnknownWorkflow { .. } => {
-                3
-            }
+            CliError::Journal(JournalError::NotFound { .. })
+            | CliError::UnknownWorkflow { .. }
+            | CliError::Remote(CallError::Refused {
+                kind: ErrorKind::NotFound,
+                ..
+            }) => 3,
+            CliError::NeedsRunningApp { .. } => 4,
             CliError::Journal(
                 JournalError::Corrupt { .. }
                 | JournalError::Damaged { .. }
                 | JournalError::UnsupportedVersion { .. },
             ) => 5,
-            CliError::Journal(_) | CliError::Json(_) => 1,
+            CliError::Journal(_) | CliError::Json(_) | CliError::Remote(_) => 1,
         }
     }
 
@@ -69,6 +86,15 @@ impl CliError {
                 format!("no workflow with id {id:?} in the journal (try `ordo list`)")
             }
             CliError::Json(err) => format!("could not encode JSON: {err}"),
+            CliError::Remote(CallError::Refused { message, .. }) => {
+                format!("the running application refused: {message}")
+            }
+            CliError::Remote(err) => err.to_string(),
+            CliError::NeedsRunningApp { verb, socket } => format!(
+                "`ordo {verb}` needs the running application, and none serves {} \
+                 (start the application; it serves the socket while it runs)",
+                socket.display()
+            ),
         };
         message.split_whitespace().collect::<Vec<_>>().join(" ")
     }

@@ -1,25 +1,28 @@
-//! `ordo gc --older-than AGE`: deletes finished workflows past an age, offline.
+//! `ordo gc --older-than AGE`: deletes finished workflows past an age.
 //!
-//! The CLI opens the journal for writing itself, so no application may hold it (sled's
-//! lock says so, and the CLI never waits for it). A running application deletes its own
-//! through `Runtime::gc` or `RuntimeBuilder::retention`, on its own thread.
+//! When an application runs on the journal, the CLI asks it through its admin socket
+//! (`Client::gc`: the application deletes them on its own thread, between its
+//! workflows' steps). Otherwise the CLI opens the journal for writing itself (sled's
+//! lock keeps an application from starting meanwhile, and the CLI never waits for it).
 
 use std::path::Path;
 use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
+use ordo::admin::Request;
 use ordo::journal::{finished_before, Batch, Durability, SledJournal, Store};
-use serde::Serialize;
+use serde::{Deserialize, Serialize};
 
 use crate::error::CliError;
 use crate::format::utc;
+use crate::remote;
 
 /// What `ordo gc --json` prints. Field names are a stable interface.
 #[derive(Debug, Serialize)]
 struct Collected {
     /// Finished workflows deleted, with their completions.
-    deleted: usize,
+    deleted: u64,
     /// Commits it took (at most `ordo::GC_BATCH` workflows each).
-    commits: usize,
+    commits: u64,
     /// Workflows last written before this instant were deleted, ms since the Unix epoch.
     cutoff_ms: u64,
 }
@@ -36,11 +39,8 @@ pub fn run(path: &Path, older_than: Duration, json: bool) -> Result<String, CliE
         .into());
     }
     let journal = SledJournal::open(path, Durability::Sync)?;
-    let now_ms = SystemTime::now()
-        .duration_since(UNIX_EPOCH)
-        .map_or(0, |d| u64::try_from(d.as_millis()).unwrap_or(u64::MAX));
     let cutoff_ms =
-        now_ms.saturating_sub(u64::try_from(older_than.as_millis()).unwrap_or(u64::MAX));
+        now_ms().saturating_sub(u64::try_from(older_than.as_millis()).unwrap_or(u64::MAX));
     let ids = finished_before(&journal, cutoff_ms)?;
     let mut commits = 0;
     for chunk in ids.chunks(ordo::GC_BATCH) {
@@ -51,11 +51,50 @@ pub fn run(path: &Path, older_than: Duration, json: bool) -> Result<String, CliE
         journal.commit(&batch)?;
         commits += 1;
     }
+    render(
+        Collected {
+            deleted: ids.len() as u64,
+            commits,
+            cutoff_ms,
+        },
+        json,
+    )
+}
+
+/// Asks the application running on the journal at `path` to delete its finished
+/// workflows older than `older_than` (it does so between its workflows' steps);
+/// `Ok(None)` if no application runs there.
+pub fn run_live(path: &Path, older_than: Duration, json: bool) -> Result<Option<String>, CliError> {
+    let older_than_ms = u64::try_from(older_than.as_millis()).unwrap_or(u64::MAX);
+    let cutoff_ms = now_ms().saturating_sub(older_than_ms);
+    let Some(reply) = remote::ask(path, &Request::Gc { older_than_ms })? else {
+        return Ok(None);
+    };
+    let done: Deleted = remote::decode(path, reply)?;
     let collected = Collected {
-        deleted: ids.len(),
-        commits,
+        deleted: done.deleted,
+        commits: done.commits,
         cutoff_ms,
     };
+    render(collected, json).map(Some)
+}
+
+/// The running application's answer to a gc request.
+#[derive(Debug, Deserialize)]
+struct Deleted {
+    deleted: u64,
+    commits: u64,
+}
+
+/// Ms since the Unix epoch, now.
+fn now_ms() -> u64 {
+    SystemTime::now()
+        .duration_since(UNIX_EPOCH)
+        .map_or(0, |d| u64::try_from(d.as_millis()).unwrap_or(u64::MAX))
+}
+
+fn render(collected: Collected, json: bool) -> Result<String, CliError> {
+    let cutoff_ms = collected.cutoff_ms;
     if json {
         return Ok(serde_json::to_string_pretty(&collected)? + "\n");
     }

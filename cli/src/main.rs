@@ -1,36 +1,49 @@
 //! `ordo`: look into a journal from the shell.
 //!
 //! ```text
-//! ordo list  [--data DIR] [--status pending|succeeded|failed|cancelled|enqueued|delayed] [--json]
-//! ordo show  ID [--data DIR] [--json]
-//! ordo stats [--data DIR] [--json]
-//! ordo gc    --older-than AGE [--data DIR] [--json]
+//! ordo list   [--data DIR] [--status pending|succeeded|failed|cancelled|enqueued|delayed] [--json]
+//! ordo show   ID [--data DIR] [--json]
+//! ordo stats  [--data DIR] [--json]
+//! ordo gc     --older-than AGE [--data DIR] [--json]
+//! ordo cancel ID [--children] [--data DIR] [--json]
+//! ordo resume ID [--data DIR] [--json]
+//! ordo fork   ID --at SEQ [--id NEW] [--data DIR] [--json]
 //! ```
 //!
 //! Install it with `cargo install --path cli` (from the repository's root), or run it in
 //! place with `cargo run --release -p ordo-cli -- <command>`.
 //!
-//! `list`, `show` and `stats` only read: they open the journal with
-//! [`SledJournal::open_existing`](ordo::journal::SledJournal::open_existing), which
-//! never creates, migrates or writes anything. `gc` deletes finished workflows older
-//! than an age (`30d`, `12h`...): it opens the journal for writing, so no application
-//! may have it open (a running one deletes its own: `Runtime::gc`, or
-//! `RuntimeBuilder::retention`). Every failure is one line on stderr,
-//! `ordo: <message>`, and an exit code saying what kind of failure it was (see
-//! [`error`]).
+//! **While an application runs** on the journal (it holds sled's lock), every command
+//! goes through the application's admin socket, `DIR/admin.sock` (see `ordo::admin`):
+//! `list`, `show` and `stats` show the live state, and `cancel`, `resume`, `fork` and
+//! `gc` happen on the application's own thread, between its workflows' steps.
+//!
+//! **With no application running**, `list`, `show` and `stats` only read: they open the
+//! journal with [`SledJournal::open_existing`](ordo::journal::SledJournal::open_existing),
+//! which never creates, migrates or writes anything. `gc` deletes finished workflows
+//! older than an age (`30d`, `12h`...) itself, opening the journal for writing.
+//! `cancel`, `resume` and `fork` refuse (exit code 4) and change nothing: stopping
+//! running code and running a workflow's code again need the application that has it.
+//!
+//! Every failure is one line on stderr, `ordo: <message>`, and an exit code saying what
+//! kind of failure it was (see [`error`]).
 //!
 //! # Layout
 //!
 //! - `main.rs`: the command line (clap) and the dispatch.
 //! - `error`: the CLI's error and its exit codes, mapped from the journal's errors.
 //! - `list`, `show`, `stats`, `gc`: one file per command, each with its text and JSON
-//!   output.
+//!   output, from the journal or from a running application.
+//! - `operate`: `cancel`, `resume`, `fork`, which need the running application.
+//! - `remote`: asking the running application through its admin socket.
 //! - `format`: UTC times from milliseconds, byte sizes, aligned text tables.
 
 mod error;
 mod format;
 mod gc;
 mod list;
+mod operate;
+mod remote;
 mod show;
 mod stats;
 
@@ -39,13 +52,14 @@ use std::process::ExitCode;
 use std::time::Duration;
 
 use clap::{Parser, Subcommand, ValueEnum};
+use ordo::admin::{CallError, ErrorKind, Request};
 use ordo::journal::SledJournal;
 use ordo::Status;
 
 use crate::error::CliError;
 
 /// Inspect an ordo journal: its workflows, their steps, its size; delete old finished
-/// workflows. Only `gc` writes.
+/// workflows; cancel, resume and fork workflows of the running application.
 #[derive(Debug, Parser)]
 #[command(name = "ordo", version, after_help = error::EXIT_CODES_HELP)]
 struct Cli {
@@ -77,12 +91,39 @@ enum Command {
     /// Workflows by status, completions recorded, size on disk.
     Stats,
     /// Deletes finished (succeeded, failed, cancelled) workflows last written more than
-    /// AGE ago, with their steps, in commits of at most 1,000. Writes: the application
-    /// must not be running.
+    /// AGE ago, with their steps, in commits of at most 1,000: through the running
+    /// application if one runs, else in the journal itself.
     Gc {
         /// The age: a whole number and a unit, s, m, h, d or w (30d, 12h).
         #[arg(long, value_name = "AGE", value_parser = gc::parse_age)]
         older_than: Duration,
+    },
+    /// Cancels a workflow of the running application: its running steps are dropped,
+    /// its status becomes cancelled, recovery leaves it alone.
+    Cancel {
+        /// The workflow id.
+        id: String,
+        /// Cancels its child workflows too, level by level.
+        #[arg(long)]
+        children: bool,
+    },
+    /// Runs a cancelled workflow, or one stuck after too many recovery attempts, again
+    /// in the running application: its recorded steps replay, the rest runs live.
+    Resume {
+        /// The workflow id.
+        id: String,
+    },
+    /// Starts a copy of a workflow in the running application with its first SEQ
+    /// recorded steps (the SEQ column of `ordo show`); the rest runs live.
+    Fork {
+        /// The workflow to copy.
+        id: String,
+        /// How many recorded steps the copy keeps.
+        #[arg(long = "at", value_name = "SEQ")]
+        at_seq: u64,
+        /// The copy's id (default: ID.fork-SEQ).
+        #[arg(long = "id", value_name = "NEW")]
+        new_id: Option<String>,
     },
 }
 
@@ -126,16 +167,49 @@ fn main() -> ExitCode {
     }
 }
 
-/// Runs the command and returns what to print on stdout.
+/// Runs the command and returns what to print on stdout: through the running
+/// application's admin socket if one serves the journal, else from the journal.
 fn run(cli: &Cli) -> Result<String, CliError> {
+    let data = &cli.data;
     match &cli.command {
         Command::List { status } => {
-            list::run(&open(&cli.data)?, status.map(Status::from), cli.json)
+            let status = status.map(Status::from);
+            let request = Request::List {
+                status,
+                limit: None,
+            };
+            match remote::ask(data, &request)? {
+                Some(rows) => list::render(remote::decode(data, rows)?, status, cli.json),
+                None => list::run(&open(data)?, status, cli.json),
+            }
         }
-        Command::Show { id } => show::run(&open(&cli.data)?, id, cli.json),
-        Command::Stats => stats::run(&open(&cli.data)?, cli.json),
-        // The one command that writes: it opens the journal itself.
-        Command::Gc { older_than } => gc::run(&cli.data, *older_than, cli.json),
+        Command::Show { id } => match remote::ask(data, &Request::Show { id: id.clone() }) {
+            Ok(Some(shown)) => show::render(&remote::decode(data, shown)?, cli.json),
+            Ok(None) => show::run(&open(data)?, id, cli.json),
+            Err(CliError::Remote(CallError::Refused {
+                kind: ErrorKind::NotFound,
+                ..
+            })) => Err(CliError::UnknownWorkflow { id: id.clone() }),
+            Err(err) => Err(err),
+        },
+        Command::Stats => match remote::ask(data, &Request::Stats)? {
+            Some(counts) => stats::render(
+                remote::decode(data, counts)?,
+                remote::folder_size(data),
+                cli.json,
+            ),
+            None => stats::run(&open(data)?, cli.json),
+        },
+        Command::Gc { older_than } => match gc::run_live(data, *older_than, cli.json)? {
+            Some(output) => Ok(output),
+            // No application runs: the one offline command that writes.
+            None => gc::run(data, *older_than, cli.json),
+        },
+        Command::Cancel { id, children } => operate::cancel(data, id, *children, cli.json),
+        Command::Resume { id } => operate::resume(data, id, cli.json),
+        Command::Fork { id, at_seq, new_id } => {
+            operate::fork(data, id, *at_seq, new_id.as_deref(), cli.json)
+        }
     }
 }
 

@@ -1,7 +1,7 @@
 //! `ordo stats`: workflows by status, completions recorded, size on disk.
 
 use ordo::journal::{SledJournal, Store};
-use ordo::Status;
+use ordo::JournalStats;
 use serde::Serialize;
 
 use crate::error::CliError;
@@ -11,44 +11,45 @@ use crate::format::bytes;
 #[derive(Debug, Serialize)]
 struct Stats {
     /// Every workflow, whatever its status.
-    workflows: usize,
-    pending: usize,
-    succeeded: usize,
-    failed: usize,
-    cancelled: usize,
-    enqueued: usize,
-    delayed: usize,
+    workflows: u64,
+    pending: u64,
+    succeeded: u64,
+    failed: u64,
+    cancelled: u64,
+    enqueued: u64,
+    delayed: u64,
     /// Completions recorded across all workflows.
-    completions: usize,
+    completions: u64,
     /// Bytes sled uses on disk (logs, snapshots, blobs).
     size_on_disk_bytes: u64,
 }
 
-/// Counts what the journal holds.
+/// Counts what `journal` holds.
 pub fn run(journal: &SledJournal, json: bool) -> Result<String, CliError> {
-    let mut stats = Stats {
-        workflows: 0,
-        pending: 0,
-        succeeded: 0,
-        failed: 0,
-        cancelled: 0,
-        enqueued: 0,
-        delayed: 0,
-        completions: 0,
-        size_on_disk_bytes: journal.size_on_disk()?,
-    };
+    let mut counts = JournalStats::default();
     for record in journal.workflows(None)? {
-        stats.workflows += 1;
-        stats.completions += journal.completions(&record.id)?.len();
-        *match record.status {
-            Status::Pending => &mut stats.pending,
-            Status::Succeeded => &mut stats.succeeded,
-            Status::Failed => &mut stats.failed,
-            Status::Cancelled => &mut stats.cancelled,
-            Status::Enqueued => &mut stats.enqueued,
-            Status::Delayed => &mut stats.delayed,
-        } += 1;
+        counts.count(record.status, journal.completions(&record.id)?.len() as u64);
     }
+    render(counts, journal.size_on_disk()?, json)
+}
+
+/// The counts as `ordo stats` prints them, with the journal's size on disk.
+pub fn render(
+    counts: JournalStats,
+    size_on_disk_bytes: u64,
+    json: bool,
+) -> Result<String, CliError> {
+    let stats = Stats {
+        workflows: counts.workflows,
+        pending: counts.pending,
+        succeeded: counts.succeeded,
+        failed: counts.failed,
+        cancelled: counts.cancelled,
+        enqueued: counts.enqueued,
+        delayed: counts.delayed,
+        completions: counts.completions,
+        size_on_disk_bytes,
+    };
     if json {
         return Ok(serde_json::to_string_pretty(&stats)? + "\n");
     }

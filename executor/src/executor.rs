@@ -18,7 +18,7 @@ use crate::join::JoinHandle;
 use crate::local::{Idle, Local};
 use crate::scheduler::Scheduler;
 use crate::task::TaskId;
-use crate::waker::{MainWake, Remote};
+use crate::waker::{MainWake, Remote, StallWake};
 
 /// The default poll budget: large enough that the bookkeeping between batches is
 /// negligible, small enough that an outer runtime is polled often.
@@ -284,6 +284,44 @@ impl Executor {
     /// ```
     pub fn set_stall_hook(&self, hook: impl FnMut() -> bool + 'static) {
         self.local.set_stall_hook(Box::new(hook));
+    }
+
+    /// A waker that rouses whoever drives this executor (a parked `block_on`, or the
+    /// outer runtime polling [`Executor::run`]) so that its stall hook runs again, without
+    /// making any task ready. It is `Send + Sync`: a stall hook that takes work from
+    /// other threads (requests arriving on a channel) registers it where those threads
+    /// signal. Unlike a task waiting on the channel, it keeps nothing alive: `run()`
+    /// still completes once no task is left.
+    ///
+    /// ```
+    /// use std::sync::atomic::{AtomicBool, Ordering};
+    /// use std::sync::Arc;
+    /// use std::time::Duration;
+    /// use ordo_executor::Executor;
+    ///
+    /// let ex = Executor::new();
+    /// let asked = Arc::new(AtomicBool::new(false));
+    /// let (answer, answered) = futures::channel::oneshot::channel::<&str>();
+    /// let (seen, mut answer) = (asked.clone(), Some(answer));
+    /// ex.set_stall_hook(move || {
+    ///     if seen.load(Ordering::Acquire) {
+    ///         if let Some(answer) = answer.take() { let _ = answer.send("served"); }
+    ///     }
+    ///     false
+    /// });
+    /// let waker = ex.stall_waker();
+    /// let other = std::thread::spawn(move || {
+    ///     std::thread::sleep(Duration::from_millis(20));
+    ///     asked.store(true, Ordering::Release);
+    ///     waker.wake(); // `block_on` is parked: nothing was ready
+    /// });
+    /// assert_eq!(ex.block_on(answered), Ok("served"));
+    /// other.join().unwrap();
+    /// ```
+    pub fn stall_waker(&self) -> std::task::Waker {
+        futures::task::waker(Arc::new(StallWake {
+            remote: self.local.remote.clone(),
+        }))
     }
 
     /// Takes the poll trace recorded so far: the id of each task polled, in order.

@@ -124,3 +124,16 @@ impl ArcWake for MainWake {
         arc_self.remote.notify();
     }
 }
+
+/// The waker of `Executor::stall_waker`: rouses the driver, wakes no task.
+pub(crate) struct StallWake {
+    pub(crate) remote: Arc<Remote>,
+}
+
+impl ArcWake for StallWake {
+    fn wake_by_ref(arc_self: &Arc<Self>) {
+        if !arc_self.remote.closed.load(Ordering::Acquire) {
+            arc_self.remote.notify();
+        }
+    }
+}

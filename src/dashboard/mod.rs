@@ -31,7 +31,6 @@
 //! behind a TLS-terminating proxy.
 
 mod http;
-mod ops;
 mod pages;
 mod query;
 mod server;

@@ -77,6 +77,8 @@ pub(crate) enum Request {
         options: crate::queue::EnqueueOptions,
         reply: oneshot::Sender<Result<String, Error>>,
     },
+    /// Cancel, resume, fork, gc and the admin reads (the `admin` module).
+    Operate(crate::admin::Operation),
 }
 
 /// The sending end every clone of a client shares; the runtime keeps only a weak
@@ -114,7 +116,7 @@ pub(crate) struct Shared {
 /// ```
 #[derive(Clone)]
 pub struct Client {
-    shared: Arc<Shared>,
+    pub(crate) shared: Arc<Shared>,
 }
 
 impl std::fmt::Debug for Client {
@@ -125,7 +127,7 @@ impl std::fmt::Debug for Client {
 
 /// Sends `request` (made with `reply`'s sender) and awaits the answer.
 /// (Boxed, so the future captures none of the closure's borrows.)
-fn ask<T: Send + 'static>(
+pub(crate) fn ask<T: Send + 'static>(
     shared: &Shared,
     request: impl FnOnce(oneshot::Sender<Result<T, Error>>) -> Request,
 ) -> BoxFuture<'static, Result<T, Error>> {
@@ -641,10 +643,15 @@ impl<O: DeserializeOwned + 'static, E: DeserializeOwned + 'static> ClientHandle<
     }
 }
 
+/// A new channel: the clients' end, and the runtime's.
+pub(crate) fn channel() -> (Arc<Shared>, mpsc::UnboundedReceiver<Request>) {
+    let (requests, incoming) = mpsc::unbounded();
+    (Arc::new(Shared { requests }), incoming)
+}
+
 /// The runtime's side: a new channel and the task that serves it.
 pub(crate) fn open(core: &Rc<Core>) -> (Arc<Shared>, impl Future<Output = ()> + 'static) {
-    let (requests, mut incoming) = mpsc::unbounded();
-    let shared = Arc::new(Shared { requests });
+    let (shared, mut incoming) = channel();
     let core = Rc::clone(core);
     let serve = async move {
         while let Some(request) = incoming.next().await {
@@ -657,7 +664,7 @@ pub(crate) fn open(core: &Rc<Core>) -> (Arc<Shared>, impl Future<Output = ()> + 
 impl Core {
     /// Serves one client request on the runtime's thread: what must be durable goes
     /// into the next group commit, and the answer follows it.
-    fn serve(self: &Rc<Self>, request: Request) {
+    pub(crate) fn serve(self: &Rc<Self>, request: Request) {
         if let Some(err) = self.broken() {
             request.refuse(err);
             return;
@@ -766,6 +773,7 @@ impl Core {
                 ),
                 Err(err) => drop(reply.send(Err(err))),
             },
+            Request::Operate(operation) => self.operate(operation),
         }
     }
 
@@ -945,6 +953,7 @@ impl Request {
             Request::GetEvent { reply, .. } => drop(reply.send(Err(err))),
             Request::Status { reply, .. } => drop(reply.send(Err(err))),
             Request::Enqueue { reply, .. } => drop(reply.send(Err(err))),
+            Request::Operate(operation) => operation.refuse(err),
         }
     }
 }

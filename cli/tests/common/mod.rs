@@ -43,7 +43,8 @@ pub fn text(bytes: &[u8]) -> String {
     String::from_utf8_lossy(bytes).into_owned()
 }
 
-/// Every file under `dir` (path relative to it) with its bytes.
+/// Every file under `dir` (path relative to it) with its bytes; sockets (a running
+/// application's, or a killed one's `admin.sock`) hold no bytes and are left out.
 pub fn files(dir: &Path) -> BTreeMap<PathBuf, Vec<u8>> {
     let mut out = BTreeMap::new();
     let mut stack = vec![dir.to_path_buf()];
@@ -52,7 +53,7 @@ pub fn files(dir: &Path) -> BTreeMap<PathBuf, Vec<u8>> {
             let path = entry.expect("entry").path();
             if path.is_dir() {
                 stack.push(path);
-            } else {
+            } else if path.is_file() {
                 let bytes = std::fs::read(&path).expect("read file");
                 let relative = path.strip_prefix(dir).expect("under dir").to_path_buf();
                 out.insert(relative, bytes);

@@ -1,0 +1,80 @@
+//! Talking to a running application through its admin socket (`<data>/admin.sock`).
+//!
+//! A running application holds the journal's lock, so the CLI could only read a private
+//! copy of it, and could change nothing. When something accepts on the socket, the CLI
+//! asks it instead: reads show the live state, and `cancel`, `resume`, `fork` and `gc`
+//! happen on the application's own thread. When nothing does (no socket file, or a
+//! stale one left by a killed process), the CLI reads the journal itself.
+
+use std::io::ErrorKind as IoErrorKind;
+use std::path::{Path, PathBuf};
+
+use ordo::admin::{call, CallError, Request, SOCKET_FILE};
+use serde::de::DeserializeOwned;
+use serde_json::Value;
+
+use crate::error::CliError;
+
+/// The admin socket of the journal in `data`.
+pub fn socket(data: &Path) -> PathBuf {
+    data.join(SOCKET_FILE)
+}
+
+/// Asks the application serving the journal in `data`: `Ok(None)` if none serves it.
+pub fn ask(data: &Path, request: &Request) -> Result<Option<Value>, CliError> {
+    let socket = socket(data);
+    match call(&socket, request) {
+        Ok(value) => Ok(Some(value)),
+        // No socket, or a stale one: no application runs on this journal.
+        Err(CallError::Connect { source, .. })
+            if matches!(
+                source.kind(),
+                IoErrorKind::NotFound | IoErrorKind::ConnectionRefused
+            ) =>
+        {
+            Ok(None)
+        }
+        Err(err) => Err(CliError::Remote(err)),
+    }
+}
+
+/// Asks the application serving `data`, which must run: `verb` needs it.
+pub fn ask_running(data: &Path, verb: &'static str, request: &Request) -> Result<Value, CliError> {
+    ask(data, request)?.ok_or_else(|| CliError::NeedsRunningApp {
+        verb,
+        socket: socket(data),
+    })
+}
+
+/// A reply's value as `T`.
+pub fn decode<T: DeserializeOwned>(data: &Path, value: Value) -> Result<T, CliError> {
+    serde_json::from_value(value).map_err(|err| {
+        CliError::Remote(CallError::BadReply {
+            path: socket(data),
+            detail: err.to_string(),
+        })
+    })
+}
+
+/// Bytes the files in `dir` take (what `stats` reports as size on disk while an
+/// application holds the journal and sled cannot be asked).
+pub fn folder_size(dir: &Path) -> u64 {
+    let mut total = 0;
+    let mut stack = vec![dir.to_path_buf()];
+    while let Some(folder) = stack.pop() {
+        let Ok(entries) = std::fs::read_dir(&folder) else {
+            continue;
+        };
+        for entry in entries.flatten() {
+            let Ok(meta) = entry.metadata() else {
+                continue;
+            };
+            if meta.is_dir() {
+                stack.push(entry.path());
+            } else if meta.is_file() {
+                total += meta.len();
+            }
+        }
+    }
+    total
+}
