@@ -17,6 +17,8 @@
 //! Journals live under cargo's target tmpdir: the repository's disk, not tmpfs.
 #![allow(missing_docs, clippy::unwrap_used)]
 
+mod common;
+
 use std::path::{Path, PathBuf};
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::sync::Arc;
@@ -25,7 +27,6 @@ use std::time::{Duration, Instant};
 
 use criterion::{criterion_group, criterion_main, Criterion, SamplingMode, Throughput};
 use ordo::admin::{call, Request};
-use ordo::journal::{Batch, Completion, Outcome, SledJournal, Status, Store, WorkflowRecord};
 use ordo::{Ctx, Durability, Runtime};
 
 /// Workflows in the journal listed and collected.
@@ -36,57 +37,6 @@ const STEPPERS: usize = 1_000;
 
 /// Gc runs measured (criterion's minimum: each is tens of seconds on a loaded machine).
 const GC_SAMPLES: usize = 10;
-
-fn bench_dir() -> tempfile::TempDir {
-    let base = PathBuf::from(env!("CARGO_TARGET_TMPDIR"));
-    std::fs::create_dir_all(&base).unwrap();
-    tempfile::tempdir_in(base).unwrap()
-}
-
-/// A journal of `WORKFLOWS` succeeded workflows with two completions each, written
-/// through the journal directly, last updated long ago.
-fn template(dir: &Path) {
-    let journal = SledJournal::open(dir, Durability::None).unwrap();
-    let mut batch = Batch::new();
-    for first in (0..WORKFLOWS).step_by(1000) {
-        batch.clear();
-        for n in first..first + 1000 {
-            let id = format!("done-{n:06}");
-            let mut record = WorkflowRecord::new(&id, "job", vec![0; 16], 1_000);
-            record.status = Status::Succeeded;
-            record.output = Some(Outcome::Ok(vec![1; 16]));
-            batch.insert_workflow(record);
-            for seq in 0..2 {
-                batch.push_completion(
-                    &id,
-                    Completion {
-                        seq,
-                        step_id: seq,
-                        name: "step".into(),
-                        outcome: Outcome::Ok(vec![2; 16]),
-                        attempts: 1,
-                        started_ms: 1_000,
-                        ended_ms: 1_001,
-                    },
-                );
-            }
-        }
-        journal.commit(&batch).unwrap();
-    }
-}
-
-fn copy_dir(from: &Path, to: &Path) {
-    std::fs::create_dir_all(to).unwrap();
-    for entry in std::fs::read_dir(from).unwrap() {
-        let entry = entry.unwrap();
-        let target = to.join(entry.file_name());
-        if entry.file_type().unwrap().is_dir() {
-            copy_dir(&entry.path(), &target);
-        } else if entry.file_type().unwrap().is_file() {
-            std::fs::copy(entry.path(), target).unwrap();
-        }
-    }
-}
 
 /// A runtime on its own thread, serving its admin socket, with `steppers` workflows
 /// that make steps until it stops.
@@ -168,9 +118,9 @@ impl Drop for App {
 }
 
 fn list(c: &mut Criterion) {
-    let base = bench_dir();
+    let base = common::bench_dir();
     let dir = base.path().join("journal");
-    template(&dir);
+    common::finished_journal(&dir, WORKFLOWS);
     let app = App::start(&dir, 0);
 
     let mut group = c.benchmark_group("admin");
@@ -207,9 +157,9 @@ fn list(c: &mut Criterion) {
 }
 
 fn gc(c: &mut Criterion) {
-    let base = bench_dir();
+    let base = common::bench_dir();
     let template_dir = base.path().join("template");
-    template(&template_dir);
+    common::finished_journal(&template_dir, WORKFLOWS);
 
     let mut group = c.benchmark_group("admin");
     // One gc per sample: each takes seconds and needs a fresh journal.
@@ -222,8 +172,8 @@ fn gc(c: &mut Criterion) {
         b.iter_custom(|iters| {
             let mut total = Duration::ZERO;
             for _ in 0..iters {
-                let dir = bench_dir();
-                copy_dir(&template_dir, dir.path());
+                let dir = common::bench_dir();
+                common::copy_dir(&template_dir, dir.path());
                 let app = App::start(dir.path(), STEPPERS);
                 app.steps_during(Duration::from_millis(500)); // warm up
                                                               // The rate without gc: a window before the request and one after it.

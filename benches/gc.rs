@@ -10,69 +10,19 @@
 //! Journals live under cargo's target tmpdir: the repository's disk, not tmpfs.
 #![allow(missing_docs, clippy::unwrap_used)]
 
-use std::path::{Path, PathBuf};
+mod common;
+
 use std::time::{Duration, Instant};
 
 use criterion::{criterion_group, criterion_main, Criterion, Throughput};
-use ordo::journal::{Batch, Completion, Outcome, SledJournal, Status, Store, WorkflowRecord};
 use ordo::{Durability, Runtime};
 
 const WORKFLOWS: u64 = 100_000;
 
-fn bench_dir() -> tempfile::TempDir {
-    let base = PathBuf::from(env!("CARGO_TARGET_TMPDIR"));
-    std::fs::create_dir_all(&base).unwrap();
-    tempfile::tempdir_in(base).unwrap()
-}
-
-/// A journal of `WORKFLOWS` succeeded workflows, written through the journal directly.
-fn template(dir: &Path) {
-    let journal = SledJournal::open(dir, Durability::None).unwrap();
-    let mut batch = Batch::new();
-    for first in (0..WORKFLOWS).step_by(1000) {
-        batch.clear();
-        for n in first..first + 1000 {
-            let id = format!("done-{n:06}");
-            let mut record = WorkflowRecord::new(&id, "job", vec![0; 16], 1_000);
-            record.status = Status::Succeeded;
-            record.output = Some(Outcome::Ok(vec![1; 16]));
-            batch.insert_workflow(record);
-            for seq in 0..2 {
-                batch.push_completion(
-                    &id,
-                    Completion {
-                        seq,
-                        step_id: seq,
-                        name: "step".into(),
-                        outcome: Outcome::Ok(vec![2; 16]),
-                        attempts: 1,
-                        started_ms: 1_000,
-                        ended_ms: 1_001,
-                    },
-                );
-            }
-        }
-        journal.commit(&batch).unwrap();
-    }
-}
-
-fn copy_dir(from: &Path, to: &Path) {
-    std::fs::create_dir_all(to).unwrap();
-    for entry in std::fs::read_dir(from).unwrap() {
-        let entry = entry.unwrap();
-        let target = to.join(entry.file_name());
-        if entry.file_type().unwrap().is_dir() {
-            copy_dir(&entry.path(), &target);
-        } else {
-            std::fs::copy(entry.path(), target).unwrap();
-        }
-    }
-}
-
 fn gc(c: &mut Criterion) {
-    let base = bench_dir();
+    let base = common::bench_dir();
     let template_dir = base.path().join("template");
-    template(&template_dir);
+    common::finished_journal(&template_dir, WORKFLOWS);
 
     let mut group = c.benchmark_group("gc");
     group.warm_up_time(Duration::from_millis(500));
@@ -84,8 +34,8 @@ fn gc(c: &mut Criterion) {
             b.iter_custom(|iters| {
                 let mut total = Duration::ZERO;
                 for _ in 0..iters {
-                    let dir = bench_dir();
-                    copy_dir(&template_dir, dir.path());
+                    let dir = common::bench_dir();
+                    common::copy_dir(&template_dir, dir.path());
                     let rt = Runtime::builder()
                         .path(dir.path())
                         .durability(durability)

@@ -29,16 +29,47 @@ use crate::fingerprint;
 use crate::talk::awakeable::parse_token;
 use crate::talk::watch::{wait_for, WatchKey};
 
+/// A client's input for a workflow, encoded on the caller's thread, with the
+/// fingerprints of its input, output and error types, checked against the registered
+/// ones on the runtime's thread.
+pub(crate) struct Typed {
+    input: Vec<u8>,
+    input_fingerprint: u64,
+    input_name: &'static str,
+    output: u64,
+    error: u64,
+}
+
+impl Typed {
+    /// Encodes `input` (`id` names the workflow in an encoding error).
+    fn encode<I, O, E>(id: &str, input: &I) -> Result<Typed, Error>
+    where
+        I: Serialize + DeserializeOwned + 'static,
+        O: DeserializeOwned + 'static,
+        E: DeserializeOwned + 'static,
+    {
+        let key = fingerprint::of::<I>();
+        let input = codec::encode(key, input).map_err(|detail| Error::Encode {
+            workflow_id: id.to_string(),
+            what: "input".into(),
+            detail,
+        })?;
+        Ok(Typed {
+            input,
+            input_fingerprint: key.fingerprint,
+            input_name: key.name,
+            output: fingerprint::of::<O>().fingerprint,
+            error: fingerprint::of::<E>().fingerprint,
+        })
+    }
+}
+
 /// What a client asks the runtime's thread.
 pub(crate) enum Request {
     Start {
         name: String,
         id: String,
-        input: Vec<u8>,
-        input_fingerprint: u64,
-        input_name: &'static str,
-        output: u64,
-        error: u64,
+        typed: Typed,
         /// A new workflow's timeout and trace context.
         options: StartOptions,
         reply: oneshot::Sender<Result<(), Error>>,
@@ -69,11 +100,7 @@ pub(crate) enum Request {
     Enqueue {
         queue: String,
         name: String,
-        input: Vec<u8>,
-        input_fingerprint: u64,
-        input_name: &'static str,
-        output: u64,
-        error: u64,
+        typed: Typed,
         options: crate::queue::EnqueueOptions,
         reply: oneshot::Sender<Result<String, Error>>,
     },
@@ -206,33 +233,20 @@ impl Client {
         O: DeserializeOwned + 'static,
         E: DeserializeOwned + 'static,
     {
-        let key = fingerprint::of::<I>();
-        let encoded = codec::encode(key, &input).map_err(|detail| Error::Encode {
-            workflow_id: id.to_string(),
-            what: "input".into(),
-            detail,
-        });
+        let typed = Typed::encode::<I, O, E>(id, &input);
         let handle = ClientHandle {
             id: id.to_string(),
             client: self.clone(),
             _types: PhantomData,
         };
         let (name, id) = (name.to_string(), id.to_string());
-        let (output, error) = (
-            fingerprint::of::<O>().fingerprint,
-            fingerprint::of::<E>().fingerprint,
-        );
         let shared = Arc::clone(&self.shared);
         async move {
-            let input = encoded?;
+            let typed = typed?;
             ask(&shared, |reply| Request::Start {
                 name,
                 id,
-                input,
-                input_fingerprint: key.fingerprint,
-                input_name: key.name,
-                output,
-                error,
+                typed,
                 options,
                 reply,
             })
@@ -270,29 +284,16 @@ impl Client {
         O: DeserializeOwned + 'static,
         E: DeserializeOwned + 'static,
     {
-        let key = fingerprint::of::<I>();
         let what = options.id.clone().unwrap_or_else(|| queue.to_string());
-        let encoded = codec::encode(key, &input).map_err(|detail| Error::Encode {
-            workflow_id: what,
-            what: "input".into(),
-            detail,
-        });
+        let typed = Typed::encode::<I, O, E>(&what, &input);
         let (queue, name) = (queue.to_string(), name.to_string());
-        let (output, error) = (
-            fingerprint::of::<O>().fingerprint,
-            fingerprint::of::<E>().fingerprint,
-        );
         let client = self.clone();
         async move {
-            let input = encoded?;
+            let typed = typed?;
             let id = ask(&client.shared, |reply| Request::Enqueue {
                 queue,
                 name,
-                input,
-                input_fingerprint: key.fingerprint,
-                input_name: key.name,
-                output,
-                error,
+                typed,
                 options,
                 reply,
             })
@@ -673,22 +674,11 @@ impl Core {
             Request::Start {
                 name,
                 id,
-                input,
-                input_fingerprint,
-                input_name,
-                output,
-                error,
+                typed,
                 options,
                 reply,
             } => {
-                let started = self.client_start(
-                    &name,
-                    &id,
-                    input,
-                    (input_fingerprint, input_name),
-                    (output, error),
-                    options,
-                );
+                let started = self.client_start(&name, &id, typed, options);
                 match started {
                     Ok(true) => self.queue_reply(Box::new(move |r| drop(reply.send(r)))),
                     Ok(false) => drop(reply.send(Ok(()))),
@@ -732,21 +722,10 @@ impl Core {
             Request::Enqueue {
                 queue,
                 name,
-                input,
-                input_fingerprint,
-                input_name,
-                output,
-                error,
+                typed,
                 options,
                 reply,
-            } => self.client_enqueue(
-                &queue,
-                &name,
-                input,
-                ((input_fingerprint, input_name), (output, error)),
-                &options,
-                reply,
-            ),
+            } => self.client_enqueue(&queue, &name, typed, &options, reply),
             Request::Status { id, reply } => {
                 let status = if self.running.borrow().contains_key(&id) {
                     Ok(Some(Status::Pending))
@@ -782,14 +761,12 @@ impl Core {
         self: &Rc<Self>,
         name: &str,
         id: &str,
-        input: Vec<u8>,
-        input_type: (u64, &'static str),
-        outputs: (u64, u64),
+        typed: Typed,
         options: StartOptions,
     ) -> Result<bool, Error> {
-        let registration = self.check_client_types(name, id, input_type, outputs)?;
+        let registration = self.check_client_types(name, id, &typed)?;
         let now_ms = self.now_ms();
-        let started = self.start_workflow(name, id, registration, input, now_ms, options)?;
+        let started = self.start_workflow(name, id, registration, typed.input, now_ms, options)?;
         Ok(matches!(started, crate::core::Started::Staged(_)))
     }
 
@@ -799,22 +776,25 @@ impl Core {
         &self,
         name: &str,
         id: &str,
-        (input_fingerprint, input_name): (u64, &'static str),
-        (output, error): (u64, u64),
+        typed: &Typed,
     ) -> Result<crate::registry::Registration, Error> {
         let registration = self.registry.lookup(name)?.clone();
-        if registration.input.fingerprint != input_fingerprint {
+        if registration.input.fingerprint != typed.input_fingerprint {
             return Err(Error::TypeMismatch {
                 workflow_id: id.to_string(),
                 what: "input".into(),
                 expected: registration.input.name,
-                recorded: input_name.to_string(),
+                recorded: typed.input_name.to_string(),
                 detail: "the input given is not of the registered input type".into(),
             });
         }
         for (what, registered, asked) in [
-            ("output type of the handle", registration.output, output),
-            ("error type of the handle", registration.error, error),
+            (
+                "output type of the handle",
+                registration.output,
+                typed.output,
+            ),
+            ("error type of the handle", registration.error, typed.error),
         ] {
             if registered.fingerprint != asked {
                 return Err(Error::TypeMismatch {
@@ -835,8 +815,7 @@ impl Core {
         self: &Rc<Self>,
         queue: &str,
         name: &str,
-        input: Vec<u8>,
-        types: ((u64, &'static str), (u64, u64)),
+        typed: Typed,
         options: &crate::queue::EnqueueOptions,
         reply: oneshot::Sender<Result<String, Error>>,
     ) {
@@ -848,9 +827,9 @@ impl Core {
         let reserved = self
             .queues
             .options(queue)
-            .and_then(|_| self.check_client_types(name, &id, types.0, types.1))
+            .and_then(|_| self.check_client_types(name, &id, &typed))
             .and_then(|_| {
-                let record = ordo_journal::WorkflowRecord::new(&id, name, input, 0);
+                let record = ordo_journal::WorkflowRecord::new(&id, name, typed.input, 0);
                 self.queues
                     .reserve(self, queue, record, options, self.now_ms())
             });

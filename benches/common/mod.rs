@@ -1,0 +1,62 @@
+//! What the runtime benches share: journal folders on the repository's disk, and a
+//! journal of finished workflows to list or collect.
+#![allow(dead_code, clippy::unwrap_used)]
+
+use std::path::{Path, PathBuf};
+
+use ordo::journal::{Batch, Completion, Outcome, SledJournal, Status, Store, WorkflowRecord};
+use ordo::Durability;
+
+/// A fresh folder under cargo's target tmpdir (the repository's disk, not tmpfs).
+pub fn bench_dir() -> tempfile::TempDir {
+    let base = PathBuf::from(env!("CARGO_TARGET_TMPDIR"));
+    std::fs::create_dir_all(&base).unwrap();
+    tempfile::tempdir_in(base).unwrap()
+}
+
+/// A journal in `dir` of `workflows` succeeded workflows (`done-000000`...) with two
+/// completions each, written through the journal directly, last updated long ago.
+pub fn finished_journal(dir: &Path, workflows: u64) {
+    let journal = SledJournal::open(dir, Durability::None).unwrap();
+    let mut batch = Batch::new();
+    for first in (0..workflows).step_by(1000) {
+        batch.clear();
+        for n in first..(first + 1000).min(workflows) {
+            let id = format!("done-{n:06}");
+            let mut record = WorkflowRecord::new(&id, "job", vec![0; 16], 1_000);
+            record.status = Status::Succeeded;
+            record.output = Some(Outcome::Ok(vec![1; 16]));
+            batch.insert_workflow(record);
+            for seq in 0..2 {
+                batch.push_completion(
+                    &id,
+                    Completion {
+                        seq,
+                        step_id: seq,
+                        name: "step".into(),
+                        outcome: Outcome::Ok(vec![2; 16]),
+                        attempts: 1,
+                        started_ms: 1_000,
+                        ended_ms: 1_001,
+                    },
+                );
+            }
+        }
+        journal.commit(&batch).unwrap();
+    }
+}
+
+/// Copies the regular files and folders of `from` into `to` (a socket left by a
+/// runtime is skipped).
+pub fn copy_dir(from: &Path, to: &Path) {
+    std::fs::create_dir_all(to).unwrap();
+    for entry in std::fs::read_dir(from).unwrap() {
+        let entry = entry.unwrap();
+        let target = to.join(entry.file_name());
+        if entry.file_type().unwrap().is_dir() {
+            copy_dir(&entry.path(), &target);
+        } else if entry.file_type().unwrap().is_file() {
+            std::fs::copy(entry.path(), target).unwrap();
+        }
+    }
+}
