@@ -525,19 +525,26 @@ impl Core {
         effect: Effect,
     ) {
         if wf.phase.get() == Phase::Done {
-            match effect {
-                Effect::Consume { topic, letters } => wf.give_back(&topic, letters),
-                // A child whose launch will never be committed does not run here.
-                Effect::StartChild(start) => self.forget(&start.wf),
-                Effect::Enqueue(staged) => self.queues.release(&staged),
-                _ => {}
-            }
+            self.undo_effect(&wf, effect);
             return;
         }
         self.outbox
             .borrow_mut()
             .completions
             .push((wf, completion, effect));
+    }
+
+    /// Gives back what a completion that will never be committed took for its effect:
+    /// a `recv`'s letters go back to their topic, a child whose launch is not recorded
+    /// does not run here, an enqueue's reservation is released. The one place that
+    /// knows what each effect holds before its commit.
+    fn undo_effect(&self, wf: &WorkflowState, effect: Effect) {
+        match effect {
+            Effect::Consume { topic, letters } => wf.give_back(&topic, letters),
+            Effect::StartChild(start) => self.forget(&start.wf),
+            Effect::Enqueue(staged) => self.queues.release(&staged),
+            Effect::None | Effect::Send(_) | Effect::SetEvent { .. } => {}
+        }
     }
 
     /// Queues a client's write; `reply` hears whether the commit that holds it succeeded.
@@ -777,7 +784,7 @@ impl Core {
             self.break_down(err);
             return true;
         }
-        timer.committed(&batch, &starts);
+        timer.committed(&batch, &starts, &after.children);
         for start in starts.into_iter().chain(after.children.drain(..)) {
             if start.wf.is_running() {
                 launch(self, &start.wf, &start.registration, |root| {
@@ -909,21 +916,10 @@ impl Core {
         for (wf, completion, effect) in completions {
             // A workflow stopped since (cancelled, failed) records nothing more, and
             // launches no child: a cancel sweep must not miss a child started after it.
-            if wf.phase.get() == Phase::Done {
-                match effect {
-                    Effect::Consume { topic, letters } => wf.give_back(&topic, letters),
-                    Effect::StartChild(start) => self.forget(&start.wf),
-                    Effect::Enqueue(staged) => self.queues.release(&staged),
-                    _ => {}
-                }
-                continue;
-            }
-            if continued.iter().any(|(old, _)| Rc::ptr_eq(old, &wf)) {
-                match effect {
-                    Effect::Consume { topic, letters } => wf.give_back(&topic, letters),
-                    Effect::Enqueue(staged) => self.queues.release(&staged),
-                    _ => {}
-                }
+            if wf.phase.get() == Phase::Done
+                || continued.iter().any(|(old, _)| Rc::ptr_eq(old, &wf))
+            {
+                self.undo_effect(&wf, effect);
                 continue;
             }
             let first = seen.insert(Rc::as_ptr(&wf));

@@ -58,7 +58,7 @@
 //!
 //! | name | kind | what |
 //! |---|---|---|
-//! | `ordo_workflows_started_total` | counter, label `workflow` | new workflows whose start was committed |
+//! | `ordo_workflows_started_total` | counter, label `workflow` | new workflows whose start was committed (children, dispatched queued and debounced workflows included) |
 //! | `ordo_workflows_finished_total` | counter, labels `workflow`, `status` (`succeeded`, `failed`, `cancelled`) | workflows whose final status was committed |
 //! | `ordo_workflows_pending` | gauge | workflow runs live in this process (launched, not yet finished or stopped) |
 //! | `ordo_steps_executed_total` | counter | outcomes delivered from bodies that ran here: [`Metrics::steps_executed`](crate::Metrics::steps_executed) |
@@ -737,10 +737,19 @@ impl CommitTimer {
     }
 
     /// The commit of `batch`, holding `starts`, is durable.
-    pub(crate) fn committed(self, batch: &Batch, starts: &[PendingStart]) {
+    /// `starts` are the commit's starts and resumptions (only new ones count), `launched`
+    /// the workflows it starts on behalf of others: children, queued workflows
+    /// dispatched, debounced ones.
+    pub(crate) fn committed(
+        self,
+        batch: &Batch,
+        starts: &[PendingStart],
+        launched: &[PendingStart],
+    ) {
         histogram!("ordo_commit_duration_seconds").record(self.0.elapsed().as_secs_f64());
         histogram!("ordo_commit_size").record(batch.completion_count() as f64);
-        for start in starts.iter().filter(|start| start.is_new) {
+        let new = starts.iter().filter(|start| start.is_new);
+        for start in new.chain(launched) {
             counter!("ordo_workflows_started_total", "workflow" => start.wf.name.clone())
                 .increment(1);
         }

@@ -735,3 +735,51 @@ fn metrics_match_the_runtime_counters_across_a_crash_and_recovery() {
     );
     assert_eq!(second.gauge("ordo_workflows_pending{}"), (0.0, 1.0));
 }
+
+#[test]
+fn children_and_queued_workflows_count_as_started() {
+    let _serial = serial();
+    async fn leaf(_: Ctx, n: u32) -> Result<u32, String> {
+        Ok(n)
+    }
+    async fn parent(ctx: Ctx, _: ()) -> Result<u32, String> {
+        let child = ctx.start_child::<_, u32, String>("leaf", 1u32);
+        child.result().await.map_err(|e| e.to_string())?
+    }
+    let recorder = TestRecorder::default();
+    metrics::with_local_recorder(&recorder, || {
+        let rt = Runtime::builder()
+            .temporary()
+            .queue("q", ordo::QueueOptions::new().concurrency(1))
+            .register("leaf", leaf)
+            .register("parent", parent)
+            .build()
+            .expect("runtime");
+        let p = rt
+            .start::<_, u32, String>("parent", "p", ())
+            .expect("starts");
+        let queued: Vec<_> = (0..3u32)
+            .map(|n| {
+                rt.enqueue::<_, u32, String>("q", "leaf", n, ordo::EnqueueOptions::new())
+                    .expect("enqueues")
+            })
+            .collect();
+        assert_eq!(rt.block_on(p.result()).expect("runs"), Ok(1));
+        for q in &queued {
+            rt.block_on(q.result()).expect("runs").expect("ok");
+        }
+    });
+    assert_eq!(
+        recorder.counter("ordo_workflows_started_total{workflow=parent}"),
+        1
+    );
+    // The child and the three queued workflows, each once.
+    assert_eq!(
+        recorder.counter("ordo_workflows_started_total{workflow=leaf}"),
+        4
+    );
+    assert_eq!(
+        recorder.counter("ordo_workflows_finished_total{workflow=leaf,status=succeeded}"),
+        4
+    );
+}

@@ -12,6 +12,7 @@ use std::time::Duration;
 
 use serde::Serialize;
 
+use super::millis;
 use super::records::{self, Debounced, DEBOUNCE};
 use crate::error::Error;
 use crate::runtime::Runtime;
@@ -56,10 +57,6 @@ impl DebounceOptions {
         self.max_wait = Some(max_wait);
         self
     }
-}
-
-fn millis(d: Duration) -> u64 {
-    u64::try_from(d.as_millis()).unwrap_or(u64::MAX)
 }
 
 impl Runtime {

@@ -9,7 +9,7 @@ use ordo_journal::{Batch, Status, Store, WorkflowRecord};
 
 use super::records::{self, Debounced, Entry, DEBOUNCE, DEDUP, ENTRY, WINDOW};
 use super::schedule::Schedule;
-use super::{EnqueueOptions, OnDuplicate, QueueOptions};
+use super::{millis, EnqueueOptions, OnDuplicate, QueueOptions};
 use crate::core::{Core, PendingStart};
 use crate::error::Error;
 use crate::talk::watch::WatchKey;
@@ -89,10 +89,6 @@ pub(crate) struct Queues {
     records: RefCell<Vec<(Vec<u8>, Vec<u8>)>>,
 }
 
-fn millis(d: Duration) -> u64 {
-    u64::try_from(d.as_millis()).unwrap_or(u64::MAX)
-}
-
 impl Queues {
     /// Queues with these options, their state read back from `store`: waiting entries
     /// in their places, started ones counted against the limits, rate windows, and
@@ -169,8 +165,9 @@ impl Queues {
         }
         for (key, value) in store.queue_records(&[WINDOW])? {
             let parts = records::parts(&key)?;
-            let [queue, partition] = <[String; 2]>::try_from(parts)
-                .map_err(|_| records_error(&key, "window key is not queue and partition"))?;
+            let [queue, partition] = <[String; 2]>::try_from(parts).map_err(|_| {
+                records::corrupt(&key, "window key is not queue and partition".into())
+            })?;
             let window: Vec<u64> = records::decode(&key, &value)?;
             queues
                 .lanes
@@ -638,12 +635,4 @@ impl Queues {
             }
         }));
     }
-}
-
-fn records_error(key: &[u8], reason: &str) -> Error {
-    ordo_journal::Error::Corrupt {
-        key: format!("queue/{}", String::from_utf8_lossy(key).escape_debug()),
-        reason: reason.to_string(),
-    }
-    .into()
 }

@@ -43,6 +43,11 @@ pub(crate) mod schedule;
 
 use std::time::Duration;
 
+/// Whole milliseconds of `d`, saturating.
+pub(crate) fn millis(d: Duration) -> u64 {
+    u64::try_from(d.as_millis()).unwrap_or(u64::MAX)
+}
+
 pub use debounce::DebounceOptions;
 pub(crate) use dispatch::{Queues, Reserved, Staged};
 pub(crate) use enqueue::{duplicate, generated_id};

@@ -94,7 +94,7 @@ pub(crate) fn parts(key: &[u8]) -> Result<Vec<String>, Error> {
         .collect()
 }
 
-fn corrupt(key: &[u8], reason: String) -> Error {
+pub(crate) fn corrupt(key: &[u8], reason: String) -> Error {
     ordo_journal::Error::Corrupt {
         key: format!("queue/{}", String::from_utf8_lossy(key).escape_debug()),
         reason,

@@ -45,17 +45,6 @@ pub(crate) struct Schedule {
     pub(crate) missed: MissedTicks,
 }
 
-impl std::fmt::Debug for Schedule {
-    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        f.debug_struct("Schedule")
-            .field("name", &self.name)
-            .field("cron", &self.cron.pattern.to_string())
-            .field("workflow", &self.workflow)
-            .field("missed", &self.missed)
-            .finish()
-    }
-}
-
 impl Schedule {
     /// Parses `cron` (five fields, `min hour day-of-month month day-of-week`, or six
     /// with seconds first; UTC).
@@ -207,10 +196,7 @@ impl Runtime {
                 reason: "no schedule of this name was declared".into(),
             });
         };
-        let ms = |t: SystemTime| {
-            t.duration_since(UNIX_EPOCH)
-                .map_or(0, |d| u64::try_from(d.as_millis()).unwrap_or(u64::MAX))
-        };
+        let ms = |t: SystemTime| t.duration_since(UNIX_EPOCH).map_or(0, super::millis);
         let (from, to) = (ms(from), ms(to));
         let mut ids = Vec::new();
         let mut after = from.saturating_sub(1);
