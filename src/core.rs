@@ -509,6 +509,27 @@ impl Core {
         self.outbox.borrow_mut().starts.push(start);
     }
 
+    /// A new run of `record` from no completions, running here from now on (a second
+    /// start of its id finds it), to be launched once the commit that writes `record`
+    /// is durable: a child's launch, a queued workflow's dispatch, a debounced start.
+    pub(crate) fn fresh_start(
+        &self,
+        record: WorkflowRecord,
+        registration: Registration,
+        is_new: bool,
+    ) -> PendingStart {
+        let wf = Rc::new(WorkflowState::new(&record, Vec::new()));
+        self.running
+            .borrow_mut()
+            .insert(record.id.clone(), Rc::clone(&wf));
+        PendingStart {
+            wf,
+            record,
+            is_new,
+            registration,
+        }
+    }
+
     /// Takes back a staged start that was never committed (a cancel before the commit).
     pub(crate) fn unstage_start(&self, id: &str) -> Option<PendingStart> {
         let mut outbox = self.outbox.borrow_mut();

@@ -13,7 +13,6 @@ use super::{millis, EnqueueOptions, OnDuplicate, QueueOptions};
 use crate::core::{Core, PendingStart};
 use crate::error::Error;
 use crate::talk::watch::WatchKey;
-use crate::workflow::WorkflowState;
 
 /// An enqueue ready to be written: the `Enqueued` (or `Delayed`) record and its entry.
 pub(crate) struct Staged {
@@ -323,9 +322,31 @@ impl Queues {
         Ok(Reserved::New(Box::new(Staged { record, entry })))
     }
 
-    /// An enqueue from outside a workflow: written by the next commit.
-    pub(crate) fn push_ready(&self, staged: Staged) {
-        self.ready.borrow_mut().push(staged);
+    /// An enqueue from outside a workflow ([`Runtime::enqueue`](crate::Runtime::enqueue),
+    /// a client's): reserves it and stages a new one for the next commit. Returns the id
+    /// it is (or was) enqueued under, and whether it was staged now (`false`: a
+    /// workflow holds its id, or its deduplication id and `ReturnExisting` was asked).
+    pub(crate) fn enqueue_outside(
+        &self,
+        core: &Core,
+        queue: &str,
+        record: WorkflowRecord,
+        options: &EnqueueOptions,
+        now_ms: u64,
+    ) -> Result<(String, bool), Error> {
+        match self.reserve(core, queue, record, options, now_ms)? {
+            Reserved::New(staged) => {
+                let id = staged.record.id.clone();
+                self.ready.borrow_mut().push(*staged);
+                Ok((id, true))
+            }
+            Reserved::Existing(id) => Ok((id, false)),
+            Reserved::Duplicate {
+                existing,
+                on_duplicate: OnDuplicate::ReturnExisting,
+            } => Ok((existing, false)),
+            Reserved::Duplicate { existing, .. } => Err(super::duplicate(queue, options, existing)),
+        }
     }
 
     /// Gives back what `reserve` took for an enqueue that will never be committed (its
@@ -492,10 +513,6 @@ impl Queues {
                 record.status = Status::Pending;
                 record.updated_ms = now_ms;
                 batch.update_workflow(record.clone(), previous);
-                let wf = Rc::new(WorkflowState::new(&record, Vec::new()));
-                core.running
-                    .borrow_mut()
-                    .insert(record.id.clone(), Rc::clone(&wf));
                 if let Some(member) = self.members.borrow_mut().get_mut(&record.id) {
                     member.state = State::Running;
                 }
@@ -504,12 +521,7 @@ impl Queues {
                     lane.window.push_back(now_ms);
                 }
                 wake.push(WatchKey::Workflow(record.id.clone()));
-                launch.push(PendingStart {
-                    wf,
-                    record,
-                    is_new: false,
-                    registration,
-                });
+                launch.push(core.fresh_start(record, registration, false));
             }
             if let Some((limit, period)) = options.rate {
                 while lane.window.len() > limit {
@@ -597,17 +609,8 @@ impl Queues {
             let mut record = WorkflowRecord::new(&pending.id, &name, pending.input, now_ms);
             record.app_version.clone_from(&core.app_version);
             batch.insert_workflow(record.clone());
-            let wf = Rc::new(WorkflowState::new(&record, Vec::new()));
-            core.running
-                .borrow_mut()
-                .insert(record.id.clone(), Rc::clone(&wf));
             wake.push(WatchKey::Workflow(record.id.clone()));
-            launch.push(PendingStart {
-                wf,
-                record,
-                is_new: true,
-                registration,
-            });
+            launch.push(core.fresh_start(record, registration, true));
         }
         for pending in debounced.values() {
             wake_at(pending.fires_at());

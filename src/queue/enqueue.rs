@@ -91,38 +91,21 @@ impl Runtime {
         registration.check_outputs::<O, E>(&id, "handle")?;
         let input = registration.encode_input(&id, &input)?;
         let record = WorkflowRecord::new(&id, name, input, 0);
-        let reserved = core
-            .queues
-            .reserve(core, queue, record, &options, self.now_ms())?;
-        let id = match reserved {
-            Reserved::New(staged) => {
-                core.queues.push_ready(*staged);
-                id
+        let (id, staged) =
+            core.queues
+                .enqueue_outside(core, queue, record, &options, self.now_ms())?;
+        if !staged {
+            // Found under its id or its deduplication id: the holder may be another
+            // workflow, whose types must be `O` and `E` too.
+            let holder = core.running.borrow().get(&id).map(|wf| wf.name.clone());
+            let holder = match holder {
+                Some(name) => Some(name),
+                None => core.store.workflow(&id)?.map(|r| r.name),
+            };
+            if let Some(registration) = holder.and_then(|n| core.registry.get(&n).cloned()) {
+                registration.check_outputs::<O, E>(&id, "handle")?;
             }
-            Reserved::Existing(id) => id,
-            Reserved::Duplicate {
-                existing,
-                on_duplicate: OnDuplicate::Reject,
-            } => {
-                return Err(duplicate(queue, &options, existing));
-            }
-            Reserved::Duplicate { existing, .. } => {
-                // The holder may be another workflow: its types must be `O` and `E`.
-                let holder = core
-                    .running
-                    .borrow()
-                    .get(&existing)
-                    .map(|wf| wf.name.clone());
-                let holder = match holder {
-                    Some(name) => Some(name),
-                    None => core.store.workflow(&existing)?.map(|r| r.name),
-                };
-                if let Some(registration) = holder.and_then(|n| core.registry.get(&n).cloned()) {
-                    registration.check_outputs::<O, E>(&existing, "handle")?;
-                }
-                existing
-            }
-        };
+        }
         let running = core.running.borrow().get(&id).cloned();
         Ok(WorkflowHandle::new(id, Rc::clone(core), running))
     }

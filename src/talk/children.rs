@@ -18,12 +18,11 @@ use serde::de::DeserializeOwned;
 use serde::{Deserialize, Serialize};
 
 use crate::codec;
-use crate::core::{Effect, PendingStart};
+use crate::core::Effect;
 use crate::ctx::{Ctx, Never, TaskHandle};
 use crate::error::Error;
 use crate::step::{encode_result, Body, BodyOutput, Step};
 use crate::talk::watch::{wait_for, WatchKey};
-use crate::workflow::WorkflowState;
 
 const START: &str = "ordo.child.start";
 const RESULT: &str = "ordo.child.result";
@@ -366,19 +365,10 @@ impl Ctx {
                         record.app_version.clone_from(&core.app_version);
                         record.deadline_ms =
                             crate::deadline::of_child(wf.deadline_ms, now_ms, timeout);
-                        let child = Rc::new(WorkflowState::new(&record, Vec::new()));
                         // Running here from now on: a second launch of the id finds it.
-                        core.running
-                            .borrow_mut()
-                            .insert(record.id.clone(), Rc::clone(&child));
-                        BodyOutput::new(encode_result::<_, String>(&Ok(launch))).with_effect(
-                            Effect::StartChild(PendingStart {
-                                wf: child,
-                                record,
-                                is_new: true,
-                                registration,
-                            }),
-                        )
+                        let child = core.fresh_start(record, registration, true);
+                        BodyOutput::new(encode_result::<_, String>(&Ok(launch)))
+                            .with_effect(Effect::StartChild(child))
                     }
                 }
             }

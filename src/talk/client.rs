@@ -819,33 +819,25 @@ impl Core {
         options: &crate::queue::EnqueueOptions,
         reply: oneshot::Sender<Result<String, Error>>,
     ) {
-        use crate::queue::{OnDuplicate, Reserved};
         let id = options
             .id
             .clone()
             .unwrap_or_else(|| crate::queue::generated_id(queue));
-        let reserved = self
+        let enqueued = self
             .queues
             .options(queue)
             .and_then(|_| self.check_client_types(name, &id, &typed))
             .and_then(|_| {
                 let record = ordo_journal::WorkflowRecord::new(&id, name, typed.input, 0);
                 self.queues
-                    .reserve(self, queue, record, options, self.now_ms())
+                    .enqueue_outside(self, queue, record, options, self.now_ms())
             });
-        match reserved {
-            Ok(Reserved::New(staged)) => {
-                self.queues.push_ready(*staged);
+        match enqueued {
+            // Answered once the commit that writes it is durable.
+            Ok((id, true)) => {
                 self.queue_reply(Box::new(move |r| drop(reply.send(r.map(|()| id)))));
             }
-            Ok(Reserved::Existing(id)) => drop(reply.send(Ok(id))),
-            Ok(Reserved::Duplicate {
-                existing,
-                on_duplicate: OnDuplicate::ReturnExisting,
-            }) => drop(reply.send(Ok(existing))),
-            Ok(Reserved::Duplicate { existing, .. }) => {
-                drop(reply.send(Err(crate::queue::duplicate(queue, options, existing))));
-            }
+            Ok((id, false)) => drop(reply.send(Ok(id))),
             Err(err) => drop(reply.send(Err(err))),
         }
     }
