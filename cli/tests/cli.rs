@@ -366,6 +366,57 @@ fn show_gives_a_workflows_deadline_when_it_has_one() {
 }
 
 #[test]
+fn list_and_stats_show_enqueued_and_delayed_workflows() {
+    let dir = tempfile::tempdir().expect("temp dir");
+    small_journal(dir.path());
+    {
+        let journal = SledJournal::open(dir.path(), Durability::None).expect("open");
+        let mut batch = Batch::new();
+        for (id, status) in [
+            ("queued-1", ordo::Status::Enqueued),
+            ("queued-2", ordo::Status::Enqueued),
+            ("later", ordo::Status::Delayed),
+        ] {
+            let mut record = WorkflowRecord::new(id, "charge", vec![1], 1_000);
+            record.status = status;
+            batch.put_workflow(record);
+        }
+        journal.commit(&batch).expect("commit");
+    }
+    let stats = json(&ordo_ok(dir.path(), &["stats", "--json"]));
+    assert_eq!(
+        (
+            &stats["workflows"],
+            &stats["pending"],
+            &stats["enqueued"],
+            &stats["delayed"]
+        ),
+        (
+            &Value::from(4),
+            &Value::from(1),
+            &Value::from(2),
+            &Value::from(1)
+        )
+    );
+    let listed = json(&ordo_ok(
+        dir.path(),
+        &["list", "--status", "enqueued", "--json"],
+    ));
+    let ids: Vec<&str> = listed
+        .as_array()
+        .expect("an array")
+        .iter()
+        .filter_map(|row| row["id"].as_str())
+        .collect();
+    assert_eq!(ids, ["queued-1", "queued-2"]);
+    let delayed = ordo_ok(dir.path(), &["list", "--status", "delayed"]);
+    assert!(
+        delayed.contains("later") && !delayed.contains("queued"),
+        "{delayed}"
+    );
+}
+
+#[test]
 fn the_cli_reads_a_journal_that_a_running_program_holds_and_never_blocks_it() {
     let dir = tempfile::tempdir().expect("temp dir");
     small_journal(dir.path());
