@@ -106,6 +106,8 @@
 //! - `journal_replay`: [`replay_journal`].
 //! - `memory`: [`MemoryJournal`], the in-memory journal checks run on.
 //! - [`catalogue`]: ordo's own workflow shapes and the `replay` fuzz target's body.
+//! - [`postgres`]: [`TestPostgres`](postgres::TestPostgres), a real, throwaway
+//!   PostgreSQL server for tests (found binaries, or `ORDO_TEST_POSTGRES_URL`).
 //!
 //! The kit reaches step bodies through hidden seams of ordo's `RuntimeBuilder`
 //! (`before_step_body`, `halt_after_commits`, `halt_before_finish`, `scheduler`);
@@ -117,6 +119,7 @@ pub mod checker;
 mod env;
 mod journal_replay;
 mod memory;
+pub mod postgres;
 mod report;
 mod run;
 
