@@ -103,6 +103,9 @@
 //!   client's operations behind it ([`Client::cancel`], [`Client::resume`],
 //!   [`Client::fork`], [`Client::gc`], [`Client::list`], [`Client::show`],
 //!   [`Client::stats`]).
+//! - [`multi_worker`] (feature `postgres`, on by default): many worker processes on
+//!   one PostgreSQL journal ([`RuntimeBuilder::postgres`]): claims, leases, fencing,
+//!   and the takeover of a dead worker's workflows.
 //! - `step`: the [`Step`] future: waits for delivery, starts its body when live.
 //! - `core`: the outbox, group commit and delivery (rule 2), installed as the
 //!   executor's stall hook; the fatal first commit error; attempts given back.
@@ -146,6 +149,7 @@ mod event;
 mod fingerprint;
 mod handle;
 mod launch;
+pub mod multi_worker;
 mod names;
 mod operations;
 mod patch;

@@ -48,7 +48,11 @@ pub const DEFAULT_MAX_RECOVERY_ATTEMPTS: u32 = 100;
 
 /// Where the journal lives.
 enum StoreChoice {
+    /// `ORDO_DATABASE_URL` if set, else sled in [`DEFAULT_DATA_DIR`].
+    Default,
     Path(PathBuf),
+    #[cfg(feature = "postgres")]
+    Postgres(ordo_journal::PgOptions),
     Temporary,
     Custom(Box<dyn Store>),
 }
@@ -101,7 +105,7 @@ pub struct RuntimeBuilder {
 impl RuntimeBuilder {
     fn new() -> Self {
         RuntimeBuilder {
-            store: StoreChoice::Path(PathBuf::from(DEFAULT_DATA_DIR)),
+            store: StoreChoice::Default,
             durability: Durability::default(),
             clock: Clock::System,
             start_time: None,
@@ -155,6 +159,37 @@ impl RuntimeBuilder {
     /// ```
     pub fn store(mut self, store: Box<dyn Store>) -> Self {
         self.store = StoreChoice::Custom(store);
+        self
+    }
+
+    /// Journals in the PostgreSQL database at `url`, shared with every other runtime
+    /// (worker process) given the same database (see [`crate::multi_worker`]). Without
+    /// any store chosen, the environment variable `ORDO_DATABASE_URL`, when set, does
+    /// the same.
+    ///
+    /// ```no_run
+    /// let rt = ordo::Runtime::builder().postgres("postgres://ordo@db.internal/orders").build()?;
+    /// # Ok::<(), ordo::Error>(())
+    /// ```
+    #[cfg(feature = "postgres")]
+    pub fn postgres(self, url: impl Into<String>) -> Self {
+        self.postgres_with(ordo_journal::PgOptions::new(url))
+    }
+
+    /// Like [`RuntimeBuilder::postgres`], with a worker name, a lease, and how long to
+    /// retry a lost connection ([`PgOptions`](ordo_journal::PgOptions)).
+    ///
+    /// ```no_run
+    /// use std::time::Duration;
+    /// let options = ordo::journal::PgOptions::new("postgres://ordo@db.internal/orders")
+    ///     .worker_name("orders-1")
+    ///     .lease(Duration::from_secs(5));
+    /// let rt = ordo::Runtime::builder().postgres_with(options).build()?;
+    /// # Ok::<(), ordo::Error>(())
+    /// ```
+    #[cfg(feature = "postgres")]
+    pub fn postgres_with(mut self, options: ordo_journal::PgOptions) -> Self {
+        self.store = StoreChoice::Postgres(options);
         self
     }
 
@@ -435,7 +470,10 @@ impl RuntimeBuilder {
     /// let rt = ordo::Runtime::builder().temporary().build()?;
     /// # Ok::<(), ordo::Error>(())
     /// ```
-    pub fn build(self) -> Result<Runtime, Error> {
+    pub fn build(mut self) -> Result<Runtime, Error> {
+        if matches!(self.store, StoreChoice::Default) {
+            self.store = default_store();
+        }
         let admin_dir = match &self.store {
             StoreChoice::Path(path) if self.admin_socket => Some(path.clone()),
             _ => None,
@@ -443,6 +481,9 @@ impl RuntimeBuilder {
         let store: Box<dyn Store> = match self.store {
             StoreChoice::Path(path) => Box::new(SledJournal::open(path, self.durability)?),
             StoreChoice::Temporary => Box::new(SledJournal::temporary()?),
+            StoreChoice::Default => Box::new(SledJournal::open(DEFAULT_DATA_DIR, self.durability)?),
+            #[cfg(feature = "postgres")]
+            StoreChoice::Postgres(options) => Box::new(options.connect()?),
             StoreChoice::Custom(store) => store,
         };
         let executor = Executor::builder()
@@ -511,8 +552,60 @@ impl RuntimeBuilder {
             core,
             retention: self.retention,
             dashboard,
+            takeover: std::cell::Cell::new(false),
         })
     }
+}
+
+/// Claims the pending workflows the store lets this runtime drive (all of them on
+/// sled), commits their attempt counters in one commit, and launches them with `spawn`:
+/// [`Runtime::recover`], and the periodic takeover on a shared store.
+pub(crate) fn resume_claimed(
+    core: &Rc<Core>,
+    spawn: impl Fn(futures::future::LocalBoxFuture<'static, ()>),
+) -> Result<RecoveryReport, Error> {
+    let mut report = RecoveryReport::default();
+    let mut batch = Batch::new();
+    let mut to_resume = Vec::new();
+    for record in core.store.claim_pending()? {
+        if core.running.borrow().contains_key(&record.id) {
+            continue;
+        }
+        let Some(registration) = core.registry.get(&record.name).cloned() else {
+            report.unregistered.push((record.id, record.name));
+            continue;
+        };
+        let id = record.id.clone();
+        match core.prepare_resume(record) {
+            Ok((wf, record)) => {
+                batch.update_workflow(record, Status::Pending);
+                to_resume.push((wf, registration));
+            }
+            Err(err) => report.failed.push((id, err)),
+        }
+    }
+    if !batch.is_empty() {
+        core.store.commit(&batch)?;
+    }
+    for (wf, registration) in to_resume {
+        core.note_halt_subject(&wf.id);
+        report.resumed.push(wf.id.clone());
+        launch(core, &wf, &registration, &spawn);
+    }
+    Ok(report)
+}
+
+/// The store of a builder given none: PostgreSQL at `ORDO_DATABASE_URL` when that is set
+/// (and this build has the `postgres` feature), else sled in [`DEFAULT_DATA_DIR`].
+fn default_store() -> StoreChoice {
+    #[cfg(feature = "postgres")]
+    if let Some(url) = std::env::var("ORDO_DATABASE_URL")
+        .ok()
+        .filter(|url| !url.trim().is_empty())
+    {
+        return StoreChoice::Postgres(ordo_journal::PgOptions::new(url));
+    }
+    StoreChoice::Path(PathBuf::from(DEFAULT_DATA_DIR))
 }
 
 /// What [`Runtime::recover`] did with each pending workflow.
@@ -577,6 +670,9 @@ pub struct Runtime {
     pub(crate) retention: Option<Duration>,
     /// The dashboard's server, stopped when the runtime is dropped.
     pub(crate) dashboard: Option<crate::dashboard::Dashboard>,
+    /// Whether the takeover task of a shared journal runs (started by the first
+    /// [`Runtime::recover`]).
+    takeover: std::cell::Cell<bool>,
 }
 
 impl Runtime {
@@ -788,39 +884,16 @@ impl Runtime {
             return Err(err);
         }
         let began = Instant::now();
-        let mut report = RecoveryReport::default();
-        let mut batch = Batch::new();
-        let mut to_resume = Vec::new();
-        for record in self.core.store.workflows(Some(Status::Pending))? {
-            if self.core.running.borrow().contains_key(&record.id) {
-                continue;
-            }
-            let Some(registration) = self.core.registry.get(&record.name).cloned() else {
-                report.unregistered.push((record.id, record.name));
-                continue;
-            };
-            let id = record.id.clone();
-            match self.core.prepare_resume(record) {
-                Ok((wf, record)) => {
-                    batch.update_workflow(record, Status::Pending);
-                    to_resume.push((wf, registration));
-                }
-                Err(err) => report.failed.push((id, err)),
-            }
-        }
-        if !batch.is_empty() {
-            self.core.store.commit(&batch)?;
-        }
-        for (wf, registration) in to_resume {
-            self.core.note_halt_subject(&wf.id);
-            report.resumed.push(wf.id.clone());
-            launch(&self.core, &wf, &registration, |root| {
-                drop(self.executor.spawn(root));
-            });
-        }
+        let report = resume_claimed(&self.core, |root| drop(self.executor.spawn(root)))?;
         crate::telemetry::recovered(began, report.resumed.len());
         if let Some(older_than) = self.retention {
             self.spawn_retention_sweep(older_than);
+        }
+        if let Some(every) = self.core.store.takeover_interval() {
+            if self.takeover.replace(true) {
+                return Ok(report);
+            }
+            crate::multi_worker::spawn_takeover(&self.core, &self.executor, every);
         }
         Ok(report)
     }

@@ -783,3 +783,9 @@ pub(crate) fn recovered(began: Instant, resumed: usize) {
     histogram!("ordo_recovery_duration_seconds").record(seconds);
     tracing::info!(resumed, seconds, "ordo recovered pending workflows");
 }
+
+/// A runtime on a shared journal took over workflows of workers that died.
+pub(crate) fn took_over(resumed: usize) {
+    counter!("ordo_workflows_taken_over_total").increment(resumed as u64);
+    tracing::info!(resumed, "ordo took over workflows of a dead worker");
+}

@@ -105,6 +105,25 @@ pub enum Error {
         path: PathBuf,
     },
 
+    /// This worker's lease on a shared journal (`PgJournal`, feature `postgres`) was
+    /// taken over by another worker (it stopped renewing it for longer than the lease,
+    /// e.g. paused or cut off), so its commits are refused: the other worker now drives
+    /// its workflows. Nothing it committed before is lost; the process should stop and
+    /// start again as a new worker.
+    #[error(
+        "worker {worker:?} was fenced: its lease expired and another worker took over its \
+         workflows, so its commits are refused. Restart this process to rejoin as a new worker"
+    )]
+    Fenced {
+        /// The fenced worker's name.
+        worker: String,
+    },
+
+    /// The database of a server-backed journal refused a request or could not be
+    /// reached in time (the message says which, and what the server said).
+    #[error("journal database error: {0}")]
+    Database(String),
+
     /// An I/O error outside the storage engine (for example the `fdatasync` of `Sync`).
     #[error("journal I/O error: {0}")]
     Io(#[from] std::io::Error),

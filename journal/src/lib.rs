@@ -55,6 +55,9 @@
 //! - `seal`: the checksummed high-water mark of acknowledged commits that makes damage
 //!   detectable; `copy`: the private copies opened to check a journal, or to read one
 //!   without writing to it.
+//! - `postgres` (feature `postgres`): `PgJournal`, the same records in PostgreSQL
+//!   tables shared by many worker processes: one pipelined transaction per commit,
+//!   leases, fencing and takeover (see its docs).
 //! - `error`: the one [`Error`] enum, whose messages name the path or key involved.
 //!
 //! # Durability
@@ -95,6 +98,8 @@ mod durability;
 mod error;
 mod key;
 mod mail;
+#[cfg(feature = "postgres")]
+mod postgres;
 pub mod queue;
 mod record;
 mod retention;
@@ -110,6 +115,8 @@ pub use crate::durability::Durability;
 pub use crate::error::Error;
 pub use crate::key::MAX_ID_LEN;
 pub use crate::mail::Message;
+#[cfg(feature = "postgres")]
+pub use crate::postgres::{PgJournal, PgOptions, PG_SCHEMA_VERSION};
 pub use crate::record::{Batch, Completion, Outcome, ParseStatusError, Status, WorkflowRecord};
 pub use crate::retention::{finished_before, FINISHED, GC_BATCH};
 pub use crate::sled::SledJournal;

@@ -89,4 +89,34 @@ pub trait Store: Send + Sync {
     /// The queue records whose key starts with `prefix`, in key order (see
     /// [`queue`](crate::queue)).
     fn queue_records(&self, prefix: &[u8]) -> Result<Vec<crate::queue::QueueRecord>, Error>;
+
+    /// The pending workflows this process may drive now, made its own. A store with
+    /// one writer (sled) gives every pending workflow; a store shared by many workers
+    /// gives those that no live worker drives (unowned, owned by a worker whose lease
+    /// expired, or already this worker's), and no two workers the same one.
+    ///
+    /// ```
+    /// use ordo_journal::{Batch, SledJournal, Store, WorkflowRecord};
+    /// let store = SledJournal::temporary()?;
+    /// let mut batch = Batch::new();
+    /// batch.insert_workflow(WorkflowRecord::new("order-42", "checkout", vec![], 0));
+    /// store.commit(&batch)?;
+    /// assert_eq!(store.claim_pending()?[0].id, "order-42");
+    /// # Ok::<(), ordo_journal::Error>(())
+    /// ```
+    fn claim_pending(&self) -> Result<Vec<WorkflowRecord>, Error> {
+        self.workflows(Some(Status::Pending))
+    }
+
+    /// How often a runtime on this store should claim again, to take over the workflows
+    /// of workers that died; `None` (the default) for a store with one writer.
+    ///
+    /// ```
+    /// use ordo_journal::{SledJournal, Store};
+    /// assert_eq!(SledJournal::temporary()?.takeover_interval(), None);
+    /// # Ok::<(), ordo_journal::Error>(())
+    /// ```
+    fn takeover_interval(&self) -> Option<std::time::Duration> {
+        None
+    }
 }

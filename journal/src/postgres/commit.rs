@@ -1,0 +1,384 @@
+//! A [`Batch`] as the columns of one pipelined transaction.
+//!
+//! [`Encoded::from_batch`] turns the batch into owned column arrays on the caller's
+//! thread (the store's thread needs owned values); [`Encoded::send`] sends `BEGIN`, the
+//! fence, one statement per non-empty part, and `COMMIT` without waiting in between:
+//! one round trip, one transaction. Every statement takes whole arrays (`unnest`), so
+//! a commit of 64 steps is as many statements as a commit of one.
+//!
+//! Within a batch a later put of the same workflow, type, trace context, event,
+//! resolution or queue key wins, as on sled; the arrays keep only the last of each (a
+//! statement may not touch a row twice).
+
+use std::collections::HashMap;
+use std::hash::Hash;
+
+use tokio_postgres::types::ToSql;
+
+use super::session::Conn;
+use crate::key;
+use crate::record::{Batch, Outcome};
+use crate::Error;
+
+/// Bit for bit: the journal's `u64`s live in `int8` columns.
+pub(crate) fn signed(value: u64) -> i64 {
+    i64::from_ne_bytes(value.to_ne_bytes())
+}
+
+/// The inverse of [`signed`].
+pub(crate) fn unsigned(value: i64) -> u64 {
+    u64::from_ne_bytes(value.to_ne_bytes())
+}
+
+/// Indexes of the last occurrence of each key, in order of those last occurrences.
+fn last_of<K: Eq + Hash>(keys: impl Iterator<Item = K>) -> Vec<usize> {
+    let mut last = HashMap::new();
+    let mut count = 0;
+    for (i, k) in keys.enumerate() {
+        last.insert(k, i);
+        count = i + 1;
+    }
+    let mut keep: Vec<bool> = vec![false; count];
+    for i in last.into_values() {
+        keep[i] = true;
+    }
+    keep.iter()
+        .enumerate()
+        .filter_map(|(i, &k)| k.then_some(i))
+        .collect()
+}
+
+fn outcome_columns(outcome: &Outcome) -> (bool, Vec<u8>) {
+    match outcome {
+        Outcome::Ok(bytes) => (true, bytes.clone()),
+        Outcome::Err(bytes) => (false, bytes.clone()),
+    }
+}
+
+/// One batch as column arrays.
+#[derive(Default)]
+pub(crate) struct Encoded {
+    deletes: Vec<String>,
+    wf_id: Vec<String>,
+    wf_name: Vec<String>,
+    wf_status: Vec<i16>,
+    wf_input: Vec<Vec<u8>>,
+    wf_output_ok: Vec<Option<bool>>,
+    wf_output: Vec<Option<Vec<u8>>>,
+    wf_created: Vec<i64>,
+    wf_updated: Vec<i64>,
+    wf_attempts: Vec<i32>,
+    wf_app: Vec<Option<String>>,
+    wf_deadline: Vec<Option<i64>>,
+    type_fp: Vec<i64>,
+    type_name: Vec<String>,
+    trace_id: Vec<String>,
+    trace_value: Vec<String>,
+    resets: Vec<String>,
+    c_id: Vec<String>,
+    c_seq: Vec<i64>,
+    c_step: Vec<i64>,
+    c_name: Vec<String>,
+    c_ok: Vec<bool>,
+    c_value: Vec<Vec<u8>>,
+    c_attempts: Vec<i32>,
+    c_started: Vec<i64>,
+    c_ended: Vec<i64>,
+    m_dest: Vec<String>,
+    m_topic: Vec<String>,
+    m_number: Vec<i64>,
+    m_payload: Vec<Vec<u8>>,
+    m_sent: Vec<i64>,
+    m_key: Vec<Option<String>>,
+    k_dest: Vec<String>,
+    k_key: Vec<String>,
+    gone_dest: Vec<String>,
+    gone_topic: Vec<String>,
+    gone_number: Vec<i64>,
+    ev_id: Vec<String>,
+    ev_key: Vec<String>,
+    ev_value: Vec<Vec<u8>>,
+    aw_id: Vec<String>,
+    aw_step: Vec<i64>,
+    aw_ok: Vec<bool>,
+    aw_value: Vec<Vec<u8>>,
+    highest_message: Option<i64>,
+    q_delete: Vec<Vec<u8>>,
+    q_key: Vec<Vec<u8>>,
+    q_value: Vec<Vec<u8>>,
+}
+
+impl Encoded {
+    /// The batch's columns; fails as sled's store does on an id too long or completions
+    /// whose seqs repeat within the batch.
+    pub(crate) fn from_batch(batch: &Batch) -> Result<Encoded, Error> {
+        let mut e = Encoded::default();
+        for id in &batch.deletes {
+            key::check_id(id)?;
+            e.deletes.push(id.clone());
+        }
+        for i in last_of(batch.workflows.iter().map(|w| w.id.as_str())) {
+            let w = &batch.workflows[i];
+            key::check_id(&w.id)?;
+            e.wf_id.push(w.id.clone());
+            e.wf_name.push(w.name.clone());
+            e.wf_status.push(i16::from(w.status.index_byte()));
+            e.wf_input.push(w.input.clone());
+            let output = w.output.as_ref().map(outcome_columns);
+            e.wf_output_ok.push(output.as_ref().map(|o| o.0));
+            e.wf_output.push(output.map(|o| o.1));
+            e.wf_created.push(signed(w.created_ms));
+            e.wf_updated.push(signed(w.updated_ms));
+            e.wf_attempts
+                .push(i32::from_ne_bytes(w.recovery_attempts.to_ne_bytes()));
+            e.wf_app.push(w.app_version.clone());
+            e.wf_deadline.push(w.deadline_ms.map(signed));
+        }
+        for i in last_of(batch.types.iter().map(|t| t.0)) {
+            e.type_fp.push(signed(batch.types[i].0));
+            e.type_name.push(batch.types[i].1.clone());
+        }
+        for i in last_of(batch.trace_contexts.iter().map(|t| t.0.as_str())) {
+            key::check_id(&batch.trace_contexts[i].0)?;
+            e.trace_id.push(batch.trace_contexts[i].0.clone());
+            e.trace_value.push(batch.trace_contexts[i].1.clone());
+        }
+        for id in &batch.resets {
+            key::check_id(id)?;
+            e.resets.push(id.clone());
+        }
+        e.completions(batch)?;
+        e.mail(batch)?;
+        for i in last_of(batch.queue.iter().map(|q| q.0.as_slice())) {
+            match &batch.queue[i] {
+                (k, Some(v)) => {
+                    e.q_key.push(k.clone());
+                    e.q_value.push(v.clone());
+                }
+                (k, None) => e.q_delete.push(k.clone()),
+            }
+        }
+        Ok(e)
+    }
+
+    fn completions(&mut self, batch: &Batch) -> Result<(), Error> {
+        let completions = &batch.completions;
+        let mut order: Vec<usize> = (0..completions.len()).collect();
+        order.sort_unstable_by(|&a, &b| {
+            let ((id_a, a), (id_b, b)) = (&completions[a], &completions[b]);
+            id_a.cmp(id_b).then(a.seq.cmp(&b.seq))
+        });
+        for pair in order.windows(2) {
+            let ((id_a, a), (id_b, b)) = (&completions[pair[0]], &completions[pair[1]]);
+            if id_a == id_b && a.seq == b.seq {
+                return Err(Error::SeqOutOfOrder {
+                    workflow_id: id_a.clone(),
+                    seq: b.seq,
+                    after: a.seq,
+                });
+            }
+        }
+        for (id, c) in completions {
+            key::check_id(id)?;
+            self.c_id.push(id.clone());
+            self.c_seq.push(signed(c.seq));
+            self.c_step.push(signed(c.step_id));
+            self.c_name.push(c.name.clone());
+            let (ok, value) = outcome_columns(&c.outcome);
+            self.c_ok.push(ok);
+            self.c_value.push(value);
+            self.c_attempts
+                .push(i32::from_ne_bytes(c.attempts.to_ne_bytes()));
+            self.c_started.push(signed(c.started_ms));
+            self.c_ended.push(signed(c.ended_ms));
+        }
+        Ok(())
+    }
+
+    fn mail(&mut self, batch: &Batch) -> Result<(), Error> {
+        let mail = &batch.mail;
+        // A message consumed in the batch that sends it is stored neither way (its
+        // idempotency key is), as on sled.
+        let consumed: std::collections::HashSet<(&str, &str, u64)> = mail
+            .consumed
+            .iter()
+            .map(|(d, t, n)| (d.as_str(), t.as_str(), *n))
+            .collect();
+        let mut here = std::collections::HashSet::new();
+        for m in &mail.messages {
+            key::check_id(&m.destination)?;
+            key::check_id(&m.topic)?;
+            self.highest_message = self.highest_message.max(Some(signed(m.number)));
+            if let Some(used) = &m.idempotency_key {
+                self.k_dest.push(m.destination.clone());
+                self.k_key.push(used.clone());
+            }
+            let id = (m.destination.as_str(), m.topic.as_str(), m.number);
+            if consumed.contains(&id) {
+                here.insert(id);
+                continue;
+            }
+            self.m_dest.push(m.destination.clone());
+            self.m_topic.push(m.topic.clone());
+            self.m_number.push(signed(m.number));
+            self.m_payload.push(m.payload.clone());
+            self.m_sent.push(signed(m.sent_ms));
+            self.m_key.push(m.idempotency_key.clone());
+        }
+        for (d, t, n) in &mail.consumed {
+            if here.contains(&(d.as_str(), t.as_str(), *n)) {
+                continue;
+            }
+            self.gone_dest.push(d.clone());
+            self.gone_topic.push(t.clone());
+            self.gone_number.push(signed(*n));
+        }
+        for i in last_of(
+            mail.events
+                .iter()
+                .map(|(id, k, _)| (id.as_str(), k.as_str())),
+        ) {
+            let (id, k, value) = &mail.events[i];
+            key::check_id(id)?;
+            self.ev_id.push(id.clone());
+            self.ev_key.push(k.clone());
+            self.ev_value.push(value.clone());
+        }
+        for i in last_of(mail.resolutions.iter().map(|(id, s, _)| (id.as_str(), *s))) {
+            let (id, step, outcome) = &mail.resolutions[i];
+            key::check_id(id)?;
+            self.aw_id.push(id.clone());
+            self.aw_step.push(signed(*step));
+            let (ok, value) = outcome_columns(outcome);
+            self.aw_ok.push(ok);
+            self.aw_value.push(value);
+        }
+        Ok(())
+    }
+
+    /// Sends the whole transaction at once and waits for every answer: the worker's
+    /// commit count after it, or the first statement's error (the rest of an aborted
+    /// transaction only says it is aborted).
+    pub(crate) async fn send(
+        &self,
+        conn: &Conn,
+        owner: i64,
+        fence: [i64; 2],
+    ) -> Result<i64, tokio_postgres::Error> {
+        let c = &conn.client;
+        let st = &conn.st;
+        type Part<'a> = (&'a tokio_postgres::Statement, Vec<&'a (dyn ToSql + Sync)>);
+        let mut parts: Vec<Part<'_>> = Vec::new();
+        if !self.deletes.is_empty() {
+            parts.push((&st.delete, vec![&self.deletes]));
+        }
+        if !self.wf_id.is_empty() {
+            parts.push((
+                &st.put_workflows,
+                vec![
+                    &self.wf_id,
+                    &self.wf_name,
+                    &self.wf_status,
+                    &self.wf_input,
+                    &self.wf_output_ok,
+                    &self.wf_output,
+                    &self.wf_created,
+                    &self.wf_updated,
+                    &self.wf_attempts,
+                    &self.wf_app,
+                    &self.wf_deadline,
+                    &owner,
+                ],
+            ));
+        }
+        if !self.type_fp.is_empty() {
+            parts.push((&st.put_types, vec![&self.type_fp, &self.type_name]));
+        }
+        if !self.trace_id.is_empty() {
+            parts.push((&st.put_traces, vec![&self.trace_id, &self.trace_value]));
+        }
+        if !self.resets.is_empty() {
+            parts.push((&st.reset, vec![&self.resets]));
+        }
+        if !self.c_id.is_empty() {
+            parts.push((
+                &st.append,
+                vec![
+                    &self.c_id,
+                    &self.c_seq,
+                    &self.c_step,
+                    &self.c_name,
+                    &self.c_ok,
+                    &self.c_value,
+                    &self.c_attempts,
+                    &self.c_started,
+                    &self.c_ended,
+                ],
+            ));
+        }
+        if !self.m_dest.is_empty() {
+            parts.push((
+                &st.send,
+                vec![
+                    &self.m_dest,
+                    &self.m_topic,
+                    &self.m_number,
+                    &self.m_payload,
+                    &self.m_sent,
+                    &self.m_key,
+                ],
+            ));
+        }
+        if !self.k_dest.is_empty() {
+            parts.push((&st.keys, vec![&self.k_dest, &self.k_key]));
+        }
+        if !self.gone_dest.is_empty() {
+            parts.push((
+                &st.consume,
+                vec![&self.gone_dest, &self.gone_topic, &self.gone_number],
+            ));
+        }
+        if !self.ev_id.is_empty() {
+            parts.push((
+                &st.put_events,
+                vec![&self.ev_id, &self.ev_key, &self.ev_value],
+            ));
+        }
+        if !self.aw_id.is_empty() {
+            parts.push((
+                &st.resolve,
+                vec![&self.aw_id, &self.aw_step, &self.aw_ok, &self.aw_value],
+            ));
+        }
+        if let Some(highest) = &self.highest_message {
+            parts.push((&st.counter, vec![highest]));
+        }
+        if !self.q_delete.is_empty() {
+            parts.push((&st.queue_delete, vec![&self.q_delete]));
+        }
+        if !self.q_key.is_empty() {
+            parts.push((&st.queue_put, vec![&self.q_key, &self.q_value]));
+        }
+        let [worker, epoch] = fence;
+        let fence_params: [&(dyn ToSql + Sync); 2] = [&worker, &epoch];
+        // `join!` polls its futures in order, and each sends its request on its first
+        // poll: the server gets them in this order, in one flight.
+        let (begin, fenced, applied, commit) = futures::join!(
+            c.batch_execute("BEGIN"),
+            c.query_one(&st.fence, &fence_params),
+            futures::future::join_all(
+                parts
+                    .iter()
+                    .map(|(statement, params)| c.execute(*statement, params))
+            ),
+            c.batch_execute("COMMIT"),
+        );
+        begin?;
+        let counted: i64 = fenced?.try_get(0)?;
+        for result in applied {
+            result?;
+        }
+        commit?;
+        Ok(counted)
+    }
+}

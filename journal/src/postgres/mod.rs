@@ -1,0 +1,759 @@
+//! [`PgJournal`]: the journal on PostgreSQL, shared by many worker processes (feature
+//! `postgres`).
+//!
+//! # Commits
+//!
+//! One [`Store::commit`] is one transaction sent in one flight: `BEGIN`, the fence, one
+//! statement per kind of record in the batch (whole column arrays, `unnest`ed), `COMMIT`,
+//! with no wait in between; so a commit costs one round trip and one WAL flush, whatever
+//! it holds. Completions stay append-only (a statement refuses a seq at or before a
+//! recorded one, [`Error::SeqOutOfOrder`]).
+//!
+//! # Workers, leases and fencing
+//!
+//! Each `PgJournal` is a *worker*: a row of `ordo.workers` with a name, an *epoch* and a
+//! lease, renewed by a heartbeat on the store's thread every third of the lease. Every
+//! commit first calls `ordo.fence(worker, epoch)`, which refuses the whole transaction
+//! unless the worker's row still has this epoch and is alive ([`Error::Fenced`]).
+//! A worker whose lease expired is declared dead by the next worker that claims work
+//! ([`Store::claim_pending`]): that bumps its epoch, in a transaction that waits for any
+//! commit of the dead worker in flight (they lock the same row), so a paused worker that
+//! wakes up can never write after its workflows were taken over. Pending workflows
+//! carry their owner; a claim takes those of no owner, of dead owners and its own, with
+//! `FOR UPDATE SKIP LOCKED`, so two workers claiming at once never take the same one.
+//! Workers do this every half lease ([`Store::takeover_interval`]): a dead worker's
+//! workflows are running again on others within about 1.5 leases.
+//!
+//! A worker that registers under a name already in the table takes that row over (its
+//! epoch moves on), so a restarted process named as before gets its workflows back at
+//! once, and the old process, if it still runs, is fenced. Without a name a worker gets
+//! a unique one. Dropping the journal releases its workflows and marks it dead.
+//!
+//! # Connections
+//!
+//! The store runs its own thread with a current-thread tokio runtime; the caller blocks
+//! on a channel only, so ordo's executor stays free of tokio. A request whose connection
+//! breaks is sent again on a new connection, with backoff, for at most
+//! [`PgOptions::reconnect_for`]; a commit whose answer was lost is first looked up (the
+//! worker's commit count says whether it landed), so it is applied exactly once. TLS is
+//! not supported yet: a URL with `sslmode=require` fails to connect.
+//!
+//! # Not yet across workers
+//!
+//! Each worker's runtime keeps its queues' and schedules' state in memory, so a queue's
+//! limits hold per worker, and a message to a workflow driven by another worker waits
+//! until that worker reads its mailbox again (no `LISTEN`/`NOTIFY` yet).
+
+mod commit;
+mod schema;
+mod session;
+
+use std::rc::Rc;
+use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
+use std::sync::{mpsc, Arc};
+use std::thread::JoinHandle;
+use std::time::{Duration, Instant};
+
+use futures::FutureExt;
+use tokio::sync::mpsc::UnboundedSender;
+use tokio_postgres::Row;
+
+use self::commit::{signed, unsigned, Encoded};
+use self::session::{connect, db_error, Conn, Job, Shared, Worker};
+use crate::mail::Message;
+use crate::queue::QueueRecord;
+use crate::record::{Batch, Completion, Outcome, Status, WorkflowRecord};
+use crate::{Error, Store};
+
+/// The version of the PostgreSQL schema this build creates and reads.
+pub const PG_SCHEMA_VERSION: i32 = schema::VERSION;
+
+/// How to connect a [`PgJournal`]: the URL, the worker's name and lease, how long to
+/// retry a lost connection.
+///
+/// ```no_run
+/// use std::time::Duration;
+/// use ordo_journal::PgOptions;
+///
+/// let journal = PgOptions::new("postgres://ordo@db.internal/orders")
+///     .worker_name("orders-1")
+///     .lease(Duration::from_secs(5))
+///     .connect()?;
+/// # Ok::<(), ordo_journal::Error>(())
+/// ```
+#[derive(Debug, Clone)]
+pub struct PgOptions {
+    url: String,
+    worker_name: Option<String>,
+    lease: Duration,
+    reconnect_for: Duration,
+}
+
+impl PgOptions {
+    /// Options for the database at `url` (a `postgres://` URL or a `key=value`
+    /// connection string), with a unique worker name, a 10 s lease, and lost
+    /// connections retried for a minute.
+    ///
+    /// ```
+    /// let options = ordo_journal::PgOptions::new("postgres://localhost/ordo");
+    /// # let _ = options;
+    /// ```
+    pub fn new(url: impl Into<String>) -> PgOptions {
+        PgOptions {
+            url: url.into(),
+            worker_name: None,
+            lease: Duration::from_secs(10),
+            reconnect_for: Duration::from_secs(60),
+        }
+    }
+
+    /// Names the worker. A process that starts again under its old name gets its
+    /// workflows back at once (and fences the old process if it still runs); two live
+    /// processes must not share a name.
+    ///
+    /// ```
+    /// let options = ordo_journal::PgOptions::new("postgres://localhost/ordo").worker_name("billing-7");
+    /// # let _ = options;
+    /// ```
+    pub fn worker_name(mut self, name: impl Into<String>) -> PgOptions {
+        self.worker_name = Some(name.into());
+        self
+    }
+
+    /// How long the worker's lease lasts without a heartbeat (at least 300 ms): after
+    /// that, other workers may take its workflows over, and it is fenced.
+    ///
+    /// ```
+    /// let options = ordo_journal::PgOptions::new("postgres://localhost/ordo")
+    ///     .lease(std::time::Duration::from_secs(3));
+    /// # let _ = options;
+    /// ```
+    pub fn lease(mut self, lease: Duration) -> PgOptions {
+        self.lease = lease.max(Duration::from_millis(300));
+        self
+    }
+
+    /// How long a request keeps trying to reconnect when the connection is lost
+    /// (PostgreSQL restarting, a network cut) before it fails.
+    ///
+    /// ```
+    /// let options = ordo_journal::PgOptions::new("postgres://localhost/ordo")
+    ///     .reconnect_for(std::time::Duration::from_secs(300));
+    /// # let _ = options;
+    /// ```
+    pub fn reconnect_for(mut self, wait: Duration) -> PgOptions {
+        self.reconnect_for = wait;
+        self
+    }
+
+    /// Connects, creates or migrates the schema, and registers the worker.
+    ///
+    /// ```no_run
+    /// let journal = ordo_journal::PgOptions::new("postgres://localhost/ordo").connect()?;
+    /// # Ok::<(), ordo_journal::Error>(())
+    /// ```
+    pub fn connect(self) -> Result<PgJournal, Error> {
+        PgJournal::open(self)
+    }
+}
+
+/// The journal on PostgreSQL: every record kind sled keeps, in tables of the schema
+/// `ordo`, shared by any number of worker processes (see the [module docs](self)).
+///
+/// ```no_run
+/// use ordo_journal::{Batch, PgJournal, Status, Store, WorkflowRecord};
+///
+/// let journal = PgJournal::connect("postgres://ordo@localhost/ordo")?;
+/// let mut batch = Batch::new();
+/// batch.insert_workflow(WorkflowRecord::new("order-42", "checkout", vec![], 0));
+/// journal.commit(&batch)?;
+/// assert_eq!(journal.workflow("order-42")?.map(|w| w.status), Some(Status::Pending));
+/// # Ok::<(), ordo_journal::Error>(())
+/// ```
+pub struct PgJournal {
+    jobs: UnboundedSender<Job>,
+    thread: Option<JoinHandle<()>>,
+    worker: Worker,
+    fenced: Arc<AtomicBool>,
+    commits: AtomicU64,
+    lease: Duration,
+}
+
+impl std::fmt::Debug for PgJournal {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("PgJournal")
+            .field("worker", &self.worker.name)
+            .field("epoch", &self.worker.epoch)
+            .finish_non_exhaustive()
+    }
+}
+
+impl PgJournal {
+    /// Connects with the default [`PgOptions`].
+    ///
+    /// ```no_run
+    /// let journal = ordo_journal::PgJournal::connect("host=/var/run/postgresql dbname=ordo")?;
+    /// # Ok::<(), ordo_journal::Error>(())
+    /// ```
+    pub fn connect(url: &str) -> Result<PgJournal, Error> {
+        PgOptions::new(url).connect()
+    }
+
+    /// The worker's name (given, or generated unique).
+    ///
+    /// ```no_run
+    /// let journal = ordo_journal::PgOptions::new("postgres://localhost/ordo").worker_name("w1").connect()?;
+    /// assert_eq!(journal.worker_name(), "w1");
+    /// # Ok::<(), ordo_journal::Error>(())
+    /// ```
+    pub fn worker_name(&self) -> &str {
+        &self.worker.name
+    }
+
+    /// Whether this worker was fenced (see [`Error::Fenced`]): it can commit no more.
+    ///
+    /// ```no_run
+    /// let journal = ordo_journal::PgJournal::connect("postgres://localhost/ordo")?;
+    /// assert!(!journal.is_fenced());
+    /// # Ok::<(), ordo_journal::Error>(())
+    /// ```
+    pub fn is_fenced(&self) -> bool {
+        self.fenced.load(Ordering::SeqCst)
+    }
+
+    fn open(options: PgOptions) -> Result<PgJournal, Error> {
+        let config: tokio_postgres::Config = options
+            .url
+            .parse()
+            .map_err(|err| Error::Database(format!("bad PostgreSQL URL: {err}")))?;
+        let name = options.worker_name.clone().unwrap_or_else(unique_name);
+        let fenced = Arc::new(AtomicBool::new(false));
+        let (jobs, mut inbox) = tokio::sync::mpsc::unbounded_channel::<Job>();
+        let (ready_tx, ready_rx) = mpsc::sync_channel::<Result<(Worker, i64), Error>>(1);
+        let thread_fenced = Arc::clone(&fenced);
+        let thread = std::thread::Builder::new()
+            .name("ordo-postgres".into())
+            .spawn(move || {
+                let runtime = match tokio::runtime::Builder::new_current_thread()
+                    .enable_all()
+                    .build()
+                {
+                    Ok(runtime) => runtime,
+                    Err(err) => {
+                        let _ = ready_tx.send(Err(Error::Io(err)));
+                        return;
+                    }
+                };
+                runtime.block_on(async move {
+                    let deadline = Instant::now() + options.reconnect_for;
+                    let registered = register(&config, &name, options.lease, deadline).await;
+                    let (worker, commits) = match registered {
+                        Ok(registered) => registered,
+                        Err(err) => {
+                            let _ = ready_tx.send(Err(err));
+                            return;
+                        }
+                    };
+                    let _ = ready_tx.send(Ok((worker.clone(), commits)));
+                    tokio::spawn(heartbeat(
+                        config.clone(),
+                        worker.clone(),
+                        options.lease,
+                        Arc::clone(&thread_fenced),
+                    ));
+                    let shared = Rc::new(Shared::new(
+                        config,
+                        worker,
+                        commits,
+                        thread_fenced,
+                        options.reconnect_for,
+                    ));
+                    while let Some(job) = inbox.recv().await {
+                        job(Rc::clone(&shared)).await;
+                    }
+                });
+            })?;
+        let (worker, _) = ready_rx
+            .recv()
+            .map_err(|_| Error::Database("the PostgreSQL store's thread stopped".into()))??;
+        Ok(PgJournal {
+            jobs,
+            thread: Some(thread),
+            worker,
+            fenced,
+            commits: AtomicU64::new(0),
+            lease: options.lease,
+        })
+    }
+
+    /// Runs `job` on the store's thread and waits for its answer.
+    fn call<R: Send + 'static>(
+        &self,
+        job: impl FnOnce(Rc<Shared>) -> futures::future::LocalBoxFuture<'static, Result<R, Error>>
+            + Send
+            + 'static,
+    ) -> Result<R, Error> {
+        let (tx, rx) = mpsc::sync_channel(1);
+        let job: Job = Box::new(move |shared| {
+            job(shared)
+                .map(move |result| {
+                    let _ = tx.send(result);
+                })
+                .boxed_local()
+        });
+        self.jobs
+            .send(job)
+            .map_err(|_| Error::Database("the PostgreSQL store's thread stopped".into()))?;
+        rx.recv()
+            .map_err(|_| Error::Database("the PostgreSQL store's thread stopped".into()))?
+    }
+
+    /// Runs one read on the store's thread, again on a new connection if needed.
+    fn read<R, F>(&self, read: F) -> Result<R, Error>
+    where
+        R: Send + 'static,
+        F: Fn(
+                Rc<Conn>,
+            )
+                -> futures::future::LocalBoxFuture<'static, Result<R, tokio_postgres::Error>>
+            + Send
+            + 'static,
+    {
+        self.call(move |shared| async move { shared.run(|conn, _| read(conn)).await }.boxed_local())
+    }
+
+    fn fenced_error(&self) -> Error {
+        Error::Fenced {
+            worker: self.worker.name.clone(),
+        }
+    }
+}
+
+fn unique_name() -> String {
+    let host = std::fs::read_to_string("/etc/hostname")
+        .ok()
+        .map(|h| h.trim().to_owned())
+        .filter(|h| !h.is_empty())
+        .unwrap_or_else(|| "host".into());
+    let nanos = std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map_or(0, |d| d.as_nanos());
+    format!("{host}-{}-{nanos:x}", std::process::id())
+}
+
+fn lease_ms(lease: Duration) -> f64 {
+    lease.as_secs_f64() * 1000.0
+}
+
+/// Connects, migrates, and registers (or re-registers) the worker `name`.
+async fn register(
+    config: &tokio_postgres::Config,
+    name: &str,
+    lease: Duration,
+    deadline: Instant,
+) -> Result<(Worker, i64), Error> {
+    let mut client = connect(config, deadline).await?;
+    schema::migrate(&mut client).await?;
+    let row = client
+        .query_one(
+            "INSERT INTO ordo.workers (name, lease_until)
+                 VALUES ($1, clock_timestamp() + $2 * interval '1 millisecond')
+             ON CONFLICT (name) DO UPDATE SET epoch = ordo.workers.epoch + 1, alive = true,
+                 lease_until = EXCLUDED.lease_until
+             RETURNING id, epoch, commits",
+            &[&name, &lease_ms(lease)],
+        )
+        .await
+        .map_err(db_error)?;
+    let worker = Worker {
+        id: row.try_get(0).map_err(db_error)?,
+        epoch: row.try_get(1).map_err(db_error)?,
+        name: name.to_owned(),
+    };
+    Ok((worker, row.try_get(2).map_err(db_error)?))
+}
+
+/// Renews the lease every third of it, on a connection of its own (a long commit never
+/// delays it). A renewal that finds the row moved on marks the worker fenced.
+async fn heartbeat(
+    config: tokio_postgres::Config,
+    worker: Worker,
+    lease: Duration,
+    fenced: Arc<AtomicBool>,
+) {
+    let mut client = None;
+    loop {
+        tokio::time::sleep(lease / 3).await;
+        if client
+            .as_ref()
+            .is_none_or(|c: &tokio_postgres::Client| c.is_closed())
+        {
+            client = connect(&config, Instant::now() + lease / 3).await.ok();
+        }
+        let Some(c) = &client else { continue };
+        let renewed = c
+            .execute(
+                "UPDATE ordo.workers
+                     SET lease_until = clock_timestamp() + $3 * interval '1 millisecond'
+                 WHERE id = $1 AND epoch = $2 AND alive",
+                &[&worker.id, &worker.epoch, &lease_ms(lease)],
+            )
+            .await;
+        match renewed {
+            Ok(0) => {
+                fenced.store(true, Ordering::SeqCst);
+                return;
+            }
+            Ok(_) => {}
+            Err(_) => client = None,
+        }
+    }
+}
+
+fn workflow_from_row(row: &Row) -> Result<WorkflowRecord, tokio_postgres::Error> {
+    let id: String = row.try_get(0)?;
+    let status: i16 = row.try_get(2)?;
+    let output_ok: Option<bool> = row.try_get(4)?;
+    let output: Option<Vec<u8>> = row.try_get(5)?;
+    let attempts: i32 = row.try_get(8)?;
+    Ok(WorkflowRecord {
+        name: row.try_get(1)?,
+        input: row.try_get(3)?,
+        // An unknown status byte is caught by `check_status` below.
+        status: u8::try_from(status)
+            .ok()
+            .and_then(Status::from_index_byte)
+            .unwrap_or(Status::Pending),
+        output: match (output_ok, output) {
+            (Some(true), Some(bytes)) => Some(Outcome::Ok(bytes)),
+            (Some(false), Some(bytes)) => Some(Outcome::Err(bytes)),
+            _ => None,
+        },
+        created_ms: unsigned(row.try_get(6)?),
+        updated_ms: unsigned(row.try_get(7)?),
+        recovery_attempts: u32::from_ne_bytes(attempts.to_ne_bytes()),
+        app_version: row.try_get(9)?,
+        deadline_ms: row.try_get::<_, Option<i64>>(10)?.map(unsigned),
+        id,
+    })
+}
+
+/// Decodes a workflow row; a status this build does not know is corrupt.
+fn workflow(row: &Row) -> Result<WorkflowRecord, Error> {
+    let status: i16 = row.try_get(2).map_err(db_error)?;
+    let record = workflow_from_row(row).map_err(db_error)?;
+    if u8::try_from(status)
+        .ok()
+        .and_then(Status::from_index_byte)
+        .is_none()
+    {
+        return Err(Error::Corrupt {
+            key: format!("ordo.workflows/{}", record.id),
+            reason: format!("unknown status {status}"),
+        });
+    }
+    Ok(record)
+}
+
+fn outcome(ok: bool, value: Vec<u8>) -> Outcome {
+    if ok {
+        Outcome::Ok(value)
+    } else {
+        Outcome::Err(value)
+    }
+}
+
+/// The smallest byte string greater than every string starting with `prefix`, if any.
+fn successor(prefix: &[u8]) -> Option<Vec<u8>> {
+    let mut next = prefix.to_vec();
+    while let Some(last) = next.pop() {
+        if last < u8::MAX {
+            next.push(last + 1);
+            return Some(next);
+        }
+    }
+    None
+}
+
+impl Store for PgJournal {
+    fn commit(&self, batch: &Batch) -> Result<(), Error> {
+        if batch.is_empty() {
+            return Ok(());
+        }
+        if self.is_fenced() {
+            return Err(self.fenced_error());
+        }
+        let encoded = Arc::new(Encoded::from_batch(batch)?);
+        self.call(move |shared| {
+            async move {
+                let fence = [shared.worker.id, shared.worker.epoch];
+                let known = &shared.commits;
+                let counted = shared
+                    .run(|conn, retried| {
+                        let encoded = Arc::clone(&encoded);
+                        let known = known.get();
+                        async move {
+                            if retried {
+                                // The last attempt's answer was lost: it landed if the
+                                // worker's count moved past what this process knew.
+                                let row = conn
+                                    .client
+                                    .query_one(&conn.st.commits, &[&fence[0]])
+                                    .await?;
+                                let count: i64 = row.try_get(0)?;
+                                if count > known {
+                                    return Ok(count);
+                                }
+                            }
+                            encoded.send(&conn, fence[0], fence).await
+                        }
+                    })
+                    .await?;
+                shared.commits.set(counted);
+                Ok(())
+            }
+            .boxed_local()
+        })?;
+        self.commits.fetch_add(1, Ordering::Relaxed);
+        Ok(())
+    }
+
+    fn workflow(&self, id: &str) -> Result<Option<WorkflowRecord>, Error> {
+        let id = id.to_owned();
+        let row = self.read(move |conn| {
+            let id = id.clone();
+            async move { conn.client.query_opt(&conn.st.workflow, &[&id]).await }.boxed_local()
+        })?;
+        row.as_ref().map(workflow).transpose()
+    }
+
+    fn completions(&self, workflow_id: &str) -> Result<Vec<Completion>, Error> {
+        let id = workflow_id.to_owned();
+        let rows = self.read(move |conn| {
+            let id = id.clone();
+            async move { conn.client.query(&conn.st.completions, &[&id]).await }.boxed_local()
+        })?;
+        rows.iter()
+            .map(|row| {
+                let attempts: i32 = row.try_get(5)?;
+                Ok(Completion {
+                    seq: unsigned(row.try_get(0)?),
+                    step_id: unsigned(row.try_get(1)?),
+                    name: row.try_get(2)?,
+                    outcome: outcome(row.try_get(3)?, row.try_get(4)?),
+                    attempts: u32::from_ne_bytes(attempts.to_ne_bytes()),
+                    started_ms: unsigned(row.try_get(6)?),
+                    ended_ms: unsigned(row.try_get(7)?),
+                })
+            })
+            .collect::<Result<_, tokio_postgres::Error>>()
+            .map_err(db_error)
+    }
+
+    fn workflows(&self, status: Option<Status>) -> Result<Vec<WorkflowRecord>, Error> {
+        let status = status.map(|s| i16::from(s.index_byte()));
+        let rows = self.read(move |conn| {
+            async move {
+                match status {
+                    Some(status) => conn.client.query(&conn.st.workflows_with, &[&status]).await,
+                    None => conn.client.query(&conn.st.workflows, &[]).await,
+                }
+            }
+            .boxed_local()
+        })?;
+        rows.iter().map(workflow).collect()
+    }
+
+    fn type_name(&self, fingerprint: u64) -> Result<Option<String>, Error> {
+        let fingerprint = signed(fingerprint);
+        let row = self.read(move |conn| {
+            async move {
+                conn.client
+                    .query_opt(&conn.st.type_name, &[&fingerprint])
+                    .await
+            }
+            .boxed_local()
+        })?;
+        row.map(|row| row.try_get(0)).transpose().map_err(db_error)
+    }
+
+    fn commit_count(&self) -> u64 {
+        self.commits.load(Ordering::Relaxed)
+    }
+
+    fn messages(&self, destination: &str) -> Result<Vec<Message>, Error> {
+        let destination = destination.to_owned();
+        let dest = destination.clone();
+        let rows = self.read(move |conn| {
+            let dest = dest.clone();
+            async move { conn.client.query(&conn.st.messages, &[&dest]).await }.boxed_local()
+        })?;
+        rows.iter()
+            .map(|row| {
+                Ok(Message {
+                    destination: destination.clone(),
+                    topic: row.try_get(0)?,
+                    number: unsigned(row.try_get(1)?),
+                    payload: row.try_get(2)?,
+                    sent_ms: unsigned(row.try_get(3)?),
+                    idempotency_key: row.try_get(4)?,
+                })
+            })
+            .collect::<Result<_, tokio_postgres::Error>>()
+            .map_err(db_error)
+    }
+
+    fn message_key_used(&self, destination: &str, key: &str) -> Result<bool, Error> {
+        let (destination, key) = (destination.to_owned(), key.to_owned());
+        let row = self.read(move |conn| {
+            let (d, k) = (destination.clone(), key.clone());
+            async move { conn.client.query_one(&conn.st.key_used, &[&d, &k]).await }.boxed_local()
+        })?;
+        row.try_get(0).map_err(db_error)
+    }
+
+    fn last_message_number(&self) -> Result<u64, Error> {
+        let row = self.read(move |conn| {
+            async move { conn.client.query_one(&conn.st.last_message, &[]).await }.boxed_local()
+        })?;
+        row.try_get(0).map(unsigned).map_err(db_error)
+    }
+
+    fn event(&self, workflow_id: &str, key: &str) -> Result<Option<Vec<u8>>, Error> {
+        let (id, key) = (workflow_id.to_owned(), key.to_owned());
+        let row = self.read(move |conn| {
+            let (id, k) = (id.clone(), key.clone());
+            async move { conn.client.query_opt(&conn.st.event, &[&id, &k]).await }.boxed_local()
+        })?;
+        row.map(|row| row.try_get(0)).transpose().map_err(db_error)
+    }
+
+    fn events(&self, workflow_id: &str) -> Result<Vec<(String, Vec<u8>)>, Error> {
+        let id = workflow_id.to_owned();
+        let rows = self.read(move |conn| {
+            let id = id.clone();
+            async move { conn.client.query(&conn.st.events, &[&id]).await }.boxed_local()
+        })?;
+        rows.iter()
+            .map(|row| Ok((row.try_get(0)?, row.try_get(1)?)))
+            .collect::<Result<_, tokio_postgres::Error>>()
+            .map_err(db_error)
+    }
+
+    fn awakeable(&self, workflow_id: &str, step_id: u64) -> Result<Option<Outcome>, Error> {
+        let id = workflow_id.to_owned();
+        let step = signed(step_id);
+        let row = self.read(move |conn| {
+            let id = id.clone();
+            async move {
+                conn.client
+                    .query_opt(&conn.st.awakeable, &[&id, &step])
+                    .await
+            }
+            .boxed_local()
+        })?;
+        row.map(|row| Ok(outcome(row.try_get(0)?, row.try_get(1)?)))
+            .transpose()
+            .map_err(db_error)
+    }
+
+    fn trace_context(&self, workflow_id: &str) -> Result<Option<String>, Error> {
+        let id = workflow_id.to_owned();
+        let row = self.read(move |conn| {
+            let id = id.clone();
+            async move { conn.client.query_opt(&conn.st.trace, &[&id]).await }.boxed_local()
+        })?;
+        row.map(|row| row.try_get(0)).transpose().map_err(db_error)
+    }
+
+    fn queue_records(&self, prefix: &[u8]) -> Result<Vec<QueueRecord>, Error> {
+        let (low, high) = (prefix.to_vec(), successor(prefix));
+        let rows = self.read(move |conn| {
+            let (low, high) = (low.clone(), high.clone());
+            async move { conn.client.query(&conn.st.queue_scan, &[&low, &high]).await }
+                .boxed_local()
+        })?;
+        rows.iter()
+            .map(|row| Ok((row.try_get(0)?, row.try_get(1)?)))
+            .collect::<Result<_, tokio_postgres::Error>>()
+            .map_err(db_error)
+    }
+
+    fn claim_pending(&self) -> Result<Vec<WorkflowRecord>, Error> {
+        if self.is_fenced() {
+            return Err(self.fenced_error());
+        }
+        let rows = self.call(move |shared| {
+            async move {
+                let fence = [shared.worker.id, shared.worker.epoch];
+                let (counted, rows) = shared
+                    .run(|conn, _| async move {
+                        let c = &conn.client;
+                        let both: [&(dyn tokio_postgres::types::ToSql + Sync); 2] =
+                            [&fence[0], &fence[1]];
+                        let me: [&(dyn tokio_postgres::types::ToSql + Sync); 1] = [&fence[0]];
+                        let (begin, fenced, expired, claimed, commit) = futures::join!(
+                            c.batch_execute("BEGIN"),
+                            c.query_one(&conn.st.fence, &both),
+                            c.execute(&conn.st.expire, &me),
+                            c.query(&conn.st.claim, &me),
+                            c.batch_execute("COMMIT"),
+                        );
+                        begin?;
+                        let counted: i64 = fenced?.try_get(0)?;
+                        expired?;
+                        let rows = claimed?;
+                        commit?;
+                        Ok((counted, rows))
+                    })
+                    .await?;
+                shared.commits.set(counted);
+                Ok(rows)
+            }
+            .boxed_local()
+        })?;
+        let mut claimed = rows.iter().map(workflow).collect::<Result<Vec<_>, _>>()?;
+        claimed.sort_by(|a, b| a.id.cmp(&b.id));
+        Ok(claimed)
+    }
+
+    fn takeover_interval(&self) -> Option<Duration> {
+        Some(self.lease / 2)
+    }
+}
+
+impl Drop for PgJournal {
+    /// Releases the worker's pending workflows (others may claim them at once) and
+    /// marks it dead, then stops the store's thread.
+    fn drop(&mut self) {
+        if !self.is_fenced() {
+            let worker = self.worker.clone();
+            let _ = self.call(move |shared| {
+                async move {
+                    shared
+                        .run(|conn, _| {
+                            // Integers only: formatting them into the text is safe. A
+                            // simple query's statements form one transaction.
+                            let release = format!(
+                                "UPDATE ordo.workflows SET owner = NULL
+                                     WHERE owner = {id} AND status = 0;
+                                 UPDATE ordo.workers SET alive = false, epoch = epoch + 1
+                                     WHERE id = {id} AND epoch = {epoch};",
+                                id = worker.id,
+                                epoch = worker.epoch
+                            );
+                            async move { conn.client.batch_execute(&release).await }
+                        })
+                        .await
+                }
+                .boxed_local()
+            });
+        }
+        // Closing the channel ends the thread's loop, its runtime and connections.
+        let (closed, _) = tokio::sync::mpsc::unbounded_channel();
+        drop(std::mem::replace(&mut self.jobs, closed));
+        if let Some(thread) = self.thread.take() {
+            let _ = thread.join();
+        }
+    }
+}

@@ -1,0 +1,303 @@
+//! The store's own thread: a current-thread tokio runtime that owns the connections,
+//! so tokio never runs inside the workflow executor, and a runtime embedded in the
+//! caller's tokio still blocks only on a channel.
+//!
+//! Every request is an *attempt*: a function of the live connection that the thread
+//! runs, and runs again after a reconnect if the connection broke (with backoff, for at
+//! most [`PgOptions::reconnect_for`](super::PgOptions::reconnect_for)). A commit whose
+//! connection broke before its answer came is not blindly run again: the worker's commit
+//! count (see `ordo.fence`) tells whether it landed.
+
+use std::future::Future;
+use std::rc::Rc;
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+use futures::future::LocalBoxFuture;
+use tokio_postgres::{Client, NoTls, Statement};
+
+use crate::Error;
+
+/// What this process is to the shared journal.
+#[derive(Debug, Clone)]
+pub(crate) struct Worker {
+    pub(crate) id: i64,
+    pub(crate) epoch: i64,
+    pub(crate) name: String,
+}
+
+/// A job the thread runs to the end before the next.
+pub(crate) type Job = Box<dyn FnOnce(Rc<Shared>) -> LocalBoxFuture<'static, ()> + Send>;
+
+/// A connection with the statements prepared on it.
+pub(crate) struct Conn {
+    pub(crate) client: Client,
+    pub(crate) st: Statements,
+}
+
+macro_rules! statements {
+    ($($name:ident = $sql:expr;)*) => {
+        /// Every statement the store runs, prepared once per connection.
+        pub(crate) struct Statements { $(pub(crate) $name: Statement,)* }
+
+        impl Statements {
+            async fn prepare(client: &Client) -> Result<Statements, tokio_postgres::Error> {
+                $(let $name = String::from($sql);)*
+                let ($($name,)*) = futures::try_join!($(client.prepare(&$name),)*)?;
+                Ok(Statements { $($name,)* })
+            }
+        }
+    };
+}
+
+const WORKFLOW_COLUMNS: &str = "id, name, status, input, output_ok, output, created_ms, \
+     updated_ms, recovery_attempts, app_version, deadline_ms";
+
+statements! {
+    fence = "SELECT ordo.fence($1, $2)";
+    commits = "SELECT commits, epoch, alive FROM ordo.workers WHERE id = $1";
+    delete = "WITH gone AS (SELECT unnest($1::text[]) AS id),
+        c AS (DELETE FROM ordo.completions t USING gone WHERE t.workflow_id = gone.id),
+        tc AS (DELETE FROM ordo.trace_contexts t USING gone WHERE t.workflow_id = gone.id),
+        m AS (DELETE FROM ordo.messages t USING gone WHERE t.destination = gone.id),
+        k AS (DELETE FROM ordo.message_keys t USING gone WHERE t.destination = gone.id),
+        e AS (DELETE FROM ordo.events t USING gone WHERE t.workflow_id = gone.id),
+        a AS (DELETE FROM ordo.awakeables t USING gone WHERE t.workflow_id = gone.id)
+        DELETE FROM ordo.workflows t USING gone WHERE t.id = gone.id";
+    put_workflows = "INSERT INTO ordo.workflows (id, name, status, input, output_ok, output,
+            created_ms, updated_ms, recovery_attempts, app_version, deadline_ms, owner)
+        SELECT u.*, $12 FROM unnest($1::text[], $2::text[], $3::int2[], $4::bytea[],
+            $5::bool[], $6::bytea[], $7::int8[], $8::int8[], $9::int4[], $10::text[],
+            $11::int8[]) AS u
+        ON CONFLICT (id) DO UPDATE SET name = EXCLUDED.name, status = EXCLUDED.status,
+            input = EXCLUDED.input, output_ok = EXCLUDED.output_ok,
+            output = EXCLUDED.output, created_ms = EXCLUDED.created_ms,
+            updated_ms = EXCLUDED.updated_ms,
+            recovery_attempts = EXCLUDED.recovery_attempts,
+            app_version = EXCLUDED.app_version, deadline_ms = EXCLUDED.deadline_ms,
+            owner = EXCLUDED.owner";
+    put_types = "INSERT INTO ordo.types SELECT * FROM unnest($1::int8[], $2::text[])
+        ON CONFLICT (fingerprint) DO UPDATE SET name = EXCLUDED.name";
+    put_traces = "INSERT INTO ordo.trace_contexts SELECT * FROM unnest($1::text[], $2::text[])
+        ON CONFLICT (workflow_id) DO UPDATE SET traceparent = EXCLUDED.traceparent";
+    reset = "DELETE FROM ordo.completions WHERE workflow_id = ANY($1::text[])";
+    append = "WITH new AS (SELECT * FROM unnest($1::text[], $2::int8[], $3::int8[],
+                $4::text[], $5::bool[], $6::bytea[], $7::int4[], $8::int8[], $9::int8[])
+            AS u(workflow_id, seq, step_id, name, ok, value, attempts, started_ms, ended_ms)),
+        firsts AS (SELECT workflow_id, min(seq) AS first FROM new GROUP BY workflow_id),
+        bad AS (SELECT ordo.out_of_order(f.workflow_id, f.first, l.last)
+            FROM firsts f CROSS JOIN LATERAL (SELECT max(c.seq) AS last
+                FROM ordo.completions c WHERE c.workflow_id = f.workflow_id) l
+            WHERE f.first <= l.last)
+        INSERT INTO ordo.completions SELECT * FROM new WHERE NOT EXISTS (SELECT 1 FROM bad)";
+    send = "INSERT INTO ordo.messages SELECT * FROM unnest($1::text[], $2::text[],
+        $3::int8[], $4::bytea[], $5::int8[], $6::text[])";
+    keys = "INSERT INTO ordo.message_keys SELECT * FROM unnest($1::text[], $2::text[])
+        ON CONFLICT DO NOTHING";
+    consume = "DELETE FROM ordo.messages m USING unnest($1::text[], $2::text[], $3::int8[])
+        AS u(destination, topic, number)
+        WHERE m.destination = u.destination AND m.topic = u.topic AND m.number = u.number";
+    put_events = "INSERT INTO ordo.events SELECT * FROM unnest($1::text[], $2::text[], $3::bytea[])
+        ON CONFLICT (workflow_id, key) DO UPDATE SET value = EXCLUDED.value";
+    resolve = "INSERT INTO ordo.awakeables SELECT * FROM unnest($1::text[], $2::int8[],
+            $3::bool[], $4::bytea[])
+        ON CONFLICT (workflow_id, step_id) DO UPDATE SET ok = EXCLUDED.ok, value = EXCLUDED.value";
+    counter = "UPDATE ordo.counters SET value = greatest(value, $1) WHERE name = 'messages'";
+    queue_delete = "DELETE FROM ordo.queue_records WHERE key = ANY($1::bytea[])";
+    queue_put = "INSERT INTO ordo.queue_records SELECT * FROM unnest($1::bytea[], $2::bytea[])
+        ON CONFLICT (key) DO UPDATE SET value = EXCLUDED.value";
+    expire = "UPDATE ordo.workers SET alive = false, epoch = epoch + 1
+        WHERE alive AND id <> $1 AND lease_until < clock_timestamp()";
+    claim = &format!("UPDATE ordo.workflows SET owner = $1 WHERE id IN (
+            SELECT id FROM ordo.workflows WHERE status = 0 AND (owner IS NULL OR owner = $1
+                OR owner IN (SELECT id FROM ordo.workers WHERE NOT alive))
+            FOR UPDATE SKIP LOCKED)
+        RETURNING {WORKFLOW_COLUMNS}");
+    workflow = &format!("SELECT {WORKFLOW_COLUMNS} FROM ordo.workflows WHERE id = $1");
+    workflows = &format!("SELECT {WORKFLOW_COLUMNS} FROM ordo.workflows ORDER BY id");
+    workflows_with = &format!(
+        "SELECT {WORKFLOW_COLUMNS} FROM ordo.workflows WHERE status = $1 ORDER BY id");
+    completions = "SELECT seq, step_id, name, ok, value, attempts, started_ms, ended_ms
+        FROM ordo.completions WHERE workflow_id = $1 ORDER BY seq";
+    type_name = "SELECT name FROM ordo.types WHERE fingerprint = $1";
+    messages = "SELECT topic, number, payload, sent_ms, idempotency_key FROM ordo.messages
+        WHERE destination = $1 ORDER BY number";
+    key_used = "SELECT EXISTS (SELECT 1 FROM ordo.message_keys
+        WHERE destination = $1 AND key = $2)";
+    last_message = "SELECT value FROM ordo.counters WHERE name = 'messages'";
+    event = "SELECT value FROM ordo.events WHERE workflow_id = $1 AND key = $2";
+    events = "SELECT key, value FROM ordo.events WHERE workflow_id = $1 ORDER BY key";
+    awakeable = "SELECT ok, value FROM ordo.awakeables WHERE workflow_id = $1 AND step_id = $2";
+    trace = "SELECT traceparent FROM ordo.trace_contexts WHERE workflow_id = $1";
+    queue_scan = "SELECT key, value FROM ordo.queue_records
+        WHERE key >= $1 AND ($2::bytea IS NULL OR key < $2) ORDER BY key";
+}
+
+/// The thread's state: one job runs at a time, so its cells are never borrowed across
+/// two jobs.
+pub(crate) struct Shared {
+    config: tokio_postgres::Config,
+    conn: std::cell::RefCell<Option<Rc<Conn>>>,
+    pub(crate) worker: Worker,
+    /// The worker's commit count as of this process's last answered fence.
+    pub(crate) commits: std::cell::Cell<i64>,
+    pub(crate) fenced: Arc<AtomicBool>,
+    reconnect_for: Duration,
+}
+
+/// Whether an error means the connection, not the request, failed: the request may be
+/// tried again on a new connection.
+pub(crate) fn is_connection_error(err: &tokio_postgres::Error) -> bool {
+    if err.is_closed() {
+        return true;
+    }
+    match err.code() {
+        // No SQLSTATE: an I/O error or a protocol error on the way.
+        None => err.as_db_error().is_none(),
+        Some(code) => {
+            let code = code.code();
+            // Class 08: connection exception; 57P01..57P03: the server shuts down or
+            // is starting.
+            code.starts_with("08") || matches!(code, "57P01" | "57P02" | "57P03")
+        }
+    }
+}
+
+/// An error from the server or the connection, as the journal's error.
+pub(crate) fn db_error(err: tokio_postgres::Error) -> Error {
+    match err.as_db_error() {
+        Some(db) => Error::Database(format!(
+            "{} ({}){}",
+            db.message(),
+            db.code().code(),
+            db.detail().map(|d| format!(": {d}")).unwrap_or_default()
+        )),
+        None => Error::Database(err.to_string()),
+    }
+}
+
+/// Opens a connection and prepares the statements, retrying with backoff until
+/// `deadline`.
+pub(crate) async fn connect(
+    config: &tokio_postgres::Config,
+    deadline: Instant,
+) -> Result<Client, Error> {
+    let mut backoff = Duration::from_millis(20);
+    loop {
+        match config.connect(NoTls).await {
+            Ok((client, connection)) => {
+                // The connection's I/O runs as a task of the store's runtime; it ends
+                // when the client is dropped or the server goes away.
+                tokio::spawn(async move {
+                    let _ = connection.await;
+                });
+                return Ok(client);
+            }
+            Err(err) if Instant::now() + backoff < deadline && is_connection_error(&err) => {
+                tokio::time::sleep(backoff).await;
+                backoff = (backoff * 2).min(Duration::from_secs(1));
+            }
+            Err(err) => return Err(db_error(err)),
+        }
+    }
+}
+
+impl Shared {
+    pub(crate) fn new(
+        config: tokio_postgres::Config,
+        worker: Worker,
+        commits: i64,
+        fenced: Arc<AtomicBool>,
+        reconnect_for: Duration,
+    ) -> Shared {
+        Shared {
+            config,
+            conn: std::cell::RefCell::new(None),
+            worker,
+            commits: std::cell::Cell::new(commits),
+            fenced,
+            reconnect_for,
+        }
+    }
+
+    async fn conn(&self, deadline: Instant) -> Result<Rc<Conn>, Error> {
+        if let Some(conn) = self.conn.borrow().as_ref() {
+            if !conn.client.is_closed() {
+                return Ok(Rc::clone(conn));
+            }
+        }
+        *self.conn.borrow_mut() = None;
+        loop {
+            let client = connect(&self.config, deadline).await?;
+            match Statements::prepare(&client).await {
+                Ok(st) => {
+                    let conn = Rc::new(Conn { client, st });
+                    *self.conn.borrow_mut() = Some(Rc::clone(&conn));
+                    return Ok(conn);
+                }
+                Err(err) if is_connection_error(&err) && Instant::now() < deadline => {
+                    tokio::time::sleep(Duration::from_millis(50)).await;
+                }
+                Err(err) => return Err(db_error(err)),
+            }
+        }
+    }
+
+    /// Runs `attempt` until it succeeds, fails on its own, or the connection could not
+    /// be had back in time. `retried` tells the attempt whether an earlier one may have
+    /// reached the server.
+    pub(crate) async fn run<R, F, Fut>(&self, attempt: F) -> Result<R, Error>
+    where
+        F: Fn(Rc<Conn>, bool) -> Fut,
+        Fut: Future<Output = Result<R, tokio_postgres::Error>>,
+    {
+        let deadline = Instant::now() + self.reconnect_for;
+        let mut backoff = Duration::from_millis(20);
+        let mut retried = false;
+        loop {
+            let conn = self.conn(deadline).await?;
+            match attempt(conn, retried).await {
+                Ok(value) => return Ok(value),
+                Err(err) if is_connection_error(&err) && Instant::now() < deadline => {
+                    *self.conn.borrow_mut() = None;
+                    retried = true;
+                    tokio::time::sleep(backoff).await;
+                    backoff = (backoff * 2).min(Duration::from_secs(1));
+                }
+                Err(err) => return Err(self.error(err)),
+            }
+        }
+    }
+
+    /// The journal's error for a failed request: a refused fence or an append out of
+    /// order are typed; the rest is the server's message.
+    pub(crate) fn error(&self, err: tokio_postgres::Error) -> Error {
+        if let Some(db) = err.as_db_error() {
+            match db.code().code() {
+                "OR001" => {
+                    self.fenced.store(true, Ordering::SeqCst);
+                    return Error::Fenced {
+                        worker: self.worker.name.clone(),
+                    };
+                }
+                "OR002" => {
+                    let detail = db.detail().unwrap_or_default();
+                    let mut parts = detail.splitn(3, ' ');
+                    let seq = parts.next().and_then(|s| s.parse::<i64>().ok());
+                    let after = parts.next().and_then(|s| s.parse::<i64>().ok());
+                    if let (Some(seq), Some(after), Some(workflow_id)) = (seq, after, parts.next())
+                    {
+                        return Error::SeqOutOfOrder {
+                            workflow_id: workflow_id.to_owned(),
+                            seq: seq as u64,
+                            after: after as u64,
+                        };
+                    }
+                }
+                _ => {}
+            }
+        }
+        db_error(err)
+    }
+}

@@ -1,0 +1,83 @@
+//! Many worker processes on one journal: PostgreSQL, leases, takeover.
+//!
+//! The embedded sled journal is one process's. To run a service on several machines,
+//! give every process the same PostgreSQL database
+//! ([`RuntimeBuilder::postgres`](crate::RuntimeBuilder::postgres), or the environment
+//! variable `ORDO_DATABASE_URL`); each process is then a *worker*:
+//!
+//! - A workflow is driven by one worker at a time: the one that started it, or the one
+//!   that claimed it. [`Runtime::recover`](crate::Runtime::recover) claims the pending
+//!   workflows no live worker drives (with `FOR UPDATE SKIP LOCKED`: two workers never
+//!   claim the same one), and from then on the runtime claims again every half lease,
+//!   so the workflows of a worker that died (stopped renewing its lease) run on the
+//!   others within about one and a half leases, replayed from the journal like after a
+//!   crash.
+//! - A worker whose lease ran out and whose workflows were taken over is *fenced*: its
+//!   commits are refused ([`journal::Error::Fenced`](crate::journal::Error::Fenced)),
+//!   so a paused or cut-off process that wakes up cannot record anything after the
+//!   takeover; its runtime stops with that error, as after any failed commit. Only the
+//!   step bodies it had in flight may have run twice, as after a crash.
+//! - A process that starts again under its old worker name
+//!   ([`PgOptions::worker_name`](crate::journal::PgOptions::worker_name)) gets its
+//!   workflows back at once, without waiting for its old lease to run out.
+//! - On a shared store, [`Runtime::run`](crate::Runtime::run) keeps serving once
+//!   recovery started: it keeps looking for workflows to take over.
+//!
+//! The runtime does not know which store it has: every record kind (workflows, step
+//! completions, messages, events, awakeables, queue records, trace contexts) lives in
+//! both. What does not cross workers yet: a queue's limits and a schedule's ticks are
+//! kept by each worker for the workflows it enqueued, and a message to a workflow that
+//! another worker drives is seen when that worker next reads its mailbox (at its next
+//! recovery), not at once.
+//!
+//! ```no_run
+//! use ordo::{Ctx, Runtime};
+//! use ordo::journal::PgOptions;
+//!
+//! async fn charge(ctx: Ctx, cents: u64) -> Result<u64, String> {
+//!     ctx.step("charge", move || async move { Ok::<_, String>(cents) }).await
+//! }
+//!
+//! let rt = Runtime::builder()
+//!     .postgres_with(PgOptions::new("postgres://ordo@db.internal/shop").worker_name("shop-1"))
+//!     .register("charge", charge)
+//!     .build()?;
+//! rt.recover()?; // claims what no live worker drives; takes over dead workers' work from now on
+//! let receipt = rt.start::<_, u64, String>("charge", "order-42", 1_999)?;
+//! assert_eq!(rt.block_on(receipt.result())?, Ok(1_999));
+//! # Ok::<(), ordo::Error>(())
+//! ```
+
+use std::rc::Rc;
+use std::time::Duration;
+
+use ordo_executor::Executor;
+
+use crate::core::Core;
+use crate::error::Error;
+
+/// Spawns the task that claims again every `every`, launching what it claims.
+pub(crate) fn spawn_takeover(core: &Rc<Core>, executor: &Executor, every: Duration) {
+    let core = Rc::downgrade(core);
+    drop(executor.spawn(async move {
+        loop {
+            ordo_executor::sleep(every).await;
+            let Some(core) = core.upgrade() else { return };
+            if core.broken().is_some() {
+                return;
+            }
+            match crate::runtime::resume_claimed(&core, |root| drop(ordo_executor::spawn(root))) {
+                Ok(report) if !report.resumed.is_empty() => {
+                    crate::telemetry::took_over(report.resumed.len());
+                }
+                Ok(_) => {}
+                // Fenced: this worker's workflows are another's now; its commits fail
+                // and stop the runtime. Any other error: the next turn tries again.
+                Err(Error::Journal(err)) if matches!(*err, ordo_journal::Error::Fenced { .. }) => {
+                    return
+                }
+                Err(_) => {}
+            }
+        }
+    }));
+}

@@ -1,0 +1,356 @@
+//! Both stores keep the same promises: every record kind round-trips, completions are
+//! append-only, a refused batch writes nothing, deletes and resets take everything of a
+//! workflow along. Each check runs on sled and on PostgreSQL (a throwaway cluster, see
+//! `ordo_testkit::postgres`; skipped, and said so, where no server is installed).
+#![allow(clippy::unwrap_used)]
+
+use ordo::journal::{
+    Batch, Completion, Error, Message, Outcome, PgJournal, PgOptions, SledJournal, Status, Store,
+    WorkflowRecord,
+};
+use ordo_testkit::postgres::TestPostgres;
+
+fn completion(seq: u64) -> Completion {
+    Completion {
+        seq,
+        step_id: seq * 7,
+        name: format!("step-{seq}"),
+        outcome: if seq % 3 == 2 {
+            Outcome::Err(vec![seq as u8; 3])
+        } else {
+            Outcome::Ok(vec![seq as u8; 5])
+        },
+        attempts: 1 + (seq as u32 % 2),
+        started_ms: 1_000 + seq,
+        ended_ms: 2_000 + seq,
+    }
+}
+
+fn record(id: &str, status: Status) -> WorkflowRecord {
+    let mut rec = WorkflowRecord::new(id, "flow", id.as_bytes().to_vec(), 42);
+    rec.status = status;
+    if status.is_finished() {
+        rec.output = Some(Outcome::Err(b"nope".to_vec()));
+    }
+    rec
+}
+
+fn message(destination: &str, topic: &str, number: u64, key: Option<&str>) -> Message {
+    Message {
+        destination: destination.into(),
+        topic: topic.into(),
+        number,
+        payload: vec![number as u8; 4],
+        sent_ms: 77,
+        idempotency_key: key.map(str::to_owned),
+    }
+}
+
+/// Runs `check` on a temporary sled journal and on a fresh PostgreSQL database.
+fn on_both(name: &str, check: impl Fn(&dyn Store)) {
+    check(&SledJournal::temporary().unwrap());
+    match TestPostgres::shared() {
+        Some(pg) => check(&PgJournal::connect(&pg.database(name)).unwrap()),
+        None => eprintln!("{name}: PostgreSQL part skipped (no server)"),
+    }
+}
+
+#[test]
+fn every_workflow_record_field_round_trips() {
+    on_both("records", |store| {
+        let mut batch = Batch::new();
+        let mut expected = Vec::new();
+        for (i, status) in Status::ALL.into_iter().enumerate() {
+            let rec = record(&format!("wf-{i}"), status);
+            batch.put_workflow(rec.clone());
+            expected.push(rec);
+        }
+        let edge = WorkflowRecord {
+            id: "订单/42 🧾".into(),
+            name: String::new(),
+            input: Vec::new(),
+            status: Status::Succeeded,
+            output: Some(Outcome::Ok(Vec::new())),
+            created_ms: u64::MAX,
+            updated_ms: 0,
+            recovery_attempts: u32::MAX,
+            app_version: Some("v2".into()),
+            deadline_ms: Some(u64::MAX),
+        };
+        batch.put_workflow(edge.clone());
+        expected.push(edge);
+        store.commit(&batch).unwrap();
+        for rec in &expected {
+            assert_eq!(store.workflow(&rec.id).unwrap().as_ref(), Some(rec));
+        }
+        assert_eq!(store.workflow("absent").unwrap(), None);
+        assert_eq!(store.commit_count(), 1);
+    });
+}
+
+#[test]
+fn completions_come_back_in_seq_order_across_commits() {
+    on_both("completions", |store| {
+        for seqs in [vec![3, 0, 256, 1], vec![65_536, 300, 257]] {
+            let mut batch = Batch::new();
+            for seq in seqs {
+                batch.push_completion("a", completion(seq));
+                batch.push_completion("b", completion(seq + 1));
+            }
+            store.commit(&batch).unwrap();
+        }
+        let mut big = completion(70_000);
+        big.outcome = Outcome::Ok(vec![0xAB; 300_000]);
+        let mut batch = Batch::new();
+        batch.push_completion("a", big.clone());
+        store.commit(&batch).unwrap();
+        let mut want: Vec<Completion> = [0, 1, 3, 256, 257, 300, 65_536]
+            .into_iter()
+            .map(completion)
+            .collect();
+        want.push(big);
+        assert_eq!(store.completions("a").unwrap(), want);
+        let b: Vec<u64> = store
+            .completions("b")
+            .unwrap()
+            .iter()
+            .map(|c| c.seq)
+            .collect();
+        assert_eq!(b, [1, 2, 4, 257, 258, 301, 65_537]);
+        assert!(store.completions("c").unwrap().is_empty());
+    });
+}
+
+#[test]
+fn an_append_at_or_before_a_recorded_seq_refuses_the_whole_batch() {
+    on_both("append_only", |store| {
+        let mut batch = Batch::new();
+        batch.push_completion("a", completion(0));
+        batch.push_completion("a", completion(1));
+        store.commit(&batch).unwrap();
+
+        let mut batch = Batch::new();
+        batch.put_workflow(record("a", Status::Succeeded));
+        batch.push_completion("b", completion(0));
+        batch.push_completion("a", completion(1));
+        batch.push_completion("a", completion(2));
+        let err = store.commit(&batch).unwrap_err();
+        assert!(
+            matches!(&err, Error::SeqOutOfOrder { workflow_id, seq: 1, after: 1 } if workflow_id == "a"),
+            "{err:?}"
+        );
+        // Nothing of the refused batch is there.
+        assert_eq!(store.workflow("a").unwrap(), None);
+        assert!(store.completions("b").unwrap().is_empty());
+        assert_eq!(store.completions("a").unwrap().len(), 2);
+
+        let mut twice = Batch::new();
+        twice.push_completion("c", completion(5));
+        twice.push_completion("c", completion(5));
+        assert!(matches!(
+            store.commit(&twice),
+            Err(Error::SeqOutOfOrder { seq: 5, .. })
+        ));
+        assert!(store.completions("c").unwrap().is_empty());
+    });
+}
+
+#[test]
+fn workflows_are_listed_by_status_in_id_order_and_move_with_it() {
+    on_both("status", |store| {
+        let mut batch = Batch::new();
+        for id in ["b", "a", "c", "B"] {
+            batch.insert_workflow(record(id, Status::Pending));
+        }
+        // The later put of one id in a batch wins.
+        batch.put_workflow(record("c", Status::Failed));
+        store.commit(&batch).unwrap();
+        let ids = |status| -> Vec<String> {
+            store
+                .workflows(status)
+                .unwrap()
+                .into_iter()
+                .map(|w| w.id)
+                .collect()
+        };
+        assert_eq!(ids(Some(Status::Pending)), ["B", "a", "b"]);
+        assert_eq!(ids(Some(Status::Failed)), ["c"]);
+        let mut batch = Batch::new();
+        batch.update_workflow(record("a", Status::Cancelled), Status::Pending);
+        store.commit(&batch).unwrap();
+        assert_eq!(ids(Some(Status::Pending)), ["B", "b"]);
+        assert_eq!(ids(Some(Status::Cancelled)), ["a"]);
+        assert_eq!(ids(None), ["B", "a", "b", "c"]);
+        assert_eq!(store.claim_pending().unwrap().len(), 2);
+    });
+}
+
+#[test]
+fn mail_events_awakeables_types_traces_and_queue_records_round_trip() {
+    on_both("mail", |store| {
+        let mut batch = Batch::new();
+        batch.send_message(message("w", "t", 3, Some("k1")));
+        batch.send_message(message("w", "u", 1, None));
+        batch.send_message(message("w", "t", 2, None));
+        batch.send_message(message("x", "t", 4, None));
+        // Sent and consumed in one batch: stored neither way, its key is.
+        batch.send_message(message("w", "t", 5, Some("k2")));
+        batch.consume_message("w", "t", 5);
+        batch.set_event("w", "phase", b"one".to_vec());
+        batch.set_event("w", "phase", b"two".to_vec());
+        batch.set_event("w", "alpha", b"a".to_vec());
+        batch.resolve_awakeable("w", 9, Outcome::Err(b"denied".to_vec()));
+        batch.put_type(u64::MAX, "shop::Receipt".into());
+        batch.put_trace_context(
+            "w",
+            "00-0af7651916cd43dd8448eb211c80319c-b7ad6b7169203331-01".into(),
+        );
+        batch.put_queue_record(b"e/q1/2".to_vec(), b"two".to_vec());
+        batch.put_queue_record(b"e/q1/1".to_vec(), b"one".to_vec());
+        batch.put_queue_record(b"e/q2/1".to_vec(), b"other".to_vec());
+        batch.put_queue_record(b"e/q1/3".to_vec(), b"gone".to_vec());
+        batch.delete_queue_record(b"e/q1/3".to_vec());
+        batch.put_queue_record(vec![0xFF, 0xFF], b"edge".to_vec());
+        store.commit(&batch).unwrap();
+
+        let numbers = |d: &str| -> Vec<(String, u64)> {
+            store
+                .messages(d)
+                .unwrap()
+                .into_iter()
+                .map(|m| (m.topic, m.number))
+                .collect()
+        };
+        assert_eq!(
+            numbers("w"),
+            [("u".into(), 1), ("t".into(), 2), ("t".into(), 3)]
+        );
+        assert_eq!(
+            store.messages("w").unwrap()[2],
+            message("w", "t", 3, Some("k1"))
+        );
+        assert!(store.message_key_used("w", "k1").unwrap());
+        assert!(store.message_key_used("w", "k2").unwrap());
+        assert!(!store.message_key_used("x", "k1").unwrap());
+        assert_eq!(store.last_message_number().unwrap(), 5);
+        assert_eq!(store.event("w", "phase").unwrap(), Some(b"two".to_vec()));
+        assert_eq!(store.event("w", "none").unwrap(), None);
+        assert_eq!(
+            store.events("w").unwrap(),
+            [
+                ("alpha".to_string(), b"a".to_vec()),
+                ("phase".into(), b"two".to_vec())
+            ]
+        );
+        assert_eq!(
+            store.awakeable("w", 9).unwrap(),
+            Some(Outcome::Err(b"denied".to_vec()))
+        );
+        assert_eq!(store.awakeable("w", 8).unwrap(), None);
+        assert_eq!(
+            store.type_name(u64::MAX).unwrap().as_deref(),
+            Some("shop::Receipt")
+        );
+        assert!(store.trace_context("w").unwrap().is_some());
+        assert_eq!(
+            store.queue_records(b"e/q1/").unwrap(),
+            [
+                (b"e/q1/1".to_vec(), b"one".to_vec()),
+                (b"e/q1/2".to_vec(), b"two".to_vec())
+            ]
+        );
+        assert_eq!(store.queue_records(&[0xFF]).unwrap().len(), 1);
+        assert_eq!(store.queue_records(b"").unwrap().len(), 4);
+
+        let mut batch = Batch::new();
+        batch.consume_message("w", "t", 2);
+        batch.delete_queue_record(b"e/q1/1".to_vec());
+        store.commit(&batch).unwrap();
+        assert_eq!(numbers("w"), [("u".into(), 1), ("t".into(), 3)]);
+        assert_eq!(store.queue_records(b"e/q1/").unwrap().len(), 1);
+    });
+}
+
+#[test]
+fn a_delete_takes_everything_of_a_workflow_and_a_reset_its_completions() {
+    on_both("delete", |store| {
+        let mut batch = Batch::new();
+        for id in ["old", "kept"] {
+            batch.put_workflow(record(id, Status::Succeeded));
+            batch.push_completion(id, completion(0));
+            batch.push_completion(id, completion(1));
+            batch.send_message(message(id, "t", if id == "old" { 1 } else { 2 }, Some("k")));
+            batch.set_event(id, "e", vec![1]);
+            batch.resolve_awakeable(id, 1, Outcome::Ok(vec![]));
+            batch.put_trace_context(
+                id,
+                "00-0af7651916cd43dd8448eb211c80319c-b7ad6b7169203331-01".into(),
+            );
+        }
+        store.commit(&batch).unwrap();
+        let mut batch = Batch::new();
+        batch.delete_workflow("old");
+        batch.delete_workflow("never-existed");
+        store.commit(&batch).unwrap();
+        assert_eq!(store.workflow("old").unwrap(), None);
+        assert!(store.completions("old").unwrap().is_empty());
+        assert!(store.messages("old").unwrap().is_empty());
+        assert!(!store.message_key_used("old", "k").unwrap());
+        assert!(store.events("old").unwrap().is_empty());
+        assert_eq!(store.awakeable("old", 1).unwrap(), None);
+        assert_eq!(store.trace_context("old").unwrap(), None);
+        assert!(store
+            .workflows(Some(Status::Succeeded))
+            .unwrap()
+            .iter()
+            .all(|w| w.id == "kept"));
+        assert_eq!(store.completions("kept").unwrap().len(), 2);
+        assert_eq!(store.messages("kept").unwrap().len(), 1);
+
+        // Deleted and written again in one batch: a new workflow.
+        let mut batch = Batch::new();
+        batch.delete_workflow("kept");
+        batch.insert_workflow(record("kept", Status::Pending));
+        batch.push_completion("kept", completion(0));
+        store.commit(&batch).unwrap();
+        assert_eq!(store.completions("kept").unwrap(), [completion(0)]);
+        assert_eq!(
+            store.workflow("kept").unwrap().map(|w| w.status),
+            Some(Status::Pending)
+        );
+
+        // Continue-as-new: the history starts over at seq 0.
+        let mut batch = Batch::new();
+        batch.push_completion("kept", completion(1));
+        store.commit(&batch).unwrap();
+        let mut batch = Batch::new();
+        batch.reset_completions("kept");
+        batch.push_completion("kept", completion(0));
+        store.commit(&batch).unwrap();
+        assert_eq!(store.completions("kept").unwrap(), [completion(0)]);
+    });
+}
+
+#[test]
+fn a_postgres_journal_keeps_its_records_across_reconnects_and_names() {
+    let Some(pg) = TestPostgres::shared() else {
+        eprintln!("skipped: no PostgreSQL server");
+        return;
+    };
+    let url = pg.database("reopen");
+    {
+        let journal = PgOptions::new(&url).worker_name("w1").connect().unwrap();
+        let mut batch = Batch::new();
+        batch.insert_workflow(record("kept", Status::Pending));
+        batch.push_completion("kept", completion(0));
+        journal.commit(&batch).unwrap();
+        assert_eq!(journal.worker_name(), "w1");
+    }
+    let journal = PgOptions::new(&url).worker_name("w1").connect().unwrap();
+    assert_eq!(journal.completions("kept").unwrap(), [completion(0)]);
+    assert_eq!(journal.claim_pending().unwrap()[0].id, "kept");
+    let bad = PgOptions::new("postgres://nobody@127.0.0.1:1/none")
+        .reconnect_for(std::time::Duration::from_millis(100))
+        .connect();
+    assert!(bad.is_err());
+}
