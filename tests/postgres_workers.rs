@@ -1,0 +1,442 @@
+//! Many worker processes on one PostgreSQL journal, with real SIGKILLs and SIGSTOPs:
+//! every workflow finishes exactly once, a dead worker's workflows are taken over, a
+//! paused worker that wakes up after a takeover is fenced, and a PostgreSQL restart
+//! under a running worker loses nothing.
+//!
+//! Each test starts throwaway clusters through `ordo_testkit::postgres` and is skipped,
+//! saying so, on a machine without PostgreSQL (`ORDO_REQUIRE_POSTGRES=1` makes that a
+//! failure instead).
+#![allow(clippy::unwrap_used)]
+
+mod common;
+
+use std::collections::HashMap;
+use std::io::{BufRead, BufReader};
+use std::process::{Child, Command, Stdio};
+use std::sync::{Arc, Mutex};
+use std::time::{Duration, Instant};
+
+use ordo::journal::PgOptions;
+use ordo::{Ctx, Runtime};
+use ordo_testkit::postgres::TestPostgres;
+
+const TAG: &str = "@@pg-worker@@ ";
+const URL_ENV: &str = "ORDO_PGW_URL";
+const NAME_ENV: &str = "ORDO_PGW_NAME";
+const SHARE_ENV: &str = "ORDO_PGW_SHARE";
+const LEASE: Duration = Duration::from_millis(1_000);
+
+/// Ten steps: three one after another, four at once, a message to itself and back,
+/// two more. Every body says that it ran.
+async fn order(ctx: Ctx, n: u64) -> Result<u64, String> {
+    let id = ctx.workflow_id().to_string();
+    let said = move |step: &str| println!("{TAG}ran {id} {step}");
+    let mut total = 0;
+    for i in 0..3 {
+        let said = said.clone();
+        total += ctx
+            .step(&format!("seq-{i}"), move || async move {
+                said(&format!("seq-{i}"));
+                Ok::<_, String>(n + i)
+            })
+            .await?;
+    }
+    let parts = (0..4).map(|i| {
+        let said = said.clone();
+        ctx.step(&format!("par-{i}"), move || async move {
+            said(&format!("par-{i}"));
+            Ok::<_, String>(n * i)
+        })
+    });
+    for part in futures::future::join_all(parts).await {
+        total += part?;
+    }
+    let me = ctx.workflow_id().to_string();
+    ctx.send(&me, "note", total).await.map_err(|e| e.to_string())?;
+    let echoed: Option<u64> = ctx.recv("note", Duration::from_secs(3600)).await;
+    total += echoed.unwrap_or(0);
+    for i in 0..2 {
+        let said = said.clone();
+        total += ctx
+            .step(&format!("end-{i}"), move || async move {
+                said(&format!("end-{i}"));
+                Ok::<_, String>(i)
+            })
+            .await?;
+    }
+    Ok(total)
+}
+
+/// What `order(n)` returns, computed independently.
+fn expected(n: u64) -> u64 {
+    let first = (n) + (n + 1) + (n + 2) + 6 * n;
+    2 * first + 1
+}
+
+fn runtime(url: &str, name: &str) -> Runtime {
+    Runtime::builder()
+        .postgres_with(PgOptions::new(url).worker_name(name).lease(LEASE))
+        .register("order", order)
+        .build()
+        .expect("worker runtime")
+}
+
+#[test]
+#[ignore = "a worker process of the PostgreSQL tests; does nothing when run directly"]
+fn worker_child() {
+    let (Ok(url), Ok(name), Ok(share)) = (
+        std::env::var(URL_ENV),
+        std::env::var(NAME_ENV),
+        std::env::var(SHARE_ENV),
+    ) else {
+        return;
+    };
+    let rt = runtime(&url, &name);
+    rt.recover().expect("recover");
+    // Its share of the orders, unless they exist already (started by an earlier life
+    // of this worker, and maybe driven by another worker now).
+    let (first, count) = share.split_once(',').unwrap();
+    let (first, count): (u64, u64) = (first.parse().unwrap(), count.parse().unwrap());
+    for n in first..first + count {
+        let id = format!("order-{n:05}");
+        if rt.journal().workflow(&id).expect("read").is_none() {
+            drop(rt.start::<_, u64, String>("order", &id, n).expect("start"));
+        }
+    }
+    println!("{TAG}ready");
+    // Serves until killed: drives its workflows and takes over dead workers' ones.
+    rt.block_on(futures::future::pending::<()>());
+    println!("{TAG}run ended");
+}
+
+struct Worker {
+    child: Child,
+    life: usize,
+}
+
+/// Everything the workers printed, with the life (process) that printed it.
+type Lines = Arc<Mutex<Vec<(usize, String)>>>;
+
+fn spawn_worker(url: &str, name: &str, share: (u64, u64), life: usize, lines: &Lines) -> Worker {
+    let exe = std::env::current_exe().unwrap();
+    let mut child = Command::new(exe)
+        .args(["--exact", "worker_child", "--nocapture", "--ignored"])
+        .env(URL_ENV, url)
+        .env(NAME_ENV, name)
+        .env(SHARE_ENV, format!("{},{}", share.0, share.1))
+        .stdout(Stdio::piped())
+        .stderr(Stdio::null())
+        .spawn()
+        .unwrap();
+    let stdout = child.stdout.take().unwrap();
+    let lines = Arc::clone(lines);
+    std::thread::spawn(move || {
+        for line in BufReader::new(stdout).lines().map_while(Result::ok) {
+            if let Some(rest) = line.strip_prefix(TAG) {
+                lines.lock().unwrap().push((life, rest.to_string()));
+            }
+        }
+    });
+    Worker { child, life }
+}
+
+fn psql(pg: &TestPostgres, url: &str, sql: &str) -> String {
+    let out = Command::new(pg.bin_dir().join("psql"))
+        .args([url, "-AtX", "-c", sql])
+        .output()
+        .unwrap();
+    assert!(out.status.success(), "psql {sql}: {}", String::from_utf8_lossy(&out.stderr));
+    String::from_utf8(out.stdout).unwrap().trim().to_string()
+}
+
+/// How many workflows succeeded (0 before a worker created the tables).
+fn count_succeeded(pg: &TestPostgres, url: &str) -> usize {
+    let out = Command::new(pg.bin_dir().join("psql"))
+        .args([url, "-AtX", "-c", "SELECT count(*) FROM ordo.workflows WHERE status = 1"])
+        .output()
+        .unwrap();
+    String::from_utf8_lossy(&out.stdout).trim().parse().unwrap_or(0)
+}
+
+/// After the run: every order succeeded with the uninterrupted result, no step id is
+/// recorded twice in a workflow, and every body that ran more than once ran, all but
+/// the last time, in a process that was then killed (or fenced).
+fn check_outcome(pg: &TestPostgres, url: &str, orders: u64, lines: &Lines, killed: &[usize]) {
+    let duplicated = psql(
+        pg,
+        url,
+        "SELECT count(*) FROM (SELECT workflow_id, step_id FROM ordo.completions
+             GROUP BY 1, 2 HAVING count(*) > 1) d",
+    );
+    assert_eq!(duplicated, "0", "a step's completion was recorded twice");
+    let rt = Runtime::builder()
+        .postgres(url)
+        .register("order", order)
+        .build()
+        .unwrap();
+    for n in 0..orders {
+        let id = format!("order-{n:05}");
+        let handle = rt.handle::<u64, String>(&id).unwrap();
+        let result = rt.block_on(handle.result()).unwrap();
+        assert_eq!(result, Ok(expected(n)), "{id}");
+    }
+    let mut runs: HashMap<String, Vec<usize>> = HashMap::new();
+    for (life, line) in lines.lock().unwrap().iter() {
+        if let Some(step) = line.strip_prefix("ran ") {
+            runs.entry(step.to_string()).or_default().push(*life);
+        }
+    }
+    // 9 bodies per order (the tenth step is the message).
+    assert_eq!(runs.len() as u64, orders * 9, "every body ran at least once");
+    for (step, lives) in &runs {
+        for life in &lives[..lives.len() - 1] {
+            assert!(
+                killed.contains(life),
+                "{step} ran again after life {life}, which was never killed: {lives:?}"
+            );
+        }
+    }
+}
+
+#[test]
+fn three_workers_killed_at_random_finish_every_workflow_exactly_once() {
+    let Some(pg) = TestPostgres::shared() else {
+        eprintln!("skipped: no PostgreSQL server");
+        return;
+    };
+    let url = pg.database("three_workers");
+    const ORDERS: u64 = 300;
+    let shares = [(0, 100), (100, 100), (200, 100)];
+    let lines: Lines = Arc::default();
+    let mut life = 0;
+    let mut workers: Vec<Worker> = shares
+        .iter()
+        .enumerate()
+        .map(|(i, share)| {
+            life += 1;
+            spawn_worker(&url, &format!("w{i}"), *share, life, &lines)
+        })
+        .collect();
+    let mut killed = Vec::new();
+    let mut rng = fastrand::Rng::with_seed(0x0dd0);
+    let began = Instant::now();
+    let mut kills = 0;
+    while count_succeeded(pg, &url) < ORDERS as usize {
+        assert!(began.elapsed() < Duration::from_secs(240), "the run did not finish");
+        std::thread::sleep(Duration::from_millis(rng.u64(200..900)));
+        if kills >= 12 {
+            continue;
+        }
+        let i = rng.usize(..workers.len());
+        let w = &mut workers[i];
+        w.child.kill().unwrap();
+        w.child.wait().unwrap();
+        killed.push(w.life);
+        kills += 1;
+        life += 1;
+        // Half the time the worker comes back under its name at once (it takes its
+        // workflows back); else later, as a new worker (the others take them over).
+        let name = if rng.bool() {
+            format!("w{i}")
+        } else {
+            std::thread::sleep(2 * LEASE);
+            format!("w{i}-life{life}")
+        };
+        workers[i] = spawn_worker(&url, &name, shares[i], life, &lines);
+    }
+    for mut w in workers {
+        w.child.kill().unwrap();
+        w.child.wait().unwrap();
+        killed.push(w.life);
+    }
+    check_outcome(pg, &url, ORDERS, &lines, &killed);
+}
+
+async fn sleeper(ctx: Ctx, n: u64) -> Result<u64, String> {
+    let id = ctx.workflow_id().to_string();
+    let first = ctx
+        .step("before", move || async move { Ok::<_, String>(n) })
+        .await?;
+    ctx.sleep(Duration::from_secs(4)).await;
+    ctx.step("after", move || async move {
+        println!("{TAG}after {id} by {}", std::process::id());
+        Ok::<_, String>(first + 1)
+    })
+    .await
+}
+
+#[test]
+#[ignore = "a worker process of the fencing test; does nothing when run directly"]
+fn sleeper_child() {
+    let (Ok(url), Ok(name)) = (std::env::var(URL_ENV), std::env::var(NAME_ENV)) else {
+        return;
+    };
+    let rt = Runtime::builder()
+        .postgres_with(PgOptions::new(&url).worker_name(&name).lease(LEASE))
+        .register("sleeper", sleeper)
+        .build()
+        .expect("worker runtime");
+    rt.recover().expect("recover");
+    let handles: Vec<_> = if std::env::var(SHARE_ENV).is_ok() {
+        (0..10u64)
+            .map(|n| {
+                rt.start::<_, u64, String>("sleeper", &format!("sleeper-{n}"), n)
+                    .expect("start")
+            })
+            .collect()
+    } else {
+        Vec::new()
+    };
+    if handles.is_empty() {
+        println!("{TAG}ready");
+        rt.block_on(futures::future::pending::<()>());
+        return;
+    }
+    // The starts and first steps are committed once this returns.
+    rt.block_on(ordo::executor::sleep(Duration::from_millis(300)));
+    println!("{TAG}ready");
+    for handle in handles {
+        match rt.block_on(handle.result()) {
+            Ok(_) => println!("{TAG}finished"),
+            Err(err) => println!("{TAG}error {err}"),
+        }
+    }
+}
+
+fn spawn_sleeper(url: &str, name: &str, starts: bool) -> (Child, Arc<Mutex<Vec<String>>>) {
+    let exe = std::env::current_exe().unwrap();
+    let mut command = Command::new(exe);
+    command
+        .args(["--exact", "sleeper_child", "--nocapture", "--ignored"])
+        .env(URL_ENV, url)
+        .env(NAME_ENV, name)
+        .stdout(Stdio::piped())
+        .stderr(Stdio::null());
+    if starts {
+        command.env(SHARE_ENV, "1");
+    }
+    let mut child = command.spawn().unwrap();
+    let stdout = child.stdout.take().unwrap();
+    let lines = Arc::new(Mutex::new(Vec::new()));
+    let sink = Arc::clone(&lines);
+    std::thread::spawn(move || {
+        for line in BufReader::new(stdout).lines().map_while(Result::ok) {
+            if let Some(rest) = line.strip_prefix(TAG) {
+                sink.lock().unwrap().push(rest.to_string());
+            }
+        }
+    });
+    (child, lines)
+}
+
+fn wait_for(lines: &Arc<Mutex<Vec<String>>>, what: &str, within: Duration) -> bool {
+    let began = Instant::now();
+    while began.elapsed() < within {
+        if lines.lock().unwrap().iter().any(|l| l.contains(what)) {
+            return true;
+        }
+        std::thread::sleep(Duration::from_millis(20));
+    }
+    false
+}
+
+fn signal(child: &Child, signal: &str) {
+    let status = Command::new("kill")
+        .args([signal, &child.id().to_string()])
+        .status()
+        .unwrap();
+    assert!(status.success());
+}
+
+#[test]
+fn a_paused_worker_is_fenced_and_its_workflows_finish_on_another() {
+    let Some(pg) = TestPostgres::shared() else {
+        eprintln!("skipped: no PostgreSQL server");
+        return;
+    };
+    let url = pg.database("fencing");
+    let (mut paused, paused_lines) = spawn_sleeper(&url, "paused", true);
+    assert!(wait_for(&paused_lines, "ready", Duration::from_secs(30)));
+    signal(&paused, "-STOP");
+    let (mut other, other_lines) = spawn_sleeper(&url, "other", false);
+    assert!(wait_for(&other_lines, "ready", Duration::from_secs(30)));
+    // The other worker takes the ten workflows over once the lease ran out, and
+    // finishes them after their recorded sleep.
+    let began = Instant::now();
+    while count_succeeded(pg, &url) < 10 {
+        assert!(began.elapsed() < Duration::from_secs(60), "no takeover");
+        std::thread::sleep(Duration::from_millis(100));
+    }
+    let other_pid = other.id().to_string();
+    let finished_by_other = other_lines
+        .lock()
+        .unwrap()
+        .iter()
+        .filter(|l| l.starts_with("after") && l.ends_with(&other_pid))
+        .count();
+    assert_eq!(finished_by_other, 10);
+    // Woken up, the paused worker may run its step bodies, but records nothing.
+    signal(&paused, "-CONT");
+    assert!(
+        wait_for(&paused_lines, "error", Duration::from_secs(30)),
+        "the paused worker was not refused: {:?}",
+        paused_lines.lock().unwrap()
+    );
+    assert!(paused_lines
+        .lock()
+        .unwrap()
+        .iter()
+        .any(|l| l.contains("fenced")));
+    assert!(!paused_lines.lock().unwrap().iter().any(|l| l == "finished"));
+    // Per workflow: its two steps and the sleep's two records (its deadline, its
+    // end), each once: what an uninterrupted run records.
+    assert_eq!(
+        psql(
+            pg,
+            &url,
+            "SELECT string_agg(name || ' ' || n, ',' ORDER BY name) FROM
+                 (SELECT name, count(*) AS n FROM ordo.completions GROUP BY name) c"
+        ),
+        "after 10,before 10,ordo.sleep 10,ordo.sleep.until 10",
+    );
+    for child in [&mut paused, &mut other] {
+        child.kill().unwrap();
+        child.wait().unwrap();
+    }
+}
+
+#[test]
+fn a_worker_waits_for_a_restarted_postgres_and_loses_nothing() {
+    let Some(pg) = TestPostgres::start() else {
+        eprintln!("skipped: no PostgreSQL server");
+        return;
+    };
+    if pg.is_external() {
+        eprintln!("skipped: an external server cannot be restarted by the test");
+        return;
+    }
+    let url = pg.database("restart");
+    const ORDERS: u64 = 60;
+    let lines: Lines = Arc::default();
+    let mut worker = spawn_worker(&url, "solo", (0, ORDERS), 1, &lines);
+    let began = Instant::now();
+    while !lines.lock().unwrap().iter().any(|(_, l)| l == "ready") {
+        assert!(began.elapsed() < Duration::from_secs(30));
+        std::thread::sleep(Duration::from_millis(10));
+    }
+    std::thread::sleep(Duration::from_millis(100));
+    pg.stop();
+    std::thread::sleep(Duration::from_secs(2));
+    pg.start_again();
+    while count_succeeded(&pg, &url) < ORDERS as usize {
+        assert!(
+            began.elapsed() < Duration::from_secs(120),
+            "the worker did not finish after the restart"
+        );
+        std::thread::sleep(Duration::from_millis(100));
+    }
+    worker.child.kill().unwrap();
+    worker.child.wait().unwrap();
+    // The worker was never killed: no body may have run twice.
+    check_outcome(&pg, &url, ORDERS, &lines, &[]);
+}
