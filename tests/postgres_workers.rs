@@ -52,7 +52,9 @@ async fn order(ctx: Ctx, n: u64) -> Result<u64, String> {
         total += part?;
     }
     let me = ctx.workflow_id().to_string();
-    ctx.send(&me, "note", total).await.map_err(|e| e.to_string())?;
+    ctx.send(&me, "note", total)
+        .await
+        .map_err(|e| e.to_string())?;
     let echoed: Option<u64> = ctx.recv("note", Duration::from_secs(3600)).await;
     total += echoed.unwrap_or(0);
     for i in 0..2 {
@@ -145,17 +147,29 @@ fn psql(pg: &TestPostgres, url: &str, sql: &str) -> String {
         .args([url, "-AtX", "-c", sql])
         .output()
         .unwrap();
-    assert!(out.status.success(), "psql {sql}: {}", String::from_utf8_lossy(&out.stderr));
+    assert!(
+        out.status.success(),
+        "psql {sql}: {}",
+        String::from_utf8_lossy(&out.stderr)
+    );
     String::from_utf8(out.stdout).unwrap().trim().to_string()
 }
 
 /// How many workflows succeeded (0 before a worker created the tables).
 fn count_succeeded(pg: &TestPostgres, url: &str) -> usize {
     let out = Command::new(pg.bin_dir().join("psql"))
-        .args([url, "-AtX", "-c", "SELECT count(*) FROM ordo.workflows WHERE status = 1"])
+        .args([
+            url,
+            "-AtX",
+            "-c",
+            "SELECT count(*) FROM ordo.workflows WHERE status = 1",
+        ])
         .output()
         .unwrap();
-    String::from_utf8_lossy(&out.stdout).trim().parse().unwrap_or(0)
+    String::from_utf8_lossy(&out.stdout)
+        .trim()
+        .parse()
+        .unwrap_or(0)
 }
 
 /// After the run: every order succeeded with the uninterrupted result, no step id is
@@ -187,7 +201,21 @@ fn check_outcome(pg: &TestPostgres, url: &str, orders: u64, lines: &Lines, kille
         }
     }
     // 9 bodies per order (the tenth step is the message).
-    assert_eq!(runs.len() as u64, orders * 9, "every body ran at least once");
+    assert_eq!(
+        runs.len() as u64,
+        orders * 9,
+        "every body ran at least once"
+    );
+    let again = runs.values().filter(|lives| lives.len() > 1).count();
+    let moved = runs
+        .values()
+        .filter(|lives| lives.windows(2).any(|w| w[0] != w[1]))
+        .count();
+    eprintln!(
+        "{orders} workflows; {} processes killed; {again} bodies ran more than once; \
+         {moved} bodies ran in more than one process",
+        killed.len()
+    );
     for (step, lives) in &runs {
         for life in &lives[..lives.len() - 1] {
             assert!(
@@ -205,8 +233,8 @@ fn three_workers_killed_at_random_finish_every_workflow_exactly_once() {
         return;
     };
     let url = pg.database("three_workers");
-    const ORDERS: u64 = 300;
-    let shares = [(0, 100), (100, 100), (200, 100)];
+    const ORDERS: u64 = 3_000;
+    let shares = [(0, 1_000), (1_000, 1_000), (2_000, 1_000)];
     let lines: Lines = Arc::default();
     let mut life = 0;
     let mut workers: Vec<Worker> = shares
@@ -222,7 +250,10 @@ fn three_workers_killed_at_random_finish_every_workflow_exactly_once() {
     let began = Instant::now();
     let mut kills = 0;
     while count_succeeded(pg, &url) < ORDERS as usize {
-        assert!(began.elapsed() < Duration::from_secs(240), "the run did not finish");
+        assert!(
+            began.elapsed() < Duration::from_secs(240),
+            "the run did not finish"
+        );
         std::thread::sleep(Duration::from_millis(rng.u64(200..900)));
         if kills >= 12 {
             continue;
