@@ -440,6 +440,12 @@ impl Core {
             Some(record) if record.name != name => return Err(conflict(id, &record.name, name)),
             Some(record) if record.status != Status::Pending => return Ok(Started::Recorded),
             Some(record) => {
+                // On a journal shared by many workers, another may drive it.
+                if !self.store.claim(id)? {
+                    return Err(Error::from(ordo_journal::Error::DrivenElsewhere {
+                        workflow_id: id.to_owned(),
+                    }));
+                }
                 let (wf, record) = self.prepare_resume(record)?;
                 (wf, record, false)
             }

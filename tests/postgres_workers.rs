@@ -471,3 +471,46 @@ fn a_worker_waits_for_a_restarted_postgres_and_loses_nothing() {
     // The worker was never killed: no body may have run twice.
     check_outcome(&pg, &url, ORDERS, &lines, &[]);
 }
+
+async fn waits(ctx: Ctx, _: ()) -> Result<u32, String> {
+    ctx.sleep(Duration::from_secs(3600)).await;
+    Ok(1)
+}
+
+#[test]
+fn a_start_of_a_workflow_another_live_worker_drives_is_refused_until_it_is_gone() {
+    let Some(pg) = TestPostgres::shared() else {
+        eprintln!("skipped: no PostgreSQL server");
+        return;
+    };
+    let url = pg.database("driven_elsewhere");
+    let build = |name: &str| {
+        Runtime::builder()
+            .postgres_with(PgOptions::new(&url).worker_name(name).lease(LEASE))
+            .register("waits", waits)
+            .build()
+            .unwrap()
+    };
+    let a = build("a");
+    let handle = a.start::<_, u32, String>("waits", "long", ()).unwrap();
+    a.block_on(ordo::executor::sleep(Duration::from_millis(200)));
+    drop(handle);
+    let b = build("b");
+    let refused = b.start::<_, u32, String>("waits", "long", ()).unwrap_err();
+    assert!(
+        matches!(&refused, ordo::Error::Journal(err)
+            if matches!(**err, ordo::journal::Error::DrivenElsewhere { .. })),
+        "{refused:?}"
+    );
+    // Worker `a` goes away (its workflows are released): `b` may resume it now.
+    drop(a);
+    assert!(b.start::<_, u32, String>("waits", "long", ()).is_ok());
+    b.block_on(ordo::executor::sleep(Duration::from_millis(200)));
+    let owner = psql(
+        pg,
+        &url,
+        "SELECT w.name FROM ordo.workflows f JOIN ordo.workers w ON w.id = f.owner
+             WHERE f.id = 'long'",
+    );
+    assert_eq!(owner, "b");
+}

@@ -119,6 +119,18 @@ pub enum Error {
         worker: String,
     },
 
+    /// A pending workflow that another live worker drives (on a journal shared by many
+    /// workers): this process may not resume it. It may once that worker is gone (its
+    /// lease ran out) or has finished it.
+    #[error(
+        "workflow {workflow_id:?} is being driven by another live worker; it is not resumed \
+         here (it is taken over if that worker dies)"
+    )]
+    DrivenElsewhere {
+        /// The workflow's id.
+        workflow_id: String,
+    },
+
     /// The database of a server-backed journal refused a request or could not be
     /// reached in time (the message says which, and what the server said).
     #[error("journal database error: {0}")]

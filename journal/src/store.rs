@@ -108,6 +108,19 @@ pub trait Store: Send + Sync {
         self.workflows(Some(Status::Pending))
     }
 
+    /// Makes pending workflow `id` this process's to drive, if no live worker drives it:
+    /// `false` if another one does. A store with one writer always says `true`.
+    ///
+    /// ```
+    /// use ordo_journal::{SledJournal, Store};
+    /// assert!(SledJournal::temporary()?.claim("order-42")?);
+    /// # Ok::<(), ordo_journal::Error>(())
+    /// ```
+    fn claim(&self, id: &str) -> Result<bool, Error> {
+        let _ = id;
+        Ok(true)
+    }
+
     /// How often a runtime on this store should claim again, to take over the workflows
     /// of workers that died; `None` (the default) for a store with one writer.
     ///

@@ -322,6 +322,47 @@ impl PgJournal {
         self.call(move |shared| async move { shared.run(|conn, _| read(conn)).await }.boxed_local())
     }
 
+    /// Claims the pending workflows no live worker drives (only `id`, if given), after
+    /// declaring dead (and fencing) the workers whose lease ran out: one transaction.
+    fn claim_where(&self, id: Option<String>) -> Result<Vec<WorkflowRecord>, Error> {
+        if self.is_fenced() {
+            return Err(self.fenced_error());
+        }
+        let rows = self.call(move |shared| {
+            async move {
+                let fence = [shared.worker.id, shared.worker.epoch];
+                let id = &id;
+                let (counted, rows) = shared
+                    .run(|conn, _| async move {
+                        let c = &conn.client;
+                        let both: [&(dyn tokio_postgres::types::ToSql + Sync); 2] =
+                            [&fence[0], &fence[1]];
+                        let me: [&(dyn tokio_postgres::types::ToSql + Sync); 1] = [&fence[0]];
+                        let which: [&(dyn tokio_postgres::types::ToSql + Sync); 2] =
+                            [&fence[0], id];
+                        let (begin, fenced, expired, claimed, commit) = futures::join!(
+                            c.batch_execute("BEGIN"),
+                            c.query_one(&conn.st.fence, &both),
+                            c.execute(&conn.st.expire, &me),
+                            c.query(&conn.st.claim, &which),
+                            c.batch_execute("COMMIT"),
+                        );
+                        begin?;
+                        let counted: i64 = fenced?.try_get(0)?;
+                        expired?;
+                        let rows = claimed?;
+                        commit?;
+                        Ok((counted, rows))
+                    })
+                    .await?;
+                shared.commits.set(counted);
+                Ok(rows)
+            }
+            .boxed_local()
+        })?;
+        rows.iter().map(workflow).collect()
+    }
+
     fn fenced_error(&self) -> Error {
         Error::Fenced {
             worker: self.worker.name.clone(),
@@ -680,41 +721,13 @@ impl Store for PgJournal {
     }
 
     fn claim_pending(&self) -> Result<Vec<WorkflowRecord>, Error> {
-        if self.is_fenced() {
-            return Err(self.fenced_error());
-        }
-        let rows = self.call(move |shared| {
-            async move {
-                let fence = [shared.worker.id, shared.worker.epoch];
-                let (counted, rows) = shared
-                    .run(|conn, _| async move {
-                        let c = &conn.client;
-                        let both: [&(dyn tokio_postgres::types::ToSql + Sync); 2] =
-                            [&fence[0], &fence[1]];
-                        let me: [&(dyn tokio_postgres::types::ToSql + Sync); 1] = [&fence[0]];
-                        let (begin, fenced, expired, claimed, commit) = futures::join!(
-                            c.batch_execute("BEGIN"),
-                            c.query_one(&conn.st.fence, &both),
-                            c.execute(&conn.st.expire, &me),
-                            c.query(&conn.st.claim, &me),
-                            c.batch_execute("COMMIT"),
-                        );
-                        begin?;
-                        let counted: i64 = fenced?.try_get(0)?;
-                        expired?;
-                        let rows = claimed?;
-                        commit?;
-                        Ok((counted, rows))
-                    })
-                    .await?;
-                shared.commits.set(counted);
-                Ok(rows)
-            }
-            .boxed_local()
-        })?;
-        let mut claimed = rows.iter().map(workflow).collect::<Result<Vec<_>, _>>()?;
+        let mut claimed = self.claim_where(None)?;
         claimed.sort_by(|a, b| a.id.cmp(&b.id));
         Ok(claimed)
+    }
+
+    fn claim(&self, id: &str) -> Result<bool, Error> {
+        Ok(!self.claim_where(Some(id.to_owned()))?.is_empty())
     }
 
     fn takeover_interval(&self) -> Option<Duration> {
