@@ -17,6 +17,10 @@
 //!   so a paused or cut-off process that wakes up cannot record anything after the
 //!   takeover; its runtime stops with that error, as after any failed commit. Only the
 //!   step bodies it had in flight may have run twice, as after a crash.
+//! - [`Runtime::start`](crate::Runtime::start) of a pending workflow that another live
+//!   worker drives is refused with
+//!   [`journal::Error::DrivenElsewhere`](crate::journal::Error::DrivenElsewhere) rather
+//!   than driven twice; once that worker is gone, the start resumes it here.
 //! - A process that starts again under its old worker name
 //!   ([`PgOptions::worker_name`](crate::journal::PgOptions::worker_name)) gets its
 //!   workflows back at once, without waiting for its old lease to run out.
