@@ -248,6 +248,9 @@ pub(crate) struct Core {
     pub(crate) app_version: Option<String>,
     /// The number the next message gets: one past the highest the journal holds.
     pub(crate) next_message: Cell<u64>,
+    /// The end of the block of message numbers reserved for this process (0 before the
+    /// first message: see `Core::message_number`).
+    message_limit: Cell<u64>,
     /// Step bodies waiting for an event, an awakeable's resolution or a workflow's end.
     pub(crate) watchers: Watchers,
     /// The channel clients talk through, while any client is alive (see `talk::client`).
@@ -287,6 +290,7 @@ impl Core {
             before_step_body: None,
             app_version: None,
             next_message: Cell::new(1),
+            message_limit: Cell::new(0),
             watchers: Watchers::default(),
             client: RefCell::new(std::sync::Weak::new()),
             queues: crate::queue::Queues::default(),
@@ -1018,10 +1022,38 @@ impl Core {
     }
 
     /// The next message number (numbers start at 1: 0 means "not numbered yet").
+    ///
+    /// On a journal shared by many workers the numbers come in blocks the store reserves
+    /// for this process alone, so two workers never number two messages alike.
     pub(crate) fn message_number(&self) -> u64 {
+        const BLOCK: u64 = 1024;
+        if self.next_message.get() >= self.message_limit.get() {
+            match self.store.reserve_message_numbers(BLOCK) {
+                Ok(Some(first)) => {
+                    self.next_message.set(first);
+                    self.message_limit.set(first + BLOCK);
+                }
+                // One writer: numbers go on after the journal's highest. A failed
+                // reservation is retried at the next message; this one's commit fails
+                // with the store anyway.
+                Ok(None) => self.message_limit.set(u64::MAX),
+                Err(_) => {}
+            }
+        }
         let number = self.next_message.get();
         self.next_message.set(number + 1);
         number
+    }
+
+    /// Messages other workers committed for workflows running here: each such
+    /// workflow's mailbox reads the journal again. Called at every stall.
+    pub(crate) fn deliver_mail_from_elsewhere(&self) {
+        for destination in self.store.mail_arrived() {
+            let wf = self.running.borrow().get(&destination).cloned();
+            if let Some(wf) = wf {
+                wf.mail_committed_elsewhere(self);
+            }
+        }
     }
 
     /// When `wf` ends, its unfinished children launched with `cancel_with_parent` are

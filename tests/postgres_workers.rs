@@ -514,3 +514,67 @@ fn a_start_of_a_workflow_another_live_worker_drives_is_refused_until_it_is_gone(
     );
     assert_eq!(owner, "b");
 }
+
+async fn inbox(ctx: Ctx, _: ()) -> Result<Option<u32>, String> {
+    Ok(ctx.recv::<u32>("go", Duration::from_secs(20)).await)
+}
+
+async fn sender(ctx: Ctx, to: String) -> Result<(), String> {
+    ctx.send(&to, "go", 7u32).await.map_err(|e| e.to_string())
+}
+
+#[test]
+fn a_message_to_a_workflow_another_worker_drives_wakes_it_at_once() {
+    let Some(pg) = TestPostgres::shared() else {
+        eprintln!("skipped: no PostgreSQL server");
+        return;
+    };
+    let url = pg.database("mail_across");
+    let build = move |url: &str, name: &str| {
+        Runtime::builder()
+            // A long lease: only the notification, never a takeover, can deliver it.
+            .postgres_with(
+                PgOptions::new(url)
+                    .worker_name(name)
+                    .lease(Duration::from_secs(60)),
+            )
+            .register("inbox", inbox)
+            .register("sender", sender)
+            .build()
+            .unwrap()
+    };
+    let receiver = {
+        let url = url.clone();
+        std::thread::spawn(move || {
+            let a = build(&url, "a");
+            let waiting = a.start::<_, Option<u32>, String>("inbox", "x", ()).unwrap();
+            let began = Instant::now();
+            let got = a.block_on(waiting.result()).unwrap();
+            (got, began.elapsed())
+        })
+    };
+    // Once `x` waits on worker a, worker b sends to it.
+    let b = build(&url, "b");
+    let began = Instant::now();
+    while psql(
+        pg,
+        &url,
+        "SELECT count(*) FROM ordo.completions WHERE workflow_id = 'x'",
+    ) == "0"
+    {
+        assert!(began.elapsed() < Duration::from_secs(30), "x never started");
+        std::thread::sleep(Duration::from_millis(20));
+    }
+    let sent = b
+        .start::<_, (), String>("sender", "s", "x".to_string())
+        .unwrap();
+    assert_eq!(b.block_on(sent.result()).unwrap(), Ok(()));
+    let (got, waited) = receiver.join().unwrap();
+    assert_eq!(got, Ok(Some(7)));
+    assert!(waited < Duration::from_secs(30), "{waited:?}");
+    assert_eq!(
+        psql(pg, &url, "SELECT count(*) FROM ordo.messages"),
+        "0",
+        "consumed"
+    );
+}

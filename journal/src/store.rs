@@ -121,6 +121,48 @@ pub trait Store: Send + Sync {
         Ok(true)
     }
 
+    /// Reserves `count` message numbers for this process alone and returns the first,
+    /// on a store shared by many writers (so two workers never number two messages
+    /// alike); `None` (the default) on a store with one writer, whose runtime numbers
+    /// messages after [`Store::last_message_number`] itself.
+    ///
+    /// ```
+    /// use ordo_journal::{SledJournal, Store};
+    /// assert_eq!(SledJournal::temporary()?.reserve_message_numbers(1_000)?, None);
+    /// # Ok::<(), ordo_journal::Error>(())
+    /// ```
+    fn reserve_message_numbers(&self, count: u64) -> Result<Option<u64>, Error> {
+        let _ = count;
+        Ok(None)
+    }
+
+    /// Asks the store to call `wake` whenever another writer commits messages that may
+    /// be for workflows this process drives; [`Store::mail_arrived`] then says for whom.
+    /// A store with one writer never calls it (the default does nothing).
+    ///
+    /// ```
+    /// use ordo_journal::{SledJournal, Store};
+    /// let store = SledJournal::temporary()?;
+    /// store.on_mail(Box::new(|| {}));
+    /// assert!(store.mail_arrived().is_empty());
+    /// # Ok::<(), ordo_journal::Error>(())
+    /// ```
+    fn on_mail(&self, wake: Box<dyn Fn() + Send + Sync>) {
+        let _ = wake;
+    }
+
+    /// The destinations of messages other writers committed since the last call (see
+    /// [`Store::on_mail`]), each once.
+    ///
+    /// ```
+    /// use ordo_journal::{SledJournal, Store};
+    /// assert!(SledJournal::temporary()?.mail_arrived().is_empty());
+    /// # Ok::<(), ordo_journal::Error>(())
+    /// ```
+    fn mail_arrived(&self) -> Vec<String> {
+        Vec::new()
+    }
+
     /// How often a runtime on this store should claim again, to take over the workflows
     /// of workers that died; `None` (the default) for a store with one writer.
     ///

@@ -45,6 +45,10 @@ pub(crate) struct Letter {
 #[derive(Default)]
 pub(crate) struct Mailbox {
     topics: HashMap<Rc<str>, Topic>,
+    /// The number of every message this mailbox ever held (numbers are unique in a
+    /// journal): reading the journal again (mail committed by another worker) adds only
+    /// what is new, never a message already taken by a `recv` whose commit is pending.
+    seen: std::collections::HashSet<u64>,
 }
 
 #[derive(Default)]
@@ -65,6 +69,7 @@ impl Mailbox {
     fn new(messages: Vec<Message>) -> Self {
         let mut mailbox = Mailbox::default();
         for m in messages {
+            mailbox.seen.insert(m.number);
             mailbox
                 .topics
                 .entry(Rc::from(m.topic.as_str()))
@@ -105,7 +110,16 @@ impl Mailbox {
         self.dispatch(topic)
     }
 
+    /// Puts a message in, unless this mailbox held it before.
     fn put(&mut self, topic: &str, letter: Letter) -> Vec<Waker> {
+        if !self.seen.insert(letter.number) {
+            return Vec::new();
+        }
+        self.put_back(topic, letter)
+    }
+
+    /// Puts a message in (again: a `recv` gave it back).
+    fn put_back(&mut self, topic: &str, letter: Letter) -> Vec<Waker> {
         let letters = match self.topics.get_mut(topic) {
             Some(t) => &mut t.letters,
             None => &mut self.topics.entry(Rc::from(topic)).or_default().letters,
@@ -190,6 +204,27 @@ impl WorkflowState {
         Some(result)
     }
 
+    /// Messages another worker committed for this workflow: if its mailbox is loaded,
+    /// the journal's are read again and the new ones put in (an unloaded mailbox reads
+    /// them all when it loads).
+    pub(crate) fn mail_committed_elsewhere(&self, core: &Core) {
+        if self.mailbox.borrow().is_none() {
+            return;
+        }
+        match core.store.messages(&self.id) {
+            Ok(messages) => {
+                for m in messages {
+                    let letter = Letter {
+                        number: m.number,
+                        payload: m.payload,
+                    };
+                    self.with_mailbox(None, |mailbox| ((), mailbox.put(&m.topic, letter)));
+                }
+            }
+            Err(err) => self.fail(err.into()),
+        }
+    }
+
     /// A message committed for this workflow: into the mailbox if it is loaded (else the
     /// journal has it for when it is).
     pub(crate) fn letter_arrived(&self, topic: &str, letter: Letter) {
@@ -209,7 +244,7 @@ impl WorkflowState {
         self.with_mailbox(None, |m| {
             let mut wake = Vec::new();
             for letter in letters {
-                wake.extend(m.put(topic, letter));
+                wake.extend(m.put_back(topic, letter));
             }
             ((), wake)
         });

@@ -352,6 +352,9 @@ impl Encoded {
         }
         if let Some(highest) = &self.highest_message {
             parts.push((&st.counter, vec![highest]));
+            // Delivered at commit to every worker listening: the one driving a
+            // destination reads its mailbox again.
+            parts.push((&st.notify, vec![&self.m_dest, &fence[0]]));
         }
         if !self.q_delete.is_empty() {
             parts.push((&st.queue_delete, vec![&self.q_delete]));

@@ -177,6 +177,38 @@ pub struct PgJournal {
     fenced: Arc<AtomicBool>,
     commits: AtomicU64,
     lease: Duration,
+    mail: Arc<MailBell>,
+}
+
+/// The destinations of messages other workers committed (their `pg_notify`s), and whom
+/// to wake when one comes.
+#[derive(Default)]
+struct MailBell {
+    state: std::sync::Mutex<Bell>,
+}
+
+#[derive(Default)]
+struct Bell {
+    destinations: std::collections::BTreeSet<String>,
+    /// The listening connection was lost: notifications may have been missed, so every
+    /// destination with messages counts.
+    resync: bool,
+    wake: Option<Box<dyn Fn() + Send + Sync>>,
+}
+
+impl MailBell {
+    fn ring(&self, destination: Option<&str>) {
+        let mut state = self.state.lock().unwrap_or_else(|p| p.into_inner());
+        match destination {
+            Some(d) => {
+                state.destinations.insert(d.to_owned());
+            }
+            None => state.resync = true,
+        }
+        if let Some(wake) = &state.wake {
+            wake();
+        }
+    }
 }
 
 impl std::fmt::Debug for PgJournal {
@@ -231,6 +263,8 @@ impl PgJournal {
         let (jobs, mut inbox) = tokio::sync::mpsc::unbounded_channel::<Job>();
         let (ready_tx, ready_rx) = mpsc::sync_channel::<Result<(Worker, i64), Error>>(1);
         let thread_fenced = Arc::clone(&fenced);
+        let mail = Arc::new(MailBell::default());
+        let thread_mail = Arc::clone(&mail);
         let thread = std::thread::Builder::new()
             .name("ordo-postgres".into())
             .spawn(move || {
@@ -255,11 +289,22 @@ impl PgJournal {
                         }
                     };
                     let _ = ready_tx.send(Ok((worker.clone(), commits)));
+                    // Listening from before anything is driven: no notification of a
+                    // message to a workflow claimed here is missed.
+                    let listener = listen(
+                        &config,
+                        worker.id,
+                        &thread_mail,
+                        Instant::now() + options.lease,
+                    )
+                    .await;
                     tokio::spawn(heartbeat(
                         config.clone(),
                         worker.clone(),
                         options.lease,
                         Arc::clone(&thread_fenced),
+                        thread_mail,
+                        listener.ok(),
                     ));
                     let shared = Rc::new(Shared::new(
                         config,
@@ -283,6 +328,7 @@ impl PgJournal {
             fenced,
             commits: AtomicU64::new(0),
             lease: options.lease,
+            mail,
         })
     }
 
@@ -414,22 +460,75 @@ async fn register(
     Ok((worker, row.try_get(2).map_err(db_error)?))
 }
 
-/// Renews the lease every third of it, on a connection of its own (a long commit never
-/// delays it). A renewal that finds the row moved on marks the worker fenced.
+/// Opens the connection that renews the lease and listens for `ordo_mail`
+/// notifications, which ring `mail` (the connection's messages are polled by a task of
+/// the store's runtime).
+async fn listen(
+    config: &tokio_postgres::Config,
+    worker: i64,
+    mail: &Arc<MailBell>,
+    deadline: Instant,
+) -> Result<tokio_postgres::Client, Error> {
+    let mut backoff = Duration::from_millis(20);
+    let (client, mut connection) = loop {
+        match config.connect(tokio_postgres::NoTls).await {
+            Ok(pair) => break pair,
+            Err(err) if Instant::now() + backoff < deadline => {
+                let _ = err;
+                tokio::time::sleep(backoff).await;
+                backoff = (backoff * 2).min(Duration::from_secs(1));
+            }
+            Err(err) => return Err(db_error(err)),
+        }
+    };
+    let bell = Arc::clone(mail);
+    tokio::spawn(async move {
+        let mut messages = futures::stream::poll_fn(move |cx| connection.poll_message(cx));
+        while let Some(Ok(message)) = futures::StreamExt::next(&mut messages).await {
+            if let tokio_postgres::AsyncMessage::Notification(note) = message {
+                // "<sender> <destination>": this worker delivered its own mail already.
+                if let Some((sender, destination)) = note.payload().split_once(' ') {
+                    if sender.parse::<i64>().ok() != Some(worker) {
+                        bell.ring(Some(destination));
+                    }
+                }
+            }
+        }
+    });
+    client
+        .batch_execute("LISTEN ordo_mail")
+        .await
+        .map_err(db_error)?;
+    Ok(client)
+}
+
+/// Renews the lease every third of it, on a connection of its own that also listens for
+/// mail (a long commit never delays it). A renewal that finds the row moved on marks the
+/// worker fenced. A new connection after a lost one rings for every mailbox, since
+/// notifications may have been missed in between.
 async fn heartbeat(
     config: tokio_postgres::Config,
     worker: Worker,
     lease: Duration,
     fenced: Arc<AtomicBool>,
+    mail: Arc<MailBell>,
+    mut client: Option<tokio_postgres::Client>,
 ) {
-    let mut client = None;
+    if client.is_none() {
+        mail.ring(None);
+    }
     loop {
         tokio::time::sleep(lease / 3).await;
         if client
             .as_ref()
             .is_none_or(|c: &tokio_postgres::Client| c.is_closed())
         {
-            client = connect(&config, Instant::now() + lease / 3).await.ok();
+            client = listen(&config, worker.id, &mail, Instant::now() + lease / 3)
+                .await
+                .ok();
+            if client.is_some() {
+                mail.ring(None);
+            }
         }
         let Some(c) = &client else { continue };
         let renewed = c
@@ -728,6 +827,53 @@ impl Store for PgJournal {
 
     fn claim(&self, id: &str) -> Result<bool, Error> {
         Ok(!self.claim_where(Some(id.to_owned()))?.is_empty())
+    }
+
+    fn reserve_message_numbers(&self, count: u64) -> Result<Option<u64>, Error> {
+        let count = signed(count);
+        let row = self.read(move |conn| {
+            async move { conn.client.query_one(&conn.st.reserve, &[&count]).await }.boxed_local()
+        })?;
+        row.try_get(0)
+            .map(|first| Some(unsigned(first)))
+            .map_err(db_error)
+    }
+
+    fn on_mail(&self, wake: Box<dyn Fn() + Send + Sync>) {
+        let mut state = self.mail.state.lock().unwrap_or_else(|p| p.into_inner());
+        let pending = !state.destinations.is_empty() || state.resync;
+        state.wake = Some(wake);
+        if pending {
+            if let Some(wake) = &state.wake {
+                wake();
+            }
+        }
+    }
+
+    fn mail_arrived(&self) -> Vec<String> {
+        let (mut arrived, resync) = {
+            let mut state = self.mail.state.lock().unwrap_or_else(|p| p.into_inner());
+            let arrived: Vec<String> = std::mem::take(&mut state.destinations)
+                .into_iter()
+                .collect();
+            (arrived, std::mem::take(&mut state.resync))
+        };
+        if resync {
+            let rows = self.read(move |conn| {
+                async move {
+                    conn.client
+                        .query("SELECT DISTINCT destination FROM ordo.messages", &[])
+                        .await
+                }
+                .boxed_local()
+            });
+            match rows {
+                Ok(rows) => arrived.extend(rows.iter().filter_map(|row| row.try_get(0).ok())),
+                // Try again at the next ring.
+                Err(_) => self.mail.ring(None),
+            }
+        }
+        arrived
     }
 
     fn takeover_interval(&self) -> Option<Duration> {
