@@ -11,9 +11,13 @@ Exit codes:
   0  success
   1  any other error (I/O, storage)
   2  usage error
-  3  no journal at --data, or no workflow with that id
+  3  no journal at --data, or no workflow with that id, or the PostgreSQL journal
+     (--postgres, ORDO_DATABASE_URL) cannot be opened: server unreachable, login
+     refused, no such database, or no ordo schema in it
   4  cancel, resume and fork need the running application, and none serves --data
-  5  the journal is damaged or corrupt, or was written by another ordo version";
+  5  the journal is damaged or corrupt, or was written by another ordo version
+  6  cancel, resume, fork and gc are not available on a PostgreSQL journal yet
+     (they act through an application's admin socket)";
 
 /// Everything the CLI reports instead of output.
 #[derive(Debug)]
@@ -35,6 +39,26 @@ pub enum CliError {
         verb: &'static str,
         /// The socket nobody serves.
         socket: PathBuf,
+    },
+    /// The PostgreSQL journal could not be opened (read-only): the server is
+    /// unreachable or refused the login, the database does not exist, holds no ordo
+    /// schema, or holds a newer one.
+    PostgresOpen {
+        /// Where the URL came from (`--postgres` or the environment variable).
+        origin: String,
+        /// What failed.
+        source: JournalError,
+    },
+    /// `cancel`, `resume`, `fork` or `gc` on a PostgreSQL journal: they act through a
+    /// running application's admin socket, which applications on PostgreSQL do not
+    /// serve yet.
+    NotOnPostgres {
+        /// The command.
+        verb: &'static str,
+        /// Where the URL came from (`--postgres` or the environment variable).
+        origin: String,
+        /// The URL came from the environment, not from `--postgres`.
+        from_env: bool,
     },
 }
 
@@ -59,14 +83,26 @@ impl CliError {
             | CliError::Remote(CallError::Refused {
                 kind: ErrorKind::NotFound,
                 ..
-            }) => 3,
+            })
+            | CliError::PostgresOpen {
+                source: JournalError::Database(_),
+                ..
+            } => 3,
             CliError::NeedsRunningApp { .. } => 4,
             CliError::Journal(
                 JournalError::Corrupt { .. }
                 | JournalError::Damaged { .. }
                 | JournalError::UnsupportedVersion { .. },
-            ) => 5,
-            CliError::Journal(_) | CliError::Json(_) | CliError::Remote(_) => 1,
+            )
+            | CliError::PostgresOpen {
+                source: JournalError::UnsupportedVersion { .. },
+                ..
+            } => 5,
+            CliError::NotOnPostgres { .. } => 6,
+            CliError::Journal(_)
+            | CliError::Json(_)
+            | CliError::Remote(_)
+            | CliError::PostgresOpen { .. } => 1,
         }
     }
 
@@ -94,6 +130,32 @@ impl CliError {
                 "`ordo {verb}` needs the running application, and none serves {} \
                  (start the application; it serves the socket while it runs)",
                 socket.display()
+            ),
+            CliError::PostgresOpen {
+                origin,
+                source: source @ JournalError::Database(_),
+            } => format!(
+                "cannot open the PostgreSQL journal given by {origin}: {source}; check \
+                 that URL: the server's host and port, that the server runs and accepts \
+                 connections, the database name, the user and the password"
+            ),
+            CliError::PostgresOpen { origin, source } => {
+                format!("cannot open the PostgreSQL journal given by {origin}: {source}")
+            }
+            CliError::NotOnPostgres {
+                verb,
+                origin,
+                from_env,
+            } => format!(
+                "`ordo {verb}` is not available yet on the PostgreSQL journal given by \
+                 {origin}: cancel, resume, fork and gc act through a running application's \
+                 admin socket, which applications on PostgreSQL do not serve. Nothing was \
+                 changed; call the application's Runtime::{verb} instead{}",
+                if *from_env {
+                    ", or pass --data DIR for an application on a journal folder"
+                } else {
+                    ""
+                }
             ),
         };
         message.split_whitespace().collect::<Vec<_>>().join(" ")

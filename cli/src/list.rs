@@ -1,13 +1,14 @@
 //! `ordo list`: one row per workflow.
 
-use ordo::journal::{SledJournal, Store};
+use ordo::journal::Store;
 use ordo::{Status, WorkflowSummary};
 
 use crate::error::CliError;
 use crate::format::{utc, Align, Table};
 
-/// Lists the workflows of `journal` (those with `status`, if given) in id order.
-pub fn run(journal: &SledJournal, status: Option<Status>, json: bool) -> Result<String, CliError> {
+/// Lists the workflows of `journal` (sled or PostgreSQL; those with `status`, if given)
+/// in id order.
+pub fn run(journal: &dyn Store, status: Option<Status>, json: bool) -> Result<String, CliError> {
     let mut rows = Vec::new();
     for record in journal.workflows(status)? {
         let steps = journal.completions(&record.id)?.len() as u64;

@@ -1,9 +1,9 @@
 //! `ordo`: look into a journal from the shell.
 //!
 //! ```text
-//! ordo list   [--data DIR] [--status pending|succeeded|failed|cancelled|enqueued|delayed] [--json]
-//! ordo show   ID [--data DIR] [--json]
-//! ordo stats  [--data DIR] [--json]
+//! ordo list   [--data DIR | --postgres URL] [--status pending|succeeded|failed|cancelled|enqueued|delayed] [--json]
+//! ordo show   ID [--data DIR | --postgres URL] [--json]
+//! ordo stats  [--data DIR | --postgres URL] [--json]
 //! ordo gc     --older-than AGE [--data DIR] [--json]
 //! ordo cancel ID [--children] [--data DIR] [--json]
 //! ordo resume ID [--data DIR] [--json]
@@ -25,6 +25,16 @@
 //! `cancel`, `resume` and `fork` refuse (exit code 4) and change nothing: stopping
 //! running code and running a workflow's code again need the application that has it.
 //!
+//! **On PostgreSQL** (`--postgres URL`, or the environment variable `ORDO_DATABASE_URL`
+//! when neither `--postgres` nor `--data` is given, as for the applications
+//! themselves), `list`, `show` and `stats` read the journal in that database, opened
+//! with [`PgOptions::read_only`](ordo::journal::PgOptions::read_only): the CLI is no
+//! worker, registers nothing and writes nothing, so it never disturbs the applications
+//! running on it. `stats` reports the size of the journal's tables on the server.
+//! `cancel`, `resume`, `fork` and `gc` refuse (exit code 6) and change nothing: they act
+//! through a running application's admin socket, which applications on PostgreSQL do
+//! not serve yet (call the application's `Runtime::cancel`, `resume`, `fork`, `gc`).
+//!
 //! Every failure is one line on stderr, `ordo: <message>`, and an exit code saying what
 //! kind of failure it was (see [`error`]).
 //!
@@ -33,7 +43,8 @@
 //! - `main.rs`: the command line (clap) and the dispatch.
 //! - `error`: the CLI's error and its exit codes, mapped from the journal's errors.
 //! - `list`, `show`, `stats`, `gc`: one file per command, each with its text and JSON
-//!   output, from the journal or from a running application.
+//!   output, from the journal (sled or PostgreSQL) or from a running application.
+//! - `postgres`: the journal on PostgreSQL, opened read-only.
 //! - `operate`: `cancel`, `resume`, `fork`, which need the running application.
 //! - `remote`: asking the running application through its admin socket.
 //! - `format`: UTC times from milliseconds, byte sizes, aligned text tables.
@@ -43,6 +54,7 @@ mod format;
 mod gc;
 mod list;
 mod operate;
+mod postgres;
 mod remote;
 mod show;
 mod stats;
@@ -58,14 +70,25 @@ use ordo::Status;
 
 use crate::error::CliError;
 
+/// The environment variable naming the PostgreSQL journal when neither `--postgres`
+/// nor `--data` is given (the one `ordo::RuntimeBuilder` reads too).
+const DATABASE_URL_VAR: &str = "ORDO_DATABASE_URL";
+
 /// Inspect an ordo journal: its workflows, their steps, its size; delete old finished
 /// workflows; cancel, resume and fork workflows of the running application.
 #[derive(Debug, Parser)]
 #[command(name = "ordo", version, after_help = error::EXIT_CODES_HELP)]
 struct Cli {
-    /// The journal folder (the quickstart's is ./ordo-data).
-    #[arg(long, global = true, value_name = "DIR", default_value = ordo::DEFAULT_DATA_DIR)]
-    data: PathBuf,
+    /// The journal folder [default: ordo-data, the quickstart's].
+    #[arg(long, global = true, value_name = "DIR")]
+    data: Option<PathBuf>,
+
+    /// Read the journal in this PostgreSQL database (`postgres://USER:PASSWORD@HOST/DB`
+    /// or `host=... dbname=...`) instead of a folder; `list`, `show` and `stats` only,
+    /// and they write nothing. Without --postgres and --data, the environment
+    /// variable ORDO_DATABASE_URL, if set, is used the same way.
+    #[arg(long, global = true, value_name = "URL", conflicts_with = "data")]
+    postgres: Option<String>,
 
     /// Print JSON (stable field names) instead of text.
     #[arg(long, global = true)]
@@ -151,6 +174,34 @@ impl From<StatusArg> for Status {
     }
 }
 
+/// Where the journal is.
+#[derive(Debug)]
+enum Source {
+    /// A sled journal folder (and the admin socket in it).
+    Folder(PathBuf),
+    /// A PostgreSQL database.
+    Postgres(postgres::Url),
+}
+
+impl Cli {
+    /// `--postgres`, else `--data`, else `ORDO_DATABASE_URL` if set, else the default
+    /// folder: the same choice an application's `RuntimeBuilder` makes without a store.
+    fn source(&self) -> Source {
+        if let Some(url) = &self.postgres {
+            return Source::Postgres(postgres::Url::given(url.clone()));
+        }
+        if let Some(data) = &self.data {
+            return Source::Folder(data.clone());
+        }
+        match std::env::var(DATABASE_URL_VAR) {
+            Ok(url) if !url.trim().is_empty() => {
+                Source::Postgres(postgres::Url::from_env(url, DATABASE_URL_VAR))
+            }
+            _ => Source::Folder(PathBuf::from(ordo::DEFAULT_DATA_DIR)),
+        }
+    }
+}
+
 fn main() -> ExitCode {
     error::install_panic_hook();
     // clap prints usage errors itself (exit code 2) and `--help`/`--version` (0).
@@ -167,10 +218,17 @@ fn main() -> ExitCode {
     }
 }
 
-/// Runs the command and returns what to print on stdout: through the running
-/// application's admin socket if one serves the journal, else from the journal.
+/// Runs the command and returns what to print on stdout.
 fn run(cli: &Cli) -> Result<String, CliError> {
-    let data = &cli.data;
+    match cli.source() {
+        Source::Folder(data) => run_folder(cli, &data),
+        Source::Postgres(url) => run_postgres(cli, &url),
+    }
+}
+
+/// Through the running application's admin socket if one serves the journal in `data`,
+/// else from the journal.
+fn run_folder(cli: &Cli, data: &Path) -> Result<String, CliError> {
     match &cli.command {
         Command::List { status } => {
             let status = status.map(Status::from);
@@ -198,7 +256,10 @@ fn run(cli: &Cli) -> Result<String, CliError> {
                 remote::folder_size(data),
                 cli.json,
             ),
-            None => stats::run(&open(data)?, cli.json),
+            None => {
+                let journal = open(data)?;
+                stats::run(&journal, journal.size_on_disk()?, cli.json)
+            }
         },
         Command::Gc { older_than } => match gc::run_live(data, *older_than, cli.json)? {
             Some(output) => Ok(output),
@@ -210,6 +271,25 @@ fn run(cli: &Cli) -> Result<String, CliError> {
         Command::Fork { id, at_seq, new_id } => {
             operate::fork(data, id, *at_seq, new_id.as_deref(), cli.json)
         }
+    }
+}
+
+/// From the PostgreSQL journal at `url`, opened read-only; the commands that need an
+/// application's admin socket refuse.
+fn run_postgres(cli: &Cli, url: &postgres::Url) -> Result<String, CliError> {
+    match &cli.command {
+        Command::List { status } => {
+            list::run(&postgres::open(url)?, status.map(Status::from), cli.json)
+        }
+        Command::Show { id } => show::run(&postgres::open(url)?, id, cli.json),
+        Command::Stats => {
+            let journal = postgres::open(url)?;
+            stats::run(&journal, journal.size_on_disk()?, cli.json)
+        }
+        Command::Gc { .. } => Err(postgres::refuse("gc", url)),
+        Command::Cancel { .. } => Err(postgres::refuse("cancel", url)),
+        Command::Resume { .. } => Err(postgres::refuse("resume", url)),
+        Command::Fork { .. } => Err(postgres::refuse("fork", url)),
     }
 }
 

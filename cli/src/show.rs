@@ -1,13 +1,13 @@
 //! `ordo show ID`: a workflow's record and its step timeline in delivery order.
 
 use ordo::admin::ShownWorkflow;
-use ordo::journal::{SledJournal, Store};
+use ordo::journal::Store;
 
 use crate::error::CliError;
 use crate::format::{bytes, utc, Align, Table};
 
-/// Shows workflow `id` of `journal`.
-pub fn run(journal: &SledJournal, id: &str, json: bool) -> Result<String, CliError> {
+/// Shows workflow `id` of `journal` (sled or PostgreSQL).
+pub fn run(journal: &dyn Store, id: &str, json: bool) -> Result<String, CliError> {
     let record = journal
         .workflow(id)?
         .ok_or_else(|| CliError::UnknownWorkflow { id: id.to_string() })?;

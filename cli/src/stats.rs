@@ -1,6 +1,6 @@
 //! `ordo stats`: workflows by status, completions recorded, size on disk.
 
-use ordo::journal::{SledJournal, Store};
+use ordo::journal::Store;
 use ordo::JournalStats;
 use serde::Serialize;
 
@@ -20,17 +20,18 @@ struct Stats {
     delayed: u64,
     /// Completions recorded across all workflows.
     completions: u64,
-    /// Bytes sled uses on disk (logs, snapshots, blobs).
+    /// Bytes sled uses on disk (logs, snapshots, blobs); on PostgreSQL, the journal's
+    /// tables with their indexes.
     size_on_disk_bytes: u64,
 }
 
-/// Counts what `journal` holds.
-pub fn run(journal: &SledJournal, json: bool) -> Result<String, CliError> {
+/// Counts what `journal` (sled or PostgreSQL) holds; it takes `size_on_disk_bytes`.
+pub fn run(journal: &dyn Store, size_on_disk_bytes: u64, json: bool) -> Result<String, CliError> {
     let mut counts = JournalStats::default();
     for record in journal.workflows(None)? {
         counts.count(record.status, journal.completions(&record.id)?.len() as u64);
     }
-    render(counts, journal.size_on_disk()?, json)
+    render(counts, size_on_disk_bytes, json)
 }
 
 /// The counts as `ordo stats` prints them, with the journal's size on disk.

@@ -98,10 +98,12 @@ pub enum Error {
         after: u64,
     },
 
-    /// [`Store::commit`](crate::Store::commit) on a journal opened read-only.
+    /// [`Store::commit`](crate::Store::commit) on a journal opened read-only (or
+    /// `Store::claim_pending` on a read-only `PgJournal`).
     #[error("journal at {} was opened read-only", path.display())]
     ReadOnly {
-        /// The journal directory.
+        /// The journal directory; for a `PgJournal`, the database's address
+        /// (`postgres://USER@HOST:PORT/DBNAME`, without the password).
         path: PathBuf,
     },
 

@@ -29,6 +29,13 @@
 //! once, and the old process, if it still runs, is fenced. Without a name a worker gets
 //! a unique one. Dropping the journal releases its workflows and marks it dead.
 //!
+//! # Read-only
+//!
+//! A journal opened with [`PgOptions::read_only`] (the `ordo` CLI's) is no worker: it
+//! registers no row, runs no heartbeat, releases nothing on drop, never creates or
+//! migrates the schema, and refuses [`Store::commit`] and [`Store::claim_pending`]
+//! ([`Error::ReadOnly`]). It only reads, so it never fences or disturbs the workers.
+//!
 //! # Connections
 //!
 //! The store runs its own thread with a current-thread tokio runtime; the caller blocks
@@ -87,6 +94,7 @@ pub struct PgOptions {
     worker_name: Option<String>,
     lease: Duration,
     reconnect_for: Duration,
+    read_only: bool,
 }
 
 impl PgOptions {
@@ -104,6 +112,7 @@ impl PgOptions {
             worker_name: None,
             lease: Duration::from_secs(10),
             reconnect_for: Duration::from_secs(60),
+            read_only: false,
         }
     }
 
@@ -146,7 +155,36 @@ impl PgOptions {
         self
     }
 
-    /// Connects, creates or migrates the schema, and registers the worker.
+    /// Opens the journal read-only, for inspecting it (the `ordo` CLI does): [`connect`]
+    /// then writes nothing at all. It registers no worker (the
+    /// [`worker_name`](Self::worker_name) and [`lease`](Self::lease) are ignored), runs
+    /// no heartbeat, releases nothing on drop, and neither creates nor migrates the
+    /// schema: a database without an ordo schema is refused with [`Error::Database`]
+    /// ("no ordo schema in this database ..."), one at a newer version with
+    /// [`Error::UnsupportedVersion`]. [`Store::commit`] and [`Store::claim_pending`]
+    /// return [`Error::ReadOnly`], whose `path` is the database's address
+    /// (`postgres://USER@HOST:PORT/DBNAME`, never the password).
+    ///
+    /// [`connect`]: Self::connect
+    ///
+    /// ```no_run
+    /// use ordo_journal::{Batch, Error, PgOptions, Store};
+    ///
+    /// let journal = PgOptions::new("postgres://ordo@db.internal/orders").read_only().connect()?;
+    /// println!("{} workflows", journal.workflows(None)?.len());
+    /// assert!(journal.is_read_only());
+    /// let mut batch = Batch::new();
+    /// batch.delete_workflow("order-42");
+    /// assert!(matches!(journal.commit(&batch), Err(Error::ReadOnly { .. })));
+    /// # Ok::<(), ordo_journal::Error>(())
+    /// ```
+    pub fn read_only(mut self) -> PgOptions {
+        self.read_only = true;
+        self
+    }
+
+    /// Connects, creates or migrates the schema, and registers the worker (read-only:
+    /// checks the schema and writes nothing, see [`read_only`](Self::read_only)).
     ///
     /// ```no_run
     /// let journal = ordo_journal::PgOptions::new("postgres://localhost/ordo").connect()?;
@@ -158,7 +196,8 @@ impl PgOptions {
 }
 
 /// The journal on PostgreSQL: every record kind sled keeps, in tables of the schema
-/// `ordo`, shared by any number of worker processes (see the [module docs](self)).
+/// `ordo`, shared by any number of worker processes (how commits, worker leases and
+/// fencing work is described at the top of its source, `journal/src/postgres/mod.rs`).
 ///
 /// ```no_run
 /// use ordo_journal::{Batch, PgJournal, Status, Store, WorkflowRecord};
@@ -173,7 +212,10 @@ impl PgOptions {
 pub struct PgJournal {
     jobs: UnboundedSender<Job>,
     thread: Option<JoinHandle<()>>,
-    worker: Worker,
+    /// `None`: opened [read-only](PgOptions::read_only), no worker.
+    worker: Option<Worker>,
+    /// The database's address without the password, for [`Error::ReadOnly`].
+    address: String,
     fenced: Arc<AtomicBool>,
     commits: AtomicU64,
     lease: Duration,
@@ -213,10 +255,14 @@ impl MailBell {
 
 impl std::fmt::Debug for PgJournal {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        f.debug_struct("PgJournal")
-            .field("worker", &self.worker.name)
-            .field("epoch", &self.worker.epoch)
-            .finish_non_exhaustive()
+        let mut f = f.debug_struct("PgJournal");
+        match &self.worker {
+            Some(worker) => f
+                .field("worker", &worker.name)
+                .field("epoch", &worker.epoch),
+            None => f.field("read_only", &self.address),
+        }
+        .finish_non_exhaustive()
     }
 }
 
@@ -231,7 +277,8 @@ impl PgJournal {
         PgOptions::new(url).connect()
     }
 
-    /// The worker's name (given, or generated unique).
+    /// The worker's name (given, or generated unique); empty for a
+    /// [read-only](PgOptions::read_only) journal, which is no worker.
     ///
     /// ```no_run
     /// let journal = ordo_journal::PgOptions::new("postgres://localhost/ordo").worker_name("w1").connect()?;
@@ -239,7 +286,44 @@ impl PgJournal {
     /// # Ok::<(), ordo_journal::Error>(())
     /// ```
     pub fn worker_name(&self) -> &str {
-        &self.worker.name
+        self.worker.as_ref().map_or("", |worker| &worker.name)
+    }
+
+    /// Whether the journal was opened with [`PgOptions::read_only`].
+    ///
+    /// ```no_run
+    /// let journal = ordo_journal::PgOptions::new("postgres://localhost/ordo").read_only().connect()?;
+    /// assert!(journal.is_read_only());
+    /// # Ok::<(), ordo_journal::Error>(())
+    /// ```
+    pub fn is_read_only(&self) -> bool {
+        self.worker.is_none()
+    }
+
+    /// Bytes the journal's tables take on the database server's disk, with their
+    /// indexes and TOAST data (`pg_total_relation_size` of every table of the schema
+    /// `ordo`).
+    ///
+    /// ```no_run
+    /// let journal = ordo_journal::PgOptions::new("postgres://localhost/ordo").read_only().connect()?;
+    /// println!("{} bytes", journal.size_on_disk()?);
+    /// # Ok::<(), ordo_journal::Error>(())
+    /// ```
+    pub fn size_on_disk(&self) -> Result<u64, Error> {
+        let row = self.read(|conn| {
+            async move {
+                conn.client
+                    .query_one(
+                        "SELECT coalesce(sum(pg_total_relation_size(c.oid)), 0)::int8
+                         FROM pg_class c JOIN pg_namespace n ON n.oid = c.relnamespace
+                         WHERE n.nspname = 'ordo' AND c.relkind = 'r'",
+                        &[],
+                    )
+                    .await
+            }
+            .boxed_local()
+        })?;
+        row.try_get(0).map(unsigned).map_err(db_error)
     }
 
     /// Whether this worker was fenced (see [`Error::Fenced`]): it can commit no more.
@@ -254,14 +338,17 @@ impl PgJournal {
     }
 
     fn open(options: PgOptions) -> Result<PgJournal, Error> {
-        let config: tokio_postgres::Config = options
-            .url
-            .parse()
-            .map_err(|err| Error::Database(format!("bad PostgreSQL URL: {err}")))?;
+        let config: tokio_postgres::Config = options.url.parse().map_err(|err| {
+            let cause = std::error::Error::source(&err)
+                .map(|cause| format!(": {cause}"))
+                .unwrap_or_default();
+            Error::Database(format!("bad PostgreSQL URL: {err}{cause}"))
+        })?;
         let name = options.worker_name.clone().unwrap_or_else(unique_name);
+        let address = address(&config);
         let fenced = Arc::new(AtomicBool::new(false));
         let (jobs, mut inbox) = tokio::sync::mpsc::unbounded_channel::<Job>();
-        let (ready_tx, ready_rx) = mpsc::sync_channel::<Result<(Worker, i64), Error>>(1);
+        let (ready_tx, ready_rx) = mpsc::sync_channel::<Result<Option<Worker>, Error>>(1);
         let thread_fenced = Arc::clone(&fenced);
         let mail = Arc::new(MailBell::default());
         let thread_mail = Arc::clone(&mail);
@@ -280,32 +367,52 @@ impl PgJournal {
                 };
                 runtime.block_on(async move {
                     let deadline = Instant::now() + options.reconnect_for;
-                    let registered = register(&config, &name, options.lease, deadline).await;
-                    let (worker, commits) = match registered {
-                        Ok(registered) => registered,
+                    let opened = if options.read_only {
+                        check_schema(&config, deadline).await.map(|()| None)
+                    } else {
+                        register(&config, &name, options.lease, deadline)
+                            .await
+                            .map(Some)
+                    };
+                    let (worker, commits) = match opened {
+                        Ok(Some((worker, commits))) => {
+                            let _ = ready_tx.send(Ok(Some(worker.clone())));
+                            // Listening from before anything is driven: no notification
+                            // of a message to a workflow claimed here is missed.
+                            let listener = listen(
+                                &config,
+                                worker.id,
+                                &thread_mail,
+                                Instant::now() + options.lease,
+                            )
+                            .await;
+                            tokio::spawn(heartbeat(
+                                config.clone(),
+                                worker.clone(),
+                                options.lease,
+                                Arc::clone(&thread_fenced),
+                                thread_mail,
+                                listener.ok(),
+                            ));
+                            (worker, commits)
+                        }
+                        // Read-only: no worker row has id 0 (ids count from 1), so
+                        // `ordo.fence` would refuse a commit even if one got past
+                        // `Store::commit`'s check.
+                        Ok(None) => {
+                            let _ = ready_tx.send(Ok(None));
+                            let none = Worker {
+                                id: 0,
+                                epoch: 0,
+                                name: String::new(),
+                            };
+                            (none, 0)
+                        }
                         Err(err) => {
                             let _ = ready_tx.send(Err(err));
                             return;
                         }
                     };
-                    let _ = ready_tx.send(Ok((worker.clone(), commits)));
-                    // Listening from before anything is driven: no notification of a
-                    // message to a workflow claimed here is missed.
-                    let listener = listen(
-                        &config,
-                        worker.id,
-                        &thread_mail,
-                        Instant::now() + options.lease,
-                    )
-                    .await;
-                    tokio::spawn(heartbeat(
-                        config.clone(),
-                        worker.clone(),
-                        options.lease,
-                        Arc::clone(&thread_fenced),
-                        thread_mail,
-                        listener.ok(),
-                    ));
                     let shared = Rc::new(Shared::new(
                         config,
                         worker,
@@ -318,13 +425,14 @@ impl PgJournal {
                     }
                 });
             })?;
-        let (worker, _) = ready_rx
+        let worker = ready_rx
             .recv()
             .map_err(|_| Error::Database("the PostgreSQL store's thread stopped".into()))??;
         Ok(PgJournal {
             jobs,
             thread: Some(thread),
             worker,
+            address,
             fenced,
             commits: AtomicU64::new(0),
             lease: options.lease,
@@ -371,6 +479,7 @@ impl PgJournal {
     /// Claims the pending workflows no live worker drives (only `id`, if given), after
     /// declaring dead (and fencing) the workers whose lease ran out: one transaction.
     fn claim_where(&self, id: Option<String>) -> Result<Vec<WorkflowRecord>, Error> {
+        self.writable()?;
         if self.is_fenced() {
             return Err(self.fenced_error());
         }
@@ -411,9 +520,40 @@ impl PgJournal {
 
     fn fenced_error(&self) -> Error {
         Error::Fenced {
-            worker: self.worker.name.clone(),
+            worker: self.worker_name().to_owned(),
         }
     }
+
+    /// [`Error::ReadOnly`] if the journal was opened read-only.
+    fn writable(&self) -> Result<(), Error> {
+        if self.is_read_only() {
+            return Err(Error::ReadOnly {
+                path: self.address.clone().into(),
+            });
+        }
+        Ok(())
+    }
+}
+
+/// Where `config` points, for messages: `postgres://USER@HOST:PORT/DBNAME`, never the
+/// password (the first host and port; a Unix socket folder as the host).
+fn address(config: &tokio_postgres::Config) -> String {
+    let user = config
+        .get_user()
+        .map(|u| format!("{u}@"))
+        .unwrap_or_default();
+    let host = match config.get_hosts().first() {
+        Some(tokio_postgres::config::Host::Tcp(host)) => host.clone(),
+        #[cfg(unix)]
+        Some(tokio_postgres::config::Host::Unix(folder)) => folder.display().to_string(),
+        None => config
+            .get_hostaddrs()
+            .first()
+            .map_or_else(|| "localhost".into(), ToString::to_string),
+    };
+    let port = config.get_ports().first().copied().unwrap_or(5432);
+    let dbname = config.get_dbname().unwrap_or_default();
+    format!("postgres://{user}{host}:{port}/{dbname}")
 }
 
 fn unique_name() -> String {
@@ -458,6 +598,46 @@ async fn register(
         name: name.to_owned(),
     };
     Ok((worker, row.try_get(2).map_err(db_error)?))
+}
+
+/// Connects and checks, writing nothing, that the database holds an ordo schema this
+/// build reads (a [read-only](PgOptions::read_only) open).
+async fn check_schema(config: &tokio_postgres::Config, deadline: Instant) -> Result<(), Error> {
+    let client = connect(config, deadline).await?;
+    let exists = client
+        .query_one("SELECT to_regclass('ordo.schema_version') IS NOT NULL", &[])
+        .await
+        .and_then(|row| row.try_get::<_, bool>(0))
+        .map_err(db_error)?;
+    let found: Option<i32> = if exists {
+        client
+            .query_one("SELECT max(version) FROM ordo.schema_version", &[])
+            .await
+            .and_then(|row| row.try_get(0))
+            .map_err(db_error)?
+    } else {
+        None
+    };
+    match found.unwrap_or(0) {
+        0 => Err(Error::Database(
+            "no ordo schema in this database (it was opened read-only, so nothing was \
+             created: an ordo application creates the schema when it first connects; \
+             check the database name)"
+                .into(),
+        )),
+        found if found > schema::VERSION => Err(Error::UnsupportedVersion {
+            what: "PostgreSQL journal schema".into(),
+            found: u32::try_from(found).unwrap_or(0),
+            supported: u32::try_from(schema::VERSION).unwrap_or(0),
+        }),
+        found if found < schema::VERSION => Err(Error::Database(format!(
+            "the ordo schema in this database is at version {found}, older than this \
+             build's {}: it was opened read-only, so it was not migrated (an ordo \
+             application of this version migrates it when it connects)",
+            schema::VERSION
+        ))),
+        _ => Ok(()),
+    }
 }
 
 /// Opens the connection that renews the lease and listens for `ordo_mail`
@@ -617,6 +797,8 @@ fn successor(prefix: &[u8]) -> Option<Vec<u8>> {
 
 impl Store for PgJournal {
     fn commit(&self, batch: &Batch) -> Result<(), Error> {
+        // Like a read-only sled journal: refused even when empty.
+        self.writable()?;
         if batch.is_empty() {
             return Ok(());
         }
@@ -830,6 +1012,7 @@ impl Store for PgJournal {
     }
 
     fn reserve_message_numbers(&self, count: u64) -> Result<Option<u64>, Error> {
+        self.writable()?;
         let count = signed(count);
         let row = self.read(move |conn| {
             async move { conn.client.query_one(&conn.st.reserve, &[&count]).await }.boxed_local()
@@ -877,16 +1060,16 @@ impl Store for PgJournal {
     }
 
     fn takeover_interval(&self) -> Option<Duration> {
-        Some(self.lease / 2)
+        // A read-only journal claims nothing.
+        self.worker.as_ref().map(|_| self.lease / 2)
     }
 }
 
 impl Drop for PgJournal {
     /// Releases the worker's pending workflows (others may claim them at once) and
-    /// marks it dead, then stops the store's thread.
+    /// marks it dead (read-only: nothing), then stops the store's thread.
     fn drop(&mut self) {
-        if !self.is_fenced() {
-            let worker = self.worker.clone();
+        if let Some(worker) = self.worker.clone().filter(|_| !self.is_fenced()) {
             let _ = self.call(move |shared| {
                 async move {
                     shared

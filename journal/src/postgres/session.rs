@@ -178,7 +178,16 @@ pub(crate) fn db_error(err: tokio_postgres::Error) -> Error {
             db.code().code(),
             db.detail().map(|d| format!(": {d}")).unwrap_or_default()
         )),
-        None => Error::Database(err.to_string()),
+        // The cause ("Connection refused", ...) is the source's message, not the error's.
+        None => {
+            let mut message = err.to_string();
+            let mut source = std::error::Error::source(&err);
+            while let Some(cause) = source {
+                message.push_str(&format!(": {cause}"));
+                source = cause.source();
+            }
+            Error::Database(message)
+        }
     }
 }
 
