@@ -1045,13 +1045,34 @@ impl Core {
         number
     }
 
-    /// Messages other workers committed for workflows running here: each such
-    /// workflow's mailbox reads the journal again. Called at every stall.
-    pub(crate) fn deliver_mail_from_elsewhere(&self) {
-        for destination in self.store.mail_arrived() {
-            let wf = self.running.borrow().get(&destination).cloned();
-            if let Some(wf) = wf {
-                wf.mail_committed_elsewhere(self);
+    /// What other workers committed that workflows running here may wait for (a
+    /// journal shared by many workers): a mailbox reads the journal again, waiters on an
+    /// end, an event or an awakeable look again. Called at every stall.
+    pub(crate) fn take_changes_from_elsewhere(&self) {
+        use crate::talk::watch::WatchKey;
+        use ordo_journal::Elsewhere;
+        for change in self.store.changed_elsewhere() {
+            match change {
+                Elsewhere::Mail(destination) => {
+                    let wf = self.running.borrow().get(&destination).cloned();
+                    if let Some(wf) = wf {
+                        wf.mail_committed_elsewhere(self);
+                    }
+                }
+                Elsewhere::Ended(id) => self.watchers.wake(&WatchKey::Workflow(id)),
+                Elsewhere::Event(id) => self
+                    .watchers
+                    .wake_where(|k| matches!(k, WatchKey::Event(of, _) if *of == id)),
+                Elsewhere::Resolved(id) => self
+                    .watchers
+                    .wake_where(|k| matches!(k, WatchKey::Awakeable(of, _) if *of == id)),
+                _ => {
+                    self.watchers.wake_where(|_| true);
+                    let all: Vec<_> = self.running.borrow().values().cloned().collect();
+                    for wf in all {
+                        wf.mail_committed_elsewhere(self);
+                    }
+                }
             }
         }
     }

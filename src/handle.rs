@@ -145,6 +145,22 @@ pub(crate) async fn final_outcome(
             })
             .await
         }
+        // A journal shared by many workers: another one may drive it. Its end is
+        // notified (see `Core::take_changes_from_elsewhere`); wait for it.
+        None if core.store.takeover_interval().is_some() => {
+            let key = crate::talk::watch::WatchKey::Workflow(id.clone());
+            let ended =
+                crate::talk::watch::wait_for(Rc::clone(&core), key, None, |core| {
+                    match core.record(&id)?.status {
+                        Status::Pending | Status::Enqueued | Status::Delayed => Ok(None),
+                        _ => recorded_outcome(core, &id).map(Some),
+                    }
+                })
+                .await?;
+            ended.ok_or_else(|| Error::Stopped {
+                workflow_id: id.clone(),
+            })
+        }
         None => recorded_outcome(&core, &id),
     }
 }

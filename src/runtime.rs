@@ -537,13 +537,13 @@ impl RuntimeBuilder {
         let hook_core = Rc::clone(&core);
         // `on_stall` launches the workflows whose start it committed; admin requests
         // are served between deliveries, like any client's.
-        // Mail that other workers commit (a shared journal) wakes the executor; the stall
-        // hook hands it over.
-        let mail_waker = executor.stall_waker();
+        // What other workers commit (a shared journal) wakes the executor; the stall hook
+        // hands it over.
+        let change_waker = executor.stall_waker();
         core.store
-            .on_mail(Box::new(move || mail_waker.wake_by_ref()));
+            .on_change(Box::new(move || change_waker.wake_by_ref()));
         executor.set_stall_hook(move || {
-            hook_core.deliver_mail_from_elsewhere();
+            hook_core.take_changes_from_elsewhere();
             let stalled = hook_core.on_stall();
             let served = inbox.as_ref().is_some_and(|inbox| inbox.serve(&hook_core));
             stalled || served

@@ -578,3 +578,85 @@ fn a_message_to_a_workflow_another_worker_drives_wakes_it_at_once() {
         "consumed"
     );
 }
+
+async fn announcer(ctx: Ctx, _: ()) -> Result<u32, String> {
+    ctx.sleep(Duration::from_millis(1_500)).await;
+    ctx.set_event("ready", 9u32).await;
+    ctx.sleep(Duration::from_millis(500)).await;
+    Ok(5)
+}
+
+async fn watcher(ctx: Ctx, of: String) -> Result<Option<u32>, String> {
+    Ok(ctx
+        .get_event::<u32>(&of, "ready", Duration::from_secs(20))
+        .await)
+}
+
+#[test]
+fn events_and_ends_on_one_worker_reach_waiters_on_another_at_once() {
+    let Some(pg) = TestPostgres::shared() else {
+        eprintln!("skipped: no PostgreSQL server");
+        return;
+    };
+    let url = pg.database("changes_across");
+    let build = move |url: &str, name: &str| {
+        Runtime::builder()
+            // A long lease: only notifications, never a takeover, can tell the waiters.
+            .postgres_with(
+                PgOptions::new(url)
+                    .worker_name(name)
+                    .lease(Duration::from_secs(60)),
+            )
+            .register("announcer", announcer)
+            .register("watcher", watcher)
+            .build()
+            .unwrap()
+    };
+    let driver = {
+        let url = url.clone();
+        std::thread::spawn(move || {
+            let a = build(&url, "a");
+            let handle = a.start::<_, u32, String>("announcer", "p", ()).unwrap();
+            a.block_on(handle.result()).unwrap()
+        })
+    };
+    let b = build(&url, "b");
+    let began = Instant::now();
+    while psql(
+        pg,
+        &url,
+        "SELECT count(*) FROM ordo.workflows WHERE id = 'p'",
+    ) == "0"
+    {
+        assert!(began.elapsed() < Duration::from_secs(30), "p never started");
+        std::thread::sleep(Duration::from_millis(20));
+    }
+    let watching = b
+        .start::<_, Option<u32>, String>("watcher", "w", "p".to_string())
+        .unwrap();
+    let ended = b.handle::<u32, String>("p").unwrap();
+    let (seen, result) = b.block_on(async {
+        let seen = watching.result().await;
+        let bounded = futures::future::select(
+            Box::pin(ended.result()),
+            Box::pin(ordo::executor::sleep(Duration::from_secs(20))),
+        );
+        let result = match bounded.await {
+            futures::future::Either::Left((result, _)) => Some(result),
+            futures::future::Either::Right(_) => None,
+        };
+        (seen, result)
+    });
+    assert_eq!(seen.unwrap(), Ok(Some(9)), "the event set on worker a");
+    assert_eq!(
+        result.map(|r| r.unwrap()),
+        Some(Ok(5)),
+        "the end on worker a"
+    );
+    assert_eq!(driver.join().unwrap(), Ok(5));
+    assert!(
+        began.elapsed() < Duration::from_secs(15),
+        "{:?}",
+        began.elapsed()
+    );
+}

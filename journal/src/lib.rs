@@ -120,4 +120,4 @@ pub use crate::postgres::{PgJournal, PgOptions, PG_SCHEMA_VERSION};
 pub use crate::record::{Batch, Completion, Outcome, ParseStatusError, Status, WorkflowRecord};
 pub use crate::retention::{finished_before, FINISHED, GC_BATCH};
 pub use crate::sled::SledJournal;
-pub use crate::store::Store;
+pub use crate::store::{Elsewhere, Store};

@@ -5,6 +5,30 @@ use crate::mail::Message;
 use crate::record::{Batch, Completion, Outcome, Status, WorkflowRecord};
 use crate::Error;
 
+/// What another writer of a shared journal committed that a workflow of this process
+/// may be waiting for (see [`Store::changed_elsewhere`]).
+///
+/// ```
+/// use ordo_journal::Elsewhere;
+/// let change = Elsewhere::Mail("order-42".into());
+/// assert_ne!(change, Elsewhere::Ended("order-42".into()));
+/// ```
+#[derive(Debug, Clone, PartialEq, Eq, PartialOrd, Ord, Hash)]
+#[non_exhaustive]
+pub enum Elsewhere {
+    /// Messages for this workflow.
+    Mail(String),
+    /// This workflow ended (succeeded, failed or was cancelled).
+    Ended(String),
+    /// An event of this workflow was set.
+    Event(String),
+    /// An awakeable of this workflow was resolved.
+    Resolved(String),
+    /// Changes may have been missed (the store lost its connection for a while):
+    /// everything should be looked at again.
+    Missed,
+}
+
 /// A durable journal of workflow records and step completions.
 ///
 /// Object safe: the runtime holds a `Box<dyn Store>`.
@@ -136,30 +160,30 @@ pub trait Store: Send + Sync {
         Ok(None)
     }
 
-    /// Asks the store to call `wake` whenever another writer commits messages that may
-    /// be for workflows this process drives; [`Store::mail_arrived`] then says for whom.
-    /// A store with one writer never calls it (the default does nothing).
+    /// Asks the store to call `wake` whenever another writer commits something a
+    /// workflow of this process may wait for; [`Store::changed_elsewhere`] then says
+    /// what. A store with one writer never calls it (the default does nothing).
     ///
     /// ```
     /// use ordo_journal::{SledJournal, Store};
     /// let store = SledJournal::temporary()?;
-    /// store.on_mail(Box::new(|| {}));
-    /// assert!(store.mail_arrived().is_empty());
+    /// store.on_change(Box::new(|| {}));
+    /// assert!(store.changed_elsewhere().is_empty());
     /// # Ok::<(), ordo_journal::Error>(())
     /// ```
-    fn on_mail(&self, wake: Box<dyn Fn() + Send + Sync>) {
+    fn on_change(&self, wake: Box<dyn Fn() + Send + Sync>) {
         let _ = wake;
     }
 
-    /// The destinations of messages other writers committed since the last call (see
-    /// [`Store::on_mail`]), each once.
+    /// What other writers committed since the last call (see [`Store::on_change`]),
+    /// each once.
     ///
     /// ```
     /// use ordo_journal::{SledJournal, Store};
-    /// assert!(SledJournal::temporary()?.mail_arrived().is_empty());
+    /// assert!(SledJournal::temporary()?.changed_elsewhere().is_empty());
     /// # Ok::<(), ordo_journal::Error>(())
     /// ```
-    fn mail_arrived(&self) -> Vec<String> {
+    fn changed_elsewhere(&self) -> Vec<Elsewhere> {
         Vec::new()
     }
 

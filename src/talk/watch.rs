@@ -44,6 +44,22 @@ impl Watchers {
         !self.parked.borrow().is_empty()
     }
 
+    /// Wakes everyone parked on a key `matches` accepts (they look again): a change
+    /// another worker committed.
+    pub(crate) fn wake_where(&self, matches: impl Fn(&WatchKey) -> bool) {
+        let wakers: Vec<Waker> = {
+            let mut parked = self.parked.borrow_mut();
+            let keys: Vec<WatchKey> = parked.keys().filter(|k| matches(k)).cloned().collect();
+            keys.iter()
+                .filter_map(|k| parked.remove(k))
+                .flatten()
+                .collect()
+        };
+        for waker in wakers {
+            waker.wake();
+        }
+    }
+
     /// Wakes everyone parked on `key` (they look again).
     pub(crate) fn wake(&self, key: &WatchKey) {
         let wakers = self.parked.borrow_mut().remove(key);

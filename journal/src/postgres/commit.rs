@@ -103,6 +103,10 @@ pub(crate) struct Encoded {
     aw_ok: Vec<bool>,
     aw_value: Vec<Vec<u8>>,
     highest_message: Option<i64>,
+    /// `(kind, workflow id)` of what other workers may wait for: `m` mail, `w` an end,
+    /// `e` an event, `a` an awakeable's resolution (see `Elsewhere`).
+    note_kind: Vec<String>,
+    note_id: Vec<String>,
     q_delete: Vec<Vec<u8>>,
     q_key: Vec<Vec<u8>>,
     q_value: Vec<Vec<u8>>,
@@ -149,6 +153,7 @@ impl Encoded {
         }
         e.completions(batch)?;
         e.mail(batch)?;
+        e.notes(batch);
         for i in last_of(batch.queue.iter().map(|q| q.0.as_slice())) {
             match &batch.queue[i] {
                 (k, Some(v)) => {
@@ -193,6 +198,29 @@ impl Encoded {
             self.c_ended.push(signed(c.ended_ms));
         }
         Ok(())
+    }
+
+    fn notes(&mut self, batch: &Batch) {
+        let mut kinds = Vec::new();
+        let mut ids = Vec::new();
+        let mut note = |kind: &str, id: &str| {
+            kinds.push(kind.to_owned());
+            ids.push(id.to_owned());
+        };
+        for d in &self.m_dest {
+            note("m", d);
+        }
+        for w in batch.workflows.iter().filter(|w| w.status.is_finished()) {
+            note("w", &w.id);
+        }
+        for (id, _, _) in &batch.mail.events {
+            note("e", id);
+        }
+        for (id, _, _) in &batch.mail.resolutions {
+            note("a", id);
+        }
+        self.note_kind = kinds;
+        self.note_id = ids;
     }
 
     fn mail(&mut self, batch: &Batch) -> Result<(), Error> {
@@ -352,9 +380,12 @@ impl Encoded {
         }
         if let Some(highest) = &self.highest_message {
             parts.push((&st.counter, vec![highest]));
+        }
+        if !self.note_kind.is_empty() {
             // Delivered at commit to every worker listening: the one driving a
-            // destination reads its mailbox again.
-            parts.push((&st.notify, vec![&self.m_dest, &fence[0]]));
+            // destination reads its mailbox again, one waiting for an end, an event or
+            // a resolution looks again.
+            parts.push((&st.notify, vec![&self.note_kind, &self.note_id, &fence[0]]));
         }
         if !self.q_delete.is_empty() {
             parts.push((&st.queue_delete, vec![&self.q_delete]));

@@ -70,7 +70,7 @@ use self::session::{connect, db_error, Conn, Job, Shared, Worker};
 use crate::mail::Message;
 use crate::queue::QueueRecord;
 use crate::record::{Batch, Completion, Outcome, Status, WorkflowRecord};
-use crate::{Error, Store};
+use crate::{Elsewhere, Error, Store};
 
 /// The version of the PostgreSQL schema this build creates and reads.
 pub const PG_SCHEMA_VERSION: i32 = schema::VERSION;
@@ -231,7 +231,7 @@ struct MailBell {
 
 #[derive(Default)]
 struct Bell {
-    destinations: std::collections::BTreeSet<String>,
+    changes: std::collections::BTreeSet<Elsewhere>,
     /// The listening connection was lost: notifications may have been missed, so every
     /// destination with messages counts.
     resync: bool,
@@ -239,11 +239,11 @@ struct Bell {
 }
 
 impl MailBell {
-    fn ring(&self, destination: Option<&str>) {
+    fn ring(&self, change: Option<Elsewhere>) {
         let mut state = self.state.lock().unwrap_or_else(|p| p.into_inner());
-        match destination {
-            Some(d) => {
-                state.destinations.insert(d.to_owned());
+        match change {
+            Some(change) => {
+                state.changes.insert(change);
             }
             None => state.resync = true,
         }
@@ -666,17 +666,30 @@ async fn listen(
         let mut messages = futures::stream::poll_fn(move |cx| connection.poll_message(cx));
         while let Some(Ok(message)) = futures::StreamExt::next(&mut messages).await {
             if let tokio_postgres::AsyncMessage::Notification(note) = message {
-                // "<sender> <destination>": this worker delivered its own mail already.
-                if let Some((sender, destination)) = note.payload().split_once(' ') {
-                    if sender.parse::<i64>().ok() != Some(worker) {
-                        bell.ring(Some(destination));
-                    }
+                // "<sender> <kind> <workflow id>": this worker told its own
+                // workflows already.
+                let mut parts = note.payload().splitn(3, ' ');
+                let (Some(sender), Some(kind), Some(id)) =
+                    (parts.next(), parts.next(), parts.next())
+                else {
+                    continue;
+                };
+                if sender.parse::<i64>().ok() == Some(worker) {
+                    continue;
                 }
+                let change = match kind {
+                    "m" => Elsewhere::Mail(id.to_owned()),
+                    "w" => Elsewhere::Ended(id.to_owned()),
+                    "e" => Elsewhere::Event(id.to_owned()),
+                    "a" => Elsewhere::Resolved(id.to_owned()),
+                    _ => continue,
+                };
+                bell.ring(Some(change));
             }
         }
     });
     client
-        .batch_execute("LISTEN ordo_mail")
+        .batch_execute("LISTEN ordo_change")
         .await
         .map_err(db_error)?;
     Ok(client)
@@ -1022,9 +1035,9 @@ impl Store for PgJournal {
             .map_err(db_error)
     }
 
-    fn on_mail(&self, wake: Box<dyn Fn() + Send + Sync>) {
+    fn on_change(&self, wake: Box<dyn Fn() + Send + Sync>) {
         let mut state = self.mail.state.lock().unwrap_or_else(|p| p.into_inner());
-        let pending = !state.destinations.is_empty() || state.resync;
+        let pending = !state.changes.is_empty() || state.resync;
         state.wake = Some(wake);
         if pending {
             if let Some(wake) = &state.wake {
@@ -1033,15 +1046,14 @@ impl Store for PgJournal {
         }
     }
 
-    fn mail_arrived(&self) -> Vec<String> {
-        let (mut arrived, resync) = {
+    fn changed_elsewhere(&self) -> Vec<Elsewhere> {
+        let (mut changes, resync) = {
             let mut state = self.mail.state.lock().unwrap_or_else(|p| p.into_inner());
-            let arrived: Vec<String> = std::mem::take(&mut state.destinations)
-                .into_iter()
-                .collect();
-            (arrived, std::mem::take(&mut state.resync))
+            let changes: Vec<Elsewhere> = std::mem::take(&mut state.changes).into_iter().collect();
+            (changes, std::mem::take(&mut state.resync))
         };
         if resync {
+            // Every mailbox with messages, and everyone waiting looks again.
             let rows = self.read(move |conn| {
                 async move {
                     conn.client
@@ -1051,12 +1063,17 @@ impl Store for PgJournal {
                 .boxed_local()
             });
             match rows {
-                Ok(rows) => arrived.extend(rows.iter().filter_map(|row| row.try_get(0).ok())),
+                Ok(rows) => changes.extend(
+                    rows.iter()
+                        .filter_map(|row| row.try_get(0).ok())
+                        .map(Elsewhere::Mail),
+                ),
                 // Try again at the next ring.
                 Err(_) => self.mail.ring(None),
             }
+            changes.push(Elsewhere::Missed);
         }
-        arrived
+        changes
     }
 
     fn takeover_interval(&self) -> Option<Duration> {

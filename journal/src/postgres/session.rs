@@ -104,8 +104,8 @@ statements! {
             $3::bool[], $4::bytea[])
         ON CONFLICT (workflow_id, step_id) DO UPDATE SET ok = EXCLUDED.ok, value = EXCLUDED.value";
     counter = "UPDATE ordo.counters SET value = greatest(value, $1) WHERE name = 'messages'";
-    notify = "SELECT pg_notify('ordo_mail', $2::int8 || ' ' || d)
-        FROM (SELECT DISTINCT unnest($1::text[]) AS d) u";
+    notify = "SELECT pg_notify('ordo_change', $3::int8 || ' ' || k || ' ' || i)
+        FROM (SELECT DISTINCT * FROM unnest($1::text[], $2::text[]) AS u(k, i)) n";
     reserve = "UPDATE ordo.counters SET value = value + $1 WHERE name = 'messages'
         RETURNING value - $1 + 1";
     queue_delete = "DELETE FROM ordo.queue_records WHERE key = ANY($1::bytea[])";
