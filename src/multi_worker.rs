@@ -29,10 +29,13 @@
 //!
 //! The runtime does not know which store it has: every record kind (workflows, step
 //! completions, messages, events, awakeables, queue records, trace contexts) lives in
-//! both. What does not cross workers yet: a queue's limits and a schedule's ticks are
-//! kept by each worker for the workflows it enqueued, and a message to a workflow that
-//! another worker drives is seen when that worker next reads its mailbox (at its next
-//! recovery), not at once.
+//! both. Workers tell each other what they commit that others may wait for (PostgreSQL
+//! `LISTEN`/`NOTIFY`, no polling): a message to a workflow another worker drives reaches
+//! its `recv` at once, as do an event for a `get_event`, an awakeable's resolution, and
+//! a workflow's end for a parent waiting on its child or a
+//! [`WorkflowHandle`](crate::WorkflowHandle) held on another worker. What does not
+//! cross workers yet: a queue's limits and a schedule's ticks are kept by each worker
+//! for the workflows it enqueued.
 //!
 //! ```no_run
 //! use ordo::{Ctx, Runtime};

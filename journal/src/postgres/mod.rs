@@ -45,11 +45,21 @@
 //! worker's commit count says whether it landed), so it is applied exactly once. TLS is
 //! not supported yet: a URL with `sslmode=require` fails to connect.
 //!
+//! # Changes other workers wait for
+//!
+//! A commit that stores messages, sets events, resolves awakeables or ends workflows
+//! also sends one `pg_notify('ordo_change', "<worker> <kind> <workflow id>")` per
+//! workflow touched, delivered when it commits. Every worker `LISTEN`s on its heartbeat
+//! connection and hands what others committed to its runtime
+//! ([`Store::changed_elsewhere`]), which reads a mailbox again or wakes the waiters: no
+//! polling. After a lost listening connection it reports [`Elsewhere::Missed`], and
+//! everything is looked at again. Message numbers come in blocks reserved per worker
+//! ([`Store::reserve_message_numbers`]), so no two workers number two messages alike.
+//!
 //! # Not yet across workers
 //!
 //! Each worker's runtime keeps its queues' and schedules' state in memory, so a queue's
-//! limits hold per worker, and a message to a workflow driven by another worker waits
-//! until that worker reads its mailbox again (no `LISTEN`/`NOTIFY` yet).
+//! limits and a schedule's ticks hold per worker.
 
 mod commit;
 mod schema;
@@ -640,7 +650,7 @@ async fn check_schema(config: &tokio_postgres::Config, deadline: Instant) -> Res
     }
 }
 
-/// Opens the connection that renews the lease and listens for `ordo_mail`
+/// Opens the connection that renews the lease and listens for `ordo_change`
 /// notifications, which ring `mail` (the connection's messages are polled by a task of
 /// the store's runtime).
 async fn listen(
