@@ -1,0 +1,767 @@
+//! ordo on PostgreSQL, side by side with what the same server does without ordo, in one
+//! run (a throwaway cluster from `ordo_testkit::postgres`, fsync on, over TCP on
+//! 127.0.0.1):
+//!
+//! - `pgbench` reference: one client inserting rows shaped like `ordo.completions` rows
+//!   into a plain table with the same primary key, 1 row per transaction and 64 rows per
+//!   transaction (one `INSERT ... SELECT ... FROM generate_series`), prepared
+//!   statements, 4 s right before and 4 s right after the ordo workload it is compared
+//!   with (a disk's sync latency drifts; the summary shows both runs and uses their
+//!   mean). Rows/s = tps x rows per transaction.
+//! - `postgres/sequential_100`: one workflow of 100 sequential steps per iteration (one
+//!   completion per commit, plus the start and the finish); `postgres/join_all_64x8`:
+//!   one workflow running 8 rounds of 64 steps in a `join_all` (64 completions per
+//!   commit). Default durability. Throughput is steps; the summary also gives ordo's
+//!   group commits per second next to pgbench's transactions per second.
+//! - `sled_sync/...`: the same two workloads on sled with `Durability::Sync`.
+//! - Worker processes: 1, 2 and 4 copies of this binary (re-executed with
+//!   `ORDO_PG_BENCH_WORKER` set) sharing one database, each starting its share of 1,000
+//!   workflows of 10 sequential steps and driving them to the end; total steps/s from
+//!   "go" (all runtimes built) to all done, and from spawn to all done.
+//! - Takeover: worker `a` (1 s lease) starts 4 workflows that park in a step whose body
+//!   never finishes there; worker `b` (1 s lease, already running, past `recover()`)
+//!   waits; `a` is SIGKILLed; the time from the kill to the moment `b` runs each
+//!   workflow's parked step (after claiming it and replaying its first step).
+//!
+//! A plain summary table is printed at the end. Without PostgreSQL on the machine the
+//! bench prints a "skipped" line and exits 0.
+#![allow(missing_docs, clippy::unwrap_used)]
+
+mod common;
+
+use std::cell::Cell;
+use std::io::{BufRead, BufReader, Write};
+use std::path::{Path, PathBuf};
+use std::process::{Child, ChildStdin, Command, Stdio};
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::{mpsc, Mutex};
+use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
+
+use criterion::{Criterion, SamplingMode, Throughput};
+use futures::channel::mpsc::{unbounded, UnboundedSender};
+use futures::StreamExt;
+use ordo::journal::PgOptions;
+use ordo::{Ctx, Durability, Runtime, RuntimeBuilder};
+use ordo_testkit::postgres::TestPostgres;
+
+/// Set in a child process: `<url>,<index>,<count>,<workflows>` (a throughput worker).
+const WORKER_VAR: &str = "ORDO_PG_BENCH_WORKER";
+/// Set in a child process: `<a|b>,<url>,<lease ms>,<workflows>` (the takeover workers).
+const TAKEOVER_VAR: &str = "ORDO_PG_BENCH_TAKEOVER";
+
+/// Steps of one `sequential` iteration.
+const SEQUENTIAL_STEPS: u64 = 100;
+/// Steps a `gathered` round runs at once.
+const GATHER: u64 = 64;
+/// Rounds of one `gathered` iteration.
+const ROUNDS: u64 = 8;
+/// Workflows of the multi-worker runs, and steps of each.
+const MULTI_WORKFLOWS: u64 = 1_000;
+const MULTI_STEPS: u64 = 10;
+/// The takeover runs' lease, and how many workflows worker `a` parks.
+const TAKEOVER_LEASE: Duration = Duration::from_secs(1);
+const TAKEOVER_WORKFLOWS: u64 = 4;
+/// How long pgbench runs per batch size.
+const PGBENCH_SECONDS: u32 = 4;
+/// How long the parent waits for a line from a child before giving up.
+const CHILD_TIMEOUT: Duration = Duration::from_secs(120);
+
+fn main() {
+    // Child modes first: criterion must not see (or parse) anything in a child.
+    if let Ok(spec) = std::env::var(WORKER_VAR) {
+        throughput_worker(&spec);
+        return;
+    }
+    if let Ok(spec) = std::env::var(TAKEOVER_VAR) {
+        takeover_worker(&spec);
+        return;
+    }
+    if std::env::args().any(|arg| arg == "--list") {
+        let c = Criterion::default().configure_from_args();
+        for name in ["postgres", "sled_sync"] {
+            for slot in 0..2 {
+                println!("{name}/{}: benchmark", workload(slot).0);
+            }
+        }
+        c.final_summary();
+        return;
+    }
+    let Some(pg) = TestPostgres::shared() else {
+        println!("postgres bench skipped: no PostgreSQL server (see the line above)");
+        return;
+    };
+    let mut summary = Summary::default();
+    let pgbench = Pgbench::prepare(pg);
+    let mut c = Criterion::default().configure_from_args();
+    let postgres = with_workflows(Runtime::builder().postgres(pg.database("ordo_bench")))
+        .build()
+        .unwrap();
+    // pgbench right before and right after each ordo workload: the disk's speed drifts
+    // (other processes' syncs), and the reference should see the same disk.
+    for slot in 0..2 {
+        let mut reference = Vec::new();
+        reference.extend(pgbench.as_ref().map(|p| p.run(slot)));
+        summary.postgres[slot] = bench_workload(&mut c, "postgres", &postgres, slot);
+        reference.extend(pgbench.as_ref().map(|p| p.run(slot)));
+        summary.pgbench[slot] = reference;
+    }
+    drop(postgres);
+    let dir = common::bench_dir();
+    let sled = with_workflows(Runtime::builder().path(dir.path()))
+        .durability(Durability::Sync)
+        .build()
+        .unwrap();
+    for slot in 0..2 {
+        summary.sled[slot] = bench_workload(&mut c, "sled_sync", &sled, slot);
+    }
+    drop(sled);
+    c.final_summary();
+
+    for workers in [1, 2, 4] {
+        summary.workers.push(multi_worker(pg, workers));
+    }
+    summary.takeover = Some(takeover(pg));
+    summary.print();
+}
+
+// ---------------------------------------------------------------------------------
+// Workflows
+
+/// `n` sequential steps, each returning its index.
+async fn sequential(ctx: Ctx, n: u64) -> Result<u64, ()> {
+    let mut sum = 0;
+    for i in 0..n {
+        sum += ctx
+            .step("s", move || async move { Ok::<u64, ()>(i) })
+            .await?;
+    }
+    Ok(sum)
+}
+
+/// `rounds` rounds of [`GATHER`] steps at once in a `join_all`.
+async fn gathered(ctx: Ctx, rounds: u64) -> Result<u64, ()> {
+    let mut sum = 0;
+    for _ in 0..rounds {
+        let steps = (0..GATHER).map(|i| ctx.step("c", move || async move { Ok::<u64, ()>(i) }));
+        for value in futures::future::join_all(steps).await {
+            sum += value?;
+        }
+    }
+    Ok(sum)
+}
+
+fn with_workflows(builder: RuntimeBuilder) -> RuntimeBuilder {
+    builder
+        .register("sequential", sequential)
+        .register("gathered", gathered)
+}
+
+// ---------------------------------------------------------------------------------
+// pgbench
+
+/// `pgbench` on a table shaped like `ordo.completions`, at 1 and at [`GATHER`] rows per
+/// transaction.
+struct Pgbench {
+    exe: PathBuf,
+    url: String,
+    /// The scripts, by slot (0: 1 row, 1: [`GATHER`] rows); in `_dir`.
+    scripts: [PathBuf; 2],
+    _dir: tempfile::TempDir,
+}
+
+impl Pgbench {
+    /// A fresh database with the table, and the two scripts; `None` without a
+    /// `pgbench` next to the server.
+    fn prepare(pg: &TestPostgres) -> Option<Pgbench> {
+        let exe = pg.bin_dir().join("pgbench");
+        if !exe.exists() {
+            eprintln!("pgbench reference skipped: no {}", exe.display());
+            return None;
+        }
+        let url = pg.database("pgbench");
+        psql(
+            pg,
+            &url,
+            "CREATE TABLE completions (workflow_id text, seq int8, step_id int8, name text, \
+             ok bool, value bytea, attempts int4, started_ms int8, ended_ms int8, \
+             PRIMARY KEY (workflow_id, seq))",
+        );
+        let dir = tempfile::tempdir().unwrap();
+        // A random key per transaction (2^50 of them: a repeat within a run has a
+        // chance of about 1e-8), rows `key * 64 + g`: keys never collide in practice.
+        // The value is a few bytes, like a bincode-encoded u64.
+        let one = "\\set s random(0, 1125899906842623)\n\
+             INSERT INTO completions VALUES ('pgbench-' || :client_id, :s, :s, 's', true, \
+             '\\x2a'::bytea, 1, 1700000000000, 1700000000001);\n"
+            .to_string();
+        let many = format!(
+            "\\set s random(0, 1125899906842623)\n\
+             INSERT INTO completions SELECT 'pgbench-' || :client_id, \
+             CAST(:s AS int8) * {GATHER} + g, g, 's', true, '\\x2a'::bytea, 1, \
+             1700000000000, 1700000000001 FROM generate_series(0, {}) AS g;\n",
+            GATHER - 1
+        );
+        let scripts = [(1, one), (GATHER, many)].map(|(rows, script)| {
+            let file = dir.path().join(format!("rows_{rows}.sql"));
+            std::fs::write(&file, script).unwrap();
+            file
+        });
+        Some(Pgbench {
+            exe,
+            url,
+            scripts,
+            _dir: dir,
+        })
+    }
+
+    /// Runs script `slot` for [`PGBENCH_SECONDS`] on one client: rows/s and tps.
+    fn run(&self, slot: usize) -> Rate {
+        let rows = [1, GATHER][slot];
+        let tps = run_pgbench(&self.exe, &self.scripts[slot], &self.url);
+        eprintln!(
+            "pgbench, {rows} row(s)/transaction: {tps:.0} tps, {:.0} rows/s",
+            tps * rows as f64
+        );
+        Rate {
+            items_per_s: tps * rows as f64,
+            commits_per_s: tps,
+        }
+    }
+}
+
+/// Runs `pgbench -f file` for [`PGBENCH_SECONDS`] on one client; its tps.
+fn run_pgbench(pgbench: &Path, file: &Path, url: &str) -> f64 {
+    let mut cmd = Command::new(pgbench);
+    cmd.args(["-n", "-M", "prepared", "-c", "1", "-j", "1", "-T"])
+        .arg(PGBENCH_SECONDS.to_string())
+        .arg("-f")
+        .arg(file)
+        .arg(url);
+    without_pg_env(&mut cmd);
+    let out = cmd.stdin(Stdio::null()).output().unwrap();
+    let stdout = String::from_utf8_lossy(&out.stdout);
+    assert!(
+        out.status.success(),
+        "{cmd:?} failed ({}):\n{stdout}\n{}",
+        out.status,
+        String::from_utf8_lossy(&out.stderr)
+    );
+    stdout
+        .lines()
+        .find_map(|line| line.trim().strip_prefix("tps = "))
+        .and_then(|rest| rest.split_whitespace().next())
+        .and_then(|tps| tps.parse().ok())
+        .unwrap_or_else(|| panic!("no \"tps = N\" line in pgbench's output:\n{stdout}"))
+}
+
+fn psql(pg: &TestPostgres, url: &str, sql: &str) {
+    let mut cmd = Command::new(pg.bin_dir().join("psql"));
+    cmd.args(["-X", "-q", "-v", "ON_ERROR_STOP=1", "-d", url, "-c", sql]);
+    without_pg_env(&mut cmd);
+    let out = cmd.stdin(Stdio::null()).output().unwrap();
+    assert!(
+        out.status.success(),
+        "{cmd:?} failed: {}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+}
+
+/// The URL says everything: the caller's libpq variables must not.
+fn without_pg_env(cmd: &mut Command) {
+    for (key, _) in std::env::vars_os() {
+        if key.to_string_lossy().starts_with("PG") {
+            cmd.env_remove(key);
+        }
+    }
+}
+
+// ---------------------------------------------------------------------------------
+// ordo, one process, criterion
+
+/// Criterion's samples per benchmark (flat sampling: one routine call per sample).
+const SAMPLES: usize = 10;
+
+/// One call of criterion's routine: steps run, group commits made, time taken.
+#[derive(Clone, Copy)]
+struct Call {
+    steps: u64,
+    commits: u64,
+    elapsed: Duration,
+}
+
+/// The rate over the last [`SAMPLES`] calls: criterion's measurement, without its
+/// warm-up (which calls the routine before, with doubling iteration counts).
+fn measured_rate(calls: &[Call]) -> Option<Rate> {
+    let measured = &calls[calls.len().saturating_sub(SAMPLES)..];
+    let seconds: f64 = measured.iter().map(|c| c.elapsed.as_secs_f64()).sum();
+    (seconds > 0.0).then(|| Rate {
+        items_per_s: measured.iter().map(|c| c.steps).sum::<u64>() as f64 / seconds,
+        commits_per_s: measured.iter().map(|c| c.commits).sum::<u64>() as f64 / seconds,
+    })
+}
+
+/// Workload `slot` (0: sequential, 1: gathered) as `(label, workflow, input, steps)`.
+fn workload(slot: usize) -> (String, &'static str, u64, u64) {
+    match slot {
+        0 => (
+            format!("sequential_{SEQUENTIAL_STEPS}"),
+            "sequential",
+            SEQUENTIAL_STEPS,
+            SEQUENTIAL_STEPS,
+        ),
+        _ => (
+            format!("join_all_{GATHER}x{ROUNDS}"),
+            "gathered",
+            ROUNDS,
+            GATHER * ROUNDS,
+        ),
+    }
+}
+
+/// Benchmarks workload `slot` on `rt` as `group_name/<label>`; its measured rate
+/// (`None` when a filter left it out).
+fn bench_workload(c: &mut Criterion, group_name: &str, rt: &Runtime, slot: usize) -> Option<Rate> {
+    let (label, workflow, input, steps) = workload(slot);
+    let mut group = c.benchmark_group(group_name);
+    group.sampling_mode(SamplingMode::Flat);
+    group.warm_up_time(Duration::from_secs(1));
+    group.measurement_time(Duration::from_secs(4));
+    group.sample_size(SAMPLES);
+    group.throughput(Throughput::Elements(steps));
+    let calls = std::cell::RefCell::new(Vec::new());
+    let runs = Cell::new(0u64);
+    group.bench_function(&label, |b| {
+        b.iter_custom(|iters| {
+            let commits = rt.metrics().commits;
+            let start = Instant::now();
+            for _ in 0..iters {
+                runs.set(runs.get() + 1);
+                let id = format!("{label}-{}", runs.get());
+                let handle = rt.start::<_, u64, ()>(workflow, &id, input).unwrap();
+                rt.block_on(handle.result()).unwrap().unwrap();
+            }
+            let elapsed = start.elapsed();
+            calls.borrow_mut().push(Call {
+                steps: iters * steps,
+                commits: rt.metrics().commits - commits,
+                elapsed,
+            });
+            elapsed
+        });
+    });
+    group.finish();
+    let calls = calls.into_inner();
+    measured_rate(&calls)
+}
+
+// ---------------------------------------------------------------------------------
+// Child processes
+
+/// Lines a child prints, read on a thread so the parent can wait with a timeout.
+struct Lines {
+    rx: mpsc::Receiver<String>,
+    name: String,
+}
+
+impl Lines {
+    fn of(child: &mut Child, name: impl Into<String>) -> Lines {
+        let stdout = child.stdout.take().unwrap();
+        let (tx, rx) = mpsc::channel();
+        std::thread::spawn(move || {
+            for line in BufReader::new(stdout).lines() {
+                let Ok(line) = line else { return };
+                if tx.send(line).is_err() {
+                    return;
+                }
+            }
+        });
+        Lines {
+            rx,
+            name: name.into(),
+        }
+    }
+
+    /// The next line, panicking after [`CHILD_TIMEOUT`] or when the child is gone.
+    fn next(&self) -> String {
+        self.rx
+            .recv_timeout(CHILD_TIMEOUT)
+            .unwrap_or_else(|err| panic!("no line from {}: {err}", self.name))
+    }
+
+    fn expect(&self, prefix: &str) -> String {
+        let line = self.next();
+        assert!(
+            line.starts_with(prefix),
+            "{} said {line:?}, not {prefix:?}",
+            self.name
+        );
+        line
+    }
+}
+
+fn spawn_self(var: &str, value: &str) -> Child {
+    Command::new(std::env::current_exe().unwrap())
+        .env(var, value)
+        .stdin(Stdio::piped())
+        .stdout(Stdio::piped())
+        .stderr(Stdio::inherit())
+        .spawn()
+        .unwrap()
+}
+
+fn unix_ms() -> u64 {
+    SystemTime::now()
+        .duration_since(UNIX_EPOCH)
+        .unwrap()
+        .as_millis() as u64
+}
+
+/// Ends this child when the parent closes its stdin (the parent is done or gone).
+fn exit_when_stdin_closes() {
+    std::thread::spawn(|| {
+        let mut sink = Vec::new();
+        let _ = std::io::Read::read_to_end(&mut std::io::stdin(), &mut sink);
+        std::process::exit(0);
+    });
+}
+
+// ---------------------------------------------------------------------------------
+// Many worker processes on one database
+
+struct WorkerRun {
+    workers: usize,
+    steps: u64,
+    /// From "go" (every runtime built) to the last worker done.
+    from_go: Duration,
+    /// From the first spawn to the last worker done.
+    from_spawn: Duration,
+}
+
+fn multi_worker(pg: &TestPostgres, workers: usize) -> WorkerRun {
+    let url = pg.database(&format!("workers_{workers}"));
+    let spawned = Instant::now();
+    let mut children: Vec<(Child, ChildStdin, Lines)> = (0..workers)
+        .map(|index| {
+            let mut child = spawn_self(
+                WORKER_VAR,
+                &format!("{url},{index},{workers},{MULTI_WORKFLOWS}"),
+            );
+            let stdin = child.stdin.take().unwrap();
+            let lines = Lines::of(&mut child, format!("worker {index}/{workers}"));
+            (child, stdin, lines)
+        })
+        .collect();
+    for (_, _, lines) in &children {
+        lines.expect("ready");
+    }
+    let go = Instant::now();
+    for (_, stdin, _) in &mut children {
+        writeln!(stdin, "go").unwrap();
+        stdin.flush().unwrap();
+    }
+    let mut steps = 0;
+    for (_, _, lines) in &children {
+        let line = lines.expect("done ");
+        steps += line["done ".len()..].trim().parse::<u64>().unwrap();
+    }
+    let done = Instant::now();
+    for (mut child, stdin, _) in children {
+        drop(stdin);
+        assert!(child.wait().unwrap().success());
+    }
+    assert_eq!(steps, MULTI_WORKFLOWS * MULTI_STEPS);
+    let run = WorkerRun {
+        workers,
+        steps,
+        from_go: done - go,
+        from_spawn: done - spawned,
+    };
+    eprintln!(
+        "{workers} worker process(es): {steps} steps, {:.0} steps/s from go, {:.0} steps/s from spawn",
+        steps as f64 / run.from_go.as_secs_f64(),
+        steps as f64 / run.from_spawn.as_secs_f64()
+    );
+    run
+}
+
+/// A throughput worker: builds its runtime, says "ready", waits for "go", drives its
+/// share of the workflows to the end, says "done <steps>".
+fn throughput_worker(spec: &str) {
+    let mut fields = spec.rsplitn(4, ',');
+    let total: u64 = fields.next().unwrap().parse().unwrap();
+    let count: u64 = fields.next().unwrap().parse().unwrap();
+    let index: u64 = fields.next().unwrap().parse().unwrap();
+    let url = fields.next().unwrap();
+    let rt = Runtime::builder()
+        .postgres_with(PgOptions::new(url).worker_name(format!("bench-{index}")))
+        .register("sequential", sequential)
+        .build()
+        .unwrap();
+    println!("ready");
+    let mut go = String::new();
+    std::io::stdin().read_line(&mut go).unwrap();
+    if go.trim() != "go" {
+        return; // the parent went away
+    }
+    let handles: Vec<_> = (index..total)
+        .step_by(count as usize)
+        .map(|n| {
+            rt.start::<_, u64, ()>("sequential", &format!("m{n}"), MULTI_STEPS)
+                .unwrap()
+        })
+        .collect();
+    let results = rt.block_on(futures::future::join_all(
+        handles.iter().map(|h| h.result()),
+    ));
+    for result in &results {
+        assert!(
+            matches!(result, Ok(Ok(sum)) if *sum == MULTI_STEPS * (MULTI_STEPS - 1) / 2),
+            "{result:?}"
+        );
+    }
+    println!("done {}", results.len() as u64 * MULTI_STEPS);
+}
+
+// ---------------------------------------------------------------------------------
+// Takeover after a SIGKILL
+
+/// Whether this process is worker `b`: the parked step finishes here.
+static TAKING_OVER: AtomicBool = AtomicBool::new(false);
+/// Where the parked step reports `(workflow index, unix ms)` when its body runs.
+static PARKED: Mutex<Option<UnboundedSender<(u64, u64)>>> = Mutex::new(None);
+
+/// One recorded step, then a step whose body never finishes on worker `a` and finishes
+/// at once on worker `b`, reporting when it ran.
+async fn parked(ctx: Ctx, index: u64) -> Result<u64, ()> {
+    ctx.step("begin", move || async move { Ok::<u64, ()>(index) })
+        .await?;
+    ctx.step("park", move || async move {
+        let now = unix_ms();
+        if let Some(tx) = PARKED.lock().unwrap().as_ref() {
+            let _ = tx.unbounded_send((index, now));
+        }
+        if !TAKING_OVER.load(Ordering::SeqCst) {
+            futures::future::pending::<()>().await;
+        }
+        Ok::<u64, ()>(now)
+    })
+    .await
+}
+
+struct Takeover {
+    lease: Duration,
+    /// Kill to the parked step's body running on `b`, per workflow.
+    delays: Vec<Duration>,
+}
+
+fn takeover(pg: &TestPostgres) -> Takeover {
+    let url = pg.database("takeover");
+    let lease_ms = TAKEOVER_LEASE.as_millis();
+    let mut a = spawn_self(
+        TAKEOVER_VAR,
+        &format!("a,{url},{lease_ms},{TAKEOVER_WORKFLOWS}"),
+    );
+    let a_lines = Lines::of(&mut a, "takeover worker a");
+    a_lines.expect("ready");
+    let mut b = spawn_self(
+        TAKEOVER_VAR,
+        &format!("b,{url},{lease_ms},{TAKEOVER_WORKFLOWS}"),
+    );
+    let b_lines = Lines::of(&mut b, "takeover worker b");
+    b_lines.expect("ready");
+    // b is connected and past recover(): it claimed nothing (a is alive) and now claims
+    // again every half lease. Let a renew its lease once more, then kill it.
+    std::thread::sleep(TAKEOVER_LEASE / 2);
+    let killed = unix_ms();
+    a.kill().unwrap(); // SIGKILL
+    let _ = a.wait();
+    let mut delays = Vec::new();
+    for _ in 0..TAKEOVER_WORKFLOWS {
+        let line = b_lines.expect("ran ");
+        let mut parts = line.split_whitespace().skip(1);
+        let _index: u64 = parts.next().unwrap().parse().unwrap();
+        let at: u64 = parts.next().unwrap().parse().unwrap();
+        delays.push(Duration::from_millis(at.saturating_sub(killed)));
+    }
+    b_lines.expect("done");
+    drop(b.stdin.take());
+    assert!(b.wait().unwrap().success());
+    delays.sort();
+    eprintln!(
+        "takeover with a {lease_ms} ms lease: kill to first live step on b: {:?}",
+        delays
+    );
+    Takeover {
+        lease: TAKEOVER_LEASE,
+        delays,
+    }
+}
+
+/// Worker `a`: parks its workflows, says "ready", lives until killed. Worker `b`:
+/// recovers (nothing), says "ready", then reports every parked step it runs.
+fn takeover_worker(spec: &str) {
+    let (role, rest) = spec.split_once(',').unwrap();
+    let mut fields = rest.rsplitn(3, ',');
+    let workflows: u64 = fields.next().unwrap().parse().unwrap();
+    let lease = Duration::from_millis(fields.next().unwrap().parse().unwrap());
+    let url = fields.next().unwrap();
+    let (tx, mut rx) = unbounded();
+    *PARKED.lock().unwrap() = Some(tx);
+    TAKING_OVER.store(role == "b", Ordering::SeqCst);
+    let rt = Runtime::builder()
+        .postgres_with(PgOptions::new(url).worker_name(role).lease(lease))
+        .register("parked", parked)
+        .build()
+        .unwrap();
+    exit_when_stdin_closes();
+    if role == "a" {
+        for n in 0..workflows {
+            rt.start::<_, u64, ()>("parked", &format!("t{n}"), n)
+                .unwrap();
+        }
+        rt.block_on(async {
+            for _ in 0..workflows {
+                rx.next().await.unwrap();
+            }
+        });
+        // Every workflow is in its parked step, so its first step was committed.
+        for n in 0..workflows {
+            assert_eq!(rt.journal().completions(&format!("t{n}")).unwrap().len(), 1);
+        }
+        println!("ready");
+        loop {
+            std::thread::sleep(Duration::from_secs(3600));
+        }
+    }
+    let report = rt.recover().unwrap();
+    assert!(report.resumed.is_empty(), "b claimed {:?}", report.resumed);
+    println!("ready");
+    rt.block_on(async {
+        for _ in 0..workflows {
+            let (index, at) = rx.next().await.unwrap();
+            println!("ran {index} {at}");
+        }
+    });
+    // Let the taken-over workflows finish (their handles read the journal).
+    for n in 0..workflows {
+        let handle = rt.handle::<u64, ()>(&format!("t{n}")).unwrap();
+        rt.block_on(handle.result()).unwrap().unwrap();
+    }
+    assert_eq!(rt.metrics().steps_replayed, workflows);
+    println!("done");
+}
+
+// ---------------------------------------------------------------------------------
+// Summary
+
+#[derive(Default, Clone, Copy)]
+struct Rate {
+    /// Rows/s (pgbench) or steps/s (ordo).
+    items_per_s: f64,
+    /// Transactions (pgbench) or group commits (ordo) per second.
+    commits_per_s: f64,
+}
+
+#[derive(Default)]
+struct Summary {
+    /// pgbench runs by slot: before and after the ordo workload.
+    pgbench: [Vec<Rate>; 2],
+    postgres: [Option<Rate>; 2],
+    sled: [Option<Rate>; 2],
+    workers: Vec<WorkerRun>,
+    takeover: Option<Takeover>,
+}
+
+impl Summary {
+    fn print(&self) {
+        let cpus = std::thread::available_parallelism().map_or(0, |n| n.get());
+        let mut out = String::new();
+        out.push_str(&format!(
+            "\n== ordo on PostgreSQL: summary ({cpus} CPUs; one throwaway cluster, fsync on, TCP on 127.0.0.1)\n"
+        ));
+        out.push_str(&format!(
+            "{:<44} {:>12} {:>12} {:>14} {:>14}\n",
+            "workload", "rows|steps/s", "commits/s", "vs pgbench", "commits vs pg"
+        ));
+        for (slot, per_commit) in [
+            (0, format!("1 per commit (sequential_{SEQUENTIAL_STEPS})")),
+            (
+                1,
+                format!("{GATHER} per commit (join_all_{GATHER}x{ROUNDS})"),
+            ),
+        ] {
+            let runs = &self.pgbench[slot];
+            let reference = (!runs.is_empty()).then(|| Rate {
+                items_per_s: runs.iter().map(|r| r.items_per_s).sum::<f64>() / runs.len() as f64,
+                commits_per_s: runs.iter().map(|r| r.commits_per_s).sum::<f64>()
+                    / runs.len() as f64,
+            });
+            let each: Vec<String> = runs
+                .iter()
+                .map(|r| format!("{:.0}", r.items_per_s))
+                .collect();
+            let rows = [
+                (
+                    format!("pgbench, {} row(s) per transaction", [1, GATHER][slot]),
+                    reference,
+                    format!("mean of {} (before, after)", each.join(", ")),
+                ),
+                (
+                    format!("ordo postgres, {per_commit}"),
+                    self.postgres[slot],
+                    String::new(),
+                ),
+                (
+                    format!("ordo sled Sync, {per_commit}"),
+                    self.sled[slot],
+                    String::new(),
+                ),
+            ];
+            for (i, (name, rate, note)) in rows.into_iter().enumerate() {
+                let Some(rate) = rate else {
+                    out.push_str(&format!("{name:<44} {:>12}\n", "-"));
+                    continue;
+                };
+                let (versus, commits_versus) = match reference {
+                    Some(r) if i > 0 => (
+                        format!("{:.2}x", rate.items_per_s / r.items_per_s),
+                        format!("{:.2}x", rate.commits_per_s / r.commits_per_s),
+                    ),
+                    _ => (String::new(), String::new()),
+                };
+                out.push_str(&format!(
+                    "{name:<44} {:>12.0} {:>12.0} {versus:>14} {commits_versus:>14}  {note}\n",
+                    rate.items_per_s, rate.commits_per_s
+                ));
+            }
+        }
+        if !self.workers.is_empty() {
+            out.push_str(&format!(
+                "\nworker processes on one database ({MULTI_WORKFLOWS} workflows x {MULTI_STEPS} steps)\n{:<10} {:>16} {:>18}\n",
+                "workers", "steps/s from go", "steps/s from spawn"
+            ));
+            for run in &self.workers {
+                out.push_str(&format!(
+                    "{:<10} {:>16.0} {:>18.0}\n",
+                    run.workers,
+                    run.steps as f64 / run.from_go.as_secs_f64(),
+                    run.steps as f64 / run.from_spawn.as_secs_f64()
+                ));
+            }
+        }
+        if let Some(t) = &self.takeover {
+            let ms: Vec<String> = t
+                .delays
+                .iter()
+                .map(|d| format!("{}", d.as_millis()))
+                .collect();
+            out.push_str(&format!(
+                "\ntakeover after SIGKILL (lease {} ms, {} workflows): kill -> first live step on the other worker: {} ms\n",
+                t.lease.as_millis(),
+                t.delays.len(),
+                ms.join(", ")
+            ));
+        }
+        println!("{out}");
+    }
+}
