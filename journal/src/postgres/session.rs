@@ -55,7 +55,12 @@ const WORKFLOW_COLUMNS: &str = "id, name, status, input, output_ok, output, crea
      updated_ms, recovery_attempts, app_version, deadline_ms";
 
 statements! {
-    fence = "SELECT ordo.fence($1, $2)";
+    // The fence without plpgsql on the common path: `ordo.fence` (which raises) runs
+    // only when the worker's row no longer has this epoch.
+    fence = "WITH counted AS (UPDATE ordo.workers SET commits = commits + 1
+            WHERE id = $1 AND epoch = $2 AND alive RETURNING commits)
+        SELECT CASE WHEN count(*) = 1 THEN max(commits) ELSE ordo.fence($1, $2) END
+        FROM counted";
     commits = "SELECT commits, epoch, alive FROM ordo.workers WHERE id = $1";
     delete = "WITH gone AS (SELECT unnest($1::text[]) AS id),
         c AS (DELETE FROM ordo.completions t USING gone WHERE t.workflow_id = gone.id),
@@ -244,6 +249,17 @@ impl Shared {
         *self.conn.borrow_mut() = None;
         loop {
             let client = connect(&self.config, deadline).await?;
+            // One plan per statement for the connection's life: PostgreSQL would plan
+            // the `unnest` statements afresh at every commit otherwise.
+            if let Err(err) = client
+                .batch_execute("SET plan_cache_mode = force_generic_plan")
+                .await
+            {
+                if is_connection_error(&err) && Instant::now() < deadline {
+                    continue;
+                }
+                return Err(db_error(err));
+            }
             match Statements::prepare(&client).await {
                 Ok(st) => {
                     let conn = Rc::new(Conn { client, st });
