@@ -284,6 +284,24 @@ impl Encoded {
         Ok(())
     }
 
+    /// Whether the batch writes workflow records and completions and nothing else that
+    /// needs a statement of its own (most commits): then one statement does it all.
+    fn only_records_and_completions(&self) -> bool {
+        self.deletes.is_empty()
+            && self.type_fp.is_empty()
+            && self.trace_id.is_empty()
+            && self.resets.is_empty()
+            && self.m_dest.is_empty()
+            && self.k_dest.is_empty()
+            && self.gone_dest.is_empty()
+            && self.ev_id.is_empty()
+            && self.aw_id.is_empty()
+            && self.highest_message.is_none()
+            && self.note_kind.is_empty()
+            && self.q_delete.is_empty()
+            && self.q_key.is_empty()
+    }
+
     /// Sends the whole transaction at once and waits for every answer: the worker's
     /// commit count after it, or the first statement's error (the rest of an aborted
     /// transaction only says it is aborted).
@@ -295,6 +313,34 @@ impl Encoded {
     ) -> Result<i64, tokio_postgres::Error> {
         let c = &conn.client;
         let st = &conn.st;
+        let [worker, epoch] = fence;
+        if self.only_records_and_completions() {
+            let params: [&(dyn ToSql + Sync); 22] = [
+                &worker,
+                &epoch,
+                &self.wf_id,
+                &self.wf_name,
+                &self.wf_status,
+                &self.wf_input,
+                &self.wf_output_ok,
+                &self.wf_output,
+                &self.wf_created,
+                &self.wf_updated,
+                &self.wf_attempts,
+                &self.wf_app,
+                &self.wf_deadline,
+                &self.c_id,
+                &self.c_seq,
+                &self.c_step,
+                &self.c_name,
+                &self.c_ok,
+                &self.c_value,
+                &self.c_attempts,
+                &self.c_started,
+                &self.c_ended,
+            ];
+            return c.query_one(&st.fast, &params).await?.try_get(0);
+        }
         type Part<'a> = (&'a tokio_postgres::Statement, Vec<&'a (dyn ToSql + Sync)>);
         let mut parts: Vec<Part<'_>> = Vec::new();
         if !self.deletes.is_empty() {
@@ -393,7 +439,6 @@ impl Encoded {
         if !self.q_key.is_empty() {
             parts.push((&st.queue_put, vec![&self.q_key, &self.q_value]));
         }
-        let [worker, epoch] = fence;
         let fence_params: [&(dyn ToSql + Sync); 2] = [&worker, &epoch];
         // `join!` polls its futures in order, and each sends its request on its first
         // poll: the server gets them in this order, in one flight.

@@ -96,6 +96,38 @@ statements! {
                 FROM ordo.completions c WHERE c.workflow_id = f.workflow_id) l
             WHERE f.first <= l.last)
         INSERT INTO ordo.completions SELECT * FROM new WHERE NOT EXISTS (SELECT 1 FROM bad)";
+    // The commit of a batch of workflow records and completions only (most commits):
+    // one statement, so one implicit transaction, without `BEGIN` and `COMMIT`. Its
+    // parts see one snapshot and apply together; a fence or order check that raises
+    // undoes them all.
+    fast = "WITH counted AS (UPDATE ordo.workers SET commits = commits + 1
+            WHERE id = $1 AND epoch = $2 AND alive RETURNING commits),
+        fence AS (SELECT CASE WHEN count(*) = 1 THEN max(commits)
+            ELSE ordo.fence($1, $2) END AS commits FROM counted),
+        put AS (INSERT INTO ordo.workflows (id, name, status, input, output_ok, output,
+                created_ms, updated_ms, recovery_attempts, app_version, deadline_ms, owner)
+            SELECT u.*, $1 FROM unnest($3::text[], $4::text[], $5::int2[], $6::bytea[],
+                $7::bool[], $8::bytea[], $9::int8[], $10::int8[], $11::int4[], $12::text[],
+                $13::int8[]) AS u
+            WHERE (SELECT commits FROM fence) IS NOT NULL
+            ON CONFLICT (id) DO UPDATE SET name = EXCLUDED.name, status = EXCLUDED.status,
+                input = EXCLUDED.input, output_ok = EXCLUDED.output_ok,
+                output = EXCLUDED.output, created_ms = EXCLUDED.created_ms,
+                updated_ms = EXCLUDED.updated_ms,
+                recovery_attempts = EXCLUDED.recovery_attempts,
+                app_version = EXCLUDED.app_version, deadline_ms = EXCLUDED.deadline_ms,
+                owner = EXCLUDED.owner),
+        new AS (SELECT * FROM unnest($14::text[], $15::int8[], $16::int8[],
+                $17::text[], $18::bool[], $19::bytea[], $20::int4[], $21::int8[], $22::int8[])
+            AS u(workflow_id, seq, step_id, name, ok, value, attempts, started_ms, ended_ms)),
+        firsts AS (SELECT workflow_id, min(seq) AS first FROM new GROUP BY workflow_id),
+        bad AS (SELECT ordo.out_of_order(f.workflow_id, f.first, l.last)
+            FROM firsts f CROSS JOIN LATERAL (SELECT max(c.seq) AS last
+                FROM ordo.completions c WHERE c.workflow_id = f.workflow_id) l
+            WHERE f.first <= l.last),
+        appended AS (INSERT INTO ordo.completions SELECT * FROM new
+            WHERE NOT EXISTS (SELECT 1 FROM bad) AND (SELECT commits FROM fence) IS NOT NULL)
+        SELECT commits FROM fence";
     send = "INSERT INTO ordo.messages SELECT * FROM unnest($1::text[], $2::text[],
         $3::int8[], $4::bytea[], $5::int8[], $6::text[])";
     keys = "INSERT INTO ordo.message_keys SELECT * FROM unnest($1::text[], $2::text[])
