@@ -115,6 +115,27 @@ pub fn check_crash_replay(
     seed: u64,
     other_seed: u64,
 ) -> String {
+    check_crash_replay_on(register, order, seed, other_seed, JournalKind::Sled)
+}
+
+/// [`check_crash_replay`] on a journal of `kind` (the same checks on PostgreSQL, say).
+///
+/// # Panics
+///
+/// On a divergence, or when the shape returns `Err`.
+///
+/// ```
+/// use ordo_testkit::{catalogue::{check_crash_replay_on, Shape}, JournalKind, Order};
+/// let register = |b, env| Shape::JoinAll { n: 2 }.register(b, env);
+/// assert_eq!(check_crash_replay_on(&register, Order::Insensitive, 1, 2, JournalKind::Memory), "[Ok(0), Ok(1)]");
+/// ```
+pub fn check_crash_replay_on(
+    register: Register<'_>,
+    order: Order,
+    seed: u64,
+    other_seed: u64,
+    journal: JournalKind,
+) -> String {
     let first = || Env::with_seed(seed);
     let recovery = |_| (Env::with_seed(other_seed), Scheduler::Fifo);
     let scenario = Scenario {
@@ -124,7 +145,7 @@ pub fn check_crash_replay(
         recovery: &recovery,
         schedules: 1,
         returned: &Env::returned,
-        journal: JournalKind::Sled,
+        journal,
     };
     match check_scenario(&scenario, Crashes::Every) {
         Ok(passed) => match passed.result {

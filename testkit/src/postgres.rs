@@ -201,6 +201,51 @@ impl TestPostgres {
         with_database(&self.url, &name)
     }
 
+    /// A new database holding a copy of the one at `url` (of this cluster), which must
+    /// have no open connection (a closed journal): `CREATE DATABASE .. TEMPLATE`,
+    /// retried for a few seconds while the server still counts a just-closed
+    /// connection. Panics if it cannot be made.
+    ///
+    /// ```no_run
+    /// # let pg = ordo_testkit::postgres::TestPostgres::start().expect("a server");
+    /// let original = pg.database("orders");
+    /// let twin = pg.copy_database(&original);
+    /// assert_ne!(twin, original);
+    /// ```
+    pub fn copy_database(&self, url: &str) -> String {
+        let source = url
+            .rsplit('/')
+            .next()
+            .and_then(|last| last.split('?').next())
+            .unwrap_or_default()
+            .to_owned();
+        let external_tag = self.local.is_none().then(process_tag);
+        let name = database_name(
+            "copy",
+            std::process::id(),
+            external_tag,
+            DATABASES.fetch_add(1, Ordering::Relaxed),
+        );
+        let began = std::time::Instant::now();
+        loop {
+            let mut psql = self.psql();
+            psql.arg("-d")
+                .arg(&self.url)
+                .arg("-c")
+                .arg(format!("CREATE DATABASE \"{name}\" TEMPLATE \"{source}\""));
+            match try_run(&mut psql, &format!("copying database {source}")) {
+                Ok(_) => return with_database(&self.url, &name),
+                Err(failure)
+                    if failure.contains("being accessed by other users")
+                        && began.elapsed() < std::time::Duration::from_secs(10) =>
+                {
+                    std::thread::sleep(std::time::Duration::from_millis(20));
+                }
+                Err(failure) => panic!("{failure}"),
+            }
+        }
+    }
+
     /// The URL of the cluster's `postgres` database,
     /// `postgres://postgres@127.0.0.1:PORT/postgres` (an external server: its URL as
     /// given).

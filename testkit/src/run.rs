@@ -80,6 +80,10 @@ pub enum Journal {
     Sled(tempfile::TempDir),
     /// A [`MemoryJournal`]: no files, no sled threads, many times faster.
     Memory(MemoryJournal),
+    /// A database of its own in the test cluster of [`crate::postgres`]
+    /// ([`PgJournal`](ordo::journal::PgJournal)), by URL: the store many workers share.
+    #[cfg(feature = "postgres")]
+    Postgres(String),
 }
 
 /// Which kind of [`Journal`] a checker uses.
@@ -95,6 +99,10 @@ pub enum JournalKind {
     Sled,
     /// [`Journal::Memory`].
     Memory,
+    /// [`Journal::Postgres`] (panics where [`crate::postgres::TestPostgres::shared`]
+    /// finds no server: check that first).
+    #[cfg(feature = "postgres")]
+    Postgres,
 }
 
 impl Journal {
@@ -108,6 +116,8 @@ impl Journal {
         match kind {
             JournalKind::Sled => Journal::Sled(journal_dir()),
             JournalKind::Memory => Journal::Memory(MemoryJournal::default()),
+            #[cfg(feature = "postgres")]
+            JournalKind::Postgres => Journal::Postgres(test_cluster().database("check")),
         }
     }
 
@@ -134,6 +144,20 @@ impl Journal {
                 let b = restarted(Runtime::builder(), &journal);
                 b.store(Box::new(journal))
             }
+            // Every run the same worker: a restart takes its workflows back at once.
+            #[cfg(feature = "postgres")]
+            Journal::Postgres(url) => {
+                match ordo::journal::PgOptions::new(url.as_str())
+                    .worker_name("ordo-testkit")
+                    .connect()
+                {
+                    Ok(journal) => {
+                        let b = restarted(Runtime::builder(), &journal);
+                        b.store(Box::new(journal))
+                    }
+                    Err(err) => panic!("the test database at {url} cannot be opened: {err}"),
+                }
+            }
         }
     }
 
@@ -155,6 +179,19 @@ impl Journal {
                 Journal::Sled(twin)
             }
             Journal::Memory(journal) => Journal::Memory(journal.fork()),
+            #[cfg(feature = "postgres")]
+            Journal::Postgres(url) => Journal::Postgres(test_cluster().copy_database(url)),
+        }
+    }
+}
+
+/// The shared test cluster of [`crate::postgres`].
+#[cfg(feature = "postgres")]
+fn test_cluster() -> &'static crate::postgres::TestPostgres {
+    match crate::postgres::TestPostgres::shared() {
+        Some(pg) => pg,
+        None => {
+            panic!("JournalKind::Postgres needs a PostgreSQL server (see ordo_testkit::postgres)")
         }
     }
 }
