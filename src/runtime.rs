@@ -946,7 +946,9 @@ impl Runtime {
 
     /// A future that drives every workflow from inside another executor (e.g. a tokio
     /// `LocalSet`), completing when no workflow task is left. Wake-ups inside the
-    /// runtime are forwarded to the outer executor's waker.
+    /// runtime are forwarded to the outer executor's waker. On a journal shared by many
+    /// workers (PostgreSQL), once [`Runtime::recover`] ran it does not complete: the
+    /// runtime keeps taking over dead workers' workflows (see [`crate::multi_worker`]).
     ///
     /// ```
     /// # use ordo::{Ctx, Runtime};
