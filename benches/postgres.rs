@@ -29,6 +29,8 @@
 
 mod common;
 
+use common::sequential;
+
 use std::cell::Cell;
 use std::io::{BufRead, BufReader, Write};
 use std::path::{Path, PathBuf};
@@ -126,17 +128,6 @@ fn main() {
 
 // ---------------------------------------------------------------------------------
 // Workflows
-
-/// `n` sequential steps, each returning its index.
-async fn sequential(ctx: Ctx, n: u64) -> Result<u64, ()> {
-    let mut sum = 0;
-    for i in 0..n {
-        sum += ctx
-            .step("s", move || async move { Ok::<u64, ()>(i) })
-            .await?;
-    }
-    Ok(sum)
-}
 
 /// `rounds` rounds of [`GATHER`] steps at once in a `join_all`.
 async fn gathered(ctx: Ctx, rounds: u64) -> Result<u64, ()> {

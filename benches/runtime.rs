@@ -19,30 +19,16 @@
 //! Journals live under cargo's target tmpdir: the repository's disk, not tmpfs.
 #![allow(missing_docs, clippy::unwrap_used)]
 
+mod common;
+
+use common::{bench_dir, sequential};
 use std::cell::Cell;
-use std::path::{Path, PathBuf};
+use std::path::Path;
 use std::time::{Duration, Instant};
 
 use criterion::{criterion_group, criterion_main, Criterion, Throughput};
 use ordo::journal::{Batch, Completion, Outcome, SledJournal, Store};
 use ordo::{Ctx, Durability, Error, Runtime, RuntimeBuilder};
-
-fn bench_dir() -> tempfile::TempDir {
-    let base = PathBuf::from(env!("CARGO_TARGET_TMPDIR"));
-    std::fs::create_dir_all(&base).unwrap();
-    tempfile::tempdir_in(base).unwrap()
-}
-
-/// `n` sequential steps, each returning its index.
-async fn sequential(ctx: Ctx, n: u64) -> Result<u64, ()> {
-    let mut sum = 0;
-    for i in 0..n {
-        sum += ctx
-            .step("s", move || async move { Ok::<u64, ()>(i) })
-            .await?;
-    }
-    Ok(sum)
-}
 
 /// `n` steps at once in a `join_all`.
 async fn concurrent(ctx: Ctx, n: u64) -> Result<u64, ()> {

@@ -16,26 +16,19 @@
 //! `with_local_recorder`), so all run side by side in one process.
 #![allow(missing_docs, clippy::unwrap_used)]
 
+mod common;
+
+use common::sequential;
 use std::cell::Cell;
 use std::path::PathBuf;
 use std::time::{Duration, Instant};
 
 use criterion::{criterion_group, criterion_main, Criterion, Throughput};
-use ordo::{Ctx, Durability, Runtime};
+use ordo::{Durability, Runtime};
 use tracing::span::{Attributes, Id, Record};
 use tracing::{Dispatch, Event, Metadata, Subscriber};
 
 const STEPS: u64 = 100;
-
-async fn sequential(ctx: Ctx, n: u64) -> Result<u64, ()> {
-    let mut sum = 0;
-    for i in 0..n {
-        sum += ctx
-            .step("s", move || async move { Ok::<u64, ()>(i) })
-            .await?;
-    }
-    Ok(sum)
-}
 
 /// Interested in everything, keeps nothing.
 struct Noop;

@@ -515,6 +515,15 @@ fn a_start_of_a_workflow_another_live_worker_drives_is_refused_until_it_is_gone(
     assert_eq!(owner, "b");
 }
 
+/// A worker whose lease outlasts the test.
+fn long_lease(url: &str, name: &str) -> ordo::RuntimeBuilder {
+    Runtime::builder().postgres_with(
+        PgOptions::new(url)
+            .worker_name(name)
+            .lease(Duration::from_secs(60)),
+    )
+}
+
 async fn inbox(ctx: Ctx, _: ()) -> Result<Option<u32>, String> {
     Ok(ctx.recv::<u32>("go", Duration::from_secs(20)).await)
 }
@@ -530,14 +539,9 @@ fn a_message_to_a_workflow_another_worker_drives_wakes_it_at_once() {
         return;
     };
     let url = pg.database("mail_across");
+    // A long lease: only notifications, never a takeover, can reach the waiters.
     let build = move |url: &str, name: &str| {
-        Runtime::builder()
-            // A long lease: only the notification, never a takeover, can deliver it.
-            .postgres_with(
-                PgOptions::new(url)
-                    .worker_name(name)
-                    .lease(Duration::from_secs(60)),
-            )
+        long_lease(url, name)
             .register("inbox", inbox)
             .register("sender", sender)
             .build()
@@ -599,14 +603,9 @@ fn events_and_ends_on_one_worker_reach_waiters_on_another_at_once() {
         return;
     };
     let url = pg.database("changes_across");
+    // A long lease: only notifications, never a takeover, can reach the waiters.
     let build = move |url: &str, name: &str| {
-        Runtime::builder()
-            // A long lease: only notifications, never a takeover, can tell the waiters.
-            .postgres_with(
-                PgOptions::new(url)
-                    .worker_name(name)
-                    .lease(Duration::from_secs(60)),
-            )
+        long_lease(url, name)
             .register("announcer", announcer)
             .register("watcher", watcher)
             .build()

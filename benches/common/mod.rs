@@ -5,7 +5,18 @@
 use std::path::{Path, PathBuf};
 
 use ordo::journal::{Batch, Completion, Outcome, SledJournal, Status, Store, WorkflowRecord};
-use ordo::Durability;
+use ordo::{Ctx, Durability};
+
+/// `n` sequential steps, each returning its index: the benches' sequential workflow.
+pub async fn sequential(ctx: Ctx, n: u64) -> Result<u64, ()> {
+    let mut sum = 0;
+    for i in 0..n {
+        sum += ctx
+            .step("s", move || async move { Ok::<u64, ()>(i) })
+            .await?;
+    }
+    Ok(sum)
+}
 
 /// A fresh folder under cargo's target tmpdir (the repository's disk, not tmpfs).
 pub fn bench_dir() -> tempfile::TempDir {

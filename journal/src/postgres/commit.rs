@@ -284,6 +284,38 @@ impl Encoded {
         Ok(())
     }
 
+    /// The workflow records' columns, in the statements' order.
+    fn workflow_columns(&self) -> [&(dyn ToSql + Sync); 11] {
+        [
+            &self.wf_id,
+            &self.wf_name,
+            &self.wf_status,
+            &self.wf_input,
+            &self.wf_output_ok,
+            &self.wf_output,
+            &self.wf_created,
+            &self.wf_updated,
+            &self.wf_attempts,
+            &self.wf_app,
+            &self.wf_deadline,
+        ]
+    }
+
+    /// The completions' columns, in the statements' order.
+    fn completion_columns(&self) -> [&(dyn ToSql + Sync); 9] {
+        [
+            &self.c_id,
+            &self.c_seq,
+            &self.c_step,
+            &self.c_name,
+            &self.c_ok,
+            &self.c_value,
+            &self.c_attempts,
+            &self.c_started,
+            &self.c_ended,
+        ]
+    }
+
     /// Whether the batch writes workflow records and completions and nothing else that
     /// needs a statement of its own (most commits): then one statement does it all.
     fn only_records_and_completions(&self) -> bool {
@@ -315,30 +347,9 @@ impl Encoded {
         let st = &conn.st;
         let [worker, epoch] = fence;
         if self.only_records_and_completions() {
-            let params: [&(dyn ToSql + Sync); 22] = [
-                &worker,
-                &epoch,
-                &self.wf_id,
-                &self.wf_name,
-                &self.wf_status,
-                &self.wf_input,
-                &self.wf_output_ok,
-                &self.wf_output,
-                &self.wf_created,
-                &self.wf_updated,
-                &self.wf_attempts,
-                &self.wf_app,
-                &self.wf_deadline,
-                &self.c_id,
-                &self.c_seq,
-                &self.c_step,
-                &self.c_name,
-                &self.c_ok,
-                &self.c_value,
-                &self.c_attempts,
-                &self.c_started,
-                &self.c_ended,
-            ];
+            let mut params: Vec<&(dyn ToSql + Sync)> = vec![&worker, &epoch];
+            params.extend(self.workflow_columns());
+            params.extend(self.completion_columns());
             return c.query_one(&st.fast, &params).await?.try_get(0);
         }
         type Part<'a> = (&'a tokio_postgres::Statement, Vec<&'a (dyn ToSql + Sync)>);
@@ -347,23 +358,9 @@ impl Encoded {
             parts.push((&st.delete, vec![&self.deletes]));
         }
         if !self.wf_id.is_empty() {
-            parts.push((
-                &st.put_workflows,
-                vec![
-                    &self.wf_id,
-                    &self.wf_name,
-                    &self.wf_status,
-                    &self.wf_input,
-                    &self.wf_output_ok,
-                    &self.wf_output,
-                    &self.wf_created,
-                    &self.wf_updated,
-                    &self.wf_attempts,
-                    &self.wf_app,
-                    &self.wf_deadline,
-                    &owner,
-                ],
-            ));
+            let mut params = self.workflow_columns().to_vec();
+            params.push(&owner);
+            parts.push((&st.put_workflows, params));
         }
         if !self.type_fp.is_empty() {
             parts.push((&st.put_types, vec![&self.type_fp, &self.type_name]));
@@ -375,20 +372,7 @@ impl Encoded {
             parts.push((&st.reset, vec![&self.resets]));
         }
         if !self.c_id.is_empty() {
-            parts.push((
-                &st.append,
-                vec![
-                    &self.c_id,
-                    &self.c_seq,
-                    &self.c_step,
-                    &self.c_name,
-                    &self.c_ok,
-                    &self.c_value,
-                    &self.c_attempts,
-                    &self.c_started,
-                    &self.c_ended,
-                ],
-            ));
+            parts.push((&st.append, self.completion_columns().to_vec()));
         }
         if !self.m_dest.is_empty() {
             parts.push((
