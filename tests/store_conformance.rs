@@ -354,3 +354,44 @@ fn a_postgres_journal_keeps_its_records_across_reconnects_and_names() {
         .connect();
     assert!(bad.is_err());
 }
+
+#[test]
+fn workers_starting_together_migrate_once_and_a_newer_schema_is_refused() {
+    let Some(pg) = TestPostgres::shared() else {
+        eprintln!("skipped: no PostgreSQL server");
+        return;
+    };
+    let url = pg.database("migrate");
+    let starts: Vec<_> = (0..4)
+        .map(|i| {
+            let url = url.clone();
+            std::thread::spawn(move || {
+                PgOptions::new(url)
+                    .worker_name(format!("w{i}"))
+                    .connect()
+                    .map(|journal| journal.worker_name().to_string())
+            })
+        })
+        .collect();
+    for start in starts {
+        assert!(start.join().unwrap().is_ok(), "a worker failed to start");
+    }
+    // A build that does not know the schema's version refuses it, and changes nothing.
+    let psql = |sql: &str| {
+        let out = std::process::Command::new(pg.bin_dir().join("psql"))
+            .args([url.as_str(), "-AtX", "-c", sql])
+            .output()
+            .unwrap();
+        assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
+        String::from_utf8(out.stdout).unwrap().trim().to_string()
+    };
+    assert_eq!(psql("SELECT version FROM ordo.schema_version"), "1");
+    psql("UPDATE ordo.schema_version SET version = 99");
+    let err = PgOptions::new(&url).connect().unwrap_err();
+    assert!(
+        matches!(err, Error::UnsupportedVersion { found: 99, .. }),
+        "{err:?}"
+    );
+    assert_eq!(psql("SELECT version FROM ordo.schema_version"), "99");
+    assert_eq!(psql("SELECT count(*) FROM ordo.workers"), "4");
+}
