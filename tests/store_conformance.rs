@@ -382,7 +382,11 @@ fn workers_starting_together_migrate_once_and_a_newer_schema_is_refused() {
             .args([url.as_str(), "-AtX", "-c", sql])
             .output()
             .unwrap();
-        assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
+        assert!(
+            out.status.success(),
+            "{}",
+            String::from_utf8_lossy(&out.stderr)
+        );
         String::from_utf8(out.stdout).unwrap().trim().to_string()
     };
     assert_eq!(psql("SELECT version FROM ordo.schema_version"), "1");
