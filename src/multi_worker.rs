@@ -20,7 +20,10 @@
 //! - [`Runtime::start`](crate::Runtime::start) of a pending workflow that another live
 //!   worker drives is refused with
 //!   [`journal::Error::DrivenElsewhere`](crate::journal::Error::DrivenElsewhere) rather
-//!   than driven twice; once that worker is gone, the start resumes it here.
+//!   than driven twice; once that worker is gone, the start resumes it here. So is
+//!   [`Runtime::cancel`](crate::Runtime::cancel) (and the client's and admin channel's
+//!   cancel) of one: cancel it on the worker that drives it. One that no live worker
+//!   drives is claimed, then cancelled.
 //! - A process that starts again under its old worker name
 //!   ([`PgOptions::worker_name`](crate::journal::PgOptions::worker_name)) gets its
 //!   workflows back at once, without waiting for its old lease to run out.

@@ -360,6 +360,14 @@ impl Core {
             // It returned; its final record is about to be committed.
             return Ok(false);
         }
+        // On a journal shared by many workers, a pending workflow another live worker
+        // drives is that worker's to cancel: a record written behind its back would be
+        // overwritten by its next commit. One no live worker drives becomes ours first.
+        if running.is_none() && previous == Status::Pending && !self.store.claim(id)? {
+            return Err(Error::from(ordo_journal::Error::DrivenElsewhere {
+                workflow_id: id.to_string(),
+            }));
+        }
         record.status = Status::Cancelled;
         record.updated_ms = now_ms;
         let name = record.name.clone();

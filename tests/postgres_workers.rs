@@ -659,3 +659,38 @@ fn events_and_ends_on_one_worker_reach_waiters_on_another_at_once() {
         began.elapsed()
     );
 }
+
+#[test]
+fn a_cancel_of_a_workflow_another_live_worker_drives_is_refused_and_changes_nothing() {
+    let Some(pg) = TestPostgres::shared() else {
+        eprintln!("skipped: no PostgreSQL server");
+        return;
+    };
+    let url = pg.database("cancel_elsewhere");
+    let build = |name: &str| {
+        long_lease(&url, name)
+            .register("waits", waits)
+            .build()
+            .unwrap()
+    };
+    let a = build("a");
+    drop(a.start::<_, u32, String>("waits", "held", ()).unwrap());
+    a.block_on(ordo::executor::sleep(Duration::from_millis(200)));
+    let b = build("b");
+    let refused = b.cancel("held").unwrap_err();
+    assert!(
+        matches!(&refused, ordo::Error::Journal(err)
+            if matches!(**err, ordo::journal::Error::DrivenElsewhere { .. })),
+        "{refused:?}"
+    );
+    assert_eq!(
+        b.journal().workflow("held").unwrap().map(|w| w.status),
+        Some(ordo::Status::Pending)
+    );
+    // The worker that drives it cancels it.
+    assert!(a.cancel("held").unwrap());
+    assert_eq!(
+        b.journal().workflow("held").unwrap().map(|w| w.status),
+        Some(ordo::Status::Cancelled)
+    );
+}
