@@ -694,3 +694,77 @@ fn a_cancel_of_a_workflow_another_live_worker_drives_is_refused_and_changes_noth
         Some(ordo::Status::Cancelled)
     );
 }
+
+/// `(job id, thread)` of every run of a job's body, across the runtimes of this test.
+static JOB_RUNS: Mutex<Vec<(String, String)>> = Mutex::new(Vec::new());
+
+async fn job(ctx: Ctx, n: u32) -> Result<u32, String> {
+    let id = ctx.workflow_id().to_string();
+    ctx.step("work", move || async move {
+        ordo::executor::sleep(Duration::from_millis(150)).await;
+        let thread = std::thread::current().name().unwrap_or("?").to_string();
+        JOB_RUNS.lock().unwrap().push((id, thread));
+        Ok::<_, String>(n)
+    })
+    .await
+}
+
+#[test]
+fn a_worker_never_dispatches_what_another_live_worker_enqueued() {
+    let Some(pg) = TestPostgres::shared() else {
+        eprintln!("skipped: no PostgreSQL server");
+        return;
+    };
+    let url = pg.database("queues_apart");
+    // Worker b would have room for every job; a runs one at a time.
+    let build = move |url: &str, name: &str, concurrency: usize| {
+        long_lease(url, name)
+            .queue("q", ordo::QueueOptions::new().concurrency(concurrency))
+            .register("job", job)
+            .build()
+            .unwrap()
+    };
+    let (enqueued_tx, enqueued_rx) = std::sync::mpsc::channel();
+    let (done_tx, done_rx) = std::sync::mpsc::channel::<()>();
+    let a = {
+        let url = url.clone();
+        std::thread::Builder::new()
+            .name("a".into())
+            .spawn(move || {
+                let a = build(&url, "a", 1);
+                let handles: Vec<_> = (0..6u32)
+                    .map(|n| {
+                        a.enqueue::<_, u32, String>(
+                            "q",
+                            "job",
+                            n,
+                            ordo::EnqueueOptions::new().id(format!("job-{n}")),
+                        )
+                        .unwrap()
+                    })
+                    .collect();
+                a.block_on(ordo::executor::sleep(Duration::from_millis(50)));
+                enqueued_tx.send(()).unwrap();
+                let results: Vec<_> = handles
+                    .iter()
+                    .map(|h| a.block_on(h.result()).unwrap())
+                    .collect();
+                // Serve until worker b is done looking.
+                let _ = done_rx.recv();
+                results
+            })
+            .unwrap()
+    };
+    enqueued_rx.recv().unwrap();
+    // Worker b declares the same queue while a's jobs wait in it.
+    let b = build(&url, "b", 10);
+    b.recover().unwrap();
+    b.block_on(ordo::executor::sleep(Duration::from_millis(1_000)));
+    done_tx.send(()).unwrap();
+    let results = a.join().unwrap();
+    assert_eq!(results, [Ok(0), Ok(1), Ok(2), Ok(3), Ok(4), Ok(5)]);
+    drop(b);
+    let runs = JOB_RUNS.lock().unwrap().clone();
+    assert_eq!(runs.len(), 6, "each job ran once: {runs:?}");
+    assert!(runs.iter().all(|(_, thread)| thread == "a"), "{runs:?}");
+}

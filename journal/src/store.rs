@@ -132,8 +132,9 @@ pub trait Store: Send + Sync {
         self.workflows(Some(Status::Pending))
     }
 
-    /// Makes pending workflow `id` this process's to drive, if no live worker drives it:
-    /// `false` if another one does. A store with one writer always says `true`.
+    /// Makes pending (or queued: `Enqueued`, `Delayed`) workflow `id` this process's to
+    /// drive, if no live worker drives it: `false` if another one does. A store with one
+    /// writer always says `true`.
     ///
     /// ```
     /// use ordo_journal::{SledJournal, Store};

@@ -117,6 +117,14 @@ impl Queues {
             let entry: Entry = records::decode(&key, &value)?;
             next_order = next_order.max(entry.order + 1);
             let state = match store.workflow(&id)?.map(|r| (r.status, r)) {
+                // On a journal shared by many workers, each dispatches its own queued
+                // workflows: one that another live worker enqueued or runs is its
+                // business (and counts against its limits, not these).
+                Some((Status::Pending | Status::Enqueued | Status::Delayed, _))
+                    if !store.claim(&id)? =>
+                {
+                    continue;
+                }
                 Some((Status::Pending, _)) => State::Running,
                 Some((Status::Enqueued | Status::Delayed, record)) => {
                     queues.members.borrow_mut().insert(

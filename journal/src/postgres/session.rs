@@ -151,7 +151,9 @@ statements! {
     expire = "UPDATE ordo.workers SET alive = false, epoch = epoch + 1
         WHERE alive AND id <> $1 AND lease_until < clock_timestamp()";
     claim = &format!("UPDATE ordo.workflows SET owner = $1 WHERE id IN (
-            SELECT id FROM ordo.workflows WHERE status = 0 AND ($2::text IS NULL OR id = $2)
+            SELECT id FROM ordo.workflows
+            WHERE (status = 0 OR ($2::text IS NOT NULL AND status IN (4, 5)))
+                AND ($2::text IS NULL OR id = $2)
                 AND (owner IS NULL OR owner = $1
                 OR owner IN (SELECT id FROM ordo.workers WHERE NOT alive))
             FOR UPDATE SKIP LOCKED)
