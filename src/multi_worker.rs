@@ -38,7 +38,9 @@
 //! a workflow's end for a parent waiting on its child or a
 //! [`WorkflowHandle`](crate::WorkflowHandle) held on another worker. What does not
 //! cross workers yet: a queue's limits and a schedule's ticks are kept by each worker
-//! for the workflows it enqueued.
+//! for the workflows it enqueued (a worker never dispatches a workflow another live
+//! worker enqueued; those of a dead worker wait until a worker declaring the queue
+//! starts).
 //!
 //! ```no_run
 //! use ordo::{Ctx, Runtime};
