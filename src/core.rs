@@ -1066,7 +1066,9 @@ impl Core {
                 Elsewhere::Resolved(id) => self
                     .watchers
                     .wake_where(|k| matches!(k, WatchKey::Awakeable(of, _) if *of == id)),
+                Elsewhere::Queue(_) => self.queues.poke(),
                 _ => {
+                    self.queues.poke();
                     self.watchers.wake_where(|_| true);
                     let all: Vec<_> = self.running.borrow().values().cloned().collect();
                     for wf in all {

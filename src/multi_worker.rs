@@ -37,10 +37,15 @@
 //! its `recv` at once, as do an event for a `get_event`, an awakeable's resolution, and
 //! a workflow's end for a parent waiting on its child or a
 //! [`WorkflowHandle`](crate::WorkflowHandle) held on another worker. What does not
-//! cross workers yet: a queue's limits and a schedule's ticks are kept by each worker
-//! for the workflows it enqueued (a worker never dispatches a workflow another live
-//! worker enqueued; those of a dead worker wait until a worker declaring the queue
-//! starts).
+//! Queues: each worker dispatches the workflows it enqueued, under a `concurrency` and
+//! a rate limit that hold for all workers together (slots taken from the journal in the
+//! commit that starts them, [`journal::Store::admit`](crate::journal::Store::admit);
+//! [`QueueOptions::worker_concurrency`](crate::QueueOptions::worker_concurrency) caps
+//! one worker's share), and the queued
+//! workflows of a dead worker are dispatched by the worker that takes over its work.
+//! What does not cross workers yet: a schedule's ticks and a debounce key are kept by
+//! each worker that declares them, and a deduplication id is checked among the
+//! workflows each worker enqueued.
 //!
 //! ```no_run
 //! use ordo::{Ctx, Runtime};
@@ -78,7 +83,13 @@ pub(crate) fn spawn_takeover(core: &Rc<Core>, executor: &Executor, every: Durati
             if core.broken().is_some() {
                 return;
             }
-            match crate::runtime::resume_claimed(&core, |root| drop(ordo_executor::spawn(root))) {
+            let claimed =
+                crate::runtime::resume_claimed(&core, |root| drop(ordo_executor::spawn(root)))
+                    .and_then(|report| {
+                        core.queues.take_over(&*core.store, &report.resumed)?;
+                        Ok(report)
+                    });
+            match claimed {
                 Ok(report) if !report.resumed.is_empty() => {
                     crate::telemetry::took_over(report.resumed.len());
                 }

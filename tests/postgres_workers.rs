@@ -768,3 +768,300 @@ fn a_worker_never_dispatches_what_another_live_worker_enqueued() {
     assert_eq!(runs.len(), 6, "each job ran once: {runs:?}");
     assert!(runs.iter().all(|(_, thread)| thread == "a"), "{runs:?}");
 }
+
+/// Per worker thread: its name, its `limited` bodies running now, the most at once.
+type PerWorker = Vec<(String, usize, usize)>;
+
+/// Bodies of `limited` jobs running now, the most seen at once, and per worker.
+static LIMITED_NOW: Mutex<(usize, usize, PerWorker)> = Mutex::new((0, 0, Vec::new()));
+
+async fn limited(ctx: Ctx, n: u32) -> Result<u32, String> {
+    ctx.step("work", move || async move {
+        let thread = std::thread::current().name().unwrap_or("?").to_string();
+        {
+            let mut now = LIMITED_NOW.lock().unwrap();
+            now.0 += 1;
+            now.1 = now.1.max(now.0);
+            match now.2.iter_mut().find(|(t, _, _)| *t == thread) {
+                Some(mine) => {
+                    mine.1 += 1;
+                    mine.2 = mine.2.max(mine.1);
+                }
+                None => now.2.push((thread.clone(), 1, 1)),
+            }
+        }
+        ordo::executor::sleep(Duration::from_millis(300)).await;
+        let mut now = LIMITED_NOW.lock().unwrap();
+        now.0 -= 1;
+        if let Some(mine) = now.2.iter_mut().find(|(t, _, _)| *t == thread) {
+            mine.1 -= 1;
+        }
+        Ok::<_, String>(n)
+    })
+    .await
+}
+
+#[test]
+fn a_queues_concurrency_holds_across_three_workers_and_caps_each_one() {
+    let Some(pg) = TestPostgres::shared() else {
+        eprintln!("skipped: no PostgreSQL server");
+        return;
+    };
+    let url = pg.database("queues_shared_concurrency");
+    // Five at once across the service, at most two on any worker; each worker enqueues
+    // eight, so alone it would run two at a time, and the three together could run six.
+    let workers: Vec<_> = ["w1", "w2", "w3"]
+        .into_iter()
+        .map(|name| {
+            let url = url.clone();
+            std::thread::Builder::new()
+                .name(name.into())
+                .spawn(move || {
+                    let rt = long_lease(&url, name)
+                        .queue(
+                            "q",
+                            ordo::QueueOptions::new()
+                                .concurrency(5)
+                                .worker_concurrency(2),
+                        )
+                        .register("limited", limited)
+                        .build()
+                        .unwrap();
+                    rt.recover().unwrap();
+                    let handles: Vec<_> = (0..8u32)
+                        .map(|n| {
+                            rt.enqueue::<_, u32, String>(
+                                "q",
+                                "limited",
+                                n,
+                                ordo::EnqueueOptions::new().id(format!("{name}-{n}")),
+                            )
+                            .unwrap()
+                        })
+                        .collect();
+                    handles
+                        .iter()
+                        .map(|h| rt.block_on(h.result()).unwrap())
+                        .collect::<Vec<_>>()
+                })
+                .unwrap()
+        })
+        .collect();
+    for worker in workers {
+        assert_eq!(
+            worker.join().unwrap(),
+            (0..8).map(Ok).collect::<Vec<Result<u32, String>>>()
+        );
+    }
+    let (running, most, per_worker) = LIMITED_NOW.lock().unwrap().clone();
+    assert_eq!(running, 0);
+    assert_eq!(most, 5, "the most jobs running at once on all workers");
+    assert_eq!(per_worker.len(), 3, "{per_worker:?}");
+    assert!(
+        per_worker.iter().all(|(_, _, most)| *most <= 2),
+        "{per_worker:?}"
+    );
+    // Every worker gave its slots back at its end.
+    assert_eq!(
+        psql(
+            pg,
+            &url,
+            "SELECT coalesce(sum(held), 0) FROM ordo.queue_slots"
+        ),
+        "0"
+    );
+}
+
+/// Start times of `paced` jobs' bodies.
+static PACED_STARTS: Mutex<Vec<Instant>> = Mutex::new(Vec::new());
+
+async fn paced(ctx: Ctx, n: u32) -> Result<u32, String> {
+    ctx.step("work", move || async move {
+        PACED_STARTS.lock().unwrap().push(Instant::now());
+        Ok::<_, String>(n)
+    })
+    .await
+}
+
+#[test]
+fn a_queues_rate_limit_holds_across_three_workers() {
+    let Some(pg) = TestPostgres::shared() else {
+        eprintln!("skipped: no PostgreSQL server");
+        return;
+    };
+    let url = pg.database("queues_shared_rate");
+    let period = Duration::from_millis(1_000);
+    let workers: Vec<_> = ["r1", "r2", "r3"]
+        .into_iter()
+        .map(|name| {
+            let url = url.clone();
+            std::thread::spawn(move || {
+                let rt = long_lease(&url, name)
+                    .queue("q", ordo::QueueOptions::new().rate_limit(4, period))
+                    .register("paced", paced)
+                    .build()
+                    .unwrap();
+                rt.recover().unwrap();
+                let handles: Vec<_> = (0..4u32)
+                    .map(|n| {
+                        rt.enqueue::<_, u32, String>(
+                            "q",
+                            "paced",
+                            n,
+                            ordo::EnqueueOptions::new().id(format!("{name}-{n}")),
+                        )
+                        .unwrap()
+                    })
+                    .collect();
+                for h in handles {
+                    assert!(rt.block_on(h.result()).unwrap().is_ok());
+                }
+            })
+        })
+        .collect();
+    for worker in workers {
+        worker.join().unwrap();
+    }
+    let mut starts = PACED_STARTS.lock().unwrap().clone();
+    starts.sort();
+    assert_eq!(starts.len(), 12);
+    // Any five consecutive starts span at least the period (less what passes between
+    // the admission and the body's first line).
+    for five in starts.windows(5) {
+        let span = five[4] - five[0];
+        assert!(
+            span >= period - Duration::from_millis(100),
+            "five starts within {span:?}"
+        );
+    }
+}
+
+/// `(job id, thread)` of every run of a `handed` job's body.
+static HANDED_RUNS: Mutex<Vec<(String, String)>> = Mutex::new(Vec::new());
+static HANDED_NOW: Mutex<(usize, usize)> = Mutex::new((0, 0));
+
+async fn handed(ctx: Ctx, n: u32) -> Result<u32, String> {
+    let id = ctx.workflow_id().to_string();
+    ctx.step("work", move || async move {
+        {
+            let mut now = HANDED_NOW.lock().unwrap();
+            now.0 += 1;
+            now.1 = now.1.max(now.0);
+        }
+        // Counted out also when the body is dropped (its worker went away).
+        struct Running;
+        impl Drop for Running {
+            fn drop(&mut self) {
+                HANDED_NOW.lock().unwrap().0 -= 1;
+            }
+        }
+        let _running = Running;
+        let thread = std::thread::current().name().unwrap_or("?").to_string();
+        HANDED_RUNS.lock().unwrap().push((id, thread));
+        ordo::executor::sleep(Duration::from_millis(200)).await;
+        Ok::<_, String>(n)
+    })
+    .await
+}
+
+#[test]
+fn the_queued_workflows_of_a_worker_that_went_away_run_on_another() {
+    let Some(pg) = TestPostgres::shared() else {
+        eprintln!("skipped: no PostgreSQL server");
+        return;
+    };
+    let url = pg.database("queues_taken_over");
+    let build = |url: &str, name: &str| {
+        Runtime::builder()
+            .postgres_with(PgOptions::new(url).worker_name(name).lease(LEASE))
+            .queue("q", ordo::QueueOptions::new().concurrency(1))
+            .register("handed", handed)
+            .build()
+            .unwrap()
+    };
+    let b = std::thread::Builder::new()
+        .name("b".into())
+        .spawn({
+            let url = url.clone();
+            move || {
+                let b = build(&url, "b");
+                b.recover().unwrap();
+                // Serve (taking over) until every job is done.
+                let handles: Vec<_> = (0..5u32)
+                    .map(|n| loop {
+                        if let Ok(h) = b.handle::<u32, String>(&format!("job-{n}")) {
+                            break h;
+                        }
+                        b.block_on(ordo::executor::sleep(Duration::from_millis(20)));
+                    })
+                    .collect();
+                // Bounded: a job nobody dispatches fails the test instead of hanging.
+                handles
+                    .iter()
+                    .map(|h| {
+                        let waited = b.block_on(futures::future::select(
+                            Box::pin(h.result()),
+                            Box::pin(ordo::executor::sleep(Duration::from_secs(60))),
+                        ));
+                        match waited {
+                            futures::future::Either::Left((result, _)) => result.unwrap(),
+                            futures::future::Either::Right(_) => Err("never ran".into()),
+                        }
+                    })
+                    .collect::<Vec<_>>()
+            }
+        })
+        .unwrap();
+    std::thread::Builder::new()
+        .name("a".into())
+        .spawn({
+            let url = url.clone();
+            move || {
+                let a = build(&url, "a");
+                a.recover().unwrap();
+                for n in 0..5u32 {
+                    a.enqueue::<_, u32, String>(
+                        "q",
+                        "handed",
+                        n,
+                        ordo::EnqueueOptions::new().id(format!("job-{n}")),
+                    )
+                    .unwrap();
+                }
+                // The first job runs; then this worker goes away (its runtime dropped
+                // mid-step), with four jobs still in the queue.
+                a.block_on(ordo::executor::sleep(Duration::from_millis(100)));
+            }
+        })
+        .unwrap()
+        .join()
+        .unwrap();
+    let results = b.join().unwrap();
+    assert_eq!(
+        results,
+        (0..5).map(Ok).collect::<Vec<Result<u32, String>>>()
+    );
+    let runs = HANDED_RUNS.lock().unwrap().clone();
+    // job-0 ran on a (cut off) and again on b; the others only on b.
+    assert_eq!(
+        runs.iter().filter(|(id, _)| id == "job-0").count(),
+        2,
+        "{runs:?}"
+    );
+    for n in 1..5 {
+        let id = format!("job-{n}");
+        let on: Vec<_> = runs.iter().filter(|(job, _)| *job == id).collect();
+        assert_eq!(on.len(), 1, "{id}: {runs:?}");
+        assert_eq!(on[0].1, "b", "{id}: {runs:?}");
+    }
+    assert_eq!(HANDED_NOW.lock().unwrap().1, 1, "concurrency 1 held");
+    assert_eq!(
+        psql(
+            pg,
+            &url,
+            "SELECT count(*) FROM ordo.queue_records WHERE substr(key, 1, 1) = 'e'::bytea"
+        ),
+        "0",
+        "every job left its queue"
+    );
+}

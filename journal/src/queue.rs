@@ -17,6 +17,52 @@ use crate::Error;
 /// A queue record: its key (without the journal's leading byte) and its value.
 pub type QueueRecord = (Vec<u8>, Vec<u8>);
 
+/// A request to start queued workflows under limits that every worker of a shared
+/// journal obeys together ([`Store::admit`](crate::Store::admit)).
+///
+/// A *lane* is one queue, or one partition of a partitioned queue: what its limits
+/// count. The store keeps, per lane, how many of its workflows each worker runs (its
+/// *slots*) and the start times of the rate limiter's window. A worker always says how
+/// many it runs now (not how many it gave back), so a request sent twice, after a
+/// connection lost its answer, takes no slot twice.
+///
+/// ```
+/// use ordo_journal::queue::Admission;
+/// let ask = Admission { lane: "payments".into(), concurrency: Some(5), want: 2, ..Admission::default() };
+/// assert_eq!(ask.running, 0);
+/// ```
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct Admission {
+    /// The lane: the queue, and the partition key in a partitioned queue, in one string
+    /// of the runtime's making.
+    pub lane: String,
+    /// Workflows of the lane running at once on all workers together, if limited.
+    pub concurrency: Option<u64>,
+    /// At most `.0` starts per `.1` milliseconds on all workers together, if limited.
+    pub rate: Option<(u64, u64)>,
+    /// The caller's clock (ms since the Unix epoch): what the rate window counts from.
+    pub now_ms: u64,
+    /// Workflows of the lane this worker runs now: the slots it keeps, whatever the
+    /// limits (they run already: ones taken over from a dead worker hold a slot too).
+    pub running: u64,
+    /// Workflows this worker would start now, on top of `running`.
+    pub want: u64,
+}
+
+/// What [`Store::admit`](crate::Store::admit) granted.
+///
+/// ```
+/// let granted = ordo_journal::queue::Admitted { granted: 2, retry_at_ms: None };
+/// assert_eq!(granted.granted, 2);
+/// ```
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub struct Admitted {
+    /// How many of the `want` workflows may start now (their slots are taken).
+    pub granted: u64,
+    /// When the rate limiter lets more through, if it held some back.
+    pub retry_at_ms: Option<u64>,
+}
+
 /// Leading byte of queue records.
 pub(crate) const QUEUE: u8 = b'u';
 

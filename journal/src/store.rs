@@ -24,6 +24,9 @@ pub enum Elsewhere {
     Event(String),
     /// An awakeable of this workflow was resolved.
     Resolved(String),
+    /// A worker gave back slots of a queue lane that every worker shares (see
+    /// [`Store::admit`]): queued workflows held back by the lane's limits may start.
+    Queue(String),
     /// Changes may have been missed (the store lost its connection for a while):
     /// everything should be looked at again.
     Missed,
@@ -144,6 +147,42 @@ pub trait Store: Send + Sync {
     fn claim(&self, id: &str) -> Result<bool, Error> {
         let _ = id;
         Ok(true)
+    }
+
+    /// The queued workflows (`Enqueued`, `Delayed`) that no live worker holds (their
+    /// enqueuer died), made this worker's, so it dispatches them. A store with one
+    /// writer gives none (the default): its runtime reads every queued workflow when it
+    /// starts.
+    ///
+    /// ```
+    /// use ordo_journal::{SledJournal, Store};
+    /// assert!(SledJournal::temporary()?.claim_queued()?.is_empty());
+    /// # Ok::<(), ordo_journal::Error>(())
+    /// ```
+    fn claim_queued(&self) -> Result<Vec<WorkflowRecord>, Error> {
+        Ok(Vec::new())
+    }
+
+    /// Sets how many workflows of a queue lane this worker runs and takes slots for up
+    /// to `want` more, under limits every worker of a shared store obeys together, in
+    /// one atomic step; `None` (the default) on a store with one writer, whose runtime
+    /// applies the limits itself. A shared store tells the other workers
+    /// ([`Elsewhere::Queue`]) when this worker runs fewer than it did.
+    ///
+    /// ```
+    /// use ordo_journal::queue::Admission;
+    /// use ordo_journal::{SledJournal, Store};
+    /// let store = SledJournal::temporary()?;
+    /// let ask = Admission { lane: "q".into(), concurrency: Some(1), want: 3, ..Admission::default() };
+    /// assert_eq!(store.admit(&ask)?, None);
+    /// # Ok::<(), ordo_journal::Error>(())
+    /// ```
+    fn admit(
+        &self,
+        admission: &crate::queue::Admission,
+    ) -> Result<Option<crate::queue::Admitted>, Error> {
+        let _ = admission;
+        Ok(None)
     }
 
     /// Reserves `count` message numbers for this process alone and returns the first,

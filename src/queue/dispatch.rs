@@ -44,10 +44,15 @@ enum State {
     Running,
 }
 
+/// A place in a lane: priority, enqueue order, workflow id. The id breaks ties between
+/// the orders of different workers on a shared journal, which number their enqueues
+/// apart.
+type Place = (u32, u64, String);
+
 struct Member {
     lane: (String, String),
     /// Its place in the lane, while waiting.
-    place: (u32, u64),
+    place: Place,
     dedup: Option<String>,
     state: State,
 }
@@ -55,12 +60,15 @@ struct Member {
 /// One queue, or one partition of a partitioned queue: what its limits count.
 #[derive(Default)]
 struct Lane {
-    waiting: BTreeMap<(u32, u64), Staged>,
+    waiting: BTreeMap<Place, Staged>,
     /// Waiting entries whose delay had not passed when they were put in the lane.
     delayed: usize,
     running: usize,
     /// Start times (ms) of the last starts within the rate limit's period, oldest first.
     window: VecDeque<u64>,
+    /// What the journal was last told this worker runs (a shared journal that keeps
+    /// the limits of all workers, [`Store::admit`]).
+    reported: Option<u64>,
 }
 
 /// Every queue of a runtime. Empty (and free) when the builder declared none.
@@ -86,6 +94,8 @@ pub(crate) struct Queues {
     debounce_writes: RefCell<Vec<Vec<u8>>>,
     /// Other queue records for the next commit (a schedule's last tick).
     records: RefCell<Vec<(Vec<u8>, Vec<u8>)>>,
+    /// `false` once the store said it keeps no limits across workers (one writer).
+    shared_limits: Cell<bool>,
 }
 
 impl Queues {
@@ -99,6 +109,7 @@ impl Queues {
         store: &dyn Store,
     ) -> Result<Queues, Error> {
         let queues = Queues {
+            shared_limits: Cell::new(true),
             options,
             schedules: schedules
                 .into_iter()
@@ -127,16 +138,7 @@ impl Queues {
                 }
                 Some((Status::Pending, _)) => State::Running,
                 Some((Status::Enqueued | Status::Delayed, record)) => {
-                    queues.members.borrow_mut().insert(
-                        id.clone(),
-                        Member {
-                            lane: (entry.queue.clone(), entry.partition.clone()),
-                            place: (entry.priority, entry.order),
-                            dedup: entry.dedup.clone(),
-                            state: State::Reserved,
-                        },
-                    );
-                    queues.admit(Staged { record, entry }, 0);
+                    queues.adopt_waiting(record, entry);
                     continue;
                 }
                 _ => {
@@ -147,28 +149,8 @@ impl Queues {
                     continue;
                 }
             };
-            let lane = (entry.queue.clone(), entry.partition.clone());
-            queues
-                .lanes
-                .borrow_mut()
-                .entry(lane.clone())
-                .or_default()
-                .running += 1;
-            if let Some(dedup) = &entry.dedup {
-                queues
-                    .dedup
-                    .borrow_mut()
-                    .insert((entry.queue.clone(), dedup.clone()), id.clone());
-            }
-            queues.members.borrow_mut().insert(
-                id,
-                Member {
-                    lane,
-                    place: (entry.priority, entry.order),
-                    dedup: entry.dedup,
-                    state,
-                },
-            );
+            debug_assert_eq!(state, State::Running);
+            queues.adopt_running(id, entry);
         }
         for (key, value) in store.queue_records(&[WINDOW])? {
             let parts = records::parts(&key)?;
@@ -322,7 +304,7 @@ impl Queues {
             record.id.clone(),
             Member {
                 lane: (entry.queue.clone(), entry.partition.clone()),
-                place: (entry.priority, entry.order),
+                place: (entry.priority, entry.order, record.id.clone()),
                 dedup: entry.dedup.clone(),
                 state: State::Reserved,
             },
@@ -395,7 +377,7 @@ impl Queues {
         if let Some(dedup) = &staged.entry.dedup {
             self.dedup
                 .borrow_mut()
-                .insert((staged.entry.queue.clone(), dedup.clone()), id);
+                .insert((staged.entry.queue.clone(), dedup.clone()), id.clone());
         }
         let mut lanes = self.lanes.borrow_mut();
         let lane = lanes
@@ -405,8 +387,98 @@ impl Queues {
             lane.delayed += 1;
         }
         lane.waiting
-            .insert((staged.entry.priority, staged.entry.order), staged);
+            .insert((staged.entry.priority, staged.entry.order, id), staged);
         self.dirty.set(true);
+    }
+
+    /// Takes workflow `record`, waiting in the queue under `entry` (read back from the
+    /// journal), into its lane.
+    fn adopt_waiting(&self, record: WorkflowRecord, entry: Entry) {
+        self.next_order
+            .set(self.next_order.get().max(entry.order.saturating_add(1)));
+        self.members.borrow_mut().insert(
+            record.id.clone(),
+            Member {
+                lane: (entry.queue.clone(), entry.partition.clone()),
+                place: (entry.priority, entry.order, record.id.clone()),
+                dedup: entry.dedup.clone(),
+                state: State::Reserved,
+            },
+        );
+        self.admit(Staged { record, entry }, 0);
+    }
+
+    /// Counts workflow `id`, started from the queue under `entry` and running here (after
+    /// a restart, or taken over from a dead worker), against its lane's limits.
+    fn adopt_running(&self, id: String, entry: Entry) {
+        let lane = (entry.queue.clone(), entry.partition.clone());
+        self.lanes
+            .borrow_mut()
+            .entry(lane.clone())
+            .or_default()
+            .running += 1;
+        if let Some(dedup) = &entry.dedup {
+            self.dedup
+                .borrow_mut()
+                .insert((entry.queue.clone(), dedup.clone()), id.clone());
+        }
+        let place = (entry.priority, entry.order, id.clone());
+        self.members.borrow_mut().insert(
+            id,
+            Member {
+                lane,
+                place,
+                dedup: entry.dedup,
+                state: State::Running,
+            },
+        );
+        self.dirty.set(true);
+    }
+
+    /// After a takeover on a journal shared by many workers: the queued workflows
+    /// `resumed` here (they ran on a dead worker) count against their lanes' limits,
+    /// and the queued workflows waiting for a dead worker to dispatch them are this
+    /// worker's to dispatch. Then a dispatch pass runs, also when nothing was taken
+    /// over: slots a dead worker held may be free now.
+    pub(crate) fn take_over(&self, store: &dyn Store, resumed: &[String]) -> Result<(), Error> {
+        let queued = store.claim_queued()?;
+        let unknown: Vec<&String> = {
+            let members = self.members.borrow();
+            resumed
+                .iter()
+                .filter(|id| !members.contains_key(*id))
+                .collect()
+        };
+        if !unknown.is_empty() || !queued.is_empty() {
+            let mut entries = HashMap::new();
+            for (key, value) in store.queue_records(&[ENTRY])? {
+                let id = records::parts(&key)?.concat();
+                entries.insert(id, (key, value));
+            }
+            for id in unknown {
+                if let Some((key, value)) = entries.get(id) {
+                    self.adopt_running(id.clone(), records::decode(key, value)?);
+                }
+            }
+            for record in queued {
+                if self.members.borrow().contains_key(&record.id) {
+                    continue;
+                }
+                if let Some((key, value)) = entries.get(&record.id) {
+                    let entry = records::decode(key, value)?;
+                    self.adopt_waiting(record, entry);
+                }
+            }
+        }
+        self.poke();
+        Ok(())
+    }
+
+    /// Runs a dispatch pass with the next commit (another worker freed slots, say).
+    pub(crate) fn poke(&self) {
+        if !self.members.borrow().is_empty() {
+            self.dirty.set(true);
+        }
     }
 
     /// Workflow `id` ended (or was cancelled) in the commit `batch` builds: it leaves its
@@ -487,7 +559,9 @@ impl Queues {
             let mut picked = Vec::new();
             for (place, staged) in &lane.waiting {
                 let started = lane.running + picked.len();
-                if options.concurrency.is_some_and(|n| started >= n) {
+                if options.concurrency.is_some_and(|n| started >= n)
+                    || options.worker_concurrency.is_some_and(|n| started >= n)
+                {
                     break;
                 }
                 if let Some((limit, _)) = options.rate {
@@ -503,8 +577,18 @@ impl Queues {
                     // Enqueued under a name this build does not register: it waits.
                     continue;
                 }
-                picked.push(*place);
+                picked.push(place.clone());
             }
+            self.admit_shared(
+                core,
+                queue,
+                partition,
+                options,
+                lane,
+                now_ms,
+                &mut picked,
+                &mut wake_at,
+            );
             let started_any = !picked.is_empty();
             for place in picked {
                 let Some(staged) = lane.waiting.remove(&place) else {
@@ -568,6 +652,57 @@ impl Queues {
         drop(lanes);
         if let Some(at) = next_wake {
             self.arm(core, at);
+        }
+    }
+
+    /// On a journal whose limits hold for every worker together ([`Store::admit`]):
+    /// reports what this worker runs of the lane and keeps of `picked` only what the
+    /// journal grants. Unchanged on a journal of one writer.
+    #[allow(clippy::too_many_arguments)]
+    fn admit_shared(
+        &self,
+        core: &Core,
+        queue: &str,
+        partition: &str,
+        options: &QueueOptions,
+        lane: &mut Lane,
+        now_ms: u64,
+        picked: &mut Vec<Place>,
+        wake_at: &mut impl FnMut(u64),
+    ) {
+        if !self.shared_limits.get() || (options.concurrency.is_none() && options.rate.is_none()) {
+            return;
+        }
+        let running = lane.running as u64;
+        if picked.is_empty() && lane.reported == Some(running) {
+            return;
+        }
+        let admission = ordo_journal::queue::Admission {
+            lane: format!("{}:{queue}{partition}", queue.len()),
+            concurrency: options.concurrency.map(|n| n as u64),
+            rate: options
+                .rate
+                .map(|(limit, period)| (limit as u64, millis(period).max(1))),
+            now_ms,
+            running,
+            want: picked.len() as u64,
+        };
+        match core.store.admit(&admission) {
+            Ok(None) => self.shared_limits.set(false),
+            Ok(Some(admitted)) => {
+                lane.reported = Some(running + admitted.granted);
+                picked.truncate(usize::try_from(admitted.granted).unwrap_or(usize::MAX));
+                if let Some(at) = admitted.retry_at_ms {
+                    wake_at(at);
+                }
+            }
+            // The journal could not be reached (for longer than the store retries):
+            // nothing starts; try again in a second.
+            Err(_) => {
+                lane.reported = None;
+                picked.clear();
+                wake_at(now_ms.saturating_add(1_000));
+            }
         }
     }
 

@@ -25,6 +25,20 @@
 //!   limits, and the rate limiter's window (the start times of its last `limit` starts,
 //!   recorded with each start) is honoured.
 //!
+//! # Many workers
+//!
+//! On a journal shared by many worker processes (PostgreSQL, see
+//! [`multi_worker`](crate::multi_worker)), each worker dispatches the workflows it
+//! enqueued, and a queue's `concurrency` and rate limit hold for all workers together:
+//! before it starts queued workflows, a worker takes slots for them from the journal
+//! ([`Store::admit`](crate::journal::Store::admit), one round trip per lane in that
+//! commit), saying how many of the lane it runs, so slots freed by ends go back in the
+//! same step. A worker that frees slots tells the others (`NOTIFY`), and one with work
+//! held back dispatches at once: still no polling. A dead worker's slots stop counting
+//! when its lease is declared expired; the workflows it ran take slots on the worker
+//! that takes them over, and those it had enqueued are dispatched there.
+//! [`QueueOptions::worker_concurrency`] caps one worker's share.
+//!
 //! # Determinism
 //!
 //! `ctx.enqueue` takes one step id at the call; its completion records the id of the
@@ -74,6 +88,7 @@ pub struct QueueOptions {
     pub(crate) rate: Option<(usize, Duration)>,
     pub(crate) priority: bool,
     pub(crate) partitioned: bool,
+    pub(crate) worker_concurrency: Option<usize>,
 }
 
 impl QueueOptions {
@@ -88,7 +103,8 @@ impl QueueOptions {
     }
 
     /// At most `n` workflows of the queue run at once (per partition key, if
-    /// partitioned). `0` is taken as 1.
+    /// partitioned), on all the workers of a shared journal together. `0` is taken as
+    /// 1.
     ///
     /// ```
     /// let options = ordo::QueueOptions::new().concurrency(3);
@@ -109,6 +125,21 @@ impl QueueOptions {
     /// ```
     pub fn rate_limit(mut self, limit: usize, period: Duration) -> Self {
         self.rate = Some((limit.max(1), period));
+        self
+    }
+
+    /// At most `n` workflows of the queue run at once on this worker (per partition
+    /// key, if partitioned), under [`concurrency`](Self::concurrency) for all workers
+    /// together: what one process can take on. With one process (sled) it is one more
+    /// cap like `concurrency`. `0` is taken as 1.
+    ///
+    /// ```
+    /// // Ten at once across the service, at most four on any one machine.
+    /// let options = ordo::QueueOptions::new().concurrency(10).worker_concurrency(4);
+    /// # let _ = options;
+    /// ```
+    pub fn worker_concurrency(mut self, n: usize) -> Self {
+        self.worker_concurrency = Some(n.max(1));
         self
     }
 

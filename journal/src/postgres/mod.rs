@@ -78,7 +78,7 @@ use tokio_postgres::Row;
 use self::commit::{signed, unsigned, Encoded};
 use self::session::{connect, db_error, Conn, Job, Shared, Worker};
 use crate::mail::Message;
-use crate::queue::QueueRecord;
+use crate::queue::{Admission, Admitted, QueueRecord};
 use crate::record::{Batch, Completion, Outcome, Status, WorkflowRecord};
 use crate::{Elsewhere, Error, Store};
 
@@ -489,6 +489,12 @@ impl PgJournal {
     /// Claims the pending workflows no live worker drives (only `id`, if given), after
     /// declaring dead (and fencing) the workers whose lease ran out: one transaction.
     fn claim_where(&self, id: Option<String>) -> Result<Vec<WorkflowRecord>, Error> {
+        self.claim_with(Claim::Pending(id))
+    }
+
+    /// Claims what `which` says, after declaring dead (and fencing) the workers whose
+    /// lease ran out: one transaction.
+    fn claim_with(&self, which: Claim) -> Result<Vec<WorkflowRecord>, Error> {
         self.writable()?;
         if self.is_fenced() {
             return Err(self.fenced_error());
@@ -496,20 +502,26 @@ impl PgJournal {
         let rows = self.call(move |shared| {
             async move {
                 let fence = [shared.worker.id, shared.worker.epoch];
-                let id = &id;
+                let which = &which;
                 let (counted, rows) = shared
                     .run(|conn, _| async move {
                         let c = &conn.client;
                         let both: [&(dyn tokio_postgres::types::ToSql + Sync); 2] =
                             [&fence[0], &fence[1]];
                         let me: [&(dyn tokio_postgres::types::ToSql + Sync); 1] = [&fence[0]];
-                        let which: [&(dyn tokio_postgres::types::ToSql + Sync); 2] =
-                            [&fence[0], id];
+                        let claim = async {
+                            match which {
+                                Claim::Pending(id) => {
+                                    c.query(&conn.st.claim, &[&fence[0], id]).await
+                                }
+                                Claim::Queued => c.query(&conn.st.claim_queued, &me).await,
+                            }
+                        };
                         let (begin, fenced, expired, claimed, commit) = futures::join!(
                             c.batch_execute("BEGIN"),
                             c.query_one(&conn.st.fence, &both),
                             c.execute(&conn.st.expire, &me),
-                            c.query(&conn.st.claim, &which),
+                            claim,
                             c.batch_execute("COMMIT"),
                         );
                         begin?;
@@ -543,6 +555,15 @@ impl PgJournal {
         }
         Ok(())
     }
+}
+
+/// What [`PgJournal::claim_with`] claims.
+enum Claim {
+    /// The pending workflows no live worker drives; only this one, pending or queued,
+    /// if given.
+    Pending(Option<String>),
+    /// The queued workflows of dead workers.
+    Queued,
 }
 
 /// Where `config` points, for messages: `postgres://USER@HOST:PORT/DBNAME`, never the
@@ -602,8 +623,14 @@ async fn register(
         )
         .await
         .map_err(db_error)?;
+    let id: i64 = row.try_get(0).map_err(db_error)?;
+    // Slots an earlier process under this name held: this one counts its own again.
+    client
+        .execute("DELETE FROM ordo.queue_slots WHERE worker = $1", &[&id])
+        .await
+        .map_err(db_error)?;
     let worker = Worker {
-        id: row.try_get(0).map_err(db_error)?,
+        id,
         epoch: row.try_get(1).map_err(db_error)?,
         name: name.to_owned(),
     };
@@ -692,6 +719,7 @@ async fn listen(
                     "w" => Elsewhere::Ended(id.to_owned()),
                     "e" => Elsewhere::Event(id.to_owned()),
                     "a" => Elsewhere::Resolved(id.to_owned()),
+                    "q" => Elsewhere::Queue(id.to_owned()),
                     _ => continue,
                 };
                 bell.ring(Some(change));
@@ -1032,6 +1060,68 @@ impl Store for PgJournal {
 
     fn claim(&self, id: &str) -> Result<bool, Error> {
         Ok(!self.claim_where(Some(id.to_owned()))?.is_empty())
+    }
+
+    fn claim_queued(&self) -> Result<Vec<WorkflowRecord>, Error> {
+        let mut claimed = self.claim_with(Claim::Queued)?;
+        claimed.sort_by(|a, b| a.id.cmp(&b.id));
+        Ok(claimed)
+    }
+
+    fn admit(&self, admission: &Admission) -> Result<Option<Admitted>, Error> {
+        self.writable()?;
+        if self.is_fenced() {
+            return Err(self.fenced_error());
+        }
+        let Admission {
+            lane,
+            concurrency,
+            rate,
+            now_ms,
+            running,
+            want,
+        } = admission.clone();
+        let row = self.call(move |shared| {
+            async move {
+                let lane = lane.into_bytes();
+                let fence = [shared.worker.id, shared.worker.epoch];
+                let limits = [
+                    concurrency.map(signed),
+                    rate.map(|(limit, _)| signed(limit)),
+                    rate.map(|(_, period)| signed(period)),
+                ];
+                let counts = [signed(now_ms), signed(running), signed(want)];
+                let (lane, fence, limits, counts) = (&lane, &fence, &limits, &counts);
+                shared
+                    .run(|conn, _| async move {
+                        let [concurrency, limit, period] = limits;
+                        conn.client
+                            .query_one(
+                                &conn.st.admit,
+                                &[
+                                    lane,
+                                    &fence[0],
+                                    &fence[1],
+                                    concurrency,
+                                    limit,
+                                    period,
+                                    &counts[0],
+                                    &counts[1],
+                                    &counts[2],
+                                ],
+                            )
+                            .await
+                    })
+                    .await
+            }
+            .boxed_local()
+        })?;
+        let granted: i64 = row.try_get(0).map_err(db_error)?;
+        let retry_at: Option<i64> = row.try_get(1).map_err(db_error)?;
+        Ok(Some(Admitted {
+            granted: unsigned(granted),
+            retry_at_ms: retry_at.map(unsigned),
+        }))
     }
 
     fn reserve_message_numbers(&self, count: u64) -> Result<Option<u64>, Error> {

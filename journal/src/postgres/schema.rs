@@ -112,6 +112,65 @@ BEGIN
     RETURN counted;
 END $$;
 
+-- Queue lanes whose limits every worker obeys together: how many of a lane's workflows
+-- each worker runs (its slots; those of dead workers do not count), and the start times
+-- in the lane's rate window.
+CREATE TABLE ordo.queue_slots (
+    lane bytea NOT NULL,
+    worker int8 NOT NULL,
+    held int8 NOT NULL,
+    PRIMARY KEY (lane, worker)
+);
+CREATE TABLE ordo.queue_windows (lane bytea PRIMARY KEY, starts int8[] NOT NULL);
+
+-- A worker says how many workflows of a lane it runs (`running`) and asks for up to
+-- `want` more: it gets what the lane's concurrency and rate window leave, all workers
+-- counted, one admission per lane at a time. A worker that runs fewer than before tells
+-- the others (they may have work waiting for a slot).
+CREATE FUNCTION ordo.admit(p_lane bytea, p_worker int8, p_epoch int8, p_concurrency int8,
+    p_rate int8, p_period int8, p_now int8, p_running int8, p_want int8,
+    OUT granted int8, OUT retry_at int8)
+LANGUAGE plpgsql AS $$
+DECLARE
+    before int8;
+    used int8;
+    window_starts int8[];
+BEGIN
+    PERFORM 1 FROM ordo.workers WHERE id = p_worker AND epoch = p_epoch AND alive FOR SHARE;
+    IF NOT FOUND THEN
+        RAISE EXCEPTION 'ordo worker % was fenced', p_worker USING ERRCODE = 'OR001';
+    END IF;
+    PERFORM pg_advisory_xact_lock(hashtextextended(encode(p_lane, 'hex'), 1869768815));
+    SELECT held INTO before FROM ordo.queue_slots WHERE lane = p_lane AND worker = p_worker;
+    granted := greatest(p_want, 0);
+    retry_at := NULL;
+    IF p_concurrency IS NOT NULL THEN
+        SELECT coalesce(sum(s.held), 0) INTO used FROM ordo.queue_slots s
+            JOIN ordo.workers w ON w.id = s.worker
+            WHERE s.lane = p_lane AND s.worker <> p_worker AND w.alive;
+        granted := least(granted, greatest(p_concurrency - used - p_running, 0));
+    END IF;
+    IF p_rate IS NOT NULL AND granted > 0 THEN
+        SELECT array(SELECT t FROM unnest(q.starts) t WHERE t + p_period > p_now ORDER BY t)
+            INTO window_starts FROM ordo.queue_windows q WHERE q.lane = p_lane;
+        window_starts := coalesce(window_starts, '{}');
+        granted := least(granted, greatest(p_rate - cardinality(window_starts), 0));
+        IF granted > 0 THEN
+            window_starts := window_starts || array_fill(p_now, ARRAY[granted::int4]);
+            INSERT INTO ordo.queue_windows VALUES (p_lane, window_starts)
+                ON CONFLICT (lane) DO UPDATE SET starts = EXCLUDED.starts;
+        END IF;
+        IF granted < p_want AND cardinality(window_starts) >= p_rate THEN
+            retry_at := window_starts[cardinality(window_starts) - p_rate + 1] + p_period;
+        END IF;
+    END IF;
+    INSERT INTO ordo.queue_slots VALUES (p_lane, p_worker, p_running + granted)
+        ON CONFLICT (lane, worker) DO UPDATE SET held = EXCLUDED.held;
+    IF before IS NOT NULL AND p_running < before THEN
+        PERFORM pg_notify('ordo_change', p_worker || ' q ' || encode(p_lane, 'hex'));
+    END IF;
+END $$;
+
 -- Raised by a commit that would add a completion at or before a recorded seq.
 CREATE FUNCTION ordo.out_of_order(workflow text, seq int8, after int8) RETURNS int8
 LANGUAGE plpgsql AS $$
