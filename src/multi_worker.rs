@@ -29,6 +29,12 @@
 //!   workflows back at once, without waiting for its old lease to run out.
 //! - On a shared store, [`Runtime::run`](crate::Runtime::run) keeps serving once
 //!   recovery started: it keeps looking for workflows to take over.
+//! - The `ordo` CLI (`--postgres URL`) reads the journal directly, and leaves `cancel`,
+//!   `resume`, `fork` and `gc` in it as requests
+//!   ([`journal::ask_workers`](crate::journal::ask_workers)) that every runtime on the
+//!   database serves on a thread of its own, through the same operations as the admin
+//!   socket: a cancel on the worker that drives the workflow (only it can stop the
+//!   running code), anything else on the first worker to take it.
 //!
 //! The runtime does not know which store it has: every record kind (workflows, step
 //! completions, messages, events, awakeables, queue records, trace contexts) lives in

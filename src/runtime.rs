@@ -478,12 +478,18 @@ impl RuntimeBuilder {
             StoreChoice::Path(path) if self.admin_socket => Some(path.clone()),
             _ => None,
         };
+        #[cfg(feature = "postgres")]
+        let mut relay = None;
         let store: Box<dyn Store> = match self.store {
             StoreChoice::Path(path) => Box::new(SledJournal::open(path, self.durability)?),
             StoreChoice::Temporary => Box::new(SledJournal::temporary()?),
             StoreChoice::Default => Box::new(SledJournal::open(DEFAULT_DATA_DIR, self.durability)?),
             #[cfg(feature = "postgres")]
-            StoreChoice::Postgres(options) => Box::new(options.connect()?),
+            StoreChoice::Postgres(options) => {
+                let journal = options.connect()?;
+                relay = journal.relay();
+                Box::new(journal)
+            }
             StoreChoice::Custom(store) => store,
         };
         let executor = Executor::builder()
@@ -534,6 +540,13 @@ impl RuntimeBuilder {
             }
             None => (None, None),
         };
+        #[cfg(feature = "postgres")]
+        let relayed = match relay {
+            Some(relay) => Some(crate::admin::relay::start(relay, executor.stall_waker())?),
+            None => None,
+        };
+        #[cfg(not(feature = "postgres"))]
+        let relayed: Option<crate::admin::server::Inbox> = None;
         let hook_core = Rc::clone(&core);
         // `on_stall` launches the workflows whose start it committed; admin requests
         // are served between deliveries, like any client's.
@@ -546,7 +559,10 @@ impl RuntimeBuilder {
             hook_core.take_changes_from_elsewhere();
             let stalled = hook_core.on_stall();
             let served = inbox.as_ref().is_some_and(|inbox| inbox.serve(&hook_core));
-            stalled || served
+            let relayed = relayed
+                .as_ref()
+                .is_some_and(|inbox| inbox.serve(&hook_core));
+            stalled || served || relayed
         });
         let dashboard = match self.dashboard {
             Some(config) => Some(crate::dashboard::start(config, &core, &executor)?),

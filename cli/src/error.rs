@@ -14,10 +14,9 @@ Exit codes:
   3  no journal at --data, or no workflow with that id, or the PostgreSQL journal
      (--postgres, ORDO_DATABASE_URL) cannot be opened: server unreachable, login
      refused, no such database, or no ordo schema in it
-  4  cancel, resume and fork need the running application, and none serves --data
-  5  the journal is damaged or corrupt, or was written by another ordo version
-  6  cancel, resume, fork and gc are not available on a PostgreSQL journal yet
-     (they act through an application's admin socket)";
+  4  cancel, resume and fork need the running application, and none serves --data;
+     or no worker of the PostgreSQL journal took the request
+  5  the journal is damaged or corrupt, or was written by another ordo version";
 
 /// Everything the CLI reports instead of output.
 #[derive(Debug)]
@@ -49,16 +48,15 @@ pub enum CliError {
         /// What failed.
         source: JournalError,
     },
-    /// `cancel`, `resume`, `fork` or `gc` on a PostgreSQL journal: they act through a
-    /// running application's admin socket, which applications on PostgreSQL do not
-    /// serve yet.
-    NotOnPostgres {
+    /// `cancel`, `resume`, `fork` or `gc` on a PostgreSQL journal that no worker
+    /// served: none runs, or the one that took the request did not answer in time.
+    NoWorker {
         /// The command.
         verb: &'static str,
         /// Where the URL came from (`--postgres` or the environment variable).
         origin: String,
-        /// The URL came from the environment, not from `--postgres`.
-        from_env: bool,
+        /// [`JournalError::Unanswered`].
+        source: JournalError,
     },
 }
 
@@ -88,7 +86,7 @@ impl CliError {
                 source: JournalError::Database(_),
                 ..
             } => 3,
-            CliError::NeedsRunningApp { .. } => 4,
+            CliError::NeedsRunningApp { .. } | CliError::NoWorker { .. } => 4,
             CliError::Journal(
                 JournalError::Corrupt { .. }
                 | JournalError::Damaged { .. }
@@ -98,7 +96,6 @@ impl CliError {
                 source: JournalError::UnsupportedVersion { .. },
                 ..
             } => 5,
-            CliError::NotOnPostgres { .. } => 6,
             CliError::Journal(_)
             | CliError::Json(_)
             | CliError::Remote(_)
@@ -142,20 +139,14 @@ impl CliError {
             CliError::PostgresOpen { origin, source } => {
                 format!("cannot open the PostgreSQL journal given by {origin}: {source}")
             }
-            CliError::NotOnPostgres {
+            CliError::NoWorker {
                 verb,
                 origin,
-                from_env,
+                source,
             } => format!(
-                "`ordo {verb}` is not available yet on the PostgreSQL journal given by \
-                 {origin}: cancel, resume, fork and gc act through a running application's \
-                 admin socket, which applications on PostgreSQL do not serve. Nothing was \
-                 changed; call the application's Runtime::{verb} instead{}",
-                if *from_env {
-                    ", or pass --data DIR for an application on a journal folder"
-                } else {
-                    ""
-                }
+                "`ordo {verb}` on the PostgreSQL journal given by {origin}: {source}. \
+                 Cancel, resume, fork and gc are carried out by a running worker (an ordo \
+                 application on this database); start one"
             ),
         };
         message.split_whitespace().collect::<Vec<_>>().join(" ")

@@ -79,6 +79,24 @@ pub fn run_live(path: &Path, older_than: Duration, json: bool) -> Result<Option<
     render(collected, json).map(Some)
 }
 
+/// `ordo gc` on a PostgreSQL journal: one of its workers collects.
+pub fn run_on_workers(
+    url: &crate::postgres::Url,
+    older_than: Duration,
+    json: bool,
+) -> Result<String, CliError> {
+    let older_than_ms = u64::try_from(older_than.as_millis()).unwrap_or(u64::MAX);
+    let cutoff_ms = now_ms().saturating_sub(older_than_ms);
+    let via = remote::Via::Workers(url);
+    let done: Deleted = via.decode(via.ask("gc", None, &Request::Gc { older_than_ms })?)?;
+    let collected = Collected {
+        deleted: done.deleted,
+        commits: done.commits,
+        cutoff_ms,
+    };
+    render(collected, json)
+}
+
 /// The running application's answer to a gc request.
 #[derive(Debug, Deserialize)]
 struct Deleted {

@@ -31,9 +31,11 @@
 //! with [`PgOptions::read_only`](ordo::journal::PgOptions::read_only): the CLI is no
 //! worker, registers nothing and writes nothing, so it never disturbs the applications
 //! running on it. `stats` reports the size of the journal's tables on the server.
-//! `cancel`, `resume`, `fork` and `gc` refuse (exit code 6) and change nothing: they act
-//! through a running application's admin socket, which applications on PostgreSQL do
-//! not serve yet (call the application's `Runtime::cancel`, `resume`, `fork`, `gc`).
+//! `cancel`, `resume`, `fork` and `gc` are requests the CLI leaves in the journal for
+//! the running workers (the applications on that database): a cancel is carried out by
+//! the worker that drives the workflow, the others by the first worker to take them,
+//! and the reply is what an admin socket would give. With no worker to take a request
+//! within 5 s, it is withdrawn and the CLI exits with code 4, having changed nothing.
 //!
 //! Every failure is one line on stderr, `ordo: <message>`, and an exit code saying what
 //! kind of failure it was (see [`error`]).
@@ -44,9 +46,11 @@
 //! - `error`: the CLI's error and its exit codes, mapped from the journal's errors.
 //! - `list`, `show`, `stats`, `gc`: one file per command, each with its text and JSON
 //!   output, from the journal (sled or PostgreSQL) or from a running application.
-//! - `postgres`: the journal on PostgreSQL, opened read-only.
+//! - `postgres`: the journal on PostgreSQL, opened read-only, and requests for its
+//!   workers.
 //! - `operate`: `cancel`, `resume`, `fork`, which need the running application.
-//! - `remote`: asking the running application through its admin socket.
+//! - `remote`: asking the running application through its admin socket, or the
+//!   workers through the journal (`Via`).
 //! - `format`: UTC times from milliseconds, byte sizes, aligned text tables.
 
 mod error;
@@ -69,6 +73,7 @@ use ordo::journal::SledJournal;
 use ordo::Status;
 
 use crate::error::CliError;
+use crate::remote::Via;
 
 /// The environment variable naming the PostgreSQL journal when neither `--postgres`
 /// nor `--data` is given (the one `ordo::RuntimeBuilder` reads too).
@@ -266,16 +271,18 @@ fn run_folder(cli: &Cli, data: &Path) -> Result<String, CliError> {
             // No application runs: the one offline command that writes.
             None => gc::run(data, *older_than, cli.json),
         },
-        Command::Cancel { id, children } => operate::cancel(data, id, *children, cli.json),
-        Command::Resume { id } => operate::resume(data, id, cli.json),
+        Command::Cancel { id, children } => {
+            operate::cancel(Via::Socket(data), id, *children, cli.json)
+        }
+        Command::Resume { id } => operate::resume(Via::Socket(data), id, cli.json),
         Command::Fork { id, at_seq, new_id } => {
-            operate::fork(data, id, *at_seq, new_id.as_deref(), cli.json)
+            operate::fork(Via::Socket(data), id, *at_seq, new_id.as_deref(), cli.json)
         }
     }
 }
 
-/// From the PostgreSQL journal at `url`, opened read-only; the commands that need an
-/// application's admin socket refuse.
+/// From the PostgreSQL journal at `url`: reads open it read-only; `gc`, `cancel`,
+/// `resume` and `fork` are requests its workers serve.
 fn run_postgres(cli: &Cli, url: &postgres::Url) -> Result<String, CliError> {
     match &cli.command {
         Command::List { status } => {
@@ -286,10 +293,14 @@ fn run_postgres(cli: &Cli, url: &postgres::Url) -> Result<String, CliError> {
             let journal = postgres::open(url)?;
             stats::run(&journal, journal.size_on_disk()?, cli.json)
         }
-        Command::Gc { .. } => Err(postgres::refuse("gc", url)),
-        Command::Cancel { .. } => Err(postgres::refuse("cancel", url)),
-        Command::Resume { .. } => Err(postgres::refuse("resume", url)),
-        Command::Fork { .. } => Err(postgres::refuse("fork", url)),
+        Command::Gc { older_than } => gc::run_on_workers(url, *older_than, cli.json),
+        Command::Cancel { id, children } => {
+            operate::cancel(Via::Workers(url), id, *children, cli.json)
+        }
+        Command::Resume { id } => operate::resume(Via::Workers(url), id, cli.json),
+        Command::Fork { id, at_seq, new_id } => {
+            operate::fork(Via::Workers(url), id, *at_seq, new_id.as_deref(), cli.json)
+        }
     }
 }
 

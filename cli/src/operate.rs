@@ -1,17 +1,16 @@
 //! `ordo cancel`, `ordo resume`, `ordo fork`: steering workflows of a running
-//! application, through its admin socket.
+//! application, through its admin socket, or of the workers of a PostgreSQL journal,
+//! through requests left in it.
 //!
 //! They need the application: cancelling stops running code, and resuming or forking
 //! runs the workflow's code, which only the application has. Without one they change
 //! nothing and say so (exit code 4).
 
-use std::path::Path;
-
 use ordo::admin::Request;
 use serde::{Deserialize, Serialize};
 
 use crate::error::CliError;
-use crate::remote::{ask_running, decode};
+use crate::remote::Via;
 
 /// `ordo cancel --json`. Field names are a stable interface.
 #[derive(Debug, Serialize, Deserialize)]
@@ -36,12 +35,12 @@ struct Forked {
 }
 
 /// Cancels workflow `id` (and with `children` its descendants).
-pub fn cancel(data: &Path, id: &str, children: bool, json: bool) -> Result<String, CliError> {
+pub fn cancel(via: Via<'_>, id: &str, children: bool, json: bool) -> Result<String, CliError> {
     let request = Request::Cancel {
         id: id.to_string(),
         children,
     };
-    let done: Cancelled = decode(data, ask_running(data, "cancel", &request)?)?;
+    let done: Cancelled = via.decode(via.ask("cancel", Some(id), &request)?)?;
     if json {
         return Ok(serde_json::to_string_pretty(&done)? + "\n");
     }
@@ -54,9 +53,9 @@ pub fn cancel(data: &Path, id: &str, children: bool, json: bool) -> Result<Strin
 }
 
 /// Resumes workflow `id`.
-pub fn resume(data: &Path, id: &str, json: bool) -> Result<String, CliError> {
+pub fn resume(via: Via<'_>, id: &str, json: bool) -> Result<String, CliError> {
     let request = Request::Resume { id: id.to_string() };
-    let done: Resumed = decode(data, ask_running(data, "resume", &request)?)?;
+    let done: Resumed = via.decode(via.ask("resume", Some(id), &request)?)?;
     if json {
         return Ok(serde_json::to_string_pretty(&done)? + "\n");
     }
@@ -65,7 +64,7 @@ pub fn resume(data: &Path, id: &str, json: bool) -> Result<String, CliError> {
 
 /// Forks workflow `id` at delivery `at_seq`, as `new_id` if given.
 pub fn fork(
-    data: &Path,
+    via: Via<'_>,
     id: &str,
     at_seq: u64,
     new_id: Option<&str>,
@@ -76,7 +75,7 @@ pub fn fork(
         at_seq,
         new_id: new_id.map(str::to_string),
     };
-    let done: Forked = decode(data, ask_running(data, "fork", &request)?)?;
+    let done: Forked = via.decode(via.ask("fork", None, &request)?)?;
     if json {
         return Ok(serde_json::to_string_pretty(&done)? + "\n");
     }

@@ -5,12 +5,17 @@
 //! row, renews no lease, creates and migrates nothing, and writes nothing; the
 //! applications running on the database never notice it. `list`, `show` and `stats`
 //! read it through the same [`Store`](ordo::journal::Store) methods as a folder's
-//! journal. `cancel`, `resume`, `fork` and `gc` act through an application's admin
-//! socket, which applications on PostgreSQL do not serve yet: they refuse.
+//! journal. `cancel`, `resume`, `fork` and `gc` are requests the CLI leaves in the
+//! journal for the workers ([`ordo::journal::ask_workers`]): a cancel is served by the
+//! worker that drives the workflow, the others by the first worker to take them, with
+//! the same replies as an application's admin socket gives.
 
+use std::path::Path;
 use std::time::Duration;
 
-use ordo::journal::{PgJournal, PgOptions};
+use ordo::admin::Request;
+use ordo::journal::{Error as JournalError, PgJournal, PgOptions};
+use serde_json::Value;
 
 use crate::error::CliError;
 
@@ -65,11 +70,33 @@ pub fn open(url: &Url) -> Result<PgJournal, CliError> {
         })
 }
 
-/// The refusal of `ordo <verb>` on the journal at `url`.
-pub fn refuse(verb: &'static str, url: &Url) -> CliError {
-    CliError::NotOnPostgres {
-        verb,
-        origin: url.origin(),
-        from_env: url.env.is_some(),
+/// What names the workers' replies in error messages.
+pub const REPLY_SOURCE: &str = "the workers of the PostgreSQL journal";
+
+/// How long the CLI waits for a worker's reply once one took the request (a gc of a
+/// large journal takes a while); a request no worker takes is withdrawn after 5 s.
+const ANSWER_WITHIN: Duration = Duration::from_secs(600);
+
+/// Asks the workers of the journal at `url` for `request` (about workflow `target`, if
+/// any): its reply's value. No worker to take it is [`CliError::NoWorker`].
+pub fn ask(
+    url: &Url,
+    verb: &'static str,
+    target: Option<&str>,
+    request: &Request,
+) -> Result<Value, CliError> {
+    let body = serde_json::to_string(request)?;
+    match ordo::journal::ask_workers(&url.url, target, &body, ANSWER_WITHIN) {
+        Ok(line) => ordo::admin::decode_reply(line.as_bytes(), Path::new(REPLY_SOURCE))
+            .map_err(CliError::Remote),
+        Err(source @ JournalError::Unanswered { .. }) => Err(CliError::NoWorker {
+            verb,
+            origin: url.origin(),
+            source,
+        }),
+        Err(source) => Err(CliError::PostgresOpen {
+            origin: url.origin(),
+            source,
+        }),
     }
 }

@@ -46,6 +46,41 @@ pub fn ask_running(data: &Path, verb: &'static str, request: &Request) -> Result
     })
 }
 
+/// Whom `cancel`, `resume`, `fork` and `gc` ask: the application serving a folder's
+/// journal on its socket, or the workers of a PostgreSQL journal through requests left
+/// in it.
+#[derive(Debug, Clone, Copy)]
+pub enum Via<'a> {
+    /// The admin socket in this journal folder.
+    Socket(&'a Path),
+    /// The workers of this PostgreSQL journal.
+    Workers(&'a crate::postgres::Url),
+}
+
+impl Via<'_> {
+    /// Asks for `request` (about workflow `target`, if any); `verb` needs a running
+    /// application (or worker).
+    pub fn ask(
+        self,
+        verb: &'static str,
+        target: Option<&str>,
+        request: &Request,
+    ) -> Result<Value, CliError> {
+        match self {
+            Via::Socket(data) => ask_running(data, verb, request),
+            Via::Workers(url) => crate::postgres::ask(url, verb, target, request),
+        }
+    }
+
+    /// A reply's value as `T`.
+    pub fn decode<T: DeserializeOwned>(self, value: Value) -> Result<T, CliError> {
+        match self {
+            Via::Socket(data) => decode(data, value),
+            Via::Workers(_) => decode(Path::new(crate::postgres::REPLY_SOURCE), value),
+        }
+    }
+}
+
 /// A reply's value as `T`.
 pub fn decode<T: DeserializeOwned>(data: &Path, value: Value) -> Result<T, CliError> {
     serde_json::from_value(value).map_err(|err| {

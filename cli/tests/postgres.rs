@@ -1,11 +1,14 @@
 //! The `ordo` CLI on a PostgreSQL journal (`--postgres URL`, `ORDO_DATABASE_URL`): a
 //! worker (`PgJournal`) writes workflows into a throwaway database while the CLI binary
 //! lists, shows and counts them; bad URLs, missing and newer schemas each get one line
-//! on stderr and their exit code; `cancel`, `resume`, `fork` and `gc` refuse; and the
+//! on stderr and their exit code; `cancel`, `resume`, `fork` and `gc` are carried out
+//! by the running workers (and are exit code 4 without one); and the
 //! CLI's read-only open writes nothing (no worker row, no claim, no fence), checked
 //! with `psql`, not through ordo.
 //!
 //! Every test skips (with a printed line) on a machine without PostgreSQL.
+
+#![allow(clippy::unwrap_used)]
 
 mod common;
 
@@ -455,39 +458,172 @@ fn a_postgres_journal_of_a_newer_ordo_is_exit_code_5() {
 }
 
 #[test]
-fn cancel_resume_fork_and_gc_refuse_on_postgres_with_exit_code_6() {
+fn without_a_running_worker_cancel_resume_fork_and_gc_are_exit_code_4_and_change_nothing() {
     let Some(pg) = TestPostgres::shared() else {
         eprintln!("skipped: no PostgreSQL");
         return;
     };
-    let url = pg.database("cli_refuse");
+    let url = pg.database("cli_no_worker");
+    // A journal's worker row, but no application serving requests.
     let _worker = worker_with_workflows(&url);
     let before = snapshot(pg, &url);
-    for (verb, args) in [
+    let asked: Vec<_> = [
         ("cancel", &["cancel", "order-2", "--children"][..]),
         ("resume", &["resume", "order-4"]),
         ("fork", &["fork", "order-1", "--at", "1"]),
         ("gc", &["gc", "--older-than", "1s"]),
-    ] {
-        let mut all = vec!["--postgres", url.as_str()];
-        all.extend(args);
-        let err = one_line_error(&ordo_env(&all, None), 6);
+    ]
+    .into_iter()
+    .map(|(verb, args)| {
+        let mut all = vec!["--postgres".to_string(), url.clone()];
+        all.extend(args.iter().map(|a| a.to_string()));
+        std::thread::spawn(move || {
+            let all: Vec<&str> = all.iter().map(String::as_str).collect();
+            (verb, ordo_env(&all, None))
+        })
+    })
+    .collect();
+    for asked in asked {
+        let (verb, out) = asked.join().unwrap();
+        let err = one_line_error(&out, 4);
         assert!(
             err.starts_with(&format!(
-                "ordo: `ordo {verb}` is not available yet on the PostgreSQL journal given by --postgres: "
+                "ordo: `ordo {verb}` on the PostgreSQL journal given by --postgres: no worker answered"
             )),
             "{err}"
         );
-        assert!(err.contains("admin socket"), "{err}");
-        assert!(err.contains("Nothing was changed"), "{err}");
-        assert!(err.contains(&format!("Runtime::{verb}")), "{err}");
+        assert!(err.contains("start one"), "{err}");
     }
-    // From the environment, the refusal also says how to reach a folder's application.
-    let err = one_line_error(&ordo_env(&["cancel", "order-2"], Some(&url)), 6);
-    assert!(err.contains("given by ORDO_DATABASE_URL"), "{err}");
-    assert!(err.contains("pass --data DIR"), "{err}");
-
     assert_eq!(snapshot(pg, &url), before);
+    assert_eq!(psql(pg, &url, "SELECT count(*) FROM ordo.requests"), "0");
+}
+
+async fn sleepy(ctx: ordo::Ctx, _: ()) -> Result<u32, String> {
+    let first = ctx
+        .step("first", || async { Ok::<_, String>(1u32) })
+        .await?;
+    ctx.sleep(std::time::Duration::from_secs(3_600)).await;
+    Ok(first)
+}
+
+async fn quick(ctx: ordo::Ctx, n: u32) -> Result<u32, String> {
+    let a = ctx
+        .step("a", move || async move { Ok::<_, String>(n) })
+        .await?;
+    let b = ctx
+        .step("b", move || async move { Ok::<_, String>(a + 1) })
+        .await?;
+    Ok(a + b)
+}
+
+/// A worker application on the database at `url`, serving until the test ends.
+fn serve_worker(url: &str, name: &'static str, started: std::sync::mpsc::Sender<()>) {
+    let url = url.to_string();
+    std::thread::spawn(move || {
+        let rt = ordo::Runtime::builder()
+            .postgres_with(PgOptions::new(&url).worker_name(name))
+            .register("sleepy", sleepy)
+            .register("quick", quick)
+            .build()
+            .unwrap();
+        rt.recover().unwrap();
+        if name == "a" {
+            rt.start::<_, u32, String>("sleepy", "sleepy-1", ())
+                .unwrap();
+            let done = rt
+                .start::<_, u32, String>("quick", "quick-1", 4u32)
+                .unwrap();
+            assert_eq!(rt.block_on(done.result()).unwrap(), Ok(9));
+        }
+        started.send(()).unwrap();
+        rt.block_on(futures::future::pending::<()>());
+    });
+}
+
+fn wait_until(what: &str, mut done: impl FnMut() -> bool) {
+    let began = std::time::Instant::now();
+    while !done() {
+        assert!(
+            began.elapsed() < std::time::Duration::from_secs(30),
+            "timed out waiting for {what}"
+        );
+        std::thread::sleep(std::time::Duration::from_millis(20));
+    }
+}
+
+#[test]
+fn cancel_resume_fork_and_gc_on_postgres_are_carried_out_by_the_workers() {
+    let Some(pg) = TestPostgres::shared() else {
+        eprintln!("skipped: no PostgreSQL");
+        return;
+    };
+    let url = pg.database("cli_workers");
+    let (started, ready) = std::sync::mpsc::channel();
+    serve_worker(&url, "a", started.clone());
+    serve_worker(&url, "b", started);
+    for _ in 0..2 {
+        ready
+            .recv_timeout(std::time::Duration::from_secs(60))
+            .expect("both workers started");
+    }
+    let status = |id: &str| {
+        psql(
+            pg,
+            &url,
+            &format!("SELECT status FROM ordo.workflows WHERE id = '{id}'"),
+        )
+    };
+    // `sleepy-1` sleeps on worker a: the cancel is a's to serve, and stops it there.
+    assert_eq!(status("sleepy-1"), "0");
+    assert_eq!(
+        ordo_pg(&url, &["cancel", "sleepy-1"]),
+        "cancelled sleepy-1\n"
+    );
+    assert_eq!(status("sleepy-1"), "3", "cancelled");
+    // Resumed: recorded steps replay, and it sleeps again.
+    assert_eq!(ordo_pg(&url, &["resume", "sleepy-1"]), "resumed sleepy-1\n");
+    assert_eq!(status("sleepy-1"), "0", "pending again");
+    assert_eq!(
+        psql(
+            pg,
+            &url,
+            "SELECT count(*) FROM ordo.completions WHERE workflow_id = 'sleepy-1' AND name = 'first'"
+        ),
+        "1",
+        "the recorded step did not run again"
+    );
+    // A fork of the finished `quick-1` after its first step runs the rest on a worker.
+    let forked = json(&ordo_pg(
+        &url,
+        &["fork", "quick-1", "--at", "1", "--id", "quick-2", "--json"],
+    ));
+    assert_eq!(forked["forked"], "quick-2");
+    wait_until("the fork to finish", || status("quick-2") == "1");
+    assert_eq!(
+        psql(
+            pg,
+            &url,
+            "SELECT string_agg(name, ',' ORDER BY seq) FROM ordo.completions
+                 WHERE workflow_id = 'quick-2'"
+        ),
+        "a,b"
+    );
+    // gc: both finished workflows go; the pending one stays.
+    let collected = json(&ordo_pg(&url, &["gc", "--older-than", "0s", "--json"]));
+    assert_eq!(collected["deleted"], 2, "{collected}");
+    assert_eq!(
+        psql(
+            pg,
+            &url,
+            "SELECT string_agg(id, ',' ORDER BY id) FROM ordo.workflows"
+        ),
+        "sleepy-1"
+    );
+    // A request the worker refuses comes back as the socket's refusal would.
+    let unknown = ordo_env(&["--postgres", &url, "resume", "nobody"], None);
+    let err = one_line_error(&unknown, 3);
+    assert!(err.contains("nobody"), "{err}");
+    assert_eq!(psql(pg, &url, "SELECT count(*) FROM ordo.requests"), "0");
 }
 
 #[test]

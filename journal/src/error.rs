@@ -133,6 +133,23 @@ pub enum Error {
         workflow_id: String,
     },
 
+    /// A request left for the workers of a shared journal
+    /// ([`ask_workers`](crate::ask_workers)) got no reply in time: no worker runs, or
+    /// the one that took it (`taken_by`, a worker id) is still at it.
+    #[error(
+        "no worker answered within {waited:?} ({})",
+        match taken_by {
+            None => "none took the request: is an ordo application running on this database?".to_string(),
+            Some(worker) => format!("worker {worker} took it and may still carry it out"),
+        }
+    )]
+    Unanswered {
+        /// How long the asker waited.
+        waited: std::time::Duration,
+        /// The worker that took the request, if one did.
+        taken_by: Option<i64>,
+    },
+
     /// The database of a server-backed journal refused a request or could not be
     /// reached in time (the message says which, and what the server said).
     #[error("journal database error: {0}")]

@@ -116,7 +116,7 @@ pub use crate::error::Error;
 pub use crate::key::MAX_ID_LEN;
 pub use crate::mail::Message;
 #[cfg(feature = "postgres")]
-pub use crate::postgres::{PgJournal, PgOptions, PG_SCHEMA_VERSION};
+pub use crate::postgres::{ask_workers, PgJournal, PgOptions, Relay, PG_SCHEMA_VERSION};
 pub use crate::record::{Batch, Completion, Outcome, ParseStatusError, Status, WorkflowRecord};
 pub use crate::retention::{finished_before, FINISHED, GC_BATCH};
 pub use crate::sled::SledJournal;

@@ -26,6 +26,8 @@
 //!   [`MAX_FRAME`] bytes), one reply a line, `{"ok": ..}` or
 //!   `{"error": {"kind": .., "message": ..}}` ([`ErrorKind`]), and [`call`], the client
 //!   side the CLI uses.
+//! - `relay`: the same requests on a journal shared by many workers (PostgreSQL),
+//!   which the CLI leaves in the journal for the worker that should serve them.
 //! - `server`: the socket itself: created safely (mode 0600, a stale one from a killed
 //!   process replaced), one thread accepting, one per connection, removed on drop; and
 //!   the inbox the stall hook drains.
@@ -34,9 +36,11 @@
 
 mod operation;
 mod protocol;
+#[cfg(feature = "postgres")]
+pub(crate) mod relay;
 pub(crate) mod server;
 mod view;
 
 pub(crate) use operation::Operation;
-pub use protocol::{call, CallError, ErrorKind, Request, MAX_FRAME, SOCKET_FILE};
+pub use protocol::{call, decode_reply, CallError, ErrorKind, Request, MAX_FRAME, SOCKET_FILE};
 pub use view::{JournalStats, ShownOutput, ShownRecord, ShownStep, ShownWorkflow, WorkflowSummary};

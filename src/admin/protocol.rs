@@ -321,16 +321,43 @@ pub fn call(socket: &Path, request: &Request) -> Result<Value, CallError> {
     BufReader::new(stream)
         .read_until(b'\n', &mut reply)
         .map_err(io)?;
-    let bad = |detail: String| CallError::BadReply {
-        path: socket.to_path_buf(),
-        detail,
-    };
     if reply.last() != Some(&b'\n') {
-        return Err(bad("the connection closed before a whole reply".into()));
+        return Err(CallError::BadReply {
+            path: socket.to_path_buf(),
+            detail: "the connection closed before a whole reply".into(),
+        });
     }
-    match serde_json::from_slice::<Reply>(&reply) {
+    decode_reply(&reply, socket)
+}
+
+/// The value of one reply line (`{"ok": ..}`), or the error it carries
+/// ([`CallError::Refused`]); `source` names where it came from in
+/// [`CallError::BadReply`]. What [`call`] does with the line it reads, for replies that
+/// come another way (from the workers of a PostgreSQL journal).
+///
+/// ```
+/// use std::path::Path;
+/// let value = ordo::admin::decode_reply(br#"{"ok":{"resumed":"a"}}"#, Path::new("here"))?;
+/// assert_eq!(value["resumed"], "a");
+/// let refused = ordo::admin::decode_reply(
+///     br#"{"error":{"kind":"not_found","message":"no workflow"}}"#,
+///     Path::new("here"),
+/// );
+/// assert!(matches!(refused, Err(ordo::admin::CallError::Refused { .. })));
+/// # Ok::<(), ordo::admin::CallError>(())
+/// ```
+///
+/// # Errors
+///
+/// [`CallError::Refused`] for an error reply, [`CallError::BadReply`] for a line that is
+/// no reply.
+pub fn decode_reply(line: &[u8], source: &Path) -> Result<Value, CallError> {
+    match serde_json::from_slice::<Reply>(line) {
         Ok(Reply::Ok(value)) => Ok(value),
         Ok(Reply::Error { kind, message }) => Err(CallError::Refused { kind, message }),
-        Err(err) => Err(bad(err.to_string())),
+        Err(err) => Err(CallError::BadReply {
+            path: source.to_path_buf(),
+            detail: err.to_string(),
+        }),
     }
 }

@@ -57,10 +57,10 @@ pub(crate) struct AdminServer {
 pub(crate) struct Inbox {
     /// A `RefCell` because the hook is `FnMut` only through its closure; never borrowed
     /// while a request is served.
-    requests: RefCell<UnboundedReceiver<ClientRequest>>,
+    pub(crate) requests: RefCell<UnboundedReceiver<ClientRequest>>,
     /// The executor's stall waker, registered on the channel, so that a request rouses
     /// a parked runtime and its stall hook runs.
-    waker: Waker,
+    pub(crate) waker: Waker,
 }
 
 impl Inbox {
@@ -255,7 +255,7 @@ fn converse(stream: UnixStream, client: &Client) {
 }
 
 /// Runs `request` through the client (on the runtime's thread) and waits for its answer.
-fn execute(client: &Client, request: Request) -> Reply {
+pub(crate) fn execute(client: &Client, request: Request) -> Reply {
     futures::executor::block_on(async {
         let answer: Result<Value, Error> = match request {
             Request::List { status, limit } => to_json(client.list_first(status, limit).await),

@@ -62,8 +62,11 @@
 //! limits and a schedule's ticks hold per worker.
 
 mod commit;
+mod relay;
 mod schema;
 mod session;
+
+pub use relay::{ask_workers, Relay};
 
 use std::rc::Rc;
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
@@ -230,13 +233,17 @@ pub struct PgJournal {
     commits: AtomicU64,
     lease: Duration,
     mail: Arc<MailBell>,
+    /// Where the database is, for [`PgJournal::relay`]'s connection.
+    config: tokio_postgres::Config,
 }
 
 /// The destinations of messages other workers committed (their `pg_notify`s), and whom
 /// to wake when one comes.
 #[derive(Default)]
-struct MailBell {
+pub(crate) struct MailBell {
     state: std::sync::Mutex<Bell>,
+    /// Requests for the workers ([`relay`]).
+    requests: relay::RequestBell,
 }
 
 #[derive(Default)]
@@ -255,7 +262,10 @@ impl MailBell {
             Some(change) => {
                 state.changes.insert(change);
             }
-            None => state.resync = true,
+            None => {
+                state.resync = true;
+                self.requests.ring();
+            }
         }
         if let Some(wake) = &state.wake {
             wake();
@@ -362,6 +372,7 @@ impl PgJournal {
         let thread_fenced = Arc::clone(&fenced);
         let mail = Arc::new(MailBell::default());
         let thread_mail = Arc::clone(&mail);
+        let relay_config = config.clone();
         let thread = std::thread::Builder::new()
             .name("ordo-postgres".into())
             .spawn(move || {
@@ -447,6 +458,28 @@ impl PgJournal {
             commits: AtomicU64::new(0),
             lease: options.lease,
             mail,
+            config: relay_config,
+        })
+    }
+
+    /// This worker's end of the requests that processes which are no worker (the
+    /// `ordo` CLI) make of the workers ([`ask_workers`]); `None` when opened
+    /// read-only. A runtime serves them on a thread of its own.
+    ///
+    /// ```no_run
+    /// let journal = ordo_journal::PgOptions::new("postgres://ordo@db/shop").connect()?;
+    /// assert!(journal.relay().is_some());
+    /// # Ok::<(), ordo_journal::Error>(())
+    /// ```
+    pub fn relay(&self) -> Option<Relay> {
+        let worker = self.worker.as_ref()?;
+        Some(Relay {
+            config: self.config.clone(),
+            worker: worker.id,
+            bell: Arc::clone(&self.mail),
+            every: self.lease,
+            runtime: None,
+            client: None,
         })
     }
 
@@ -720,6 +753,10 @@ async fn listen(
                     "e" => Elsewhere::Event(id.to_owned()),
                     "a" => Elsewhere::Resolved(id.to_owned()),
                     "q" => Elsewhere::Queue(id.to_owned()),
+                    "r" => {
+                        bell.requests.ring();
+                        continue;
+                    }
                     _ => continue,
                 };
                 bell.ring(Some(change));
@@ -1208,6 +1245,7 @@ impl Drop for PgJournal {
                 .boxed_local()
             });
         }
+        self.mail.requests.close();
         // Closing the channel ends the thread's loop, its runtime and connections.
         let (closed, _) = tokio::sync::mpsc::unbounded_channel();
         drop(std::mem::replace(&mut self.jobs, closed));

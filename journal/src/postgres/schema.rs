@@ -171,6 +171,18 @@ BEGIN
     END IF;
 END $$;
 
+-- Requests for the workers from processes that are no worker (the `ordo` CLI): the
+-- workflow each is about, its body (the runtime's admin protocol), the worker that took
+-- it, its reply. The asker deletes it once answered.
+CREATE TABLE ordo.requests (
+    id bigserial PRIMARY KEY,
+    target text COLLATE "C",
+    body text NOT NULL,
+    taken_by int8,
+    reply text,
+    made timestamptz NOT NULL DEFAULT clock_timestamp()
+);
+
 -- Raised by a commit that would add a completion at or before a recorded seq.
 CREATE FUNCTION ordo.out_of_order(workflow text, seq int8, after int8) RETURNS int8
 LANGUAGE plpgsql AS $$
