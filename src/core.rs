@@ -419,7 +419,8 @@ impl Core {
 
     /// Starts workflow `name` under `id` with `input` (encoded, its type checked by the
     /// caller), or finds the one recorded or running under `id`: a pending one that is
-    /// not running here is resumed, a finished one is left as it is, one of another name
+    /// not running here is resumed (unless another live worker of a shared journal drives
+    /// it: it is left to that one), a finished one is left as it is, one of another name
     /// is a [`Error::Conflict`]. `options` apply to a new workflow only.
     /// [`Runtime::start`](crate::Runtime::start) and clients' starts both go through here.
     pub(crate) fn start_workflow(
@@ -444,11 +445,10 @@ impl Core {
             Some(record) if record.name != name => return Err(conflict(id, &record.name, name)),
             Some(record) if record.status != Status::Pending => return Ok(Started::Recorded),
             Some(record) => {
-                // On a journal shared by many workers, another may drive it.
+                // On a journal shared by many workers, another may drive it: its
+                // handle here waits for the end that worker records.
                 if !self.store.claim(id)? {
-                    return Err(Error::from(ordo_journal::Error::DrivenElsewhere {
-                        workflow_id: id.to_owned(),
-                    }));
+                    return Ok(Started::Recorded);
                 }
                 let (wf, record) = self.prepare_resume(record)?;
                 (wf, record, false)
@@ -816,7 +816,16 @@ impl Core {
             return true;
         }
         timer.committed(&batch, &starts, &after.children);
+        // Starts another worker of a shared journal had made first: not run here.
+        let refused = self.store.refused_starts();
+        for id in &refused {
+            self.queues.refused(id);
+        }
         for start in starts.into_iter().chain(after.children.drain(..)) {
+            if refused.contains(&start.wf.id) {
+                crate::multi_worker::follow_elsewhere(self, &start.wf);
+                continue;
+            }
             if start.wf.is_running() {
                 launch(self, &start.wf, &start.registration, |root| {
                     drop(ordo_executor::spawn(root));

@@ -17,13 +17,19 @@
 //!   so a paused or cut-off process that wakes up cannot record anything after the
 //!   takeover; its runtime stops with that error, as after any failed commit. Only the
 //!   step bodies it had in flight may have run twice, as after a crash.
+//! - Two workers that start the same id at once (a webhook delivered twice, to two
+//!   machines) run it once: the journal writes the first start record and refuses the
+//!   other, and the worker refused waits for the other's outcome, which its handles
+//!   get, as idempotent starts do in one process.
 //! - [`Runtime::start`](crate::Runtime::start) of a pending workflow that another live
-//!   worker drives is refused with
-//!   [`journal::Error::DrivenElsewhere`](crate::journal::Error::DrivenElsewhere) rather
-//!   than driven twice; once that worker is gone, the start resumes it here. So is
+//!   worker drives leaves it to that worker: the handle it returns waits for the end
+//!   that worker records; once that worker is gone, the start resumes it here.
 //!   [`Runtime::cancel`](crate::Runtime::cancel) (and the client's and admin channel's
-//!   cancel) of one: cancel it on the worker that drives it. One that no live worker
-//!   drives is claimed, then cancelled.
+//!   cancel) of one is refused with
+//!   [`journal::Error::DrivenElsewhere`](crate::journal::Error::DrivenElsewhere), since
+//!   only the worker that drives it can stop its running code: cancel it there (the
+//!   `ordo` CLI's `cancel` reaches it). One that no live worker drives is claimed, then
+//!   cancelled.
 //! - A process that starts again under its old worker name
 //!   ([`PgOptions::worker_name`](crate::journal::PgOptions::worker_name)) gets its
 //!   workflows back at once, without waiting for its old lease to run out.
@@ -78,6 +84,8 @@ use ordo_executor::Executor;
 
 use crate::core::Core;
 use crate::error::Error;
+use crate::talk::watch::{wait_for, WatchKey};
+use crate::workflow::WorkflowState;
 
 /// Spawns the task that claims again every `every`, launching what it claims.
 pub(crate) fn spawn_takeover(core: &Rc<Core>, executor: &Executor, every: Duration) {
@@ -107,6 +115,42 @@ pub(crate) fn spawn_takeover(core: &Rc<Core>, executor: &Executor, every: Durati
                 }
                 Err(_) => {}
             }
+        }
+    }));
+}
+
+/// A workflow this worker started (or enqueued) whose start record the journal refused
+/// because another worker had started one under the same id first
+/// ([`Store::refused_starts`](ordo_journal::Store::refused_starts)): it is not run here,
+/// and its handles get the outcome the other worker records (or [`Error::Conflict`] if
+/// that one is another workflow).
+pub(crate) fn follow_elsewhere(core: &Rc<Core>, wf: &Rc<WorkflowState>) {
+    core.forget(wf);
+    let (core, wf) = (Rc::clone(core), Rc::clone(wf));
+    drop(ordo_executor::spawn(async move {
+        let id = wf.id.clone();
+        let ended = wait_for(
+            Rc::clone(&core),
+            WatchKey::Workflow(id.clone()),
+            None,
+            |core| {
+                let record = core.record(&id)?;
+                if record.name != wf.name {
+                    return Err(crate::core::conflict(&id, &record.name, &wf.name));
+                }
+                match record.status {
+                    ordo_journal::Status::Pending
+                    | ordo_journal::Status::Enqueued
+                    | ordo_journal::Status::Delayed => Ok(None),
+                    _ => crate::handle::recorded_outcome(core, &id).map(Some),
+                }
+            },
+        )
+        .await;
+        match ended {
+            Ok(Some(outcome)) => wf.set_result(Ok(outcome)),
+            Ok(None) => {}
+            Err(err) => wf.fail(err),
         }
     }));
 }

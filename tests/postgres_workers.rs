@@ -478,7 +478,7 @@ async fn waits(ctx: Ctx, _: ()) -> Result<u32, String> {
 }
 
 #[test]
-fn a_start_of_a_workflow_another_live_worker_drives_is_refused_until_it_is_gone() {
+fn a_start_of_a_workflow_another_live_worker_drives_leaves_it_there_until_it_is_gone() {
     let Some(pg) = TestPostgres::shared() else {
         eprintln!("skipped: no PostgreSQL server");
         return;
@@ -496,23 +496,24 @@ fn a_start_of_a_workflow_another_live_worker_drives_is_refused_until_it_is_gone(
     a.block_on(ordo::executor::sleep(Duration::from_millis(200)));
     drop(handle);
     let b = build("b");
-    let refused = b.start::<_, u32, String>("waits", "long", ()).unwrap_err();
-    assert!(
-        matches!(&refused, ordo::Error::Journal(err)
-            if matches!(**err, ordo::journal::Error::DrivenElsewhere { .. })),
-        "{refused:?}"
-    );
+    // Left to a: b's handle waits for its end, and nothing changes hands.
+    let following = b.start::<_, u32, String>("waits", "long", ()).unwrap();
+    let owner = || {
+        psql(
+            pg,
+            &url,
+            "SELECT w.name FROM ordo.workflows f JOIN ordo.workers w ON w.id = f.owner
+                 WHERE f.id = 'long'",
+        )
+    };
+    b.block_on(ordo::executor::sleep(Duration::from_millis(200)));
+    assert_eq!(owner(), "a");
+    drop(following);
     // Worker `a` goes away (its workflows are released): `b` may resume it now.
     drop(a);
     assert!(b.start::<_, u32, String>("waits", "long", ()).is_ok());
     b.block_on(ordo::executor::sleep(Duration::from_millis(200)));
-    let owner = psql(
-        pg,
-        &url,
-        "SELECT w.name FROM ordo.workflows f JOIN ordo.workers w ON w.id = f.owner
-             WHERE f.id = 'long'",
-    );
-    assert_eq!(owner, "b");
+    assert_eq!(owner(), "b");
 }
 
 /// A worker whose lease outlasts the test.
@@ -1064,4 +1065,66 @@ fn the_queued_workflows_of_a_worker_that_went_away_run_on_another() {
         "0",
         "every job left its queue"
     );
+}
+
+/// Ids of every run of a `raced` body.
+static RACED_RUNS: Mutex<Vec<String>> = Mutex::new(Vec::new());
+
+async fn raced(ctx: Ctx, n: u32) -> Result<u32, String> {
+    let id = ctx.workflow_id().to_string();
+    ctx.step("charge", move || async move {
+        RACED_RUNS.lock().unwrap().push(id);
+        ordo::executor::sleep(Duration::from_millis(50)).await;
+        Ok::<_, String>(n * 2)
+    })
+    .await
+}
+
+#[test]
+fn the_same_id_started_on_two_workers_at_once_runs_once() {
+    let Some(pg) = TestPostgres::shared() else {
+        eprintln!("skipped: no PostgreSQL server");
+        return;
+    };
+    let url = pg.database("start_race");
+    const IDS: u32 = 40;
+    let barrier = Arc::new(std::sync::Barrier::new(2));
+    let workers: Vec<_> = ["s1", "s2"]
+        .into_iter()
+        .map(|name| {
+            let (url, barrier) = (url.clone(), Arc::clone(&barrier));
+            std::thread::spawn(move || {
+                let rt = long_lease(&url, name)
+                    .register("raced", raced)
+                    .build()
+                    .unwrap();
+                rt.recover().unwrap();
+                (0..IDS)
+                    .map(|n| {
+                        // Both workers start charge-n in the same instant.
+                        barrier.wait();
+                        match rt.start::<_, u32, String>("raced", &format!("charge-{n}"), n) {
+                            Ok(handle) => rt.block_on(handle.result()).map_err(|e| e.to_string()),
+                            Err(err) => Err(err.to_string()),
+                        }
+                    })
+                    .collect::<Vec<_>>()
+            })
+        })
+        .collect();
+    for worker in workers {
+        let results = worker.join().unwrap();
+        for (n, result) in results.into_iter().enumerate() {
+            // Either this worker ran it, or it waited for the other's result.
+            assert_eq!(result, Ok(Ok(n as u32 * 2)), "charge-{n}");
+        }
+    }
+    let runs = RACED_RUNS.lock().unwrap().clone();
+    let mut twice: Vec<_> = runs
+        .iter()
+        .filter(|id| runs.iter().filter(|other| other == id).count() > 1)
+        .collect();
+    twice.dedup();
+    assert!(twice.is_empty(), "ran more than once: {twice:?}");
+    assert_eq!(runs.len(), IDS as usize);
 }

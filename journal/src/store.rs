@@ -185,6 +185,25 @@ pub trait Store: Send + Sync {
         Ok(None)
     }
 
+    /// The ids of the new workflow records ([`Batch::insert_workflow`]: starts,
+    /// enqueues) of the last [`Store::commit`] that were not written because another
+    /// writer of a shared store had already written a record under that id; each is
+    /// reported once. The rest of the commit is written. A store with one writer
+    /// refuses none (the default): its runtime checks ids itself before it starts.
+    ///
+    /// ```
+    /// use ordo_journal::{Batch, SledJournal, Store, WorkflowRecord};
+    /// let store = SledJournal::temporary()?;
+    /// let mut batch = Batch::new();
+    /// batch.insert_workflow(WorkflowRecord::new("order-42", "checkout", vec![], 0));
+    /// store.commit(&batch)?;
+    /// assert!(store.refused_starts().is_empty());
+    /// # Ok::<(), ordo_journal::Error>(())
+    /// ```
+    fn refused_starts(&self) -> Vec<String> {
+        Vec::new()
+    }
+
     /// Reserves `count` message numbers for this process alone and returns the first,
     /// on a store shared by many writers (so two workers never number two messages
     /// alike); `None` (the default) on a store with one writer, whose runtime numbers

@@ -474,6 +474,29 @@ impl Queues {
         Ok(())
     }
 
+    /// The enqueue of `id` was refused by the journal (another worker had started or
+    /// enqueued a workflow under that id first): it leaves this worker's lanes; the
+    /// records the journal holds are the other worker's.
+    pub(crate) fn refused(&self, id: &str) {
+        let Some(member) = self.members.borrow_mut().remove(id) else {
+            return;
+        };
+        if let Some(dedup) = &member.dedup {
+            let key = (member.lane.0.clone(), dedup.clone());
+            let mut holders = self.dedup.borrow_mut();
+            if holders.get(&key).is_some_and(|holder| holder == id) {
+                holders.remove(&key);
+            }
+        }
+        if let Some(lane) = self.lanes.borrow_mut().get_mut(&member.lane) {
+            if let Some(staged) = lane.waiting.remove(&member.place) {
+                if staged.record.status == Status::Delayed {
+                    lane.delayed = lane.delayed.saturating_sub(1);
+                }
+            }
+        }
+    }
+
     /// Runs a dispatch pass with the next commit (another worker freed slots, say).
     pub(crate) fn poke(&self) {
         if !self.members.borrow().is_empty() {

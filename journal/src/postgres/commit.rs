@@ -17,7 +17,7 @@ use tokio_postgres::types::ToSql;
 
 use super::session::Conn;
 use crate::key;
-use crate::record::{Batch, Outcome};
+use crate::record::{Batch, Outcome, Prior};
 use crate::Error;
 
 /// Bit for bit: the journal's `u64`s live in `int8` columns.
@@ -70,6 +70,8 @@ pub(crate) struct Encoded {
     wf_attempts: Vec<i32>,
     wf_app: Vec<Option<String>>,
     wf_deadline: Vec<Option<i64>>,
+    /// Whether the record is new (a start): inserted only where no record has its id.
+    wf_new: Vec<bool>,
     type_fp: Vec<i64>,
     type_name: Vec<String>,
     trace_id: Vec<String>,
@@ -121,8 +123,18 @@ impl Encoded {
             key::check_id(id)?;
             e.deletes.push(id.clone());
         }
+        // A record is new if the batch's first record of its id is (later records of a
+        // start in the same batch, its attempts reset or its end, ride on its insert).
+        let mut first_new: HashMap<&str, bool> = HashMap::new();
+        for (w, prior) in batch.workflows.iter().zip(&batch.priors) {
+            first_new
+                .entry(w.id.as_str())
+                .or_insert(*prior == Prior::Absent);
+        }
         for i in last_of(batch.workflows.iter().map(|w| w.id.as_str())) {
             let w = &batch.workflows[i];
+            e.wf_new
+                .push(first_new.get(w.id.as_str()).copied().unwrap_or(false));
             key::check_id(&w.id)?;
             e.wf_id.push(w.id.clone());
             e.wf_name.push(w.name.clone());
@@ -334,15 +346,26 @@ impl Encoded {
             && self.q_key.is_empty()
     }
 
+    /// The ids of the new records (starts) in this batch.
+    pub(crate) fn new_ids(&self) -> Vec<String> {
+        self.wf_id
+            .iter()
+            .zip(&self.wf_new)
+            .filter(|(_, &new)| new)
+            .map(|(id, _)| id.clone())
+            .collect()
+    }
+
     /// Sends the whole transaction at once and waits for every answer: the worker's
-    /// commit count after it, or the first statement's error (the rest of an aborted
+    /// commit count after it and the ids of the new records it did not write (another
+    /// worker had started them), or the first statement's error (the rest of an aborted
     /// transaction only says it is aborted).
     pub(crate) async fn send(
         &self,
         conn: &Conn,
         owner: i64,
         fence: [i64; 2],
-    ) -> Result<i64, tokio_postgres::Error> {
+    ) -> Result<(i64, Vec<String>), tokio_postgres::Error> {
         let c = &conn.client;
         let st = &conn.st;
         let [worker, epoch] = fence;
@@ -350,18 +373,20 @@ impl Encoded {
             let mut params: Vec<&(dyn ToSql + Sync)> = vec![&worker, &epoch];
             params.extend(self.workflow_columns());
             params.extend(self.completion_columns());
-            return c.query_one(&st.fast, &params).await?.try_get(0);
+            params.push(&self.wf_new);
+            let row = c.query_one(&st.fast, &params).await?;
+            return Ok((row.try_get(0)?, row.try_get(1)?));
         }
         type Part<'a> = (&'a tokio_postgres::Statement, Vec<&'a (dyn ToSql + Sync)>);
-        let mut parts: Vec<Part<'_>> = Vec::new();
+        let mut first: Vec<Part<'_>> = Vec::new();
         if !self.deletes.is_empty() {
-            parts.push((&st.delete, vec![&self.deletes]));
+            first.push((&st.delete, vec![&self.deletes]));
         }
-        if !self.wf_id.is_empty() {
-            let mut params = self.workflow_columns().to_vec();
-            params.push(&owner);
-            parts.push((&st.put_workflows, params));
-        }
+        let mut put: Vec<&(dyn ToSql + Sync)> = self.workflow_columns().to_vec();
+        put.push(&owner);
+        put.push(&self.wf_new);
+        let puts = !self.wf_id.is_empty();
+        let mut parts: Vec<Part<'_>> = Vec::new();
         if !self.type_fp.is_empty() {
             parts.push((&st.put_types, vec![&self.type_fp, &self.type_name]));
         }
@@ -426,9 +451,21 @@ impl Encoded {
         let fence_params: [&(dyn ToSql + Sync); 2] = [&worker, &epoch];
         // `join!` polls its futures in order, and each sends its request on its first
         // poll: the server gets them in this order, in one flight.
-        let (begin, fenced, applied, commit) = futures::join!(
+        let (begin, fenced, deleted, refused, applied, commit) = futures::join!(
             c.batch_execute("BEGIN"),
             c.query_one(&st.fence, &fence_params),
+            futures::future::join_all(
+                first
+                    .iter()
+                    .map(|(statement, params)| c.execute(*statement, params))
+            ),
+            async {
+                if puts {
+                    c.query_one(&st.put_workflows, &put).await.map(Some)
+                } else {
+                    Ok(None)
+                }
+            },
             futures::future::join_all(
                 parts
                     .iter()
@@ -438,10 +475,17 @@ impl Encoded {
         );
         begin?;
         let counted: i64 = fenced?.try_get(0)?;
+        for result in deleted {
+            result?;
+        }
+        let refused = match refused? {
+            Some(row) => row.try_get(0)?,
+            None => Vec::new(),
+        };
         for result in applied {
             result?;
         }
         commit?;
-        Ok(counted)
+        Ok((counted, refused))
     }
 }

@@ -235,6 +235,8 @@ pub struct PgJournal {
     mail: Arc<MailBell>,
     /// Where the database is, for [`PgJournal::relay`]'s connection.
     config: tokio_postgres::Config,
+    /// The new records of the last commit that another worker had written first.
+    refused: std::sync::Mutex<Vec<String>>,
 }
 
 /// The destinations of messages other workers committed (their `pg_notify`s), and whom
@@ -459,6 +461,7 @@ impl PgJournal {
             lease: options.lease,
             mail,
             config: relay_config,
+            refused: std::sync::Mutex::new(Vec::new()),
         })
     }
 
@@ -894,11 +897,11 @@ impl Store for PgJournal {
             return Err(self.fenced_error());
         }
         let encoded = Arc::new(Encoded::from_batch(batch)?);
-        self.call(move |shared| {
+        let refused = self.call(move |shared| {
             async move {
                 let fence = [shared.worker.id, shared.worker.epoch];
                 let known = &shared.commits;
-                let counted = shared
+                let (counted, refused) = shared
                     .run(|conn, retried| {
                         let encoded = Arc::clone(&encoded);
                         let known = known.get();
@@ -912,7 +915,18 @@ impl Store for PgJournal {
                                     .await?;
                                 let count: i64 = row.try_get(0)?;
                                 if count > known {
-                                    return Ok(count);
+                                    // Its new records that are not this worker's were
+                                    // another's first.
+                                    let row = conn
+                                        .client
+                                        .query_one(
+                                            "SELECT coalesce(array_agg(id), '{}')
+                                                 FROM ordo.workflows WHERE id = ANY($1)
+                                                 AND owner IS DISTINCT FROM $2",
+                                            &[&encoded.new_ids(), &fence[0]],
+                                        )
+                                        .await?;
+                                    return Ok((count, row.try_get(0)?));
                                 }
                             }
                             encoded.send(&conn, fence[0], fence).await
@@ -920,12 +934,17 @@ impl Store for PgJournal {
                     })
                     .await?;
                 shared.commits.set(counted);
-                Ok(())
+                Ok(refused)
             }
             .boxed_local()
         })?;
         self.commits.fetch_add(1, Ordering::Relaxed);
+        *self.refused.lock().unwrap_or_else(|p| p.into_inner()) = refused;
         Ok(())
+    }
+
+    fn refused_starts(&self) -> Vec<String> {
+        std::mem::take(&mut *self.refused.lock().unwrap_or_else(|p| p.into_inner()))
     }
 
     fn workflow(&self, id: &str) -> Result<Option<WorkflowRecord>, Error> {

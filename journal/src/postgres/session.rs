@@ -70,18 +70,31 @@ statements! {
         e AS (DELETE FROM ordo.events t USING gone WHERE t.workflow_id = gone.id),
         a AS (DELETE FROM ordo.awakeables t USING gone WHERE t.workflow_id = gone.id)
         DELETE FROM ordo.workflows t USING gone WHERE t.id = gone.id";
-    put_workflows = "INSERT INTO ordo.workflows (id, name, status, input, output_ok, output,
-            created_ms, updated_ms, recovery_attempts, app_version, deadline_ms, owner)
-        SELECT u.*, $12 FROM unnest($1::text[], $2::text[], $3::int2[], $4::bytea[],
-            $5::bool[], $6::bytea[], $7::int8[], $8::int8[], $9::int4[], $10::text[],
-            $11::int8[]) AS u
-        ON CONFLICT (id) DO UPDATE SET name = EXCLUDED.name, status = EXCLUDED.status,
-            input = EXCLUDED.input, output_ok = EXCLUDED.output_ok,
-            output = EXCLUDED.output, created_ms = EXCLUDED.created_ms,
-            updated_ms = EXCLUDED.updated_ms,
-            recovery_attempts = EXCLUDED.recovery_attempts,
-            app_version = EXCLUDED.app_version, deadline_ms = EXCLUDED.deadline_ms,
-            owner = EXCLUDED.owner";
+    // New records (starts) are inserted only where no record has the id: one that
+    // another worker started first is left as it is, and its id comes back (the
+    // statement's one value: the ids refused), so this worker does not run it too.
+    put_workflows = "WITH u AS (SELECT * FROM unnest($1::text[], $2::text[], $3::int2[],
+                $4::bytea[], $5::bool[], $6::bytea[], $7::int8[], $8::int8[], $9::int4[],
+                $10::text[], $11::int8[], $13::bool[])
+            AS u(id, name, status, input, output_ok, output, created_ms, updated_ms,
+                recovery_attempts, app_version, deadline_ms, is_new)),
+        fresh AS (INSERT INTO ordo.workflows (id, name, status, input, output_ok, output,
+                created_ms, updated_ms, recovery_attempts, app_version, deadline_ms, owner)
+            SELECT id, name, status, input, output_ok, output, created_ms, updated_ms,
+                recovery_attempts, app_version, deadline_ms, $12 FROM u WHERE is_new
+            ON CONFLICT (id) DO NOTHING RETURNING id),
+        put AS (INSERT INTO ordo.workflows (id, name, status, input, output_ok, output,
+                created_ms, updated_ms, recovery_attempts, app_version, deadline_ms, owner)
+            SELECT id, name, status, input, output_ok, output, created_ms, updated_ms,
+                recovery_attempts, app_version, deadline_ms, $12 FROM u WHERE NOT is_new
+            ON CONFLICT (id) DO UPDATE SET name = EXCLUDED.name, status = EXCLUDED.status,
+                input = EXCLUDED.input, output_ok = EXCLUDED.output_ok,
+                output = EXCLUDED.output, created_ms = EXCLUDED.created_ms,
+                updated_ms = EXCLUDED.updated_ms,
+                recovery_attempts = EXCLUDED.recovery_attempts,
+                app_version = EXCLUDED.app_version, deadline_ms = EXCLUDED.deadline_ms,
+                owner = EXCLUDED.owner)
+        SELECT array(SELECT id FROM u WHERE is_new EXCEPT SELECT id FROM fresh)";
     put_types = "INSERT INTO ordo.types SELECT * FROM unnest($1::int8[], $2::text[])
         ON CONFLICT (fingerprint) DO UPDATE SET name = EXCLUDED.name";
     put_traces = "INSERT INTO ordo.trace_contexts SELECT * FROM unnest($1::text[], $2::text[])
@@ -104,12 +117,21 @@ statements! {
             WHERE id = $1 AND epoch = $2 AND alive RETURNING commits),
         fence AS (SELECT CASE WHEN count(*) = 1 THEN max(commits)
             ELSE ordo.fence($1, $2) END AS commits FROM counted),
+        u AS (SELECT * FROM unnest($3::text[], $4::text[], $5::int2[], $6::bytea[],
+                $7::bool[], $8::bytea[], $9::int8[], $10::int8[], $11::int4[], $12::text[],
+                $13::int8[], $23::bool[])
+            AS u(id, name, status, input, output_ok, output, created_ms, updated_ms,
+                recovery_attempts, app_version, deadline_ms, is_new)
+            WHERE (SELECT commits FROM fence) IS NOT NULL),
+        fresh AS (INSERT INTO ordo.workflows (id, name, status, input, output_ok, output,
+                created_ms, updated_ms, recovery_attempts, app_version, deadline_ms, owner)
+            SELECT id, name, status, input, output_ok, output, created_ms, updated_ms,
+                recovery_attempts, app_version, deadline_ms, $1 FROM u WHERE is_new
+            ON CONFLICT (id) DO NOTHING RETURNING id),
         put AS (INSERT INTO ordo.workflows (id, name, status, input, output_ok, output,
                 created_ms, updated_ms, recovery_attempts, app_version, deadline_ms, owner)
-            SELECT u.*, $1 FROM unnest($3::text[], $4::text[], $5::int2[], $6::bytea[],
-                $7::bool[], $8::bytea[], $9::int8[], $10::int8[], $11::int4[], $12::text[],
-                $13::int8[]) AS u
-            WHERE (SELECT commits FROM fence) IS NOT NULL
+            SELECT id, name, status, input, output_ok, output, created_ms, updated_ms,
+                recovery_attempts, app_version, deadline_ms, $1 FROM u WHERE NOT is_new
             ON CONFLICT (id) DO UPDATE SET name = EXCLUDED.name, status = EXCLUDED.status,
                 input = EXCLUDED.input, output_ok = EXCLUDED.output_ok,
                 output = EXCLUDED.output, created_ms = EXCLUDED.created_ms,
@@ -127,7 +149,8 @@ statements! {
             WHERE f.first <= l.last),
         appended AS (INSERT INTO ordo.completions SELECT * FROM new
             WHERE NOT EXISTS (SELECT 1 FROM bad) AND (SELECT commits FROM fence) IS NOT NULL)
-        SELECT commits FROM fence";
+        SELECT commits, array(SELECT id FROM u WHERE is_new EXCEPT SELECT id FROM fresh)
+        FROM fence";
     send = "INSERT INTO ordo.messages SELECT * FROM unnest($1::text[], $2::text[],
         $3::int8[], $4::bytea[], $5::int8[], $6::text[])";
     keys = "INSERT INTO ordo.message_keys SELECT * FROM unnest($1::text[], $2::text[])
