@@ -55,9 +55,12 @@
 //! [`QueueOptions::worker_concurrency`](crate::QueueOptions::worker_concurrency) caps
 //! one worker's share), and the queued
 //! workflows of a dead worker are dispatched by the worker that takes over its work.
-//! What does not cross workers yet: a schedule's ticks and a debounce key are kept by
-//! each worker that declares them, and a deduplication id is checked among the
-//! workflows each worker enqueued.
+//! A schedule declared on several workers starts each tick once (its id is the tick's,
+//! and the journal writes one start per id); a deduplication id is looked up among
+//! the workflows of all workers. What does not cross workers yet: two enqueues with
+//! the same deduplication id made on two workers in the same instant (before either
+//! commits) may both be accepted, and a debounce key is kept by each worker that is
+//! called with it.
 //!
 //! ```no_run
 //! use ordo::{Ctx, Runtime};

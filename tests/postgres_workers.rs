@@ -1128,3 +1128,126 @@ fn the_same_id_started_on_two_workers_at_once_runs_once() {
     assert!(twice.is_empty(), "ran more than once: {twice:?}");
     assert_eq!(runs.len(), IDS as usize);
 }
+
+/// `(workflow id, thread)` of every run of a `ticked` body.
+static TICK_RUNS: Mutex<Vec<(String, String)>> = Mutex::new(Vec::new());
+
+async fn ticked(ctx: Ctx, _tick: std::time::SystemTime) -> Result<(), String> {
+    let id = ctx.workflow_id().to_string();
+    ctx.step("run", move || async move {
+        let thread = std::thread::current().name().unwrap_or("?").to_string();
+        TICK_RUNS.lock().unwrap().push((id, thread));
+        Ok::<_, String>(())
+    })
+    .await
+}
+
+#[test]
+fn a_schedule_declared_on_two_workers_starts_each_tick_once() {
+    let Some(pg) = TestPostgres::shared() else {
+        eprintln!("skipped: no PostgreSQL server");
+        return;
+    };
+    let url = pg.database("schedule_shared");
+    let workers: Vec<_> = ["t1", "t2"]
+        .into_iter()
+        .map(|name| {
+            let url = url.clone();
+            std::thread::Builder::new()
+                .name(name.into())
+                .spawn(move || {
+                    let rt = long_lease(&url, name)
+                        .register("ticked", ticked)
+                        .schedule("every-second", "* * * * * *", "ticked")
+                        .build()
+                        .unwrap();
+                    rt.recover().unwrap();
+                    rt.block_on(ordo::executor::sleep(Duration::from_millis(3_500)));
+                })
+                .unwrap()
+        })
+        .collect();
+    for worker in workers {
+        worker.join().unwrap();
+    }
+    let runs = TICK_RUNS.lock().unwrap().clone();
+    let mut ids: Vec<&String> = runs.iter().map(|(id, _)| id).collect();
+    ids.sort();
+    let all = ids.len();
+    ids.dedup();
+    assert!(ids.len() >= 2, "ticks: {runs:?}");
+    assert_eq!(all, ids.len(), "a tick ran twice: {runs:?}");
+    assert_eq!(
+        psql(
+            pg,
+            &url,
+            "SELECT count(*) FROM ordo.workflows WHERE id LIKE 'every-second@%'"
+        ),
+        ids.len().to_string()
+    );
+}
+
+#[test]
+fn a_deduplication_id_held_on_one_worker_is_seen_by_another() {
+    let Some(pg) = TestPostgres::shared() else {
+        eprintln!("skipped: no PostgreSQL server");
+        return;
+    };
+    let url = pg.database("dedup_shared");
+    let build = |name: &str| {
+        long_lease(&url, name)
+            .queue("q", ordo::QueueOptions::new())
+            .register("job", job)
+            .build()
+            .unwrap()
+    };
+    let a = build("da");
+    let b = build("db");
+    let later = || ordo::EnqueueOptions::new().delay(Duration::from_secs(3_600));
+    let held = a
+        .enqueue::<_, u32, String>(
+            "q",
+            "job",
+            1u32,
+            later()
+                .id("first")
+                .dedup("order-7", ordo::OnDuplicate::Reject),
+        )
+        .unwrap();
+    a.block_on(ordo::executor::sleep(Duration::from_millis(100)));
+    assert_eq!(held.id(), "first");
+    let refused = b
+        .enqueue::<_, u32, String>(
+            "q",
+            "job",
+            2u32,
+            later()
+                .id("second")
+                .dedup("order-7", ordo::OnDuplicate::Reject),
+        )
+        .unwrap_err();
+    assert!(
+        matches!(&refused, ordo::Error::Duplicate { workflow_id, .. } if workflow_id == "first"),
+        "{refused:?}"
+    );
+    let existing = b
+        .enqueue::<_, u32, String>(
+            "q",
+            "job",
+            3u32,
+            later()
+                .id("third")
+                .dedup("order-7", ordo::OnDuplicate::ReturnExisting),
+        )
+        .unwrap();
+    assert_eq!(existing.id(), "first");
+    b.block_on(ordo::executor::sleep(Duration::from_millis(100)));
+    assert_eq!(
+        psql(
+            pg,
+            &url,
+            "SELECT string_agg(id, ',' ORDER BY id) FROM ordo.workflows"
+        ),
+        "first"
+    );
+}

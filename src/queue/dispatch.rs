@@ -266,11 +266,14 @@ impl Queues {
             return Ok(Reserved::Existing(record.id));
         }
         if let Some((dedup, on_duplicate)) = &options.dedup {
-            let holder = self
+            let mut holder = self
                 .dedup
                 .borrow()
                 .get(&(queue.to_string(), dedup.clone()))
                 .cloned();
+            if holder.is_none() && core.store.takeover_interval().is_some() {
+                holder = self.holder_elsewhere(core, queue, dedup)?;
+            }
             if let Some(existing) = holder {
                 return Ok(Reserved::Duplicate {
                     existing,
@@ -337,6 +340,33 @@ impl Queues {
             } => Ok((existing, false)),
             Reserved::Duplicate { existing, .. } => Err(super::duplicate(queue, options, existing)),
         }
+    }
+
+    /// On a journal shared by many workers: the workflow another worker enqueued under
+    /// deduplication id `dedup` of `queue`, if it is still enqueued or running.
+    fn holder_elsewhere(
+        &self,
+        core: &Core,
+        queue: &str,
+        dedup: &str,
+    ) -> Result<Option<String>, Error> {
+        let key = records::key(DEDUP, &[queue, dedup]);
+        let Some((_, holder)) = core
+            .store
+            .queue_records(&key)?
+            .into_iter()
+            .find(|(found, _)| *found == key)
+        else {
+            return Ok(None);
+        };
+        let holder = String::from_utf8_lossy(&holder).into_owned();
+        let live = core.store.workflow(&holder)?.is_some_and(|record| {
+            matches!(
+                record.status,
+                Status::Pending | Status::Enqueued | Status::Delayed
+            )
+        });
+        Ok(live.then_some(holder))
     }
 
     /// Gives back what `reserve` took for an enqueue that will never be committed (its
