@@ -43,7 +43,8 @@
 //! breaks is sent again on a new connection, with backoff, for at most
 //! [`PgOptions::reconnect_for`]; a commit whose answer was lost is first looked up (the
 //! worker's commit count says whether it landed), so it is applied exactly once. TLS is
-//! not supported yet: a URL with `sslmode=require` fails to connect.
+//! used as the URL asks for it, with libpq's meaning of `sslmode` and `sslrootcert`
+//! (see `tls`: rustls, nothing to install).
 //!
 //! # Changes other workers wait for
 //!
@@ -56,15 +57,20 @@
 //! everything is looked at again. Message numbers come in blocks reserved per worker
 //! ([`Store::reserve_message_numbers`]), so no two workers number two messages alike.
 //!
-//! # Not yet across workers
+//! # Starts, queues and requests across workers
 //!
-//! Each worker's runtime keeps its queues' and schedules' state in memory, so a queue's
-//! limits and a schedule's ticks hold per worker.
+//! A new workflow record (a start, an enqueue) is inserted only where no record has its
+//! id, and the ids refused come back in the commit's answer
+//! ([`Store::refused_starts`]): two workers starting one id at once run it once. A
+//! queue's limits hold for all workers together through `ordo.admit`
+//! ([`Store::admit`]), and processes that are no worker leave requests for the workers
+//! in `ordo.requests` ([`ask_workers`], [`Relay`]).
 
 mod commit;
 mod relay;
 mod schema;
 mod session;
+mod tls;
 
 pub use relay::{ask_workers, Relay};
 
@@ -80,6 +86,7 @@ use tokio_postgres::Row;
 
 use self::commit::{signed, unsigned, Encoded};
 use self::session::{connect, db_error, Conn, Job, Shared, Worker};
+use self::tls::Target;
 use crate::mail::Message;
 use crate::queue::{Admission, Admitted, QueueRecord};
 use crate::record::{Batch, Completion, Outcome, Status, WorkflowRecord};
@@ -234,7 +241,7 @@ pub struct PgJournal {
     lease: Duration,
     mail: Arc<MailBell>,
     /// Where the database is, for [`PgJournal::relay`]'s connection.
-    config: tokio_postgres::Config,
+    config: Target,
     /// The new records of the last commit that another worker had written first.
     refused: std::sync::Mutex<Vec<String>>,
 }
@@ -360,12 +367,7 @@ impl PgJournal {
     }
 
     fn open(options: PgOptions) -> Result<PgJournal, Error> {
-        let config: tokio_postgres::Config = options.url.parse().map_err(|err| {
-            let cause = std::error::Error::source(&err)
-                .map(|cause| format!(": {cause}"))
-                .unwrap_or_default();
-            Error::Database(format!("bad PostgreSQL URL: {err}{cause}"))
-        })?;
+        let config = Target::parse(&options.url)?;
         let name = options.worker_name.clone().unwrap_or_else(unique_name);
         let address = address(&config);
         let fenced = Arc::new(AtomicBool::new(false));
@@ -604,7 +606,7 @@ enum Claim {
 
 /// Where `config` points, for messages: `postgres://USER@HOST:PORT/DBNAME`, never the
 /// password (the first host and port; a Unix socket folder as the host).
-fn address(config: &tokio_postgres::Config) -> String {
+fn address(config: &Target) -> String {
     let user = config
         .get_user()
         .map(|u| format!("{u}@"))
@@ -641,7 +643,7 @@ fn lease_ms(lease: Duration) -> f64 {
 
 /// Connects, migrates, and registers (or re-registers) the worker `name`.
 async fn register(
-    config: &tokio_postgres::Config,
+    config: &Target,
     name: &str,
     lease: Duration,
     deadline: Instant,
@@ -675,7 +677,7 @@ async fn register(
 
 /// Connects and checks, writing nothing, that the database holds an ordo schema this
 /// build reads (a [read-only](PgOptions::read_only) open).
-async fn check_schema(config: &tokio_postgres::Config, deadline: Instant) -> Result<(), Error> {
+async fn check_schema(config: &Target, deadline: Instant) -> Result<(), Error> {
     let client = connect(config, deadline).await?;
     let exists = client
         .query_one("SELECT to_regclass('ordo.schema_version') IS NOT NULL", &[])
@@ -717,14 +719,14 @@ async fn check_schema(config: &tokio_postgres::Config, deadline: Instant) -> Res
 /// notifications, which ring `mail` (the connection's messages are polled by a task of
 /// the store's runtime).
 async fn listen(
-    config: &tokio_postgres::Config,
+    config: &Target,
     worker: i64,
     mail: &Arc<MailBell>,
     deadline: Instant,
 ) -> Result<tokio_postgres::Client, Error> {
     let mut backoff = Duration::from_millis(20);
     let (client, mut connection) = loop {
-        match config.connect(tokio_postgres::NoTls).await {
+        match config.connect().await {
             Ok(pair) => break pair,
             Err(err) if Instant::now() + backoff < deadline => {
                 let _ = err;
@@ -778,7 +780,7 @@ async fn listen(
 /// worker fenced. A new connection after a lost one rings for every mailbox, since
 /// notifications may have been missed in between.
 async fn heartbeat(
-    config: tokio_postgres::Config,
+    config: Target,
     worker: Worker,
     lease: Duration,
     fenced: Arc<AtomicBool>,

@@ -96,7 +96,7 @@ impl RequestBell {
 /// # Ok::<(), ordo_journal::Error>(())
 /// ```
 pub struct Relay {
-    pub(crate) config: tokio_postgres::Config,
+    pub(crate) config: super::tls::Target,
     pub(crate) worker: i64,
     pub(crate) bell: Arc<super::MailBell>,
     /// How long `take` waits for a ring before it looks anyway (a notification lost
@@ -173,9 +173,7 @@ impl Relay {
         };
         if self.client.as_ref().is_none_or(|c| c.is_closed()) {
             let config = self.config.clone();
-            let (client, connection) = runtime
-                .block_on(config.connect(tokio_postgres::NoTls))
-                .map_err(db_error)?;
+            let (client, connection) = runtime.block_on(config.connect()).map_err(db_error)?;
             runtime.spawn(connection);
             self.client = Some(Arc::new(client));
         }
@@ -214,9 +212,7 @@ pub fn ask_workers(
     body: &str,
     wait: Duration,
 ) -> Result<String, Error> {
-    let config: tokio_postgres::Config = url
-        .parse()
-        .map_err(|err| Error::Database(format!("bad PostgreSQL URL: {err}")))?;
+    let config = super::tls::Target::parse(url)?;
     let runtime = tokio::runtime::Builder::new_current_thread()
         .enable_all()
         .build()
@@ -224,17 +220,14 @@ pub fn ask_workers(
     let target = target.map(str::to_owned);
     let body = body.to_owned();
     runtime.block_on(async move {
-        let (client, connection) = config
-            .connect(tokio_postgres::NoTls)
-            .await
-            .map_err(db_error)?;
+        let (client, connection) = config.connect().await.map_err(db_error)?;
         tokio::spawn(connection);
         let row = client
             .query_one(
                 "WITH made AS (INSERT INTO ordo.requests (target, body) VALUES ($1, $2)
                      RETURNING id)
                  SELECT id, pg_notify('ordo_change', '0 r ' || id) FROM made",
-                &[&target, &body],
+                &[&target as &(dyn tokio_postgres::types::ToSql + Sync), &body],
             )
             .await
             .map_err(db_error)?;

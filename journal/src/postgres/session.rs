@@ -15,7 +15,9 @@ use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use futures::future::LocalBoxFuture;
-use tokio_postgres::{Client, NoTls, Statement};
+use tokio_postgres::{Client, Statement};
+
+use super::tls::Target;
 
 use crate::Error;
 
@@ -211,7 +213,7 @@ statements! {
 /// The thread's state: one job runs at a time, so its cells are never borrowed across
 /// two jobs.
 pub(crate) struct Shared {
-    config: tokio_postgres::Config,
+    config: Target,
     conn: std::cell::RefCell<Option<Rc<Conn>>>,
     pub(crate) worker: Worker,
     /// The worker's commit count as of this process's last answered fence.
@@ -262,13 +264,10 @@ pub(crate) fn db_error(err: tokio_postgres::Error) -> Error {
 
 /// Opens a connection and prepares the statements, retrying with backoff until
 /// `deadline`.
-pub(crate) async fn connect(
-    config: &tokio_postgres::Config,
-    deadline: Instant,
-) -> Result<Client, Error> {
+pub(crate) async fn connect(config: &Target, deadline: Instant) -> Result<Client, Error> {
     let mut backoff = Duration::from_millis(20);
     loop {
-        match config.connect(NoTls).await {
+        match config.connect().await {
             Ok((client, connection)) => {
                 // The connection's I/O runs as a task of the store's runtime; it ends
                 // when the client is dropped or the server goes away.
@@ -288,7 +287,7 @@ pub(crate) async fn connect(
 
 impl Shared {
     pub(crate) fn new(
-        config: tokio_postgres::Config,
+        config: Target,
         worker: Worker,
         commits: i64,
         fenced: Arc<AtomicBool>,
