@@ -57,28 +57,7 @@ fn authority(dir: &Path, name: &str) {
 }
 
 fn psql(pg: &TestPostgres, url: &str, sql: &str) -> String {
-    let out = Command::new(pg.bin_dir().join("psql"))
-        .args([
-            "-X",
-            "-q",
-            "-A",
-            "-t",
-            "-v",
-            "ON_ERROR_STOP=1",
-            "-d",
-            url,
-            "-c",
-            sql,
-        ])
-        .env_remove("PGSSLMODE")
-        .output()
-        .unwrap();
-    assert!(
-        out.status.success(),
-        "psql {sql:?}: {}",
-        String::from_utf8_lossy(&out.stderr)
-    );
-    String::from_utf8_lossy(&out.stdout).trim().to_string()
+    pg.query(url, sql)
 }
 
 #[test]

@@ -143,16 +143,7 @@ fn spawn_worker(url: &str, name: &str, share: (u64, u64), life: usize, lines: &L
 }
 
 fn psql(pg: &TestPostgres, url: &str, sql: &str) -> String {
-    let out = Command::new(pg.bin_dir().join("psql"))
-        .args([url, "-AtX", "-c", sql])
-        .output()
-        .unwrap();
-    assert!(
-        out.status.success(),
-        "psql {sql}: {}",
-        String::from_utf8_lossy(&out.stderr)
-    );
-    String::from_utf8(out.stdout).unwrap().trim().to_string()
+    pg.query(url, sql)
 }
 
 /// How many workflows succeeded (0 before a worker created the tables).
@@ -770,6 +761,49 @@ fn a_worker_never_dispatches_what_another_live_worker_enqueued() {
     assert!(runs.iter().all(|(_, thread)| thread == "a"), "{runs:?}");
 }
 
+/// One thread per worker in `names` (the thread named after it), each with queue `q`
+/// of `options` and the workflows `register` adds: enqueues `count` jobs of `workflow`
+/// (`<worker>-<n>`, input `n`) and waits for them. Their results, per worker.
+fn queue_on_workers(
+    url: &str,
+    names: &[&'static str],
+    options: &ordo::QueueOptions,
+    (workflow, count): (&'static str, u32),
+    register: fn(ordo::RuntimeBuilder) -> ordo::RuntimeBuilder,
+) -> Vec<Vec<Result<u32, String>>> {
+    let workers: Vec<_> = names
+        .iter()
+        .map(|&name| {
+            let (url, options) = (url.to_string(), options.clone());
+            std::thread::Builder::new()
+                .name(name.into())
+                .spawn(move || {
+                    let rt = register(long_lease(&url, name).queue("q", options))
+                        .build()
+                        .unwrap();
+                    rt.recover().unwrap();
+                    let handles: Vec<_> = (0..count)
+                        .map(|n| {
+                            rt.enqueue::<_, u32, String>(
+                                "q",
+                                workflow,
+                                n,
+                                ordo::EnqueueOptions::new().id(format!("{name}-{n}")),
+                            )
+                            .unwrap()
+                        })
+                        .collect();
+                    handles
+                        .iter()
+                        .map(|h| rt.block_on(h.result()).unwrap())
+                        .collect()
+                })
+                .unwrap()
+        })
+        .collect();
+    workers.into_iter().map(|w| w.join().unwrap()).collect()
+}
+
 /// Per worker thread: its name, its `limited` bodies running now, the most at once.
 type PerWorker = Vec<(String, usize, usize)>;
 
@@ -811,48 +845,14 @@ fn a_queues_concurrency_holds_across_three_workers_and_caps_each_one() {
     let url = pg.database("queues_shared_concurrency");
     // Five at once across the service, at most two on any worker; each worker enqueues
     // eight, so alone it would run two at a time, and the three together could run six.
-    let workers: Vec<_> = ["w1", "w2", "w3"]
-        .into_iter()
-        .map(|name| {
-            let url = url.clone();
-            std::thread::Builder::new()
-                .name(name.into())
-                .spawn(move || {
-                    let rt = long_lease(&url, name)
-                        .queue(
-                            "q",
-                            ordo::QueueOptions::new()
-                                .concurrency(5)
-                                .worker_concurrency(2),
-                        )
-                        .register("limited", limited)
-                        .build()
-                        .unwrap();
-                    rt.recover().unwrap();
-                    let handles: Vec<_> = (0..8u32)
-                        .map(|n| {
-                            rt.enqueue::<_, u32, String>(
-                                "q",
-                                "limited",
-                                n,
-                                ordo::EnqueueOptions::new().id(format!("{name}-{n}")),
-                            )
-                            .unwrap()
-                        })
-                        .collect();
-                    handles
-                        .iter()
-                        .map(|h| rt.block_on(h.result()).unwrap())
-                        .collect::<Vec<_>>()
-                })
-                .unwrap()
-        })
-        .collect();
-    for worker in workers {
-        assert_eq!(
-            worker.join().unwrap(),
-            (0..8).map(Ok).collect::<Vec<Result<u32, String>>>()
-        );
+    let options = ordo::QueueOptions::new()
+        .concurrency(5)
+        .worker_concurrency(2);
+    let results = queue_on_workers(&url, &["w1", "w2", "w3"], &options, ("limited", 8), |b| {
+        b.register("limited", limited)
+    });
+    for worker in results {
+        assert_eq!(worker, (0..8).map(Ok).collect::<Vec<Result<u32, String>>>());
     }
     let (running, most, per_worker) = LIMITED_NOW.lock().unwrap().clone();
     assert_eq!(running, 0);
@@ -892,36 +892,11 @@ fn a_queues_rate_limit_holds_across_three_workers() {
     };
     let url = pg.database("queues_shared_rate");
     let period = Duration::from_millis(1_000);
-    let workers: Vec<_> = ["r1", "r2", "r3"]
-        .into_iter()
-        .map(|name| {
-            let url = url.clone();
-            std::thread::spawn(move || {
-                let rt = long_lease(&url, name)
-                    .queue("q", ordo::QueueOptions::new().rate_limit(4, period))
-                    .register("paced", paced)
-                    .build()
-                    .unwrap();
-                rt.recover().unwrap();
-                let handles: Vec<_> = (0..4u32)
-                    .map(|n| {
-                        rt.enqueue::<_, u32, String>(
-                            "q",
-                            "paced",
-                            n,
-                            ordo::EnqueueOptions::new().id(format!("{name}-{n}")),
-                        )
-                        .unwrap()
-                    })
-                    .collect();
-                for h in handles {
-                    assert!(rt.block_on(h.result()).unwrap().is_ok());
-                }
-            })
-        })
-        .collect();
-    for worker in workers {
-        worker.join().unwrap();
+    let options = ordo::QueueOptions::new().rate_limit(4, period);
+    for worker in queue_on_workers(&url, &["r1", "r2", "r3"], &options, ("paced", 4), |b| {
+        b.register("paced", paced)
+    }) {
+        assert!(worker.iter().all(Result::is_ok), "{worker:?}");
     }
     let mut starts = PACED_STARTS.lock().unwrap().clone();
     starts.sort();

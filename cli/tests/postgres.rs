@@ -73,25 +73,7 @@ fn json(s: &str) -> Value {
 /// Runs `sql` with `psql` (not through ordo) and returns its unaligned, tuples-only
 /// output.
 fn psql(pg: &TestPostgres, url: &str, sql: &str) -> String {
-    let out = Command::new(pg.bin_dir().join("psql"))
-        .args([
-            "-X",
-            "-q",
-            "-A",
-            "-t",
-            "-v",
-            "ON_ERROR_STOP=1",
-            "-d",
-            url,
-            "-c",
-            sql,
-        ])
-        .env_remove("PGOPTIONS")
-        .env_remove("PGSSLMODE")
-        .output()
-        .expect("run psql");
-    assert!(out.status.success(), "psql {sql:?}: {}", text(&out.stderr));
-    text(&out.stdout).trim().to_string()
+    pg.query(url, sql)
 }
 
 /// Everything a writer could have changed, read with `psql`: the workers (id, name,

@@ -57,6 +57,18 @@ struct Member {
     state: State,
 }
 
+impl Member {
+    /// Workflow `id`, in its queue under `entry`.
+    fn new(id: &str, entry: &Entry, state: State) -> Member {
+        Member {
+            lane: (entry.queue.clone(), entry.partition.clone()),
+            place: (entry.priority, entry.order, id.to_owned()),
+            dedup: entry.dedup.clone(),
+            state,
+        }
+    }
+}
+
 /// One queue, or one partition of a partitioned queue: what its limits count.
 #[derive(Default)]
 struct Lane {
@@ -305,12 +317,7 @@ impl Queues {
         };
         self.members.borrow_mut().insert(
             record.id.clone(),
-            Member {
-                lane: (entry.queue.clone(), entry.partition.clone()),
-                place: (entry.priority, entry.order, record.id.clone()),
-                dedup: entry.dedup.clone(),
-                state: State::Reserved,
-            },
+            Member::new(&record.id, &entry, State::Reserved),
         );
         Ok(Reserved::New(Box::new(Staged { record, entry })))
     }
@@ -428,12 +435,7 @@ impl Queues {
             .set(self.next_order.get().max(entry.order.saturating_add(1)));
         self.members.borrow_mut().insert(
             record.id.clone(),
-            Member {
-                lane: (entry.queue.clone(), entry.partition.clone()),
-                place: (entry.priority, entry.order, record.id.clone()),
-                dedup: entry.dedup.clone(),
-                state: State::Reserved,
-            },
+            Member::new(&record.id, &entry, State::Reserved),
         );
         self.admit(Staged { record, entry }, 0);
     }
@@ -441,27 +443,18 @@ impl Queues {
     /// Counts workflow `id`, started from the queue under `entry` and running here (after
     /// a restart, or taken over from a dead worker), against its lane's limits.
     fn adopt_running(&self, id: String, entry: Entry) {
-        let lane = (entry.queue.clone(), entry.partition.clone());
+        let member = Member::new(&id, &entry, State::Running);
         self.lanes
             .borrow_mut()
-            .entry(lane.clone())
+            .entry(member.lane.clone())
             .or_default()
             .running += 1;
-        if let Some(dedup) = &entry.dedup {
+        if let Some(dedup) = entry.dedup {
             self.dedup
                 .borrow_mut()
-                .insert((entry.queue.clone(), dedup.clone()), id.clone());
+                .insert((entry.queue, dedup), id.clone());
         }
-        let place = (entry.priority, entry.order, id.clone());
-        self.members.borrow_mut().insert(
-            id,
-            Member {
-                lane,
-                place,
-                dedup: entry.dedup,
-                state: State::Running,
-            },
-        );
+        self.members.borrow_mut().insert(id, member);
         self.dirty.set(true);
     }
 

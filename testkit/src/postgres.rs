@@ -424,6 +424,30 @@ impl TestPostgres {
         })
     }
 
+    /// Runs `sql` on the database at `url` with `psql` (not through ordo: what a test
+    /// checks the journal's tables with) and returns its output, unaligned, without
+    /// headers, trimmed. Panics if `psql` fails.
+    ///
+    /// ```no_run
+    /// # let pg = ordo_testkit::postgres::TestPostgres::start().expect("a server");
+    /// let url = pg.database("orders");
+    /// assert_eq!(pg.query(&url, "SELECT 1 + 1"), "2");
+    /// ```
+    pub fn query(&self, url: &str, sql: &str) -> String {
+        let out = self
+            .psql()
+            .args(["-A", "-t", "-d", url, "-c", sql])
+            .output()
+            .unwrap_or_else(|e| panic!("running psql: {e}"));
+        assert!(
+            out.status.success(),
+            "psql -c {sql:?} failed ({}): {}",
+            out.status,
+            String::from_utf8_lossy(&out.stderr)
+        );
+        String::from_utf8_lossy(&out.stdout).trim().to_string()
+    }
+
     /// `psql` without a psqlrc, failing on the first error.
     fn psql(&self) -> Command {
         let mut cmd = Command::new(self.bin_dir.join("psql"));

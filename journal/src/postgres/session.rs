@@ -56,6 +56,30 @@ macro_rules! statements {
 const WORKFLOW_COLUMNS: &str = "id, name, status, input, output_ok, output, created_ms, \
      updated_ms, recovery_attempts, app_version, deadline_ms";
 
+/// The two statements of a commit that write workflow records from the rows of `u`,
+/// owned by worker `owner` (a parameter): `fresh` inserts the new ones where no record
+/// has their id (returning those it wrote), `put` writes over the others.
+fn upserts(owner: &str) -> String {
+    format!(
+        "fresh AS (INSERT INTO ordo.workflows (id, name, status, input, output_ok, output,
+                created_ms, updated_ms, recovery_attempts, app_version, deadline_ms, owner)
+            SELECT id, name, status, input, output_ok, output, created_ms, updated_ms,
+                recovery_attempts, app_version, deadline_ms, {owner} FROM u WHERE is_new
+            ON CONFLICT (id) DO NOTHING RETURNING id),
+        put AS (INSERT INTO ordo.workflows (id, name, status, input, output_ok, output,
+                created_ms, updated_ms, recovery_attempts, app_version, deadline_ms, owner)
+            SELECT id, name, status, input, output_ok, output, created_ms, updated_ms,
+                recovery_attempts, app_version, deadline_ms, {owner} FROM u WHERE NOT is_new
+            ON CONFLICT (id) DO UPDATE SET name = EXCLUDED.name, status = EXCLUDED.status,
+                input = EXCLUDED.input, output_ok = EXCLUDED.output_ok,
+                output = EXCLUDED.output, created_ms = EXCLUDED.created_ms,
+                updated_ms = EXCLUDED.updated_ms,
+                recovery_attempts = EXCLUDED.recovery_attempts,
+                app_version = EXCLUDED.app_version, deadline_ms = EXCLUDED.deadline_ms,
+                owner = EXCLUDED.owner)"
+    )
+}
+
 statements! {
     // The fence without plpgsql on the common path: `ordo.fence` (which raises) runs
     // only when the worker's row no longer has this epoch.
@@ -75,28 +99,14 @@ statements! {
     // New records (starts) are inserted only where no record has the id: one that
     // another worker started first is left as it is, and its id comes back (the
     // statement's one value: the ids refused), so this worker does not run it too.
-    put_workflows = "WITH u AS (SELECT * FROM unnest($1::text[], $2::text[], $3::int2[],
+    put_workflows = &format!("WITH u AS (SELECT * FROM unnest($1::text[], $2::text[], $3::int2[],
                 $4::bytea[], $5::bool[], $6::bytea[], $7::int8[], $8::int8[], $9::int4[],
                 $10::text[], $11::int8[], $13::bool[])
             AS u(id, name, status, input, output_ok, output, created_ms, updated_ms,
                 recovery_attempts, app_version, deadline_ms, is_new)),
-        fresh AS (INSERT INTO ordo.workflows (id, name, status, input, output_ok, output,
-                created_ms, updated_ms, recovery_attempts, app_version, deadline_ms, owner)
-            SELECT id, name, status, input, output_ok, output, created_ms, updated_ms,
-                recovery_attempts, app_version, deadline_ms, $12 FROM u WHERE is_new
-            ON CONFLICT (id) DO NOTHING RETURNING id),
-        put AS (INSERT INTO ordo.workflows (id, name, status, input, output_ok, output,
-                created_ms, updated_ms, recovery_attempts, app_version, deadline_ms, owner)
-            SELECT id, name, status, input, output_ok, output, created_ms, updated_ms,
-                recovery_attempts, app_version, deadline_ms, $12 FROM u WHERE NOT is_new
-            ON CONFLICT (id) DO UPDATE SET name = EXCLUDED.name, status = EXCLUDED.status,
-                input = EXCLUDED.input, output_ok = EXCLUDED.output_ok,
-                output = EXCLUDED.output, created_ms = EXCLUDED.created_ms,
-                updated_ms = EXCLUDED.updated_ms,
-                recovery_attempts = EXCLUDED.recovery_attempts,
-                app_version = EXCLUDED.app_version, deadline_ms = EXCLUDED.deadline_ms,
-                owner = EXCLUDED.owner)
-        SELECT array(SELECT id FROM u WHERE is_new EXCEPT SELECT id FROM fresh)";
+        {}
+        SELECT array(SELECT id FROM u WHERE is_new EXCEPT SELECT id FROM fresh)",
+        upserts("$12"));
     put_types = "INSERT INTO ordo.types SELECT * FROM unnest($1::int8[], $2::text[])
         ON CONFLICT (fingerprint) DO UPDATE SET name = EXCLUDED.name";
     put_traces = "INSERT INTO ordo.trace_contexts SELECT * FROM unnest($1::text[], $2::text[])
@@ -115,7 +125,7 @@ statements! {
     // one statement, so one implicit transaction, without `BEGIN` and `COMMIT`. Its
     // parts see one snapshot and apply together; a fence or order check that raises
     // undoes them all.
-    fast = "WITH counted AS (UPDATE ordo.workers SET commits = commits + 1
+    fast = &format!("WITH counted AS (UPDATE ordo.workers SET commits = commits + 1
             WHERE id = $1 AND epoch = $2 AND alive RETURNING commits),
         fence AS (SELECT CASE WHEN count(*) = 1 THEN max(commits)
             ELSE ordo.fence($1, $2) END AS commits FROM counted),
@@ -125,22 +135,7 @@ statements! {
             AS u(id, name, status, input, output_ok, output, created_ms, updated_ms,
                 recovery_attempts, app_version, deadline_ms, is_new)
             WHERE (SELECT commits FROM fence) IS NOT NULL),
-        fresh AS (INSERT INTO ordo.workflows (id, name, status, input, output_ok, output,
-                created_ms, updated_ms, recovery_attempts, app_version, deadline_ms, owner)
-            SELECT id, name, status, input, output_ok, output, created_ms, updated_ms,
-                recovery_attempts, app_version, deadline_ms, $1 FROM u WHERE is_new
-            ON CONFLICT (id) DO NOTHING RETURNING id),
-        put AS (INSERT INTO ordo.workflows (id, name, status, input, output_ok, output,
-                created_ms, updated_ms, recovery_attempts, app_version, deadline_ms, owner)
-            SELECT id, name, status, input, output_ok, output, created_ms, updated_ms,
-                recovery_attempts, app_version, deadline_ms, $1 FROM u WHERE NOT is_new
-            ON CONFLICT (id) DO UPDATE SET name = EXCLUDED.name, status = EXCLUDED.status,
-                input = EXCLUDED.input, output_ok = EXCLUDED.output_ok,
-                output = EXCLUDED.output, created_ms = EXCLUDED.created_ms,
-                updated_ms = EXCLUDED.updated_ms,
-                recovery_attempts = EXCLUDED.recovery_attempts,
-                app_version = EXCLUDED.app_version, deadline_ms = EXCLUDED.deadline_ms,
-                owner = EXCLUDED.owner),
+        {},
         new AS (SELECT * FROM unnest($14::text[], $15::int8[], $16::int8[],
                 $17::text[], $18::bool[], $19::bytea[], $20::int4[], $21::int8[], $22::int8[])
             AS u(workflow_id, seq, step_id, name, ok, value, attempts, started_ms, ended_ms)),
@@ -152,7 +147,7 @@ statements! {
         appended AS (INSERT INTO ordo.completions SELECT * FROM new
             WHERE NOT EXISTS (SELECT 1 FROM bad) AND (SELECT commits FROM fence) IS NOT NULL)
         SELECT commits, array(SELECT id FROM u WHERE is_new EXCEPT SELECT id FROM fresh)
-        FROM fence";
+        FROM fence", upserts("$1"));
     send = "INSERT INTO ordo.messages SELECT * FROM unnest($1::text[], $2::text[],
         $3::int8[], $4::bytea[], $5::int8[], $6::text[])";
     keys = "INSERT INTO ordo.message_keys SELECT * FROM unnest($1::text[], $2::text[])
