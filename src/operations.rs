@@ -239,13 +239,15 @@ impl Runtime {
                     if core.running.borrow().contains_key(id) {
                         continue;
                     }
-                    let still_expired = core.store.workflow(id).is_ok_and(|record| {
-                        record.is_some_and(|r| {
-                            r.status != Status::Pending && r.updated_ms < cutoff_ms
-                        })
-                    });
-                    if still_expired {
-                        batch.delete_workflow(id);
+                    let still_expired = core
+                        .store
+                        .workflow(id)
+                        .ok()
+                        .flatten()
+                        .filter(|r| r.status != Status::Pending && r.updated_ms < cutoff_ms);
+                    if let Some(record) = still_expired {
+                        // Read just now, and nothing commits before this batch does.
+                        batch.delete_workflow_was(id, record.status);
                     }
                 }
                 if commit_deletions(&core, &batch).is_err() {
@@ -568,8 +570,11 @@ impl Core {
                     continue;
                 }
                 let record = self.store.workflow(id)?;
-                if record.is_some_and(|r| r.status != Status::Pending && r.updated_ms < cutoff_ms) {
-                    batch.delete_workflow(id);
+                if let Some(r) =
+                    record.filter(|r| r.status != Status::Pending && r.updated_ms < cutoff_ms)
+                {
+                    // Read just now, and nothing commits before this batch does.
+                    batch.delete_workflow_was(id, r.status);
                 }
             }
             let deleted = commit_deletions(&self, &batch)?;

@@ -344,6 +344,10 @@ pub struct Batch {
     pub(crate) trace_contexts: Vec<(String, String)>,
     /// Workflows this batch deletes entirely (retention), before it writes anything else.
     pub(crate) deletes: Vec<String>,
+    /// What the writer knows of each deleted workflow's status (same index as
+    /// `deletes`): with it, the store removes that status's index entry without reading
+    /// the record first.
+    pub(crate) delete_priors: Vec<Prior>,
     /// Queue records put (`Some`) or deleted (`None`), in order (see [`queue`](crate::queue)).
     pub(crate) queue: Vec<(Vec<u8>, Option<Vec<u8>>)>,
 }
@@ -642,9 +646,39 @@ impl Batch {
     /// ```
     pub fn delete_workflow(&mut self, workflow_id: &str) {
         self.deletes.push(workflow_id.to_owned());
+        self.delete_priors.push(Prior::Unknown);
     }
 
-    /// The workflows [`Batch::delete_workflow`] deletes, in call order.
+    /// [`Batch::delete_workflow`] of a workflow whose record the caller has just read
+    /// with status `status` (retention reads it to check that the workflow is still
+    /// finished and old): the store then removes that status's index entry without
+    /// reading the record again. The status must be the record's at commit time, as for
+    /// [`Batch::update_workflow`]; a stale one would leave an index entry behind.
+    ///
+    /// ```
+    /// use ordo_journal::{Batch, SledJournal, Status, Store, WorkflowRecord};
+    /// let journal = SledJournal::temporary()?;
+    /// let mut record = WorkflowRecord::new("order-42", "checkout", vec![], 0);
+    /// record.status = Status::Failed;
+    /// let mut batch = Batch::new();
+    /// batch.put_workflow(record);
+    /// journal.commit(&batch)?;
+    ///
+    /// let mut batch = Batch::new();
+    /// batch.delete_workflow_was("order-42", Status::Failed);
+    /// assert_eq!(batch.deletes(), ["order-42"]);
+    /// journal.commit(&batch)?;
+    /// assert_eq!(journal.workflow("order-42")?, None);
+    /// assert!(journal.workflows(Some(Status::Failed))?.is_empty());
+    /// # Ok::<(), ordo_journal::Error>(())
+    /// ```
+    pub fn delete_workflow_was(&mut self, workflow_id: &str, status: Status) {
+        self.deletes.push(workflow_id.to_owned());
+        self.delete_priors.push(Prior::Was(status));
+    }
+
+    /// The workflows [`Batch::delete_workflow`] and [`Batch::delete_workflow_was`]
+    /// delete, in call order.
     ///
     /// ```
     /// let mut batch = ordo_journal::Batch::new();
@@ -704,6 +738,7 @@ impl Batch {
         self.resets.clear();
         self.trace_contexts.clear();
         self.deletes.clear();
+        self.delete_priors.clear();
         self.completions.clear();
         self.mail.clear();
         self.queue.clear();

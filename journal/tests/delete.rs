@@ -131,3 +131,76 @@ fn a_deleted_workflow_takes_its_messages_events_awakeables_and_trace_context_alo
     assert!(journal.awakeable("ab", 3).unwrap().is_some());
     assert!(journal.trace_context("ab").unwrap().is_some());
 }
+
+/// One batch deleting every other one of many workflows (ids that extend others' among
+/// them, some with a known status): the store walks each record kind once for the whole
+/// batch, and must still take exactly the deleted workflows' keys, stepping over the
+/// kept ones in between.
+#[test]
+fn a_batch_of_interleaved_deletions_takes_exactly_its_own() {
+    use ordo_journal::{Message, Outcome};
+    let journal = SledJournal::temporary().unwrap();
+    let ids: Vec<String> = (0..40)
+        .flat_map(|n| [format!("w{n}"), format!("w{n}x")])
+        .collect();
+    let mut batch = Batch::new();
+    for (number, id) in (1..).zip(&ids) {
+        batch.put_workflow(workflow(id, Status::Succeeded));
+        batch.push_completion(id, completion(0));
+        batch.send_message(Message {
+            destination: id.clone(),
+            topic: "t".into(),
+            number,
+            payload: vec![1],
+            sent_ms: 0,
+            idempotency_key: Some("key".into()),
+        });
+        batch.set_event(id, "status", vec![9]);
+        batch.resolve_awakeable(id, 3, Outcome::Ok(vec![1]));
+        if number % 3 == 0 {
+            batch.put_trace_context(
+                id,
+                "00-0af7651916cd43dd8448eb211c80319c-b7ad6b7169203331-01".into(),
+            );
+        }
+    }
+    journal.commit(&batch).unwrap();
+    let mut batch = Batch::new();
+    for (n, id) in ids
+        .iter()
+        .enumerate()
+        .filter(|(n, _)| n % 2 == 1 || n % 7 == 0)
+    {
+        if n % 3 == 0 {
+            batch.delete_workflow_was(id, Status::Succeeded);
+        } else {
+            batch.delete_workflow(id);
+        }
+    }
+    batch.delete_workflow("w99"); // no such workflow
+    journal.commit(&batch).unwrap();
+    for (n, id) in ids.iter().enumerate() {
+        let deleted = n % 2 == 1 || n % 7 == 0;
+        assert_eq!(journal.workflow(id).unwrap().is_some(), !deleted, "{id}");
+        assert_eq!(
+            journal.completions(id).unwrap().len(),
+            usize::from(!deleted)
+        );
+        assert_eq!(journal.messages(id).unwrap().len(), usize::from(!deleted));
+        assert_eq!(journal.message_key_used(id, "key").unwrap(), !deleted);
+        assert_eq!(journal.event(id, "status").unwrap().is_some(), !deleted);
+        assert_eq!(journal.awakeable(id, 3).unwrap().is_some(), !deleted);
+        let traced = (n + 1) % 3 == 0;
+        assert_eq!(
+            journal.trace_context(id).unwrap().is_some(),
+            traced && !deleted,
+            "{id}"
+        );
+    }
+    let kept = ids.len() - (0..ids.len()).filter(|n| n % 2 == 1 || n % 7 == 0).count();
+    assert_eq!(
+        journal.workflows(Some(Status::Succeeded)).unwrap().len(),
+        kept
+    );
+    assert_eq!(journal.workflows(None).unwrap().len(), kept);
+}
