@@ -40,6 +40,19 @@ pub(crate) struct PendingStart {
     pub(crate) registration: Registration,
 }
 
+/// A queued workflow launched when the one whose slot it took returned
+/// ([`Queues::hand_over`](crate::queue::Queues::hand_over)), before its start record is
+/// durable: the record goes into the commit that records that end (which is never later
+/// than the commit of its own first completion).
+pub(crate) struct Handover {
+    /// The workflow whose end freed the slot.
+    freed_by: Rc<WorkflowState>,
+    /// The one that took it, running already; its record is `Pending`.
+    start: PendingStart,
+    /// The status of its record in the journal (`Enqueued`, or `Delayed` past its delay).
+    previous: Status,
+}
+
 /// What a completion writes besides itself, in the same commit: the durable side of a
 /// `send`, `recv`, `set_event` or child launch. Committing both together is what makes
 /// each of them exactly-once (see the `talk` module).
@@ -94,6 +107,9 @@ struct Outbox {
     /// Runs that continue as new: the old run, and the new one to launch once its record
     /// (new input, history reset) is durable.
     continued: Vec<(Rc<WorkflowState>, PendingStart)>,
+    /// Queued workflows launched into slots that workflows in `finished` freed, in the
+    /// order they were launched.
+    handed: Vec<Handover>,
     /// Clients' messages and resolutions.
     writes: Vec<Write>,
     /// Clients waiting for the commit of what they asked.
@@ -153,24 +169,78 @@ impl Outbox {
         }
         // Starts are capped the same way; a workflow's own completions can only follow
         // its start's commit, so no order is at stake between the two.
-        let completions = split_front(&mut self.completions, MAX_COMMIT_COMPLETIONS);
+        let mut completions = split_front(&mut self.completions, MAX_COMMIT_COMPLETIONS);
         let starts = split_front(&mut self.starts, MAX_COMMIT_COMPLETIONS);
-        let (finished, continued) = if self.completions.is_empty() {
+        let (finished, continued, handed) = if self.completions.is_empty() {
             (
                 std::mem::take(&mut self.finished),
                 std::mem::take(&mut self.continued),
+                std::mem::take(&mut self.handed),
             )
         } else {
-            (Vec::new(), Vec::new())
+            let (finished, handed) = self.take_handovers(&mut completions);
+            (finished, Vec::new(), handed)
         };
         Outbox {
             completions,
             finished,
             starts,
             continued,
+            handed,
             writes: std::mem::take(&mut self.writes),
             replies: std::mem::take(&mut self.replies),
         }
+    }
+
+    /// With completions left for a later commit (and so the finished workflows too): the
+    /// handovers this commit may take anyway, each with the end that freed its slot, so
+    /// that the end and the next start stay in one commit. One is taken when the ended
+    /// workflow has no completion left behind and its own start is durable by then (it
+    /// was not itself handed a slot by a handover left behind). A handover left behind
+    /// takes its workflow's completions out of `completions` (there are none in practice:
+    /// they all came after the ended workflow's, which are left behind), so no
+    /// completion is committed before its workflow's start.
+    fn take_handovers(
+        &mut self,
+        completions: &mut Vec<(Rc<WorkflowState>, Completion, Effect)>,
+    ) -> (Vec<(Rc<WorkflowState>, Outcome)>, Vec<Handover>) {
+        if self.handed.is_empty() {
+            return (Vec::new(), Vec::new());
+        }
+        let behind: HashSet<*const WorkflowState> = self
+            .completions
+            .iter()
+            .map(|(wf, _, _)| Rc::as_ptr(wf))
+            .collect();
+        let mut later: HashSet<*const WorkflowState> = HashSet::new();
+        let mut freed: HashSet<*const WorkflowState> = HashSet::new();
+        let mut taken = Vec::new();
+        for handover in std::mem::take(&mut self.handed) {
+            let freer = Rc::as_ptr(&handover.freed_by);
+            if behind.contains(&freer) || later.contains(&freer) {
+                later.insert(Rc::as_ptr(&handover.start.wf));
+                self.handed.push(handover);
+            } else {
+                freed.insert(freer);
+                taken.push(handover);
+            }
+        }
+        let (finished, kept): (Vec<_>, Vec<_>) = std::mem::take(&mut self.finished)
+            .into_iter()
+            .partition(|(wf, _)| freed.contains(&Rc::as_ptr(wf)));
+        self.finished = kept;
+        if !later.is_empty()
+            && completions
+                .iter()
+                .any(|(wf, _, _)| later.contains(&Rc::as_ptr(wf)))
+        {
+            let (held, now): (Vec<_>, Vec<_>) = std::mem::take(completions)
+                .into_iter()
+                .partition(|(wf, _, _)| later.contains(&Rc::as_ptr(wf)));
+            *completions = now;
+            self.completions.splice(0..0, held);
+        }
+        (finished, taken)
     }
 }
 
@@ -605,10 +675,29 @@ impl Core {
         self.outbox.borrow_mut().continued.push((wf, next));
     }
 
-    /// Queues a workflow's final output; handles see it once it is durable.
-    pub(crate) fn queue_finished(&self, wf: Rc<WorkflowState>, output: Outcome) {
+    /// Queues a workflow's final output; handles see it once it is durable. A queued
+    /// workflow's slot goes at once to the next workflow of its lane, if one may start
+    /// ([`Queues::hand_over`](crate::queue::Queues::hand_over)): launched now, so its
+    /// first steps run before the next stall and share one commit with this end and its
+    /// start, instead of a commit of their own after the start's.
+    pub(crate) fn queue_finished(self: &Rc<Self>, wf: Rc<WorkflowState>, output: Outcome) {
         wf.phase.set(Phase::Finishing);
-        self.outbox.borrow_mut().finished.push((wf, output));
+        let handed = self.queues.hand_over(self, &wf.id, self.now_ms());
+        self.outbox
+            .borrow_mut()
+            .finished
+            .push((Rc::clone(&wf), output));
+        if let Some((record, previous, registration)) = handed {
+            let start = self.fresh_start(record, registration, false);
+            launch(self, &start.wf, &start.registration, |root| {
+                drop(ordo_executor::spawn(root));
+            });
+            self.outbox.borrow_mut().handed.push(Handover {
+                freed_by: wf,
+                start,
+                previous,
+            });
+        }
     }
 
     /// The executor's stall hook: deliver, else commit and deliver. Returns whether it
@@ -697,6 +786,7 @@ impl Core {
             mut finished,
             mut starts,
             mut continued,
+            mut handed,
             writes,
             replies,
         } = self.outbox.borrow_mut().take_commit();
@@ -704,11 +794,16 @@ impl Core {
         // as finished.
         finished.retain(|(wf, _)| wf.phase.get() == Phase::Finishing);
         starts.retain(|start| start.wf.is_running());
+        // A handed-over workflow cancelled since left its queue with its cancellation
+        // record; any other (still running, or stopped by a failure) is recorded as
+        // started, as a dispatch pass would have recorded it.
+        handed.retain(|h| self.queues.is_member(&h.start.wf.id));
         continued.retain(|(wf, _)| wf.phase.get() == Phase::Finishing);
-        let completions = self.admit_consumes(completions, &continued);
+        let mut completions = self.admit_consumes(completions, &continued);
         if completions.is_empty()
             && finished.is_empty()
             && starts.is_empty()
+            && handed.is_empty()
             && continued.is_empty()
             && writes.is_empty()
             && replies.is_empty()
@@ -729,6 +824,14 @@ impl Core {
                 .is_some_and(|subject| finished.iter().any(|(wf, _)| wf.id == *subject));
         if halt_now {
             finished.clear();
+            // The slots those ends handed over are not taken either: the starts of the
+            // workflows that took them, and their steps, are not committed.
+            if !handed.is_empty() {
+                let took: HashSet<*const WorkflowState> =
+                    handed.drain(..).map(|h| Rc::as_ptr(&h.start.wf)).collect();
+                completions.retain(|(wf, _, _)| !took.contains(&Rc::as_ptr(wf)));
+                continued.retain(|(wf, _)| !took.contains(&Rc::as_ptr(wf)));
+            }
             if completions.is_empty() && starts.is_empty() {
                 self.halt();
                 return true;
@@ -749,11 +852,21 @@ impl Core {
                 batch.update_workflow(start.record.clone(), Status::Pending);
             }
         }
+        // Slots handed over since the last commit: these starts too come before any
+        // other put of their ids (a run that continues as new, an end).
+        for handover in &handed {
+            batch.update_workflow(handover.start.record.clone(), handover.previous);
+        }
         for (_, next) in &continued {
             batch.update_workflow(next.record.clone(), Status::Pending);
             batch.reset_completions(&next.record.id);
         }
         let mut after = AfterCommit::default();
+        after.wake.extend(
+            handed
+                .iter()
+                .map(|h| WatchKey::Workflow(h.start.wf.id.clone())),
+        );
         for (wf, mut completion, effect) in completions {
             completion.seq = wf.next_seq.get();
             wf.next_seq.set(completion.seq + 1);
@@ -815,7 +928,11 @@ impl Core {
             self.break_down(err);
             return true;
         }
-        timer.committed(&batch, &starts, &after.children);
+        timer.committed(
+            &batch,
+            &starts,
+            after.children.iter().chain(handed.iter().map(|h| &h.start)),
+        );
         // Starts another worker of a shared journal had made first: not run here.
         let refused = self.store.refused_starts();
         for id in &refused {

@@ -740,11 +740,11 @@ impl CommitTimer {
     /// `starts` are the commit's starts and resumptions (only new ones count), `launched`
     /// the workflows it starts on behalf of others: children, queued workflows
     /// dispatched, debounced ones.
-    pub(crate) fn committed(
+    pub(crate) fn committed<'a>(
         self,
         batch: &Batch,
-        starts: &[PendingStart],
-        launched: &[PendingStart],
+        starts: &'a [PendingStart],
+        launched: impl IntoIterator<Item = &'a PendingStart>,
     ) {
         histogram!("ordo_commit_duration_seconds").record(self.0.elapsed().as_secs_f64());
         histogram!("ordo_commit_size").record(batch.completion_count() as f64);

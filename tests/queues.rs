@@ -108,6 +108,113 @@ fn priorities_reorder_and_equal_priorities_stay_in_enqueue_order() {
     assert_eq!(started(), vec![3, 5, 1, 2, 0, 4]);
 }
 
+/// A job of one step that completes at once; notes its start and counts bodies alive.
+async fn one_step(ctx: Ctx, n: u32) -> Result<u32, String> {
+    STARTS.with(|s| s.borrow_mut().push((n, ordo::executor::now())));
+    let now = RUNNING.with(|r| {
+        r.set(r.get() + 1);
+        r.get()
+    });
+    MOST.with(|m| m.set(m.get().max(now)));
+    let out = ctx
+        .step("work", move || async move { Ok::<_, String>(n * 10) })
+        .await;
+    RUNNING.with(|r| r.set(r.get() - 1));
+    out
+}
+
+#[test]
+fn a_freed_slot_is_taken_in_the_commit_that_records_the_end() {
+    // 40 one-step jobs through a queue of concurrency 4: when a job returns, the next
+    // one starts at once, so its start, its step and the end that freed its slot share
+    // one commit: one commit per wave (plus the first wave's start and the last wave's
+    // end), not two (an end-and-start commit, then a commit of the steps).
+    reset();
+    const N: u32 = 40;
+    const K: u32 = 4;
+    let rt = Runtime::builder()
+        .temporary()
+        .clock(Clock::Virtual)
+        .queue("q", QueueOptions::new().concurrency(K as usize))
+        .register("job", one_step)
+        .build()
+        .expect("build");
+    let handles: Vec<_> = (0..N)
+        .map(|n| enqueue(&rt, n, EnqueueOptions::new()))
+        .collect();
+    for (n, handle) in (0..N).zip(&handles) {
+        assert_eq!(rt.block_on(handle.result()).expect("runs"), Ok(n * 10));
+    }
+    let commits = rt.metrics().commits;
+    assert!(
+        commits <= u64::from(N / K + 3),
+        "{commits} commits for {N} jobs in waves of {K}"
+    );
+    assert_eq!(
+        MOST.with(Cell::get),
+        K as usize,
+        "never more than {K} bodies at once, and {K} used"
+    );
+    assert_eq!(started(), (0..N).collect::<Vec<_>>(), "FIFO");
+    for handle in &handles {
+        assert_eq!(handle.status().expect("status"), Status::Succeeded);
+    }
+    let left = rt.journal().queue_records(b"").expect("read");
+    assert!(left.is_empty(), "{left:?}");
+}
+
+#[test]
+fn a_crash_at_any_commit_of_handed_over_slots_loses_nothing_and_runs_no_more_than_the_limit() {
+    // The next workflow runs before its start record is durable: a crash before the
+    // commit that records it must leave it enqueued (and the one that ended pending),
+    // and after the restart every job runs to its result, still at most 3 at once.
+    const N: u32 = 12;
+    for crash_after in 1..=6 {
+        reset();
+        let dir = tempfile::tempdir().expect("temp dir");
+        let open = |halt: Option<u64>| {
+            let mut b: RuntimeBuilder = Runtime::builder()
+                .path(dir.path())
+                .clock(Clock::Virtual)
+                .queue("q", QueueOptions::new().concurrency(3))
+                .register("job", one_step);
+            if let Some(commits) = halt {
+                b = b.halt_after_commits(commits);
+            }
+            b.build().expect("build")
+        };
+        {
+            let rt = open(Some(crash_after));
+            for n in 0..N {
+                enqueue(&rt, n, EnqueueOptions::new());
+            }
+            futures::executor::block_on(rt.run());
+        }
+        assert!(MOST.with(Cell::get) <= 3, "crash after {crash_after}");
+        if crash_after < 4 {
+            // Four waves: the crash came before the last one started.
+            assert!(started().len() < N as usize, "crash after {crash_after}");
+        }
+        RUNNING.with(|r| r.set(0));
+        MOST.with(|m| m.set(0));
+        let rt = open(None);
+        rt.recover().expect("recover");
+        for n in 0..N {
+            let handle = rt
+                .handle::<u32, String>(&format!("job-{n}"))
+                .expect("handle");
+            assert_eq!(
+                rt.block_on(handle.result()).expect("runs"),
+                Ok(n * 10),
+                "crash after {crash_after}"
+            );
+        }
+        assert!(MOST.with(Cell::get) <= 3, "crash after {crash_after}");
+        let left = rt.journal().queue_records(b"").expect("read");
+        assert!(left.is_empty(), "crash after {crash_after}: {left:?}");
+    }
+}
+
 #[test]
 fn a_priority_or_partition_the_queue_does_not_take_is_refused() {
     let rt = virtual_rt(QueueOptions::new());

@@ -42,6 +42,9 @@ enum State {
     Waiting,
     /// Started (pending): holds a slot until its end.
     Running,
+    /// Returned, its end not yet committed: its slot went straight to the next workflow
+    /// of its lane ([`Queues::hand_over`]), so its end frees none.
+    HandedOver,
 }
 
 /// A place in a lane: priority, enqueue order, workflow id. The id breaks ties between
@@ -221,12 +224,18 @@ impl Queues {
         })
     }
 
+    /// Whether workflow `id` is in a queue (waiting, running, or ended in a commit to
+    /// come).
+    pub(crate) fn is_member(&self, id: &str) -> bool {
+        self.members.borrow().contains_key(id)
+    }
+
     /// Whether workflow `id` waits in a queue (reserved, enqueued or delayed).
     pub(crate) fn is_waiting(&self, id: &str) -> bool {
         self.members
             .borrow()
             .get(id)
-            .is_some_and(|m| m.state != State::Running)
+            .is_some_and(|m| matches!(m.state, State::Reserved | State::Waiting))
             || self.debounced.borrow().values().any(|d| d.id == id)
     }
 
@@ -548,6 +557,8 @@ impl Queues {
         if let Some(lane) = lanes.get_mut(&member.lane) {
             match member.state {
                 State::Running => lane.running = lane.running.saturating_sub(1),
+                // Its slot is the next one's already: nothing is freed.
+                State::HandedOver => return,
                 State::Waiting => {
                     if let Some(staged) = lane.waiting.remove(&member.place) {
                         if staged.record.status == Status::Delayed {
@@ -559,6 +570,75 @@ impl Queues {
             }
         }
         self.dirty.set(true);
+    }
+
+    /// Workflow `id` returned (its end is staged for the next commit): if it holds a slot
+    /// of a lane whose next waiting workflow may start now, that slot goes straight to
+    /// that one, which is returned (its record `Pending` as of `now_ms`, and the status
+    /// its journal record has) to be launched at once, its start record written by the
+    /// next commit with the end that freed the slot.
+    ///
+    /// It may run before its start is durable because its `Enqueued` record and entry
+    /// are: it runs in any case, and its start is in the same commit as the end, in one
+    /// no later than its first completion (see `Core::queue_finished`). A crash before
+    /// that commit leaves the ended workflow pending and this one enqueued, as if neither
+    /// had happened. Only on lanes whose limits this worker keeps alone and where no rate
+    /// limit applies (a rate window must be durable before a body runs); the slot passes
+    /// only once the ended body has returned, so no more run at once than the limit.
+    pub(crate) fn hand_over(
+        &self,
+        core: &Core,
+        id: &str,
+        now_ms: u64,
+    ) -> Option<(WorkflowRecord, Status, crate::registry::Registration)> {
+        // `shared_limits` is false once the store said it keeps no limits across workers.
+        if self.shared_limits.get() || self.members.borrow().is_empty() {
+            return None;
+        }
+        let mut members = self.members.borrow_mut();
+        let member = members.get(id).filter(|m| m.state == State::Running)?;
+        let options = self.options.get(&member.lane.0)?;
+        if options.rate.is_some() {
+            return None;
+        }
+        let lane_key = member.lane.clone();
+        let mut lanes = self.lanes.borrow_mut();
+        let lane = lanes.get_mut(&lane_key)?;
+        // The slot passes on only if the lane is within its limits without the ended one.
+        let others = lane.running.saturating_sub(1);
+        if options.concurrency.is_some_and(|n| others >= n)
+            || options.worker_concurrency.is_some_and(|n| others >= n)
+        {
+            return None;
+        }
+        // The first in order that may start now, as a dispatch pass would pick it.
+        // (One with a deadline is left to the commit's dispatch pass: its deadline's timer
+        // must find its start durable.)
+        let (place, registration) = lane
+            .waiting
+            .iter()
+            .filter(|(_, staged)| staged.entry.not_before_ms <= now_ms)
+            .find_map(|(place, staged)| {
+                core.registry
+                    .get(&staged.record.name)
+                    .map(|registration| (place, staged, registration))
+            })
+            .filter(|(_, staged, _)| staged.record.deadline_ms.is_none())
+            .map(|(place, _, registration)| (place.clone(), registration.clone()))?;
+        let Staged { mut record, .. } = lane.waiting.remove(&place)?;
+        let previous = record.status;
+        if previous == Status::Delayed {
+            lane.delayed = lane.delayed.saturating_sub(1);
+        }
+        record.status = Status::Pending;
+        record.updated_ms = now_ms;
+        if let Some(next) = members.get_mut(&record.id) {
+            next.state = State::Running;
+        }
+        if let Some(ended) = members.get_mut(id) {
+            ended.state = State::HandedOver;
+        }
+        Some((record, previous, registration))
     }
 
     /// The queue part of a group commit: writes the enqueues from outside, then, if

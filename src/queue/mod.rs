@@ -18,6 +18,16 @@
 //!   next one (`Enqueued` to `Pending`), and that one is launched as soon as the commit
 //!   is durable. Nothing polls: dispatch is part of the commit that frees the slot, and
 //!   the only timers are those of a delay or a rate limit that holds work back.
+//! - Faster still, on a lane without a rate limit whose limits this worker keeps alone
+//!   (one writer): when a queued workflow returns, its slot goes at once to the next
+//!   one, which is launched without waiting for its start record. Its first steps run
+//!   before the next commit, and that one commit records the end, the start and those
+//!   steps (one durability point per wave of a busy queue, not two). Safe because the
+//!   `Enqueued` record and entry are durable already: the workflow runs in any case, its
+//!   start is committed with (never after) its first completion, and a crash before
+//!   that commit leaves the ended workflow pending and the next one enqueued, to run
+//!   again like any step in flight at a crash. The slot passes only once the ended
+//!   body has returned, so no more bodies run at once than the limit.
 //! - A workflow leaves its queue in the commit that records its end (or cancellation):
 //!   its entry and its deduplication id go with it.
 //! - Order: lowest priority number first, then enqueue order. After a restart the
