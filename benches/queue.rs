@@ -1,9 +1,9 @@
 //! Queues (issue 12), side by side with direct starts in one run.
 //!
 //! - `dispatch/freed_slot_to_first_poll`: a queue of concurrency 1 holding a chain of
-//!   workflows; the time from the commit that records one's end (the slot freed; the
-//!   `Finished` event fires right after it) to the next one's first poll. No polling: it
-//!   is the same commit's after-work, so microseconds. Reported per dispatch.
+//!   workflows; the time from one's body returning (the slot freed) to the next one's
+//!   first poll. No polling: the slot is handed over as the body returns (the next
+//!   one's start is committed with the end), so microseconds. Reported per dispatch.
 //! - `throughput/direct_10000_sync` and `throughput/queue_c100_10000_sync`: 10,000
 //!   workflows of one step on a `Sync` journal, started directly (all at once) or
 //!   through a queue of concurrency 100. Target: the queue costs under 20%.
@@ -14,7 +14,7 @@ use std::path::PathBuf;
 use std::time::{Duration, Instant};
 
 use criterion::{criterion_group, criterion_main, Criterion, Throughput};
-use ordo::{Ctx, Durability, EnqueueOptions, Event, QueueOptions, Runtime};
+use ordo::{Ctx, Durability, EnqueueOptions, QueueOptions, Runtime};
 
 fn bench_dir() -> tempfile::TempDir {
     let base = PathBuf::from(env!("CARGO_TARGET_TMPDIR"));
@@ -23,15 +23,18 @@ fn bench_dir() -> tempfile::TempDir {
 }
 
 thread_local! {
-    /// When each chained workflow was first polled, and when each `Finished` came.
+    /// When each chained workflow was first polled, and when each one's body returned.
     static FIRST_POLLS: RefCell<Vec<Instant>> = const { RefCell::new(Vec::new()) };
-    static FINISHES: RefCell<Vec<Instant>> = const { RefCell::new(Vec::new()) };
+    static RETURNS: RefCell<Vec<Instant>> = const { RefCell::new(Vec::new()) };
 }
 
 async fn chained(ctx: Ctx, n: u64) -> Result<u64, ()> {
     FIRST_POLLS.with(|p| p.borrow_mut().push(Instant::now()));
-    ctx.step("work", move || async move { Ok::<_, ()>(n) })
-        .await
+    let out = ctx
+        .step("work", move || async move { Ok::<_, ()>(n) })
+        .await;
+    RETURNS.with(|r| r.borrow_mut().push(Instant::now()));
+    out
 }
 
 async fn one_step(ctx: Ctx, n: u64) -> Result<u64, ()> {
@@ -50,15 +53,10 @@ fn dispatch(c: &mut Criterion) {
                 .durability(Durability::None)
                 .queue("chain", QueueOptions::new().concurrency(1))
                 .register("chained", chained)
-                .observer(|event| {
-                    if let Event::Finished { .. } = event {
-                        FINISHES.with(|f| f.borrow_mut().push(Instant::now()));
-                    }
-                })
                 .build()
                 .unwrap();
             FIRST_POLLS.with(|p| p.borrow_mut().clear());
-            FINISHES.with(|f| f.borrow_mut().clear());
+            RETURNS.with(|r| r.borrow_mut().clear());
             // One more than measured: the first start follows no end.
             let handles: Vec<_> = (0..=iters)
                 .map(|n| {
@@ -75,8 +73,8 @@ fn dispatch(c: &mut Criterion) {
                 rt.block_on(h.result()).unwrap().unwrap();
             }
             let polls = FIRST_POLLS.with(|p| p.borrow().clone());
-            let ends = FINISHES.with(|f| f.borrow().clone());
-            // The end of workflow i frees the slot workflow i + 1 takes.
+            let ends = RETURNS.with(|r| r.borrow().clone());
+            // The return of workflow i frees the slot workflow i + 1 takes.
             ends.iter()
                 .zip(&polls[1..])
                 .map(|(end, poll)| poll.saturating_duration_since(*end))
