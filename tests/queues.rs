@@ -78,11 +78,23 @@ fn a_queue_of_concurrency_3_runs_at_most_3_and_starts_in_enqueue_order() {
         3,
         "never more than 3 at once, and 3 used"
     );
-    assert_eq!(started(), (0..20).collect::<Vec<_>>(), "FIFO");
-    for handle in &handles {
+    all_succeeded_in_order(&rt, &handles, 20);
+}
+
+/// Jobs `0..n` started in that order, all succeeded, and nothing of the queue is left
+/// in the journal once all have finished.
+fn all_succeeded_in_order<
+    O: serde::de::DeserializeOwned + 'static,
+    E: serde::de::DeserializeOwned + 'static,
+>(
+    rt: &Runtime,
+    handles: &[ordo::WorkflowHandle<O, E>],
+    n: u32,
+) {
+    assert_eq!(started(), (0..n).collect::<Vec<_>>(), "FIFO");
+    for handle in handles {
         assert_eq!(handle.status().expect("status"), Status::Succeeded);
     }
-    // Nothing of the queue is left in the journal once all have finished.
     let left = rt.journal().queue_records(b"").expect("read");
     assert!(left.is_empty(), "{left:?}");
 }
@@ -155,12 +167,7 @@ fn a_freed_slot_is_taken_in_the_commit_that_records_the_end() {
         K as usize,
         "never more than {K} bodies at once, and {K} used"
     );
-    assert_eq!(started(), (0..N).collect::<Vec<_>>(), "FIFO");
-    for handle in &handles {
-        assert_eq!(handle.status().expect("status"), Status::Succeeded);
-    }
-    let left = rt.journal().queue_records(b"").expect("read");
-    assert!(left.is_empty(), "{left:?}");
+    all_succeeded_in_order(&rt, &handles, N);
 }
 
 #[test]

@@ -196,101 +196,65 @@ fn client_config(mode: Mode, root: Option<&PathBuf>) -> Result<rustls::ClientCon
         (Mode::VerifyCa, _) | (Mode::Require, Some(_)) => Some(false),
         _ => None,
     };
-    let Some(check_name) = check else {
-        return Ok(builder
-            .dangerous()
-            .with_custom_certificate_verifier(Arc::new(Unchecked(provider)))
-            .with_no_client_auth());
+    let checked = match check {
+        None => None,
+        Some(check_name) => Some((roots(root)?, check_name)),
     };
-    let mut roots = RootCertStore::empty();
-    match root {
-        Some(path) => {
-            let certs = CertificateDer::pem_file_iter(path).map_err(|err| {
-                Error::Database(format!("cannot read sslrootcert {}: {err}", path.display()))
-            })?;
-            for cert in certs {
-                let cert = cert.map_err(|err| {
-                    Error::Database(format!("cannot read sslrootcert {}: {err}", path.display()))
-                })?;
-                roots.add(cert).map_err(|err| {
-                    Error::Database(format!(
-                        "sslrootcert {} holds a certificate rustls refuses: {err}",
-                        path.display()
-                    ))
-                })?;
-            }
-        }
-        None => roots.extend(webpki_roots::TLS_SERVER_ROOTS.iter().cloned()),
-    }
-    let verifier = WebPkiServerVerifier::builder_with_provider(Arc::new(roots), provider)
-        .build()
-        .map_err(|err| Error::Database(format!("TLS setup: {err}")))?;
+    let verifier = match checked {
+        None => Verifier {
+            provider,
+            webpki: None,
+            check_name: false,
+        },
+        Some((roots, check_name)) => Verifier {
+            webpki: Some(
+                WebPkiServerVerifier::builder_with_provider(Arc::new(roots), Arc::clone(&provider))
+                    .build()
+                    .map_err(|err| Error::Database(format!("TLS setup: {err}")))?,
+            ),
+            provider,
+            check_name,
+        },
+    };
     Ok(builder
         .dangerous()
-        .with_custom_certificate_verifier(Arc::new(Checked {
-            inner: verifier,
-            check_name,
-        }))
+        .with_custom_certificate_verifier(Arc::new(verifier))
         .with_no_client_auth())
 }
 
-/// `prefer` and `require`: encrypted, the certificate not checked (libpq's meaning).
-#[derive(Debug)]
-struct Unchecked(Arc<CryptoProvider>);
-
-impl ServerCertVerifier for Unchecked {
-    fn verify_server_cert(
-        &self,
-        _end_entity: &CertificateDer<'_>,
-        _intermediates: &[CertificateDer<'_>],
-        _server_name: &ServerName<'_>,
-        _ocsp_response: &[u8],
-        _now: UnixTime,
-    ) -> Result<ServerCertVerified, rustls::Error> {
-        Ok(ServerCertVerified::assertion())
+/// The certificates of `sslrootcert`, or the Mozilla roots without one.
+fn roots(root: Option<&PathBuf>) -> Result<RootCertStore, Error> {
+    let mut roots = RootCertStore::empty();
+    let Some(path) = root else {
+        roots.extend(webpki_roots::TLS_SERVER_ROOTS.iter().cloned());
+        return Ok(roots);
+    };
+    let unreadable = |err: &dyn std::fmt::Display| {
+        Error::Database(format!("cannot read sslrootcert {}: {err}", path.display()))
+    };
+    for cert in CertificateDer::pem_file_iter(path).map_err(|err| unreadable(&err))? {
+        let cert = cert.map_err(|err| unreadable(&err))?;
+        roots.add(cert).map_err(|err| {
+            Error::Database(format!(
+                "sslrootcert {} holds a certificate rustls refuses: {err}",
+                path.display()
+            ))
+        })?;
     }
-
-    fn verify_tls12_signature(
-        &self,
-        message: &[u8],
-        cert: &CertificateDer<'_>,
-        dss: &DigitallySignedStruct,
-    ) -> Result<HandshakeSignatureValid, rustls::Error> {
-        verify_tls12_signature(
-            message,
-            cert,
-            dss,
-            &self.0.signature_verification_algorithms,
-        )
-    }
-
-    fn verify_tls13_signature(
-        &self,
-        message: &[u8],
-        cert: &CertificateDer<'_>,
-        dss: &DigitallySignedStruct,
-    ) -> Result<HandshakeSignatureValid, rustls::Error> {
-        verify_tls13_signature(
-            message,
-            cert,
-            dss,
-            &self.0.signature_verification_algorithms,
-        )
-    }
-
-    fn supported_verify_schemes(&self) -> Vec<SignatureScheme> {
-        self.0.signature_verification_algorithms.supported_schemes()
-    }
+    Ok(roots)
 }
 
-/// `verify-ca` (the chain only) and `verify-full` (the chain and the host name).
+/// The server's certificate check. Without `webpki` (`prefer`, `require`): encrypted,
+/// the certificate not checked (libpq's meaning). With it: the chain (`verify-ca`),
+/// and the host name too if `check_name` (`verify-full`).
 #[derive(Debug)]
-struct Checked {
-    inner: Arc<WebPkiServerVerifier>,
+struct Verifier {
+    provider: Arc<CryptoProvider>,
+    webpki: Option<Arc<WebPkiServerVerifier>>,
     check_name: bool,
 }
 
-impl ServerCertVerifier for Checked {
+impl ServerCertVerifier for Verifier {
     fn verify_server_cert(
         &self,
         end_entity: &CertificateDer<'_>,
@@ -299,13 +263,11 @@ impl ServerCertVerifier for Checked {
         ocsp_response: &[u8],
         now: UnixTime,
     ) -> Result<ServerCertVerified, rustls::Error> {
-        match self.inner.verify_server_cert(
-            end_entity,
-            intermediates,
-            server_name,
-            ocsp_response,
-            now,
-        ) {
+        let Some(webpki) = &self.webpki else {
+            return Ok(ServerCertVerified::assertion());
+        };
+        match webpki.verify_server_cert(end_entity, intermediates, server_name, ocsp_response, now)
+        {
             Err(rustls::Error::InvalidCertificate(
                 CertificateError::NotValidForName | CertificateError::NotValidForNameContext { .. },
             )) if !self.check_name => Ok(ServerCertVerified::assertion()),
@@ -319,7 +281,12 @@ impl ServerCertVerifier for Checked {
         cert: &CertificateDer<'_>,
         dss: &DigitallySignedStruct,
     ) -> Result<HandshakeSignatureValid, rustls::Error> {
-        self.inner.verify_tls12_signature(message, cert, dss)
+        verify_tls12_signature(
+            message,
+            cert,
+            dss,
+            &self.provider.signature_verification_algorithms,
+        )
     }
 
     fn verify_tls13_signature(
@@ -328,11 +295,18 @@ impl ServerCertVerifier for Checked {
         cert: &CertificateDer<'_>,
         dss: &DigitallySignedStruct,
     ) -> Result<HandshakeSignatureValid, rustls::Error> {
-        self.inner.verify_tls13_signature(message, cert, dss)
+        verify_tls13_signature(
+            message,
+            cert,
+            dss,
+            &self.provider.signature_verification_algorithms,
+        )
     }
 
     fn supported_verify_schemes(&self) -> Vec<SignatureScheme> {
-        self.inner.supported_verify_schemes()
+        self.provider
+            .signature_verification_algorithms
+            .supported_schemes()
     }
 }
 
