@@ -8,7 +8,7 @@ mod common;
 use std::path::Path;
 use std::process::{Command, Output};
 
-use common::{files, ordo, quickstart_exe, text};
+use common::{files, json, one_line_error, ordo, quickstart_exe, succeeded, text};
 
 use ordo::journal::{
     Batch, Completion, Outcome, SledJournal, Store, WorkflowRecord, SCHEMA_VERSION,
@@ -40,33 +40,7 @@ fn ordo_ok(data: &Path, args: &[&str]) -> String {
     let data = data.to_str().expect("temp paths are UTF-8");
     let mut all = args.to_vec();
     all.extend(["--data", data]);
-    let out = ordo(&all);
-    assert!(
-        out.status.success(),
-        "ordo {all:?} failed ({:?}): {}",
-        out.status.code(),
-        text(&out.stderr)
-    );
-    assert!(out.stderr.is_empty(), "stderr: {}", text(&out.stderr));
-    text(&out.stdout)
-}
-
-/// Expects `out` to be a failure with exit `code`, nothing on stdout, and exactly one
-/// `ordo: ...` line on stderr that is no panic report; returns that line.
-fn one_line_error(out: &Output, code: i32) -> String {
-    let stderr = text(&out.stderr);
-    assert_eq!(out.status.code(), Some(code), "stderr: {stderr}");
-    assert!(out.stdout.is_empty(), "stdout: {}", text(&out.stdout));
-    assert_eq!(stderr.lines().count(), 1, "not one line: {stderr:?}");
-    assert!(stderr.starts_with("ordo: "), "{stderr:?}");
-    for word in ["panicked", "backtrace", "RUST_BACKTRACE"] {
-        assert!(!stderr.contains(word), "{stderr:?}");
-    }
-    stderr.trim_end().to_string()
-}
-
-fn json(s: &str) -> Value {
-    serde_json::from_str(s).unwrap_or_else(|err| panic!("not JSON ({err}): {s}"))
+    succeeded(&all, &ordo(&all))
 }
 
 /// Everything the journal at `path` records: each workflow with its completions.

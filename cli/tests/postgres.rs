@@ -14,13 +14,12 @@ mod common;
 
 use std::process::{Command, Output};
 
-use common::text;
+use common::{json, one_line_error, succeeded, text};
 use ordo::journal::{
     Batch, Completion, Error, Outcome, PgJournal, PgOptions, Status, Store, WorkflowRecord,
     PG_SCHEMA_VERSION,
 };
 use ordo_testkit::postgres::TestPostgres;
-use serde_json::Value;
 
 /// The environment variable the CLI (and applications) read the database URL from.
 const URL_VAR: &str = "ORDO_DATABASE_URL";
@@ -41,33 +40,7 @@ fn ordo_env(args: &[&str], env_url: Option<&str>) -> Output {
 fn ordo_pg(url: &str, args: &[&str]) -> String {
     let mut all = vec!["--postgres", url];
     all.extend(args);
-    let out = ordo_env(&all, None);
-    assert!(
-        out.status.success(),
-        "ordo {args:?} failed ({:?}): {}",
-        out.status.code(),
-        text(&out.stderr)
-    );
-    assert!(out.stderr.is_empty(), "stderr: {}", text(&out.stderr));
-    text(&out.stdout)
-}
-
-/// Expects `out` to be a failure with exit `code`, nothing on stdout, and exactly one
-/// `ordo: ...` line on stderr that is no panic report; returns that line.
-fn one_line_error(out: &Output, code: i32) -> String {
-    let stderr = text(&out.stderr);
-    assert_eq!(out.status.code(), Some(code), "stderr: {stderr}");
-    assert!(out.stdout.is_empty(), "stdout: {}", text(&out.stdout));
-    assert_eq!(stderr.lines().count(), 1, "not one line: {stderr:?}");
-    assert!(stderr.starts_with("ordo: "), "{stderr:?}");
-    for word in ["panicked", "backtrace", "RUST_BACKTRACE"] {
-        assert!(!stderr.contains(word), "{stderr:?}");
-    }
-    stderr.trim_end().to_string()
-}
-
-fn json(s: &str) -> Value {
-    serde_json::from_str(s).unwrap_or_else(|err| panic!("not JSON ({err}): {s}"))
+    succeeded(&all, &ordo_env(&all, None))
 }
 
 /// Runs `sql` with `psql` (not through ordo) and returns its unaligned, tuples-only

@@ -43,6 +43,38 @@ pub fn text(bytes: &[u8]) -> String {
     String::from_utf8_lossy(bytes).into_owned()
 }
 
+/// Expects `out` (of `ordo <args>`) to be a success with nothing on stderr; returns
+/// stdout.
+pub fn succeeded(args: &[&str], out: &Output) -> String {
+    assert!(
+        out.status.success(),
+        "ordo {args:?} failed ({:?}): {}",
+        out.status.code(),
+        text(&out.stderr)
+    );
+    assert!(out.stderr.is_empty(), "stderr: {}", text(&out.stderr));
+    text(&out.stdout)
+}
+
+/// Expects `out` to be a failure with exit `code`, nothing on stdout, and exactly one
+/// `ordo: ...` line on stderr that is no panic report; returns that line.
+pub fn one_line_error(out: &Output, code: i32) -> String {
+    let stderr = text(&out.stderr);
+    assert_eq!(out.status.code(), Some(code), "stderr: {stderr}");
+    assert!(out.stdout.is_empty(), "stdout: {}", text(&out.stdout));
+    assert_eq!(stderr.lines().count(), 1, "not one line: {stderr:?}");
+    assert!(stderr.starts_with("ordo: "), "{stderr:?}");
+    for word in ["panicked", "backtrace", "RUST_BACKTRACE"] {
+        assert!(!stderr.contains(word), "{stderr:?}");
+    }
+    stderr.trim_end().to_string()
+}
+
+/// `s` parsed as JSON.
+pub fn json(s: &str) -> serde_json::Value {
+    serde_json::from_str(s).unwrap_or_else(|err| panic!("not JSON ({err}): {s}"))
+}
+
 /// Every file under `dir` (path relative to it) with its bytes; sockets (a running
 /// application's, or a killed one's `admin.sock`) hold no bytes and are left out.
 pub fn files(dir: &Path) -> BTreeMap<PathBuf, Vec<u8>> {
