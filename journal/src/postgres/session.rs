@@ -56,6 +56,54 @@ macro_rules! statements {
 const WORKFLOW_COLUMNS: &str = "id, name, status, input, output_ok, output, created_ms, \
      updated_ms, recovery_attempts, app_version, deadline_ms";
 
+/// `unnest` of the workflow record columns from parameter `$first` on (eleven of
+/// them) and whether each is new (`$is_new`), as rows `u`.
+fn workflow_rows(first: u32, is_new: u32) -> String {
+    let types = [
+        "text", "text", "int2", "bytea", "bool", "bytea", "int8", "int8", "int4", "text", "int8",
+    ];
+    let columns: Vec<String> = types
+        .iter()
+        .zip(first..)
+        .map(|(ty, n)| format!("${n}::{ty}[]"))
+        .collect();
+    format!(
+        "unnest({}, ${is_new}::bool[])
+            AS u(id, name, status, input, output_ok, output, created_ms, updated_ms,
+                recovery_attempts, app_version, deadline_ms, is_new)",
+        columns.join(", ")
+    )
+}
+
+/// The completions from parameter `$first` on (nine columns) as rows `new`, and `bad`,
+/// which raises (`ordo.out_of_order`) if one is at or before a recorded seq of its
+/// workflow: completions are append-only.
+fn completion_rows(first: u32) -> String {
+    let types = [
+        "text", "int8", "int8", "text", "bool", "bytea", "int4", "int8", "int8",
+    ];
+    let columns: Vec<String> = types
+        .iter()
+        .zip(first..)
+        .map(|(ty, n)| format!("${n}::{ty}[]"))
+        .collect();
+    format!(
+        "new AS (SELECT * FROM unnest({})
+            AS u(workflow_id, seq, step_id, name, ok, value, attempts, started_ms, ended_ms)),
+        firsts AS (SELECT workflow_id, min(seq) AS first FROM new GROUP BY workflow_id),
+        bad AS (SELECT ordo.out_of_order(f.workflow_id, f.first, l.last)
+            FROM firsts f CROSS JOIN LATERAL (SELECT max(c.seq) AS last
+                FROM ordo.completions c WHERE c.workflow_id = f.workflow_id) l
+            WHERE f.first <= l.last)",
+        columns.join(", ")
+    )
+}
+
+/// The fence without plpgsql on the common path: `ordo.fence` (which raises) runs only
+/// when the worker's row (`$1`, epoch `$2`) no longer has this epoch. Rows `counted`.
+const FENCE: &str = "counted AS (UPDATE ordo.workers SET commits = commits + 1
+            WHERE id = $1 AND epoch = $2 AND alive RETURNING commits)";
+
 /// The two statements of a commit that write workflow records from the rows of `u`,
 /// owned by worker `owner` (a parameter): `fresh` inserts the new ones where no record
 /// has their id (returning those it wrote), `put` writes over the others.
@@ -81,12 +129,9 @@ fn upserts(owner: &str) -> String {
 }
 
 statements! {
-    // The fence without plpgsql on the common path: `ordo.fence` (which raises) runs
-    // only when the worker's row no longer has this epoch.
-    fence = "WITH counted AS (UPDATE ordo.workers SET commits = commits + 1
-            WHERE id = $1 AND epoch = $2 AND alive RETURNING commits)
+    fence = &format!("WITH {FENCE}
         SELECT CASE WHEN count(*) = 1 THEN max(commits) ELSE ordo.fence($1, $2) END
-        FROM counted";
+        FROM counted");
     commits = "SELECT commits, epoch, alive FROM ordo.workers WHERE id = $1";
     delete = "WITH gone AS (SELECT unnest($1::text[]) AS id),
         c AS (DELETE FROM ordo.completions t USING gone WHERE t.workflow_id = gone.id),
@@ -99,55 +144,32 @@ statements! {
     // New records (starts) are inserted only where no record has the id: one that
     // another worker started first is left as it is, and its id comes back (the
     // statement's one value: the ids refused), so this worker does not run it too.
-    put_workflows = &format!("WITH u AS (SELECT * FROM unnest($1::text[], $2::text[], $3::int2[],
-                $4::bytea[], $5::bool[], $6::bytea[], $7::int8[], $8::int8[], $9::int4[],
-                $10::text[], $11::int8[], $13::bool[])
-            AS u(id, name, status, input, output_ok, output, created_ms, updated_ms,
-                recovery_attempts, app_version, deadline_ms, is_new)),
+    put_workflows = &format!("WITH u AS (SELECT * FROM {}),
         {}
         SELECT array(SELECT id FROM u WHERE is_new EXCEPT SELECT id FROM fresh)",
-        upserts("$12"));
+        workflow_rows(1, 13), upserts("$12"));
     put_types = "INSERT INTO ordo.types SELECT * FROM unnest($1::int8[], $2::text[])
         ON CONFLICT (fingerprint) DO UPDATE SET name = EXCLUDED.name";
     put_traces = "INSERT INTO ordo.trace_contexts SELECT * FROM unnest($1::text[], $2::text[])
         ON CONFLICT (workflow_id) DO UPDATE SET traceparent = EXCLUDED.traceparent";
     reset = "DELETE FROM ordo.completions WHERE workflow_id = ANY($1::text[])";
-    append = "WITH new AS (SELECT * FROM unnest($1::text[], $2::int8[], $3::int8[],
-                $4::text[], $5::bool[], $6::bytea[], $7::int4[], $8::int8[], $9::int8[])
-            AS u(workflow_id, seq, step_id, name, ok, value, attempts, started_ms, ended_ms)),
-        firsts AS (SELECT workflow_id, min(seq) AS first FROM new GROUP BY workflow_id),
-        bad AS (SELECT ordo.out_of_order(f.workflow_id, f.first, l.last)
-            FROM firsts f CROSS JOIN LATERAL (SELECT max(c.seq) AS last
-                FROM ordo.completions c WHERE c.workflow_id = f.workflow_id) l
-            WHERE f.first <= l.last)
-        INSERT INTO ordo.completions SELECT * FROM new WHERE NOT EXISTS (SELECT 1 FROM bad)";
+    append = &format!("WITH {}
+        INSERT INTO ordo.completions SELECT * FROM new WHERE NOT EXISTS (SELECT 1 FROM bad)",
+        completion_rows(1));
     // The commit of a batch of workflow records and completions only (most commits):
     // one statement, so one implicit transaction, without `BEGIN` and `COMMIT`. Its
     // parts see one snapshot and apply together; a fence or order check that raises
     // undoes them all.
-    fast = &format!("WITH counted AS (UPDATE ordo.workers SET commits = commits + 1
-            WHERE id = $1 AND epoch = $2 AND alive RETURNING commits),
+    fast = &format!("WITH {FENCE},
         fence AS (SELECT CASE WHEN count(*) = 1 THEN max(commits)
             ELSE ordo.fence($1, $2) END AS commits FROM counted),
-        u AS (SELECT * FROM unnest($3::text[], $4::text[], $5::int2[], $6::bytea[],
-                $7::bool[], $8::bytea[], $9::int8[], $10::int8[], $11::int4[], $12::text[],
-                $13::int8[], $23::bool[])
-            AS u(id, name, status, input, output_ok, output, created_ms, updated_ms,
-                recovery_attempts, app_version, deadline_ms, is_new)
-            WHERE (SELECT commits FROM fence) IS NOT NULL),
+        u AS (SELECT * FROM {} WHERE (SELECT commits FROM fence) IS NOT NULL),
         {},
-        new AS (SELECT * FROM unnest($14::text[], $15::int8[], $16::int8[],
-                $17::text[], $18::bool[], $19::bytea[], $20::int4[], $21::int8[], $22::int8[])
-            AS u(workflow_id, seq, step_id, name, ok, value, attempts, started_ms, ended_ms)),
-        firsts AS (SELECT workflow_id, min(seq) AS first FROM new GROUP BY workflow_id),
-        bad AS (SELECT ordo.out_of_order(f.workflow_id, f.first, l.last)
-            FROM firsts f CROSS JOIN LATERAL (SELECT max(c.seq) AS last
-                FROM ordo.completions c WHERE c.workflow_id = f.workflow_id) l
-            WHERE f.first <= l.last),
+        {},
         appended AS (INSERT INTO ordo.completions SELECT * FROM new
             WHERE NOT EXISTS (SELECT 1 FROM bad) AND (SELECT commits FROM fence) IS NOT NULL)
         SELECT commits, array(SELECT id FROM u WHERE is_new EXCEPT SELECT id FROM fresh)
-        FROM fence", upserts("$1"));
+        FROM fence", workflow_rows(3, 23), upserts("$1"), completion_rows(14));
     send = "INSERT INTO ordo.messages SELECT * FROM unnest($1::text[], $2::text[],
         $3::int8[], $4::bytea[], $5::int8[], $6::text[])";
     keys = "INSERT INTO ordo.message_keys SELECT * FROM unnest($1::text[], $2::text[])
