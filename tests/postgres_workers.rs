@@ -1226,3 +1226,55 @@ fn a_deduplication_id_held_on_one_worker_is_seen_by_another() {
         "first"
     );
 }
+
+#[test]
+fn a_worker_that_declares_no_queue_leaves_a_dead_workers_queued_workflows_to_one_that_does() {
+    let Some(pg) = TestPostgres::shared() else {
+        eprintln!("skipped: no PostgreSQL server");
+        return;
+    };
+    let url = pg.database("queues_undeclared");
+    let worker = |name: &str, with_queue: bool| {
+        let builder =
+            Runtime::builder().postgres_with(PgOptions::new(&url).worker_name(name).lease(LEASE));
+        let builder = if with_queue {
+            builder.queue("q", ordo::QueueOptions::new().concurrency(1))
+        } else {
+            builder
+        };
+        builder.register("job", job).build().unwrap()
+    };
+    // c declares no queue; it takes over work every half lease from now on.
+    let c = worker("c", false);
+    c.recover().unwrap();
+    {
+        let a = worker("a", true);
+        for n in 0..3u32 {
+            a.enqueue::<_, u32, String>(
+                "q",
+                "job",
+                n,
+                ordo::EnqueueOptions::new()
+                    .id(format!("undeclared-{n}"))
+                    .delay(Duration::from_secs(3_600)),
+            )
+            .unwrap();
+        }
+        a.block_on(ordo::executor::sleep(Duration::from_millis(100)));
+    }
+    // a is gone; c's takeover passes run, then b, which declares the queue, comes.
+    c.block_on(ordo::executor::sleep(Duration::from_millis(1_500)));
+    let b = worker("b", true);
+    b.recover().unwrap();
+    b.block_on(ordo::executor::sleep(Duration::from_millis(1_500)));
+    assert_eq!(
+        psql(
+            pg,
+            &url,
+            "SELECT string_agg(DISTINCT w.name, ',') FROM ordo.workflows f
+                 JOIN ordo.workers w ON w.id = f.owner WHERE f.id LIKE 'undeclared-%'"
+        ),
+        "b",
+        "the queued workflows went to the worker that declares their queue"
+    );
+}

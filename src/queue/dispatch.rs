@@ -143,6 +143,13 @@ impl Queues {
             let entry: Entry = records::decode(&key, &value)?;
             next_order = next_order.max(entry.order + 1);
             let state = match store.workflow(&id)?.map(|r| (r.status, r)) {
+                // Waiting in a queue this runtime does not declare: it would never
+                // dispatch it (on a shared journal, a worker that declares it will).
+                Some((Status::Enqueued | Status::Delayed, _))
+                    if !queues.options.contains_key(&entry.queue) =>
+                {
+                    continue;
+                }
                 // On a journal shared by many workers, each dispatches its own queued
                 // workflows: one that another live worker enqueued or runs is its
                 // business (and counts against its limits, not these).
@@ -473,7 +480,13 @@ impl Queues {
     /// worker's to dispatch. Then a dispatch pass runs, also when nothing was taken
     /// over: slots a dead worker held may be free now.
     pub(crate) fn take_over(&self, store: &dyn Store, resumed: &[String]) -> Result<(), Error> {
-        let queued = store.claim_queued()?;
+        // A worker that declares no queue dispatches nothing: it leaves them to one
+        // that does.
+        let queued = if self.options.is_empty() {
+            Vec::new()
+        } else {
+            store.claim_queued()?
+        };
         let unknown: Vec<&String> = {
             let members = self.members.borrow();
             resumed
