@@ -193,7 +193,7 @@ async fn until_dispatched(core: &Rc<Core>, id: &str) -> Result<Option<Rc<Workflo
 }
 
 /// The final outcome of a workflow that does not run in this process.
-pub(crate) fn recorded_outcome(core: &Core, id: &str) -> Result<Outcome, Error> {
+fn recorded_outcome(core: &Core, id: &str) -> Result<Outcome, Error> {
     let mut record = core.record(id)?;
     match (record.status, record.output.take()) {
         (Status::Succeeded | Status::Failed, Some(output)) => Ok(output),

@@ -87,7 +87,6 @@ use ordo_executor::Executor;
 
 use crate::core::Core;
 use crate::error::Error;
-use crate::talk::watch::{wait_for, WatchKey};
 use crate::workflow::WorkflowState;
 
 /// Spawns the task that claims again every `every`, launching what it claims.
@@ -132,27 +131,16 @@ pub(crate) fn follow_elsewhere(core: &Rc<Core>, wf: &Rc<WorkflowState>) {
     let (core, wf) = (Rc::clone(core), Rc::clone(wf));
     drop(ordo_executor::spawn(async move {
         let id = wf.id.clone();
-        let ended = wait_for(
-            Rc::clone(&core),
-            WatchKey::Workflow(id.clone()),
-            None,
-            |core| {
-                let record = core.record(&id)?;
-                if record.name != wf.name {
-                    return Err(crate::core::conflict(&id, &record.name, &wf.name));
-                }
-                match record.status {
-                    ordo_journal::Status::Pending
-                    | ordo_journal::Status::Enqueued
-                    | ordo_journal::Status::Delayed => Ok(None),
-                    _ => crate::handle::recorded_outcome(core, &id).map(Some),
-                }
-            },
-        )
-        .await;
-        match ended {
-            Ok(Some(outcome)) => wf.set_result(Ok(outcome)),
-            Ok(None) => {}
+        // What a handle of a workflow driven elsewhere waits for.
+        let outcome = match core.record(&id) {
+            Ok(record) if record.name != wf.name => {
+                Err(crate::core::conflict(&id, &record.name, &wf.name))
+            }
+            Ok(_) => crate::handle::final_outcome(Rc::clone(&core), id, None).await,
+            Err(err) => Err(err),
+        };
+        match outcome {
+            Ok(outcome) => wf.set_result(Ok(outcome)),
             Err(err) => wf.fail(err),
         }
     }));
