@@ -123,18 +123,21 @@ impl Encoded {
             key::check_id(id)?;
             e.deletes.push(id.clone());
         }
-        // A record is new if the batch's first record of its id is (later records of a
-        // start in the same batch, its attempts reset or its end, ride on its insert).
-        let mut first_new: HashMap<&str, bool> = HashMap::new();
-        for (w, prior) in batch.workflows.iter().zip(&batch.priors) {
-            first_new
+        // The last record of each id, in batch order; it is new if the batch's first
+        // record of its id is (later records of a start in the same batch, its attempts
+        // reset or its end, ride on its insert). One map for both.
+        let mut by_id: HashMap<&str, (usize, bool)> = HashMap::with_capacity(batch.workflows.len());
+        for (i, (w, prior)) in batch.workflows.iter().zip(&batch.priors).enumerate() {
+            by_id
                 .entry(w.id.as_str())
-                .or_insert(*prior == Prior::Absent);
+                .and_modify(|last| last.0 = i)
+                .or_insert((i, *prior == Prior::Absent));
         }
-        for i in last_of(batch.workflows.iter().map(|w| w.id.as_str())) {
+        let mut last: Vec<(usize, bool)> = by_id.into_values().collect();
+        last.sort_unstable_by_key(|&(i, _)| i);
+        for (i, new) in last {
             let w = &batch.workflows[i];
-            e.wf_new
-                .push(first_new.get(w.id.as_str()).copied().unwrap_or(false));
+            e.wf_new.push(new);
             key::check_id(&w.id)?;
             e.wf_id.push(w.id.clone());
             e.wf_name.push(w.name.clone());
