@@ -643,7 +643,7 @@ impl Core {
         match effect {
             Effect::Consume { topic, letters } => wf.give_back(&topic, letters),
             Effect::StartChild(start) => self.forget(&start.wf),
-            Effect::Enqueue(staged) => self.queues.release(&staged),
+            Effect::Enqueue(staged) => self.queues.release(&*self.store, &staged),
             Effect::None | Effect::Send(_) | Effect::SetEvent { .. } => {}
         }
     }

@@ -1228,6 +1228,66 @@ fn a_deduplication_id_held_on_one_worker_is_seen_by_another() {
 }
 
 #[test]
+fn one_deduplication_id_enqueued_on_two_workers_at_once_is_taken_once() {
+    let Some(pg) = TestPostgres::shared() else {
+        eprintln!("skipped: no PostgreSQL server");
+        return;
+    };
+    let url = pg.database("dedup_race");
+    const ROUNDS: u32 = 30;
+    let barrier = Arc::new(std::sync::Barrier::new(2));
+    let workers: Vec<_> = ["r1", "r2"]
+        .into_iter()
+        .map(|name| {
+            let (url, barrier) = (url.clone(), Arc::clone(&barrier));
+            std::thread::spawn(move || {
+                let rt = long_lease(&url, name)
+                    .queue("q", ordo::QueueOptions::new())
+                    .register("job", job)
+                    .build()
+                    .unwrap();
+                (0..ROUNDS)
+                    .map(|n| {
+                        let options = ordo::EnqueueOptions::new()
+                            .id(format!("{name}-{n}"))
+                            .delay(Duration::from_secs(3_600))
+                            .dedup(format!("order-{n}"), ordo::OnDuplicate::Reject);
+                        // Both workers enqueue under order-n in the same instant.
+                        barrier.wait();
+                        let outcome = rt
+                            .enqueue::<_, u32, String>("q", "job", n, options)
+                            .map(|handle| handle.id().to_string());
+                        // Let the commit land before the next round.
+                        rt.block_on(ordo::executor::sleep(Duration::from_millis(20)));
+                        outcome
+                    })
+                    .collect::<Vec<_>>()
+            })
+        })
+        .collect();
+    let outcomes: Vec<Vec<_>> = workers.into_iter().map(|w| w.join().unwrap()).collect();
+    for (n, (a, b)) in outcomes[0].iter().zip(&outcomes[1]).enumerate() {
+        let winner = match (a, b) {
+            (Ok(id), Err(ordo::Error::Duplicate { workflow_id, .. }))
+            | (Err(ordo::Error::Duplicate { workflow_id, .. }), Ok(id)) => {
+                assert_eq!(workflow_id, id, "round {n}: the refusal names the holder");
+                id.clone()
+            }
+            _ => panic!("round {n}: one enqueue must win and one be refused: {a:?} {b:?}"),
+        };
+        assert_eq!(
+            psql(
+                pg,
+                &url,
+                &format!("SELECT string_agg(id, ',') FROM ordo.workflows WHERE id LIKE '%-{n}'")
+            ),
+            winner,
+            "round {n}: only the holder is enqueued"
+        );
+    }
+}
+
+#[test]
 fn a_worker_that_declares_no_queue_leaves_a_dead_workers_queued_workflows_to_one_that_does() {
     let Some(pg) = TestPostgres::shared() else {
         eprintln!("skipped: no PostgreSQL server");

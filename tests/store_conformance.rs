@@ -389,7 +389,35 @@ fn workers_starting_together_migrate_once_and_a_newer_schema_is_refused() {
         );
         String::from_utf8(out.stdout).unwrap().trim().to_string()
     };
-    assert_eq!(psql("SELECT version FROM ordo.schema_version"), "1");
+    assert_eq!(psql("SELECT version FROM ordo.schema_version"), "2");
+    assert_eq!(psql("SELECT count(*) FROM ordo.workers"), "4");
+    // A database at version 1 (before reservations of deduplication ids) is migrated,
+    // its records kept.
+    let mut batch = Batch::new();
+    batch.insert_workflow(record("from-v1", Status::Pending));
+    batch.put_queue_record(b"k".to_vec(), b"v".to_vec());
+    PgOptions::new(&url)
+        .connect()
+        .unwrap()
+        .commit(&batch)
+        .unwrap();
+    psql("ALTER TABLE ordo.queue_records DROP COLUMN reserved_by");
+    psql("UPDATE ordo.schema_version SET version = 1");
+    let migrated = PgOptions::new(&url).connect().unwrap();
+    assert_eq!(psql("SELECT version FROM ordo.schema_version"), "2");
+    assert_eq!(
+        psql("SELECT count(*) FROM information_schema.columns WHERE column_name = 'reserved_by'"),
+        "1"
+    );
+    assert_eq!(migrated.workflow("from-v1").unwrap().unwrap().id, "from-v1");
+    assert_eq!(migrated.queue_records(b"k").unwrap().len(), 1);
+    assert_eq!(
+        migrated.reserve_queue_holder(b"d", "holder").unwrap(),
+        None,
+        "the migrated table takes reservations"
+    );
+    drop(migrated);
+    let workers = psql("SELECT count(*) FROM ordo.workers");
     psql("UPDATE ordo.schema_version SET version = 99");
     let err = PgOptions::new(&url).connect().unwrap_err();
     assert!(
@@ -397,5 +425,5 @@ fn workers_starting_together_migrate_once_and_a_newer_schema_is_refused() {
         "{err:?}"
     );
     assert_eq!(psql("SELECT version FROM ordo.schema_version"), "99");
-    assert_eq!(psql("SELECT count(*) FROM ordo.workers"), "4");
+    assert_eq!(psql("SELECT count(*) FROM ordo.workers"), workers);
 }

@@ -185,6 +185,41 @@ pub trait Store: Send + Sync {
         Ok(None)
     }
 
+    /// On a store shared by many workers: makes workflow `id` the holder of queue
+    /// record `key` (a deduplication id: its value is the holder's workflow id), at once
+    /// and atomically across workers, unless another workflow holds it. That one holds
+    /// it while its record is pending or queued, or, before its record is committed,
+    /// while the worker that reserved it lives. Returns `None` when `id` holds it now,
+    /// else the holder's id. A store with one writer (the default) returns `None`
+    /// without writing: its runtime knows every holder itself, and writes the record in
+    /// the commit of the enqueue.
+    ///
+    /// ```
+    /// use ordo_journal::{SledJournal, Store};
+    /// let store = SledJournal::temporary()?;
+    /// assert_eq!(store.reserve_queue_holder(b"d/emails/welcome-7", "email-1")?, None);
+    /// # Ok::<(), ordo_journal::Error>(())
+    /// ```
+    fn reserve_queue_holder(&self, key: &[u8], id: &str) -> Result<Option<String>, Error> {
+        let _ = (key, id);
+        Ok(None)
+    }
+
+    /// Gives back a reservation [`Store::reserve_queue_holder`] made for workflow `id`
+    /// whose record will never be committed (its enqueue was undone): queue record
+    /// `key` goes if it still names `id` and no commit wrote it since. A store with one
+    /// writer does nothing (the default).
+    ///
+    /// ```
+    /// use ordo_journal::{SledJournal, Store};
+    /// SledJournal::temporary()?.release_queue_holder(b"d/emails/welcome-7", "email-1")?;
+    /// # Ok::<(), ordo_journal::Error>(())
+    /// ```
+    fn release_queue_holder(&self, key: &[u8], id: &str) -> Result<(), Error> {
+        let _ = (key, id);
+        Ok(())
+    }
+
     /// The ids of the new workflow records ([`Batch::insert_workflow`]: starts,
     /// enqueues) of the last [`Store::commit`] that were not written because another
     /// writer of a shared store had already written a record under that id; each is

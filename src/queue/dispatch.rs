@@ -299,8 +299,12 @@ impl Queues {
                 .borrow()
                 .get(&(queue.to_string(), dedup.clone()))
                 .cloned();
-            if holder.is_none() && core.store.takeover_interval().is_some() {
-                holder = self.holder_elsewhere(core, queue, dedup)?;
+            if holder.is_none() {
+                // On a journal shared by many workers: taken there too, at once, so
+                // that another worker enqueueing under it in the same instant is
+                // refused (a store with one writer takes nothing here).
+                let key = records::key(DEDUP, &[queue, dedup]);
+                holder = core.store.reserve_queue_holder(&key, &record.id)?;
             }
             if let Some(existing) = holder {
                 return Ok(Reserved::Duplicate {
@@ -365,41 +369,20 @@ impl Queues {
         }
     }
 
-    /// On a journal shared by many workers: the workflow another worker enqueued under
-    /// deduplication id `dedup` of `queue`, if it is still enqueued or running.
-    fn holder_elsewhere(
-        &self,
-        core: &Core,
-        queue: &str,
-        dedup: &str,
-    ) -> Result<Option<String>, Error> {
-        let key = records::key(DEDUP, &[queue, dedup]);
-        let Some((_, holder)) = core
-            .store
-            .queue_records(&key)?
-            .into_iter()
-            .find(|(found, _)| *found == key)
-        else {
-            return Ok(None);
-        };
-        let holder = String::from_utf8_lossy(&holder).into_owned();
-        let live = core.store.workflow(&holder)?.is_some_and(|record| {
-            matches!(
-                record.status,
-                Status::Pending | Status::Enqueued | Status::Delayed
-            )
-        });
-        Ok(live.then_some(holder))
-    }
-
     /// Gives back what `reserve` took for an enqueue that will never be committed (its
     /// workflow stopped before the step's commit).
-    pub(crate) fn release(&self, staged: &Staged) {
+    pub(crate) fn release(&self, store: &dyn Store, staged: &Staged) {
         let removed = self.members.borrow_mut().remove(&staged.record.id);
         if let (Some(_), Some(dedup)) = (removed, &staged.entry.dedup) {
             self.dedup
                 .borrow_mut()
                 .remove(&(staged.entry.queue.clone(), dedup.clone()));
+            let key = records::key(DEDUP, &[&staged.entry.queue, dedup]);
+            // Left in place if this fails: other workers see it taken until this one
+            // is gone, and this one takes it again at will.
+            if let Err(err) = store.release_queue_holder(&key, &staged.record.id) {
+                tracing::warn!(error = %err, "could not give back a deduplication id");
+            }
         }
     }
 

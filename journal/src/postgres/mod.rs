@@ -63,8 +63,11 @@
 //! id, and the ids refused come back in the commit's answer
 //! ([`Store::refused_starts`]): two workers starting one id at once run it once. A
 //! queue's limits hold for all workers together through `ordo.admit`
-//! ([`Store::admit`]), and processes that are no worker leave requests for the workers
-//! in `ordo.requests` ([`ask_workers`], [`Relay`]).
+//! ([`Store::admit`]). A deduplication id is taken when the enqueue is made, before its
+//! commit, in one statement that orders two workers taking it at once
+//! ([`Store::reserve_queue_holder`]): one of two enqueues under one deduplication id
+//! on two workers in the same instant is refused. Processes that are no worker leave
+//! requests for the workers in `ordo.requests` ([`ask_workers`], [`Relay`]).
 
 mod commit;
 mod relay;
@@ -91,6 +94,10 @@ use crate::mail::Message;
 use crate::queue::{Admission, Admitted, QueueRecord};
 use crate::record::{Batch, Completion, Outcome, Status, WorkflowRecord};
 use crate::{Elsewhere, Error, Store};
+
+/// How long [`Store::reserve_queue_holder`] waits for the record of a holder another
+/// live worker reserved but has not committed yet.
+const HOLDER_PATIENCE: Duration = Duration::from_secs(2);
 
 /// The version of the PostgreSQL schema this build creates and reads.
 pub const PG_SCHEMA_VERSION: i32 = schema::VERSION;
@@ -1108,6 +1115,72 @@ impl Store for PgJournal {
             .map(|row| Ok((row.try_get(0)?, row.try_get(1)?)))
             .collect::<Result<_, tokio_postgres::Error>>()
             .map_err(db_error)
+    }
+
+    fn reserve_queue_holder(&self, key: &[u8], id: &str) -> Result<Option<String>, Error> {
+        self.writable()?;
+        let Some(worker) = self.worker.as_ref().map(|w| w.id) else {
+            return Ok(None);
+        };
+        // A holder reserved by another worker whose commit is still in flight: its
+        // record lands within milliseconds. Waiting for it lets the caller read the
+        // holder it is given (a handle on it), unless that worker died meanwhile.
+        let patience = Instant::now() + HOLDER_PATIENCE;
+        loop {
+            let (key, value) = (key.to_vec(), id.as_bytes().to_vec());
+            let row = self.read(move |conn| {
+                let (key, value) = (key.clone(), value.clone());
+                async move {
+                    let c = &conn.client;
+                    let params: [&(dyn tokio_postgres::types::ToSql + Sync); 3] =
+                        [&key, &value, &worker];
+                    // One flight, one transaction (see the statements).
+                    let (begin, inserted, locked, holder, commit) = futures::join!(
+                        c.batch_execute("BEGIN"),
+                        c.execute(&conn.st.reserve_insert, &params),
+                        c.query(&conn.st.reserve_lock, &params[..1]),
+                        c.query_opt(&conn.st.reserve_holder, &params),
+                        c.batch_execute("COMMIT"),
+                    );
+                    begin?;
+                    inserted?;
+                    locked?;
+                    let holder = holder?;
+                    commit?;
+                    Ok(holder)
+                }
+                .boxed_local()
+            })?;
+            // Gone between the insert and the lock (its holder ended): again.
+            let Some(row) = row else { continue };
+            let holder: Vec<u8> = row.try_get(0).map_err(db_error)?;
+            let committed: bool = row.try_get(1).map_err(db_error)?;
+            if holder == id.as_bytes() {
+                return Ok(None);
+            }
+            if committed || Instant::now() >= patience {
+                return Ok(Some(String::from_utf8_lossy(&holder).into_owned()));
+            }
+            std::thread::sleep(Duration::from_millis(5));
+        }
+    }
+
+    fn release_queue_holder(&self, key: &[u8], id: &str) -> Result<(), Error> {
+        self.writable()?;
+        let Some(worker) = self.worker.as_ref().map(|w| w.id) else {
+            return Ok(());
+        };
+        let (key, value) = (key.to_vec(), id.as_bytes().to_vec());
+        self.read(move |conn| {
+            let (key, value) = (key.clone(), value.clone());
+            async move {
+                let params: [&(dyn tokio_postgres::types::ToSql + Sync); 3] =
+                    [&key, &value, &worker];
+                conn.client.execute(&conn.st.release_holder, &params).await
+            }
+            .boxed_local()
+        })?;
+        Ok(())
     }
 
     fn claim_pending(&self) -> Result<Vec<WorkflowRecord>, Error> {

@@ -16,13 +16,14 @@ use super::session::db_error;
 use crate::Error;
 
 /// The schema version this build writes.
-pub(crate) const VERSION: i32 = 1;
+pub(crate) const VERSION: i32 = 2;
 
 /// The advisory lock key migrations hold (any constant; "ordo" in ASCII).
 const MIGRATION_LOCK: i64 = 0x6f72_646f;
 
 /// Migration `i` brings the schema from version `i` to `i + 1`.
-const MIGRATIONS: [&str; VERSION as usize] = [r#"
+const MIGRATIONS: [&str; VERSION as usize] = [
+    r#"
 CREATE TABLE ordo.workers (
     id bigserial PRIMARY KEY,
     name text COLLATE "C" NOT NULL UNIQUE,
@@ -190,7 +191,14 @@ BEGIN
     RAISE EXCEPTION 'completion seq % of workflow % is not after seq %', seq, workflow, after
         USING ERRCODE = 'OR002', DETAIL = seq || ' ' || after || ' ' || workflow;
 END $$;
-"#];
+"#,
+    r#"
+-- A deduplication id is taken at the enqueue, before its commit, atomically across
+-- workers (`reserve_holder`): until that commit writes the queue record again, the
+-- reserving worker is named here, and the id stays taken while that worker lives.
+ALTER TABLE ordo.queue_records ADD COLUMN reserved_by int8;
+"#,
+];
 
 /// Creates or migrates the schema to [`VERSION`].
 pub(crate) async fn migrate(client: &mut Client) -> Result<(), Error> {

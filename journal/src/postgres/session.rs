@@ -104,6 +104,18 @@ fn completion_rows(first: u32) -> String {
 const FENCE: &str = "counted AS (UPDATE ordo.workers SET commits = commits + 1
             WHERE id = $1 AND epoch = $2 AND alive RETURNING commits)";
 
+/// Whether queue record `q` (a deduplication id) may be taken by workflow `$2` for
+/// worker `$3`: it names the same workflow, or it is this worker's own reservation (the
+/// runtime knows its own holders), or the workflow it names is neither pending nor
+/// queued and no live worker reserved it for a workflow not yet committed.
+const FREE: &str = "(q.value = $2 OR q.reserved_by = $3
+    OR (NOT EXISTS (SELECT 1 FROM ordo.workflows w
+            WHERE w.id = convert_from(q.value, 'UTF8') AND w.status IN (0, 4, 5))
+        AND (q.reserved_by IS NULL OR EXISTS (SELECT 1 FROM ordo.workflows w
+                WHERE w.id = convert_from(q.value, 'UTF8'))
+            OR NOT EXISTS (SELECT 1 FROM ordo.workers k
+                WHERE k.id = q.reserved_by AND k.alive))))";
+
 /// The two statements of a commit that write workflow records from the rows of `u`,
 /// owned by worker `owner` (a parameter): `fresh` inserts the new ones where no record
 /// has their id (returning those it wrote), `put` writes over the others.
@@ -188,8 +200,26 @@ statements! {
     reserve = "UPDATE ordo.counters SET value = value + $1 WHERE name = 'messages'
         RETURNING value - $1 + 1";
     queue_delete = "DELETE FROM ordo.queue_records WHERE key = ANY($1::bytea[])";
-    queue_put = "INSERT INTO ordo.queue_records SELECT * FROM unnest($1::bytea[], $2::bytea[])
-        ON CONFLICT (key) DO UPDATE SET value = EXCLUDED.value";
+    // A commit's write ends any reservation of the key (see `reserve_holder`).
+    queue_put = "INSERT INTO ordo.queue_records (key, value)
+        SELECT * FROM unnest($1::bytea[], $2::bytea[])
+        ON CONFLICT (key) DO UPDATE SET value = EXCLUDED.value, reserved_by = NULL";
+    // The three statements of a reservation of key `$1` by worker `$3` for workflow
+    // `$2` (bytes), in one transaction: the key is inserted if absent, else locked
+    // (waiting for a commit that writes it), then, in a statement whose snapshot sees
+    // what that commit wrote, taken unless another workflow holds it (`FREE`). The last
+    // returns the holder after it, and whether its record exists.
+    reserve_insert = "INSERT INTO ordo.queue_records (key, value, reserved_by)
+        VALUES ($1, $2, $3) ON CONFLICT (key) DO NOTHING";
+    reserve_lock = "SELECT 1 FROM ordo.queue_records WHERE key = $1 FOR UPDATE";
+    reserve_holder = &format!("UPDATE ordo.queue_records q SET
+            value = CASE WHEN {FREE} THEN $2 ELSE q.value END,
+            reserved_by = CASE WHEN {FREE} THEN $3 ELSE q.reserved_by END
+        WHERE key = $1
+        RETURNING value, EXISTS (SELECT 1 FROM ordo.workflows w
+            WHERE w.id = convert_from(value, 'UTF8'))");
+    release_holder = "DELETE FROM ordo.queue_records
+        WHERE key = $1 AND value = $2 AND reserved_by = $3";
     expire = "UPDATE ordo.workers SET alive = false, epoch = epoch + 1
         WHERE alive AND id <> $1 AND lease_until < clock_timestamp()";
     claim = &format!("UPDATE ordo.workflows SET owner = $1 WHERE id IN (
