@@ -16,6 +16,9 @@
 //!   windows of a round are labelled A and B in turns (A first in even rounds, B first
 //!   in odd ones); the steps/s of B against A is the control, the ratio the bench
 //!   would print if the gc cost nothing: its distance from 100% is the noise floor.
+//!   The same two ratios are printed in steps per second of the runtime thread's CPU
+//!   time (read from `/proc`, Linux only): what the gc costs the thread, which other
+//!   load on a shared machine moves less than the wall-clock rate.
 //!
 //! The 1,000 workflows start over (`continue_as_new`) every 100 steps, so their journals
 //! and the cost of their commits stay the same however long the bench runs; their first
@@ -232,6 +235,7 @@ impl Tally {
             .map(|((ticks, to), from)| ticks + to - from);
     }
 
+    /// Both tallies together.
     fn merged(mut self, other: Tally) -> Tally {
         self.steps += other.steps;
         self.time += other.time;
@@ -270,11 +274,12 @@ fn gc(_: &mut Criterion) {
     let (mut a, mut b, mut during) = (Tally::EMPTY, Tally::EMPTY, Tally::EMPTY);
     for part in 0..GC_PARTS {
         let mut windows = Vec::new();
-        for label in if part % 2 == 0 {
+        let order = if part % 2 == 0 {
             ["A", "B"]
         } else {
             ["B", "A"]
-        } {
+        };
+        for label in order {
             let from = app.sample();
             std::thread::sleep(WINDOW);
             let to = app.sample();
@@ -320,8 +325,7 @@ fn gc(_: &mut Criterion) {
     );
     println!(
         "admin/gc_100k_while_1k_step: steps per second of the runtime thread's CPU time \
-         during gc against without it: {} (control, B against A: {}); the same ratio \
-         whatever else the machine runs",
+         during gc against without it: {} (control, B against A: {})",
         percent(during.per_cpu_tick(), without.per_cpu_tick()),
         percent(b.per_cpu_tick(), a.per_cpu_tick())
     );
