@@ -548,10 +548,11 @@ impl Core {
     /// A retention run that shares the runtime's thread, for requests from other threads
     /// (a [`Client`](crate::Client), the admin socket): it deletes what was finished more
     /// than `older_than` ago, one commit of at most [`GC_BATCH`] at a time, and after each
-    /// commit waits on the executor's clock nine times as long as that commit took, so
-    /// workflows keep at least nine tenths of the thread while it runs. Between two
-    /// commits anything may happen (a resume, a fork reading its original): each batch
-    /// deletes only what is still finished, old, and not running here.
+    /// commit waits on the executor's clock nineteen times as long as that commit took,
+    /// so workflows keep at least nineteen twentieths of the thread while it runs (see
+    /// `GC_SHARE`). Between two commits anything may happen (a resume, a fork reading
+    /// its original): each batch deletes only what is still finished, old, and not
+    /// running here.
     pub(crate) async fn gc_paced(self: Rc<Self>, older_than: Duration) -> Result<GcReport, Error> {
         if let Some(err) = self.broken() {
             return Err(err);
@@ -590,11 +591,15 @@ impl Core {
 }
 
 /// How much longer than its last commit a paced gc (`Core::gc_paced`) waits before the
-/// next one: 9, so it takes at most a tenth of the runtime's thread. Measured
-/// (`benches/admin.rs`): 1,000 busy workflows still made steps at 69-77% of their rate
-/// during a gc of 100,000; a slower pace (19) did not change that, so the rest of the
-/// loss is not this thread's time but, by all signs, sled's own work on the deletions.
-const GC_SHARE: u32 = 9;
+/// next one: 19, so its own work takes at most a twentieth of the runtime's thread. It
+/// also makes the workflows' own commits dearer, by about as much again at the same
+/// pace (in a profile: sled's deferred frees of what the deletions replaced, and its
+/// node merges, run inside their commits), and that part grows with the deletion rate. Measured (`benches/admin.rs`, 1,000
+/// workflows stepping during a gc of 100,000, steps per second of the runtime thread's
+/// CPU time during the gc against without it, loaded 2-core machine): 82-85% with 9
+/// (a tenth), 88-90% with 19, whose gc deletes about half as fast (750-1,200
+/// workflows/s there against 1,300-2,300).
+const GC_SHARE: u32 = 19;
 
 /// How long the retention sweep waits between two commits (see
 /// `Runtime::spawn_retention_sweep`).

@@ -28,6 +28,13 @@ pub fn bench_dir() -> tempfile::TempDir {
 /// A journal in `dir` of `workflows` succeeded workflows (`done-000000`...) with two
 /// completions each, written through the journal directly, last updated long ago.
 pub fn finished_journal(dir: &Path, workflows: u64) {
+    finished_journal_in_tiers(dir, workflows, 1);
+}
+
+/// [`finished_journal`] in `tiers` consecutive id ranges of equal size, the workflows of
+/// tier `t` last updated at [`tier_updated_ms`]`(t)`: a gc with the cutoff
+/// `tier_updated_ms(t) + 500` deletes tiers `0..=t`.
+pub fn finished_journal_in_tiers(dir: &Path, workflows: u64, tiers: u64) {
     let journal = SledJournal::open(dir, Durability::None).unwrap();
     let mut batch = Batch::new();
     for first in (0..workflows).step_by(1000) {
@@ -35,6 +42,7 @@ pub fn finished_journal(dir: &Path, workflows: u64) {
         for n in first..(first + 1000).min(workflows) {
             let id = format!("done-{n:06}");
             let mut record = WorkflowRecord::new(&id, "job", vec![0; 16], 1_000);
+            record.updated_ms = tier_updated_ms(n * tiers / workflows);
             record.status = Status::Succeeded;
             record.output = Some(Outcome::Ok(vec![1; 16]));
             batch.insert_workflow(record);
@@ -55,6 +63,12 @@ pub fn finished_journal(dir: &Path, workflows: u64) {
         }
         journal.commit(&batch).unwrap();
     }
+}
+
+/// When the workflows of tier `tier` of [`finished_journal_in_tiers`] were last
+/// updated, in milliseconds since the UNIX epoch: seconds apart, all long ago.
+pub fn tier_updated_ms(tier: u64) -> u64 {
+    1_000 + tier * 1_000
 }
 
 /// Copies the regular files and folders of `from` into `to` (a socket left by a

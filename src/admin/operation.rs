@@ -292,7 +292,7 @@ impl Client {
 
     /// Deletes the finished workflows last written more than `older_than` ago, as
     /// [`Runtime::gc`](crate::Runtime::gc) does, but sharing the runtime's thread: after
-    /// each commit of at most [`GC_BATCH`](crate::GC_BATCH) deletions it waits nine
+    /// each commit of at most [`GC_BATCH`](crate::GC_BATCH) deletions it waits nineteen
     /// times as long as that commit took, so workflows keep making steps meanwhile.
     /// Resolves when nothing old is left.
     ///
