@@ -637,7 +637,7 @@ impl SledJournal {
             return Ok(None);
         };
         let record = self.decode_workflow(key, id, &value)?;
-        if record.status == Status::Pending || key::is_indexed(record.status) {
+        if key::is_indexed(record.status) {
             return Ok(Some(record));
         }
         // Still queued when its start mark was looked for, unless it started and ended
