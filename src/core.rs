@@ -49,8 +49,6 @@ pub(crate) struct Handover {
     freed_by: Rc<WorkflowState>,
     /// The one that took it, running already; its record is `Pending`.
     start: PendingStart,
-    /// The status of its record in the journal (`Enqueued`, or `Delayed` past its delay).
-    previous: Status,
 }
 
 /// What a completion writes besides itself, in the same commit: the durable side of a
@@ -687,15 +685,21 @@ impl Core {
             .borrow_mut()
             .finished
             .push((Rc::clone(&wf), output));
-        if let Some((record, previous, registration)) = handed {
+        if let Some(crate::queue::HandedOver {
+            record,
+            registration,
+            dispatched,
+        }) = handed
+        {
             let start = self.fresh_start(record, registration, false);
+            // Set once: a staged entry is dispatched once.
+            let _ = dispatched.set(Rc::clone(&start.wf));
             launch(self, &start.wf, &start.registration, |root| {
                 drop(ordo_executor::spawn(root));
             });
             self.outbox.borrow_mut().handed.push(Handover {
                 freed_by: wf,
                 start,
-                previous,
             });
         }
     }
@@ -855,7 +859,7 @@ impl Core {
         // Slots handed over since the last commit: these starts too come before any
         // other put of their ids (a run that continues as new, an end).
         for handover in &handed {
-            batch.update_workflow(handover.start.record.clone(), handover.previous);
+            batch.start_queued(handover.start.record.clone());
         }
         for (_, next) in &continued {
             batch.update_workflow(next.record.clone(), Status::Pending);

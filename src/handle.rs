@@ -11,6 +11,7 @@ use serde::de::DeserializeOwned;
 use crate::codec;
 use crate::core::Core;
 use crate::error::Error;
+use crate::queue::Dispatched;
 use crate::workflow::WorkflowState;
 
 /// A handle on a started (or recorded) workflow, typed by its output `O` and error `E`.
@@ -35,6 +36,9 @@ pub struct WorkflowHandle<O, E> {
     core: Rc<Core>,
     /// The running workflow, when it runs in this process.
     running: Option<Rc<WorkflowState>>,
+    /// For a workflow this handle's enqueue put in a queue: its running state, once the
+    /// queue starts it (so a result read after its end needs no journal read).
+    dispatched: Option<Dispatched>,
     _types: PhantomData<fn() -> (O, E)>,
 }
 
@@ -44,6 +48,7 @@ impl<O, E> Clone for WorkflowHandle<O, E> {
             id: self.id.clone(),
             core: Rc::clone(&self.core),
             running: self.running.clone(),
+            dispatched: self.dispatched.clone(),
             _types: PhantomData,
         }
     }
@@ -63,8 +68,15 @@ impl<O: DeserializeOwned + 'static, E: DeserializeOwned + 'static> WorkflowHandl
             id,
             core,
             running,
+            dispatched: None,
             _types: PhantomData,
         }
+    }
+
+    /// Follows the workflow its enqueue staged: once the queue starts it, this handle
+    /// awaits its running state like a started workflow's handle.
+    pub(crate) fn follow_dispatch(&mut self, dispatched: Dispatched) {
+        self.dispatched = Some(dispatched);
     }
 
     /// The workflow's id.
@@ -121,8 +133,13 @@ impl<O: DeserializeOwned + 'static, E: DeserializeOwned + 'static> WorkflowHandl
     pub fn result(&self) -> impl Future<Output = Result<Result<O, E>, Error>> + 'static {
         let id = self.id.clone();
         let core = Rc::clone(&self.core);
-        let outcome = final_outcome(Rc::clone(&self.core), id.clone(), self.running.clone());
-        async move { decode_outcome(&core, &id, &outcome.await?) }
+        let (running, dispatched) = (self.running.clone(), self.dispatched.clone());
+        async move {
+            // Dispatched by now (or by the time this runs): the running state, no read.
+            let running = running.or_else(|| dispatched.and_then(|d| d.get().cloned()));
+            let outcome = final_outcome(Rc::clone(&core), id.clone(), running).await?;
+            decode_outcome(&core, &id, &outcome)
+        }
     }
 }
 

@@ -186,6 +186,70 @@ fn workflows_are_listed_by_status_in_id_order_and_move_with_it() {
 }
 
 #[test]
+fn queued_workflows_are_listed_by_status_and_their_start_reads_as_pending() {
+    on_both("queued", |store| {
+        let mut batch = Batch::new();
+        batch.insert_workflow(record("q1", Status::Enqueued));
+        batch.insert_workflow(record("q2", Status::Enqueued));
+        batch.insert_workflow(record("q3", Status::Delayed));
+        batch.insert_workflow(record("p", Status::Pending));
+        store.commit(&batch).unwrap();
+        let ids = |status| -> Vec<String> {
+            store
+                .workflows(status)
+                .unwrap()
+                .into_iter()
+                .map(|w| w.id)
+                .collect()
+        };
+        assert_eq!(ids(Some(Status::Enqueued)), ["q1", "q2"]);
+        assert_eq!(ids(Some(Status::Delayed)), ["q3"]);
+
+        // Started: `Pending` as of its start time, in every read.
+        let mut started = record("q1", Status::Pending);
+        started.updated_ms = 99;
+        let mut batch = Batch::new();
+        batch.start_queued(started.clone());
+        store.commit(&batch).unwrap();
+        assert_eq!(store.workflow("q1").unwrap(), Some(started.clone()));
+        assert_eq!(ids(Some(Status::Enqueued)), ["q2"]);
+        assert_eq!(ids(Some(Status::Pending)), ["p", "q1"]);
+        let all = store.workflows(None).unwrap();
+        assert_eq!(all.iter().find(|w| w.id == "q1"), Some(&started));
+
+        // Enqueued and started in one commit, as a free slot's dispatch does.
+        let mut batch = Batch::new();
+        batch.insert_workflow(record("q4", Status::Enqueued));
+        let mut q4 = record("q4", Status::Pending);
+        q4.updated_ms = 100;
+        batch.start_queued(q4.clone());
+        store.commit(&batch).unwrap();
+        assert_eq!(store.workflow("q4").unwrap(), Some(q4));
+
+        // Its end, and a cancel of one still waiting, take it out of those lists.
+        let mut batch = Batch::new();
+        batch.update_workflow(record("q1", Status::Succeeded), Status::Pending);
+        batch.update_workflow(record("q2", Status::Cancelled), Status::Enqueued);
+        store.commit(&batch).unwrap();
+        assert_eq!(ids(Some(Status::Pending)), ["p", "q4"]);
+        assert!(ids(Some(Status::Enqueued)).is_empty());
+        assert_eq!(ids(Some(Status::Succeeded)), ["q1"]);
+        assert_eq!(ids(Some(Status::Cancelled)), ["q2"]);
+        assert_eq!(
+            store.workflow("q1").unwrap().map(|w| w.status),
+            Some(Status::Succeeded)
+        );
+
+        // A delete of a started one, its status unknown to the caller, leaves nothing.
+        let mut batch = Batch::new();
+        batch.delete_workflow("q4");
+        store.commit(&batch).unwrap();
+        assert_eq!(store.workflow("q4").unwrap(), None);
+        assert_eq!(ids(Some(Status::Pending)), ["p"]);
+    });
+}
+
+#[test]
 fn mail_events_awakeables_types_traces_and_queue_records_round_trip() {
     on_both("mail", |store| {
         let mut batch = Batch::new();

@@ -29,8 +29,18 @@ pub const FORMAT_VERSION: u8 = 1;
 ///
 /// ```
 /// // Checked when a journal is opened: a journal written with a newer schema is refused.
-/// assert_eq!(ordo_journal::SCHEMA_VERSION, 4);
+/// assert_eq!(ordo_journal::SCHEMA_VERSION, 5);
 /// ```
+///
+/// Version 5 dropped the status-index entries of `Enqueued` and `Delayed` workflows
+/// (a queued workflow's record changes status on its way to `Pending`; the index
+/// entries cost two sled writes per queued workflow): the sled store lists those two
+/// statuses by reading the workflow records. And a queued workflow's start no longer
+/// rewrites its record: its `Pending` index entry holds the start time and marks the
+/// record started ([`Batch::start_queued`](crate::Batch::start_queued)), which reads as
+/// `Pending` from then on. Journals of versions 2 to 4 still open;
+/// opening one for writing removes their entries of those two statuses together with
+/// the version write (a read-only open ignores them).
 ///
 /// Version 4 added the workflow's deadline after the application version
 /// ([`WorkflowRecord::deadline_ms`]). Journals of versions 2 and 3 still open: their
@@ -47,7 +57,10 @@ pub const FORMAT_VERSION: u8 = 1;
 /// puts before every value; a version 1 journal is refused with
 /// [`Error::UnsupportedVersion`](crate::Error::UnsupportedVersion) saying it was written by
 /// an older ordo.
-pub const SCHEMA_VERSION: u32 = 4;
+pub const SCHEMA_VERSION: u32 = 5;
+
+/// The first schema version without status-index entries for `Enqueued` and `Delayed`.
+pub(crate) const UNINDEXED_QUEUE_SCHEMA: u32 = 5;
 
 /// The oldest schema version this build opens (see [`SCHEMA_VERSION`]).
 pub(crate) const OLDEST_SCHEMA_VERSION: u32 = 2;

@@ -10,7 +10,7 @@
 //! | commit counter | `m` `commits` | `u64` big-endian |
 //! | workflow record | `w` id | [`codec`](crate::codec) workflow value |
 //! | run of step completions | `c` id-len (`u16` BE) id first-seq last-seq (`u64` BE) | [`codec`](crate::codec) run value |
-//! | status index | `s` status byte id | empty |
+//! | status index (not of `Enqueued` and `Delayed`, see [`is_indexed`]) | `s` status byte id | empty; under `Pending`, a queued record's start time (`u64` BE) |
 //! | type name | `t` fingerprint (`u64` BE) | [`codec`](crate::codec) string |
 //! | messages, idempotency keys, events, awakeable resolutions, message counter | `q`, `k`, `e`, `a`, `m` `messages` | see [`mail`](crate::mail) |
 //! | trace context (optional) | `x` id | [`codec`](crate::codec) string: a W3C `traceparent` |
@@ -104,6 +104,18 @@ pub(crate) fn run_range(key: &[u8], prefix_len: usize) -> Option<(u64, u64)> {
     let first = u64::from_be_bytes(first.try_into().ok()?);
     let last = u64::from_be_bytes(last.try_into().ok()?);
     (first <= last).then_some((first, last))
+}
+
+/// Whether records with `status` have status-index entries: all but `Enqueued` and
+/// `Delayed` (since schema version 5).
+///
+/// A queued workflow's status changes twice before its end (`Enqueued` to `Pending`,
+/// and from `Delayed` first), and sled costs microseconds per entry written or removed:
+/// two index writes per queued workflow, for a listing that only inspection asks for
+/// (the runtime finds its queued workflows through its queue records). Listing these
+/// two statuses scans the workflow records instead.
+pub(crate) fn is_indexed(status: Status) -> bool {
+    !matches!(status, Status::Enqueued | Status::Delayed)
 }
 
 /// Writes the status-index key of workflow `id` with `status` into `out`.

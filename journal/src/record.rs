@@ -301,6 +301,9 @@ pub(crate) enum Prior {
     Absent,
     /// The record had this status.
     Was(Status),
+    /// A queued workflow's start ([`Batch::start_queued`]): the stored record, `Enqueued`
+    /// or `Delayed`, is this one but for its status and `updated_ms`.
+    Queued,
 }
 
 /// Everything one group commit writes: workflow upserts and completions of any number of
@@ -414,6 +417,34 @@ impl Batch {
     pub fn update_workflow(&mut self, rec: WorkflowRecord, previous: Status) {
         self.workflows.push(rec);
         self.priors.push(Prior::Was(previous));
+    }
+
+    /// Starts a queued workflow: `rec` is its record as stored (`Enqueued` or `Delayed`)
+    /// but for its status, `Pending` now, and `updated_ms`, the start time. A store may
+    /// keep the stored record and mark it started rather than rewrite it (sled does:
+    /// one entry instead of two); every read reports it `Pending` from then on.
+    ///
+    /// ```
+    /// use ordo_journal::{Batch, SledJournal, Status, Store, WorkflowRecord};
+    /// let journal = SledJournal::temporary()?;
+    /// let mut record = WorkflowRecord::new("report-1", "report", vec![], 0);
+    /// record.status = Status::Enqueued;
+    /// let mut batch = Batch::new();
+    /// batch.insert_workflow(record.clone());
+    /// journal.commit(&batch)?;
+    /// record.status = Status::Pending;
+    /// record.updated_ms = 5;
+    /// let mut batch = Batch::new();
+    /// batch.start_queued(record.clone());
+    /// journal.commit(&batch)?;
+    /// assert_eq!(journal.workflow("report-1")?, Some(record));
+    /// assert_eq!(journal.workflows(Some(Status::Pending))?.len(), 1);
+    /// # Ok::<(), ordo_journal::Error>(())
+    /// ```
+    pub fn start_queued(&mut self, rec: WorkflowRecord) {
+        debug_assert_eq!(rec.status, Status::Pending);
+        self.workflows.push(rec);
+        self.priors.push(Prior::Queued);
     }
 
     /// Adds one completion of workflow `workflow_id`, stored under its `seq`.

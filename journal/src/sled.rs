@@ -11,7 +11,7 @@ use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::Mutex;
 use std::time::{Duration, Instant};
 
-use crate::codec::{self, OLDEST_SCHEMA_VERSION, SCHEMA_VERSION};
+use crate::codec::{self, OLDEST_SCHEMA_VERSION, SCHEMA_VERSION, UNINDEXED_QUEUE_SCHEMA};
 use crate::copy::{self, TempFolder};
 use crate::durability::{DataFiles, Durability};
 use crate::key::{self, Key};
@@ -186,7 +186,19 @@ impl SledJournal {
                     // so an older build refuses it rather than misreading it. sled
                     // recovers a prefix of its log, so no later commit survives a crash
                     // without this write.
-                    db.insert(key::SCHEMA, &codec::encode_schema(SCHEMA_VERSION))?;
+                    let mut upgrade = ::sled::Batch::default();
+                    if version < UNINDEXED_QUEUE_SCHEMA {
+                        // Index entries of queued statuses, which this schema no longer
+                        // keeps (see `key::is_indexed`): removed with the version write,
+                        // so none is left behind to go stale.
+                        for status in [Status::Enqueued, Status::Delayed] {
+                            for entry in db.scan_prefix(key::status_prefix(status)).keys() {
+                                upgrade.remove(entry?);
+                            }
+                        }
+                    }
+                    upgrade.insert(key::SCHEMA, &codec::encode_schema(SCHEMA_VERSION));
+                    db.apply_batch(upgrade)?;
                     db.flush()?;
                 }
                 (seal, stored_commits(&db)?)
@@ -408,17 +420,25 @@ impl SledJournal {
         }
         for (rec, prior) in batch.workflows.iter().zip(&batch.priors) {
             key::check_id(&rec.id)?;
+            if *prior == Prior::Queued {
+                // A queued workflow's start: its record stays as enqueued, and its
+                // `Pending` index entry, holding the start time, marks it started (one
+                // sled entry, not a record and an entry; see `read_start`).
+                key::status(Status::Pending, &rec.id, k);
+                writes.insert(k.as_slice(), &rec.updated_ms.to_be_bytes()[..]);
+                continue;
+            }
             key::workflow(&rec.id, k);
             codec::encode_workflow(rec, v)?;
             writes.insert(k.as_slice(), v.as_slice());
             // The status index changes with the record, in the same batch: one entry for
             // the new status, none for the others. Without a known prior status, the
             // others are removed blindly (no read of the old record); a later put of the
-            // same id in this batch overrides both.
-            for status in Status::ALL {
+            // same id in this batch overrides both. Queued statuses have no entry.
+            for status in Status::ALL.into_iter().filter(|&s| key::is_indexed(s)) {
                 let stale = match *prior {
                     Prior::Unknown => true,
-                    Prior::Absent => false,
+                    Prior::Absent | Prior::Queued => false,
                     Prior::Was(previous) => previous == status,
                 };
                 if status == rec.status {
@@ -536,8 +556,16 @@ impl SledJournal {
                     None => None,
                 },
             };
+            // A queued record may carry a start mark (its `Pending` entry).
+            let indexed = indexed.map(|status| {
+                if key::is_indexed(status) {
+                    status
+                } else {
+                    Status::Pending
+                }
+            });
             writes.remove(k.as_slice());
-            for status in Status::ALL {
+            for status in Status::ALL.into_iter().filter(|&s| key::is_indexed(s)) {
                 if indexed.is_none_or(|indexed| indexed == status) {
                     key::status(status, id, k);
                     writes.remove(k.as_slice());
@@ -603,12 +631,50 @@ impl SledJournal {
             .clear();
     }
 
-    /// Reads and decodes workflow `id`'s record.
+    /// Reads and decodes workflow `id`'s record (as started, if queued and started).
     fn read_workflow(&self, key: &[u8], id: &str) -> Result<Option<WorkflowRecord>, Error> {
+        let Some(value) = self.db.get(key)? else {
+            return Ok(None);
+        };
+        let record = self.decode_workflow(key, id, &value)?;
+        if key::is_indexed(record.status) {
+            return Ok(Some(record));
+        }
+        // Still queued when its start mark was looked for, unless it started and ended
+        // in between (an end rewrites the record): read it once more to tell.
         match self.db.get(key)? {
-            Some(value) => codec::decode_workflow(key, id, &value).map(Some),
+            Some(again) if again != value => self.decode_workflow(key, id, &again).map(Some),
+            Some(_) => Ok(Some(record)),
             None => Ok(None),
         }
+    }
+
+    /// Decodes workflow `id`'s record `value`; a queued record with a start mark reads
+    /// as started ([`Batch::start_queued`]).
+    fn decode_workflow(&self, key: &[u8], id: &str, value: &[u8]) -> Result<WorkflowRecord, Error> {
+        let mut record = codec::decode_workflow(key, id, value)?;
+        if !key::is_indexed(record.status) {
+            if let Some(started_ms) = self.read_start(id)? {
+                record.status = Status::Pending;
+                record.updated_ms = started_ms;
+            }
+        }
+        Ok(record)
+    }
+
+    /// The start time in queued workflow `id`'s start mark, if it has one: its `Pending`
+    /// index entry, which holds the time (an index entry of a record that says
+    /// `Pending` itself is empty). Kept until its end removes it, with the entry.
+    fn read_start(&self, id: &str) -> Result<Option<u64>, Error> {
+        let mut k = Vec::with_capacity(2 + id.len());
+        key::status(Status::Pending, id, &mut k);
+        let Some(mark) = self.db.get(&k)? else {
+            return Ok(None);
+        };
+        let started: [u8; 8] = mark.as_ref().try_into().map_err(|_| {
+            codec::corrupt(&k, "indexed as pending but the record is queued".into())
+        })?;
+        Ok(Some(u64::from_be_bytes(started)))
     }
 }
 
@@ -716,13 +782,17 @@ impl Store for SledJournal {
     fn workflows(&self, status: Option<Status>) -> Result<Vec<WorkflowRecord>, Error> {
         let mut out = Vec::new();
         match status {
-            None => {
+            // Queued statuses have no index (see `key::is_indexed`): every record is read.
+            None | Some(Status::Enqueued | Status::Delayed) => {
                 for entry in self.db.scan_prefix(key::WORKFLOW_PREFIX) {
                     let (k, value) = entry?;
                     let Ok(Key::Workflow(id)) = key::parse(&k) else {
                         return Err(codec::corrupt(&k, "workflow id is not UTF-8".into()));
                     };
-                    out.push(codec::decode_workflow(&k, id, &value)?);
+                    let record = self.decode_workflow(&k, id, &value)?;
+                    if status.is_none_or(|status| status == record.status) {
+                        out.push(record);
+                    }
                 }
             }
             Some(status) => {
@@ -746,7 +816,7 @@ impl Store for SledJournal {
                             continue;
                         };
                         rec = record
-                            .map(|value| codec::decode_workflow(&record_key, id, &value))
+                            .map(|value| self.decode_workflow(&record_key, id, &value))
                             .transpose()?;
                     }
                     let rec = match rec {

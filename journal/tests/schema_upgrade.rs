@@ -1,6 +1,7 @@
-//! Schema version 4 (the deadline at the end of workflow records) opens the journals of
-//! schema versions 2 (no app version, no deadline) and 3 (no deadline), and still
-//! refuses version 1.
+//! Schema version 5 (no status-index entries for queued workflows) and version 4 (the
+//! deadline at the end of workflow records) open the journals of schema versions 2 (no
+//! app version, no deadline), 3 (no deadline) and 4 (the queued statuses indexed), and
+//! still refuse version 1.
 //!
 //! The old journals are built the way the old code wrote them: the workflow value is the
 //! old wire struct, defined here field for field as `codec.rs` had it, after the
@@ -13,7 +14,7 @@ mod common;
 use std::path::Path;
 
 use common::{completion, workflow};
-use ordo_journal::fuzzing::{schema_key, workflow_key};
+use ordo_journal::fuzzing::{schema_key, status_key, workflow_key};
 use ordo_journal::{
     Batch, Durability, Error, Outcome, SledJournal, Status, Store, WorkflowRecord, FORMAT_VERSION,
     SCHEMA_VERSION,
@@ -269,7 +270,7 @@ fn a_version_3_journal_opens_with_no_deadlines_and_is_marked_version_4_when_writ
     }
     let journal = SledJournal::open(&path, Durability::Flush).unwrap();
     assert_eq!(stored_schema(&journal), SCHEMA_VERSION);
-    assert_eq!(SCHEMA_VERSION, 4);
+    assert_eq!(SCHEMA_VERSION, 5);
 
     // The old pending workflow gets a rewrite in the new layout (with a deadline), a new
     // one is added; the untouched old record still reads in its old layout.
@@ -318,4 +319,96 @@ fn a_record_with_garbage_after_its_deadline_is_corrupt() {
         .unwrap();
     let err = journal.workflow("w").unwrap_err();
     assert!(err.to_string().contains("undecodable app version"), "{err}");
+}
+
+#[test]
+fn a_version_4_journal_lists_its_queued_workflows_and_drops_their_index_entries_when_written() {
+    let dir = tempfile::tempdir().unwrap();
+    let path = dir.path().join("j");
+    let queued = [
+        workflow("queued", Status::Enqueued),
+        workflow("later", Status::Delayed),
+    ];
+    {
+        // What the version-4 code left: queued records with status-index entries.
+        let journal = SledJournal::open(&path, Durability::Flush).unwrap();
+        let mut batch = Batch::new();
+        for rec in &queued {
+            batch.insert_workflow(rec.clone());
+        }
+        batch.insert_workflow(workflow("running", Status::Pending));
+        journal.commit(&batch).unwrap();
+        for rec in &queued {
+            journal
+                .raw_insert(&status_key(rec.status, &rec.id), &[])
+                .unwrap();
+        }
+        journal
+            .raw_insert(schema_key(), &4u32.to_be_bytes())
+            .unwrap();
+    }
+    {
+        // Read-only: listed by status, nothing rewritten.
+        let journal = SledJournal::open_existing(&path).unwrap();
+        assert_eq!(
+            stored_schema(&journal),
+            4,
+            "the fixture is a version 4 journal"
+        );
+        assert_eq!(
+            journal.workflows(Some(Status::Enqueued)).unwrap(),
+            [queued[0].clone()]
+        );
+        assert_eq!(
+            journal.workflows(Some(Status::Delayed)).unwrap(),
+            [queued[1].clone()]
+        );
+    }
+    let journal = SledJournal::open(&path, Durability::Flush).unwrap();
+    assert_eq!(stored_schema(&journal), SCHEMA_VERSION);
+    for rec in &queued {
+        assert_eq!(
+            journal.raw_get(&status_key(rec.status, &rec.id)).unwrap(),
+            None,
+            "the entry of {} went with the upgrade",
+            rec.id
+        );
+    }
+    assert_eq!(
+        journal.workflows(Some(Status::Enqueued)).unwrap(),
+        [queued[0].clone()]
+    );
+    assert_eq!(
+        journal.workflows(Some(Status::Delayed)).unwrap(),
+        [queued[1].clone()]
+    );
+
+    // The queued one starts and ends: no entry of its queued status is left anywhere.
+    let mut started = queued[0].clone();
+    started.status = Status::Pending;
+    let mut batch = Batch::new();
+    batch.update_workflow(started.clone(), Status::Enqueued);
+    journal.commit(&batch).unwrap();
+    assert!(journal
+        .workflows(Some(Status::Enqueued))
+        .unwrap()
+        .is_empty());
+    assert_eq!(journal.workflows(Some(Status::Pending)).unwrap().len(), 2);
+    let mut ended = started;
+    ended.status = Status::Succeeded;
+    ended.output = Some(Outcome::Ok(b"done".to_vec()));
+    batch.clear();
+    batch.update_workflow(ended.clone(), Status::Pending);
+    journal.commit(&batch).unwrap();
+    drop(journal);
+    let journal = SledJournal::open(&path, Durability::Flush).unwrap();
+    assert!(journal
+        .workflows(Some(Status::Enqueued))
+        .unwrap()
+        .is_empty());
+    assert_eq!(journal.workflows(Some(Status::Succeeded)).unwrap(), [ended]);
+    assert_eq!(
+        journal.workflows(Some(Status::Delayed)).unwrap(),
+        [queued[1].clone()]
+    );
 }

@@ -4,6 +4,7 @@
 mod common;
 
 use common::{completion, workflow};
+use ordo_journal::fuzzing::{status_key, workflow_key};
 use ordo_journal::{Batch, Durability, SledJournal, Status, Store};
 
 fn ids(journal: &SledJournal, status: Option<Status>) -> Vec<String> {
@@ -115,4 +116,95 @@ fn listing_while_another_thread_changes_statuses_never_reports_corruption() {
             }
         }
     });
+}
+
+#[test]
+fn queued_statuses_are_listed_without_index_entries() {
+    let journal = SledJournal::temporary().unwrap();
+    let mut batch = Batch::new();
+    batch.insert_workflow(workflow("a", Status::Enqueued));
+    batch.insert_workflow(workflow("b", Status::Delayed));
+    batch.insert_workflow(workflow("c", Status::Enqueued));
+    batch.insert_workflow(workflow("d", Status::Pending));
+    journal.commit(&batch).unwrap();
+    assert_eq!(ids(&journal, Some(Status::Enqueued)), ["a", "c"]);
+    assert_eq!(ids(&journal, Some(Status::Delayed)), ["b"]);
+    // A queued workflow's status changes cost no index write (and no removal).
+    for (id, status) in [
+        ("a", Status::Enqueued),
+        ("b", Status::Delayed),
+        ("c", Status::Enqueued),
+    ] {
+        assert_eq!(journal.raw_get(&status_key(status, id)).unwrap(), None);
+    }
+
+    batch.clear();
+    let mut b = workflow("b", Status::Enqueued);
+    b.updated_ms += 1;
+    batch.update_workflow(b, Status::Delayed);
+    let mut a = workflow("a", Status::Pending);
+    a.updated_ms += 1;
+    batch.update_workflow(a, Status::Enqueued);
+    batch.update_workflow(workflow("c", Status::Cancelled), Status::Enqueued);
+    journal.commit(&batch).unwrap();
+    assert_eq!(ids(&journal, Some(Status::Enqueued)), ["b"]);
+    assert!(ids(&journal, Some(Status::Delayed)).is_empty());
+    assert_eq!(ids(&journal, Some(Status::Pending)), ["a", "d"]);
+    assert_eq!(ids(&journal, Some(Status::Cancelled)), ["c"]);
+}
+
+#[test]
+fn a_queued_start_is_one_marked_index_entry_and_its_record_is_not_rewritten() {
+    let dir = tempfile::tempdir().unwrap();
+    let path = dir.path().join("j");
+    let journal = SledJournal::open(&path, Durability::Flush).unwrap();
+    let mut batch = Batch::new();
+    batch.insert_workflow(workflow("q", Status::Enqueued));
+    journal.commit(&batch).unwrap();
+    let enqueued = journal.raw_get(&workflow_key("q")).unwrap();
+
+    let mut started = workflow("q", Status::Pending);
+    started.updated_ms = 1_700_000_009_000;
+    batch.clear();
+    batch.start_queued(started.clone());
+    journal.commit(&batch).unwrap();
+    assert_eq!(journal.raw_get(&workflow_key("q")).unwrap(), enqueued);
+    assert_eq!(
+        journal.raw_get(&status_key(Status::Pending, "q")).unwrap(),
+        Some(started.updated_ms.to_be_bytes().to_vec())
+    );
+    drop(journal);
+
+    // Durable like a record: after a reopen it is still started, and recovered as such.
+    let journal = SledJournal::open(&path, Durability::Flush).unwrap();
+    assert_eq!(journal.workflow("q").unwrap(), Some(started.clone()));
+    assert_eq!(journal.workflows(Some(Status::Pending)).unwrap(), [started]);
+    assert!(ids(&journal, Some(Status::Enqueued)).is_empty());
+
+    // Its end removes the mark with the index entry.
+    batch.clear();
+    batch.update_workflow(workflow("q", Status::Succeeded), Status::Pending);
+    journal.commit(&batch).unwrap();
+    assert_eq!(
+        journal.raw_get(&status_key(Status::Pending, "q")).unwrap(),
+        None
+    );
+    assert_eq!(ids(&journal, Some(Status::Succeeded)), ["q"]);
+}
+
+#[test]
+fn a_pending_entry_that_is_not_a_start_mark_next_to_a_queued_record_is_corrupt() {
+    let journal = SledJournal::temporary().unwrap();
+    let mut batch = Batch::new();
+    batch.insert_workflow(workflow("q", Status::Enqueued));
+    journal.commit(&batch).unwrap();
+    journal
+        .raw_insert(&status_key(Status::Pending, "q"), &[])
+        .unwrap();
+    let err = journal.workflow("q").unwrap_err();
+    assert!(
+        err.to_string()
+            .contains("indexed as pending but the record is queued"),
+        "{err}"
+    );
 }

@@ -1,6 +1,6 @@
 //! The queues' state on the runtime's thread, and dispatch inside the group commit.
 
-use std::cell::{Cell, RefCell};
+use std::cell::{Cell, OnceCell, RefCell};
 use std::collections::{BTreeMap, HashMap, VecDeque};
 use std::rc::{Rc, Weak};
 use std::time::Duration;
@@ -13,11 +13,28 @@ use super::{millis, EnqueueOptions, OnDuplicate, QueueOptions};
 use crate::core::{Core, PendingStart};
 use crate::error::Error;
 use crate::talk::watch::WatchKey;
+use crate::workflow::WorkflowState;
+
+/// Where the queue puts a waiting workflow's running state when it starts it: the
+/// handles given out by its enqueue follow it from there, as a started workflow's
+/// handles do, instead of reading its record (twice) from the journal once it ended.
+pub(crate) type Dispatched = Rc<OnceCell<Rc<WorkflowState>>>;
 
 /// An enqueue ready to be written: the `Enqueued` (or `Delayed`) record and its entry.
 pub(crate) struct Staged {
     pub(crate) record: WorkflowRecord,
     pub(crate) entry: Entry,
+    /// Filled when the queue starts it.
+    pub(crate) dispatched: Dispatched,
+}
+
+/// A slot handed straight to the next workflow of a lane ([`Queues::hand_over`]).
+pub(crate) struct HandedOver {
+    /// Its record, `Pending` now (its start is [`Batch::start_queued`]).
+    pub(crate) record: WorkflowRecord,
+    pub(crate) registration: crate::registry::Registration,
+    /// Where its running state goes once launched.
+    pub(crate) dispatched: Dispatched,
 }
 
 /// What an enqueue found.
@@ -339,13 +356,18 @@ impl Queues {
             record.id.clone(),
             Member::new(&record.id, &entry, State::Reserved),
         );
-        Ok(Reserved::New(Box::new(Staged { record, entry })))
+        Ok(Reserved::New(Box::new(Staged {
+            record,
+            entry,
+            dispatched: Dispatched::default(),
+        })))
     }
 
     /// An enqueue from outside a workflow ([`Runtime::enqueue`](crate::Runtime::enqueue),
     /// a client's): reserves it and stages a new one for the next commit. Returns the id
-    /// it is (or was) enqueued under, and whether it was staged now (`false`: a
-    /// workflow holds its id, or its deduplication id and `ReturnExisting` was asked).
+    /// it is (or was) enqueued under, and, if it was staged now, where its running state
+    /// will be once started (`None`: a workflow holds its id, or its deduplication id and
+    /// `ReturnExisting` was asked).
     pub(crate) fn enqueue_outside(
         &self,
         core: &Core,
@@ -353,18 +375,19 @@ impl Queues {
         record: WorkflowRecord,
         options: &EnqueueOptions,
         now_ms: u64,
-    ) -> Result<(String, bool), Error> {
+    ) -> Result<(String, Option<Dispatched>), Error> {
         match self.reserve(core, queue, record, options, now_ms)? {
             Reserved::New(staged) => {
                 let id = staged.record.id.clone();
+                let dispatched = Rc::clone(&staged.dispatched);
                 self.ready.borrow_mut().push(*staged);
-                Ok((id, true))
+                Ok((id, Some(dispatched)))
             }
-            Reserved::Existing(id) => Ok((id, false)),
+            Reserved::Existing(id) => Ok((id, None)),
             Reserved::Duplicate {
                 existing,
                 on_duplicate: OnDuplicate::ReturnExisting,
-            } => Ok((existing, false)),
+            } => Ok((existing, None)),
             Reserved::Duplicate { existing, .. } => Err(super::duplicate(queue, options, existing)),
         }
     }
@@ -436,7 +459,14 @@ impl Queues {
             record.id.clone(),
             Member::new(&record.id, &entry, State::Reserved),
         );
-        self.admit(Staged { record, entry }, 0);
+        self.admit(
+            Staged {
+                record,
+                entry,
+                dispatched: Dispatched::default(),
+            },
+            0,
+        );
     }
 
     /// Counts workflow `id`, started from the queue under `entry` and running here (after
@@ -581,12 +611,7 @@ impl Queues {
     /// had happened. Only on lanes whose limits this worker keeps alone and where no rate
     /// limit applies (a rate window must be durable before a body runs); the slot passes
     /// only once the ended body has returned, so no more run at once than the limit.
-    pub(crate) fn hand_over(
-        &self,
-        core: &Core,
-        id: &str,
-        now_ms: u64,
-    ) -> Option<(WorkflowRecord, Status, crate::registry::Registration)> {
+    pub(crate) fn hand_over(&self, core: &Core, id: &str, now_ms: u64) -> Option<HandedOver> {
         // `shared_limits` is false once the store said it keeps no limits across workers.
         if self.shared_limits.get() || self.members.borrow().is_empty() {
             return None;
@@ -621,9 +646,12 @@ impl Queues {
             })
             .filter(|(_, staged, _)| staged.record.deadline_ms.is_none())
             .map(|(place, _, registration)| (place.clone(), registration.clone()))?;
-        let Staged { mut record, .. } = lane.waiting.remove(&place)?;
-        let previous = record.status;
-        if previous == Status::Delayed {
+        let Staged {
+            mut record,
+            dispatched,
+            ..
+        } = lane.waiting.remove(&place)?;
+        if record.status == Status::Delayed {
             lane.delayed = lane.delayed.saturating_sub(1);
         }
         record.status = Status::Pending;
@@ -634,7 +662,11 @@ impl Queues {
         if let Some(ended) = members.get_mut(id) {
             ended.state = State::HandedOver;
         }
-        Some((record, previous, registration))
+        Some(HandedOver {
+            record,
+            registration,
+            dispatched,
+        })
     }
 
     /// The queue part of a group commit: writes the enqueues from outside, then, if
@@ -716,7 +748,11 @@ impl Queues {
                 let Some(staged) = lane.waiting.remove(&place) else {
                     continue;
                 };
-                let Staged { mut record, .. } = staged;
+                let Staged {
+                    mut record,
+                    dispatched,
+                    ..
+                } = staged;
                 let previous = record.status;
                 if previous == Status::Delayed {
                     lane.delayed = lane.delayed.saturating_sub(1);
@@ -726,7 +762,7 @@ impl Queues {
                 };
                 record.status = Status::Pending;
                 record.updated_ms = now_ms;
-                batch.update_workflow(record.clone(), previous);
+                batch.start_queued(record.clone());
                 if let Some(member) = self.members.borrow_mut().get_mut(&record.id) {
                     member.state = State::Running;
                 }
@@ -735,7 +771,10 @@ impl Queues {
                     lane.window.push_back(now_ms);
                 }
                 wake.push(WatchKey::Workflow(record.id.clone()));
-                launch.push(core.fresh_start(record, registration, false));
+                let start = core.fresh_start(record, registration, false);
+                // Set once: a staged entry is dispatched once.
+                let _ = dispatched.set(Rc::clone(&start.wf));
+                launch.push(start);
             }
             if let Some((limit, period)) = options.rate {
                 while lane.window.len() > limit {

@@ -91,10 +91,10 @@ impl Runtime {
         registration.check_outputs::<O, E>(&id, "handle")?;
         let input = registration.encode_input(&id, &input)?;
         let record = WorkflowRecord::new(&id, name, input, 0);
-        let (id, staged) =
+        let (id, dispatched) =
             core.queues
                 .enqueue_outside(core, queue, record, &options, self.now_ms())?;
-        if !staged {
+        if dispatched.is_none() {
             // Found under its id or its deduplication id: the holder may be another
             // workflow, whose types must be `O` and `E` too.
             let holder = core.running.borrow().get(&id).map(|wf| wf.name.clone());
@@ -107,7 +107,11 @@ impl Runtime {
             }
         }
         let running = core.running.borrow().get(&id).cloned();
-        Ok(WorkflowHandle::new(id, Rc::clone(core), running))
+        let mut handle = WorkflowHandle::new(id, Rc::clone(core), running);
+        if let Some(dispatched) = dispatched {
+            handle.follow_dispatch(dispatched);
+        }
+        Ok(handle)
     }
 }
 

@@ -73,7 +73,7 @@ pub(crate) fn millis(d: Duration) -> u64 {
 }
 
 pub use debounce::DebounceOptions;
-pub(crate) use dispatch::{Queues, Staged};
+pub(crate) use dispatch::{Dispatched, HandedOver, Queues, Staged};
 pub(crate) use enqueue::{duplicate, generated_id};
 pub use schedule::MissedTicks;
 pub(crate) use schedule::Schedule;

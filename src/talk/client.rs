@@ -834,10 +834,10 @@ impl Core {
             });
         match enqueued {
             // Answered once the commit that writes it is durable.
-            Ok((id, true)) => {
+            Ok((id, Some(_))) => {
                 self.queue_reply(Box::new(move |r| drop(reply.send(r.map(|()| id)))));
             }
-            Ok((id, false)) => drop(reply.send(Ok(id))),
+            Ok((id, None)) => drop(reply.send(Ok(id))),
             Err(err) => drop(reply.send(Err(err))),
         }
     }
