@@ -439,7 +439,7 @@ impl Core {
         }
         let attempts = before.recovery_attempts;
         let mut batch = Batch::new();
-        batch.update_workflow(before, Status::Pending);
+        batch.update_workflow(*before, Status::Pending);
         match self.store.commit(&batch) {
             Ok(()) => wf.recovery_attempts.set(attempts),
             Err(err) => self.break_down(err.into()),
@@ -460,7 +460,7 @@ impl Core {
                 continue;
             }
             if let Some(before) = wf.before_resume.borrow_mut().take() {
-                batch.update_workflow(before, Status::Pending);
+                batch.update_workflow(*before, Status::Pending);
             }
         }
         // Best effort: if it fails, the attempts stay counted, which is only conservative.
@@ -573,7 +573,7 @@ impl Core {
         counted.recovery_attempts += 1;
         let wf = Rc::new(WorkflowState::new(&counted, recorded));
         crate::telemetry::load_trace_context(&*self.store, &wf)?;
-        *wf.before_resume.borrow_mut() = Some(record);
+        *wf.before_resume.borrow_mut() = Some(Box::new(record));
         Ok((wf, counted))
     }
 

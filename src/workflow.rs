@@ -61,8 +61,10 @@ pub(crate) struct WorkflowState {
     /// The record as it was before this process counted its own resumption, if it did:
     /// written back when the resumption stops on a divergence (non-determinism, a type
     /// mismatch), which is the code's fault, not the workflow's: a corrected binary finds
-    /// the workflow exactly as it was. Dropped at the first progress.
-    pub(crate) before_resume: RefCell<Option<WorkflowRecord>>,
+    /// the workflow exactly as it was. Dropped at the first progress. Boxed: a record is
+    /// about 170 bytes, which every workflow would carry (most never resumed) for as long
+    /// as it runs or stays parked.
+    pub(crate) before_resume: RefCell<Option<Box<WorkflowRecord>>>,
 
     /// The next delivery sequence number, assigned at commit.
     pub(crate) next_seq: Cell<u64>,
