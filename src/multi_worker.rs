@@ -94,7 +94,7 @@ pub(crate) fn spawn_takeover(core: &Rc<Core>, executor: &Executor, every: Durati
     let core = Rc::downgrade(core);
     drop(executor.spawn(async move {
         loop {
-            ordo_executor::sleep(every).await;
+            wall_clock_sleep(every).await;
             let Some(core) = core.upgrade() else { return };
             if core.broken().is_some() {
                 return;
@@ -119,6 +119,32 @@ pub(crate) fn spawn_takeover(core: &Rc<Core>, executor: &Executor, every: Durati
             }
         }
     }));
+}
+
+/// Completes once `wait` of wall time has passed, without a timer of the executor.
+///
+/// Leases expire on the wall clock, so that is the clock takeover rounds keep. An
+/// executor timer would also be one on a [`Clock::Virtual`](crate::Clock::Virtual)
+/// executor, where time jumps only from one timer to the next: with a takeover timer
+/// every half lease, a workflow's durable sleep of a year would be reached through
+/// millions of takeover rounds (each a round trip to the journal), and never in
+/// practice. The wait is a short-lived thread that wakes the task (the executor's
+/// wakers are `Send`), at most one per runtime at a time.
+async fn wall_clock_sleep(wait: Duration) {
+    let (done, waited) = futures::channel::oneshot::channel::<()>();
+    let timer = std::thread::Builder::new()
+        .name("ordo-takeover-timer".into())
+        .spawn(move || {
+            std::thread::sleep(wait);
+            let _ = done.send(());
+        });
+    match timer {
+        Ok(_) => {
+            let _ = waited.await;
+        }
+        // No thread to be had: the executor's clock, as the next best.
+        Err(_) => ordo_executor::sleep(wait).await,
+    }
 }
 
 /// A workflow this worker started (or enqueued) whose start record the journal refused

@@ -57,8 +57,7 @@ fn statuses(rt: &Runtime) -> BTreeMap<String, Status> {
 fn another_thread_cancels_resumes_forks_and_reads_through_a_client() {
     let bodies = Rc::new(RefCell::new(Vec::<u32>::new()));
     let seen = Rc::clone(&bodies);
-    let rt = Runtime::builder()
-        .temporary()
+    let rt = ordo_testkit::store::temporary()
         .register("hold", hold)
         .register("tree", tree)
         .register("count", move |ctx: Ctx, n: u32| {
@@ -197,8 +196,7 @@ fn another_thread_cancels_resumes_forks_and_reads_through_a_client() {
 
 #[test]
 fn a_resumed_workflow_replays_what_it_recorded_and_finishes() {
-    let rt = Runtime::builder()
-        .temporary()
+    let rt = ordo_testkit::store::temporary()
         .clock(ordo::Clock::Virtual)
         .register("count", count)
         .register("slow", |ctx: Ctx, _: ()| async move {
@@ -229,6 +227,8 @@ fn a_resumed_workflow_replays_what_it_recorded_and_finishes() {
 #[test]
 fn serving_the_admin_socket_keeps_nothing_alive() {
     let dir = tempfile::tempdir().expect("temp dir");
+    // sled only: the admin socket is served in the journal's folder, which only a
+    // journal at a path has.
     let rt = Runtime::builder()
         .path(dir.path())
         .durability(ordo::Durability::None)
@@ -260,7 +260,7 @@ fn serving_the_admin_socket_keeps_nothing_alive() {
 /// A client whose runtime is gone gets `RuntimeGone` for every operation.
 #[test]
 fn operations_of_a_dropped_runtime_fail_with_runtime_gone() {
-    let rt = Runtime::builder().temporary().build().expect("build");
+    let rt = ordo_testkit::store::temporary().build().expect("build");
     let client: Client = rt.client();
     drop(rt);
     let cancelled = futures::executor::block_on(client.cancel("x", true));

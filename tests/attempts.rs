@@ -8,14 +8,12 @@ use std::time::{Duration, UNIX_EPOCH};
 
 use common::order::{interrupted, original, renamed};
 use common::{builder, journal_dir};
-use ordo::journal::{SledJournal, WorkflowRecord};
-use ordo::{Ctx, Durability, Error, RuntimeBuilder};
+use ordo::journal::WorkflowRecord;
+use ordo::{Ctx, Error, RuntimeBuilder};
 
 fn record(dir: &std::path::Path, id: &str) -> WorkflowRecord {
-    let journal = SledJournal::open(dir, Durability::None).expect("journal opens");
-    ordo::journal::Store::workflow(&journal, id)
-        .expect("readable")
-        .expect("recorded")
+    let journal = ordo_testkit::store::open(dir);
+    journal.workflow(id).expect("readable").expect("recorded")
 }
 
 fn retyped(b: RuntimeBuilder) -> RuntimeBuilder {

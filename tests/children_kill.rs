@@ -5,7 +5,7 @@ mod common;
 
 use std::time::Duration;
 
-use ordo::{Ctx, Event, Runtime, RuntimeBuilder, Status};
+use ordo::{Ctx, Event, RuntimeBuilder, Status};
 
 const CHILD_ENV: &str = "ORDO_CHILDREN_KILL_CHILD";
 const CHILD_TEST: &str = "children_kill_child";
@@ -37,7 +37,7 @@ fn children_kill_child() {
     let Ok(dir) = std::env::var(CHILD_ENV) else {
         return;
     };
-    let rt = register(Runtime::builder().path(&dir))
+    let rt = register(ordo_testkit::store::runtime(&dir))
         .observer(|event| {
             if let Event::Committed { completions, .. } = event {
                 if *completions > 0 {
@@ -64,7 +64,7 @@ fn a_parent_killed_after_launching_adopts_its_child_after_a_restart() {
     );
     common::worker::kill(child);
 
-    let rt = register(Runtime::builder().path(dir.path()))
+    let rt = register(ordo_testkit::store::runtime(dir.path()))
         .build()
         .expect("reopen");
     // Both are pending: the parent, and the child its launch started.

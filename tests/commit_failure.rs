@@ -1,7 +1,7 @@
 //! The first failed commit is fatal for the runtime (after a failed flush or fsync,
 //! nothing written since the last good commit can be trusted): every running workflow
 //! gets a typed error, nothing more is committed or delivered, and only a reopen, which
-//! replays what is really on disk, continues. Whatever the commit that fails, no
+//! replays what is really in the journal, continues. Whatever the commit that fails, no
 //! acknowledged completion is lost and no recorded step runs twice.
 
 mod common;
@@ -12,7 +12,7 @@ use std::rc::Rc;
 use std::time::{Duration, UNIX_EPOCH};
 
 use common::faulty::{Fault, FaultyStore, Log};
-use ordo::journal::{Durability, SledJournal, Store};
+use ordo::journal::Durability;
 use ordo::{Clock, Ctx, Error, Event, Runtime, RuntimeBuilder};
 
 /// Body runs per step name, across both processes' runtimes.
@@ -50,7 +50,7 @@ fn whichever_commit_fails_nothing_acknowledged_is_lost_and_nothing_recorded_runs
             let runs: Runs = Rc::default();
             let acknowledged = Rc::new(RefCell::new(Vec::<u64>::new()));
             let seen = Rc::clone(&acknowledged);
-            let journal = SledJournal::open(dir.path(), Durability::Flush).expect("journal");
+            let journal = ordo_testkit::store::open(dir.path());
             let log = Log::default();
             let store = FaultyStore::new(journal, log.clone(), Some((k, fault)));
             let rt = register(Runtime::builder().store(Box::new(store)), &runs)
@@ -79,7 +79,7 @@ fn whichever_commit_fails_nothing_acknowledged_is_lost_and_nothing_recorded_runs
             drop((h, rt));
 
             // What the disk really holds.
-            let journal = SledJournal::open(dir.path(), Durability::Flush).expect("reopen");
+            let journal = ordo_testkit::store::open(dir.path());
             let on_disk: Vec<u64> = journal
                 .completions("p")
                 .expect("read")
@@ -97,9 +97,7 @@ fn whichever_commit_fails_nothing_acknowledged_is_lost_and_nothing_recorded_runs
 
             // A reopen replays what is on disk and finishes.
             let rt = register(
-                Runtime::builder()
-                    .path(dir.path())
-                    .durability(Durability::Flush),
+                ordo_testkit::store::runtime(dir.path()).durability(Durability::Flush),
                 &runs,
             )
             .build()

@@ -1,7 +1,8 @@
 //! Crash tests with real processes: killed with SIGKILL at chosen and random points.
 //!
 //! A child process (this test binary, re-invoked on the `crash_child` entry) runs a
-//! workflow of sequential steps around a concurrent `join_all` on a sled journal, and
+//! workflow of sequential steps around a concurrent `join_all` on the test's journal (sled,
+//! or PostgreSQL with `ORDO_TEST_STORE=postgres`: `ordo_testkit::store`), and
 //! is SIGKILLed: (a) right after each k-th committed step completion — the child's
 //! observer parks the runtime inside the commit and the parent kills it there — and
 //! (b) at random times. The parent then checks the journal the child left, recovers it
@@ -23,8 +24,8 @@ use std::process::{Child, Command, Stdio};
 use std::sync::mpsc;
 use std::time::{Duration, Instant};
 
-use ordo::journal::{Completion, SledJournal, Store};
-use ordo::{Ctx, Durability, Event, Runtime, RuntimeBuilder, Status};
+use ordo::journal::Completion;
+use ordo::{Ctx, Durability, Event, RuntimeBuilder, Status};
 
 /// Carries the child's parameters; its absence makes `crash_child` a no-op.
 const CHILD_ENV: &str = "ORDO_CRASH_CHILD";
@@ -101,7 +102,7 @@ fn register(builder: RuntimeBuilder, log: &Path) -> RuntimeBuilder {
 
 fn runtime(dir: &Path, log: &Path) -> RuntimeBuilder {
     register(
-        Runtime::builder().path(dir).durability(Durability::Flush),
+        ordo_testkit::store::runtime(dir).durability(Durability::Flush),
         log,
     )
 }
@@ -203,7 +204,9 @@ struct ChildProcess {
 impl ChildProcess {
     fn spawn(dir: &Path, log: &Path, hold: u64) -> Self {
         let exe = std::env::current_exe().expect("test binary path");
-        let mut child = Command::new(exe)
+        let mut child = Command::new(exe);
+        ordo_testkit::store::pass_to(&mut child);
+        let mut child = child
             .args([
                 "--exact",
                 CHILD_TEST,
@@ -322,10 +325,11 @@ fn acknowledged(lines: &[String]) -> Acknowledged {
 
 /// The journal as the killed child left it.
 fn journal_state(dir: &Path) -> (Option<Status>, Vec<Completion>) {
-    if !dir.exists() {
+    // A sled child killed before it created its folder left no journal at all.
+    if ordo_testkit::store::is_sled() && !dir.exists() {
         return (None, Vec::new());
     }
-    let journal = SledJournal::open(dir, Durability::None).expect("journal opens after the kill");
+    let journal = ordo_testkit::store::open(dir);
     let status = journal
         .workflow(WORKFLOW_ID)
         .expect("workflow record readable")

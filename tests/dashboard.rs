@@ -72,8 +72,7 @@ async fn slow(ctx: Ctx, _: ()) -> Result<u32, String> {
 }
 
 fn builder(path: &Path) -> RuntimeBuilder {
-    Runtime::builder()
-        .path(path)
+    ordo_testkit::store::runtime(path)
         .register("order", order)
         .register("slow", slow)
 }

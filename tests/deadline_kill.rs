@@ -13,7 +13,7 @@ use std::path::Path;
 use std::rc::Rc;
 use std::time::Duration;
 
-use ordo::{Ctx, Error, Event, Runtime, RuntimeBuilder, StartOptions, Status};
+use ordo::{Ctx, Error, Event, RuntimeBuilder, StartOptions, Status};
 
 const CHILD_ENV: &str = "ORDO_DEADLINE_KILL_CHILD";
 const CHILD_TEST: &str = "deadline_kill_child";
@@ -62,7 +62,7 @@ fn deadline_kill_child() {
         Cell::new(false),
     );
     let (l, s) = (Rc::clone(&launched), Rc::clone(&slept));
-    let rt = register(Runtime::builder().path(&dir))
+    let rt = register(ordo_testkit::store::runtime(&dir))
         .observer(move |event| {
             if let Event::Step {
                 workflow_id, name, ..
@@ -104,7 +104,7 @@ fn a_deadline_across_a_sigkill_counts_from_the_first_start_and_takes_the_childre
     run_and_kill(dir.path());
     let restarted = now_ms();
 
-    let rt = register(Runtime::builder().path(dir.path()))
+    let rt = register(ordo_testkit::store::runtime(dir.path()))
         .build()
         .expect("reopen");
     let deadline = {
@@ -175,7 +175,7 @@ fn a_deadline_across_a_sigkill_counts_from_the_first_start_and_takes_the_childre
     drop(rt);
 
     // And the cancellation is for good: another restart resumes nothing.
-    let rt = register(Runtime::builder().path(dir.path()))
+    let rt = register(ordo_testkit::store::runtime(dir.path()))
         .build()
         .expect("reopen again");
     assert!(rt.recover().expect("recover").resumed.is_empty());

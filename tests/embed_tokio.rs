@@ -10,8 +10,7 @@ use std::path::Path;
 use std::rc::Rc;
 use std::time::Duration;
 
-use ordo::journal::Store;
-use ordo::{Ctx, Error, Metrics, Runtime};
+use ordo::{Ctx, Error, Metrics};
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
 use tokio::net::{TcpListener, TcpStream};
 use tokio::sync::{mpsc, oneshot};
@@ -148,8 +147,7 @@ async fn drive(
     halt: bool,
 ) -> (Result<Result<String, String>, Error>, Metrics) {
     let env = env.clone();
-    let mut builder = Runtime::builder()
-        .path(dir)
+    let mut builder = ordo_testkit::store::runtime(dir)
         .register(WORKFLOW, move |ctx: Ctx, (): ()| {
             net_workflow(ctx, env.clone())
         });
@@ -162,9 +160,19 @@ async fn drive(
     let handle = rt
         .start::<_, String, String>(WORKFLOW, WORKFLOW_ID, ())
         .expect("start");
-    // run() ends when no workflow task is left; the handle resolves once the result
-    // is durable. Both are driven by tokio here.
-    let ((), result) = tokio::join!(rt.run(), handle.result());
+    // The handle resolves once the result is durable. Both are driven by tokio here.
+    let result = if ordo_testkit::store::is_sled() {
+        // run() ends when no workflow task is left.
+        let ((), result) = tokio::join!(rt.run(), handle.result());
+        result
+    } else {
+        // On a journal shared by many workers, run() does not end once recover() ran:
+        // it keeps taking over dead workers' workflows. Driven until the handle says.
+        tokio::select! {
+            result = handle.result() => result,
+            () = rt.run() => panic!("run() ended on a shared journal after recover()"),
+        }
+    };
     (result, rt.metrics())
 }
 
@@ -178,8 +186,7 @@ async fn env() -> Env {
 
 /// The journal holds every step, the sequential ones in call order.
 fn check_journal(dir: &Path) {
-    let journal =
-        ordo::journal::SledJournal::open(dir, ordo::Durability::None).expect("journal opens");
+    let journal = ordo_testkit::store::open(dir);
     let names: Vec<(u64, String)> = journal
         .completions(WORKFLOW_ID)
         .expect("completions")

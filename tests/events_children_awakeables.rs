@@ -69,7 +69,7 @@ fn get_event_sees_the_latest_value_waits_for_one_and_times_out() {
     assert_eq!(set.len(), 3);
     // A replay returns what was seen, not the value now.
     drop((p, early, never, late, rt));
-    ordo_testkit::replay_journal(dir.path(), eventful)
+    ordo_testkit::store::replay(dir.path(), eventful)
         .expect("replays")
         .assert_clean();
 }
@@ -92,7 +92,7 @@ fn the_checker_finds_events_deterministic_under_every_crash() {
 #[test]
 fn a_client_on_tokio_multi_thread_reads_events_with_timeouts() {
     let dir = journal_dir();
-    let rt = eventful(ordo::Runtime::builder().path(dir.path()))
+    let rt = eventful(ordo_testkit::store::runtime(dir.path()))
         .build()
         .expect("build");
     let client = rt.client();
@@ -232,7 +232,7 @@ fn a_fan_out_replays_from_its_journal() {
             .expect("start");
         assert_eq!(rt.block_on(h.result()).expect("runs"), Ok(5));
     }
-    ordo_testkit::replay_journal(dir.path(), family)
+    ordo_testkit::store::replay(dir.path(), family)
         .expect("replays")
         .assert_clean();
 }
@@ -266,7 +266,7 @@ fn a_childs_error_reaches_the_parent_as_a_recorded_outcome() {
         Ok("child said: out of stock".to_string())
     );
     drop((h, rt));
-    ordo_testkit::replay_journal(dir.path(), register)
+    ordo_testkit::store::replay(dir.path(), register)
         .expect("replays")
         .assert_clean();
 }
@@ -325,8 +325,7 @@ async fn payment(ctx: Ctx, _: ()) -> Result<String, String> {
 #[test]
 fn an_awakeable_resolved_from_another_thread_while_embedded_in_tokio() {
     let dir = journal_dir();
-    let rt = ordo::Runtime::builder()
-        .path(dir.path())
+    let rt = ordo_testkit::store::runtime(dir.path())
         .register("payment", payment)
         .build()
         .expect("build");

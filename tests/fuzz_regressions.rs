@@ -1,6 +1,7 @@
 //! Inputs the `replay` fuzz target or its proptest found, kept so stable `cargo test`
 //! checks them forever (fuzz/README.md says how to add one). Each found a wrong
-//! assumption; the comment says which.
+//! assumption; the comment says which. Not part of the PostgreSQL pass: each case names
+//! its journal kinds (in-memory and sled, as the fuzz target runs them).
 
 use ordo_testkit::catalogue::{check_case, replay, Case, Shape};
 use ordo_testkit::{JournalKind, Latency};

@@ -11,8 +11,7 @@ use std::rc::Rc;
 use std::time::Duration;
 
 use common::{builder, journal_dir};
-use ordo::journal::{SledJournal, Store};
-use ordo::{Ctx, Durability, Error, RetryPolicy, Status};
+use ordo::{Ctx, Error, RetryPolicy, Status};
 
 /// Counts how often a body ran, across runtimes in one test.
 #[derive(Clone, Default)]
@@ -201,7 +200,7 @@ fn step_with_retries_with_exponential_backoff_on_the_virtual_clock() {
     // Backoffs of 60 s, 120 s, 240 s after the three failures: 7 minutes, virtually.
     assert_eq!(waited, 420);
     drop((h, rt));
-    let journal = SledJournal::open(dir.path(), Durability::None).expect("open");
+    let journal = ordo_testkit::store::open(dir.path());
     let flaky = journal
         .completions("r")
         .expect("completions")
@@ -234,7 +233,7 @@ fn step_with_records_the_final_error_when_attempts_run_out() {
     );
     assert_eq!(h.status().expect("status"), Status::Failed);
     drop((h, rt));
-    let journal = SledJournal::open(dir.path(), Durability::None).expect("open");
+    let journal = ordo_testkit::store::open(dir.path());
     let c = journal.completions("g").expect("completions");
     assert_eq!(c.len(), 1);
     assert_eq!((c[0].attempts, c[0].outcome.is_ok()), (3, false));

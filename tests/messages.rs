@@ -173,7 +173,7 @@ fn two_pending_recvs_on_one_topic_get_messages_in_call_site_order() {
         );
     }
     // Replayed from the journal (as if every step were pending again): identical.
-    let report = ordo_testkit::replay_journal(dir.path(), register).expect("replays");
+    let report = ordo_testkit::store::replay(dir.path(), register).expect("replays");
     report.assert_clean();
 }
 
@@ -244,14 +244,12 @@ fn a_select_of_recv_step_and_sleep_takes_each_arm_and_replays_the_same_arm() {
             // The message came after the race and after the later recv's 1 s: still
             // in the mailbox, never consumed by the loser.
             assert_eq!(got, expected);
-            let journal =
-                ordo::journal::SledJournal::open(dir.path(), ordo::Durability::None).expect("open");
-            use ordo::journal::Store;
+            let journal = ordo_testkit::store::open(dir.path());
             assert_eq!(journal.messages("r").expect("read").len(), 1, "{who}");
         } else {
             assert_eq!(got, expected, "{who} after {poke_after:?}");
         }
-        let report = ordo_testkit::replay_journal(dir.path(), racing).expect("replays");
+        let report = ordo_testkit::store::replay(dir.path(), racing).expect("replays");
         report.assert_clean();
     }
 }

@@ -63,9 +63,7 @@ fn renaming_a_step_is_reported_with_both_names_and_the_journal_still_recovers() 
     }
     // Untouched: same completions, still pending.
     assert_eq!(recorded_steps(dir.path(), "o-1"), before);
-    let journal =
-        ordo::journal::SledJournal::open(dir.path(), ordo::Durability::None).expect("open");
-    use ordo::journal::Store;
+    let journal = ordo_testkit::store::open(dir.path());
     assert_eq!(
         journal.workflow("o-1").expect("read").map(|r| r.status),
         Some(Status::Pending)

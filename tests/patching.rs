@@ -204,13 +204,13 @@ fn old_workflows_keep_the_old_path_new_and_not_yet_there_ones_take_the_new_one()
     }
 
     // Every finished workflow replays under version 2, each on its own path.
-    ordo_testkit::replay_journal(dir.path(), |b| {
+    ordo_testkit::store::replay(dir.path(), |b| {
         register(b, Version::V2, &BodyLog::default())
     })
     .expect("replay")
     .assert_clean();
     // Version 1 cannot replay the new path (the marker is where it has "charge").
-    let v1 = ordo_testkit::replay_journal(dir.path(), |b| {
+    let v1 = ordo_testkit::store::replay(dir.path(), |b| {
         register(b, Version::V1, &BodyLog::default())
     })
     .expect("replay");
@@ -259,7 +259,7 @@ fn a_retired_patch_still_replays_workflows_that_never_reached_it() {
 
     // Version 4 (the call removed) could not replay "passed": its marker is where the
     // code now has the check.
-    let v4 = ordo_testkit::replay_journal(dir.path(), |b| {
+    let v4 = ordo_testkit::store::replay(dir.path(), |b| {
         register(b, Version::V4, &BodyLog::default())
     })
     .expect("replay");
@@ -287,7 +287,7 @@ fn a_retired_patch_still_replays_workflows_that_never_reached_it() {
         assert!(!names(dir.path(), id).contains(&MARKER.to_string()), "{id}");
     }
     // The retired patch's journal replays under version 3.
-    ordo_testkit::replay_journal(dir.path(), |b| {
+    ordo_testkit::store::replay(dir.path(), |b| {
         register(b, Version::V3, &BodyLog::default())
     })
     .expect("replay")

@@ -8,8 +8,7 @@ use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
 use common::worker::{kill, now_ms, spawn};
 
-use ordo::journal::{SledJournal, Store};
-use ordo::{Ctx, EnqueueOptions, Event, MissedTicks, QueueOptions, Runtime, Status};
+use ordo::{Ctx, EnqueueOptions, Event, MissedTicks, QueueOptions, Status};
 
 const TAG: &str = "@@queue-kill@@ ";
 const RATE_ENV: &str = "ORDO_QUEUE_KILL_RATE";
@@ -33,8 +32,7 @@ fn rate_child() {
     let Ok(dir) = std::env::var(RATE_ENV) else {
         return;
     };
-    let rt = Runtime::builder()
-        .path(&dir)
+    let rt = ordo_testkit::store::runtime(&dir)
         .queue("api", QueueOptions::new().rate_limit(LIMIT, PERIOD))
         .register("limited", limited)
         .build()
@@ -108,7 +106,7 @@ fn a_rate_limiters_window_is_honoured_after_a_sigkill() {
             LIMIT + 1
         );
     }
-    let journal = SledJournal::open_existing(dir.path()).expect("journal");
+    let journal = ordo_testkit::store::read(dir.path());
     let succeeded = journal.workflows(Some(Status::Succeeded)).expect("list");
     assert_eq!(succeeded.len(), 2 * LIMIT);
 }
@@ -131,8 +129,7 @@ fn cron_child() {
     let Ok(dir) = std::env::var(CRON_ENV) else {
         return;
     };
-    let rt = Runtime::builder()
-        .path(&dir)
+    let rt = ordo_testkit::store::runtime(&dir)
         .register("tick", tick)
         .schedule_with("each-second", "* * * * * *", "tick", MissedTicks::Backfill)
         .observer(|event| {
@@ -167,7 +164,7 @@ fn a_backfilling_schedule_starts_every_tick_once_across_sigkills() {
     assert!(lines.any(|l| l.contains("finished")));
     std::thread::sleep(Duration::from_millis(1_500));
     kill(child);
-    let journal = SledJournal::open_existing(dir.path()).expect("journal");
+    let journal = ordo_testkit::store::read(dir.path());
     let records = journal.workflows(None).expect("list");
     let mut ticks: Vec<i64> = records
         .iter()

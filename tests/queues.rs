@@ -48,8 +48,7 @@ async fn job(ctx: Ctx, n: u32) -> Result<u32, String> {
 }
 
 fn virtual_rt(queue: QueueOptions) -> Runtime {
-    Runtime::builder()
-        .temporary()
+    ordo_testkit::store::temporary()
         .clock(Clock::Virtual)
         .queue("q", queue)
         .register("job", job)
@@ -144,8 +143,7 @@ fn a_freed_slot_is_taken_in_the_commit_that_records_the_end() {
     reset();
     const N: u32 = 40;
     const K: u32 = 4;
-    let rt = Runtime::builder()
-        .temporary()
+    let rt = ordo_testkit::store::temporary()
         .clock(Clock::Virtual)
         .queue("q", QueueOptions::new().concurrency(K as usize))
         .register("job", one_step)
@@ -158,8 +156,14 @@ fn a_freed_slot_is_taken_in_the_commit_that_records_the_end() {
         assert_eq!(rt.block_on(handle.result()).expect("runs"), Ok(n * 10));
     }
     let commits = rt.metrics().commits;
+    // On sled the worker keeps the queue's limits alone and hands the slot straight to
+    // the next job, whose step then shares the commit too: one commit per wave. On
+    // PostgreSQL the limits hold for all workers together, so the slot goes back
+    // through the journal (`Store::admit`) in the commit that records the end, which
+    // starts the next job; its step is the wave's second commit.
+    let per_wave = if ordo_testkit::store::is_sled() { 1 } else { 2 };
     assert!(
-        commits <= u64::from(N / K + 3),
+        commits <= u64::from(per_wave * N / K + 3),
         "{commits} commits for {N} jobs in waves of {K}"
     );
     assert_eq!(
@@ -180,8 +184,7 @@ fn a_crash_at_any_commit_of_handed_over_slots_loses_nothing_and_runs_no_more_tha
         reset();
         let dir = tempfile::tempdir().expect("temp dir");
         let open = |halt: Option<u64>| {
-            let mut b: RuntimeBuilder = Runtime::builder()
-                .path(dir.path())
+            let mut b: RuntimeBuilder = ordo_testkit::store::runtime(dir.path())
                 .clock(Clock::Virtual)
                 .queue("q", QueueOptions::new().concurrency(3))
                 .register("job", one_step);
@@ -275,8 +278,7 @@ fn deduplication_rejects_or_returns_the_holder_until_it_finishes_also_after_a_re
     reset();
     let dir = tempfile::tempdir().expect("temp dir");
     let open = || {
-        Runtime::builder()
-            .path(dir.path())
+        ordo_testkit::store::runtime(dir.path())
             .clock(Clock::Virtual)
             .queue("q", QueueOptions::new().concurrency(1))
             .register("job", job)
@@ -325,8 +327,7 @@ fn enqueued_workflows_keep_their_places_across_a_restart() {
     reset();
     let dir = tempfile::tempdir().expect("temp dir");
     let open = |halt: Option<u64>| {
-        let mut b: RuntimeBuilder = Runtime::builder()
-            .path(dir.path())
+        let mut b: RuntimeBuilder = ordo_testkit::store::runtime(dir.path())
             .clock(Clock::Virtual)
             .queue("q", QueueOptions::new().concurrency(1).priority())
             .register("job", job);
@@ -370,8 +371,7 @@ fn enqueued_workflows_keep_their_places_across_a_restart() {
 #[test]
 fn a_delayed_workflow_waits_its_delay_and_partitions_have_their_own_limits() {
     reset();
-    let rt = Runtime::builder()
-        .temporary()
+    let rt = ordo_testkit::store::temporary()
         .clock(Clock::Virtual)
         .queue("later", QueueOptions::new())
         .queue(
@@ -522,7 +522,7 @@ fn a_workflow_enqueues_exactly_once_across_a_crash_at_every_commit() {
         Ok(expected.iter().map(|s| s.to_string()).collect())
     );
     // Each id enqueued once, and each ran.
-    let rt = register(Runtime::builder().temporary().clock(Clock::Virtual))
+    let rt = register(ordo_testkit::store::temporary().clock(Clock::Virtual))
         .build()
         .expect("build");
     let h = rt
@@ -546,8 +546,7 @@ async fn reindex(_: Ctx, n: u32) -> Result<u32, String> {
 #[test]
 fn a_hundred_calls_within_the_quiet_period_start_one_workflow_with_the_last_input() {
     reset();
-    let rt = Runtime::builder()
-        .temporary()
+    let rt = ordo_testkit::store::temporary()
         .clock(Clock::Virtual)
         .register("reindex", reindex)
         .build()
@@ -597,8 +596,7 @@ fn a_debounced_call_survives_a_restart() {
     reset();
     let dir = tempfile::tempdir().expect("temp dir");
     let open = || {
-        Runtime::builder()
-            .path(dir.path())
+        ordo_testkit::store::runtime(dir.path())
             .clock(Clock::Virtual)
             .register("reindex", reindex)
             .build()

@@ -9,7 +9,7 @@ use common::worker::now_ms;
 use std::path::Path;
 use std::time::{Duration, UNIX_EPOCH};
 
-use ordo::{Clock, Ctx, Event, Runtime};
+use ordo::{Clock, Ctx, Event};
 
 const CHILD_ENV: &str = "ORDO_RECV_TIMEOUT_CHILD";
 const CHILD_TEST: &str = "recv_timeout_child";
@@ -35,8 +35,7 @@ fn recv_timeout_child() {
     let Ok(dir) = std::env::var(CHILD_ENV) else {
         return;
     };
-    let rt = Runtime::builder()
-        .path(&dir)
+    let rt = ordo_testkit::store::runtime(&dir)
         .register("waiter", waiter)
         .observer(|event| {
             if let Event::Committed { completions, .. } = event {
@@ -73,8 +72,7 @@ fn a_recv_timeout_across_a_sigkill_waits_only_the_remainder() {
     let restarted = now_ms();
     // The restart runs on a virtual clock that starts now: waiting takes no time, and
     // the time it wakes is exact.
-    let rt = Runtime::builder()
-        .path(dir.path())
+    let rt = ordo_testkit::store::runtime(dir.path())
         .clock(Clock::Virtual)
         .start_time(UNIX_EPOCH + Duration::from_millis(restarted))
         .register("waiter", waiter)

@@ -4,6 +4,10 @@
 //! commits (as if killed right there) and recovered: see
 //! `ordo_testkit::checker` for what is checked. The `replay` fuzz target and
 //! `tests/replay_property.rs` run the same checker over generated shapes.
+//!
+//! Not part of the PostgreSQL pass (`ORDO_TEST_STORE=postgres`): the checker keeps
+//! journals of its own kind (`ordo_testkit::JournalKind`), whatever the variable says;
+//! `tests/replay_postgres.rs` checks the catalogue's shapes on PostgreSQL against sled.
 
 mod common;
 
@@ -49,7 +53,8 @@ fn join_all_journal_is_in_completion_order_not_id_order() {
         common::Halt::Never,
     );
     assert!(run.result.is_ok());
-    let steps = common::recorded_steps(dir.path(), "wf");
+    // `run_once` journals in a sled folder: read it there.
+    let steps = ordo_testkit::recorded_steps(dir.path(), "wf");
     let ids: Vec<u64> = steps.iter().map(|s| s.0).collect();
     let mut sorted = ids.clone();
     sorted.sort_unstable();

@@ -1,6 +1,8 @@
 //! The `replay` fuzz target's check on stable: proptest generates the fuzzer's bytes
 //! (every byte string decodes to a `Case`), so CI covers every shape of the catalogue,
 //! every crash point and scripted recoveries without nightly. See `ordo_testkit::catalogue`.
+//! Not part of the PostgreSQL pass: the cases choose their journal kinds themselves
+//! (`tests/replay_postgres.rs` runs the shapes on PostgreSQL).
 
 use ordo_testkit::catalogue::{check_case, Case, Shape};
 use ordo_testkit::JournalKind;

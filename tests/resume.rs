@@ -12,8 +12,8 @@ use std::rc::Rc;
 use std::time::Duration;
 
 use common::{builder, journal_dir};
-use ordo::journal::{SledJournal, Store, WorkflowRecord};
-use ordo::{Ctx, Durability, Error, RuntimeBuilder, Status};
+use ordo::journal::WorkflowRecord;
+use ordo::{Ctx, Error, RuntimeBuilder, Status};
 
 /// How many times each step body ran, by step name, across every runtime of a test.
 #[derive(Clone, Default)]
@@ -62,7 +62,7 @@ fn register(b: RuntimeBuilder, runs: &Runs, broken: &Rc<Cell<bool>>) -> RuntimeB
 }
 
 fn record(dir: &Path, id: &str) -> WorkflowRecord {
-    let journal = SledJournal::open(dir, Durability::None).expect("journal opens");
+    let journal = ordo_testkit::store::open(dir);
     journal.workflow(id).expect("readable").expect("recorded")
 }
 

@@ -15,7 +15,7 @@ use std::sync::mpsc;
 use std::time::{Duration, UNIX_EPOCH};
 
 use common::{builder, journal_dir};
-use ordo::journal::{Completion, SledJournal, Status, Store, WorkflowRecord};
+use ordo::journal::{Completion, Status, Store, WorkflowRecord};
 use ordo::{Clock, Ctx, Durability, Error, Event, Runtime, RuntimeBuilder, GC_BATCH};
 
 const DAY: u64 = 24 * 3600;
@@ -95,8 +95,8 @@ fn gc_deletes_only_finished_workflows_older_than_the_cutoff() {
         assert!(rt.cancel("recent-cancel").expect("cancel"));
     }
     let before = {
-        let journal = SledJournal::open(dir.path(), Durability::None).expect("open");
-        snapshot(&journal)
+        let journal = ordo_testkit::store::open(dir.path());
+        snapshot(&*journal)
     };
     assert_eq!(before.len(), 6);
 
@@ -282,8 +282,7 @@ fn gc_child() {
     let hold = mode == "hold";
     let collected = std::cell::Cell::new(0);
     let rt = register(
-        Runtime::builder()
-            .path(dir)
+        ordo_testkit::store::runtime(dir)
             .durability(Durability::Flush)
             .clock(Clock::Virtual)
             .start_time(UNIX_EPOCH + Duration::from_secs(T0 + 40 * DAY)),
@@ -311,7 +310,9 @@ fn gc_child() {
 /// lines.
 fn kill_child_during_gc(dir: &Path, mode: &str, kill_after: &str) -> Vec<String> {
     let exe = std::env::current_exe().expect("test binary");
-    let mut child = Command::new(exe)
+    let mut child = Command::new(exe);
+    ordo_testkit::store::pass_to(&mut child);
+    let mut child = child
         .args([
             "--exact",
             "gc_child",
@@ -378,16 +379,16 @@ fn large_journal(dir: &Path) -> Snapshot {
         let rt = on_day(dir, 20).build().expect("build");
         run_jobs(&rt, &[("recent-a", "ok"), ("recent-b", "fail")]);
     }
-    let journal = SledJournal::open(dir, Durability::None).expect("open");
-    snapshot(&journal)
+    let journal = ordo_testkit::store::open(dir);
+    snapshot(&*journal)
 }
 
 /// Opens the journal a killed child left and checks that every workflow is whole or
 /// gone, that whole commits were deleted, and that nothing else changed; returns how
 /// many were deleted.
 fn check_after_kill(dir: &Path, before: &Snapshot) -> usize {
-    let journal = SledJournal::open(dir, Durability::None).expect("the journal opens");
-    let after = snapshot(&journal);
+    let journal = ordo_testkit::store::open(dir);
+    let after = snapshot(&*journal);
     for status in Status::ALL {
         journal
             .workflows(Some(status))
@@ -425,7 +426,7 @@ fn a_sigkill_in_the_middle_of_a_large_gc_leaves_every_workflow_whole_or_gone() {
 
     // Killed while parked after its second commit: exactly two commits' worth.
     let held = journal_dir();
-    common::copy_dir(dir.path(), held.path());
+    ordo_testkit::store::copy(dir.path(), held.path());
     let lines = kill_child_during_gc(held.path(), "hold", "hold");
     assert_eq!(lines, ["gc", "collected 1000", "collected 1000", "hold"]);
     assert_eq!(check_after_kill(held.path(), &before), 2 * GC_BATCH);

@@ -26,8 +26,7 @@ fn at(secs: u64) -> SystemTime {
 }
 
 fn runtime(dir: &Path, start: SystemTime, missed: MissedTicks) -> Runtime {
-    Runtime::builder()
-        .path(dir)
+    ordo_testkit::store::runtime(dir)
         .clock(Clock::Virtual)
         .start_time(start)
         .register("report", report)
@@ -129,19 +128,16 @@ fn a_malformed_expression_or_a_wrong_input_type_fails_the_build() {
     async fn wrong(_: Ctx, _: u32) -> Result<(), String> {
         Ok(())
     }
-    let bad = Runtime::builder()
-        .temporary()
+    let bad = ordo_testkit::store::temporary()
         .register("report", report)
         .schedule("bad", "every tuesday", "report")
         .build();
     assert!(matches!(bad, Err(Error::InvalidSchedule { .. })));
-    let missing = Runtime::builder()
-        .temporary()
+    let missing = ordo_testkit::store::temporary()
         .schedule("s", "* * * * *", "nobody")
         .build();
     assert!(matches!(missing, Err(Error::UnknownWorkflow { .. })));
-    let typed = Runtime::builder()
-        .temporary()
+    let typed = ordo_testkit::store::temporary()
         .register("wrong", wrong)
         .schedule("s", "* * * * *", "wrong")
         .build();

@@ -7,11 +7,10 @@ mod common;
 use std::time::{Duration, UNIX_EPOCH};
 
 use common::faulty::{Fault, FaultyStore, Log};
-use ordo::journal::{Durability, SledJournal};
 use ordo::{Clock, Ctx, Error, Runtime, RuntimeBuilder, Status};
 
 fn runtime(dir: &std::path::Path, log: &Log, fault: Option<(u64, Fault)>) -> RuntimeBuilder {
-    let journal = SledJournal::open(dir, Durability::None).expect("journal");
+    let journal = ordo_testkit::store::open(dir);
     let body_log = log.clone();
     Runtime::builder()
         .store(Box::new(FaultyStore::new(journal, log.clone(), fault)))
@@ -111,9 +110,6 @@ fn a_start_whose_commit_fails_reaches_the_handle_and_runs_nothing() {
     let again = rt.start::<_, u32, String>("greet", "h", 1u32);
     assert!(matches!(again, Err(Error::Journal(_))), "{:?}", again.err());
     drop((handle, rt));
-    let journal = SledJournal::open(dir.path(), Durability::None).expect("reopen");
-    assert_eq!(
-        ordo::journal::Store::workflow(&journal, "g").expect("read"),
-        None
-    );
+    let journal = ordo_testkit::store::open(dir.path());
+    assert_eq!(journal.workflow("g").expect("read"), None);
 }

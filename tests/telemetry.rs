@@ -12,7 +12,7 @@ use metrics::{
     Counter, CounterFn, Gauge, GaugeFn, Histogram, HistogramFn, Key, KeyName, Metadata, Recorder,
     SharedString, Unit,
 };
-use ordo::{Clock, Ctx, Durability, Error, Metrics, RetryPolicy, Runtime, RuntimeBuilder};
+use ordo::{Clock, Ctx, Durability, Error, Metrics, RetryPolicy, RuntimeBuilder};
 use tracing::field::{Field, Visit};
 use tracing::span::{Attributes, Id, Record};
 use tracing::{Event, Subscriber};
@@ -83,8 +83,7 @@ fn items() -> Vec<String> {
 }
 
 fn builder(path: &Path) -> RuntimeBuilder {
-    Runtime::builder()
-        .path(path)
+    ordo_testkit::store::runtime(path)
         .durability(Durability::None)
         .clock(Clock::Virtual)
         .register("order", order)
@@ -403,8 +402,7 @@ fn spans_follow_a_workflow_through_a_crash_and_its_recovery() {
 fn a_failing_workflow_and_step_report_their_error_types() {
     let _serial = serial();
     let seen = traced(|| {
-        let rt = Runtime::builder()
-            .temporary()
+        let rt = ordo_testkit::store::temporary()
             .register("refuse", refuse)
             .build()
             .expect("runtime");
@@ -446,8 +444,7 @@ fn a_failing_workflow_and_step_report_their_error_types() {
 #[test]
 fn the_trace_context_is_journaled_only_when_given_and_checked() {
     let _serial = serial();
-    let rt = Runtime::builder()
-        .temporary()
+    let rt = ordo_testkit::store::temporary()
         .register("refuse", refuse)
         .build()
         .expect("runtime");
@@ -648,8 +645,7 @@ fn metrics_match_the_runtime_counters_across_a_crash_and_recovery() {
         let metrics = crash_after_reservations(dir.path());
         // A workflow that returns its error, and one cancelled before it ran, in a
         // runtime of their own.
-        let rt = Runtime::builder()
-            .temporary()
+        let rt = ordo_testkit::store::temporary()
             .register("refuse", refuse)
             .build()
             .expect("runtime");
@@ -748,8 +744,7 @@ fn children_and_queued_workflows_count_as_started() {
     }
     let recorder = TestRecorder::default();
     metrics::with_local_recorder(&recorder, || {
-        let rt = Runtime::builder()
-            .temporary()
+        let rt = ordo_testkit::store::temporary()
             .queue("q", ordo::QueueOptions::new().concurrency(1))
             .register("leaf", leaf)
             .register("parent", parent)

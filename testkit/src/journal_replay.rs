@@ -122,7 +122,15 @@ pub fn replay_journal(
     path: impl AsRef<Path>,
     register: impl Fn(RuntimeBuilder) -> RuntimeBuilder,
 ) -> Result<JournalReport, ordo::Error> {
-    let base = SledJournal::open_existing(path)?;
+    replay_store(Box::new(SledJournal::open_existing(path)?), register)
+}
+
+/// [`replay_journal`] on an open store (which this never writes to): what
+/// [`crate::store::replay`] runs on PostgreSQL.
+pub(crate) fn replay_store(
+    base: Box<dyn Store>,
+    register: impl Fn(RuntimeBuilder) -> RuntimeBuilder,
+) -> Result<JournalReport, ordo::Error> {
     let originals: BTreeMap<String, WorkflowRecord> = base
         .workflows(None)?
         .into_iter()
@@ -273,7 +281,7 @@ impl Stopped {
 /// pending again (so recovery replays it) and no recovery attempt counted; what the
 /// replay writes goes to memory.
 struct Overlay {
-    base: SledJournal,
+    base: Box<dyn Store>,
     written: MemoryJournal,
     /// `(destination, number)` of the saved journal's messages the replay consumed.
     consumed: std::sync::Mutex<HashSet<(String, u64)>>,

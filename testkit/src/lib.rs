@@ -106,6 +106,8 @@
 //! - `journal_replay`: [`replay_journal`].
 //! - `memory`: [`MemoryJournal`], the in-memory journal checks run on.
 //! - [`catalogue`]: ordo's own workflow shapes and the `replay` fuzz target's body.
+//! - [`store`]: one test suite on both stores: a test's journal "place" is a sled
+//!   folder, or with `ORDO_TEST_STORE=postgres` a database named after it.
 //! - [`postgres`]: [`TestPostgres`](postgres::TestPostgres), a real, throwaway
 //!   PostgreSQL server for tests (found binaries, or `ORDO_TEST_POSTGRES_URL`).
 //!
@@ -122,6 +124,7 @@ mod memory;
 pub mod postgres;
 mod report;
 mod run;
+pub mod store;
 
 pub use crate::check::{Check, DEFAULT_SCHEDULES};
 pub use crate::checker::{check_scenario, Crashes, Order, Passed, Scenario};

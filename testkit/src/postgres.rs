@@ -213,12 +213,6 @@ impl TestPostgres {
     /// assert_ne!(twin, original);
     /// ```
     pub fn copy_database(&self, url: &str) -> String {
-        let source = url
-            .rsplit('/')
-            .next()
-            .and_then(|last| last.split('?').next())
-            .unwrap_or_default()
-            .to_owned();
         let external_tag = self.local.is_none().then(process_tag);
         let name = database_name(
             "copy",
@@ -226,6 +220,55 @@ impl TestPostgres {
             external_tag,
             DATABASES.fetch_add(1, Ordering::Relaxed),
         );
+        self.copy_database_as(url, &name)
+    }
+
+    /// The database called exactly `name` (`[a-z0-9_]`, at most 63 characters), created
+    /// empty if it does not exist yet, and its URL. Unlike [`database`](Self::database),
+    /// every process asking for one name gets the same database: a test and the child
+    /// processes it spawns meet in it. Two processes creating it at once both succeed.
+    /// Panics on another name, or if `psql` fails.
+    ///
+    /// ```no_run
+    /// # let pg = ordo_testkit::postgres::TestPostgres::start().expect("a server");
+    /// let url = pg.named_database("orders_journal");
+    /// assert_eq!(pg.named_database("orders_journal"), url);
+    /// ```
+    pub fn named_database(&self, name: &str) -> String {
+        check_name(name);
+        let mut psql = self.psql();
+        psql.arg("-d")
+            .arg(&self.url)
+            .arg("-c")
+            .arg(format!("CREATE DATABASE \"{name}\""));
+        match try_run(&mut psql, &format!("creating database {name}")) {
+            Ok(_) => {}
+            // Made by an earlier call, or by another process at the same moment.
+            Err(failure)
+                if failure.contains("already exists")
+                    || failure.contains("duplicate key value") => {}
+            Err(failure) => panic!("{failure}"),
+        }
+        with_database(&self.url, name)
+    }
+
+    /// A new database called exactly `name` holding a copy of the one at `url`, like
+    /// [`copy_database`](Self::copy_database); panics if `name` exists already.
+    ///
+    /// ```no_run
+    /// # let pg = ordo_testkit::postgres::TestPostgres::start().expect("a server");
+    /// let original = pg.named_database("orders_journal");
+    /// let twin = pg.copy_database_as(&original, "orders_twin");
+    /// assert!(twin.ends_with("/orders_twin"));
+    /// ```
+    pub fn copy_database_as(&self, url: &str, name: &str) -> String {
+        check_name(name);
+        let source = url
+            .rsplit('/')
+            .next()
+            .and_then(|last| last.split('?').next())
+            .unwrap_or_default()
+            .to_owned();
         let began = std::time::Instant::now();
         loop {
             let mut psql = self.psql();
@@ -234,7 +277,7 @@ impl TestPostgres {
                 .arg("-c")
                 .arg(format!("CREATE DATABASE \"{name}\" TEMPLATE \"{source}\""));
             match try_run(&mut psql, &format!("copying database {source}")) {
-                Ok(_) => return with_database(&self.url, &name),
+                Ok(_) => return with_database(&self.url, name),
                 Err(failure)
                     if failure.contains("being accessed by other users")
                         && began.elapsed() < std::time::Duration::from_secs(10) =>
@@ -738,6 +781,16 @@ fn database_name(name: &str, pid: u32, external_tag: Option<u32>, n: u64) -> Str
         Some(tag) => format!("{base}_{pid}_{tag:08x}_{n}"),
         None => format!("{base}_{pid}_{n}"),
     }
+}
+
+/// Panics unless `name` is a database name the fixture may splice into SQL as it is.
+fn check_name(name: &str) {
+    let plain = !name.is_empty()
+        && name.len() <= 63
+        && name
+            .chars()
+            .all(|c| c.is_ascii_lowercase() || c.is_ascii_digit() || c == '_');
+    assert!(plain, "database name {name:?}: use 1 to 63 of [a-z0-9_]");
 }
 
 /// `url` naming database `name` instead: the path replaced, a `?query` kept.

@@ -43,7 +43,7 @@ pub fn builder(dir: &Path) -> RuntimeBuilder {
 
 /// The virtual clock from a fixed origin: two runs from the same journal see the same
 /// virtual times.
-fn virtual_time(b: RuntimeBuilder) -> RuntimeBuilder {
+pub(crate) fn virtual_time(b: RuntimeBuilder) -> RuntimeBuilder {
     b.clock(Clock::Virtual)
         .start_time(UNIX_EPOCH + Duration::from_secs(1_800_000_000))
 }

@@ -7,9 +7,10 @@ use std::rc::Rc;
 use std::time::Duration;
 
 pub use ordo_testkit::catalogue::{check_crash_replay, run_once, step};
-pub use ordo_testkit::{
-    builder, copy_dir, journal_dir, recorded_steps, Env, Halt, Order, RunResult,
-};
+pub use ordo_testkit::{journal_dir, Env, Halt, Order, RunResult};
+// A test's journal is a place: a sled folder, or with ORDO_TEST_STORE=postgres a
+// PostgreSQL database named after it (ordo_testkit::store); the suite runs on both.
+pub use ordo_testkit::store::{builder, recorded_steps};
 
 /// Which step bodies ran, in the order they started: `(workflow id, step label)`.
 #[derive(Clone, Default)]
@@ -35,21 +36,22 @@ pub async fn latency(ms: u64) {
     ordo::executor::sleep(Duration::from_millis(ms)).await;
 }
 
-/// A [`Store`](ordo::journal::Store) over a sled journal that logs every commit into a
+/// A [`Store`](ordo::journal::Store) over a test's journal (either store) that logs every commit into a
 /// shared log (which step bodies can write to as well, to check what ran before which
 /// commit) and can fail one commit on purpose.
 pub mod faulty {
     use std::sync::atomic::{AtomicU64, Ordering};
     use std::sync::{Arc, Mutex};
 
-    use ordo::journal::{Batch, Completion, Error, SledJournal, Status, Store, WorkflowRecord};
+    use ordo::journal::{Batch, Completion, Error, Status, Store, WorkflowRecord};
 
     /// Where the failing commit fails.
     #[derive(Clone, Copy, Debug, PartialEq, Eq)]
     pub enum Fault {
         /// Before anything is applied: nothing of the batch is written.
         BeforeApply,
-        /// After sled applied the batch (its flush or fsync failed, say).
+        /// After the store applied the batch (its flush or fsync failed, or the answer
+        /// of PostgreSQL's COMMIT was lost, say).
         AfterApply,
     }
 
@@ -67,7 +69,7 @@ pub mod faulty {
     }
 
     pub struct FaultyStore {
-        pub inner: SledJournal,
+        pub inner: Box<dyn Store>,
         pub log: Log,
         /// Fail commit number `.0` (1-based) this way.
         pub fault: Option<(u64, Fault)>,
@@ -75,7 +77,7 @@ pub mod faulty {
     }
 
     impl FaultyStore {
-        pub fn new(inner: SledJournal, log: Log, fault: Option<(u64, Fault)>) -> Self {
+        pub fn new(inner: Box<dyn Store>, log: Log, fault: Option<(u64, Fault)>) -> Self {
             FaultyStore {
                 inner,
                 log,
@@ -155,6 +157,44 @@ pub mod faulty {
             step_id: u64,
         ) -> Result<Option<ordo::journal::Outcome>, Error> {
             self.inner.awakeable(workflow_id, step_id)
+        }
+        // The rest as the store answers them: on PostgreSQL, its worker's claims,
+        // refusals and notifications.
+        fn claim_pending(&self) -> Result<Vec<WorkflowRecord>, Error> {
+            self.inner.claim_pending()
+        }
+        fn claim(&self, id: &str) -> Result<bool, Error> {
+            self.inner.claim(id)
+        }
+        fn claim_queued(&self) -> Result<Vec<WorkflowRecord>, Error> {
+            self.inner.claim_queued()
+        }
+        fn admit(
+            &self,
+            admission: &ordo::journal::queue::Admission,
+        ) -> Result<Option<ordo::journal::queue::Admitted>, Error> {
+            self.inner.admit(admission)
+        }
+        fn reserve_queue_holder(&self, key: &[u8], id: &str) -> Result<Option<String>, Error> {
+            self.inner.reserve_queue_holder(key, id)
+        }
+        fn release_queue_holder(&self, key: &[u8], id: &str) -> Result<(), Error> {
+            self.inner.release_queue_holder(key, id)
+        }
+        fn refused_starts(&self) -> Vec<String> {
+            self.inner.refused_starts()
+        }
+        fn reserve_message_numbers(&self, count: u64) -> Result<Option<u64>, Error> {
+            self.inner.reserve_message_numbers(count)
+        }
+        fn on_change(&self, wake: Box<dyn Fn() + Send + Sync>) {
+            self.inner.on_change(wake);
+        }
+        fn changed_elsewhere(&self) -> Vec<ordo::journal::Elsewhere> {
+            self.inner.changed_elsewhere()
+        }
+        fn takeover_interval(&self) -> Option<std::time::Duration> {
+            self.inner.takeover_interval()
         }
     }
 }
@@ -281,7 +321,9 @@ pub mod worker {
     /// child and the lines of its stdout.
     pub fn spawn(test: &str, env: &str, dir: &Path) -> (Child, impl Iterator<Item = String>) {
         let exe = std::env::current_exe().expect("test binary path");
-        let mut child = Command::new(exe)
+        let mut child = Command::new(exe);
+        ordo_testkit::store::pass_to(&mut child);
+        let mut child = child
             .args(["--exact", test, "--nocapture", "--ignored"])
             .env(env, dir)
             .stdout(Stdio::piped())
