@@ -55,6 +55,16 @@ fn on_both(name: &str, check: impl Fn(&dyn Store)) {
     }
 }
 
+/// The ids of `store`'s workflows with `status` (all of them for `None`), in order.
+fn listed(store: &dyn Store, status: Option<Status>) -> Vec<String> {
+    store
+        .workflows(status)
+        .unwrap()
+        .into_iter()
+        .map(|w| w.id)
+        .collect()
+}
+
 #[test]
 fn every_workflow_record_field_round_trips() {
     on_both("records", |store| {
@@ -165,14 +175,7 @@ fn workflows_are_listed_by_status_in_id_order_and_move_with_it() {
         // The later put of one id in a batch wins.
         batch.put_workflow(record("c", Status::Failed));
         store.commit(&batch).unwrap();
-        let ids = |status| -> Vec<String> {
-            store
-                .workflows(status)
-                .unwrap()
-                .into_iter()
-                .map(|w| w.id)
-                .collect()
-        };
+        let ids = |status| listed(store, status);
         assert_eq!(ids(Some(Status::Pending)), ["B", "a", "b"]);
         assert_eq!(ids(Some(Status::Failed)), ["c"]);
         let mut batch = Batch::new();
@@ -194,14 +197,7 @@ fn queued_workflows_are_listed_by_status_and_their_start_reads_as_pending() {
         batch.insert_workflow(record("q3", Status::Delayed));
         batch.insert_workflow(record("p", Status::Pending));
         store.commit(&batch).unwrap();
-        let ids = |status| -> Vec<String> {
-            store
-                .workflows(status)
-                .unwrap()
-                .into_iter()
-                .map(|w| w.id)
-                .collect()
-        };
+        let ids = |status| listed(store, status);
         assert_eq!(ids(Some(Status::Enqueued)), ["q1", "q2"]);
         assert_eq!(ids(Some(Status::Delayed)), ["q3"]);
 

@@ -329,6 +329,17 @@ fn a_version_4_journal_lists_its_queued_workflows_and_drops_their_index_entries_
         workflow("queued", Status::Enqueued),
         workflow("later", Status::Delayed),
     ];
+    // Each queued status lists its one workflow, whatever the journal's version.
+    let listed_by_status = |journal: &SledJournal| {
+        assert_eq!(
+            journal.workflows(Some(Status::Enqueued)).unwrap(),
+            [queued[0].clone()]
+        );
+        assert_eq!(
+            journal.workflows(Some(Status::Delayed)).unwrap(),
+            [queued[1].clone()]
+        );
+    };
     {
         // What the version-4 code left: queued records with status-index entries.
         let journal = SledJournal::open(&path, Durability::Flush).unwrap();
@@ -355,14 +366,7 @@ fn a_version_4_journal_lists_its_queued_workflows_and_drops_their_index_entries_
             4,
             "the fixture is a version 4 journal"
         );
-        assert_eq!(
-            journal.workflows(Some(Status::Enqueued)).unwrap(),
-            [queued[0].clone()]
-        );
-        assert_eq!(
-            journal.workflows(Some(Status::Delayed)).unwrap(),
-            [queued[1].clone()]
-        );
+        listed_by_status(&journal);
     }
     let journal = SledJournal::open(&path, Durability::Flush).unwrap();
     assert_eq!(stored_schema(&journal), SCHEMA_VERSION);
@@ -374,14 +378,7 @@ fn a_version_4_journal_lists_its_queued_workflows_and_drops_their_index_entries_
             rec.id
         );
     }
-    assert_eq!(
-        journal.workflows(Some(Status::Enqueued)).unwrap(),
-        [queued[0].clone()]
-    );
-    assert_eq!(
-        journal.workflows(Some(Status::Delayed)).unwrap(),
-        [queued[1].clone()]
-    );
+    listed_by_status(&journal);
 
     // The queued one starts and ends: no entry of its queued status is left anywhere.
     let mut started = queued[0].clone();
