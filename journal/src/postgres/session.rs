@@ -56,17 +56,22 @@ macro_rules! statements {
 const WORKFLOW_COLUMNS: &str = "id, name, status, input, output_ok, output, created_ms, \
      updated_ms, recovery_attempts, app_version, deadline_ms";
 
+/// Parameters `$first`, `$first + 1`, ... cast to arrays of `types`, in order.
+fn typed_arrays(first: u32, types: &[&str]) -> Vec<String> {
+    types
+        .iter()
+        .zip(first..)
+        .map(|(ty, n)| format!("${n}::{ty}[]"))
+        .collect()
+}
+
 /// `unnest` of the workflow record columns from parameter `$first` on (eleven of
 /// them) and whether each is new (`$is_new`), as rows `u`.
 fn workflow_rows(first: u32, is_new: u32) -> String {
     let types = [
         "text", "text", "int2", "bytea", "bool", "bytea", "int8", "int8", "int4", "text", "int8",
     ];
-    let columns: Vec<String> = types
-        .iter()
-        .zip(first..)
-        .map(|(ty, n)| format!("${n}::{ty}[]"))
-        .collect();
+    let columns = typed_arrays(first, &types);
     format!(
         "unnest({}, ${is_new}::bool[])
             AS u(id, name, status, input, output_ok, output, created_ms, updated_ms,
@@ -82,11 +87,7 @@ fn completion_rows(first: u32) -> String {
     let types = [
         "text", "int8", "int8", "text", "bool", "bytea", "int4", "int8", "int8",
     ];
-    let columns: Vec<String> = types
-        .iter()
-        .zip(first..)
-        .map(|(ty, n)| format!("${n}::{ty}[]"))
-        .collect();
+    let columns = typed_arrays(first, &types);
     format!(
         "new AS (SELECT * FROM unnest({})
             AS u(workflow_id, seq, step_id, name, ok, value, attempts, started_ms, ended_ms)),
