@@ -57,10 +57,12 @@
 //! workflows of a dead worker are dispatched by the worker that takes over its work.
 //! A schedule declared on several workers starts each tick once (its id is the tick's,
 //! and the journal writes one start per id); a deduplication id is looked up among
-//! the workflows of all workers. What does not cross workers yet: two enqueues with
-//! the same deduplication id made on two workers in the same instant (before either
-//! commits) may both be accepted, and a debounce key is kept by each worker that is
-//! called with it.
+//! the workflows of all workers, and taken in the journal when the enqueue is made (of
+//! two enqueues under one deduplication id on two workers in the same instant, one is
+//! refused or given the other's id). A debounce key is the journal's, not a worker's:
+//! calls for it on any worker join one round, which starts once with the last call's
+//! input, on whichever worker sees it due first, also when the worker that opened it
+//! is gone (see [`Runtime::debounce`](crate::Runtime::debounce)).
 //!
 //! ```no_run
 //! use ordo::{Ctx, Runtime};

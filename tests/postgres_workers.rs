@@ -1365,3 +1365,120 @@ fn a_long_virtual_sleep_is_not_held_back_by_takeover_rounds() {
         .expect("start");
     assert_eq!(rt.block_on(handle.result()).expect("wakes"), Ok(365));
 }
+
+/// `(workflow id, input)` of every run of a `reindex` body.
+static REINDEX_RUNS: Mutex<Vec<(String, u32)>> = Mutex::new(Vec::new());
+
+async fn reindex(ctx: Ctx, doc: u32) -> Result<u32, String> {
+    let id = ctx.workflow_id().to_string();
+    ctx.step("index", move || async move {
+        REINDEX_RUNS.lock().unwrap().push((id, doc));
+        Ok::<_, String>(doc)
+    })
+    .await
+}
+
+/// The runs of `reindex` whose id starts with `prefix`.
+fn reindex_runs(prefix: &str) -> Vec<(String, u32)> {
+    let runs = REINDEX_RUNS.lock().unwrap();
+    runs.iter()
+        .filter(|(id, _)| id.starts_with(prefix))
+        .cloned()
+        .collect()
+}
+
+#[test]
+fn calls_for_one_debounce_key_on_two_workers_start_one_workflow_with_the_last_input() {
+    let Some(pg) = TestPostgres::shared() else {
+        eprintln!("skipped: no PostgreSQL server");
+        return;
+    };
+    let url = pg.database("debounce_shared");
+    const CALLS: u32 = 20;
+    let quiet = ordo::DebounceOptions::new(Duration::from_millis(700));
+    let barrier = Arc::new(std::sync::Barrier::new(2));
+    let workers: Vec<_> = ["ba", "bb"]
+        .into_iter()
+        .enumerate()
+        .map(|(me, name)| {
+            let (url, barrier) = (url.clone(), Arc::clone(&barrier));
+            std::thread::spawn(move || {
+                let rt = long_lease(&url, name)
+                    .register("reindex", reindex)
+                    .build()
+                    .unwrap();
+                let mut ids = Vec::new();
+                for n in 0..CALLS {
+                    // The two workers take turns: call n goes to worker n % 2.
+                    barrier.wait();
+                    if n as usize % 2 == me {
+                        ids.push(rt.debounce("reindex", "doc-1", n, quiet).unwrap());
+                        rt.block_on(ordo::executor::sleep(Duration::from_millis(20)));
+                    }
+                    barrier.wait();
+                }
+                rt.block_on(ordo::executor::sleep(Duration::from_millis(2_000)));
+                ids
+            })
+        })
+        .collect();
+    let ids: Vec<String> = workers
+        .into_iter()
+        .flat_map(|w| w.join().unwrap())
+        .collect();
+    assert_eq!(ids.len(), CALLS as usize);
+    assert!(
+        ids.iter().all(|id| id == &ids[0]),
+        "every call of the round returns its id: {ids:?}"
+    );
+    assert_eq!(
+        reindex_runs("reindex/doc-1@"),
+        vec![(ids[0].clone(), CALLS - 1)],
+        "one run, with the last call's input"
+    );
+    assert_eq!(
+        psql(
+            pg,
+            &url,
+            "SELECT string_agg(id || ' ' || status, ',') FROM ordo.workflows"
+        ),
+        format!("{} 1", ids[0])
+    );
+}
+
+#[test]
+fn a_debounced_call_outlives_the_worker_that_took_it() {
+    let Some(pg) = TestPostgres::shared() else {
+        eprintln!("skipped: no PostgreSQL server");
+        return;
+    };
+    let url = pg.database("debounce_takeover");
+    let worker = |name: &str| {
+        Runtime::builder()
+            .postgres_with(PgOptions::new(&url).worker_name(name).lease(LEASE))
+            .register("reindex", reindex)
+            .build()
+            .unwrap()
+    };
+    let c = worker("c");
+    c.recover().unwrap();
+    let id = {
+        let a = worker("a");
+        let quiet = ordo::DebounceOptions::new(Duration::from_millis(300));
+        a.debounce("reindex", "doc-9", 41u32, quiet).unwrap();
+        a.debounce("reindex", "doc-9", 42u32, quiet).unwrap()
+        // a goes away before the round is due.
+    };
+    c.block_on(ordo::executor::sleep(Duration::from_millis(3_000)));
+    assert_eq!(reindex_runs("reindex/doc-9@"), vec![(id.clone(), 42)]);
+    assert_eq!(
+        psql(
+            pg,
+            &url,
+            "SELECT string_agg(f.id || ' ' || w.name, ',') FROM ordo.workflows f
+                 JOIN ordo.workers w ON w.id = f.owner"
+        ),
+        format!("{id} c"),
+        "the worker that took the round over ran it"
+    );
+}

@@ -391,6 +391,99 @@ fn a_delete_takes_everything_of_a_workflow_and_a_reset_its_completions() {
     });
 }
 
+/// A swap writes only over what the caller expected, and two workers swapping one
+/// record at once lose none of each other's changes (a counter that each bumps by
+/// read, then swap, again on a change, ends at the sum); sled leaves it to its runtime.
+#[test]
+fn a_queue_record_swap_writes_only_over_what_was_expected_and_loses_no_swap() {
+    use ordo::journal::queue::Swap;
+    assert_eq!(
+        SledJournal::temporary()
+            .unwrap()
+            .swap_queue_record(b"n", None, &[(b"n".to_vec(), Some(vec![1]))])
+            .unwrap(),
+        None
+    );
+    let Some(pg) = TestPostgres::shared() else {
+        eprintln!("skipped: no PostgreSQL server");
+        return;
+    };
+    let url = pg.database("swap");
+    let journal = PgOptions::new(&url).worker_name("w0").connect().unwrap();
+    let put = |value: u8| [(b"n".to_vec(), Some(vec![value]))];
+    assert_eq!(
+        journal.swap_queue_record(b"n", None, &put(0)).unwrap(),
+        Some(Swap::Done)
+    );
+    assert_eq!(
+        journal.swap_queue_record(b"n", None, &put(9)).unwrap(),
+        Some(Swap::Changed(Some(vec![0]))),
+        "a record is there"
+    );
+    assert_eq!(
+        journal
+            .swap_queue_record(b"n", Some(&[5]), &put(9))
+            .unwrap(),
+        Some(Swap::Changed(Some(vec![0]))),
+        "it holds 0, not 5"
+    );
+    assert_eq!(
+        journal.queue_records(b"n").unwrap(),
+        [(b"n".to_vec(), vec![0])]
+    );
+    const BUMPS: u8 = 50;
+    let workers: Vec<_> = ["w1", "w2"]
+        .into_iter()
+        .map(|name| {
+            let url = url.clone();
+            std::thread::spawn(move || {
+                let journal = PgOptions::new(&url).worker_name(name).connect().unwrap();
+                let mut held = Some(vec![0]);
+                let mut retried = 0;
+                for _ in 0..BUMPS {
+                    loop {
+                        let next = held.as_ref().map_or(0, |v: &Vec<u8>| v[0]) + 1;
+                        match journal
+                            .swap_queue_record(b"n", held.as_deref(), &put(next))
+                            .unwrap()
+                        {
+                            Some(Swap::Done) => {
+                                held = Some(vec![next]);
+                                break;
+                            }
+                            Some(Swap::Changed(now)) => {
+                                held = now;
+                                retried += 1;
+                            }
+                            None => panic!("a shared store swaps"),
+                        }
+                    }
+                }
+                retried
+            })
+        })
+        .collect();
+    for worker in workers {
+        worker.join().unwrap();
+    }
+    assert_eq!(
+        journal.queue_records(b"n").unwrap(),
+        [(b"n".to_vec(), vec![2 * BUMPS])],
+        "every bump of both workers counted"
+    );
+    let gone = [(b"n".to_vec(), None), (b"m".to_vec(), Some(vec![7]))];
+    assert_eq!(
+        journal
+            .swap_queue_record(b"n", Some(&[2 * BUMPS]), &gone)
+            .unwrap(),
+        Some(Swap::Done)
+    );
+    assert_eq!(
+        journal.queue_records(b"").unwrap(),
+        [(b"m".to_vec(), vec![7])]
+    );
+}
+
 #[test]
 fn a_postgres_journal_keeps_its_records_across_reconnects_and_names() {
     let Some(pg) = TestPostgres::shared() else {

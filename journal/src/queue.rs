@@ -63,6 +63,22 @@ pub struct Admitted {
     pub retry_at_ms: Option<u64>,
 }
 
+/// What [`Store::swap_queue_record`](crate::Store::swap_queue_record) did, on a store
+/// shared by many workers.
+///
+/// ```
+/// use ordo_journal::queue::Swap;
+/// let seen = Swap::Changed(Some(b"round 2".to_vec()));
+/// assert_ne!(seen, Swap::Done);
+/// ```
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Swap {
+    /// The record held what the caller expected: the writes are made.
+    Done,
+    /// It held this instead (`None`: no record): nothing was written.
+    Changed(Option<Vec<u8>>),
+}
+
 /// Leading byte of queue records.
 pub(crate) const QUEUE: u8 = b'u';
 

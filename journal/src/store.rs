@@ -220,6 +220,33 @@ pub trait Store: Send + Sync {
         Ok(())
     }
 
+    /// On a store shared by many workers: if queue record `key` holds `expected`
+    /// (`None`: no record) now, makes `writes` (puts `Some`, deletes `None`, each key at
+    /// most once) at once, in one transaction ordered with every other swap of `key` on
+    /// any worker; if it holds something else, writes nothing and says what it holds.
+    /// A store with one writer returns `None` without writing (the default): its
+    /// runtime keeps such records itself and writes them with its commits.
+    ///
+    /// It is what a record that workers change at any time, outside any commit, needs
+    /// (a debounced call: each call of any worker updates it, and one worker fires it).
+    ///
+    /// ```
+    /// use ordo_journal::{SledJournal, Store};
+    /// let store = SledJournal::temporary()?;
+    /// let writes = [(b"b/reindex".to_vec(), Some(b"round 1".to_vec()))];
+    /// assert_eq!(store.swap_queue_record(b"b/reindex", None, &writes)?, None);
+    /// # Ok::<(), ordo_journal::Error>(())
+    /// ```
+    fn swap_queue_record(
+        &self,
+        key: &[u8],
+        expected: Option<&[u8]>,
+        writes: &[(Vec<u8>, Option<Vec<u8>>)],
+    ) -> Result<Option<crate::queue::Swap>, Error> {
+        let _ = (key, expected, writes);
+        Ok(None)
+    }
+
     /// The ids of the new workflow records ([`Batch::insert_workflow`]: starts,
     /// enqueues) of the last [`Store::commit`] that were not written because another
     /// writer of a shared store had already written a record under that id; each is

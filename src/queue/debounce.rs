@@ -7,9 +7,24 @@
 //! `first call + max wait` if calls never stop for that long, in the commit that removes
 //! the pending call: exactly once. Its id is `"<workflow>/<key>@<first call ms>"`. A call
 //! after that start begins a new round for the key.
+//!
+//! On a journal shared by many workers ([`Store::swap_queue_record`]), calls for one key
+//! may come to any worker, and the pending call is the journal's, not a worker's: each
+//! call swaps it in at once (one round trip, ordered with every other worker's calls for
+//! the key, so none is lost and every call of a round returns its id), and the worker
+//! that sees the round due fires it by swapping it out for a *fired* record (`f`), only
+//! if no call changed it since; the commit that starts the workflow deletes that fired
+//! record. A worker that died between the two leaves the fired record, which the next
+//! worker to load the queue records (on start, or on a takeover round) fires: the id is
+//! the round's, so the journal writes one start whoever fires it. Every worker learns of
+//! the rounds other workers opened on its takeover rounds, so a round outlives the
+//! worker that opened it.
+//!
+//! [`Store::swap_queue_record`]: ordo_journal::Store::swap_queue_record
 
 use std::time::Duration;
 
+use ordo_journal::queue::Swap;
 use serde::Serialize;
 
 use super::millis;
@@ -98,28 +113,56 @@ impl Runtime {
         let registration = self.core.registry.lookup(name)?;
         let now_ms = self.now_ms();
         let record_key = records::key(DEBOUNCE, &[name, key]);
-        let round = self.core.queues.debounced(&record_key);
-        let id = round
-            .as_ref()
-            .map_or_else(|| format!("{name}/{key}@{now_ms}"), |r| r.id.clone());
-        let input = registration.encode_input(&id, &input)?;
-        let pending = match round {
-            Some(mut round) => {
-                round.input = input;
-                round.last_ms = now_ms;
-                round.quiet_ms = millis(options.quiet);
-                round
+        let queues = &self.core.queues;
+        // What the journal holds, as far as this worker knows; a shared journal says
+        // so when another worker changed it since.
+        let mut held = queues.debounced(&record_key).map(|d| records::encode(&d));
+        loop {
+            let round = held
+                .as_deref()
+                .map(|bytes| records::decode::<Debounced>(&record_key, bytes))
+                .transpose()?;
+            let id = round
+                .as_ref()
+                .map_or_else(|| format!("{name}/{key}@{now_ms}"), |r| r.id.clone());
+            let input = registration.encode_input(&id, &input)?;
+            let pending = match round {
+                Some(mut round) => {
+                    round.input = input;
+                    round.last_ms = now_ms;
+                    round.quiet_ms = millis(options.quiet);
+                    round
+                }
+                None => Debounced {
+                    id,
+                    input,
+                    first_ms: now_ms,
+                    last_ms: now_ms,
+                    quiet_ms: millis(options.quiet),
+                    max_wait_ms: options.max_wait.map_or(u64::MAX, millis),
+                },
+            };
+            let write = [(record_key.clone(), Some(records::encode(&pending)))];
+            match self
+                .core
+                .store
+                .swap_queue_record(&record_key, held.as_deref(), &write)
+                .map_err(Error::from)?
+            {
+                // One writer: this runtime keeps the call, and its next commit writes it.
+                None => {
+                    let id = pending.id.clone();
+                    queues.debounce(record_key, pending);
+                    return Ok(id);
+                }
+                // Written, ordered with every other worker's calls for the key.
+                Some(Swap::Done) => {
+                    let id = pending.id.clone();
+                    queues.remember_debounced(record_key, Some(pending));
+                    return Ok(id);
+                }
+                Some(Swap::Changed(now_held)) => held = now_held,
             }
-            None => Debounced {
-                id: id.clone(),
-                input,
-                first_ms: now_ms,
-                last_ms: now_ms,
-                quiet_ms: millis(options.quiet),
-                max_wait_ms: options.max_wait.map_or(u64::MAX, millis),
-            },
-        };
-        self.core.queues.debounce(record_key, pending);
-        Ok(id)
+        }
     }
 }

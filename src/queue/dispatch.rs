@@ -7,7 +7,9 @@ use std::time::Duration;
 
 use ordo_journal::{Batch, Status, Store, WorkflowRecord};
 
-use super::records::{self, Debounced, Entry, DEBOUNCE, DEDUP, ENTRY, WINDOW};
+use ordo_journal::queue::Swap;
+
+use super::records::{self, Debounced, Entry, DEBOUNCE, DEDUP, ENTRY, FIRED, WINDOW};
 use super::schedule::Schedule;
 use super::{millis, EnqueueOptions, OnDuplicate, QueueOptions};
 use crate::core::{Core, PendingStart};
@@ -124,6 +126,9 @@ pub(crate) struct Queues {
     debounced: RefCell<BTreeMap<Vec<u8>, Debounced>>,
     /// Debounce keys whose pending call the next commit writes.
     debounce_writes: RefCell<Vec<Vec<u8>>>,
+    /// Debounced calls fired (swapped out of their key) on a shared journal whose
+    /// start the next commit writes, by fired record key.
+    fired: RefCell<BTreeMap<Vec<u8>, Debounced>>,
     /// Other queue records for the next commit (a schedule's last tick).
     records: RefCell<Vec<(Vec<u8>, Vec<u8>)>>,
     /// `false` once the store said it keeps no limits across workers (one writer).
@@ -149,10 +154,7 @@ impl Queues {
                 .collect(),
             ..Queues::default()
         };
-        for (key, value) in store.queue_records(&[DEBOUNCE])? {
-            let pending: Debounced = records::decode(&key, &value)?;
-            queues.debounced.borrow_mut().insert(key, pending);
-        }
+        queues.load_debounced(store)?;
         let mut stale = Batch::new();
         let mut next_order = 0;
         for (key, value) in store.queue_records(&[ENTRY])? {
@@ -214,6 +216,24 @@ impl Queues {
         Ok(queues)
     }
 
+    /// Reads the debounced calls (and, on a shared journal, the fired ones whose start
+    /// is not committed) from `store`: what the journal holds replaces what this worker
+    /// knew of them.
+    fn load_debounced(&self, store: &dyn Store) -> Result<(), Error> {
+        for (key, value) in store.queue_records(&[DEBOUNCE])? {
+            let pending: Debounced = records::decode(&key, &value)?;
+            self.debounced.borrow_mut().insert(key, pending);
+        }
+        for (key, value) in store.queue_records(&[FIRED])? {
+            let fired: Debounced = records::decode(&key, &value)?;
+            self.fired.borrow_mut().insert(key, fired);
+        }
+        if !self.debounced.borrow().is_empty() || !self.fired.borrow().is_empty() {
+            self.dirty.set(true);
+        }
+        Ok(())
+    }
+
     /// The schedules, to start their tasks.
     pub(crate) fn schedules(&self) -> impl Iterator<Item = &Rc<Schedule>> {
         self.schedules.values()
@@ -238,6 +258,16 @@ impl Queues {
     pub(crate) fn debounce(&self, key: Vec<u8>, pending: Debounced) {
         self.debounced.borrow_mut().insert(key.clone(), pending);
         self.debounce_writes.borrow_mut().push(key);
+        self.dirty.set(true);
+    }
+
+    /// Sets (or, `None`, forgets) what a shared journal holds for debounce key `key`,
+    /// as a swap just wrote or found it; its firing time rearmed.
+    pub(crate) fn remember_debounced(&self, key: Vec<u8>, pending: Option<Debounced>) {
+        match pending {
+            Some(pending) => self.debounced.borrow_mut().insert(key, pending),
+            None => self.debounced.borrow_mut().remove(&key),
+        };
         self.dirty.set(true);
     }
 
@@ -493,6 +523,9 @@ impl Queues {
     /// worker's to dispatch. Then a dispatch pass runs, also when nothing was taken
     /// over: slots a dead worker held may be free now.
     pub(crate) fn take_over(&self, store: &dyn Store, resumed: &[String]) -> Result<(), Error> {
+        // Debounced calls are the journal's: rounds opened (or fired) by a worker that
+        // is gone are fired by whoever learns of them.
+        self.load_debounced(store)?;
         // A worker that declares no queue dispatches nothing: it leaves them to one
         // that does.
         let queued = if self.options.is_empty() {
@@ -869,7 +902,9 @@ impl Queues {
 
     /// Writes the debounced calls made since the last commit, and starts those whose
     /// quiet period (or maximum wait) is over, removing their pending call in the same
-    /// commit.
+    /// commit. On a shared journal a due call is first swapped out of its key for a
+    /// fired record (unless a call of another worker changed it), and the commit that
+    /// starts it deletes the fired record (see `debounce`).
     fn stage_debounced(
         &self,
         core: &Rc<Core>,
@@ -880,7 +915,8 @@ impl Queues {
         wake_at: &mut impl FnMut(u64),
     ) {
         let mut debounced = self.debounced.borrow_mut();
-        if debounced.is_empty() {
+        let fired = std::mem::take(&mut *self.fired.borrow_mut());
+        if debounced.is_empty() && fired.is_empty() {
             return;
         }
         let written: std::collections::BTreeSet<Vec<u8>> =
@@ -895,15 +931,52 @@ impl Queues {
                 batch.put_queue_record(key.clone(), records::encode(pending));
             }
         }
+        // (workflow name, fired record to delete, the call) of each start.
+        let mut starts: Vec<(String, Option<Vec<u8>>, Debounced)> = Vec::new();
+        for (fired_key, pending) in fired {
+            let name = records::parts(&fired_key)
+                .ok()
+                .and_then(|parts| parts.into_iter().next())
+                .unwrap_or_default();
+            starts.push((name, Some(fired_key), pending));
+        }
         for key in due {
             let Some(pending) = debounced.remove(&key) else {
                 continue;
             };
-            batch.delete_queue_record(key.clone());
             let name = records::parts(&key)
                 .ok()
                 .and_then(|parts| parts.into_iter().next())
                 .unwrap_or_default();
+            let held = records::encode(&pending);
+            let fired_key = records::key(FIRED, &[&name, &pending.id]);
+            let writes = [(key.clone(), None), (fired_key.clone(), Some(held.clone()))];
+            match core.store.swap_queue_record(&key, Some(&held), &writes) {
+                // One writer: the pending call goes in the commit that starts it.
+                Ok(None) => {
+                    batch.delete_queue_record(key);
+                    starts.push((name, None, pending));
+                }
+                Ok(Some(Swap::Done)) => starts.push((name, Some(fired_key), pending)),
+                // Another worker's call changed it (or fired it): what it holds now.
+                Ok(Some(Swap::Changed(now_held))) => {
+                    if let Some(Ok(round)) =
+                        now_held.map(|bytes| records::decode::<Debounced>(&key, &bytes))
+                    {
+                        debounced.insert(key, round);
+                    }
+                }
+                // The journal could not be reached: try again in a second.
+                Err(_) => {
+                    debounced.insert(key, pending);
+                    wake_at(now_ms.saturating_add(1_000));
+                }
+            }
+        }
+        for (name, fired_key, pending) in starts {
+            if let Some(fired_key) = fired_key {
+                batch.delete_queue_record(fired_key);
+            }
             let Some(registration) = core.registry.get(&name).cloned() else {
                 continue;
             };

@@ -7,6 +7,7 @@
 //! | a deduplication id in use | `d` queue `\0` dedup id | workflow id |
 //! | a schedule's last tick | `s` schedule name | tick time (ms) |
 //! | a debounced call | `b` workflow name `\0` key | [`Debounced`] |
+//! | a debounced call fired, its start not yet committed (shared journals) | `f` workflow name `\0` workflow id | [`Debounced`] |
 //!
 //! Values are bincode (serde). A record that does not decode is a typed
 //! [`Journal`](crate::Error::Journal) corruption error naming its key.
@@ -21,6 +22,7 @@ pub(crate) const WINDOW: u8 = b'r';
 pub(crate) const DEDUP: u8 = b'd';
 pub(crate) const TICK: u8 = b's';
 pub(crate) const DEBOUNCE: u8 = b'b';
+pub(crate) const FIRED: u8 = b'f';
 
 /// A workflow's place in its queue, kept from its enqueue to its end.
 #[derive(Debug, Clone, Serialize, Deserialize)]

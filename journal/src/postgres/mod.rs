@@ -91,7 +91,7 @@ use self::commit::{signed, unsigned, Encoded};
 use self::session::{connect, db_error, Conn, Job, Shared, Worker};
 use self::tls::Target;
 use crate::mail::Message;
-use crate::queue::{Admission, Admitted, QueueRecord};
+use crate::queue::{Admission, Admitted, QueueRecord, Swap};
 use crate::record::{Batch, Completion, Outcome, Status, WorkflowRecord};
 use crate::{Elsewhere, Error, Store};
 
@@ -1181,6 +1181,68 @@ impl Store for PgJournal {
             .boxed_local()
         })?;
         Ok(())
+    }
+
+    fn swap_queue_record(
+        &self,
+        key: &[u8],
+        expected: Option<&[u8]>,
+        writes: &[(Vec<u8>, Option<Vec<u8>>)],
+    ) -> Result<Option<Swap>, Error> {
+        self.writable()?;
+        if self.is_fenced() {
+            return Err(self.fenced_error());
+        }
+        let key = key.to_vec();
+        let expected = expected.map(<[u8]>::to_vec);
+        let (mut put_keys, mut put_values, mut deletes) = (Vec::new(), Vec::new(), Vec::new());
+        for (k, value) in writes {
+            match value {
+                Some(value) => {
+                    put_keys.push(k.clone());
+                    put_values.push(value.clone());
+                }
+                None => deletes.push(k.clone()),
+            }
+        }
+        let found = self.read(move |conn| {
+            let (key, expected) = (key.clone(), expected.clone());
+            let (put_keys, put_values, deletes) =
+                (put_keys.clone(), put_values.clone(), deletes.clone());
+            async move {
+                let c = &conn.client;
+                let one: [&(dyn tokio_postgres::types::ToSql + Sync); 1] = [&key];
+                let (begin, locked, read) = futures::join!(
+                    c.batch_execute("BEGIN"),
+                    c.execute(&conn.st.swap_lock, &one),
+                    c.query_opt(&conn.st.swap_read, &one),
+                );
+                let held = begin
+                    .and(locked)
+                    .and_then(|_| read?.map(|row| row.try_get::<_, Vec<u8>>(0)).transpose());
+                match held {
+                    Ok(held) if held == expected => {}
+                    // Something else: nothing to write (or the read failed).
+                    other => {
+                        c.batch_execute("ROLLBACK").await?;
+                        return other.map(Some);
+                    }
+                }
+                let gone: [&(dyn tokio_postgres::types::ToSql + Sync); 1] = [&deletes];
+                let new: [&(dyn tokio_postgres::types::ToSql + Sync); 2] = [&put_keys, &put_values];
+                let (deleted, put, commit) = futures::join!(
+                    c.execute(&conn.st.queue_delete, &gone),
+                    c.execute(&conn.st.queue_put, &new),
+                    c.batch_execute("COMMIT"),
+                );
+                deleted?;
+                put?;
+                commit?;
+                Ok(None)
+            }
+            .boxed_local()
+        })?;
+        Ok(Some(found.map_or(Swap::Done, Swap::Changed)))
     }
 
     fn claim_pending(&self) -> Result<Vec<WorkflowRecord>, Error> {

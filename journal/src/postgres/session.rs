@@ -219,6 +219,11 @@ statements! {
         WHERE key = $1
         RETURNING value, EXISTS (SELECT 1 FROM ordo.workflows w
             WHERE w.id = convert_from(value, 'UTF8'))");
+    // A swap of queue record `$1` (see `PgJournal::swap_queue_record`): a lock of the
+    // key for the transaction, taken even while the record is absent, then a read in a
+    // statement of its own, whose snapshot sees what the swap that held the lock wrote.
+    swap_lock = "SELECT pg_advisory_xact_lock(hashtextextended(encode($1, 'hex'), 7))";
+    swap_read = "SELECT value FROM ordo.queue_records WHERE key = $1";
     release_holder = "DELETE FROM ordo.queue_records
         WHERE key = $1 AND value = $2 AND reserved_by = $3";
     expire = "UPDATE ordo.workers SET alive = false, epoch = epoch + 1
