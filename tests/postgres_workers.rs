@@ -1342,28 +1342,36 @@ fn a_worker_that_declares_no_queue_leaves_a_dead_workers_queued_workflows_to_one
 /// Takeover rounds keep the wall clock, on which leases expire: under the virtual
 /// clock a year-long durable sleep is reached at once, not through a takeover round
 /// every half lease of virtual time (tens of millions here, each a round trip to the
-/// journal: before the fix, this test did not end).
+/// journal: before the fix, it did not end; it fails after a minute now).
 #[test]
 fn a_long_virtual_sleep_is_not_held_back_by_takeover_rounds() {
     let Some(pg) = TestPostgres::shared() else {
         return;
     };
     let url = pg.database("virtual_sleep");
-    let rt = Runtime::builder()
-        .postgres_with(PgOptions::new(url).worker_name("napper").lease(LEASE))
-        .clock(ordo::Clock::Virtual)
-        .register("nap", |ctx: Ctx, days: u64| async move {
-            ctx.sleep(Duration::from_secs(days * 24 * 3600)).await;
-            Ok::<_, String>(days)
-        })
-        .build()
-        .expect("runtime");
-    // Recovery starts the takeover rounds.
-    assert!(rt.recover().expect("recover").is_clean());
-    let handle = rt
-        .start::<_, u64, String>("nap", "nap-1", 365u64)
-        .expect("start");
-    assert_eq!(rt.block_on(handle.result()).expect("wakes"), Ok(365));
+    let (done, ended) = std::sync::mpsc::channel();
+    // The run on a thread of its own, so that a regression fails here instead of hanging.
+    std::thread::spawn(move || {
+        let rt = Runtime::builder()
+            .postgres_with(PgOptions::new(url).worker_name("napper").lease(LEASE))
+            .clock(ordo::Clock::Virtual)
+            .register("nap", |ctx: Ctx, days: u64| async move {
+                ctx.sleep(Duration::from_secs(days * 24 * 3600)).await;
+                Ok::<_, String>(days)
+            })
+            .build()
+            .expect("runtime");
+        // Recovery starts the takeover rounds.
+        assert!(rt.recover().expect("recover").is_clean());
+        let handle = rt
+            .start::<_, u64, String>("nap", "nap-1", 365u64)
+            .expect("start");
+        let _ = done.send(rt.block_on(handle.result()).expect("wakes"));
+    });
+    let result = ended
+        .recv_timeout(Duration::from_secs(60))
+        .expect("a year-long virtual sleep ends within a minute of wall time");
+    assert_eq!(result, Ok(365));
 }
 
 /// `(workflow id, input)` of every run of a `reindex` body.
