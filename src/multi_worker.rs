@@ -53,8 +53,9 @@
 //! a rate limit that hold for all workers together (slots taken from the journal in the
 //! commit that starts them, [`journal::Store::admit`](crate::journal::Store::admit);
 //! [`QueueOptions::worker_concurrency`](crate::QueueOptions::worker_concurrency) caps
-//! one worker's share), and the queued
-//! workflows of a dead worker are dispatched by the worker that takes over its work.
+//! one worker's share), and the queued workflows of a dead worker are dispatched by a
+//! worker that takes them over and declares their queue (one that does not leaves them
+//! to one that does).
 //! A schedule declared on several workers starts each tick once (its id is the tick's,
 //! and the journal writes one start per id); a deduplication id is looked up among
 //! the workflows of all workers, and taken in the journal when the enqueue is made (of

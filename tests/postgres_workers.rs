@@ -1289,26 +1289,37 @@ fn one_deduplication_id_enqueued_on_two_workers_at_once_is_taken_once() {
 
 #[test]
 fn a_worker_that_declares_no_queue_leaves_a_dead_workers_queued_workflows_to_one_that_does() {
+    queued_workflows_go_to_the_worker_that_declares_their_queue("queues_undeclared", None);
+}
+
+#[test]
+fn a_worker_that_declares_other_queues_leaves_a_dead_workers_queued_workflows_to_one_that_does() {
+    queued_workflows_go_to_the_worker_that_declares_their_queue("queues_other", Some("other"));
+}
+
+/// Worker `a` enqueues three workflows in queue `q` and goes away; worker `c`, which
+/// declares `c_queue` (not `q`), runs takeover rounds meanwhile; then worker `b`, which
+/// declares `q`, comes: the workflows are `b`'s, not `c`'s.
+fn queued_workflows_go_to_the_worker_that_declares_their_queue(db: &str, c_queue: Option<&str>) {
     let Some(pg) = TestPostgres::shared() else {
         eprintln!("skipped: no PostgreSQL server");
         return;
     };
-    let url = pg.database("queues_undeclared");
-    let worker = |name: &str, with_queue: bool| {
+    let url = pg.database(db);
+    let worker = |name: &str, queue: Option<&str>| {
         let builder =
             Runtime::builder().postgres_with(PgOptions::new(&url).worker_name(name).lease(LEASE));
-        let builder = if with_queue {
-            builder.queue("q", ordo::QueueOptions::new().concurrency(1))
-        } else {
-            builder
+        let builder = match queue {
+            Some(queue) => builder.queue(queue, ordo::QueueOptions::new().concurrency(1)),
+            None => builder,
         };
         builder.register("job", job).build().unwrap()
     };
-    // c declares no queue; it takes over work every half lease from now on.
-    let c = worker("c", false);
+    // c takes over work every half lease from now on.
+    let c = worker("c", c_queue);
     c.recover().unwrap();
     {
-        let a = worker("a", true);
+        let a = worker("a", Some("q"));
         for n in 0..3u32 {
             a.enqueue::<_, u32, String>(
                 "q",
@@ -1324,7 +1335,7 @@ fn a_worker_that_declares_no_queue_leaves_a_dead_workers_queued_workflows_to_one
     }
     // a is gone; c's takeover passes run, then b, which declares the queue, comes.
     c.block_on(ordo::executor::sleep(Duration::from_millis(1_500)));
-    let b = worker("b", true);
+    let b = worker("b", Some("q"));
     b.recover().unwrap();
     b.block_on(ordo::executor::sleep(Duration::from_millis(1_500)));
     assert_eq!(

@@ -149,17 +149,32 @@ pub trait Store: Send + Sync {
         Ok(true)
     }
 
-    /// The queued workflows (`Enqueued`, `Delayed`) that no live worker holds (their
-    /// enqueuer died), made this worker's, so it dispatches them. A store with one
+    /// The ids of the queued workflows (`Enqueued`, `Delayed`) that no live worker
+    /// holds (their enqueuer died, or its lease ran out): what a worker may take over
+    /// with [`Store::claim_queued`], if it declares their queues. A store with one
     /// writer gives none (the default): its runtime reads every queued workflow when it
     /// starts.
     ///
     /// ```
     /// use ordo_journal::{SledJournal, Store};
-    /// assert!(SledJournal::temporary()?.claim_queued()?.is_empty());
+    /// assert!(SledJournal::temporary()?.unheld_queued()?.is_empty());
     /// # Ok::<(), ordo_journal::Error>(())
     /// ```
-    fn claim_queued(&self) -> Result<Vec<WorkflowRecord>, Error> {
+    fn unheld_queued(&self) -> Result<Vec<String>, Error> {
+        Ok(Vec::new())
+    }
+
+    /// Makes those of queued workflows `ids` that no live worker holds this worker's,
+    /// so it dispatches them, and returns their records; the others stay where they
+    /// are. A store with one writer gives none (the default).
+    ///
+    /// ```
+    /// use ordo_journal::{SledJournal, Store};
+    /// assert!(SledJournal::temporary()?.claim_queued(&["mail-7".into()])?.is_empty());
+    /// # Ok::<(), ordo_journal::Error>(())
+    /// ```
+    fn claim_queued(&self, ids: &[String]) -> Result<Vec<WorkflowRecord>, Error> {
+        let _ = ids;
         Ok(Vec::new())
     }
 

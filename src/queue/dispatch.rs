@@ -526,12 +526,12 @@ impl Queues {
         // Debounced calls are the journal's: rounds opened (or fired) by a worker that
         // is gone are fired by whoever learns of them.
         self.load_debounced(store)?;
-        // A worker that declares no queue dispatches nothing: it leaves them to one
-        // that does.
-        let queued = if self.options.is_empty() {
+        // A worker dispatches only the queues it declares: it leaves the others' queued
+        // workflows to a worker that declares them.
+        let unheld = if self.options.is_empty() {
             Vec::new()
         } else {
-            store.claim_queued()?
+            store.unheld_queued()?
         };
         let unknown: Vec<&String> = {
             let members = self.members.borrow();
@@ -540,25 +540,39 @@ impl Queues {
                 .filter(|id| !members.contains_key(*id))
                 .collect()
         };
-        if !unknown.is_empty() || !queued.is_empty() {
-            let mut entries = HashMap::new();
-            for (key, value) in store.queue_records(&[ENTRY])? {
-                let id = records::parts(&key)?.concat();
-                entries.insert(id, (key, value));
+        if unknown.is_empty() && unheld.is_empty() {
+            self.poke();
+            return Ok(());
+        }
+        let mut entries = HashMap::new();
+        for (key, value) in store.queue_records(&[ENTRY])? {
+            let id = records::parts(&key)?.concat();
+            entries.insert(id, (key, value));
+        }
+        let entry = |id: &str| -> Result<Option<Entry>, Error> {
+            entries
+                .get(id)
+                .map(|(key, value)| records::decode(key, value))
+                .transpose()
+        };
+        for id in unknown {
+            if let Some(entry) = entry(id)? {
+                self.adopt_running(id.clone(), entry);
             }
-            for id in unknown {
-                if let Some((key, value)) = entries.get(id) {
-                    self.adopt_running(id.clone(), records::decode(key, value)?);
-                }
+        }
+        let mut mine = HashMap::new();
+        for id in unheld {
+            if self.members.borrow().contains_key(&id) {
+                continue;
             }
-            for record in queued {
-                if self.members.borrow().contains_key(&record.id) {
-                    continue;
-                }
-                if let Some((key, value)) = entries.get(&record.id) {
-                    let entry = records::decode(key, value)?;
-                    self.adopt_waiting(record, entry);
-                }
+            if let Some(entry) = entry(&id)?.filter(|e| self.options.contains_key(&e.queue)) {
+                mine.insert(id, entry);
+            }
+        }
+        let ids: Vec<String> = mine.keys().cloned().collect();
+        for record in store.claim_queued(&ids)? {
+            if let Some(entry) = mine.remove(&record.id) {
+                self.adopt_waiting(record, entry);
             }
         }
         self.poke();

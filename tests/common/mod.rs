@@ -166,8 +166,19 @@ pub mod faulty {
         fn claim(&self, id: &str) -> Result<bool, Error> {
             self.inner.claim(id)
         }
-        fn claim_queued(&self) -> Result<Vec<WorkflowRecord>, Error> {
-            self.inner.claim_queued()
+        fn unheld_queued(&self) -> Result<Vec<String>, Error> {
+            self.inner.unheld_queued()
+        }
+        fn claim_queued(&self, ids: &[String]) -> Result<Vec<WorkflowRecord>, Error> {
+            self.inner.claim_queued(ids)
+        }
+        fn swap_queue_record(
+            &self,
+            key: &[u8],
+            expected: Option<&[u8]>,
+            writes: &[(Vec<u8>, Option<Vec<u8>>)],
+        ) -> Result<Option<ordo::journal::queue::Swap>, Error> {
+            self.inner.swap_queue_record(key, expected, writes)
         }
         fn admit(
             &self,

@@ -559,7 +559,9 @@ impl PgJournal {
                                 Claim::Pending(id) => {
                                     c.query(&conn.st.claim, &[&fence[0], id]).await
                                 }
-                                Claim::Queued => c.query(&conn.st.claim_queued, &me).await,
+                                Claim::Queued(ids) => {
+                                    c.query(&conn.st.claim_queued, &[&fence[0], ids]).await
+                                }
                             }
                         };
                         let (begin, fenced, expired, claimed, commit) = futures::join!(
@@ -607,8 +609,8 @@ enum Claim {
     /// The pending workflows no live worker drives; only this one, pending or queued,
     /// if given.
     Pending(Option<String>),
-    /// The queued workflows of dead workers.
-    Queued,
+    /// Those of these queued workflows that dead workers held.
+    Queued(Vec<String>),
 }
 
 /// Where `config` points, for messages: `postgres://USER@HOST:PORT/DBNAME`, never the
@@ -1255,8 +1257,21 @@ impl Store for PgJournal {
         Ok(!self.claim_where(Some(id.to_owned()))?.is_empty())
     }
 
-    fn claim_queued(&self) -> Result<Vec<WorkflowRecord>, Error> {
-        let mut claimed = self.claim_with(Claim::Queued)?;
+    fn unheld_queued(&self) -> Result<Vec<String>, Error> {
+        let rows = self.read(move |conn| {
+            async move { conn.client.query(&conn.st.unheld_queued, &[]).await }.boxed_local()
+        })?;
+        rows.iter()
+            .map(|row| row.try_get(0))
+            .collect::<Result<_, _>>()
+            .map_err(db_error)
+    }
+
+    fn claim_queued(&self, ids: &[String]) -> Result<Vec<WorkflowRecord>, Error> {
+        if ids.is_empty() {
+            return Ok(Vec::new());
+        }
+        let mut claimed = self.claim_with(Claim::Queued(ids.to_vec()))?;
         claimed.sort_by(|a, b| a.id.cmp(&b.id));
         Ok(claimed)
     }

@@ -238,10 +238,14 @@ statements! {
         RETURNING {WORKFLOW_COLUMNS}");
     claim_queued = &format!("UPDATE ordo.workflows SET owner = $1 WHERE id IN (
             SELECT id FROM ordo.workflows
-            WHERE status IN (4, 5)
+            WHERE status IN (4, 5) AND id = ANY($2::text[])
                 AND (owner IS NULL OR owner IN (SELECT id FROM ordo.workers WHERE NOT alive))
             FOR UPDATE SKIP LOCKED)
         RETURNING {WORKFLOW_COLUMNS}");
+    unheld_queued = "SELECT id FROM ordo.workflows WHERE status IN (4, 5)
+        AND (owner IS NULL OR owner IN (SELECT id FROM ordo.workers
+            WHERE NOT alive OR lease_until < clock_timestamp()))
+        ORDER BY id";
     admit = "SELECT granted, retry_at FROM ordo.admit($1, $2, $3, $4, $5, $6, $7, $8, $9)";
     workflow = &format!("SELECT {WORKFLOW_COLUMNS} FROM ordo.workflows WHERE id = $1");
     workflows = &format!("SELECT {WORKFLOW_COLUMNS} FROM ordo.workflows ORDER BY id");
