@@ -1472,17 +1472,10 @@ fn a_debounced_call_outlives_the_worker_that_took_it() {
         return;
     };
     let url = pg.database("debounce_takeover");
-    let worker = |name: &str| {
-        Runtime::builder()
-            .postgres_with(PgOptions::new(&url).worker_name(name).lease(LEASE))
-            .register("reindex", reindex)
-            .build()
-            .unwrap()
-    };
-    let c = worker("c");
+    let c = worker_for_debounce(&url, "c");
     c.recover().unwrap();
     let id = {
-        let a = worker("a");
+        let a = worker_for_debounce(&url, "a");
         let quiet = ordo::DebounceOptions::new(Duration::from_millis(300));
         a.debounce("reindex", "doc-9", 41u32, quiet).unwrap();
         a.debounce("reindex", "doc-9", 42u32, quiet).unwrap()
@@ -1500,4 +1493,88 @@ fn a_debounced_call_outlives_the_worker_that_took_it() {
         format!("{id} c"),
         "the worker that took the round over ran it"
     );
+}
+
+/// A worker that fired a debounced round (swapped it out of its key) but whose commit
+/// of the start failed leaves the fired record; the next worker to start starts it,
+/// once, with the round's last input. The failing commit is the first, second or third
+/// of the worker; at least one of them is the start's (a later one fails the workflow's
+/// step, which the next worker takes over and runs again).
+#[test]
+fn a_fired_debounce_round_whose_start_was_not_committed_starts_on_the_next_worker() {
+    use common::faulty::{Fault, FaultyStore, Log};
+    let Some(pg) = TestPostgres::shared() else {
+        eprintln!("skipped: no PostgreSQL server");
+        return;
+    };
+    let mut left_fired = 0;
+    for failing in 1..=3u64 {
+        let url = pg.database(&format!("debounce_fired_{failing}"));
+        let key = format!("doc-f{failing}");
+        let id = {
+            let journal = PgOptions::new(&url)
+                .worker_name("a")
+                .lease(LEASE)
+                .connect()
+                .unwrap();
+            let store = FaultyStore::new(
+                Box::new(journal),
+                Log::default(),
+                Some((failing, Fault::BeforeApply)),
+            );
+            let a = Runtime::builder()
+                .store(Box::new(store))
+                .register("reindex", reindex)
+                .build()
+                .unwrap();
+            let quiet = ordo::DebounceOptions::new(Duration::from_millis(100));
+            a.debounce("reindex", &key, 6u32, quiet).unwrap();
+            let id = a.debounce("reindex", &key, 7u32, quiet).unwrap();
+            a.block_on(ordo::executor::sleep(Duration::from_millis(500)));
+            id
+        };
+        let fired: usize = psql(
+            pg,
+            &url,
+            "SELECT count(*) FROM ordo.queue_records WHERE get_byte(key, 0) = 102",
+        )
+        .parse()
+        .unwrap();
+        left_fired += fired;
+        // b takes over what a started, if a's failing commit came after the start.
+        let b = worker_for_debounce(&url, "b");
+        b.recover().unwrap();
+        b.block_on(ordo::executor::sleep(Duration::from_millis(2_500)));
+        let runs = reindex_runs(&format!("reindex/{key}@"));
+        assert!(
+            !runs.is_empty() && runs.iter().all(|run| run == &(id.clone(), 7)),
+            "failing commit {failing}: the round ran, with the last input: {runs:?}"
+        );
+        assert_eq!(
+            psql(
+                pg,
+                &url,
+                "SELECT string_agg(id || ' ' || status, ',') FROM ordo.workflows"
+            ),
+            format!("{id} 1"),
+            "failing commit {failing}: one workflow, succeeded"
+        );
+        assert_eq!(
+            psql(pg, &url, "SELECT count(*) FROM ordo.queue_records"),
+            "0",
+            "failing commit {failing}: no debounce record is left"
+        );
+    }
+    assert!(
+        left_fired > 0,
+        "no failing commit was the fired round's start"
+    );
+}
+
+fn worker_for_debounce(url: &str, name: &str) -> Runtime {
+    Runtime::builder()
+        .postgres_with(PgOptions::new(url).worker_name(name).lease(LEASE))
+        .register("reindex", reindex)
+        .build()
+        .unwrap()
 }
