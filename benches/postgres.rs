@@ -13,6 +13,9 @@
 //!   one workflow running 8 rounds of 64 steps in a `join_all` (64 completions per
 //!   commit). Default durability. Throughput is steps; the summary also gives ordo's
 //!   group commits per second next to pgbench's transactions per second.
+//! - PgJournal alone: right after each runtime workload, the store without the runtime
+//!   commits batches of 1 and 64 completions for 4 s, so the gap to pgbench splits
+//!   into the store's share and the runtime's.
 //! - `sled_sync/...`: the same two workloads on sled with `Durability::Sync`.
 //! - Worker processes: 1, 2 and 4 copies of this binary (re-executed with
 //!   `ORDO_PG_BENCH_WORKER` set) sharing one database, each starting its share of 1,000
@@ -104,6 +107,7 @@ fn main() {
         let mut reference = Vec::new();
         reference.extend(pgbench.as_ref().map(|p| p.run(slot)));
         summary.postgres[slot] = bench_workload(&mut c, "postgres", &postgres, slot);
+        summary.journal[slot] = Some(journal_alone(pg, [1, GATHER][slot]));
         reference.extend(pgbench.as_ref().map(|p| p.run(slot)));
         summary.pgbench[slot] = reference;
     }
@@ -343,6 +347,53 @@ fn bench_workload(c: &mut Criterion, group_name: &str, rt: &Runtime, slot: usize
     group.finish();
     let calls = calls.into_inner();
     measured_rate(&calls)
+}
+
+/// The store alone, without the runtime: a `PgJournal` committing batches of `rows`
+/// completions (the rows pgbench inserts) to one workflow, one after the other, for
+/// [`PGBENCH_SECONDS`]. What it lacks against pgbench is the journal's own cost (its
+/// statement, the fence, the hop to its thread); what the runtime lacks against it is
+/// the runtime's.
+fn journal_alone(pg: &TestPostgres, rows: u64) -> Rate {
+    use ordo::journal::{Batch, Completion, Outcome, Store, WorkflowRecord};
+    let journal = PgOptions::new(pg.database(&format!("journal_{rows}")))
+        .connect()
+        .unwrap();
+    let mut start = Batch::new();
+    start.insert_workflow(WorkflowRecord::new("w", "gathered", vec![0], 0));
+    journal.commit(&start).unwrap();
+    let (mut seq, mut commits) = (0u64, 0u64);
+    let began = Instant::now();
+    let until = began + Duration::from_secs(u64::from(PGBENCH_SECONDS));
+    while Instant::now() < until {
+        let mut batch = Batch::new();
+        for _ in 0..rows {
+            batch.push_completion(
+                "w",
+                Completion {
+                    seq,
+                    step_id: seq,
+                    name: "work".into(),
+                    outcome: Outcome::Ok(vec![0x2a]),
+                    attempts: 1,
+                    started_ms: 1_700_000_000_000,
+                    ended_ms: 1_700_000_000_001,
+                },
+            );
+            seq += 1;
+        }
+        journal.commit(&batch).unwrap();
+        commits += 1;
+    }
+    let seconds = began.elapsed().as_secs_f64();
+    eprintln!(
+        "PgJournal alone, {rows} row(s)/commit: {:.0} commits/s",
+        commits as f64 / seconds
+    );
+    Rate {
+        items_per_s: seq as f64 / seconds,
+        commits_per_s: commits as f64 / seconds,
+    }
 }
 
 // ---------------------------------------------------------------------------------
@@ -658,6 +709,8 @@ struct Summary {
     /// pgbench runs by slot: before and after the ordo workload.
     pgbench: [Vec<Rate>; 2],
     postgres: [Option<Rate>; 2],
+    /// The store alone ([`journal_alone`]), right after the runtime's workload.
+    journal: [Option<Rate>; 2],
     sled: [Option<Rate>; 2],
     workers: Vec<WorkerRun>,
     takeover: Option<Takeover>,
@@ -701,6 +754,11 @@ impl Summary {
                     format!("ordo postgres, {per_commit}"),
                     self.postgres[slot],
                     String::new(),
+                ),
+                (
+                    format!("PgJournal alone, {} per commit", [1, GATHER][slot]),
+                    self.journal[slot],
+                    "no runtime: the store's own share".to_string(),
                 ),
                 (
                     format!("ordo sled Sync, {per_commit}"),
