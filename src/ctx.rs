@@ -303,12 +303,13 @@ impl Ctx {
                 ordo_executor::sleep_until(at).await;
             })
         };
-        async move {
-            // `fired` is polled, and its body started, only once the deadline is known.
-            let Ok(deadline) = deadline.await;
+        // `fired` is polled, and its body started, only once the deadline is known.
+        // Combinators, not an `async` block, which would hold each step twice (captured,
+        // and being awaited): a parked workflow keeps this future for as long as it sleeps.
+        deadline.then(move |Ok(deadline)| {
             deadline_ms.set(deadline);
-            let Ok(()) = fired.await;
-        }
+            fired.map(|Ok(())| ())
+        })
     }
 
     /// The current wall-clock time, recorded: a replay sees the time of the first run.
