@@ -10,7 +10,7 @@
 //! stalled" is exactly "the hook was called".
 
 use std::cell::{Cell, RefCell};
-use std::collections::{HashMap, HashSet, VecDeque};
+use std::collections::{HashSet, VecDeque};
 use std::panic::AssertUnwindSafe;
 use std::rc::Rc;
 use std::time::Instant;
@@ -280,12 +280,72 @@ pub struct Metrics {
 
 pub(crate) type Observer = Box<dyn Fn(&Event)>;
 
+/// The workflows running in this process, found by id. A set of the workflows keyed by
+/// their own `id`, not a map from a copy of the id: a service with a million parked
+/// workflows would keep a million second copies (an allocation each) and entries three
+/// times the size.
+#[derive(Default)]
+pub(crate) struct Running(HashSet<ById>);
+
+/// A running workflow as a set member: hashed and compared by its id.
+struct ById(Rc<WorkflowState>);
+
+impl std::borrow::Borrow<str> for ById {
+    fn borrow(&self) -> &str {
+        &self.0.id
+    }
+}
+
+impl std::hash::Hash for ById {
+    fn hash<H: std::hash::Hasher>(&self, state: &mut H) {
+        // As `str` hashes, which `Borrow<str>` requires.
+        self.0.id.as_str().hash(state);
+    }
+}
+
+impl PartialEq for ById {
+    fn eq(&self, other: &Self) -> bool {
+        self.0.id == other.0.id
+    }
+}
+
+impl Eq for ById {}
+
+impl Running {
+    /// The workflow running under `id`.
+    pub(crate) fn get(&self, id: &str) -> Option<&Rc<WorkflowState>> {
+        self.0.get(id).map(|member| &member.0)
+    }
+
+    pub(crate) fn contains_key(&self, id: &str) -> bool {
+        self.0.contains(id)
+    }
+
+    /// Adds `wf`, replacing a workflow running under the same id.
+    pub(crate) fn insert(&mut self, wf: Rc<WorkflowState>) {
+        self.0.replace(ById(wf));
+    }
+
+    pub(crate) fn remove(&mut self, id: &str) -> Option<Rc<WorkflowState>> {
+        self.0.take(id).map(|member| member.0)
+    }
+
+    pub(crate) fn values(&self) -> impl Iterator<Item = &Rc<WorkflowState>> {
+        self.0.iter().map(|member| &member.0)
+    }
+
+    /// Empties the set, handing back every workflow.
+    pub(crate) fn drain(&mut self) -> impl Iterator<Item = Rc<WorkflowState>> + '_ {
+        self.0.drain().map(|member| member.0)
+    }
+}
+
 pub(crate) struct Core {
     pub(crate) store: Box<dyn Store>,
     pub(crate) registry: Registry,
     pub(crate) clock: WallClock,
     /// Workflows running in this process, by id.
-    pub(crate) running: RefCell<HashMap<String, Rc<WorkflowState>>>,
+    pub(crate) running: RefCell<Running>,
     outbox: RefCell<Outbox>,
     /// Workflows with a non-empty inbox, each at most once.
     delivering: RefCell<VecDeque<Rc<WorkflowState>>>,
@@ -348,7 +408,7 @@ impl Core {
             store,
             registry,
             clock,
-            running: RefCell::new(HashMap::new()),
+            running: RefCell::new(Running::default()),
             outbox: RefCell::new(Outbox::default()),
             delivering: RefCell::new(VecDeque::new()),
             round: RefCell::new(Vec::new()),
@@ -409,9 +469,7 @@ impl Core {
     /// Registers a workflow as running here. Its recorded completions (if any) are
     /// already in its inbox, ready to be delivered at the next stall.
     pub(crate) fn admit(&self, wf: &Rc<WorkflowState>) {
-        self.running
-            .borrow_mut()
-            .insert(wf.id.clone(), Rc::clone(wf));
+        self.running.borrow_mut().insert(Rc::clone(wf));
         if !wf.inbox.borrow().is_empty() {
             self.delivering.borrow_mut().push_back(Rc::clone(wf));
         }
@@ -589,9 +647,7 @@ impl Core {
     /// same id finds it), its record goes into the next commit, and it is launched once
     /// that commit is durable.
     pub(crate) fn stage_start(&self, start: PendingStart) {
-        self.running
-            .borrow_mut()
-            .insert(start.wf.id.clone(), Rc::clone(&start.wf));
+        self.running.borrow_mut().insert(Rc::clone(&start.wf));
         self.outbox.borrow_mut().starts.push(start);
     }
 
@@ -605,9 +661,7 @@ impl Core {
         is_new: bool,
     ) -> PendingStart {
         let wf = Rc::new(WorkflowState::new(&record, Vec::new()));
-        self.running
-            .borrow_mut()
-            .insert(record.id.clone(), Rc::clone(&wf));
+        self.running.borrow_mut().insert(Rc::clone(&wf));
         PendingStart {
             wf,
             record,
@@ -1314,12 +1368,7 @@ impl Core {
     /// Fails every running workflow with the error `why` gives it, and drops every
     /// delivery and every queued completion, start and result.
     fn stop_everything(&self, why: impl Fn(&WorkflowState) -> Error) {
-        let running: Vec<_> = self
-            .running
-            .borrow_mut()
-            .drain()
-            .map(|(_, wf)| wf)
-            .collect();
+        let running: Vec<_> = self.running.borrow_mut().drain().collect();
         for wf in running {
             wf.fail(why(&wf));
         }
