@@ -72,21 +72,13 @@ pub(crate) struct WorkflowState {
     /// created. Determinism rule 1: an id is taken synchronously when `ctx.step` is
     /// called, so program order, not poll order, numbers steps.
     pub(crate) steps: RefCell<StepSlots>,
-    /// The journal's recorded steps `(step id, name)`, sorted by id, to check a
-    /// replayed step's name the moment it is created. Ids are created in increasing
-    /// order, so a cursor walks this list: no hashing, no random access (replaying
-    /// 100,000 steps is a linear scan). Emptied (and freed) when replay ends.
-    recorded_steps: RefCell<Vec<(u64, Rc<str>)>>,
-    /// The first entry of `recorded_steps` whose id has not been created yet.
-    recorded_cursor: Cell<usize>,
     /// Committed completions not yet delivered, in `seq` order; its buffer is freed
     /// whenever it empties (see `next_delivery`).
     pub(crate) inbox: RefCell<VecDeque<Delivery>>,
-    /// Recorded completions still to deliver; while > 0 the workflow is replaying and
-    /// no step body may start (determinism rule 3).
-    replay_left: Cell<usize>,
-    /// Steps that wanted to start their body during replay; woken when it ends.
-    deferred: RefCell<Vec<Waker>>,
+    /// Where replay stands while the workflow replays (no step body may start:
+    /// determinism rule 3); `None` once it is live. Boxed and dropped when replay ends:
+    /// a parked workflow keeps 16 bytes for it, not 80.
+    replay: RefCell<Option<Box<Replay>>>,
     pub(crate) phase: Cell<Phase>,
     /// The root task and `ctx.spawn`ed tasks, aborted when the workflow fails.
     /// Keyed, so a finished `ctx.spawn`ed task takes its handle out again: a workflow
@@ -106,6 +98,21 @@ pub(crate) struct WorkflowState {
     pub(crate) children: RefCell<Vec<crate::talk::children::ChildLaunch>>,
     /// Its trace context and its run's span (see `telemetry`).
     pub(crate) telemetry: crate::telemetry::RunTelemetry,
+}
+
+/// A replaying workflow's bookkeeping (see [`WorkflowState`]'s `replay`).
+struct Replay {
+    /// The journal's recorded steps `(step id, name)`, sorted by id, to check a
+    /// replayed step's name the moment it is created. Ids are created in increasing
+    /// order, so a cursor walks this list: no hashing, no random access (replaying
+    /// 100,000 steps is a linear scan).
+    recorded_steps: Vec<(u64, Rc<str>)>,
+    /// The first entry of `recorded_steps` whose id has not been created yet.
+    cursor: usize,
+    /// Recorded completions still to deliver, more than 0.
+    left: usize,
+    /// Steps that wanted to start their body during replay; woken when it ends.
+    deferred: Vec<Waker>,
 }
 
 impl WorkflowState {
@@ -133,6 +140,14 @@ impl WorkflowState {
         // Already sorted for sequential workflows (seq order = id order), which the
         // sort detects in linear time.
         recorded_steps.sort_by_key(|(step_id, _)| *step_id);
+        let replay = (replay_left > 0).then(|| {
+            Box::new(Replay {
+                recorded_steps,
+                cursor: 0,
+                left: replay_left,
+                deferred: Vec::new(),
+            })
+        });
         WorkflowState {
             id: record.id.clone(),
             name: record.name.clone(),
@@ -145,11 +160,8 @@ impl WorkflowState {
             continued_as: RefCell::new(None),
             next_seq: Cell::new(next_seq),
             steps: RefCell::new(StepSlots::default()),
-            recorded_steps: RefCell::new(recorded_steps),
-            recorded_cursor: Cell::new(0),
             inbox: RefCell::new(inbox),
-            replay_left: Cell::new(replay_left),
-            deferred: RefCell::new(Vec::new()),
+            replay: RefCell::new(replay),
             phase: Cell::new(Phase::Running),
             aborts: RefCell::new(Slab::new()),
             result: RefCell::new(None),
@@ -209,12 +221,14 @@ impl WorkflowState {
     /// The recorded name of step `id`, which is being created; ids come in increasing
     /// order, so the cursor only moves forward.
     fn take_recorded(&self, id: u64) -> Option<Rc<str>> {
-        let recorded_steps = self.recorded_steps.borrow();
-        let mut cursor = self.recorded_cursor.get();
+        let mut replay = self.replay.borrow_mut();
+        let replay = replay.as_deref_mut()?;
+        let recorded_steps = &replay.recorded_steps;
+        let mut cursor = replay.cursor;
         while recorded_steps.get(cursor).is_some_and(|(r, _)| *r < id) {
             cursor += 1;
         }
-        self.recorded_cursor.set(cursor);
+        replay.cursor = cursor;
         match recorded_steps.get(cursor) {
             Some((r, name)) if *r == id => Some(Rc::clone(name)),
             _ => None,
@@ -224,11 +238,9 @@ impl WorkflowState {
     /// While replaying, the first recorded step `(id, name)` whose id is `id` or later,
     /// left in place: `Ctx::patched` asks whether the journal went past a point.
     pub(crate) fn recorded_from(&self, id: u64) -> Option<(u64, Rc<str>)> {
-        if !self.is_replaying() {
-            return None;
-        }
-        let recorded_steps = self.recorded_steps.borrow();
-        let rest = recorded_steps.get(self.recorded_cursor.get()..)?;
+        let replay = self.replay.borrow();
+        let replay = replay.as_deref()?;
+        let rest = replay.recorded_steps.get(replay.cursor..)?;
         rest.iter()
             .find(|(r, _)| *r >= id)
             .map(|(r, name)| (*r, Rc::clone(name)))
@@ -291,24 +303,34 @@ impl WorkflowState {
     }
 
     pub(crate) fn is_replaying(&self) -> bool {
-        self.replay_left.get() > 0
+        self.replay.borrow().is_some()
     }
 
-    /// Parks a step that may not start its body until replay ends.
+    /// Parks a step that may not start its body until replay ends (woken at once if it
+    /// has ended).
     pub(crate) fn defer_until_live(&self, waker: &Waker) {
-        self.deferred.borrow_mut().push(waker.clone());
+        match self.replay.borrow_mut().as_deref_mut() {
+            Some(replay) => replay.deferred.push(waker.clone()),
+            None => waker.wake_by_ref(),
+        }
     }
 
     /// Bookkeeping after a recorded completion was delivered: the last one ends replay
     /// and lets deferred step bodies start.
     pub(crate) fn recorded_delivered(&self) {
-        let left = self.replay_left.get().saturating_sub(1);
-        self.replay_left.set(left);
-        if left == 0 {
-            // Only replay checks recorded names.
-            drop(std::mem::take(&mut *self.recorded_steps.borrow_mut()));
-            let deferred = std::mem::take(&mut *self.deferred.borrow_mut());
-            for waker in deferred {
+        let ended = {
+            let mut replay = self.replay.borrow_mut();
+            match replay.as_deref_mut() {
+                Some(state) if state.left > 1 => {
+                    state.left -= 1;
+                    None
+                }
+                // Only replay checks recorded names: they go with it.
+                _ => replay.take(),
+            }
+        };
+        if let Some(ended) = ended {
+            for waker in ended.deferred {
                 waker.wake();
             }
         }
