@@ -38,12 +38,11 @@ where
     T: Serialize + DeserializeOwned + 'static,
     E: Serialize + DeserializeOwned + 'static,
 {
+    // A combinator, not an `async` block, which would keep `body` and its future both.
     Box::new(move || {
-        async move {
-            let result = body().await;
-            BodyOutput::new(encode_result(&result))
-        }
-        .boxed_local()
+        body()
+            .map(|result| BodyOutput::new(encode_result(&result)))
+            .boxed_local()
     })
 }
 
@@ -257,7 +256,7 @@ impl Ctx {
         T: Serialize + DeserializeOwned + 'static,
         Fut: Future<Output = T> + 'static,
     {
-        let body = once(move || async move { Ok::<T, Never>(body().await) });
+        let body = once(move || body().map(Ok::<T, Never>));
         Step::new(self.clone(), id, body)
     }
 
