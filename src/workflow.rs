@@ -84,13 +84,10 @@ pub(crate) struct WorkflowState {
     /// Keyed, so a finished `ctx.spawn`ed task takes its handle out again: a workflow
     /// that spawns in a loop for months must not keep one per task it ever ran.
     aborts: RefCell<Slab<AbortHandle>>,
-    /// The final result once known: the durable output, or why it failed here. Boxed:
-    /// an `Error` is large, and every running workflow would carry its room.
-    result: RefCell<Option<Box<Result<Outcome, Error>>>>,
-    /// The run that replaced this one (continue-as-new), whose result handles await.
-    continued_as: RefCell<Option<Rc<WorkflowState>>>,
-    /// Handles waiting for `result`.
-    waiters: RefCell<Vec<Waker>>,
+    /// How the run ended and who waits to hear it (see [`Ending`]); `None` while it
+    /// runs and nobody waits. Boxed: a running or parked workflow keeps 16 bytes for
+    /// it, not 64; the box is made when a handle first waits or the run ends.
+    ending: RefCell<Option<Box<Ending>>>,
     /// Its unconsumed messages and waiting `recv`s, loaded from the journal by the first
     /// `recv` (a workflow that never receives keeps none).
     pub(crate) mailbox: RefCell<Option<Box<crate::talk::mailbox::Mailbox>>>,
@@ -98,6 +95,17 @@ pub(crate) struct WorkflowState {
     pub(crate) children: RefCell<Vec<crate::talk::children::ChildLaunch>>,
     /// Its trace context and its run's span (see `telemetry`).
     pub(crate) telemetry: crate::telemetry::RunTelemetry,
+}
+
+/// The end of a run as its handles see it (see [`WorkflowState`]'s `ending`).
+#[derive(Default)]
+struct Ending {
+    /// The final result once known: the durable output, or why it failed here.
+    result: Option<Result<Outcome, Error>>,
+    /// The run that replaced this one (continue-as-new), whose result handles await.
+    continued_as: Option<Rc<WorkflowState>>,
+    /// Handles waiting for `result`.
+    waiters: Vec<Waker>,
 }
 
 /// A replaying workflow's bookkeeping (see [`WorkflowState`]'s `replay`).
@@ -157,15 +165,13 @@ impl WorkflowState {
             deadline_ms: record.deadline_ms,
             recovery_attempts: Cell::new(record.recovery_attempts),
             before_resume: RefCell::new(None),
-            continued_as: RefCell::new(None),
             next_seq: Cell::new(next_seq),
             steps: RefCell::new(StepSlots::default()),
             inbox: RefCell::new(inbox),
             replay: RefCell::new(replay),
             phase: Cell::new(Phase::Running),
             aborts: RefCell::new(Slab::new()),
-            result: RefCell::new(None),
-            waiters: RefCell::new(Vec::new()),
+            ending: RefCell::new(None),
             mailbox: RefCell::new(None),
             children: RefCell::new(Vec::new()),
             telemetry: Default::default(),
@@ -343,7 +349,12 @@ impl WorkflowState {
     /// Keeps `handle` to abort the task when the workflow fails; returns the key that
     /// [`WorkflowState::unregister_abort`] takes once the task is over.
     pub(crate) fn register_abort(&self, handle: AbortHandle) -> usize {
-        self.aborts.borrow_mut().insert(handle)
+        let mut aborts = self.aborts.borrow_mut();
+        // Most workflows only ever register their root task: room for one, not four.
+        if aborts.capacity() == 0 {
+            aborts.reserve_exact(1);
+        }
+        aborts.insert(handle)
     }
 
     /// Forgets the abort handle of a task that is over.
@@ -355,7 +366,7 @@ impl WorkflowState {
     /// futures dropped, in-flight step bodies cancelled) and its handles see the error.
     /// The journal is not touched: the workflow stays `Pending` there.
     pub(crate) fn fail(&self, error: Error) {
-        if self.phase.get() == Phase::Done || self.result.borrow().is_some() {
+        if self.phase.get() == Phase::Done || self.has_result() {
             return;
         }
         self.phase.set(Phase::Done);
@@ -374,8 +385,12 @@ impl WorkflowState {
 
     /// Records the final result and wakes every handle waiting for it.
     pub(crate) fn set_result(&self, result: Result<Outcome, Error>) {
-        *self.result.borrow_mut() = Some(Box::new(result));
-        let waiters = std::mem::take(&mut *self.waiters.borrow_mut());
+        let waiters = {
+            let mut ending = self.ending.borrow_mut();
+            let ending = ending.get_or_insert_with(Box::default);
+            ending.result = Some(result);
+            std::mem::take(&mut ending.waiters)
+        };
         for waker in waiters {
             waker.wake();
         }
@@ -383,18 +398,31 @@ impl WorkflowState {
 
     /// The final result if known, else registers `waker` to hear about it.
     pub(crate) fn poll_result(&self, waker: &Waker) -> Option<Result<Outcome, Error>> {
-        let successor = self.continued_as.borrow().clone();
+        let successor = self
+            .ending
+            .borrow()
+            .as_ref()
+            .and_then(|ending| ending.continued_as.clone());
         if let Some(next) = successor {
             return next.poll_result(waker);
         }
-        if let Some(result) = &*self.result.borrow() {
-            return Some((**result).clone());
+        let mut ending = self.ending.borrow_mut();
+        let ending = ending.get_or_insert_with(Box::default);
+        if let Some(result) = &ending.result {
+            return Some(result.clone());
         }
-        let mut waiters = self.waiters.borrow_mut();
-        if !waiters.iter().any(|w| w.will_wake(waker)) {
-            waiters.push(waker.clone());
+        if !ending.waiters.iter().any(|w| w.will_wake(waker)) {
+            ending.waiters.push(waker.clone());
         }
         None
+    }
+
+    /// Whether the final result is known.
+    fn has_result(&self) -> bool {
+        self.ending
+            .borrow()
+            .as_ref()
+            .is_some_and(|ending| ending.result.is_some())
     }
 
     /// Hands this run over to `next`, the same workflow continued as new: the run stops
@@ -406,8 +434,12 @@ impl WorkflowState {
         let slots = std::mem::take(&mut *self.steps.borrow_mut());
         drop(slots);
         self.inbox.borrow_mut().clear();
-        *self.continued_as.borrow_mut() = Some(next);
-        let waiters = std::mem::take(&mut *self.waiters.borrow_mut());
+        let waiters = {
+            let mut ending = self.ending.borrow_mut();
+            let ending = ending.get_or_insert_with(Box::default);
+            ending.continued_as = Some(next);
+            std::mem::take(&mut ending.waiters)
+        };
         for waker in waiters {
             waker.wake();
         }
@@ -431,8 +463,8 @@ impl WorkflowState {
 
     /// The error this workflow stopped with in this process, if any.
     pub(crate) fn failure(&self) -> Option<Error> {
-        match self.result.borrow().as_deref() {
-            Some(Err(err)) => Some(err.clone()),
+        match self.ending.borrow().as_ref().map(|ending| &ending.result) {
+            Some(Some(Err(err))) => Some(err.clone()),
             _ => None,
         }
     }
