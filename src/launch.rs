@@ -37,7 +37,7 @@ pub(crate) fn launch(
     let fut = crate::deadline::bound(core, wf, fut);
     let fut = crate::telemetry::run(wf, registration, fut);
     let (abort, abort_registration) = AbortHandle::new_pair();
-    wf.register_abort(abort);
+    wf.register_root_abort(abort);
     core.admit(wf);
     let core = Rc::clone(core);
     let wf = Rc::clone(wf);

@@ -47,8 +47,9 @@ pub(crate) enum Phase {
 pub(crate) struct WorkflowState {
     pub(crate) id: String,
     pub(crate) name: String,
-    /// Kept to rewrite the whole record when the workflow finishes.
-    pub(crate) input: Vec<u8>,
+    /// Kept to rewrite the whole record when the workflow finishes. A boxed slice, 8
+    /// bytes smaller than a `Vec`: it never grows.
+    pub(crate) input: Box<[u8]>,
     pub(crate) created_ms: u64,
     /// The app version recorded when it started, kept when its record is rewritten.
     pub(crate) app_version: Option<String>,
@@ -80,10 +81,13 @@ pub(crate) struct WorkflowState {
     /// a parked workflow keeps 16 bytes for it, not 80.
     replay: RefCell<Option<Box<Replay>>>,
     pub(crate) phase: Cell<Phase>,
-    /// The root task and `ctx.spawn`ed tasks, aborted when the workflow fails.
-    /// Keyed, so a finished `ctx.spawn`ed task takes its handle out again: a workflow
-    /// that spawns in a loop for months must not keep one per task it ever ran.
-    aborts: RefCell<Slab<AbortHandle>>,
+    /// The root task's abort handle, aborted when the workflow fails.
+    root_abort: RefCell<Option<AbortHandle>>,
+    /// The `ctx.spawn`ed tasks' abort handles, aborted with the root's. Keyed, so a
+    /// finished task takes its handle out again: a workflow that spawns in a loop for
+    /// months must not keep one per task it ever ran. Boxed and made at the first
+    /// spawn: most workflows spawn nothing, and keep 16 bytes for it, not 48.
+    spawned: RefCell<Option<Box<Slab<AbortHandle>>>>,
     /// How the run ended and who waits to hear it (see [`Ending`]); `None` while it
     /// runs and nobody waits. Boxed: a running or parked workflow keeps 16 bytes for
     /// it, not 64; the box is made when a handle first waits or the run ends.
@@ -159,7 +163,7 @@ impl WorkflowState {
         WorkflowState {
             id: record.id.clone(),
             name: record.name.clone(),
-            input: record.input.clone(),
+            input: record.input.as_slice().into(),
             created_ms: record.created_ms,
             app_version: record.app_version.clone(),
             deadline_ms: record.deadline_ms,
@@ -170,7 +174,8 @@ impl WorkflowState {
             inbox: RefCell::new(inbox),
             replay: RefCell::new(replay),
             phase: Cell::new(Phase::Running),
-            aborts: RefCell::new(Slab::new()),
+            root_abort: RefCell::new(None),
+            spawned: RefCell::new(None),
             ending: RefCell::new(None),
             mailbox: RefCell::new(None),
             children: RefCell::new(Vec::new()),
@@ -346,20 +351,30 @@ impl WorkflowState {
         self.phase.get() == Phase::Running
     }
 
-    /// Keeps `handle` to abort the task when the workflow fails; returns the key that
-    /// [`WorkflowState::unregister_abort`] takes once the task is over.
-    pub(crate) fn register_abort(&self, handle: AbortHandle) -> usize {
-        let mut aborts = self.aborts.borrow_mut();
-        // Most workflows only ever register their root task: room for one, not four.
-        if aborts.capacity() == 0 {
-            aborts.reserve_exact(1);
+    /// Keeps the root task's `handle` to abort it when the workflow fails.
+    pub(crate) fn register_root_abort(&self, handle: AbortHandle) {
+        let replaced = self.root_abort.borrow_mut().replace(handle);
+        // A second root (none is launched twice today) is aborted like a spawned task.
+        if let Some(previous) = replaced {
+            self.register_abort(previous);
         }
-        aborts.insert(handle)
     }
 
-    /// Forgets the abort handle of a task that is over.
+    /// Keeps a `ctx.spawn`ed task's `handle` to abort it when the workflow fails;
+    /// returns the key that [`WorkflowState::unregister_abort`] takes once the task is
+    /// over.
+    pub(crate) fn register_abort(&self, handle: AbortHandle) -> usize {
+        self.spawned
+            .borrow_mut()
+            .get_or_insert_with(Box::default)
+            .insert(handle)
+    }
+
+    /// Forgets the abort handle of a `ctx.spawn`ed task that is over.
     pub(crate) fn unregister_abort(&self, key: usize) {
-        self.aborts.borrow_mut().try_remove(key);
+        if let Some(spawned) = self.spawned.borrow_mut().as_mut() {
+            spawned.try_remove(key);
+        }
     }
 
     /// Stops the workflow in this process with `error`: its tasks are aborted (their
@@ -377,8 +392,12 @@ impl WorkflowState {
 
     /// Aborts the root task and every `ctx.spawn`ed task.
     pub(crate) fn abort_tasks(&self) {
-        let aborts = std::mem::take(&mut *self.aborts.borrow_mut());
-        for (_, handle) in aborts {
+        let root = self.root_abort.borrow_mut().take();
+        let spawned = self.spawned.borrow_mut().take();
+        if let Some(handle) = root {
+            handle.abort();
+        }
+        for (_, handle) in spawned.into_iter().flat_map(|spawned| *spawned) {
             handle.abort();
         }
     }
@@ -450,7 +469,7 @@ impl WorkflowState {
         WorkflowRecord {
             id: self.id.clone(),
             name: self.name.clone(),
-            input: self.input.clone(),
+            input: self.input.to_vec(),
             status: Status::Pending,
             output: None,
             created_ms: self.created_ms,
@@ -474,7 +493,7 @@ impl WorkflowState {
         WorkflowRecord {
             id: self.id.clone(),
             name: self.name.clone(),
-            input: self.input.clone(),
+            input: self.input.to_vec(),
             status: if output.is_ok() {
                 Status::Succeeded
             } else {
