@@ -158,13 +158,16 @@ struct AfterCommit {
 /// megabytes, which the allocator keeps as resident memory afterwards. Capped, the peak
 /// is bounded however many workflows run, and a commit still serves a thousand of them.
 ///
-/// The trade-off is the number of commits in a burst: `benches/memory.rs` measured
-/// 10,000 workflows started together at 15 KiB of resident memory each with a cap of
-/// 16,384 (one commit took the whole burst: its garbage, some 10 KiB per workflow, is
-/// still allocated when they park), 13 KiB at 4,096 and 7.5 KiB at 1,024; 100,000 at 6.5,
-/// 4.8 and 4.5 KiB. At 1,024 the burst's run time did not change measurably; at 256 it
-/// took nearly twice as long (a commit's fixed cost, a flush or an fsync, over fewer
-/// completions).
+/// The trade-off is the number of commits in a burst. `benches/memory.rs` measured
+/// 10,000 workflows started together at 17.7 KiB of resident memory each with a cap of
+/// 16,384 (one commit took the whole burst, and its garbage was still allocated when
+/// they parked), 12.9 KiB at 4,096 and 7.5 KiB at 1,024; 100,000 at 6.5, 4.7 and
+/// 4.4 KiB (before the journal freed sled's retired nodes after each commit, see
+/// `ordo_journal`'s sled store). At 1,024 the burst's run time did not change
+/// measurably. Smaller caps gave back little more memory (7.0 instead of 9.0 MiB for
+/// 1,000 workflows at 256, nothing measurable at 10,000 and 100,000) and cost time: a
+/// commit's fixed cost, a flush or an fsync, over fewer completions (100,000 with
+/// `Sync` took 12.7 s at 256, 7.6 s at 1,024).
 const MAX_COMMIT_COMPLETIONS: usize = 1024;
 
 impl Outbox {
