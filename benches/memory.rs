@@ -12,6 +12,10 @@
 //!   minus the same starting VmRSS (the high-water mark of the whole run).
 //! - `heap delta`: bytes allocated and not freed (every thread, sled's included), from
 //!   the counting global allocator; `heap peak`: the most that was live at once.
+//! - `marginal`: what each workflow past the previous count of the same journal added,
+//!   `(RSS delta - previous RSS delta) / (N - previous N)`: the cost of one more parked
+//!   workflow, without what a run pays once whatever its count (sled's log buffers and
+//!   first pages, the allocator's first arenas), which `RSS B/wf` spreads over N.
 //! - Journals: `sled` (a real sled journal in a temporary folder under cargo's target
 //!   dir, `Durability::None`, the runtime's default sled cache), `sled-sync` (the same
 //!   with `Durability::Sync`), and `memory` (the replay fuzzer's in-memory store: the
@@ -280,7 +284,7 @@ fn main() {
         "parked workflows ({STEPS} steps, then a one-hour durable sleep); each row a fresh process"
     );
     println!(
-        "{:<10} {:>8} {:>11} {:>11} {:>11} {:>11} {:>9} {:>9} {:>7}",
+        "{:<10} {:>8} {:>11} {:>11} {:>11} {:>11} {:>9} {:>9} {:>9} {:>7}",
         "journal",
         "N",
         "RSS delta",
@@ -288,9 +292,12 @@ fn main() {
         "heap delta",
         "heap peak",
         "RSS B/wf",
+        "marginal",
         "heap B/wf",
         "secs"
     );
+    // The previous row's journal, N and RSS delta, for `marginal`.
+    let mut previous: Option<(String, u64, i64)> = None;
     for (journal, n) in runs {
         let out = Command::new(&exe)
             .args(["child", journal, &n.to_string()])
@@ -304,8 +311,15 @@ fn main() {
             );
             continue;
         };
+        let marginal = match &previous {
+            Some((journal, n, rss_delta)) if *journal == row.journal && *n < row.n => {
+                ((row.rss_delta - rss_delta) / (row.n - n) as i64).to_string()
+            }
+            _ => "-".to_string(),
+        };
+        previous = Some((row.journal.clone(), row.n, row.rss_delta));
         println!(
-            "{:<10} {:>8} {:>11} {:>11} {:>11} {:>11} {:>9} {:>9} {:>7.2}",
+            "{:<10} {:>8} {:>11} {:>11} {:>11} {:>11} {:>9} {:>9} {:>9} {:>7.2}",
             row.journal,
             row.n,
             mib(row.rss_delta),
@@ -313,6 +327,7 @@ fn main() {
             mib(row.heap_delta),
             mib(row.heap_peak),
             row.rss_delta / row.n as i64,
+            marginal,
             row.heap_delta / row.n as i64,
             row.secs
         );

@@ -10,7 +10,7 @@
 //! stalled" is exactly "the hook was called".
 
 use std::cell::{Cell, RefCell};
-use std::collections::{HashMap, HashSet, VecDeque};
+use std::collections::{HashSet, VecDeque};
 use std::panic::AssertUnwindSafe;
 use std::rc::Rc;
 use std::time::Instant;
@@ -54,6 +54,11 @@ pub(crate) struct Handover {
 /// What a completion writes besides itself, in the same commit: the durable side of a
 /// `send`, `recv`, `set_event` or child launch. Committing both together is what makes
 /// each of them exactly-once (see the `talk` module).
+///
+/// The large variants are boxed: every queued completion carries an `Effect`, most of
+/// them `None`, and a burst of a hundred thousand completions waiting for their commits
+/// would otherwise carry room for a whole workflow record each (about 380 bytes an
+/// entry in the outbox instead of 152).
 pub(crate) enum Effect {
     /// Nothing more (a plain step, a timer).
     None,
@@ -66,13 +71,13 @@ pub(crate) enum Effect {
     },
     /// A `send`: the message goes into its destination's mailbox (its number is given at
     /// commit).
-    Send(Message),
+    Send(Box<Message>),
     /// A `set_event`.
     SetEvent { key: String, value: Vec<u8> },
     /// A child launch: the child's start record, launched once durable.
-    StartChild(PendingStart),
+    StartChild(Box<PendingStart>),
     /// An enqueue (`Ctx::enqueue`): the `Enqueued` record and its queue entry.
-    Enqueue(crate::queue::Staged),
+    Enqueue(Box<crate::queue::Staged>),
 }
 
 /// A write that comes from outside every workflow (a [`Client`](crate::Client)): made
@@ -151,8 +156,19 @@ struct AfterCommit {
 /// replaces stays allocated until the batch ends: one batch of a hundred thousand
 /// completions (a hundred thousand workflows started together) peaks at hundreds of
 /// megabytes, which the allocator keeps as resident memory afterwards. Capped, the peak
-/// is bounded however many workflows run, and a commit still serves thousands of them.
-const MAX_COMMIT_COMPLETIONS: usize = 16 * 1024;
+/// is bounded however many workflows run, and a commit still serves a thousand of them.
+///
+/// The trade-off is the number of commits in a burst. `benches/memory.rs` measured
+/// 10,000 workflows started together at 17.7 KiB of resident memory each with a cap of
+/// 16,384 (one commit took the whole burst, and its garbage was still allocated when
+/// they parked), 12.9 KiB at 4,096 and 7.5 KiB at 1,024; 100,000 at 6.5, 4.7 and
+/// 4.4 KiB (before the journal freed sled's retired nodes after each commit, see
+/// `ordo_journal`'s sled store). At 1,024 the burst's run time did not change
+/// measurably. Smaller caps gave back little more memory (7.0 instead of 9.0 MiB for
+/// 1,000 workflows at 256, nothing measurable at 10,000 and 100,000) and cost time: a
+/// commit's fixed cost, a flush or an fsync, over fewer completions (100,000 with
+/// `Sync` took 12.7 s at 256, 7.6 s at 1,024).
+const MAX_COMMIT_COMPLETIONS: usize = 1024;
 
 impl Outbox {
     /// What the next commit writes: the oldest completions, at most
@@ -242,13 +258,14 @@ impl Outbox {
     }
 }
 
-/// Takes the first `n` items of `items` (all, if there are fewer).
+/// Takes the first `n` items of `items` (all, if there are fewer). The rest stays in
+/// `items`' buffer (moved to its front): a burst of a hundred thousand completions
+/// taken 1,024 at a time must not copy the rest into a new buffer at every commit.
 fn split_front<T>(items: &mut Vec<T>, n: usize) -> Vec<T> {
     if items.len() <= n {
         return std::mem::take(items);
     }
-    let rest = items.split_off(n);
-    std::mem::replace(items, rest)
+    items.drain(..n).collect()
 }
 
 /// Counters a user can read with [`Runtime::metrics`](crate::Runtime::metrics).
@@ -272,12 +289,72 @@ pub struct Metrics {
 
 pub(crate) type Observer = Box<dyn Fn(&Event)>;
 
+/// The workflows running in this process, found by id. A set of the workflows keyed by
+/// their own `id`, not a map from a copy of the id: a service with a million parked
+/// workflows would keep a million second copies (an allocation each) and entries three
+/// times the size.
+#[derive(Default)]
+pub(crate) struct Running(HashSet<ById>);
+
+/// A running workflow as a set member: hashed and compared by its id.
+struct ById(Rc<WorkflowState>);
+
+impl std::borrow::Borrow<str> for ById {
+    fn borrow(&self) -> &str {
+        &self.0.id
+    }
+}
+
+impl std::hash::Hash for ById {
+    fn hash<H: std::hash::Hasher>(&self, state: &mut H) {
+        // As `str` hashes, which `Borrow<str>` requires.
+        self.0.id.as_str().hash(state);
+    }
+}
+
+impl PartialEq for ById {
+    fn eq(&self, other: &Self) -> bool {
+        self.0.id == other.0.id
+    }
+}
+
+impl Eq for ById {}
+
+impl Running {
+    /// The workflow running under `id`.
+    pub(crate) fn get(&self, id: &str) -> Option<&Rc<WorkflowState>> {
+        self.0.get(id).map(|member| &member.0)
+    }
+
+    pub(crate) fn contains_key(&self, id: &str) -> bool {
+        self.0.contains(id)
+    }
+
+    /// Adds `wf`, replacing a workflow running under the same id.
+    pub(crate) fn insert(&mut self, wf: Rc<WorkflowState>) {
+        self.0.replace(ById(wf));
+    }
+
+    pub(crate) fn remove(&mut self, id: &str) -> Option<Rc<WorkflowState>> {
+        self.0.take(id).map(|member| member.0)
+    }
+
+    pub(crate) fn values(&self) -> impl Iterator<Item = &Rc<WorkflowState>> {
+        self.0.iter().map(|member| &member.0)
+    }
+
+    /// Empties the set, handing back every workflow.
+    pub(crate) fn drain(&mut self) -> impl Iterator<Item = Rc<WorkflowState>> + '_ {
+        self.0.drain().map(|member| member.0)
+    }
+}
+
 pub(crate) struct Core {
     pub(crate) store: Box<dyn Store>,
     pub(crate) registry: Registry,
     pub(crate) clock: WallClock,
     /// Workflows running in this process, by id.
-    pub(crate) running: RefCell<HashMap<String, Rc<WorkflowState>>>,
+    pub(crate) running: RefCell<Running>,
     outbox: RefCell<Outbox>,
     /// Workflows with a non-empty inbox, each at most once.
     delivering: RefCell<VecDeque<Rc<WorkflowState>>>,
@@ -340,7 +417,7 @@ impl Core {
             store,
             registry,
             clock,
-            running: RefCell::new(HashMap::new()),
+            running: RefCell::new(Running::default()),
             outbox: RefCell::new(Outbox::default()),
             delivering: RefCell::new(VecDeque::new()),
             round: RefCell::new(Vec::new()),
@@ -401,9 +478,7 @@ impl Core {
     /// Registers a workflow as running here. Its recorded completions (if any) are
     /// already in its inbox, ready to be delivered at the next stall.
     pub(crate) fn admit(&self, wf: &Rc<WorkflowState>) {
-        self.running
-            .borrow_mut()
-            .insert(wf.id.clone(), Rc::clone(wf));
+        self.running.borrow_mut().insert(Rc::clone(wf));
         if !wf.inbox.borrow().is_empty() {
             self.delivering.borrow_mut().push_back(Rc::clone(wf));
         }
@@ -581,9 +656,7 @@ impl Core {
     /// same id finds it), its record goes into the next commit, and it is launched once
     /// that commit is durable.
     pub(crate) fn stage_start(&self, start: PendingStart) {
-        self.running
-            .borrow_mut()
-            .insert(start.wf.id.clone(), Rc::clone(&start.wf));
+        self.running.borrow_mut().insert(Rc::clone(&start.wf));
         self.outbox.borrow_mut().starts.push(start);
     }
 
@@ -597,9 +670,7 @@ impl Core {
         is_new: bool,
     ) -> PendingStart {
         let wf = Rc::new(WorkflowState::new(&record, Vec::new()));
-        self.running
-            .borrow_mut()
-            .insert(record.id.clone(), Rc::clone(&wf));
+        self.running.borrow_mut().insert(Rc::clone(&wf));
         PendingStart {
             wf,
             record,
@@ -1124,7 +1195,7 @@ impl Core {
             Effect::Send(message) => {
                 // Handed to its destination once durable (see `post_mail`).
                 after.mail.push(batch.messages().len());
-                self.stage_message(message, now_ms, batch);
+                self.stage_message(*message, now_ms, batch);
             }
             Effect::SetEvent { key, value } => {
                 batch.set_event(&wf.id, &key, value);
@@ -1136,9 +1207,9 @@ impl Core {
                 } else {
                     batch.update_workflow(start.record.clone(), Status::Pending);
                 }
-                after.children.push(start);
+                after.children.push(*start);
             }
-            Effect::Enqueue(staged) => self.queues.write(staged, batch, now_ms),
+            Effect::Enqueue(staged) => self.queues.write(*staged, batch, now_ms),
         }
     }
 
@@ -1306,12 +1377,7 @@ impl Core {
     /// Fails every running workflow with the error `why` gives it, and drops every
     /// delivery and every queued completion, start and result.
     fn stop_everything(&self, why: impl Fn(&WorkflowState) -> Error) {
-        let running: Vec<_> = self
-            .running
-            .borrow_mut()
-            .drain()
-            .map(|(_, wf)| wf)
-            .collect();
+        let running: Vec<_> = self.running.borrow_mut().drain().collect();
         for wf in running {
             wf.fail(why(&wf));
         }

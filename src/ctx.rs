@@ -38,12 +38,11 @@ where
     T: Serialize + DeserializeOwned + 'static,
     E: Serialize + DeserializeOwned + 'static,
 {
+    // A combinator, not an `async` block, which would keep `body` and its future both.
     Box::new(move || {
-        async move {
-            let result = body().await;
-            BodyOutput::new(encode_result(&result))
-        }
-        .boxed_local()
+        body()
+            .map(|result| BodyOutput::new(encode_result(&result)))
+            .boxed_local()
     })
 }
 
@@ -257,7 +256,7 @@ impl Ctx {
         T: Serialize + DeserializeOwned + 'static,
         Fut: Future<Output = T> + 'static,
     {
-        let body = once(move || async move { Ok::<T, Never>(body().await) });
+        let body = once(move || body().map(Ok::<T, Never>));
         Step::new(self.clone(), id, body)
     }
 
@@ -303,12 +302,13 @@ impl Ctx {
                 ordo_executor::sleep_until(at).await;
             })
         };
-        async move {
-            // `fired` is polled, and its body started, only once the deadline is known.
-            let Ok(deadline) = deadline.await;
+        // `fired` is polled, and its body started, only once the deadline is known.
+        // Combinators, not an `async` block, which would hold each step twice (captured,
+        // and being awaited): a parked workflow keeps this future for as long as it sleeps.
+        deadline.then(move |Ok(deadline)| {
             deadline_ms.set(deadline);
-            let Ok(()) = fired.await;
-        }
+            fired.map(|Ok(())| ())
+        })
     }
 
     /// The current wall-clock time, recorded: a replay sees the time of the first run.

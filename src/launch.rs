@@ -37,14 +37,15 @@ pub(crate) fn launch(
     let fut = crate::deadline::bound(core, wf, fut);
     let fut = crate::telemetry::run(wf, registration, fut);
     let (abort, abort_registration) = AbortHandle::new_pair();
-    wf.register_abort(abort);
+    wf.register_root_abort(abort);
     core.admit(wf);
     let core = Rc::clone(core);
     let wf = Rc::clone(wf);
     let root = Abortable::new(AssertUnwindSafe(fut).catch_unwind(), abort_registration);
+    // A combinator, not an `async` block, which would hold `root` twice.
     spawn(
-        async move {
-            match root.await {
+        root.map(move |ended| {
+            match ended {
                 Ok(Ok(Ok(output))) => {
                     if let Err(err) = wf.check_undelivered_on_return() {
                         wf.fail(err);
@@ -68,7 +69,7 @@ pub(crate) fn launch(
                 }
                 Err(_aborted) => core.forget(&wf),
             }
-        }
+        })
         .boxed_local(),
     );
 }

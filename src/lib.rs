@@ -40,7 +40,7 @@
 //!    timer: each becomes a queued completion. When the executor stalls, every queued
 //!    completion (of every workflow), with every start and result of that turn, is
 //!    committed in one journal commit (one durability point; a turn with more than
-//!    16,384 completions takes several, in order), then delivered one at a time per
+//!    1,024 completions takes several, in order), then delivered one at a time per
 //!    workflow, in journal order, the executor running until it stalls between two
 //!    deliveries to the same workflow. A workflow runs only once its start is durable.
 //! 3. **Replay delivers the same sequence.** After a restart the recorded completions

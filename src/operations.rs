@@ -534,7 +534,7 @@ impl Core {
         for chunk in ids.chunks(GC_BATCH) {
             let mut batch = Batch::new();
             let running = self.running.borrow();
-            for id in chunk.iter().filter(|id| !running.contains_key(*id)) {
+            for id in chunk.iter().filter(|id| !running.contains_key(id)) {
                 batch.delete_workflow(id);
             }
             drop(running);

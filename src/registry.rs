@@ -49,29 +49,31 @@ impl Registry {
             fingerprint::of::<E>(),
         );
         let run: ErasedWorkflow = Rc::new(move |ctx: Ctx, input: &[u8]| {
-            let workflow_id = ctx.workflow_id().to_string();
             let input: I = codec::decode(input_key, input).map_err(|err| {
                 codec::type_error(
                     &*ctx.core.store,
-                    &workflow_id,
+                    ctx.workflow_id(),
                     "input".into(),
                     input_key,
                     err,
                 )
             })?;
-            let fut = workflow(ctx, input);
-            Ok(async move {
-                let encoded = match fut.await {
+            let wf = Rc::clone(&ctx.wf);
+            // A combinator, not an `async` block: the block would keep the user's future
+            // twice (once captured, once being awaited), and this future is most of what
+            // a parked workflow costs.
+            let fut = workflow(ctx, input).map(move |result| {
+                let encoded = match result {
                     Ok(output) => codec::encode(output_key, &output).map(Outcome::Ok),
                     Err(error) => codec::encode(error_key, &error).map(Outcome::Err),
                 };
                 encoded.map_err(|detail| Error::Encode {
-                    workflow_id,
+                    workflow_id: wf.id.clone(),
                     what: "output".into(),
                     detail,
                 })
-            }
-            .boxed_local())
+            });
+            Ok(fut.boxed_local())
         });
         self.by_name.insert(
             name.to_string(),

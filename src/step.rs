@@ -264,8 +264,10 @@ impl<T, E> Step<T, E> {
         };
         let body = crate::telemetry::step_body::<E, _>(&wf, step_id, &name, body);
         let task = Abortable::new(AssertUnwindSafe(body).catch_unwind(), registration);
-        drop(ordo_executor::spawn(async move {
-            match task.await {
+        // A combinator, not an `async` block, which would hold `task` twice: a parked
+        // workflow's sleep keeps this task for as long as it sleeps.
+        drop(ordo_executor::spawn(task.map(move |ended| {
+            match ended {
                 Err(_aborted) => {}
                 Ok(Err(panic)) => wf.fail(Error::Panicked {
                     workflow_id: wf.id.clone(),
@@ -303,7 +305,7 @@ impl<T, E> Step<T, E> {
                     );
                 }
             }
-        }));
+        })));
         handle
     }
 }

@@ -47,8 +47,9 @@ pub(crate) enum Phase {
 pub(crate) struct WorkflowState {
     pub(crate) id: String,
     pub(crate) name: String,
-    /// Kept to rewrite the whole record when the workflow finishes.
-    pub(crate) input: Vec<u8>,
+    /// Kept to rewrite the whole record when the workflow finishes. A boxed slice, 8
+    /// bytes smaller than a `Vec`: it never grows.
+    pub(crate) input: Box<[u8]>,
     pub(crate) created_ms: u64,
     /// The app version recorded when it started, kept when its record is rewritten.
     pub(crate) app_version: Option<String>,
@@ -72,33 +73,25 @@ pub(crate) struct WorkflowState {
     /// created. Determinism rule 1: an id is taken synchronously when `ctx.step` is
     /// called, so program order, not poll order, numbers steps.
     pub(crate) steps: RefCell<StepSlots>,
-    /// The journal's recorded steps `(step id, name)`, sorted by id, to check a
-    /// replayed step's name the moment it is created. Ids are created in increasing
-    /// order, so a cursor walks this list: no hashing, no random access (replaying
-    /// 100,000 steps is a linear scan). Emptied (and freed) when replay ends.
-    recorded_steps: RefCell<Vec<(u64, Rc<str>)>>,
-    /// The first entry of `recorded_steps` whose id has not been created yet.
-    recorded_cursor: Cell<usize>,
     /// Committed completions not yet delivered, in `seq` order; its buffer is freed
     /// whenever it empties (see `next_delivery`).
     pub(crate) inbox: RefCell<VecDeque<Delivery>>,
-    /// Recorded completions still to deliver; while > 0 the workflow is replaying and
-    /// no step body may start (determinism rule 3).
-    replay_left: Cell<usize>,
-    /// Steps that wanted to start their body during replay; woken when it ends.
-    deferred: RefCell<Vec<Waker>>,
+    /// Where replay stands while the workflow replays (no step body may start:
+    /// determinism rule 3); `None` once it is live. Boxed and dropped when replay ends:
+    /// a parked workflow keeps 16 bytes for it, not 80.
+    replay: RefCell<Option<Box<Replay>>>,
     pub(crate) phase: Cell<Phase>,
-    /// The root task and `ctx.spawn`ed tasks, aborted when the workflow fails.
-    /// Keyed, so a finished `ctx.spawn`ed task takes its handle out again: a workflow
-    /// that spawns in a loop for months must not keep one per task it ever ran.
-    aborts: RefCell<Slab<AbortHandle>>,
-    /// The final result once known: the durable output, or why it failed here. Boxed:
-    /// an `Error` is large, and every running workflow would carry its room.
-    result: RefCell<Option<Box<Result<Outcome, Error>>>>,
-    /// The run that replaced this one (continue-as-new), whose result handles await.
-    continued_as: RefCell<Option<Rc<WorkflowState>>>,
-    /// Handles waiting for `result`.
-    waiters: RefCell<Vec<Waker>>,
+    /// The root task's abort handle, aborted when the workflow fails.
+    root_abort: RefCell<Option<AbortHandle>>,
+    /// The `ctx.spawn`ed tasks' abort handles, aborted with the root's. Keyed, so a
+    /// finished task takes its handle out again: a workflow that spawns in a loop for
+    /// months must not keep one per task it ever ran. Boxed and made at the first
+    /// spawn: most workflows spawn nothing, and keep 16 bytes for it, not 48.
+    spawned: RefCell<Option<Box<Slab<AbortHandle>>>>,
+    /// How the run ended and who waits to hear it (see [`Ending`]); `None` while it
+    /// runs and nobody waits. Boxed: a running or parked workflow keeps 16 bytes for
+    /// it, not 64; the box is made when a handle first waits or the run ends.
+    ending: RefCell<Option<Box<Ending>>>,
     /// Its unconsumed messages and waiting `recv`s, loaded from the journal by the first
     /// `recv` (a workflow that never receives keeps none).
     pub(crate) mailbox: RefCell<Option<Box<crate::talk::mailbox::Mailbox>>>,
@@ -106,6 +99,32 @@ pub(crate) struct WorkflowState {
     pub(crate) children: RefCell<Vec<crate::talk::children::ChildLaunch>>,
     /// Its trace context and its run's span (see `telemetry`).
     pub(crate) telemetry: crate::telemetry::RunTelemetry,
+}
+
+/// The end of a run as its handles see it (see [`WorkflowState`]'s `ending`).
+#[derive(Default)]
+struct Ending {
+    /// The final result once known: the durable output, or why it failed here.
+    result: Option<Result<Outcome, Error>>,
+    /// The run that replaced this one (continue-as-new), whose result handles await.
+    continued_as: Option<Rc<WorkflowState>>,
+    /// Handles waiting for `result`.
+    waiters: Vec<Waker>,
+}
+
+/// A replaying workflow's bookkeeping (see [`WorkflowState`]'s `replay`).
+struct Replay {
+    /// The journal's recorded steps `(step id, name)`, sorted by id, to check a
+    /// replayed step's name the moment it is created. Ids are created in increasing
+    /// order, so a cursor walks this list: no hashing, no random access (replaying
+    /// 100,000 steps is a linear scan).
+    recorded_steps: Vec<(u64, Rc<str>)>,
+    /// The first entry of `recorded_steps` whose id has not been created yet.
+    cursor: usize,
+    /// Recorded completions still to deliver, more than 0.
+    left: usize,
+    /// Steps that wanted to start their body during replay; woken when it ends.
+    deferred: Vec<Waker>,
 }
 
 impl WorkflowState {
@@ -133,27 +152,31 @@ impl WorkflowState {
         // Already sorted for sequential workflows (seq order = id order), which the
         // sort detects in linear time.
         recorded_steps.sort_by_key(|(step_id, _)| *step_id);
+        let replay = (replay_left > 0).then(|| {
+            Box::new(Replay {
+                recorded_steps,
+                cursor: 0,
+                left: replay_left,
+                deferred: Vec::new(),
+            })
+        });
         WorkflowState {
             id: record.id.clone(),
             name: record.name.clone(),
-            input: record.input.clone(),
+            input: record.input.as_slice().into(),
             created_ms: record.created_ms,
             app_version: record.app_version.clone(),
             deadline_ms: record.deadline_ms,
             recovery_attempts: Cell::new(record.recovery_attempts),
             before_resume: RefCell::new(None),
-            continued_as: RefCell::new(None),
             next_seq: Cell::new(next_seq),
             steps: RefCell::new(StepSlots::default()),
-            recorded_steps: RefCell::new(recorded_steps),
-            recorded_cursor: Cell::new(0),
             inbox: RefCell::new(inbox),
-            replay_left: Cell::new(replay_left),
-            deferred: RefCell::new(Vec::new()),
+            replay: RefCell::new(replay),
             phase: Cell::new(Phase::Running),
-            aborts: RefCell::new(Slab::new()),
-            result: RefCell::new(None),
-            waiters: RefCell::new(Vec::new()),
+            root_abort: RefCell::new(None),
+            spawned: RefCell::new(None),
+            ending: RefCell::new(None),
             mailbox: RefCell::new(None),
             children: RefCell::new(Vec::new()),
             telemetry: Default::default(),
@@ -209,12 +232,14 @@ impl WorkflowState {
     /// The recorded name of step `id`, which is being created; ids come in increasing
     /// order, so the cursor only moves forward.
     fn take_recorded(&self, id: u64) -> Option<Rc<str>> {
-        let recorded_steps = self.recorded_steps.borrow();
-        let mut cursor = self.recorded_cursor.get();
+        let mut replay = self.replay.borrow_mut();
+        let replay = replay.as_deref_mut()?;
+        let recorded_steps = &replay.recorded_steps;
+        let mut cursor = replay.cursor;
         while recorded_steps.get(cursor).is_some_and(|(r, _)| *r < id) {
             cursor += 1;
         }
-        self.recorded_cursor.set(cursor);
+        replay.cursor = cursor;
         match recorded_steps.get(cursor) {
             Some((r, name)) if *r == id => Some(Rc::clone(name)),
             _ => None,
@@ -224,11 +249,9 @@ impl WorkflowState {
     /// While replaying, the first recorded step `(id, name)` whose id is `id` or later,
     /// left in place: `Ctx::patched` asks whether the journal went past a point.
     pub(crate) fn recorded_from(&self, id: u64) -> Option<(u64, Rc<str>)> {
-        if !self.is_replaying() {
-            return None;
-        }
-        let recorded_steps = self.recorded_steps.borrow();
-        let rest = recorded_steps.get(self.recorded_cursor.get()..)?;
+        let replay = self.replay.borrow();
+        let replay = replay.as_deref()?;
+        let rest = replay.recorded_steps.get(replay.cursor..)?;
         rest.iter()
             .find(|(r, _)| *r >= id)
             .map(|(r, name)| (*r, Rc::clone(name)))
@@ -291,24 +314,34 @@ impl WorkflowState {
     }
 
     pub(crate) fn is_replaying(&self) -> bool {
-        self.replay_left.get() > 0
+        self.replay.borrow().is_some()
     }
 
-    /// Parks a step that may not start its body until replay ends.
+    /// Parks a step that may not start its body until replay ends (woken at once if it
+    /// has ended).
     pub(crate) fn defer_until_live(&self, waker: &Waker) {
-        self.deferred.borrow_mut().push(waker.clone());
+        match self.replay.borrow_mut().as_deref_mut() {
+            Some(replay) => replay.deferred.push(waker.clone()),
+            None => waker.wake_by_ref(),
+        }
     }
 
     /// Bookkeeping after a recorded completion was delivered: the last one ends replay
     /// and lets deferred step bodies start.
     pub(crate) fn recorded_delivered(&self) {
-        let left = self.replay_left.get().saturating_sub(1);
-        self.replay_left.set(left);
-        if left == 0 {
-            // Only replay checks recorded names.
-            drop(std::mem::take(&mut *self.recorded_steps.borrow_mut()));
-            let deferred = std::mem::take(&mut *self.deferred.borrow_mut());
-            for waker in deferred {
+        let ended = {
+            let mut replay = self.replay.borrow_mut();
+            match replay.as_deref_mut() {
+                Some(state) if state.left > 1 => {
+                    state.left -= 1;
+                    None
+                }
+                // Only replay checks recorded names: they go with it.
+                _ => replay.take(),
+            }
+        };
+        if let Some(ended) = ended {
+            for waker in ended.deferred {
                 waker.wake();
             }
         }
@@ -318,22 +351,37 @@ impl WorkflowState {
         self.phase.get() == Phase::Running
     }
 
-    /// Keeps `handle` to abort the task when the workflow fails; returns the key that
-    /// [`WorkflowState::unregister_abort`] takes once the task is over.
-    pub(crate) fn register_abort(&self, handle: AbortHandle) -> usize {
-        self.aborts.borrow_mut().insert(handle)
+    /// Keeps the root task's `handle` to abort it when the workflow fails.
+    pub(crate) fn register_root_abort(&self, handle: AbortHandle) {
+        let replaced = self.root_abort.borrow_mut().replace(handle);
+        // A second root (none is launched twice today) is aborted like a spawned task.
+        if let Some(previous) = replaced {
+            self.register_abort(previous);
+        }
     }
 
-    /// Forgets the abort handle of a task that is over.
+    /// Keeps a `ctx.spawn`ed task's `handle` to abort it when the workflow fails;
+    /// returns the key that [`WorkflowState::unregister_abort`] takes once the task is
+    /// over.
+    pub(crate) fn register_abort(&self, handle: AbortHandle) -> usize {
+        self.spawned
+            .borrow_mut()
+            .get_or_insert_with(Box::default)
+            .insert(handle)
+    }
+
+    /// Forgets the abort handle of a `ctx.spawn`ed task that is over.
     pub(crate) fn unregister_abort(&self, key: usize) {
-        self.aborts.borrow_mut().try_remove(key);
+        if let Some(spawned) = self.spawned.borrow_mut().as_mut() {
+            spawned.try_remove(key);
+        }
     }
 
     /// Stops the workflow in this process with `error`: its tasks are aborted (their
     /// futures dropped, in-flight step bodies cancelled) and its handles see the error.
     /// The journal is not touched: the workflow stays `Pending` there.
     pub(crate) fn fail(&self, error: Error) {
-        if self.phase.get() == Phase::Done || self.result.borrow().is_some() {
+        if self.phase.get() == Phase::Done || self.has_result() {
             return;
         }
         self.phase.set(Phase::Done);
@@ -344,16 +392,24 @@ impl WorkflowState {
 
     /// Aborts the root task and every `ctx.spawn`ed task.
     pub(crate) fn abort_tasks(&self) {
-        let aborts = std::mem::take(&mut *self.aborts.borrow_mut());
-        for (_, handle) in aborts {
+        let root = self.root_abort.borrow_mut().take();
+        let spawned = self.spawned.borrow_mut().take();
+        if let Some(handle) = root {
+            handle.abort();
+        }
+        for (_, handle) in spawned.into_iter().flat_map(|spawned| *spawned) {
             handle.abort();
         }
     }
 
     /// Records the final result and wakes every handle waiting for it.
     pub(crate) fn set_result(&self, result: Result<Outcome, Error>) {
-        *self.result.borrow_mut() = Some(Box::new(result));
-        let waiters = std::mem::take(&mut *self.waiters.borrow_mut());
+        let waiters = {
+            let mut ending = self.ending.borrow_mut();
+            let ending = ending.get_or_insert_with(Box::default);
+            ending.result = Some(result);
+            std::mem::take(&mut ending.waiters)
+        };
         for waker in waiters {
             waker.wake();
         }
@@ -361,18 +417,31 @@ impl WorkflowState {
 
     /// The final result if known, else registers `waker` to hear about it.
     pub(crate) fn poll_result(&self, waker: &Waker) -> Option<Result<Outcome, Error>> {
-        let successor = self.continued_as.borrow().clone();
+        let successor = self
+            .ending
+            .borrow()
+            .as_ref()
+            .and_then(|ending| ending.continued_as.clone());
         if let Some(next) = successor {
             return next.poll_result(waker);
         }
-        if let Some(result) = &*self.result.borrow() {
-            return Some((**result).clone());
+        let mut ending = self.ending.borrow_mut();
+        let ending = ending.get_or_insert_with(Box::default);
+        if let Some(result) = &ending.result {
+            return Some(result.clone());
         }
-        let mut waiters = self.waiters.borrow_mut();
-        if !waiters.iter().any(|w| w.will_wake(waker)) {
-            waiters.push(waker.clone());
+        if !ending.waiters.iter().any(|w| w.will_wake(waker)) {
+            ending.waiters.push(waker.clone());
         }
         None
+    }
+
+    /// Whether the final result is known.
+    fn has_result(&self) -> bool {
+        self.ending
+            .borrow()
+            .as_ref()
+            .is_some_and(|ending| ending.result.is_some())
     }
 
     /// Hands this run over to `next`, the same workflow continued as new: the run stops
@@ -384,8 +453,12 @@ impl WorkflowState {
         let slots = std::mem::take(&mut *self.steps.borrow_mut());
         drop(slots);
         self.inbox.borrow_mut().clear();
-        *self.continued_as.borrow_mut() = Some(next);
-        let waiters = std::mem::take(&mut *self.waiters.borrow_mut());
+        let waiters = {
+            let mut ending = self.ending.borrow_mut();
+            let ending = ending.get_or_insert_with(Box::default);
+            ending.continued_as = Some(next);
+            std::mem::take(&mut ending.waiters)
+        };
         for waker in waiters {
             waker.wake();
         }
@@ -396,7 +469,7 @@ impl WorkflowState {
         WorkflowRecord {
             id: self.id.clone(),
             name: self.name.clone(),
-            input: self.input.clone(),
+            input: self.input.to_vec(),
             status: Status::Pending,
             output: None,
             created_ms: self.created_ms,
@@ -409,8 +482,8 @@ impl WorkflowState {
 
     /// The error this workflow stopped with in this process, if any.
     pub(crate) fn failure(&self) -> Option<Error> {
-        match self.result.borrow().as_deref() {
-            Some(Err(err)) => Some(err.clone()),
+        match self.ending.borrow().as_ref().map(|ending| &ending.result) {
+            Some(Some(Err(err))) => Some(err.clone()),
             _ => None,
         }
     }
@@ -420,7 +493,7 @@ impl WorkflowState {
         WorkflowRecord {
             id: self.id.clone(),
             name: self.name.clone(),
-            input: self.input.clone(),
+            input: self.input.to_vec(),
             status: if output.is_ok() {
                 Status::Succeeded
             } else {

@@ -215,7 +215,7 @@ impl Ctx {
                     .queues
                     .reserve(&core, &queue, record, &options, core.now_ms());
                 let (recorded, effect) = match reserved {
-                    Ok(Reserved::New(staged)) => (Recorded::Enqueued(id), Effect::Enqueue(*staged)),
+                    Ok(Reserved::New(staged)) => (Recorded::Enqueued(id), Effect::Enqueue(staged)),
                     Ok(Reserved::Existing(id)) => (Recorded::Enqueued(id), Effect::None),
                     Ok(Reserved::Duplicate {
                         existing,

@@ -368,7 +368,7 @@ impl Ctx {
                         // Running here from now on: a second launch of the id finds it.
                         let child = core.fresh_start(record, registration, true);
                         BodyOutput::new(encode_result::<_, String>(&Ok(launch)))
-                            .with_effect(Effect::StartChild(child))
+                            .with_effect(Effect::StartChild(Box::new(child)))
                     }
                 }
             }

@@ -361,7 +361,7 @@ impl Ctx {
                 };
                 if exists {
                     BodyOutput::new(crate::step::encode_result::<(), SendRefused>(&Ok(())))
-                        .with_effect(Effect::Send(message))
+                        .with_effect(Effect::Send(Box::new(message)))
                 } else {
                     BodyOutput::new(crate::step::encode_result::<(), SendRefused>(&Err(
                         SendRefused::UnknownDestination,
