@@ -24,6 +24,7 @@ mod common;
 use common::{bench_dir, sequential};
 use std::cell::Cell;
 use std::path::Path;
+use std::sync::atomic::{AtomicBool, Ordering};
 use std::time::{Duration, Instant};
 
 use criterion::{criterion_group, criterion_main, Criterion, Throughput};
@@ -37,12 +38,31 @@ async fn concurrent(ctx: Ctx, n: u64) -> Result<u64, ()> {
     values.into_iter().sum()
 }
 
+/// Whether `gated`'s second step may finish.
+static GATE_OPEN: AtomicBool = AtomicBool::new(false);
+
+/// Two steps (0, then 1); the second finishes only once [`GATE_OPEN`] is set: the
+/// recovery benches' workflow, left pending with its first step recorded.
+async fn gated(ctx: Ctx, _: u64) -> Result<u64, ()> {
+    let first = ctx.step("first", || async { Ok::<_, ()>(0) }).await?;
+    let second = ctx
+        .step("second", || async {
+            while !GATE_OPEN.load(Ordering::SeqCst) {
+                ordo::executor::sleep(Duration::from_millis(50)).await;
+            }
+            Ok::<_, ()>(1)
+        })
+        .await?;
+    Ok(first + second)
+}
+
 fn builder(dir: &Path, durability: Durability) -> RuntimeBuilder {
     Runtime::builder()
         .path(dir)
         .durability(durability)
         .register("sequential", sequential)
         .register("concurrent", concurrent)
+        .register("gated", gated)
 }
 
 /// Starts workflow `name` under a fresh id and drives it to the end.
@@ -279,19 +299,23 @@ fn recovery(c: &mut Criterion) {
     const WORKFLOWS: u64 = 10_000;
     let pristine = bench_dir();
     // 10,000 pending workflows, each with the first of its two steps recorded: started
-    // one by one, then all halted right after the group commit of their first steps.
+    // one by one, and left (the runtime dropped) once every first step is committed and
+    // every second step waits at its closed gate.
     {
-        let rt = builder(pristine.path(), Durability::None)
-            .halt_after_commits(1)
-            .build()
-            .unwrap();
+        GATE_OPEN.store(false, Ordering::SeqCst);
+        let rt = builder(pristine.path(), Durability::None).build().unwrap();
         for i in 0..WORKFLOWS {
-            rt.start::<_, u64, ()>("sequential", &format!("w{i}"), 2u64)
+            rt.start::<_, u64, ()>("gated", &format!("w{i}"), 2u64)
                 .unwrap();
         }
-        run_to_halt(&rt, &format!("w{}", WORKFLOWS - 1));
+        rt.block_on(async {
+            while rt.metrics().completions_committed < WORKFLOWS {
+                ordo::executor::sleep(Duration::from_millis(10)).await;
+            }
+        });
         assert_eq!(rt.metrics().completions_committed, WORKFLOWS);
     }
+    GATE_OPEN.store(true, Ordering::SeqCst);
     let scratch = bench_dir();
     let copy = Cell::new(0);
     let fresh_runtime = || {
