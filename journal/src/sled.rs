@@ -4,18 +4,21 @@
 //! so a commit is one `sled::Batch` applied to one tree (atomic across a crash), followed
 //! by the [`Durability`] point chosen at open.
 
-use std::collections::HashMap;
+use std::collections::{HashMap, HashSet};
 use std::fmt;
 use std::path::{Path, PathBuf};
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::Mutex;
 use std::time::{Duration, Instant};
 
-use crate::codec::{self, OLDEST_SCHEMA_VERSION, SCHEMA_VERSION, UNINDEXED_QUEUE_SCHEMA};
+use crate::codec::{
+    self, MARKED_ENTRY_SCHEMA, OLDEST_SCHEMA_VERSION, SCHEMA_VERSION, UNINDEXED_QUEUE_SCHEMA,
+};
 use crate::copy::{self, TempFolder};
 use crate::durability::{DataFiles, Durability};
 use crate::key::{self, Key};
 use crate::mail::Message;
+use crate::queue::Mark;
 use crate::record::{Batch, Completion, Outcome, Prior, Status, WorkflowRecord};
 use crate::seal::{self, Seal, SealState, SEAL_FILE};
 use crate::store::Store;
@@ -49,6 +52,9 @@ pub struct SledJournal {
     seal: Option<Mutex<Seal>>,
     /// Successful non-empty commits since open, exposed by the runtime as a metric.
     commits: AtomicU64,
+    /// Whether queue entries stored as records of their own (before schema 6) were left
+    /// at open (see `upgrade_entries`): the deletion of an entry removes that record too.
+    legacy_entries: bool,
     /// Declared after `db` on purpose: fields drop in declaration order, so this waits,
     /// after sled is dropped, until sled's file lock is really free (see
     /// [`LockRelease`]).
@@ -85,14 +91,33 @@ struct Writer {
     /// Commits the journal ever acknowledged (its `meta/commits` counter), so each commit
     /// writes the next number.
     total_commits: u64,
+    /// The queue entries of workflows recent commits enqueued and that have not started
+    /// yet, so a start (which rewrites the `Pending` index entry holding the entry, see
+    /// [`Mark`]) needs no read of it. Only a cache, coherent like `last_seq`: an entry
+    /// leaves it with its start, deletion or removal, a miss reads the journal, and it is
+    /// cleared when it grows past [`LAST_SEQ_CACHE_LIMIT`].
+    waiting: HashMap<String, Vec<u8>>,
+    /// What the batch being encoded does to `waiting` once applied, in order: an entry
+    /// put (`Some`) or one gone (`None`).
+    enqueued: Vec<(String, Option<Vec<u8>>)>,
 }
 
 /// How many workflows' last seqs [`Writer::last_seq`] remembers before starting over.
 const LAST_SEQ_CACHE_LIMIT: usize = 1 << 16;
 
 impl Writer {
-    /// Records the runs of an applied batch in the last-seq cache.
+    /// Records the runs of an applied batch in the last-seq cache, and its queue entries
+    /// in the cache of waiting ones.
     fn applied(&mut self, completions: &[(String, Completion)]) {
+        if self.waiting.len() + self.enqueued.len() > LAST_SEQ_CACHE_LIMIT {
+            self.waiting.clear();
+        }
+        for (id, entry) in self.enqueued.drain(..) {
+            match entry {
+                Some(entry) => self.waiting.insert(id, entry),
+                None => self.waiting.remove(&id),
+            };
+        }
         if self.last_seq.len() + self.appended.len() > LAST_SEQ_CACHE_LIMIT {
             self.last_seq.clear();
         }
@@ -197,6 +222,9 @@ impl SledJournal {
                             }
                         }
                     }
+                    if version < MARKED_ENTRY_SCHEMA {
+                        upgrade_entries(&db, &mut upgrade)?;
+                    }
                     upgrade.insert(key::SCHEMA, &codec::encode_schema(SCHEMA_VERSION));
                     db.apply_batch(upgrade)?;
                     db.flush()?;
@@ -216,8 +244,10 @@ impl SledJournal {
             Durability::Sync => Some(DataFiles::open(&path)?),
             Durability::Flush | Durability::None => None,
         };
+        let legacy_entries = has_legacy_entries(&db)?;
         let mut journal = SledJournal::new(db, Some(path), durability, data_files, false);
         journal.seal = Some(Mutex::new(seal));
+        journal.legacy_entries = legacy_entries;
         journal
             .writer
             .get_mut()
@@ -317,6 +347,7 @@ impl SledJournal {
             read_only,
             seal: None,
             commits: AtomicU64::new(0),
+            legacy_entries: false,
             writer: Mutex::new(Writer::default()),
         }
     }
@@ -409,28 +440,55 @@ impl SledJournal {
             last_seq,
             appended,
             total_commits: _,
+            waiting: waiting_cache,
+            enqueued,
         } = writer;
+        enqueued.clear();
         let mut writes = ::sled::Batch::default();
         // Deletions first: a put of the same id later in this batch writes a new workflow.
         if !batch.deletes.is_empty() {
             self.delete_workflow_keys(&batch.deletes, &batch.delete_priors, &mut writes, k)?;
             for id in &batch.deletes {
                 last_seq.remove(id.as_str());
+                if waiting_cache.remove(id.as_str()).is_some() {
+                    enqueued.push((id.clone(), None));
+                }
             }
         }
+        // Queue entries live in `Pending` index entries (see `crate::queue::ENTRY`): the
+        // last put (`Some`) or delete (`None`) of each in this batch, looked up by the
+        // starts below; the ids whose index entry this batch writes with its entry; and
+        // the status each record this batch writes has, with whether it is new.
+        let mut entries: Option<HashMap<&str, Option<&[u8]>>> = None;
+        let mut marked: HashSet<&str> = HashSet::new();
+        let mut written: HashMap<&str, (Status, bool)> = if batch.queue.is_empty() {
+            HashMap::new()
+        } else {
+            HashMap::with_capacity(batch.workflows.len())
+        };
         for (rec, prior) in batch.workflows.iter().zip(&batch.priors) {
             key::check_id(&rec.id)?;
             if *prior == Prior::Queued {
                 // A queued workflow's start: its record stays as enqueued, and its
-                // `Pending` index entry, holding the start time, marks it started (one
-                // sled entry, not a record and an entry; see `read_start`).
+                // `Pending` index entry, holding the start time next to its queue entry,
+                // marks it started (one sled entry, not a record and an entry; see
+                // `read_start`).
                 key::status(Status::Pending, &rec.id, k);
-                writes.insert(k.as_slice(), &rec.updated_ms.to_be_bytes()[..]);
+                let entry = self.entry_of(batch, &mut entries, waiting_cache, &rec.id, k)?;
+                Mark::Started(rec.updated_ms, entry.as_deref()).encode(v);
+                writes.insert(k.as_slice(), v.as_slice());
+                marked.insert(&rec.id);
+                if !batch.queue.is_empty() {
+                    written.insert(&rec.id, (Status::Pending, false));
+                }
                 continue;
             }
             key::workflow(&rec.id, k);
             codec::encode_workflow(rec, v)?;
             writes.insert(k.as_slice(), v.as_slice());
+            if !batch.queue.is_empty() {
+                written.insert(&rec.id, (rec.status, *prior == Prior::Absent));
+            }
             // The status index changes with the record, in the same batch: one entry for
             // the new status, none for the others. Without a known prior status, the
             // others are removed blindly (no read of the old record); a later put of the
@@ -444,7 +502,24 @@ impl SledJournal {
                 if status == rec.status {
                     if *prior != Prior::Was(status) {
                         key::status(status, &rec.id, k);
-                        writes.insert(k.as_slice(), &[][..]);
+                        // A record that may have been queued keeps its queue entry
+                        // in its `Pending` entry.
+                        let entry = match *prior {
+                            Prior::Unknown | Prior::Was(Status::Enqueued | Status::Delayed)
+                                if status == Status::Pending =>
+                            {
+                                self.entry_of(batch, &mut entries, waiting_cache, &rec.id, k)?
+                            }
+                            _ => None,
+                        };
+                        match entry {
+                            Some(entry) => {
+                                Mark::Started(rec.updated_ms, Some(&entry)).encode(v);
+                                writes.insert(k.as_slice(), v.as_slice());
+                                marked.insert(&rec.id);
+                            }
+                            None => writes.insert(k.as_slice(), &[][..]),
+                        }
                     }
                 } else if stale {
                     key::status(status, &rec.id, k);
@@ -513,7 +588,14 @@ impl SledJournal {
         if let Some(highest) = crate::mail::encode(batch, k, v, &mut writes)? {
             writes.insert(crate::mail::MESSAGE_COUNTER, &highest.to_be_bytes());
         }
-        crate::queue::encode(batch, k, &mut writes);
+        self.encode_queue_records(
+            batch,
+            &marked,
+            &written,
+            (waiting_cache, enqueued),
+            (k, v),
+            &mut writes,
+        )?;
         let single_entry = batch.workflows.is_empty()
             && batch.mail.is_empty()
             && batch.types.is_empty()
@@ -523,6 +605,129 @@ impl SledJournal {
             && batch.queue.is_empty()
             && appended.len() == 1;
         Ok((!single_entry).then_some(writes))
+    }
+
+    /// The queue entry of workflow `id` as this batch leaves it: its last put or delete
+    /// in the batch (`entries` caches them, built at the first call), else the one kept
+    /// in its `Pending` index entry (`k` is that key, and stays so), from the cache of
+    /// `waiting` ones if there (it leaves it: it is read to start the workflow).
+    fn entry_of<'b>(
+        &self,
+        batch: &'b Batch,
+        entries: &mut Option<HashMap<&'b str, Option<&'b [u8]>>>,
+        waiting: &mut HashMap<String, Vec<u8>>,
+        id: &str,
+        k: &[u8],
+    ) -> Result<Option<Vec<u8>>, Error> {
+        let entries = entries.get_or_insert_with(|| {
+            batch
+                .queue
+                .iter()
+                .filter_map(|(key, value)| {
+                    crate::queue::entry_id(key).map(|id| (id, value.as_deref()))
+                })
+                .collect()
+        });
+        if let Some(&entry) = entries.get(id) {
+            return Ok(entry.map(<[u8]>::to_vec));
+        }
+        // Waiting until now: it leaves the cache of waiting entries with this read.
+        if let Some(entry) = waiting.remove(id) {
+            return Ok(Some(entry));
+        }
+        match self.db.get(k)? {
+            Some(value) => Ok(Mark::parse(k, &value)?.entry().map(<[u8]>::to_vec)),
+            None => Ok(None),
+        }
+    }
+
+    /// Adds the batch's queue records to `writes`: queue entries into their workflows'
+    /// `Pending` index entries, the others as records. `marked` are the workflows whose
+    /// start this batch marked (with the entry the batch leaves them), and `written` the
+    /// status of each record this batch writes, with whether it is new. The entries left
+    /// waiting go to the cache of `waiting` ones once applied (`enqueued`), the others
+    /// leave it.
+    fn encode_queue_records(
+        &self,
+        batch: &Batch,
+        marked: &HashSet<&str>,
+        written: &HashMap<&str, (Status, bool)>,
+        (waiting, enqueued): (
+            &mut HashMap<String, Vec<u8>>,
+            &mut Vec<(String, Option<Vec<u8>>)>,
+        ),
+        (k, v): (&mut Vec<u8>, &mut Vec<u8>),
+        writes: &mut ::sled::Batch,
+    ) -> Result<(), Error> {
+        // The index entries earlier entries of this batch left (`None`: none).
+        let mut left: HashMap<&str, Option<Vec<u8>>> = HashMap::with_capacity(batch.queue.len());
+        for (queue_key, value) in &batch.queue {
+            let Some(id) = crate::queue::entry_id(queue_key) else {
+                crate::queue::encode_record(queue_key, value.as_deref(), k, writes);
+                continue;
+            };
+            if value.is_none() && self.legacy_entries {
+                crate::queue::encode_record(queue_key, None, k, writes);
+            }
+            key::status(Status::Pending, id, k);
+            let status = written.get(id).copied();
+            // What the index entry holds now (`None`: none), and whether it is a waiting
+            // workflow's; unchanged, the entry goes to the next.
+            let (next, is_waiting) = match value {
+                // It leaves its queue with its end (or cancellation, or while queued):
+                // the index entry goes, the start mark with it.
+                None if status.is_some_and(|(status, _)| status != Status::Pending) => {
+                    (None, false)
+                }
+                // Started by this batch: its mark holds the entry as the batch leaves it.
+                _ if marked.contains(id) => continue,
+                // Enqueued by this batch: waiting (nothing to read).
+                Some(entry)
+                    if status.is_some_and(|(status, new)| new && !key::is_indexed(status)) =>
+                {
+                    Mark::Waiting(entry).encode(v);
+                    (Some(v.clone()), true)
+                }
+                _ => {
+                    let stored = match left.get(id) {
+                        Some(stored) => stored.clone(),
+                        None => self.db.get(k.as_slice())?.map(|stored| stored.to_vec()),
+                    };
+                    let mark = stored
+                        .as_deref()
+                        .map(|stored| Mark::parse(k, stored))
+                        .transpose()?;
+                    let next = match (value, mark) {
+                        (Some(entry), None | Some(Mark::Waiting(_))) => Some(Mark::Waiting(entry)),
+                        (Some(entry), Some(Mark::Plain)) => Some(Mark::Started(0, Some(entry))),
+                        (Some(entry), Some(Mark::Started(time, _))) => {
+                            Some(Mark::Started(time, Some(entry)))
+                        }
+                        (None, None | Some(Mark::Waiting(_))) => None,
+                        (None, Some(Mark::Started(time, Some(_)))) => {
+                            Some(Mark::Started(time, None))
+                        }
+                        // No entry to remove: the index entry stays as it is.
+                        (None, Some(Mark::Plain | Mark::Started(_, None))) => continue,
+                    };
+                    let is_waiting = matches!(next, Some(Mark::Waiting(_)));
+                    let next = next.map(|mark| {
+                        mark.encode(v);
+                        v.clone()
+                    });
+                    (next, is_waiting)
+                }
+            };
+            match &next {
+                Some(stored) => writes.insert(k.as_slice(), stored.as_slice()),
+                None => writes.remove(k.as_slice()),
+            }
+            waiting.remove(id);
+            let cached = value.as_ref().filter(|_| is_waiting).cloned();
+            enqueued.push((id.to_owned(), cached));
+            left.insert(id, next);
+        }
+        Ok(())
     }
 
     /// Adds to `writes` the removal of every key workflows `ids` have: each record, its
@@ -622,13 +827,15 @@ impl SledJournal {
         })
     }
 
-    /// Forgets cached last seqs, after a raw write went around the commit path.
+    /// Forgets cached last seqs and waiting queue entries, after a raw write went around
+    /// the commit path.
     fn forget_cached_seqs(&self) {
-        self.writer
+        let mut writer = self
+            .writer
             .lock()
-            .unwrap_or_else(|poisoned| poisoned.into_inner())
-            .last_seq
-            .clear();
+            .unwrap_or_else(|poisoned| poisoned.into_inner());
+        writer.last_seq.clear();
+        writer.waiting.clear();
     }
 
     /// Reads and decodes workflow `id`'s record (as started, if queued and started).
@@ -664,17 +871,22 @@ impl SledJournal {
 
     /// The start time in queued workflow `id`'s start mark, if it has one: its `Pending`
     /// index entry, which holds the time (an index entry of a record that says
-    /// `Pending` itself is empty). Kept until its end removes it, with the entry.
+    /// `Pending` itself is empty; one of a queued workflow not started yet holds its
+    /// queue entry alone, see [`Mark`]). Kept until its end removes it, with the entry.
     fn read_start(&self, id: &str) -> Result<Option<u64>, Error> {
         let mut k = Vec::with_capacity(2 + id.len());
         key::status(Status::Pending, id, &mut k);
         let Some(mark) = self.db.get(&k)? else {
             return Ok(None);
         };
-        let started: [u8; 8] = mark.as_ref().try_into().map_err(|_| {
-            codec::corrupt(&k, "indexed as pending but the record is queued".into())
-        })?;
-        Ok(Some(u64::from_be_bytes(started)))
+        match Mark::parse(&k, &mark)? {
+            Mark::Started(started, _) => Ok(Some(started)),
+            Mark::Waiting(_) => Ok(None),
+            Mark::Plain => Err(codec::corrupt(
+                &k,
+                "indexed as pending but the record is queued".into(),
+            )),
+        }
     }
 }
 
@@ -798,7 +1010,13 @@ impl Store for SledJournal {
             Some(status) => {
                 let mut record_key = Vec::new();
                 for entry in self.db.scan_prefix(key::status_prefix(status)) {
-                    let (index_key, _) = entry?;
+                    let (index_key, value) = entry?;
+                    // The queue entry of a queued workflow not started yet.
+                    if status == Status::Pending
+                        && matches!(Mark::parse(&index_key, &value)?, Mark::Waiting(_))
+                    {
+                        continue;
+                    }
                     let Ok(Key::Status { id, .. }) = key::parse(&index_key) else {
                         return Err(codec::corrupt(
                             &index_key,
@@ -971,6 +1189,55 @@ pub(crate) fn remove_keyed(
         break; // the end of the tree
     }
     Ok(())
+}
+
+/// Adds to `upgrade` the move of the queue entries a journal older than schema 6 keeps
+/// as queue records of their own into their workflows' `Pending` index entries (see
+/// [`Mark`]): as waiting or as started (with the start time its start mark or its
+/// `Pending` record says). The entries of workflows ended or missing stay as they are:
+/// the runtime removes them (and what goes with them) when it loads its queues.
+fn upgrade_entries(db: &::sled::Db, upgrade: &mut ::sled::Batch) -> Result<(), Error> {
+    let mut k = Vec::new();
+    let mut v = Vec::new();
+    for stored in db.scan_prefix([crate::queue::QUEUE, crate::queue::ENTRY]) {
+        let (queue_key, entry) = stored?;
+        let Some(id) = crate::queue::entry_id(&queue_key[1..]) else {
+            continue;
+        };
+        key::workflow(id, &mut k);
+        let Some(value) = db.get(&k)? else {
+            continue;
+        };
+        let record = codec::decode_workflow(&k, id, &value)?;
+        key::status(Status::Pending, id, &mut k);
+        let stored_mark = db.get(&k)?;
+        let stored_mark = stored_mark
+            .as_deref()
+            .map(|mark| Mark::parse(&k, mark))
+            .transpose()?;
+        let mark = match (record.status, stored_mark) {
+            (Status::Enqueued | Status::Delayed, None) => Mark::Waiting(&entry),
+            (Status::Enqueued | Status::Delayed | Status::Pending, Some(Mark::Started(t, _))) => {
+                Mark::Started(t, Some(&entry))
+            }
+            (Status::Pending, Some(Mark::Plain)) => Mark::Started(record.updated_ms, Some(&entry)),
+            _ => continue,
+        };
+        mark.encode(&mut v);
+        upgrade.insert(k.as_slice(), v.as_slice());
+        upgrade.remove(queue_key);
+    }
+    Ok(())
+}
+
+/// Whether `db` holds queue entries stored as queue records of their own (left by
+/// [`upgrade_entries`]).
+fn has_legacy_entries(db: &::sled::Db) -> Result<bool, Error> {
+    Ok(db
+        .scan_prefix([crate::queue::QUEUE, crate::queue::ENTRY])
+        .next()
+        .transpose()?
+        .is_some())
 }
 
 /// Opens sled, turning its lock failure into [`Error::Locked`] naming `path`.

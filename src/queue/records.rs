@@ -2,7 +2,7 @@
 //!
 //! | record | key | value |
 //! |---|---|---|
-//! | a workflow's place in its queue | `e` workflow id | [`Entry`] |
+//! | a workflow's place in its queue | `e` workflow id ([`ordo_journal::queue::ENTRY`]) | [`Entry`] |
 //! | a rate limiter's window | `r` queue `\0` partition | start times (ms), oldest first |
 //! | a deduplication id in use | `d` queue `\0` dedup id | workflow id |
 //! | a schedule's last tick | `s` schedule name | tick time (ms) |
@@ -16,7 +16,8 @@ use serde::{Deserialize, Serialize};
 
 use crate::error::Error;
 
-pub(crate) const ENTRY: u8 = b'e';
+/// The journal's own kind of queue record: a store may keep it with its workflow.
+pub(crate) const ENTRY: u8 = ordo_journal::queue::ENTRY;
 pub(crate) const WINDOW: u8 = b'r';
 pub(crate) const DEDUP: u8 = b'd';
 pub(crate) const TICK: u8 = b's';
