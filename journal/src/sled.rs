@@ -4,7 +4,7 @@
 //! so a commit is one `sled::Batch` applied to one tree (atomic across a crash), followed
 //! by the [`Durability`] point chosen at open.
 
-use std::collections::{HashMap, HashSet};
+use std::collections::HashMap;
 use std::fmt;
 use std::path::{Path, PathBuf};
 use std::sync::atomic::{AtomicU64, Ordering};
@@ -131,6 +131,17 @@ impl Writer {
             }
         }
     }
+}
+
+/// What a batch does to one queue entry (see [`SledJournal::entry_ops`]).
+struct EntryOp<'b> {
+    /// Its last put (`Some`) or delete (`None`).
+    entry: Option<&'b [u8]>,
+    /// The status of the last record of its workflow the batch writes (not a start of a
+    /// queued one), with whether it is new.
+    status: Option<(Status, bool)>,
+    /// Whether the batch starts its workflow, its mark holding the entry.
+    started: bool,
 }
 
 impl fmt::Debug for SledJournal {
@@ -455,17 +466,9 @@ impl SledJournal {
                 }
             }
         }
-        // Queue entries live in `Pending` index entries (see `crate::queue::ENTRY`): the
-        // last put (`Some`) or delete (`None`) of each in this batch, looked up by the
-        // starts below; the ids whose index entry this batch writes with its entry; and
-        // the status each record this batch writes has, with whether it is new.
-        let mut entries: Option<HashMap<&str, Option<&[u8]>>> = None;
-        let mut marked: HashSet<&str> = HashSet::new();
-        let mut written: HashMap<&str, (Status, bool)> = if batch.queue.is_empty() {
-            HashMap::new()
-        } else {
-            HashMap::with_capacity(batch.workflows.len())
-        };
+        // Queue entries live in `Pending` index entries (see `crate::queue::ENTRY`): what
+        // this batch does to each (the other queue records are written as they come).
+        let mut entries = self.entry_ops(batch, k, &mut writes);
         for (rec, prior) in batch.workflows.iter().zip(&batch.priors) {
             key::check_id(&rec.id)?;
             if *prior == Prior::Queued {
@@ -474,20 +477,18 @@ impl SledJournal {
                 // marks it started (one sled entry, not a record and an entry; see
                 // `read_start`).
                 key::status(Status::Pending, &rec.id, k);
-                let entry = self.entry_of(batch, &mut entries, waiting_cache, &rec.id, k)?;
+                let entry = self.entry_of(&mut entries, waiting_cache, &rec.id, k)?;
                 Mark::Started(rec.updated_ms, entry.as_deref()).encode(v);
                 writes.insert(k.as_slice(), v.as_slice());
-                marked.insert(&rec.id);
-                if !batch.queue.is_empty() {
-                    written.insert(&rec.id, (Status::Pending, false));
-                }
                 continue;
             }
             key::workflow(&rec.id, k);
             codec::encode_workflow(rec, v)?;
             writes.insert(k.as_slice(), v.as_slice());
-            if !batch.queue.is_empty() {
-                written.insert(&rec.id, (rec.status, *prior == Prior::Absent));
+            if !entries.is_empty() {
+                if let Some(op) = entries.get_mut(rec.id.as_str()) {
+                    op.status = Some((rec.status, *prior == Prior::Absent));
+                }
             }
             // The status index changes with the record, in the same batch: one entry for
             // the new status, none for the others. Without a known prior status, the
@@ -508,7 +509,7 @@ impl SledJournal {
                             Prior::Unknown | Prior::Was(Status::Enqueued | Status::Delayed)
                                 if status == Status::Pending =>
                             {
-                                self.entry_of(batch, &mut entries, waiting_cache, &rec.id, k)?
+                                self.entry_of(&mut entries, waiting_cache, &rec.id, k)?
                             }
                             _ => None,
                         };
@@ -516,7 +517,6 @@ impl SledJournal {
                             Some(entry) => {
                                 Mark::Started(rec.updated_ms, Some(&entry)).encode(v);
                                 writes.insert(k.as_slice(), v.as_slice());
-                                marked.insert(&rec.id);
                             }
                             None => writes.insert(k.as_slice(), &[][..]),
                         }
@@ -588,14 +588,7 @@ impl SledJournal {
         if let Some(highest) = crate::mail::encode(batch, k, v, &mut writes)? {
             writes.insert(crate::mail::MESSAGE_COUNTER, &highest.to_be_bytes());
         }
-        self.encode_queue_records(
-            batch,
-            &marked,
-            &written,
-            (waiting_cache, enqueued),
-            (k, v),
-            &mut writes,
-        )?;
+        self.encode_entries(&entries, (waiting_cache, enqueued), (k, v), &mut writes)?;
         let single_entry = batch.workflows.is_empty()
             && batch.mail.is_empty()
             && batch.types.is_empty()
@@ -607,31 +600,46 @@ impl SledJournal {
         Ok((!single_entry).then_some(writes))
     }
 
-    /// The queue entry of workflow `id` as this batch leaves it: its last put or delete
-    /// in the batch (`entries` caches them, built at the first call), else the one kept
-    /// in its `Pending` index entry (`k` is that key, and stays so), from the cache of
-    /// `waiting` ones if there (it leaves it: it is read to start the workflow).
-    fn entry_of<'b>(
+    /// What `batch` does to each queue entry (by workflow id), its other queue records
+    /// added to `writes` as they come (`k` is scratch).
+    fn entry_ops<'b>(
         &self,
         batch: &'b Batch,
-        entries: &mut Option<HashMap<&'b str, Option<&'b [u8]>>>,
+        k: &mut Vec<u8>,
+        writes: &mut ::sled::Batch,
+    ) -> HashMap<&'b str, EntryOp<'b>> {
+        let mut ops = HashMap::new();
+        for (queue_key, value) in &batch.queue {
+            match crate::queue::entry_id(queue_key) {
+                Some(id) => {
+                    let op = ops.entry(id).or_insert(EntryOp {
+                        entry: None,
+                        status: None,
+                        started: false,
+                    });
+                    op.entry = value.as_deref();
+                }
+                None => crate::queue::encode_record(queue_key, value.as_deref(), k, writes),
+            }
+        }
+        ops
+    }
+
+    /// The queue entry of workflow `id` as this batch leaves it (its last put or delete
+    /// in `entries`, marked as started now), else the one kept in its `Pending` index
+    /// entry (`k` is that key, and stays so), from the cache of `waiting` ones if there
+    /// (it leaves it: it is read to start the workflow).
+    fn entry_of(
+        &self,
+        entries: &mut HashMap<&str, EntryOp<'_>>,
         waiting: &mut HashMap<String, Vec<u8>>,
         id: &str,
         k: &[u8],
     ) -> Result<Option<Vec<u8>>, Error> {
-        let entries = entries.get_or_insert_with(|| {
-            batch
-                .queue
-                .iter()
-                .filter_map(|(key, value)| {
-                    crate::queue::entry_id(key).map(|id| (id, value.as_deref()))
-                })
-                .collect()
-        });
-        if let Some(&entry) = entries.get(id) {
-            return Ok(entry.map(<[u8]>::to_vec));
+        if let Some(op) = entries.get_mut(id) {
+            op.started = true;
+            return Ok(op.entry.map(<[u8]>::to_vec));
         }
-        // Waiting until now: it leaves the cache of waiting entries with this read.
         if let Some(entry) = waiting.remove(id) {
             return Ok(Some(entry));
         }
@@ -641,17 +649,12 @@ impl SledJournal {
         }
     }
 
-    /// Adds the batch's queue records to `writes`: queue entries into their workflows'
-    /// `Pending` index entries, the others as records. `marked` are the workflows whose
-    /// start this batch marked (with the entry the batch leaves them), and `written` the
-    /// status of each record this batch writes, with whether it is new. The entries left
-    /// waiting go to the cache of `waiting` ones once applied (`enqueued`), the others
-    /// leave it.
-    fn encode_queue_records(
+    /// Adds the batch's queue entries to `writes`, into their workflows' `Pending` index
+    /// entries (see [`Mark`]). Those left waiting go to the cache of `waiting` ones once
+    /// applied (`enqueued`), the others leave it.
+    fn encode_entries(
         &self,
-        batch: &Batch,
-        marked: &HashSet<&str>,
-        written: &HashMap<&str, (Status, bool)>,
+        entries: &HashMap<&str, EntryOp<'_>>,
         (waiting, enqueued): (
             &mut HashMap<String, Vec<u8>>,
             &mut Vec<(String, Option<Vec<u8>>)>,
@@ -659,45 +662,38 @@ impl SledJournal {
         (k, v): (&mut Vec<u8>, &mut Vec<u8>),
         writes: &mut ::sled::Batch,
     ) -> Result<(), Error> {
-        // The index entries earlier entries of this batch left (`None`: none).
-        let mut left: HashMap<&str, Option<Vec<u8>>> = HashMap::with_capacity(batch.queue.len());
-        for (queue_key, value) in &batch.queue {
-            let Some(id) = crate::queue::entry_id(queue_key) else {
-                crate::queue::encode_record(queue_key, value.as_deref(), k, writes);
-                continue;
-            };
-            if value.is_none() && self.legacy_entries {
-                crate::queue::encode_record(queue_key, None, k, writes);
-            }
+        for (&id, op) in entries {
             key::status(Status::Pending, id, k);
-            let status = written.get(id).copied();
-            // What the index entry holds now (`None`: none), and whether it is a waiting
-            // workflow's; unchanged, the entry goes to the next.
-            let (next, is_waiting) = match value {
+            if op.entry.is_none() && self.legacy_entries {
+                k.clear();
+                k.push(crate::queue::QUEUE);
+                k.push(crate::queue::ENTRY);
+                k.extend_from_slice(id.as_bytes());
+                writes.remove(k.as_slice());
+                key::status(Status::Pending, id, k);
+            }
+            let next = match (op.entry, op.status) {
+                // Started by this batch: its mark holds the entry as the batch leaves it
+                // (or its end removed it).
+                _ if op.started => {
+                    waiting.remove(id);
+                    continue;
+                }
                 // It leaves its queue with its end (or cancellation, or while queued):
                 // the index entry goes, the start mark with it.
-                None if status.is_some_and(|(status, _)| status != Status::Pending) => {
-                    (None, false)
-                }
-                // Started by this batch: its mark holds the entry as the batch leaves it.
-                _ if marked.contains(id) => continue,
+                (None, Some((status, _))) if status != Status::Pending => None,
                 // Enqueued by this batch: waiting (nothing to read).
-                Some(entry)
-                    if status.is_some_and(|(status, new)| new && !key::is_indexed(status)) =>
-                {
-                    Mark::Waiting(entry).encode(v);
-                    (Some(v.clone()), true)
+                (Some(entry), Some((status, true))) if !key::is_indexed(status) => {
+                    Some(Mark::Waiting(entry))
                 }
-                _ => {
-                    let stored = match left.get(id) {
-                        Some(stored) => stored.clone(),
-                        None => self.db.get(k.as_slice())?.map(|stored| stored.to_vec()),
-                    };
+                // Else as the index entry says now.
+                (entry, _) => {
+                    let stored = self.db.get(k.as_slice())?;
                     let mark = stored
                         .as_deref()
                         .map(|stored| Mark::parse(k, stored))
                         .transpose()?;
-                    let next = match (value, mark) {
+                    match (entry, mark) {
                         (Some(entry), None | Some(Mark::Waiting(_))) => Some(Mark::Waiting(entry)),
                         (Some(entry), Some(Mark::Plain)) => Some(Mark::Started(0, Some(entry))),
                         (Some(entry), Some(Mark::Started(time, _))) => {
@@ -709,23 +705,21 @@ impl SledJournal {
                         }
                         // No entry to remove: the index entry stays as it is.
                         (None, Some(Mark::Plain | Mark::Started(_, None))) => continue,
-                    };
-                    let is_waiting = matches!(next, Some(Mark::Waiting(_)));
-                    let next = next.map(|mark| {
-                        mark.encode(v);
-                        v.clone()
-                    });
-                    (next, is_waiting)
+                    }
                 }
             };
-            match &next {
-                Some(stored) => writes.insert(k.as_slice(), stored.as_slice()),
+            match next {
+                Some(mark) => {
+                    mark.encode(v);
+                    writes.insert(k.as_slice(), v.as_slice());
+                }
                 None => writes.remove(k.as_slice()),
             }
-            waiting.remove(id);
-            let cached = value.as_ref().filter(|_| is_waiting).cloned();
-            enqueued.push((id.to_owned(), cached));
-            left.insert(id, next);
+            if let Some(Mark::Waiting(entry)) = next {
+                enqueued.push((id.to_owned(), Some(entry.to_vec())));
+            } else if waiting.remove(id).is_some() {
+                enqueued.push((id.to_owned(), None));
+            }
         }
         Ok(())
     }
