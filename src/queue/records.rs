@@ -72,8 +72,14 @@ pub(crate) fn key(kind: u8, parts: &[&str]) -> Vec<u8> {
 }
 
 pub(crate) fn encode<T: Serialize>(value: &T) -> Vec<u8> {
-    // Plain structs of strings and integers: encoding cannot fail.
-    bincode::serde::encode_to_vec(value, bincode::config::standard()).unwrap_or_default()
+    // Room for a typical entry at once, rather than a vector grown byte by byte and
+    // copied once more at the end (what `encode_to_vec` does).
+    let mut out = Vec::with_capacity(64);
+    // Plain structs of strings and integers into a vector: encoding cannot fail.
+    match bincode::serde::encode_into_std_write(value, &mut out, bincode::config::standard()) {
+        Ok(_) => out,
+        Err(_) => Vec::new(),
+    }
 }
 
 pub(crate) fn decode<T: DeserializeOwned>(key: &[u8], bytes: &[u8]) -> Result<T, Error> {
