@@ -524,6 +524,13 @@ impl SledJournal {
                 } else if stale {
                     key::status(status, &rec.id, k);
                     writes.remove(k.as_slice());
+                    // A queued workflow's entry goes with its `Pending` index entry.
+                    if status == Status::Pending
+                        && !waiting_cache.is_empty()
+                        && waiting_cache.remove(rec.id.as_str()).is_some()
+                    {
+                        enqueued.push((rec.id.clone(), None));
+                    }
                 }
             }
         }

@@ -309,3 +309,28 @@ fn a_queue_entry_shares_the_pending_index_entry_from_enqueue_to_end() {
     assert_eq!(ids(&journal, Some(Status::Cancelled)), ["c"]);
     assert!(ids(&journal, Some(Status::Pending)).is_empty());
 }
+
+#[test]
+fn a_start_after_a_reopen_keeps_the_queue_entry_written_before_it() {
+    let dir = tempfile::tempdir().unwrap();
+    let path = dir.path().join("j");
+    let journal = SledJournal::open(&path, Durability::Flush).unwrap();
+    let mut batch = Batch::new();
+    batch.insert_workflow(workflow("q", Status::Enqueued));
+    batch.put_queue_record(entry_key("q"), b"place of q".to_vec());
+    journal.commit(&batch).unwrap();
+    drop(journal);
+
+    // Nothing of the enqueue is remembered but the journal: the start reads the entry.
+    let journal = SledJournal::open(&path, Durability::Flush).unwrap();
+    let mut started = workflow("q", Status::Pending);
+    started.updated_ms = 1_700_000_003_000;
+    batch.clear();
+    batch.start_queued(started.clone());
+    journal.commit(&batch).unwrap();
+    assert_eq!(
+        journal.queue_records(b"").unwrap(),
+        [(entry_key("q"), b"place of q".to_vec())]
+    );
+    assert_eq!(journal.workflows(Some(Status::Pending)).unwrap(), [started]);
+}
