@@ -99,8 +99,11 @@ struct Writer {
     waiting: HashMap<String, Vec<u8>>,
     /// What the batch being encoded does to `waiting` once applied, in order: an entry
     /// put (`Some`) or one gone (`None`).
-    enqueued: Vec<(String, Option<Vec<u8>>)>,
+    enqueued: Vec<CacheChange>,
 }
+
+/// A change to [`Writer::waiting`]: workflow id, and its entry (`None`: it leaves).
+type CacheChange = (String, Option<Vec<u8>>);
 
 /// How many workflows' last seqs [`Writer::last_seq`] remembers before starting over.
 const LAST_SEQ_CACHE_LIMIT: usize = 1 << 16;
@@ -662,10 +665,7 @@ impl SledJournal {
     fn encode_entries(
         &self,
         entries: &HashMap<&str, EntryOp<'_>>,
-        (waiting, enqueued): (
-            &mut HashMap<String, Vec<u8>>,
-            &mut Vec<(String, Option<Vec<u8>>)>,
-        ),
+        (waiting, enqueued): (&mut HashMap<String, Vec<u8>>, &mut Vec<CacheChange>),
         (k, v): (&mut Vec<u8>, &mut Vec<u8>),
         writes: &mut ::sled::Batch,
     ) -> Result<(), Error> {
