@@ -29,8 +29,18 @@ pub const FORMAT_VERSION: u8 = 1;
 ///
 /// ```
 /// // Checked when a journal is opened: a journal written with a newer schema is refused.
-/// assert_eq!(ordo_journal::SCHEMA_VERSION, 5);
+/// assert_eq!(ordo_journal::SCHEMA_VERSION, 6);
 /// ```
+///
+/// Version 6 keeps a queued workflow's queue entry (the queue record under
+/// [`queue::ENTRY`](crate::queue::ENTRY) and its id) in its `Pending` status-index entry,
+/// next to its start mark, instead of as a record of its own: one sled entry written at
+/// the enqueue, rewritten by the start and removed by the end, where there were two
+/// (the entry's removal at the end was a sled write more than a direct start costs).
+/// Journals of versions 2 to 5 still open; opening one for writing moves the entries of
+/// workflows still queued or running there, with the version write (those of ended
+/// workflows stay records, which the runtime removes when it loads its queues). A read-only
+/// open reads the entries where they are.
 ///
 /// Version 5 dropped the status-index entries of `Enqueued` and `Delayed` workflows
 /// (a queued workflow's record changes status on its way to `Pending`; the index
@@ -57,10 +67,13 @@ pub const FORMAT_VERSION: u8 = 1;
 /// puts before every value; a version 1 journal is refused with
 /// [`Error::UnsupportedVersion`](crate::Error::UnsupportedVersion) saying it was written by
 /// an older ordo.
-pub const SCHEMA_VERSION: u32 = 5;
+pub const SCHEMA_VERSION: u32 = 6;
 
 /// The first schema version without status-index entries for `Enqueued` and `Delayed`.
 pub(crate) const UNINDEXED_QUEUE_SCHEMA: u32 = 5;
+
+/// The first schema version keeping queue entries in `Pending` index entries.
+pub(crate) const MARKED_ENTRY_SCHEMA: u32 = 6;
 
 /// The oldest schema version this build opens (see [`SCHEMA_VERSION`]).
 pub(crate) const OLDEST_SCHEMA_VERSION: u32 = 2;

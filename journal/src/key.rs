@@ -10,11 +10,20 @@
 //! | commit counter | `m` `commits` | `u64` big-endian |
 //! | workflow record | `w` id | [`codec`](crate::codec) workflow value |
 //! | run of step completions | `c` id-len (`u16` BE) id first-seq last-seq (`u64` BE) | [`codec`](crate::codec) run value |
-//! | status index (not of `Enqueued` and `Delayed`, see [`is_indexed`]) | `s` status byte id | empty; under `Pending`, a queued record's start time (`u64` BE) |
+//! | status index (not of `Enqueued` and `Delayed`, see [`is_indexed`]) | `s` status byte id | empty; under `Pending`, for a queued workflow, its start mark and queue entry (see below) |
 //! | type name | `t` fingerprint (`u64` BE) | [`codec`](crate::codec) string |
 //! | messages, idempotency keys, events, awakeable resolutions, message counter | `q`, `k`, `e`, `a`, `m` `messages` | see [`mail`](crate::mail) |
 //! | trace context (optional) | `x` id | [`codec`](crate::codec) string: a W3C `traceparent` |
 //! | queue record | `u` runtime-defined key | see [`queue`](crate::queue) |
+//!
+//! A queued workflow's `Pending` index entry is written at its enqueue, not its start
+//! (schema 6): it holds its queue entry (the queue record [`queue::ENTRY`](crate::queue::ENTRY)
+//! and its id, read back as such), and, once it started, its start time, which makes its
+//! record (still as enqueued) read as `Pending`. One sled entry for the queue entry, the
+//! start mark and the index, removed with its end. Its value is the start time alone
+//! (`u64` BE, a start without a queue entry, as schema 5 wrote every start mark), or a tag
+//! byte (1 waiting, 2 started), the start time (`u64` BE, zero while waiting) and the
+//! queue entry: never 8 bytes. Listing `Pending` skips the waiting ones.
 //!
 //! Completions are stored in *runs*: all the completions one commit appends to one
 //! workflow share one sled entry. sled costs several microseconds per entry whatever its

@@ -7,9 +7,17 @@
 //! |---|---|---|
 //! | queue record | `u` runtime-defined key | runtime-defined bytes |
 //!
-//! The journal does not interpret them: the runtime names its keys (one leading byte per
-//! kind of its own) and encodes its values. Within a batch, puts and deletes of queue
-//! records apply in the order they were made.
+//! The journal does not interpret their values: the runtime names its keys (one leading
+//! byte per kind of its own) and encodes its values. Within a batch, puts and deletes of
+//! queue records apply in the order they were made.
+//!
+//! One kind of key is the journal's own: [`ENTRY`] followed by a workflow id is that
+//! workflow's *queue entry*, kept from its enqueue to its end. A store may keep it with
+//! the workflow rather than as a record of its own (sled keeps it in the workflow's
+//! `Pending` status-index entry, which also marks the start of a queued workflow: one
+//! sled entry serves as queue entry, queued index and start mark, see [`key`](crate::key)).
+//! It reads back like any other queue record, and goes when it is deleted or, on sled,
+//! with the `Pending` index entry when the workflow ends.
 
 use crate::record::Batch;
 use crate::Error;
@@ -82,6 +90,30 @@ pub enum Swap {
 /// Leading byte of queue records.
 pub(crate) const QUEUE: u8 = b'u';
 
+/// Leading byte of the queue records that are workflows' queue entries: `ENTRY` then the
+/// workflow id (see the [module](self) documentation).
+///
+/// ```
+/// use ordo_journal::{Batch, SledJournal, Store};
+/// use ordo_journal::queue::ENTRY;
+/// let journal = SledJournal::temporary()?;
+/// let mut batch = Batch::new();
+/// let key = [&[ENTRY][..], b"order-1"].concat();
+/// batch.put_queue_record(key.clone(), b"payments".to_vec());
+/// journal.commit(&batch)?;
+/// assert_eq!(journal.queue_records(&[ENTRY])?, vec![(key, b"payments".to_vec())]);
+/// # Ok::<(), ordo_journal::Error>(())
+/// ```
+pub const ENTRY: u8 = b'e';
+
+/// The workflow id of queue record `key`, if it is a queue entry that sled keeps in the
+/// workflow's `Pending` index entry (a UTF-8 id, short enough for a key).
+pub(crate) fn entry_id(key: &[u8]) -> Option<&str> {
+    let (&kind, id) = key.split_first()?;
+    let id = std::str::from_utf8(id).ok().filter(|_| kind == ENTRY)?;
+    crate::key::check_id(id).ok().map(|()| id)
+}
+
 impl Batch {
     /// Writes queue record `key` (replacing any value it had).
     ///
@@ -129,21 +161,95 @@ impl Batch {
     }
 }
 
-/// Adds the batch's queue records to `writes` (`k` is scratch).
-pub(crate) fn encode(batch: &Batch, k: &mut Vec<u8>, writes: &mut ::sled::Batch) {
-    for (key, value) in &batch.queue {
-        k.clear();
-        k.push(QUEUE);
-        k.extend_from_slice(key);
-        match value {
-            Some(value) => writes.insert(k.as_slice(), value.as_slice()),
-            None => writes.remove(k.as_slice()),
+/// Adds the put (`Some`) or delete (`None`) of queue record `key` to `writes` (`k` is
+/// scratch).
+pub(crate) fn encode_record(
+    key: &[u8],
+    value: Option<&[u8]>,
+    k: &mut Vec<u8>,
+    writes: &mut ::sled::Batch,
+) {
+    k.clear();
+    k.push(QUEUE);
+    k.extend_from_slice(key);
+    match value {
+        Some(value) => writes.insert(k.as_slice(), value),
+        None => writes.remove(k.as_slice()),
+    }
+}
+
+/// The value of a `Pending` status-index entry on sled (see [`key`](crate::key)): what
+/// it says of the workflow's start and queue entry.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(crate) enum Mark<'a> {
+    /// Empty: the index entry of a record that says `Pending` itself.
+    Plain,
+    /// A queued workflow started at this time (ms), with its queue entry if it has one.
+    Started(u64, Option<&'a [u8]>),
+    /// A queued workflow waiting for its start, with its queue entry.
+    Waiting(&'a [u8]),
+}
+
+/// First byte of a mark of a waiting queued workflow (then 8 unused bytes, the entry).
+const WAITING: u8 = 1;
+/// First byte of a mark of a started queued workflow with a queue entry (then the start
+/// time, `u64` big-endian, and the entry).
+const STARTED: u8 = 2;
+
+impl<'a> Mark<'a> {
+    /// Reads the value of `Pending` index entry `key`. A start mark without an entry is
+    /// the start time alone (8 bytes, as schema 5 wrote every start mark); one with an
+    /// entry is a tag byte, 8 bytes of time and the entry: never 8 bytes long.
+    pub(crate) fn parse(key: &[u8], value: &'a [u8]) -> Result<Mark<'a>, Error> {
+        let corrupt = || crate::codec::corrupt(key, "pending index entry is malformed".into());
+        if value.is_empty() {
+            return Ok(Mark::Plain);
+        }
+        if let Ok(time) = <[u8; 8]>::try_from(value) {
+            return Ok(Mark::Started(u64::from_be_bytes(time), None));
+        }
+        let (tag, rest) = value.split_first().ok_or_else(corrupt)?;
+        let (time, entry) = rest.split_at_checked(8).ok_or_else(corrupt)?;
+        let time = u64::from_be_bytes(time.try_into().map_err(|_| corrupt())?);
+        match *tag {
+            WAITING => Ok(Mark::Waiting(entry)),
+            STARTED => Ok(Mark::Started(time, Some(entry))),
+            _ => Err(corrupt()),
+        }
+    }
+
+    /// The queue entry it holds, if any.
+    pub(crate) fn entry(self) -> Option<&'a [u8]> {
+        match self {
+            Mark::Plain => None,
+            Mark::Started(_, entry) => entry,
+            Mark::Waiting(entry) => Some(entry),
+        }
+    }
+
+    /// Writes its stored form into `out` (cleared first).
+    pub(crate) fn encode(self, out: &mut Vec<u8>) {
+        out.clear();
+        match self {
+            Mark::Plain => {}
+            Mark::Started(time, None) => out.extend_from_slice(&time.to_be_bytes()),
+            Mark::Started(time, Some(entry)) => {
+                out.push(STARTED);
+                out.extend_from_slice(&time.to_be_bytes());
+                out.extend_from_slice(entry);
+            }
+            Mark::Waiting(entry) => {
+                out.push(WAITING);
+                out.extend_from_slice(&[0; 8]);
+                out.extend_from_slice(entry);
+            }
         }
     }
 }
 
 /// The queue records whose key starts with `prefix`, in key order, keys without the
-/// leading byte.
+/// leading byte: the queue records stored as such, and the queue entries kept in
+/// `Pending` index entries.
 pub(crate) fn scan(db: &::sled::Db, prefix: &[u8]) -> Result<Vec<QueueRecord>, Error> {
     let mut full = Vec::with_capacity(prefix.len() + 1);
     full.push(QUEUE);
@@ -152,6 +258,28 @@ pub(crate) fn scan(db: &::sled::Db, prefix: &[u8]) -> Result<Vec<QueueRecord>, E
     for entry in db.scan_prefix(full) {
         let (key, value) = entry?;
         out.push((key[1..].to_vec(), value.to_vec()));
+    }
+    let ids = match prefix.split_first() {
+        None => Some(&[][..]),
+        Some((&ENTRY, ids)) => Some(ids),
+        Some(_) => None,
+    };
+    if let Some(ids) = ids {
+        let mut pending = crate::key::status_prefix(crate::record::Status::Pending).to_vec();
+        let start = out.len();
+        pending.extend_from_slice(ids);
+        for entry in db.scan_prefix(&pending) {
+            let (key, value) = entry?;
+            if let Some(found) = Mark::parse(&key, &value)?.entry() {
+                let mut entry_key = Vec::with_capacity(key.len() - 1);
+                entry_key.push(ENTRY);
+                entry_key.extend_from_slice(&key[2..]);
+                out.push((entry_key, found.to_vec()));
+            }
+        }
+        if out.len() > start {
+            out.sort_by(|a, b| a.0.cmp(&b.0));
+        }
     }
     Ok(out)
 }

@@ -11,11 +11,14 @@ use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::Mutex;
 use std::time::{Duration, Instant};
 
-use crate::codec::{self, OLDEST_SCHEMA_VERSION, SCHEMA_VERSION, UNINDEXED_QUEUE_SCHEMA};
+use crate::codec::{
+    self, MARKED_ENTRY_SCHEMA, OLDEST_SCHEMA_VERSION, SCHEMA_VERSION, UNINDEXED_QUEUE_SCHEMA,
+};
 use crate::copy::{self, TempFolder};
 use crate::durability::{DataFiles, Durability};
 use crate::key::{self, Key};
 use crate::mail::Message;
+use crate::queue::Mark;
 use crate::record::{Batch, Completion, Outcome, Prior, Status, WorkflowRecord};
 use crate::seal::{self, Seal, SealState, SEAL_FILE};
 use crate::store::Store;
@@ -49,6 +52,9 @@ pub struct SledJournal {
     seal: Option<Mutex<Seal>>,
     /// Successful non-empty commits since open, exposed by the runtime as a metric.
     commits: AtomicU64,
+    /// Whether queue entries stored as records of their own (before schema 6) were left
+    /// at open (see `upgrade_entries`): the deletion of an entry removes that record too.
+    legacy_entries: bool,
     /// Declared after `db` on purpose: fields drop in declaration order, so this waits,
     /// after sled is dropped, until sled's file lock is really free (see
     /// [`LockRelease`]).
@@ -85,6 +91,15 @@ struct Writer {
     /// Commits the journal ever acknowledged (its `meta/commits` counter), so each commit
     /// writes the next number.
     total_commits: u64,
+    /// The queue entries of workflows recent commits enqueued and that have not started
+    /// yet, so a start (which rewrites the `Pending` index entry holding the entry, see
+    /// [`Mark`]) needs no read of it. Only a cache, coherent like `last_seq`: an entry
+    /// leaves it with its start, deletion or removal, a miss reads the journal, and it is
+    /// cleared when it grows past [`LAST_SEQ_CACHE_LIMIT`].
+    waiting: HashMap<String, Vec<u8>>,
+    /// What the batch being encoded does to `waiting` once applied, in order: an entry
+    /// put (`Some`) or one gone (`None`).
+    enqueued: Vec<CacheChange>,
 }
 
 /// Frees what sled retired while applying `batch`, before the runtime goes on.
@@ -114,12 +129,25 @@ fn collect_garbage(batch: &Batch) {
     }
 }
 
+/// A change to [`Writer::waiting`]: workflow id, and its entry (`None`: it leaves).
+type CacheChange = (String, Option<Vec<u8>>);
+
 /// How many workflows' last seqs [`Writer::last_seq`] remembers before starting over.
 const LAST_SEQ_CACHE_LIMIT: usize = 1 << 16;
 
 impl Writer {
-    /// Records the runs of an applied batch in the last-seq cache.
+    /// Records the runs of an applied batch in the last-seq cache, and its queue entries
+    /// in the cache of waiting ones.
     fn applied(&mut self, completions: &[(String, Completion)]) {
+        if self.waiting.len() + self.enqueued.len() > LAST_SEQ_CACHE_LIMIT {
+            self.waiting.clear();
+        }
+        for (id, entry) in self.enqueued.drain(..) {
+            match entry {
+                Some(entry) => self.waiting.insert(id, entry),
+                None => self.waiting.remove(&id),
+            };
+        }
         if self.last_seq.len() + self.appended.len() > LAST_SEQ_CACHE_LIMIT {
             self.last_seq.clear();
         }
@@ -133,6 +161,17 @@ impl Writer {
             }
         }
     }
+}
+
+/// What a batch does to one queue entry (see [`SledJournal::entry_ops`]).
+struct EntryOp<'b> {
+    /// Its last put (`Some`) or delete (`None`).
+    entry: Option<&'b [u8]>,
+    /// The status of the last record of its workflow the batch writes (not a start of a
+    /// queued one), with whether it is new.
+    status: Option<(Status, bool)>,
+    /// Whether the batch starts its workflow, its mark holding the entry.
+    started: bool,
 }
 
 impl fmt::Debug for SledJournal {
@@ -224,6 +263,9 @@ impl SledJournal {
                             }
                         }
                     }
+                    if version < MARKED_ENTRY_SCHEMA {
+                        upgrade_entries(&db, &mut upgrade)?;
+                    }
                     upgrade.insert(key::SCHEMA, &codec::encode_schema(SCHEMA_VERSION));
                     db.apply_batch(upgrade)?;
                     db.flush()?;
@@ -243,8 +285,10 @@ impl SledJournal {
             Durability::Sync => Some(DataFiles::open(&path)?),
             Durability::Flush | Durability::None => None,
         };
+        let legacy_entries = has_legacy_entries(&db)?;
         let mut journal = SledJournal::new(db, Some(path), durability, data_files, false);
         journal.seal = Some(Mutex::new(seal));
+        journal.legacy_entries = legacy_entries;
         journal
             .writer
             .get_mut()
@@ -344,6 +388,7 @@ impl SledJournal {
             read_only,
             seal: None,
             commits: AtomicU64::new(0),
+            legacy_entries: false,
             writer: Mutex::new(Writer::default()),
         }
     }
@@ -436,28 +481,45 @@ impl SledJournal {
             last_seq,
             appended,
             total_commits: _,
+            waiting: waiting_cache,
+            enqueued,
         } = writer;
+        enqueued.clear();
         let mut writes = ::sled::Batch::default();
         // Deletions first: a put of the same id later in this batch writes a new workflow.
         if !batch.deletes.is_empty() {
             self.delete_workflow_keys(&batch.deletes, &batch.delete_priors, &mut writes, k)?;
             for id in &batch.deletes {
                 last_seq.remove(id.as_str());
+                if waiting_cache.remove(id.as_str()).is_some() {
+                    enqueued.push((id.clone(), None));
+                }
             }
         }
+        // Queue entries live in `Pending` index entries (see `crate::queue::ENTRY`): what
+        // this batch does to each (the other queue records are written as they come).
+        let mut entries = self.entry_ops(batch, k, &mut writes);
         for (rec, prior) in batch.workflows.iter().zip(&batch.priors) {
             key::check_id(&rec.id)?;
             if *prior == Prior::Queued {
                 // A queued workflow's start: its record stays as enqueued, and its
-                // `Pending` index entry, holding the start time, marks it started (one
-                // sled entry, not a record and an entry; see `read_start`).
+                // `Pending` index entry, holding the start time next to its queue entry,
+                // marks it started (one sled entry, not a record and an entry; see
+                // `read_start`).
                 key::status(Status::Pending, &rec.id, k);
-                writes.insert(k.as_slice(), &rec.updated_ms.to_be_bytes()[..]);
+                let entry = self.entry_of(&mut entries, waiting_cache, &rec.id, k)?;
+                Mark::Started(rec.updated_ms, entry.as_deref()).encode(v);
+                writes.insert(k.as_slice(), v.as_slice());
                 continue;
             }
             key::workflow(&rec.id, k);
             codec::encode_workflow(rec, v)?;
             writes.insert(k.as_slice(), v.as_slice());
+            if !entries.is_empty() {
+                if let Some(op) = entries.get_mut(rec.id.as_str()) {
+                    op.status = Some((rec.status, *prior == Prior::Absent));
+                }
+            }
             // The status index changes with the record, in the same batch: one entry for
             // the new status, none for the others. Without a known prior status, the
             // others are removed blindly (no read of the old record); a later put of the
@@ -471,11 +533,34 @@ impl SledJournal {
                 if status == rec.status {
                     if *prior != Prior::Was(status) {
                         key::status(status, &rec.id, k);
-                        writes.insert(k.as_slice(), &[][..]);
+                        // A record that may have been queued keeps its queue entry
+                        // in its `Pending` entry.
+                        let entry = match *prior {
+                            Prior::Unknown | Prior::Was(Status::Enqueued | Status::Delayed)
+                                if status == Status::Pending =>
+                            {
+                                self.entry_of(&mut entries, waiting_cache, &rec.id, k)?
+                            }
+                            _ => None,
+                        };
+                        match entry {
+                            Some(entry) => {
+                                Mark::Started(rec.updated_ms, Some(&entry)).encode(v);
+                                writes.insert(k.as_slice(), v.as_slice());
+                            }
+                            None => writes.insert(k.as_slice(), &[][..]),
+                        }
                     }
                 } else if stale {
                     key::status(status, &rec.id, k);
                     writes.remove(k.as_slice());
+                    // A queued workflow's entry goes with its `Pending` index entry.
+                    if status == Status::Pending
+                        && !waiting_cache.is_empty()
+                        && waiting_cache.remove(rec.id.as_str()).is_some()
+                    {
+                        enqueued.push((rec.id.clone(), None));
+                    }
                 }
             }
         }
@@ -540,7 +625,7 @@ impl SledJournal {
         if let Some(highest) = crate::mail::encode(batch, k, v, &mut writes)? {
             writes.insert(crate::mail::MESSAGE_COUNTER, &highest.to_be_bytes());
         }
-        crate::queue::encode(batch, k, &mut writes);
+        self.encode_entries(&entries, (waiting_cache, enqueued), (k, v), &mut writes)?;
         let single_entry = batch.workflows.is_empty()
             && batch.mail.is_empty()
             && batch.types.is_empty()
@@ -550,6 +635,127 @@ impl SledJournal {
             && batch.queue.is_empty()
             && appended.len() == 1;
         Ok((!single_entry).then_some(writes))
+    }
+
+    /// What `batch` does to each queue entry (by workflow id), its other queue records
+    /// added to `writes` as they come (`k` is scratch).
+    fn entry_ops<'b>(
+        &self,
+        batch: &'b Batch,
+        k: &mut Vec<u8>,
+        writes: &mut ::sled::Batch,
+    ) -> HashMap<&'b str, EntryOp<'b>> {
+        let mut ops = HashMap::new();
+        for (queue_key, value) in &batch.queue {
+            match crate::queue::entry_id(queue_key) {
+                Some(id) => {
+                    let op = ops.entry(id).or_insert(EntryOp {
+                        entry: None,
+                        status: None,
+                        started: false,
+                    });
+                    op.entry = value.as_deref();
+                }
+                None => crate::queue::encode_record(queue_key, value.as_deref(), k, writes),
+            }
+        }
+        ops
+    }
+
+    /// The queue entry of workflow `id` as this batch leaves it (its last put or delete
+    /// in `entries`, marked as started now), else the one kept in its `Pending` index
+    /// entry (`k` is that key, and stays so), from the cache of `waiting` ones if there
+    /// (it leaves it: it is read to start the workflow).
+    fn entry_of(
+        &self,
+        entries: &mut HashMap<&str, EntryOp<'_>>,
+        waiting: &mut HashMap<String, Vec<u8>>,
+        id: &str,
+        k: &[u8],
+    ) -> Result<Option<Vec<u8>>, Error> {
+        if let Some(op) = entries.get_mut(id) {
+            op.started = true;
+            return Ok(op.entry.map(<[u8]>::to_vec));
+        }
+        if let Some(entry) = waiting.remove(id) {
+            return Ok(Some(entry));
+        }
+        match self.db.get(k)? {
+            Some(value) => Ok(Mark::parse(k, &value)?.entry().map(<[u8]>::to_vec)),
+            None => Ok(None),
+        }
+    }
+
+    /// Adds the batch's queue entries to `writes`, into their workflows' `Pending` index
+    /// entries (see [`Mark`]). Those left waiting go to the cache of `waiting` ones once
+    /// applied (`enqueued`), the others leave it.
+    fn encode_entries(
+        &self,
+        entries: &HashMap<&str, EntryOp<'_>>,
+        (waiting, enqueued): (&mut HashMap<String, Vec<u8>>, &mut Vec<CacheChange>),
+        (k, v): (&mut Vec<u8>, &mut Vec<u8>),
+        writes: &mut ::sled::Batch,
+    ) -> Result<(), Error> {
+        for (&id, op) in entries {
+            key::status(Status::Pending, id, k);
+            if op.entry.is_none() && self.legacy_entries {
+                k.clear();
+                k.push(crate::queue::QUEUE);
+                k.push(crate::queue::ENTRY);
+                k.extend_from_slice(id.as_bytes());
+                writes.remove(k.as_slice());
+                key::status(Status::Pending, id, k);
+            }
+            let next = match (op.entry, op.status) {
+                // Started by this batch: its mark holds the entry as the batch leaves it
+                // (or its end removed it).
+                _ if op.started => {
+                    waiting.remove(id);
+                    continue;
+                }
+                // It leaves its queue with its end (or cancellation, or while queued):
+                // the index entry goes, the start mark with it.
+                (None, Some((status, _))) if status != Status::Pending => None,
+                // Enqueued by this batch: waiting (nothing to read).
+                (Some(entry), Some((status, true))) if !key::is_indexed(status) => {
+                    Some(Mark::Waiting(entry))
+                }
+                // Else as the index entry says now.
+                (entry, _) => {
+                    let stored = self.db.get(k.as_slice())?;
+                    let mark = stored
+                        .as_deref()
+                        .map(|stored| Mark::parse(k, stored))
+                        .transpose()?;
+                    match (entry, mark) {
+                        (Some(entry), None | Some(Mark::Waiting(_))) => Some(Mark::Waiting(entry)),
+                        (Some(entry), Some(Mark::Plain)) => Some(Mark::Started(0, Some(entry))),
+                        (Some(entry), Some(Mark::Started(time, _))) => {
+                            Some(Mark::Started(time, Some(entry)))
+                        }
+                        (None, None | Some(Mark::Waiting(_))) => None,
+                        (None, Some(Mark::Started(time, Some(_)))) => {
+                            Some(Mark::Started(time, None))
+                        }
+                        // No entry to remove: the index entry stays as it is.
+                        (None, Some(Mark::Plain | Mark::Started(_, None))) => continue,
+                    }
+                }
+            };
+            match next {
+                Some(mark) => {
+                    mark.encode(v);
+                    writes.insert(k.as_slice(), v.as_slice());
+                }
+                None => writes.remove(k.as_slice()),
+            }
+            if let Some(Mark::Waiting(entry)) = next {
+                enqueued.push((id.to_owned(), Some(entry.to_vec())));
+            } else if waiting.remove(id).is_some() {
+                enqueued.push((id.to_owned(), None));
+            }
+        }
+        Ok(())
     }
 
     /// Adds to `writes` the removal of every key workflows `ids` have: each record, its
@@ -649,13 +855,15 @@ impl SledJournal {
         })
     }
 
-    /// Forgets cached last seqs, after a raw write went around the commit path.
+    /// Forgets cached last seqs and waiting queue entries, after a raw write went around
+    /// the commit path.
     fn forget_cached_seqs(&self) {
-        self.writer
+        let mut writer = self
+            .writer
             .lock()
-            .unwrap_or_else(|poisoned| poisoned.into_inner())
-            .last_seq
-            .clear();
+            .unwrap_or_else(|poisoned| poisoned.into_inner());
+        writer.last_seq.clear();
+        writer.waiting.clear();
     }
 
     /// Reads and decodes workflow `id`'s record (as started, if queued and started).
@@ -691,17 +899,22 @@ impl SledJournal {
 
     /// The start time in queued workflow `id`'s start mark, if it has one: its `Pending`
     /// index entry, which holds the time (an index entry of a record that says
-    /// `Pending` itself is empty). Kept until its end removes it, with the entry.
+    /// `Pending` itself is empty; one of a queued workflow not started yet holds its
+    /// queue entry alone, see [`Mark`]). Kept until its end removes it, with the entry.
     fn read_start(&self, id: &str) -> Result<Option<u64>, Error> {
         let mut k = Vec::with_capacity(2 + id.len());
         key::status(Status::Pending, id, &mut k);
         let Some(mark) = self.db.get(&k)? else {
             return Ok(None);
         };
-        let started: [u8; 8] = mark.as_ref().try_into().map_err(|_| {
-            codec::corrupt(&k, "indexed as pending but the record is queued".into())
-        })?;
-        Ok(Some(u64::from_be_bytes(started)))
+        match Mark::parse(&k, &mark)? {
+            Mark::Started(started, _) => Ok(Some(started)),
+            Mark::Waiting(_) => Ok(None),
+            Mark::Plain => Err(codec::corrupt(
+                &k,
+                "indexed as pending but the record is queued".into(),
+            )),
+        }
     }
 }
 
@@ -826,7 +1039,13 @@ impl Store for SledJournal {
             Some(status) => {
                 let mut record_key = Vec::new();
                 for entry in self.db.scan_prefix(key::status_prefix(status)) {
-                    let (index_key, _) = entry?;
+                    let (index_key, value) = entry?;
+                    // The queue entry of a queued workflow not started yet.
+                    if status == Status::Pending
+                        && matches!(Mark::parse(&index_key, &value)?, Mark::Waiting(_))
+                    {
+                        continue;
+                    }
                     let Ok(Key::Status { id, .. }) = key::parse(&index_key) else {
                         return Err(codec::corrupt(
                             &index_key,
@@ -999,6 +1218,55 @@ pub(crate) fn remove_keyed(
         break; // the end of the tree
     }
     Ok(())
+}
+
+/// Adds to `upgrade` the move of the queue entries a journal older than schema 6 keeps
+/// as queue records of their own into their workflows' `Pending` index entries (see
+/// [`Mark`]): as waiting or as started (with the start time its start mark or its
+/// `Pending` record says). The entries of workflows ended or missing stay as they are:
+/// the runtime removes them (and what goes with them) when it loads its queues.
+fn upgrade_entries(db: &::sled::Db, upgrade: &mut ::sled::Batch) -> Result<(), Error> {
+    let mut k = Vec::new();
+    let mut v = Vec::new();
+    for stored in db.scan_prefix([crate::queue::QUEUE, crate::queue::ENTRY]) {
+        let (queue_key, entry) = stored?;
+        let Some(id) = crate::queue::entry_id(&queue_key[1..]) else {
+            continue;
+        };
+        key::workflow(id, &mut k);
+        let Some(value) = db.get(&k)? else {
+            continue;
+        };
+        let record = codec::decode_workflow(&k, id, &value)?;
+        key::status(Status::Pending, id, &mut k);
+        let stored_mark = db.get(&k)?;
+        let stored_mark = stored_mark
+            .as_deref()
+            .map(|mark| Mark::parse(&k, mark))
+            .transpose()?;
+        let mark = match (record.status, stored_mark) {
+            (Status::Enqueued | Status::Delayed, None) => Mark::Waiting(&entry),
+            (Status::Enqueued | Status::Delayed | Status::Pending, Some(Mark::Started(t, _))) => {
+                Mark::Started(t, Some(&entry))
+            }
+            (Status::Pending, Some(Mark::Plain)) => Mark::Started(record.updated_ms, Some(&entry)),
+            _ => continue,
+        };
+        mark.encode(&mut v);
+        upgrade.insert(k.as_slice(), v.as_slice());
+        upgrade.remove(queue_key);
+    }
+    Ok(())
+}
+
+/// Whether `db` holds queue entries stored as queue records of their own (left by
+/// [`upgrade_entries`]).
+fn has_legacy_entries(db: &::sled::Db) -> Result<bool, Error> {
+    Ok(db
+        .scan_prefix([crate::queue::QUEUE, crate::queue::ENTRY])
+        .next()
+        .transpose()?
+        .is_some())
 }
 
 /// Opens sled, turning its lock failure into [`Error::Locked`] naming `path`.

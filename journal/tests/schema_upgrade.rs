@@ -1,7 +1,8 @@
-//! Schema version 5 (no status-index entries for queued workflows) and version 4 (the
-//! deadline at the end of workflow records) open the journals of schema versions 2 (no
-//! app version, no deadline), 3 (no deadline) and 4 (the queued statuses indexed), and
-//! still refuse version 1.
+//! Schema version 6 (queue entries in `Pending` index entries), version 5 (no
+//! status-index entries for queued workflows) and version 4 (the deadline at the end of
+//! workflow records) open the journals of schema versions 2 (no app version, no
+//! deadline), 3 (no deadline), 4 (the queued statuses indexed) and 5 (queue entries as
+//! queue records of their own), and still refuse version 1.
 //!
 //! The old journals are built the way the old code wrote them: the workflow value is the
 //! old wire struct, defined here field for field as `codec.rs` had it, after the
@@ -15,6 +16,7 @@ use std::path::Path;
 
 use common::{completion, workflow};
 use ordo_journal::fuzzing::{schema_key, status_key, workflow_key};
+use ordo_journal::queue::ENTRY;
 use ordo_journal::{
     Batch, Durability, Error, Outcome, SledJournal, Status, Store, WorkflowRecord, FORMAT_VERSION,
     SCHEMA_VERSION,
@@ -270,7 +272,7 @@ fn a_version_3_journal_opens_with_no_deadlines_and_is_marked_version_4_when_writ
     }
     let journal = SledJournal::open(&path, Durability::Flush).unwrap();
     assert_eq!(stored_schema(&journal), SCHEMA_VERSION);
-    assert_eq!(SCHEMA_VERSION, 5);
+    assert_eq!(SCHEMA_VERSION, 6);
 
     // The old pending workflow gets a rewrite in the new layout (with a deadline), a new
     // one is added; the untouched old record still reads in its old layout.
@@ -408,4 +410,101 @@ fn a_version_4_journal_lists_its_queued_workflows_and_drops_their_index_entries_
         journal.workflows(Some(Status::Delayed)).unwrap(),
         [queued[1].clone()]
     );
+}
+
+/// The raw key of queue record `key` (the journal's leading byte, then the key).
+fn queue_key(key: &[u8]) -> Vec<u8> {
+    [&b"u"[..], key].concat()
+}
+
+/// Queue record key of workflow `id`'s queue entry.
+fn entry_key(id: &str) -> Vec<u8> {
+    [&[ENTRY][..], id.as_bytes()].concat()
+}
+
+#[test]
+fn a_version_5_journal_moves_its_queue_entries_into_pending_index_entries_when_written() {
+    let dir = tempfile::tempdir().unwrap();
+    let path = dir.path().join("j");
+    let started_ms = 1_700_000_005_000u64;
+    let entries = [
+        (entry_key("done"), b"entry of done".to_vec()),
+        (entry_key("started"), b"entry of started".to_vec()),
+        (entry_key("waiting"), b"entry of waiting".to_vec()),
+    ];
+    {
+        // What the version-5 code left: entries as queue records, a start mark alone.
+        let journal = SledJournal::open(&path, Durability::Flush).unwrap();
+        let mut batch = Batch::new();
+        batch.insert_workflow(workflow("waiting", Status::Enqueued));
+        batch.insert_workflow(workflow("started", Status::Enqueued));
+        batch.insert_workflow(workflow("done", Status::Succeeded));
+        journal.commit(&batch).unwrap();
+        for (key, value) in &entries {
+            journal.raw_insert(&queue_key(key), value).unwrap();
+        }
+        journal
+            .raw_insert(
+                &status_key(Status::Pending, "started"),
+                &started_ms.to_be_bytes(),
+            )
+            .unwrap();
+        journal
+            .raw_insert(schema_key(), &5u32.to_be_bytes())
+            .unwrap();
+    }
+    let mut started = workflow("started", Status::Pending);
+    started.updated_ms = started_ms;
+    {
+        // Read-only: the entries read where they are.
+        let journal = SledJournal::open_existing(&path).unwrap();
+        assert_eq!(
+            stored_schema(&journal),
+            5,
+            "the fixture is a version 5 journal"
+        );
+        assert_eq!(journal.queue_records(&[ENTRY]).unwrap(), entries);
+        assert_eq!(
+            journal.workflows(Some(Status::Pending)).unwrap(),
+            [started.clone()]
+        );
+    }
+    let journal = SledJournal::open(&path, Durability::Flush).unwrap();
+    assert_eq!(stored_schema(&journal), SCHEMA_VERSION);
+    // The entries of the queued and the started one moved; the ended one's stayed.
+    for id in ["started", "waiting"] {
+        assert_eq!(journal.raw_get(&queue_key(&entry_key(id))).unwrap(), None);
+    }
+    assert!(journal
+        .raw_get(&queue_key(&entry_key("done")))
+        .unwrap()
+        .is_some());
+    assert_eq!(journal.queue_records(&[ENTRY]).unwrap(), entries);
+    assert_eq!(journal.queue_records(b"").unwrap(), entries);
+    assert_eq!(journal.workflow("started").unwrap(), Some(started.clone()));
+    assert_eq!(
+        journal.workflows(Some(Status::Pending)).unwrap(),
+        [started.clone()]
+    );
+    assert_eq!(
+        journal.workflow("waiting").unwrap().map(|r| r.status),
+        Some(Status::Enqueued)
+    );
+
+    // The ended one's entry is removed as a record; the started one ends, its entry
+    // going with it.
+    let mut ended = started;
+    ended.status = Status::Succeeded;
+    let mut batch = Batch::new();
+    batch.delete_queue_record(entry_key("done"));
+    batch.update_workflow(ended.clone(), Status::Pending);
+    batch.delete_queue_record(entry_key("started"));
+    journal.commit(&batch).unwrap();
+    assert_eq!(
+        journal.raw_get(&queue_key(&entry_key("done"))).unwrap(),
+        None
+    );
+    assert_eq!(journal.queue_records(b"").unwrap(), entries[2..]);
+    assert!(journal.workflows(Some(Status::Pending)).unwrap().is_empty());
+    assert_eq!(journal.workflow("started").unwrap(), Some(ended));
 }

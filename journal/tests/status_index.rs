@@ -5,6 +5,7 @@ mod common;
 
 use common::{completion, workflow};
 use ordo_journal::fuzzing::{status_key, workflow_key};
+use ordo_journal::queue::ENTRY;
 use ordo_journal::{Batch, Durability, SledJournal, Status, Store};
 
 fn ids(journal: &SledJournal, status: Option<Status>) -> Vec<String> {
@@ -207,4 +208,129 @@ fn a_pending_entry_that_is_not_a_start_mark_next_to_a_queued_record_is_corrupt()
             .contains("indexed as pending but the record is queued"),
         "{err}"
     );
+}
+
+/// Queue record key of workflow `id`'s queue entry.
+fn entry_key(id: &str) -> Vec<u8> {
+    [&[ENTRY][..], id.as_bytes()].concat()
+}
+
+#[test]
+fn a_queue_entry_shares_the_pending_index_entry_from_enqueue_to_end() {
+    let journal = SledJournal::temporary().unwrap();
+    let mut batch = Batch::new();
+    // "q" is enqueued; "now" is enqueued and started in one batch.
+    batch.insert_workflow(workflow("q", Status::Enqueued));
+    batch.put_queue_record(entry_key("q"), b"place of q".to_vec());
+    batch.insert_workflow(workflow("now", Status::Enqueued));
+    batch.put_queue_record(entry_key("now"), b"place of now".to_vec());
+    let mut now = workflow("now", Status::Pending);
+    now.updated_ms = 1_700_000_001_000;
+    batch.start_queued(now.clone());
+    journal.commit(&batch).unwrap();
+    // No queue record of its own: the entry is in the `Pending` index entry.
+    assert_eq!(journal.raw_get(&[b"u"[0], ENTRY, b'q']).unwrap(), None);
+    assert!(journal
+        .raw_get(&status_key(Status::Pending, "q"))
+        .unwrap()
+        .is_some());
+    let both = vec![
+        (entry_key("now"), b"place of now".to_vec()),
+        (entry_key("q"), b"place of q".to_vec()),
+    ];
+    assert_eq!(journal.queue_records(&[ENTRY]).unwrap(), both);
+    assert_eq!(journal.queue_records(b"").unwrap(), both);
+    assert_eq!(journal.queue_records(&entry_key("q")).unwrap(), both[1..]);
+    assert!(journal.queue_records(b"r").unwrap().is_empty());
+    // A waiting one is not listed as pending; a started one is, with its start time.
+    assert_eq!(ids(&journal, Some(Status::Enqueued)), ["q"]);
+    assert_eq!(
+        journal.workflows(Some(Status::Pending)).unwrap(),
+        [now.clone()]
+    );
+    assert_eq!(journal.workflow("now").unwrap(), Some(now.clone()));
+
+    // "q" starts (its entry kept), "now" ends and leaves its queue.
+    let mut q = workflow("q", Status::Pending);
+    q.updated_ms = 1_700_000_002_000;
+    let mut ended = now;
+    ended.status = Status::Succeeded;
+    batch.clear();
+    batch.start_queued(q.clone());
+    batch.update_workflow(ended.clone(), Status::Pending);
+    batch.delete_queue_record(entry_key("now"));
+    journal.commit(&batch).unwrap();
+    assert_eq!(journal.queue_records(b"").unwrap(), both[1..]);
+    assert_eq!(
+        journal.workflows(Some(Status::Pending)).unwrap(),
+        [q.clone()]
+    );
+    assert_eq!(journal.workflow("now").unwrap(), Some(ended));
+    assert_eq!(
+        journal
+            .raw_get(&status_key(Status::Pending, "now"))
+            .unwrap(),
+        None
+    );
+
+    // A rewrite of the started one (say, its recovery attempts) keeps its entry.
+    q.recovery_attempts = 0;
+    batch.clear();
+    batch.update_workflow(q.clone(), Status::Pending);
+    journal.commit(&batch).unwrap();
+    assert_eq!(journal.queue_records(b"").unwrap(), both[1..]);
+    assert_eq!(
+        journal.workflows(Some(Status::Pending)).unwrap(),
+        [q.clone()]
+    );
+
+    // Its end and the removal of its entry leave nothing behind.
+    q.status = Status::Failed;
+    batch.clear();
+    batch.update_workflow(q, Status::Pending);
+    batch.delete_queue_record(entry_key("q"));
+    journal.commit(&batch).unwrap();
+    assert!(journal.queue_records(b"").unwrap().is_empty());
+    assert_eq!(
+        journal.raw_get(&status_key(Status::Pending, "q")).unwrap(),
+        None
+    );
+
+    // A waiting one cancelled leaves its queue with its entry.
+    batch.clear();
+    batch.insert_workflow(workflow("c", Status::Delayed));
+    batch.put_queue_record(entry_key("c"), b"place of c".to_vec());
+    journal.commit(&batch).unwrap();
+    batch.clear();
+    batch.update_workflow(workflow("c", Status::Cancelled), Status::Delayed);
+    batch.delete_queue_record(entry_key("c"));
+    journal.commit(&batch).unwrap();
+    assert!(journal.queue_records(b"").unwrap().is_empty());
+    assert_eq!(ids(&journal, Some(Status::Cancelled)), ["c"]);
+    assert!(ids(&journal, Some(Status::Pending)).is_empty());
+}
+
+#[test]
+fn a_start_after_a_reopen_keeps_the_queue_entry_written_before_it() {
+    let dir = tempfile::tempdir().unwrap();
+    let path = dir.path().join("j");
+    let journal = SledJournal::open(&path, Durability::Flush).unwrap();
+    let mut batch = Batch::new();
+    batch.insert_workflow(workflow("q", Status::Enqueued));
+    batch.put_queue_record(entry_key("q"), b"place of q".to_vec());
+    journal.commit(&batch).unwrap();
+    drop(journal);
+
+    // Nothing of the enqueue is remembered but the journal: the start reads the entry.
+    let journal = SledJournal::open(&path, Durability::Flush).unwrap();
+    let mut started = workflow("q", Status::Pending);
+    started.updated_ms = 1_700_000_003_000;
+    batch.clear();
+    batch.start_queued(started.clone());
+    journal.commit(&batch).unwrap();
+    assert_eq!(
+        journal.queue_records(b"").unwrap(),
+        [(entry_key("q"), b"place of q".to_vec())]
+    );
+    assert_eq!(journal.workflows(Some(Status::Pending)).unwrap(), [started]);
 }

@@ -669,9 +669,8 @@ impl Queues {
         if options.rate.is_some() {
             return None;
         }
-        let lane_key = member.lane.clone();
         let mut lanes = self.lanes.borrow_mut();
-        let lane = lanes.get_mut(&lane_key)?;
+        let lane = lanes.get_mut(&member.lane)?;
         // The slot passes on only if the lane is within its limits without the ended one.
         let others = lane.running.saturating_sub(1);
         if options.concurrency.is_some_and(|n| others >= n)
@@ -682,32 +681,36 @@ impl Queues {
         // The first in order that may start now, as a dispatch pass would pick it.
         // (One with a deadline is left to the commit's dispatch pass: its deadline's timer
         // must find its start durable.)
-        let (place, registration) = lane
+        let (place, staged) = lane
             .waiting
             .iter()
             .filter(|(_, staged)| staged.entry.not_before_ms <= now_ms)
-            .find_map(|(place, staged)| {
-                core.registry
-                    .get(&staged.record.name)
-                    .map(|registration| (place, staged, registration))
-            })
-            .filter(|(_, staged, _)| staged.record.deadline_ms.is_none())
-            .map(|(place, _, registration)| (place.clone(), registration.clone()))?;
+            .find(|(_, staged)| core.registry.get(&staged.record.name).is_some())
+            .filter(|(_, staged)| staged.record.deadline_ms.is_none())?;
+        let registration = core.registry.get(&staged.record.name)?.clone();
+        // Usually the first waiting: taken without a second search.
+        let first = lane.waiting.first_key_value().map(|(first, _)| first) == Some(place);
         let Staged {
             mut record,
             dispatched,
             ..
-        } = lane.waiting.remove(&place)?;
+        } = if first {
+            lane.waiting.pop_first()?.1
+        } else {
+            let place = place.clone();
+            lane.waiting.remove(&place)?
+        };
         if record.status == Status::Delayed {
             lane.delayed = lane.delayed.saturating_sub(1);
         }
+        drop(lanes);
         record.status = Status::Pending;
         record.updated_ms = now_ms;
-        if let Some(next) = members.get_mut(&record.id) {
-            next.state = State::Running;
-        }
         if let Some(ended) = members.get_mut(id) {
             ended.state = State::HandedOver;
+        }
+        if let Some(next) = members.get_mut(&record.id) {
+            next.state = State::Running;
         }
         Some(HandedOver {
             record,

@@ -2,7 +2,7 @@
 //!
 //! | record | key | value |
 //! |---|---|---|
-//! | a workflow's place in its queue | `e` workflow id | [`Entry`] |
+//! | a workflow's place in its queue | `e` workflow id ([`ordo_journal::queue::ENTRY`]) | [`Entry`] |
 //! | a rate limiter's window | `r` queue `\0` partition | start times (ms), oldest first |
 //! | a deduplication id in use | `d` queue `\0` dedup id | workflow id |
 //! | a schedule's last tick | `s` schedule name | tick time (ms) |
@@ -17,7 +17,8 @@ use serde::{Deserialize, Serialize};
 
 use crate::error::Error;
 
-pub(crate) const ENTRY: u8 = b'e';
+/// The journal's own kind of queue record: a store may keep it with its workflow.
+pub(crate) const ENTRY: u8 = ordo_journal::queue::ENTRY;
 pub(crate) const WINDOW: u8 = b'r';
 pub(crate) const DEDUP: u8 = b'd';
 pub(crate) const TICK: u8 = b's';
@@ -73,8 +74,14 @@ pub(crate) fn key(kind: u8, parts: &[&str]) -> Vec<u8> {
 }
 
 pub(crate) fn encode<T: Serialize>(value: &T) -> Vec<u8> {
-    // Plain structs of strings and integers: encoding cannot fail.
-    bincode::serde::encode_to_vec(value, bincode::config::standard()).unwrap_or_default()
+    // Room for a typical entry at once, rather than a vector grown byte by byte and
+    // copied once more at the end (what `encode_to_vec` does).
+    let mut out = Vec::with_capacity(64);
+    // Plain structs of strings and integers into a vector: encoding cannot fail.
+    match bincode::serde::encode_into_std_write(value, &mut out, bincode::config::standard()) {
+        Ok(_) => out,
+        Err(_) => Vec::new(),
+    }
 }
 
 pub(crate) fn decode<T: DeserializeOwned>(key: &[u8], bytes: &[u8]) -> Result<T, Error> {
