@@ -372,6 +372,12 @@ impl Encoded {
         let c = &conn.client;
         let st = &conn.st;
         let [worker, epoch] = fence;
+        if self.only_records_and_completions() && self.wf_id.is_empty() {
+            let mut params: Vec<&(dyn ToSql + Sync)> = vec![&worker, &epoch];
+            params.extend(self.completion_columns());
+            let row = c.query_one(&st.steps, &params).await?;
+            return Ok((row.try_get(0)?, row.try_get(1)?));
+        }
         if self.only_records_and_completions() {
             let mut params: Vec<&(dyn ToSql + Sync)> = vec![&worker, &epoch];
             params.extend(self.workflow_columns());
