@@ -15,7 +15,7 @@
 //! workflow's *queue entry*, kept from its enqueue to its end. A store may keep it with
 //! the workflow rather than as a record of its own (sled keeps it in the workflow's
 //! `Pending` status-index entry, which also marks the start of a queued workflow: one
-//! sled entry serves as queue entry, queued index and start mark, see [`key`](crate::key)).
+//! sled entry serves as queue entry, queued index and start mark, see the sled key layout in the source of `key.rs`).
 //! It reads back like any other queue record, and goes when it is deleted or, on sled,
 //! with the `Pending` index entry when the workflow ends.
 
