@@ -3,6 +3,7 @@
 
 use std::cell::Cell;
 use std::collections::HashMap;
+use std::hash::{BuildHasher, BuildHasherDefault, DefaultHasher};
 use std::rc::Rc;
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::Arc;
@@ -12,21 +13,27 @@ use futures::FutureExt;
 use ordo::Ctx;
 use ordo_testkit::{Check, DivergenceKind, Order, RunPoint};
 
-/// Branches on the wall clock (the parity of its nanoseconds, so that every run may
-/// take the other branch), as `if SystemTime::now() > deadline` does across a restart.
+/// Branches on the wall clock, as `if SystemTime::now() > deadline` does across a
+/// restart: on one bit of a hash of the whole time, so that any later reading takes
+/// either branch with even odds, whatever the clock's resolution (the parity of the
+/// nanoseconds alone is always even on a clock that counts microseconds).
 async fn reads_the_clock(ctx: Ctx, _: ()) -> Result<u32, String> {
     let mut odd = 0;
     for _ in 0..8 {
-        let nanos = SystemTime::now()
+        let now = SystemTime::now()
             .duration_since(UNIX_EPOCH)
-            .map_or(0, |d| d.subsec_nanos());
-        let name = if nanos % 2 == 0 { "even" } else { "odd" };
+            .map_or(0, |d| d.as_nanos());
+        let bit = u32::from(FIXED_KEY.hash_one(now) % 2 == 1);
+        let name = if bit == 0 { "even" } else { "odd" };
         odd += ctx
-            .step(name, move || async move { Ok::<_, String>(nanos % 2) })
+            .step(name, move || async move { Ok::<_, String>(bit) })
             .await?;
     }
     Ok(odd)
 }
+
+/// A hasher with a fixed key, so the bit depends on the time alone.
+const FIXED_KEY: BuildHasherDefault<DefaultHasher> = BuildHasherDefault::new();
 
 #[test]
 fn a_workflow_that_branches_on_the_wall_clock_is_caught() {
