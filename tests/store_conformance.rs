@@ -154,6 +154,23 @@ fn an_append_at_or_before_a_recorded_seq_refuses_the_whole_batch() {
         assert!(store.completions("b").unwrap().is_empty());
         assert_eq!(store.completions("a").unwrap().len(), 2);
 
+        // A workflow started with its first completion in one batch: that completion
+        // counts as recorded at once.
+        let mut start = Batch::new();
+        start.insert_workflow(record("d", Status::Pending));
+        start.push_completion("d", completion(0));
+        store.commit(&start).unwrap();
+        let mut again = Batch::new();
+        again.push_completion("d", completion(0));
+        assert!(matches!(
+            store.commit(&again),
+            Err(Error::SeqOutOfOrder {
+                seq: 0,
+                after: 0,
+                ..
+            })
+        ));
+
         let mut twice = Batch::new();
         twice.push_completion("c", completion(5));
         twice.push_completion("c", completion(5));
@@ -163,6 +180,51 @@ fn an_append_at_or_before_a_recorded_seq_refuses_the_whole_batch() {
         ));
         assert!(store.completions("c").unwrap().is_empty());
     });
+}
+
+/// A PostgreSQL worker checks the order of the completions it appends to its own
+/// workflows itself (it knows their last seq, and spares the server a read per commit);
+/// what it did not write alone is checked by the server again: a workflow another
+/// worker appended to, or one it claimed after others wrote to it.
+#[test]
+fn on_postgres_a_workflow_others_appended_to_is_checked_by_the_server_again() {
+    let Some(pg) = TestPostgres::shared() else {
+        eprintln!("known seqs: PostgreSQL part skipped (no server)");
+        return;
+    };
+    let url = pg.database("known_seqs");
+    let x = PgOptions::new(&url).worker_name("x").connect().unwrap();
+    let y = PgOptions::new(&url).worker_name("y").connect().unwrap();
+    let append = |store: &PgJournal, seqs: &[u64]| {
+        let mut batch = Batch::new();
+        for &seq in seqs {
+            batch.push_completion("a", completion(seq));
+        }
+        store.commit(&batch)
+    };
+    let refused_at = |result: Result<(), Error>, at: u64| match result {
+        Err(Error::SeqOutOfOrder {
+            workflow_id,
+            seq,
+            after,
+        }) => workflow_id == "a" && seq == at && after == at,
+        other => panic!("{other:?}"),
+    };
+    let mut start = Batch::new();
+    start.insert_workflow(record("a", Status::Pending));
+    start.push_completion("a", completion(0));
+    x.commit(&start).unwrap();
+    append(&x, &[1]).unwrap();
+    // x knows `a` ends at 1; y does not, and the server refuses it the same way.
+    assert!(refused_at(append(&x, &[1, 2]), 1));
+    assert!(refused_at(append(&y, &[1]), 1));
+    append(&y, &[2, 3]).unwrap();
+    // Once x claims `a`, what it knew is forgotten: the server sees 3 recorded.
+    assert!(x.claim("a").unwrap());
+    assert!(refused_at(append(&x, &[3, 4]), 3));
+    append(&x, &[4]).unwrap();
+    let seqs: Vec<u64> = x.completions("a").unwrap().iter().map(|c| c.seq).collect();
+    assert_eq!(seqs, [0, 1, 2, 3, 4]);
 }
 
 #[test]

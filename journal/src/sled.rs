@@ -83,11 +83,15 @@ struct Writer {
     /// running workflow costs a hash lookup instead of a reverse sled scan (~15 µs).
     /// Coherent because sled's lock makes this process the journal's only writer; the raw
     /// test hooks clear it. Only a cache: cleared when it grows past
-    /// [`LAST_SEQ_CACHE_LIMIT`], and a miss reads the journal.
-    last_seq: HashMap<String, u64>,
+    /// [`LAST_SEQ_CACHE_LIMIT`], and a miss reads the journal. `None`: a workflow
+    /// started here that has no completion yet (its first commit of steps reads nothing).
+    last_seq: HashMap<String, Option<u64>>,
     /// `(completion index, last seq)` of each run in the batch being encoded, moved into
     /// `last_seq` once the batch is applied.
     appended: Vec<(usize, u64)>,
+    /// The indices of the batch's new workflow records (starts), entered in `last_seq`
+    /// as having no completion once the batch is applied.
+    started: Vec<usize>,
     /// Commits the journal ever acknowledged (its `meta/commits` counter), so each commit
     /// writes the next number.
     total_commits: u64,
@@ -138,7 +142,7 @@ const LAST_SEQ_CACHE_LIMIT: usize = 1 << 16;
 impl Writer {
     /// Records the runs of an applied batch in the last-seq cache, and its queue entries
     /// in the cache of waiting ones.
-    fn applied(&mut self, completions: &[(String, Completion)]) {
+    fn applied(&mut self, batch: &Batch) {
         if self.waiting.len() + self.enqueued.len() > LAST_SEQ_CACHE_LIMIT {
             self.waiting.clear();
         }
@@ -148,15 +152,20 @@ impl Writer {
                 None => self.waiting.remove(&id),
             };
         }
-        if self.last_seq.len() + self.appended.len() > LAST_SEQ_CACHE_LIMIT {
+        if self.last_seq.len() + self.appended.len() + self.started.len() > LAST_SEQ_CACHE_LIMIT {
             self.last_seq.clear();
         }
+        // Starts first: a run in the same batch comes after.
+        for &index in &self.started {
+            self.last_seq
+                .insert(batch.workflows[index].id.clone(), None);
+        }
         for &(index, last) in &self.appended {
-            let id = &completions[index].0;
+            let id = &batch.completions[index].0;
             match self.last_seq.get_mut(id) {
-                Some(cached) => *cached = last,
+                Some(cached) => *cached = Some(last),
                 None => {
-                    self.last_seq.insert(id.clone(), last);
+                    self.last_seq.insert(id.clone(), Some(last));
                 }
             }
         }
@@ -480,6 +489,7 @@ impl SledJournal {
             order,
             last_seq,
             appended,
+            started,
             total_commits: _,
             waiting: waiting_cache,
             enqueued,
@@ -565,6 +575,15 @@ impl SledJournal {
             }
         }
 
+        // A new record's workflow has no completion yet (a delete of its id in this
+        // batch took the old ones along).
+        started.clear();
+        started.extend(
+            (batch.priors.iter().enumerate())
+                .filter(|(_, &prior)| prior == Prior::Absent)
+                .map(|(index, _)| index),
+        );
+
         for (fingerprint, name) in &batch.types {
             codec::encode_type_name(name, v)?;
             writes.insert(&key::type_name(*fingerprint)[..], v.as_slice());
@@ -610,7 +629,7 @@ impl SledJournal {
             }
             let (first, last) = (seq(run[0]), seq(run[run.len() - 1]));
             let recorded_last = match last_seq.get(id.as_str()) {
-                Some(&cached) => Some(cached),
+                Some(&cached) => cached,
                 None if batch.resets.contains(id) || batch.deletes.contains(id) => None,
                 None => self.recorded_last_seq(id, k)?,
             };
@@ -963,7 +982,7 @@ impl Store for SledJournal {
             if counted {
                 writer.total_commits = number;
             }
-            writer.applied(&batch.completions);
+            writer.applied(batch);
             number
         };
         collect_garbage(batch);

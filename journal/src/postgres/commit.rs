@@ -112,6 +112,8 @@ pub(crate) struct Encoded {
     q_delete: Vec<Vec<u8>>,
     q_key: Vec<Vec<u8>>,
     q_value: Vec<Vec<u8>>,
+    /// Each workflow's completions in this batch: its id, first seq and last seq.
+    runs: Vec<(String, u64, u64)>,
 }
 
 impl Encoded {
@@ -197,6 +199,10 @@ impl Encoded {
                     after: a.seq,
                 });
             }
+        }
+        for run in order.chunk_by(|&a, &b| completions[a].0 == completions[b].0) {
+            let (first, last) = (&completions[run[0]], &completions[run[run.len() - 1]]);
+            self.runs.push((first.0.clone(), first.1.seq, last.1.seq));
         }
         for (id, c) in completions {
             key::check_id(id)?;
@@ -363,11 +369,16 @@ impl Encoded {
     /// commit count after it and the ids of the new records it did not write (another
     /// worker had started them), or the first statement's error (the rest of an aborted
     /// transaction only says it is aborted).
+    ///
+    /// `known`: every workflow of the batch's completions is known to have none
+    /// recorded at or after them ([`KnownSeqs::check`]), so the one-statement commits
+    /// leave out the server's own check.
     pub(crate) async fn send(
         &self,
         conn: &Conn,
         owner: i64,
         fence: [i64; 2],
+        known: bool,
     ) -> Result<(i64, Vec<String>), tokio_postgres::Error> {
         let c = &conn.client;
         let st = &conn.st;
@@ -375,7 +386,8 @@ impl Encoded {
         if self.only_records_and_completions() && self.wf_id.is_empty() {
             let mut params: Vec<&(dyn ToSql + Sync)> = vec![&worker, &epoch];
             params.extend(self.completion_columns());
-            let row = c.query_one(&st.steps, &params).await?;
+            let statement = if known { &st.steps_known } else { &st.steps };
+            let row = c.query_one(statement, &params).await?;
             return Ok((row.try_get(0)?, row.try_get(1)?));
         }
         if self.only_records_and_completions() {
@@ -383,7 +395,8 @@ impl Encoded {
             params.extend(self.workflow_columns());
             params.extend(self.completion_columns());
             params.push(&self.wf_new);
-            let row = c.query_one(&st.fast, &params).await?;
+            let statement = if known { &st.fast_known } else { &st.fast };
+            let row = c.query_one(statement, &params).await?;
             return Ok((row.try_get(0)?, row.try_get(1)?));
         }
         type Part<'a> = (&'a tokio_postgres::Statement, Vec<&'a (dyn ToSql + Sync)>);
@@ -496,5 +509,104 @@ impl Encoded {
         }
         commit?;
         Ok((counted, refused))
+    }
+}
+
+/// How many workflows' last seqs [`KnownSeqs`] remembers before starting over.
+const KNOWN_SEQS_LIMIT: usize = 1 << 16;
+
+/// The last recorded seq of workflows this worker drives, as its own commits tell:
+/// `Some(seq)`, or `None` for a workflow it started that has none yet.
+///
+/// Completions are append-only: a commit of a seq at or before a recorded one of its
+/// workflow is refused. The server checks this with a read of the workflow's last seq
+/// in every commit; a batch whose every workflow is known here is checked here instead
+/// and sent without that read. Only the worker driving a workflow appends to it, so
+/// what its commits wrote stays the truth while it drives it; a workflow this worker
+/// comes to drive otherwise (claimed at recovery, a takeover, a resume) is forgotten at
+/// the claim, and a failed commit forgets its workflows, so the next commit of each
+/// lets the server check again. A worker that loses its lease is fenced for good, so a
+/// stale entry never outlives the lease it came from; and the primary key refuses a seq
+/// recorded twice whatever this says.
+#[derive(Default)]
+pub(crate) struct KnownSeqs {
+    last: HashMap<String, Option<u64>>,
+}
+
+impl KnownSeqs {
+    /// Whether every run of `encoded` is known to come after its workflow's recorded
+    /// seqs; [`Error::SeqOutOfOrder`] if one is known not to.
+    pub(crate) fn check(&self, encoded: &Encoded) -> Result<bool, Error> {
+        let mut known = true;
+        for (id, first, _) in &encoded.runs {
+            // A workflow this batch starts, deletes or starts over is the server's to
+            // check: what is known here may be of an earlier workflow of that id.
+            let fresh = || {
+                encoded.deletes.contains(id)
+                    || encoded.resets.contains(id)
+                    || encoded
+                        .wf_id
+                        .iter()
+                        .zip(&encoded.wf_new)
+                        .any(|(w, &new)| new && w == id)
+            };
+            match self.last.get(id.as_str()) {
+                Some(_) if fresh() => known = false,
+                Some(&Some(last)) if *first <= last => {
+                    return Err(Error::SeqOutOfOrder {
+                        workflow_id: id.clone(),
+                        seq: *first,
+                        after: last,
+                    })
+                }
+                Some(_) => {}
+                None => known = false,
+            }
+        }
+        Ok(known)
+    }
+
+    /// Takes in what a committed `encoded` recorded; `refused`: its new records that
+    /// were another worker's first (not started here).
+    pub(crate) fn committed(&mut self, encoded: &Encoded, refused: &[String]) {
+        if self.last.len() + encoded.runs.len() + encoded.wf_id.len() > KNOWN_SEQS_LIMIT {
+            self.last.clear();
+        }
+        for id in encoded.deletes.iter().chain(&encoded.resets) {
+            self.last.remove(id.as_str());
+        }
+        for (id, _) in encoded
+            .wf_id
+            .iter()
+            .zip(&encoded.wf_new)
+            .filter(|(_, &new)| new)
+        {
+            if !refused.contains(id) {
+                self.last.insert(id.clone(), None);
+            }
+        }
+        for (id, _, last) in &encoded.runs {
+            self.last.insert(id.clone(), Some(*last));
+        }
+    }
+
+    /// Forgets the workflows of a commit whose outcome is not known.
+    pub(crate) fn failed(&mut self, encoded: &Encoded) {
+        for id in encoded
+            .runs
+            .iter()
+            .map(|(id, _, _)| id)
+            .chain(&encoded.wf_id)
+        {
+            self.last.remove(id.as_str());
+        }
+    }
+
+    /// Forgets workflows this worker now drives but did not start: their seqs are read
+    /// by the server again.
+    pub(crate) fn forget<'a>(&mut self, ids: impl IntoIterator<Item = &'a str>) {
+        for id in ids {
+            self.last.remove(id);
+        }
     }
 }

@@ -580,6 +580,11 @@ impl PgJournal {
                     })
                     .await?;
                 shared.commits.set(counted);
+                // Workflows this worker now drives, written by others before.
+                shared
+                    .known_seqs
+                    .borrow_mut()
+                    .forget(rows.iter().filter_map(|row| row.try_get::<_, &str>(0).ok()));
                 Ok(rows)
             }
             .boxed_local()
@@ -911,8 +916,9 @@ impl Store for PgJournal {
         let refused = self.call(move |shared| {
             async move {
                 let fence = [shared.worker.id, shared.worker.epoch];
+                let in_order = shared.known_seqs.borrow().check(&encoded)?;
                 let known = &shared.commits;
-                let (counted, refused) = shared
+                let sent = shared
                     .run(|conn, retried| {
                         let encoded = Arc::clone(&encoded);
                         let known = known.get();
@@ -940,10 +946,19 @@ impl Store for PgJournal {
                                     return Ok((count, row.try_get(0)?));
                                 }
                             }
-                            encoded.send(&conn, fence[0], fence).await
+                            encoded.send(&conn, fence[0], fence, in_order).await
                         }
                     })
-                    .await?;
+                    .await;
+                let mut known_seqs = shared.known_seqs.borrow_mut();
+                let (counted, refused) = match sent {
+                    Ok(sent) => sent,
+                    Err(err) => {
+                        known_seqs.failed(&encoded);
+                        return Err(err);
+                    }
+                };
+                known_seqs.committed(&encoded, &refused);
                 shared.commits.set(counted);
                 Ok(refused)
             }
