@@ -1,15 +1,15 @@
-//! The store's own thread: a current-thread tokio runtime that owns the connections,
-//! so tokio never runs inside the workflow executor, and a runtime embedded in the
-//! caller's tokio still blocks only on a channel.
+//! How requests reach the database: each way (the caller's own current-thread tokio
+//! runtime, or the store's thread for a caller inside a tokio runtime; see
+//! `PgJournal::call`) has a [`Shared`] with a connection of its own, and both share
+//! what they know ([`Known`]).
 //!
-//! Every request is an *attempt*: a function of the live connection that the thread
+//! Every request is an *attempt*: a function of the live connection that the store
 //! runs, and runs again after a reconnect if the connection broke (with backoff, for at
 //! most [`PgOptions::reconnect_for`](super::PgOptions::reconnect_for)). A commit whose
 //! connection broke before its answer came is not blindly run again: the worker's commit
 //! count (see `ordo.fence`) tells whether it landed.
 
 use std::future::Future;
-use std::rc::Rc;
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::Arc;
 use std::time::{Duration, Instant};
@@ -30,7 +30,7 @@ pub(crate) struct Worker {
 }
 
 /// A job the thread runs to the end before the next.
-pub(crate) type Job = Box<dyn FnOnce(Rc<Shared>) -> LocalBoxFuture<'static, ()> + Send>;
+pub(crate) type Job = Box<dyn FnOnce(Arc<Shared>) -> LocalBoxFuture<'static, ()> + Send>;
 
 /// A connection with the statements prepared on it.
 pub(crate) struct Conn {
@@ -306,18 +306,42 @@ statements! {
         WHERE key >= $1 AND ($2::bytea IS NULL OR key < $2) ORDER BY key";
 }
 
-/// The thread's state: one job runs at a time, so its cells are never borrowed across
-/// two jobs.
+/// The state of one way of running requests (the store's thread, or the caller's own
+/// runtime; see `PgJournal::call`): one job runs at a time, so its cells are never
+/// borrowed across two jobs.
 pub(crate) struct Shared {
     config: Target,
-    conn: std::cell::RefCell<Option<Rc<Conn>>>,
+    conn: std::sync::Mutex<Option<Arc<Conn>>>,
     pub(crate) worker: Worker,
-    /// The worker's commit count as of this process's last answered fence.
-    pub(crate) commits: std::cell::Cell<i64>,
+    /// What both ways share.
+    pub(crate) known: Arc<Known>,
     pub(crate) fenced: Arc<AtomicBool>,
     reconnect_for: Duration,
+}
+
+/// What a worker's requests know whichever way they run: requests are serialized
+/// (`PgJournal::call`), so these locks are never contended.
+#[derive(Default)]
+pub(crate) struct Known {
+    /// The worker's commit count as of this process's last answered fence.
+    commits: std::sync::atomic::AtomicI64,
     /// What this worker knows of its workflows' last recorded seqs.
-    pub(crate) known_seqs: std::cell::RefCell<super::commit::KnownSeqs>,
+    seqs: std::sync::Mutex<super::commit::KnownSeqs>,
+}
+
+impl Known {
+    pub(crate) fn commits(&self) -> i64 {
+        self.commits.load(std::sync::atomic::Ordering::SeqCst)
+    }
+
+    pub(crate) fn set_commits(&self, commits: i64) {
+        self.commits
+            .store(commits, std::sync::atomic::Ordering::SeqCst);
+    }
+
+    pub(crate) fn seqs(&self) -> std::sync::MutexGuard<'_, super::commit::KnownSeqs> {
+        self.seqs.lock().unwrap_or_else(|p| p.into_inner())
+    }
 }
 
 /// Whether an error means the connection, not the request, failed: the request may be
@@ -387,28 +411,32 @@ impl Shared {
     pub(crate) fn new(
         config: Target,
         worker: Worker,
-        commits: i64,
+        known: Arc<Known>,
         fenced: Arc<AtomicBool>,
         reconnect_for: Duration,
     ) -> Shared {
         Shared {
             config,
-            conn: std::cell::RefCell::new(None),
+            conn: std::sync::Mutex::new(None),
             worker,
-            commits: std::cell::Cell::new(commits),
+            known,
             fenced,
             reconnect_for,
-            known_seqs: std::cell::RefCell::default(),
         }
     }
 
-    async fn conn(&self, deadline: Instant) -> Result<Rc<Conn>, Error> {
-        if let Some(conn) = self.conn.borrow().as_ref() {
+    /// The connection, locked for a moment (never across an `await`).
+    fn slot(&self) -> std::sync::MutexGuard<'_, Option<Arc<Conn>>> {
+        self.conn.lock().unwrap_or_else(|p| p.into_inner())
+    }
+
+    async fn conn(&self, deadline: Instant) -> Result<Arc<Conn>, Error> {
+        if let Some(conn) = self.slot().as_ref() {
             if !conn.client.is_closed() {
-                return Ok(Rc::clone(conn));
+                return Ok(Arc::clone(conn));
             }
         }
-        *self.conn.borrow_mut() = None;
+        *self.slot() = None;
         loop {
             let client = connect(&self.config, deadline).await?;
             // One plan per statement for the connection's life: PostgreSQL would plan
@@ -424,8 +452,8 @@ impl Shared {
             }
             match Statements::prepare(&client).await {
                 Ok(st) => {
-                    let conn = Rc::new(Conn { client, st });
-                    *self.conn.borrow_mut() = Some(Rc::clone(&conn));
+                    let conn = Arc::new(Conn { client, st });
+                    *self.slot() = Some(Arc::clone(&conn));
                     return Ok(conn);
                 }
                 Err(err) if is_connection_error(&err) && Instant::now() < deadline => {
@@ -441,7 +469,7 @@ impl Shared {
     /// reached the server.
     pub(crate) async fn run<R, F, Fut>(&self, attempt: F) -> Result<R, Error>
     where
-        F: Fn(Rc<Conn>, bool) -> Fut,
+        F: Fn(Arc<Conn>, bool) -> Fut,
         Fut: Future<Output = Result<R, tokio_postgres::Error>>,
     {
         let deadline = Instant::now() + self.reconnect_for;
@@ -452,7 +480,7 @@ impl Shared {
             match attempt(conn, retried).await {
                 Ok(value) => return Ok(value),
                 Err(err) if is_connection_error(&err) && Instant::now() < deadline => {
-                    *self.conn.borrow_mut() = None;
+                    *self.slot() = None;
                     retried = true;
                     tokio::time::sleep(backoff).await;
                     backoff = (backoff * 2).min(Duration::from_secs(1));
