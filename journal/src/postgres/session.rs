@@ -108,6 +108,48 @@ fn completion_rows(first: u32) -> String {
     )
 }
 
+/// A commit in one statement (`fast`, `steps` and their `_known` forms): the fence,
+/// the workflow records if `records` (parameters 3 to 13 and 23, owner `$1`), the
+/// completions (from parameter 14, or 3 without records), and their append, checked
+/// by the server against each workflow's last recorded seq if `checked`. Its answer:
+/// the worker's commit count, and the new records refused.
+fn one_statement_commit(records: bool, checked: bool) -> String {
+    let first = if records { 14 } else { 3 };
+    let completions = if checked {
+        completion_rows(first)
+    } else {
+        new_completions(first)
+    };
+    let in_order = if checked {
+        "NOT EXISTS (SELECT 1 FROM bad) AND "
+    } else {
+        ""
+    };
+    let (rows, refused) = if records {
+        (
+            format!(
+                "u AS (SELECT * FROM {} WHERE (SELECT commits FROM fence) IS NOT NULL),
+        {},
+        ",
+                workflow_rows(3, 23),
+                upserts("$1")
+            ),
+            "array(SELECT id FROM u WHERE is_new EXCEPT SELECT id FROM fresh)",
+        )
+    } else {
+        (String::new(), "'{}'::text[]")
+    };
+    format!(
+        "WITH {FENCE},
+        fence AS (SELECT CASE WHEN count(*) = 1 THEN max(commits)
+            ELSE ordo.fence($1, $2) END AS commits FROM counted),
+        {rows}{completions},
+        appended AS (INSERT INTO ordo.completions SELECT * FROM new
+            WHERE {in_order}(SELECT commits FROM fence) IS NOT NULL)
+        SELECT commits, {refused} FROM fence"
+    )
+}
+
 /// The fence without plpgsql on the common path: `ordo.fence` (which raises) runs only
 /// when the worker's row (`$1`, epoch `$2`) no longer has this epoch. Rows `counted`.
 const FENCE: &str = "counted AS (UPDATE ordo.workers SET commits = commits + 1
@@ -181,47 +223,17 @@ statements! {
     // one statement, so one implicit transaction, without `BEGIN` and `COMMIT`. Its
     // parts see one snapshot and apply together; a fence or order check that raises
     // undoes them all.
-    fast = &format!("WITH {FENCE},
-        fence AS (SELECT CASE WHEN count(*) = 1 THEN max(commits)
-            ELSE ordo.fence($1, $2) END AS commits FROM counted),
-        u AS (SELECT * FROM {} WHERE (SELECT commits FROM fence) IS NOT NULL),
-        {},
-        {},
-        appended AS (INSERT INTO ordo.completions SELECT * FROM new
-            WHERE NOT EXISTS (SELECT 1 FROM bad) AND (SELECT commits FROM fence) IS NOT NULL)
-        SELECT commits, array(SELECT id FROM u WHERE is_new EXCEPT SELECT id FROM fresh)
-        FROM fence", workflow_rows(3, 23), upserts("$1"), completion_rows(14));
+    fast = &one_statement_commit(true, true);
     // The commit of completions only (a batch without workflow records: most commits
     // of running workflows): `fast` without its workflow rows, whose empty inserts
     // still cost the server about 50 µs a commit (pgbench running both statements).
-    steps = &format!("WITH {FENCE},
-        fence AS (SELECT CASE WHEN count(*) = 1 THEN max(commits)
-            ELSE ordo.fence($1, $2) END AS commits FROM counted),
-        {},
-        appended AS (INSERT INTO ordo.completions SELECT * FROM new
-            WHERE NOT EXISTS (SELECT 1 FROM bad) AND (SELECT commits FROM fence) IS NOT NULL)
-        SELECT commits, '{{}}'::text[] FROM fence", completion_rows(3));
+    steps = &one_statement_commit(false, true);
     // `fast` and `steps` without the read of each workflow's last recorded seq (`bad`),
     // for a batch whose every workflow's last seq this worker knows (see
     // `commit::KnownSeqs`): the read costs the server about 40 µs a commit. The
     // primary key still refuses a seq recorded twice.
-    fast_known = &format!("WITH {FENCE},
-        fence AS (SELECT CASE WHEN count(*) = 1 THEN max(commits)
-            ELSE ordo.fence($1, $2) END AS commits FROM counted),
-        u AS (SELECT * FROM {} WHERE (SELECT commits FROM fence) IS NOT NULL),
-        {},
-        {},
-        appended AS (INSERT INTO ordo.completions SELECT * FROM new
-            WHERE (SELECT commits FROM fence) IS NOT NULL)
-        SELECT commits, array(SELECT id FROM u WHERE is_new EXCEPT SELECT id FROM fresh)
-        FROM fence", workflow_rows(3, 23), upserts("$1"), new_completions(14));
-    steps_known = &format!("WITH {FENCE},
-        fence AS (SELECT CASE WHEN count(*) = 1 THEN max(commits)
-            ELSE ordo.fence($1, $2) END AS commits FROM counted),
-        {},
-        appended AS (INSERT INTO ordo.completions SELECT * FROM new
-            WHERE (SELECT commits FROM fence) IS NOT NULL)
-        SELECT commits, '{{}}'::text[] FROM fence", new_completions(3));
+    fast_known = &one_statement_commit(true, false);
+    steps_known = &one_statement_commit(false, false);
     send = "INSERT INTO ordo.messages SELECT * FROM unnest($1::text[], $2::text[],
         $3::int8[], $4::bytea[], $5::int8[], $6::text[])";
     keys = "INSERT INTO ordo.message_keys SELECT * FROM unnest($1::text[], $2::text[])
