@@ -570,7 +570,7 @@ impl PgJournal {
             .map_err(|_| Error::Database("the PostgreSQL store's thread stopped".into()))?
     }
 
-    /// Runs one read on the store's thread, again on a new connection if needed.
+    /// Runs one read (see `call`), again on a new connection if needed.
     fn read<R, F>(&self, read: F) -> Result<R, Error>
     where
         R: Send + 'static,
