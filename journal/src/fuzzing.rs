@@ -121,6 +121,9 @@ fn plant_and_read(journal: &SledJournal, data: &[u8]) {
         return;
     };
     let mut k = Vec::new();
+    // Tag 4's status-index entry: a queued record reads its start mark from a `Pending`
+    // entry, so a bad entry there is what a read of the record names.
+    let mut index_key = Vec::new();
     let planted = match tag % 5 {
         0 => {
             key::workflow("w", &mut k);
@@ -154,8 +157,8 @@ fn plant_and_read(journal: &SledJournal, data: &[u8]) {
         _ => {
             // A status-index entry for "w" (possibly without a record) next to a record.
             let status = Status::ALL[usize::from(tag / 5) % 4];
-            key::status(status, "w", &mut k);
-            let _ = journal.raw_insert(&k, &[]);
+            key::status(status, "w", &mut index_key);
+            let _ = journal.raw_insert(&index_key, &[]);
             key::workflow("w", &mut k);
             journal.raw_insert(&k, rest)
         }
@@ -182,7 +185,11 @@ fn plant_and_read(journal: &SledJournal, data: &[u8]) {
             assert_eq!(decoded.ok().as_ref(), Some(&rec));
         }
         Ok(_) => {}
-        Err(err) if tag % 5 == 0 || tag % 5 == 4 => check_rejection(&err, &k, &mut ignored),
+        Err(err) if tag % 5 == 0 => check_rejection(&err, &k, &mut ignored),
+        Err(err) if tag % 5 == 4 => match &err {
+            Error::Corrupt { key: named, .. } if *named == key::describe(&index_key) => {}
+            _ => check_rejection(&err, &k, &mut ignored),
+        },
         Err(err) => typed(err),
     }
     if let Err(err) = journal.completions("w") {

@@ -104,3 +104,11 @@ fn an_over_long_varint_decodes_and_round_trips() {
     journal_decode(&[1, 1, 251, 0, 0]);
     journal_decode(&[0, 1, 251, 0, 0]);
 }
+
+#[test]
+fn a_queued_record_next_to_an_empty_pending_entry_is_refused_naming_the_entry() {
+    // Found by the fuzzer: tag 4 plants an empty `Pending` index entry and a record that
+    // decodes as enqueued; reading the record looks for its start mark in that entry,
+    // which is not one, and the error names the entry.
+    journal_decode(&[4, 1, 0, 0, 4, 1, 0, 0, 0, 2, 10]);
+}
