@@ -227,6 +227,77 @@ fn on_postgres_a_workflow_others_appended_to_is_checked_by_the_server_again() {
     assert_eq!(seqs, [0, 1, 2, 3, 4]);
 }
 
+/// A PostgreSQL journal runs a request on the calling thread, or through its own
+/// thread when the caller is inside a tokio runtime (which may not block on another);
+/// what one way commits, the other knows: the order check and the commits themselves
+/// stay one worker's, whichever way each request took.
+#[test]
+fn on_postgres_requests_from_inside_and_outside_a_tokio_runtime_share_one_worker() {
+    let Some(pg) = TestPostgres::shared() else {
+        eprintln!("two ways: PostgreSQL part skipped (no server)");
+        return;
+    };
+    let url = pg.database("two_ways");
+    let journal = PgJournal::connect(&url).unwrap();
+    let append = |journal: &PgJournal, seq: u64| {
+        let mut batch = Batch::new();
+        batch.push_completion("a", completion(seq));
+        journal.commit(&batch)
+    };
+    let tokio = tokio::runtime::Builder::new_current_thread()
+        .build()
+        .unwrap();
+    let inside = |seq: u64| tokio.block_on(async { append(&journal, seq) });
+    let mut start = Batch::new();
+    start.insert_workflow(record("a", Status::Pending));
+    journal.commit(&start).unwrap();
+    append(&journal, 0).unwrap();
+    inside(1).unwrap();
+    // Each way refuses what the other recorded, before the server sees it.
+    assert!(matches!(
+        inside(0),
+        Err(Error::SeqOutOfOrder {
+            seq: 0,
+            after: 1,
+            ..
+        })
+    ));
+    append(&journal, 2).unwrap();
+    assert!(matches!(
+        inside(2),
+        Err(Error::SeqOutOfOrder {
+            seq: 2,
+            after: 2,
+            ..
+        })
+    ));
+    assert!(matches!(
+        append(&journal, 1),
+        Err(Error::SeqOutOfOrder {
+            seq: 1,
+            after: 2,
+            ..
+        })
+    ));
+    inside(3).unwrap();
+    let seqs: Vec<u64> = tokio
+        .block_on(async { journal.completions("a") })
+        .unwrap()
+        .iter()
+        .map(|c| c.seq)
+        .collect();
+    assert_eq!(seqs, [0, 1, 2, 3]);
+    assert_eq!(journal.commit_count(), 5);
+    // A journal that ran requests both ways can be dropped inside a tokio runtime.
+    let other = PgJournal::connect(&url).unwrap();
+    assert_eq!(other.completions("a").unwrap().len(), 4);
+    assert!(tokio
+        .block_on(async { other.workflow("a") })
+        .unwrap()
+        .is_some());
+    tokio.block_on(async move { drop(other) });
+}
+
 #[test]
 fn workflows_are_listed_by_status_in_id_order_and_move_with_it() {
     on_both("status", |store| {
