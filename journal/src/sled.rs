@@ -89,9 +89,6 @@ struct Writer {
     /// `(completion index, last seq)` of each run in the batch being encoded, moved into
     /// `last_seq` once the batch is applied.
     appended: Vec<(usize, u64)>,
-    /// The indices of the batch's new workflow records (starts), entered in `last_seq`
-    /// as having no completion once the batch is applied.
-    started: Vec<usize>,
     /// Commits the journal ever acknowledged (its `meta/commits` counter), so each commit
     /// writes the next number.
     total_commits: u64,
@@ -152,13 +149,16 @@ impl Writer {
                 None => self.waiting.remove(&id),
             };
         }
-        if self.last_seq.len() + self.appended.len() + self.started.len() > LAST_SEQ_CACHE_LIMIT {
+        if self.last_seq.len() + self.appended.len() + batch.workflows.len() > LAST_SEQ_CACHE_LIMIT
+        {
             self.last_seq.clear();
         }
-        // Starts first: a run in the same batch comes after.
-        for &index in &self.started {
-            self.last_seq
-                .insert(batch.workflows[index].id.clone(), None);
+        // A new record's workflow has no completion yet (a delete of its id in this batch
+        // took the old ones along). Starts first: a run in the same batch comes after.
+        for (record, _) in
+            (batch.workflows.iter().zip(&batch.priors)).filter(|(_, &prior)| prior == Prior::Absent)
+        {
+            self.last_seq.insert(record.id.clone(), None);
         }
         for &(index, last) in &self.appended {
             let id = &batch.completions[index].0;
@@ -489,7 +489,6 @@ impl SledJournal {
             order,
             last_seq,
             appended,
-            started,
             total_commits: _,
             waiting: waiting_cache,
             enqueued,
@@ -574,15 +573,6 @@ impl SledJournal {
                 }
             }
         }
-
-        // A new record's workflow has no completion yet (a delete of its id in this
-        // batch took the old ones along).
-        started.clear();
-        started.extend(
-            (batch.priors.iter().enumerate())
-                .filter(|(_, &prior)| prior == Prior::Absent)
-                .map(|(index, _)| index),
-        );
 
         for (fingerprint, name) in &batch.types {
             codec::encode_type_name(name, v)?;

@@ -537,21 +537,22 @@ impl KnownSeqs {
     /// Whether every run of `encoded` is known to come after its workflow's recorded
     /// seqs; [`Error::SeqOutOfOrder`] if one is known not to.
     pub(crate) fn check(&self, encoded: &Encoded) -> Result<bool, Error> {
+        // A workflow this batch starts, deletes or starts over is the server's to check:
+        // what is known here may be of an earlier workflow of that id. One set, not a
+        // scan per run (a batch may hold a thousand of each).
+        let fresh: std::collections::HashSet<&str> = (encoded.deletes.iter())
+            .chain(&encoded.resets)
+            .chain(
+                (encoded.wf_id.iter().zip(&encoded.wf_new))
+                    .filter(|(_, &new)| new)
+                    .map(|(id, _)| id),
+            )
+            .map(String::as_str)
+            .collect();
         let mut known = true;
         for (id, first, _) in &encoded.runs {
-            // A workflow this batch starts, deletes or starts over is the server's to
-            // check: what is known here may be of an earlier workflow of that id.
-            let fresh = || {
-                encoded.deletes.contains(id)
-                    || encoded.resets.contains(id)
-                    || encoded
-                        .wf_id
-                        .iter()
-                        .zip(&encoded.wf_new)
-                        .any(|(w, &new)| new && w == id)
-            };
             match self.last.get(id.as_str()) {
-                Some(_) if fresh() => known = false,
+                Some(_) if fresh.contains(id.as_str()) => known = false,
                 Some(&Some(last)) if *first <= last => {
                     return Err(Error::SeqOutOfOrder {
                         workflow_id: id.clone(),
