@@ -227,6 +227,65 @@ fn on_postgres_a_workflow_others_appended_to_is_checked_by_the_server_again() {
     assert_eq!(seqs, [0, 1, 2, 3, 4]);
 }
 
+/// A worker whose row was taken over (here: a process registered under its name again)
+/// is fenced: whatever form its commit takes (completions alone, with records, of a
+/// workflow it does not know, or a whole transaction), the commit is refused with
+/// `Error::Fenced` and the journal holds nothing of it.
+#[test]
+fn on_postgres_a_fenced_worker_commits_nothing_in_any_form() {
+    let Some(pg) = TestPostgres::shared() else {
+        eprintln!("fencing: PostgreSQL part skipped (no server)");
+        return;
+    };
+    let url = pg.database("fenced_forms");
+    let other = PgOptions::new(&url).worker_name("other").connect().unwrap();
+    let mut start = Batch::new();
+    start.insert_workflow(record("theirs", Status::Pending));
+    other.commit(&start).unwrap();
+    let forms: [(&str, fn(&str) -> Batch); 4] = [
+        ("completions", |id| {
+            let mut batch = Batch::new();
+            batch.push_completion(id, completion(0));
+            batch
+        }),
+        ("records and completions", |id| {
+            let mut batch = Batch::new();
+            batch.update_workflow(record(id, Status::Succeeded), Status::Pending);
+            batch.push_completion(id, completion(0));
+            batch
+        }),
+        ("another's workflow", |_| {
+            let mut batch = Batch::new();
+            batch.push_completion("theirs", completion(0));
+            batch
+        }),
+        ("a transaction", |id| {
+            let mut batch = Batch::new();
+            batch.put_type(7, "u64".into());
+            batch.push_completion(id, completion(0));
+            batch
+        }),
+    ];
+    for (n, (form, batch)) in forms.into_iter().enumerate() {
+        let name = format!("w{n}");
+        let id = format!("mine-{n}");
+        let old = PgOptions::new(&url).worker_name(&name).connect().unwrap();
+        let mut start = Batch::new();
+        start.insert_workflow(record(&id, Status::Pending));
+        old.commit(&start).unwrap();
+        let _new = PgOptions::new(&url).worker_name(&name).connect().unwrap();
+        match old.commit(&batch(&id)) {
+            Err(Error::Fenced { worker }) => assert_eq!(worker, name, "{form}"),
+            other => panic!("{form}: {other:?}"),
+        }
+        assert!(old.is_fenced(), "{form}");
+        let record = other.workflow(&id).unwrap().unwrap();
+        assert_eq!(record.status, Status::Pending, "{form}");
+        assert!(other.completions(&id).unwrap().is_empty(), "{form}");
+    }
+    assert!(other.completions("theirs").unwrap().is_empty());
+}
+
 /// A PostgreSQL journal runs a request on the calling thread, or through its own
 /// thread when the caller is inside a tokio runtime (which may not block on another);
 /// what one way commits, the other knows: the order check and the commits themselves

@@ -368,7 +368,9 @@ impl Encoded {
     /// Sends the whole transaction at once and waits for every answer: the worker's
     /// commit count after it and the ids of the new records it did not write (another
     /// worker had started them), or the first statement's error (the rest of an aborted
-    /// transaction only says it is aborted).
+    /// transaction only says it is aborted). `None`: the worker was fenced, and the
+    /// one-statement commit wrote nothing (it answers no row then, see
+    /// `one_statement_commit`; a transaction's fence raises instead).
     ///
     /// `known`: every workflow of the batch's completions is known to have none
     /// recorded at or after them ([`KnownSeqs::check`]), so the one-statement commits
@@ -379,7 +381,7 @@ impl Encoded {
         owner: i64,
         fence: [i64; 2],
         known: bool,
-    ) -> Result<(i64, Vec<String>), tokio_postgres::Error> {
+    ) -> Result<Option<(i64, Vec<String>)>, tokio_postgres::Error> {
         let c = &conn.client;
         let st = &conn.st;
         let [worker, epoch] = fence;
@@ -387,8 +389,7 @@ impl Encoded {
             let mut params: Vec<&(dyn ToSql + Sync)> = vec![&worker, &epoch];
             params.extend(self.completion_columns());
             let statement = if known { &st.steps_known } else { &st.steps };
-            let row = c.query_one(statement, &params).await?;
-            return Ok((row.try_get(0)?, row.try_get(1)?));
+            return answer(c.query_opt(statement, &params).await?);
         }
         if self.only_records_and_completions() {
             let mut params: Vec<&(dyn ToSql + Sync)> = vec![&worker, &epoch];
@@ -396,8 +397,7 @@ impl Encoded {
             params.extend(self.completion_columns());
             params.push(&self.wf_new);
             let statement = if known { &st.fast_known } else { &st.fast };
-            let row = c.query_one(statement, &params).await?;
-            return Ok((row.try_get(0)?, row.try_get(1)?));
+            return answer(c.query_opt(statement, &params).await?);
         }
         type Part<'a> = (&'a tokio_postgres::Statement, Vec<&'a (dyn ToSql + Sync)>);
         let mut first: Vec<Part<'_>> = Vec::new();
@@ -508,8 +508,17 @@ impl Encoded {
             result?;
         }
         commit?;
-        Ok((counted, refused))
+        Ok(Some((counted, refused)))
     }
+}
+
+/// A one-statement commit's answer: its row (the worker's commit count, the new records
+/// refused), or none if the worker was fenced.
+fn answer(
+    row: Option<tokio_postgres::Row>,
+) -> Result<Option<(i64, Vec<String>)>, tokio_postgres::Error> {
+    row.map(|row| Ok((row.try_get(0)?, row.try_get(1)?)))
+        .transpose()
 }
 
 /// How many workflows' last seqs [`KnownSeqs`] remembers before starting over.

@@ -996,7 +996,7 @@ impl Store for PgJournal {
                                             &[&encoded.new_ids(), &fence[0]],
                                         )
                                         .await?;
-                                    return Ok((count, row.try_get(0)?));
+                                    return Ok(Some((count, row.try_get(0)?)));
                                 }
                             }
                             encoded.send(&conn, fence[0], fence, in_order).await
@@ -1005,7 +1005,11 @@ impl Store for PgJournal {
                     .await;
                 let mut known_seqs = shared.known.seqs();
                 let (counted, refused) = match sent {
-                    Ok(sent) => sent,
+                    Ok(Some(sent)) => sent,
+                    Ok(None) => {
+                        known_seqs.failed(&encoded);
+                        return Err(shared.fenced_now());
+                    }
                     Err(err) => {
                         known_seqs.failed(&encoded);
                         return Err(err);

@@ -112,7 +112,14 @@ fn completion_rows(first: u32) -> String {
 /// the workflow records if `records` (parameters 3 to 13 and 23, owner `$1`), the
 /// completions (from parameter 14, or 3 without records), and their append, checked
 /// by the server against each workflow's last recorded seq if `checked`. Its answer:
-/// the worker's commit count, and the new records refused.
+/// the worker's commit count, and the new records refused; or no row if the worker was
+/// fenced, and then it wrote nothing (every write is conditioned on `counted`).
+///
+/// The fenced case is told by the missing row rather than raised by `ordo.fence` in the
+/// statement (as the transaction's `fence` does): the aggregate that chose between the
+/// two cost the server about 14 µs a commit (a tokio-postgres loop of both forms on
+/// one server, 222 against 208 µs). The row lock taken by `counted` orders the commit
+/// against a takeover all the same.
 fn one_statement_commit(records: bool, checked: bool) -> String {
     let first = if records { 14 } else { 3 };
     let completions = if checked {
@@ -128,7 +135,7 @@ fn one_statement_commit(records: bool, checked: bool) -> String {
     let (rows, refused) = if records {
         (
             format!(
-                "u AS (SELECT * FROM {} WHERE (SELECT commits FROM fence) IS NOT NULL),
+                "u AS (SELECT * FROM {} WHERE EXISTS (SELECT FROM counted)),
         {},
         ",
                 workflow_rows(3, 23),
@@ -141,17 +148,16 @@ fn one_statement_commit(records: bool, checked: bool) -> String {
     };
     format!(
         "WITH {FENCE},
-        fence AS (SELECT CASE WHEN count(*) = 1 THEN max(commits)
-            ELSE ordo.fence($1, $2) END AS commits FROM counted),
         {rows}{completions},
         appended AS (INSERT INTO ordo.completions SELECT * FROM new
-            WHERE {in_order}(SELECT commits FROM fence) IS NOT NULL)
-        SELECT commits, {refused} FROM fence"
+            WHERE {in_order}EXISTS (SELECT FROM counted))
+        SELECT commits, {refused} FROM counted"
     )
 }
 
-/// The fence without plpgsql on the common path: `ordo.fence` (which raises) runs only
-/// when the worker's row (`$1`, epoch `$2`) no longer has this epoch. Rows `counted`.
+/// The fence without plpgsql: rows `counted`, the worker's commit count after this
+/// commit, or none when the worker's row (`$1`) no longer has epoch `$2` or is not
+/// alive (fenced).
 const FENCE: &str = "counted AS (UPDATE ordo.workers SET commits = commits + 1
             WHERE id = $1 AND epoch = $2 AND alive RETURNING commits)";
 
@@ -502,17 +508,21 @@ impl Shared {
         }
     }
 
+    /// Marks this worker fenced (it commits nothing more) and returns the error that
+    /// says so.
+    pub(crate) fn fenced_now(&self) -> Error {
+        self.fenced.store(true, Ordering::SeqCst);
+        Error::Fenced {
+            worker: self.worker.name.clone(),
+        }
+    }
+
     /// The journal's error for a failed request: a refused fence or an append out of
     /// order are typed; the rest is the server's message.
     pub(crate) fn error(&self, err: tokio_postgres::Error) -> Error {
         if let Some(db) = err.as_db_error() {
             match db.code().code() {
-                "OR001" => {
-                    self.fenced.store(true, Ordering::SeqCst);
-                    return Error::Fenced {
-                        worker: self.worker.name.clone(),
-                    };
-                }
+                "OR001" => return self.fenced_now(),
                 "OR002" => {
                     let detail = db.detail().unwrap_or_default();
                     let mut parts = detail.splitn(3, ' ');
