@@ -52,6 +52,8 @@
 //!   deleted with [`Batch::delete_workflow`] at most [`GC_BATCH`] per commit.
 //! - `sled`: [`SledJournal`], the store on sled 0.34.7: open, lock, schema check, group
 //!   commit, the append-only check on completion seqs.
+//! - `last_seq`: each workflow's last recorded seq as the process's own commits tell,
+//!   which spares both stores a read per commit in that check.
 //! - `seal`: the checksummed high-water mark of acknowledged commits that makes damage
 //!   detectable; `copy`: the private copies opened to check a journal, or to read one
 //!   without writing to it.
@@ -97,6 +99,7 @@ mod copy;
 mod durability;
 mod error;
 mod key;
+mod last_seq;
 mod mail;
 #[cfg(feature = "postgres")]
 mod postgres;

@@ -17,6 +17,7 @@ use crate::codec::{
 use crate::copy::{self, TempFolder};
 use crate::durability::{DataFiles, Durability};
 use crate::key::{self, Key};
+use crate::last_seq::LastSeqs;
 use crate::mail::Message;
 use crate::queue::Mark;
 use crate::record::{Batch, Completion, Outcome, Prior, Status, WorkflowRecord};
@@ -82,10 +83,8 @@ struct Writer {
     /// The last recorded seq of recently committed workflows, so the append check of a
     /// running workflow costs a hash lookup instead of a reverse sled scan (~15 µs).
     /// Coherent because sled's lock makes this process the journal's only writer; the raw
-    /// test hooks clear it. Only a cache: cleared when it grows past
-    /// [`LAST_SEQ_CACHE_LIMIT`], and a miss reads the journal. `None`: a workflow
-    /// started here that has no completion yet (its first commit of steps reads nothing).
-    last_seq: HashMap<String, Option<u64>>,
+    /// test hooks clear it. A miss reads the journal.
+    last_seq: LastSeqs,
     /// `(completion index, last seq)` of each run in the batch being encoded, moved into
     /// `last_seq` once the batch is applied.
     appended: Vec<(usize, u64)>,
@@ -96,7 +95,7 @@ struct Writer {
     /// yet, so a start (which rewrites the `Pending` index entry holding the entry, see
     /// [`Mark`]) needs no read of it. Only a cache, coherent like `last_seq`: an entry
     /// leaves it with its start, deletion or removal, a miss reads the journal, and it is
-    /// cleared when it grows past [`LAST_SEQ_CACHE_LIMIT`].
+    /// cleared when it grows past [`WAITING_CACHE_LIMIT`].
     waiting: HashMap<String, Vec<u8>>,
     /// What the batch being encoded does to `waiting` once applied, in order: an entry
     /// put (`Some`) or one gone (`None`).
@@ -133,14 +132,14 @@ fn collect_garbage(batch: &Batch) {
 /// A change to [`Writer::waiting`]: workflow id, and its entry (`None`: it leaves).
 type CacheChange = (String, Option<Vec<u8>>);
 
-/// How many workflows' last seqs [`Writer::last_seq`] remembers before starting over.
-const LAST_SEQ_CACHE_LIMIT: usize = 1 << 16;
+/// How many queue entries [`Writer::waiting`] remembers before starting over.
+const WAITING_CACHE_LIMIT: usize = 1 << 16;
 
 impl Writer {
     /// Records the runs of an applied batch in the last-seq cache, and its queue entries
     /// in the cache of waiting ones.
     fn applied(&mut self, batch: &Batch) {
-        if self.waiting.len() + self.enqueued.len() > LAST_SEQ_CACHE_LIMIT {
+        if self.waiting.len() + self.enqueued.len() > WAITING_CACHE_LIMIT {
             self.waiting.clear();
         }
         for (id, entry) in self.enqueued.drain(..) {
@@ -149,25 +148,17 @@ impl Writer {
                 None => self.waiting.remove(&id),
             };
         }
-        if self.last_seq.len() + self.appended.len() + batch.workflows.len() > LAST_SEQ_CACHE_LIMIT
-        {
-            self.last_seq.clear();
-        }
+        self.last_seq
+            .make_room(self.appended.len() + batch.workflows.len());
         // A new record's workflow has no completion yet (a delete of its id in this batch
         // took the old ones along). Starts first: a run in the same batch comes after.
         for (record, _) in
             (batch.workflows.iter().zip(&batch.priors)).filter(|(_, &prior)| prior == Prior::Absent)
         {
-            self.last_seq.insert(record.id.clone(), None);
+            self.last_seq.started(&record.id);
         }
         for &(index, last) in &self.appended {
-            let id = &batch.completions[index].0;
-            match self.last_seq.get_mut(id) {
-                Some(cached) => *cached = Some(last),
-                None => {
-                    self.last_seq.insert(id.clone(), Some(last));
-                }
-            }
+            self.last_seq.appended(&batch.completions[index].0, last);
         }
     }
 }
@@ -499,7 +490,7 @@ impl SledJournal {
         if !batch.deletes.is_empty() {
             self.delete_workflow_keys(&batch.deletes, &batch.delete_priors, &mut writes, k)?;
             for id in &batch.deletes {
-                last_seq.remove(id.as_str());
+                last_seq.forget(id);
                 if waiting_cache.remove(id.as_str()).is_some() {
                     enqueued.push((id.clone(), None));
                 }
@@ -593,7 +584,7 @@ impl SledJournal {
             for entry in self.db.scan_prefix(k.as_slice()).keys() {
                 writes.remove(entry?);
             }
-            last_seq.remove(id.as_str());
+            last_seq.forget(id);
         }
 
         // One run (one sled entry) per workflow: see `key` for why.
@@ -618,13 +609,15 @@ impl SledJournal {
                 return Err(out_of_order(seq(pair[1]), seq(pair[0])));
             }
             let (first, last) = (seq(run[0]), seq(run[run.len() - 1]));
-            let recorded_last = match last_seq.get(id.as_str()) {
-                Some(&cached) => cached,
-                None if batch.resets.contains(id) || batch.deletes.contains(id) => None,
-                None => self.recorded_last_seq(id, k)?,
-            };
-            if let Some(recorded_last) = recorded_last.filter(|&recorded| first <= recorded) {
-                return Err(out_of_order(first, recorded_last));
+            if !last_seq.check(id, first)? {
+                let recorded_last = if batch.resets.contains(id) || batch.deletes.contains(id) {
+                    None
+                } else {
+                    self.recorded_last_seq(id, k)?
+                };
+                if let Some(recorded_last) = recorded_last.filter(|&recorded| first <= recorded) {
+                    return Err(out_of_order(first, recorded_last));
+                }
             }
             appended.push((run[0], last));
             key::completion_run(id, first, last, k);

@@ -17,6 +17,7 @@ use tokio_postgres::types::ToSql;
 
 use super::session::Conn;
 use crate::key;
+use crate::last_seq::LastSeqs;
 use crate::record::{Batch, Outcome, Prior};
 use crate::Error;
 
@@ -521,11 +522,8 @@ fn answer(
         .transpose()
 }
 
-/// How many workflows' last seqs [`KnownSeqs`] remembers before starting over.
-const KNOWN_SEQS_LIMIT: usize = 1 << 16;
-
-/// The last recorded seq of workflows this worker drives, as its own commits tell:
-/// `Some(seq)`, or `None` for a workflow it started that has none yet.
+/// The last recorded seq of workflows this worker drives, as its own commits tell (see
+/// [`LastSeqs`]).
 ///
 /// Completions are append-only: a commit of a seq at or before a recorded one of its
 /// workflow is refused. The server checks this with a read of the workflow's last seq
@@ -538,9 +536,7 @@ const KNOWN_SEQS_LIMIT: usize = 1 << 16;
 /// stale entry never outlives the lease it came from; and the primary key refuses a seq
 /// recorded twice whatever this says.
 #[derive(Default)]
-pub(crate) struct KnownSeqs {
-    last: HashMap<String, Option<u64>>,
-}
+pub(crate) struct KnownSeqs(LastSeqs);
 
 impl KnownSeqs {
     /// Whether every run of `encoded` is known to come after its workflow's recorded
@@ -560,17 +556,10 @@ impl KnownSeqs {
             .collect();
         let mut known = true;
         for (id, first, _) in &encoded.runs {
-            match self.last.get(id.as_str()) {
-                Some(_) if fresh.contains(id.as_str()) => known = false,
-                Some(&Some(last)) if *first <= last => {
-                    return Err(Error::SeqOutOfOrder {
-                        workflow_id: id.clone(),
-                        seq: *first,
-                        after: last,
-                    })
-                }
-                Some(_) => {}
-                None => known = false,
+            if fresh.contains(id.as_str()) {
+                known = false;
+            } else {
+                known &= self.0.check(id, *first)?;
             }
         }
         Ok(known)
@@ -579,11 +568,9 @@ impl KnownSeqs {
     /// Takes in what a committed `encoded` recorded; `refused`: its new records that
     /// were another worker's first (not started here).
     pub(crate) fn committed(&mut self, encoded: &Encoded, refused: &[String]) {
-        if self.last.len() + encoded.runs.len() + encoded.wf_id.len() > KNOWN_SEQS_LIMIT {
-            self.last.clear();
-        }
+        self.0.make_room(encoded.runs.len() + encoded.wf_id.len());
         for id in encoded.deletes.iter().chain(&encoded.resets) {
-            self.last.remove(id.as_str());
+            self.0.forget(id);
         }
         for (id, _) in encoded
             .wf_id
@@ -592,11 +579,11 @@ impl KnownSeqs {
             .filter(|(_, &new)| new)
         {
             if !refused.contains(id) {
-                self.last.insert(id.clone(), None);
+                self.0.started(id);
             }
         }
         for (id, _, last) in &encoded.runs {
-            self.last.insert(id.clone(), Some(*last));
+            self.0.appended(id, *last);
         }
     }
 
@@ -608,7 +595,7 @@ impl KnownSeqs {
             .map(|(id, _, _)| id)
             .chain(&encoded.wf_id)
         {
-            self.last.remove(id.as_str());
+            self.0.forget(id);
         }
     }
 
@@ -616,7 +603,7 @@ impl KnownSeqs {
     /// by the server again.
     pub(crate) fn forget<'a>(&mut self, ids: impl IntoIterator<Item = &'a str>) {
         for id in ids {
-            self.last.remove(id);
+            self.0.forget(id);
         }
     }
 }
