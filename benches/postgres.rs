@@ -16,6 +16,11 @@
 //! - PgJournal alone: right after each runtime workload, the store without the runtime
 //!   commits batches of 1 and 64 completions for 4 s, so the gap to pgbench splits
 //!   into the store's share and the runtime's.
+//! - The statement alone: a loop of tokio-postgres (the client the journal uses) on
+//!   one connection, running for 4 s pgbench's insert of one row, then the journal's
+//!   own commit of one completion (`steps_commit_statement`), each prepared once: what
+//!   the client library costs next to pgbench, and what ordo's statement costs the
+//!   server, without any of ordo's own work.
 //! - `sled_sync/...`: the same two workloads on sled with `Durability::Sync`.
 //! - Worker processes: 1, 2 and 4 copies of this binary (re-executed with
 //!   `ORDO_PG_BENCH_WORKER` set) sharing one database, each starting its share of 1,000
@@ -108,6 +113,9 @@ fn main() {
         reference.extend(pgbench.as_ref().map(|p| p.run(slot)));
         summary.postgres[slot] = bench_workload(&mut c, "postgres", &postgres, slot);
         summary.journal[slot] = Some(journal_alone(pg, [1, GATHER][slot]));
+        if slot == 0 {
+            summary.statement = Some(statement_alone(pg));
+        }
         reference.extend(pgbench.as_ref().map(|p| p.run(slot)));
         summary.pgbench[slot] = reference;
     }
@@ -394,6 +402,106 @@ fn journal_alone(pg: &TestPostgres, rows: u64) -> Rate {
         items_per_s: seq as f64 / seconds,
         commits_per_s: commits as f64 / seconds,
     }
+}
+
+/// pgbench's insert of one row, then the journal's commit statement of one completion,
+/// each run alone for [`PGBENCH_SECONDS`] in a loop of tokio-postgres on one
+/// connection (no ordo at all): `[insert, commit statement]`.
+fn statement_alone(pg: &TestPostgres) -> [Rate; 2] {
+    let url = pg.database("statement_alone");
+    // A worker row for the fence (the journal's own, kept alive by its heartbeat).
+    let journal = PgOptions::new(url.as_str())
+        .worker_name("alone")
+        .connect()
+        .unwrap();
+    let runtime = tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build()
+        .unwrap();
+    let client = runtime.block_on(async {
+        let (client, connection) = tokio_postgres::connect(&url, tokio_postgres::NoTls)
+            .await
+            .unwrap();
+        tokio::spawn(connection);
+        client
+    });
+    let rates = runtime.block_on(async {
+        client
+            .batch_execute(
+                "CREATE TABLE plain (workflow_id text, seq int8, step_id int8, name text, \
+                 ok bool, value bytea, attempts int4, started_ms int8, ended_ms int8, \
+                 PRIMARY KEY (workflow_id, seq))",
+            )
+            .await
+            .unwrap();
+        let row = client
+            .query_one(
+                "SELECT id, epoch FROM ordo.workers WHERE name = 'alone'",
+                &[],
+            )
+            .await
+            .unwrap();
+        let (worker, epoch): (i64, i64) = (row.get(0), row.get(1));
+        let insert = client
+            .prepare(
+                "INSERT INTO plain VALUES ('pgbench-1', $1, $1, 's', true, '\\x2a'::bytea, 1, \
+                 1700000000000, 1700000000001)",
+            )
+            .await
+            .unwrap();
+        let commit = client
+            .prepare(&ordo::journal::steps_commit_statement())
+            .await
+            .unwrap();
+        let timed = |seconds: u32| {
+            let until = Instant::now() + Duration::from_secs(u64::from(seconds));
+            move || Instant::now() < until
+        };
+        let mut rates = Vec::new();
+        for use_commit in [false, true] {
+            let (began, go_on) = (Instant::now(), timed(PGBENCH_SECONDS));
+            let mut seq = 0i64;
+            while go_on() {
+                if use_commit {
+                    let row = client
+                        .query_one(
+                            &commit,
+                            &[
+                                &worker,
+                                &epoch,
+                                &vec!["alone"],
+                                &vec![seq],
+                                &vec![seq],
+                                &vec!["s"],
+                                &vec![true],
+                                &vec![vec![0x2au8]],
+                                &vec![1i32],
+                                &vec![1_700_000_000_000i64],
+                                &vec![1_700_000_000_001i64],
+                            ],
+                        )
+                        .await
+                        .unwrap();
+                    let _count: i64 = row.get(0);
+                } else {
+                    client.execute(&insert, &[&seq]).await.unwrap();
+                }
+                seq += 1;
+            }
+            let per_s = seq as f64 / began.elapsed().as_secs_f64();
+            eprintln!(
+                "tokio-postgres alone, {}: {per_s:.0}/s",
+                ["pgbench's insert", "ordo's commit statement"][usize::from(use_commit)]
+            );
+            rates.push(Rate {
+                items_per_s: per_s,
+                commits_per_s: per_s,
+            });
+        }
+        [rates[0], rates[1]]
+    });
+    drop(journal);
+    rates
 }
 
 // ---------------------------------------------------------------------------------
@@ -711,6 +819,9 @@ struct Summary {
     postgres: [Option<Rate>; 2],
     /// The store alone ([`journal_alone`]), right after the runtime's workload.
     journal: [Option<Rate>; 2],
+    /// pgbench's insert and the journal's commit statement on a plain client
+    /// ([`statement_alone`]), 1 row each.
+    statement: Option<[Rate; 2]>,
     sled: [Option<Rate>; 2],
     workers: Vec<WorkerRun>,
     takeover: Option<Takeover>,
@@ -744,11 +855,22 @@ impl Summary {
                 .iter()
                 .map(|r| format!("{:.0}", r.items_per_s))
                 .collect();
+            let alone = |i: usize| self.statement.filter(|_| slot == 0).map(|s| s[i]);
             let rows = [
                 (
                     format!("pgbench, {} row(s) per transaction", [1, GATHER][slot]),
                     reference,
                     format!("mean of {} (before, after)", each.join(", ")),
+                ),
+                (
+                    "tokio-postgres alone, pgbench's insert".to_string(),
+                    alone(0),
+                    "the client library".to_string(),
+                ),
+                (
+                    "tokio-postgres alone, ordo's statement".to_string(),
+                    alone(1),
+                    "the server's share: statement, fence".to_string(),
                 ),
                 (
                     format!("ordo postgres, {per_commit}"),
@@ -766,7 +888,12 @@ impl Summary {
                     String::new(),
                 ),
             ];
-            for (i, (name, rate, note)) in rows.into_iter().enumerate() {
+            // The statement alone was measured at 1 row only.
+            let rows = rows
+                .into_iter()
+                .enumerate()
+                .filter(|(i, _)| slot == 0 || !matches!(i, 1 | 2));
+            for (i, (name, rate, note)) in rows {
                 let Some(rate) = rate else {
                     out.push_str(&format!("{name:<44} {:>12}\n", "-"));
                     continue;

@@ -242,7 +242,9 @@ fn on_postgres_a_fenced_worker_commits_nothing_in_any_form() {
     let mut start = Batch::new();
     start.insert_workflow(record("theirs", Status::Pending));
     other.commit(&start).unwrap();
-    let forms: [(&str, fn(&str) -> Batch); 4] = [
+    // Each form's batch, for the workflow id the fenced worker started.
+    type Form = fn(&str) -> Batch;
+    let forms: [(&str, Form); 4] = [
         ("completions", |id| {
             let mut batch = Batch::new();
             batch.push_completion(id, completion(0));

@@ -119,6 +119,9 @@ pub use crate::error::Error;
 pub use crate::key::MAX_ID_LEN;
 pub use crate::mail::Message;
 #[cfg(feature = "postgres")]
+#[doc(hidden)]
+pub use crate::postgres::steps_commit_statement;
+#[cfg(feature = "postgres")]
 pub use crate::postgres::{ask_workers, PgJournal, PgOptions, Relay, PG_SCHEMA_VERSION};
 pub use crate::record::{Batch, Completion, Outcome, ParseStatusError, Status, WorkflowRecord};
 pub use crate::retention::{finished_before, FINISHED, GC_BATCH};

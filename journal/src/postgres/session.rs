@@ -120,7 +120,7 @@ fn completion_rows(first: u32) -> String {
 /// two cost the server about 14 µs a commit (a tokio-postgres loop of both forms on
 /// one server, 222 against 208 µs). The row lock taken by `counted` orders the commit
 /// against a takeover all the same.
-fn one_statement_commit(records: bool, checked: bool) -> String {
+pub(crate) fn one_statement_commit(records: bool, checked: bool) -> String {
     let first = if records { 14 } else { 3 };
     let completions = if checked {
         completion_rows(first)
