@@ -5,8 +5,8 @@
 #![allow(clippy::unwrap_used)]
 
 use ordo::journal::{
-    Batch, Completion, Error, Message, Outcome, PgJournal, PgOptions, SledJournal, Status, Store,
-    WorkflowRecord,
+    Batch, Completion, Elsewhere, Error, Message, Outcome, PgJournal, PgOptions, SledJournal,
+    Status, Store, WorkflowRecord,
 };
 use ordo_testkit::postgres::TestPostgres;
 
@@ -286,6 +286,51 @@ fn on_postgres_a_fenced_worker_commits_nothing_in_any_form() {
         assert!(other.completions(&id).unwrap().is_empty(), "{form}");
     }
     assert!(other.completions("theirs").unwrap().is_empty());
+}
+
+/// A workflow's end that one worker commits is told to the others at once (the
+/// notification that wakes a handle waiting there), whether the end is committed in one
+/// statement (the end alone) or in a transaction (here, with a type name).
+#[test]
+fn on_postgres_an_end_one_worker_commits_is_told_to_the_others() {
+    let Some(pg) = TestPostgres::shared() else {
+        eprintln!("ends elsewhere: PostgreSQL part skipped (no server)");
+        return;
+    };
+    let url = pg.database("ends_elsewhere");
+    let x = PgOptions::new(&url).worker_name("x").connect().unwrap();
+    let y = PgOptions::new(&url).worker_name("y").connect().unwrap();
+    let mut start = Batch::new();
+    start.insert_workflow(record("alone", Status::Pending));
+    start.insert_workflow(record("with-type", Status::Pending));
+    x.commit(&start).unwrap();
+    let told = |id: &str| {
+        let until = std::time::Instant::now() + std::time::Duration::from_secs(10);
+        while std::time::Instant::now() < until {
+            if y.changed_elsewhere()
+                .contains(&Elsewhere::Ended(id.to_string()))
+            {
+                return true;
+            }
+            std::thread::sleep(std::time::Duration::from_millis(5));
+        }
+        false
+    };
+    let mut end = Batch::new();
+    end.update_workflow(record("alone", Status::Succeeded), Status::Pending);
+    x.commit(&end).unwrap();
+    assert!(
+        told("alone"),
+        "the end committed in one statement was not told"
+    );
+    let mut end = Batch::new();
+    end.update_workflow(record("with-type", Status::Succeeded), Status::Pending);
+    end.put_type(7, "u64".into());
+    x.commit(&end).unwrap();
+    assert!(
+        told("with-type"),
+        "the end committed in a transaction was not told"
+    );
 }
 
 /// A PostgreSQL journal runs a request on the calling thread, or through its own

@@ -338,8 +338,9 @@ impl Encoded {
         ]
     }
 
-    /// Whether the batch writes workflow records and completions and nothing else that
-    /// needs a statement of its own (most commits): then one statement does it all.
+    /// Whether the batch writes workflow records and completions, and notifies, and does
+    /// nothing else that needs a statement of its own (most commits): then one statement
+    /// does it all.
     fn only_records_and_completions(&self) -> bool {
         self.deletes.is_empty()
             && self.type_fp.is_empty()
@@ -351,7 +352,6 @@ impl Encoded {
             && self.ev_id.is_empty()
             && self.aw_id.is_empty()
             && self.highest_message.is_none()
-            && self.note_kind.is_empty()
             && self.q_delete.is_empty()
             && self.q_key.is_empty()
     }
@@ -387,6 +387,7 @@ impl Encoded {
         let st = &conn.st;
         let [worker, epoch] = fence;
         if self.only_records_and_completions() && self.wf_id.is_empty() {
+            // (No notification: only finished records and mail make them.)
             let mut params: Vec<&(dyn ToSql + Sync)> = vec![&worker, &epoch];
             params.extend(self.completion_columns());
             let statement = if known { &st.steps_known } else { &st.steps };
@@ -397,7 +398,17 @@ impl Encoded {
             params.extend(self.workflow_columns());
             params.extend(self.completion_columns());
             params.push(&self.wf_new);
-            let statement = if known { &st.fast_known } else { &st.fast };
+            let notify = !self.note_kind.is_empty();
+            if notify {
+                params.push(&self.note_kind);
+                params.push(&self.note_id);
+            }
+            let statement = match (known, notify) {
+                (true, false) => &st.fast_known,
+                (false, false) => &st.fast,
+                (true, true) => &st.fast_known_notify,
+                (false, true) => &st.fast_notify,
+            };
             return answer(c.query_opt(statement, &params).await?);
         }
         type Part<'a> = (&'a tokio_postgres::Statement, Vec<&'a (dyn ToSql + Sync)>);
@@ -463,7 +474,7 @@ impl Encoded {
             // Delivered at commit to every worker listening: the one driving a
             // destination reads its mailbox again, one waiting for an end, an event or
             // a resolution looks again.
-            parts.push((&st.notify, vec![&self.note_kind, &self.note_id, &fence[0]]));
+            parts.push((&st.notify, vec![&fence[0], &self.note_kind, &self.note_id]));
         }
         if !self.q_delete.is_empty() {
             parts.push((&st.queue_delete, vec![&self.q_delete]));

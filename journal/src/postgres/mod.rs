@@ -113,7 +113,7 @@ const HOLDER_PATIENCE: Duration = Duration::from_secs(2);
 /// time between the server and ordo; not a stable interface.
 #[doc(hidden)]
 pub fn steps_commit_statement() -> String {
-    session::one_statement_commit(false, false)
+    session::one_statement_commit(false, false, false)
 }
 
 /// The version of the PostgreSQL schema this build creates and reads.

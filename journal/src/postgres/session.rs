@@ -108,19 +108,22 @@ fn completion_rows(first: u32) -> String {
     )
 }
 
-/// A commit in one statement (`fast`, `steps` and their `_known` forms): the fence,
-/// the workflow records if `records` (parameters 3 to 13 and 23, owner `$1`), the
-/// completions (from parameter 14, or 3 without records), and their append, checked
-/// by the server against each workflow's last recorded seq if `checked`. Its answer:
+/// A commit in one statement (`fast`, `steps`, their `_known` forms and `fast`'s
+/// `_notify` forms): the fence, the workflow records if `records` (parameters 3 to 13
+/// and 23, owner `$1`), the completions (from parameter 14, or 3 without records), and
+/// their append, checked by the server against each workflow's last recorded seq if
+/// `checked`; with `notify` (records only), the notifications of the commit (kinds
+/// `$24`, ids `$25`; see `notify`), sent at its end like the transaction's. Its answer:
 /// the worker's commit count, and the new records refused; or no row if the worker was
-/// fenced, and then it wrote nothing (every write is conditioned on `counted`).
+/// fenced, and then it wrote and notified nothing (every write is conditioned on
+/// `counted`).
 ///
 /// The fenced case is told by the missing row rather than raised by `ordo.fence` in the
 /// statement (as the transaction's `fence` does): the aggregate that chose between the
 /// two cost the server about 14 µs a commit (a tokio-postgres loop of both forms on
 /// one server, 222 against 208 µs). The row lock taken by `counted` orders the commit
 /// against a takeover all the same.
-pub(crate) fn one_statement_commit(records: bool, checked: bool) -> String {
+pub(crate) fn one_statement_commit(records: bool, checked: bool, notify: bool) -> String {
     let first = if records { 14 } else { 3 };
     let completions = if checked {
         completion_rows(first)
@@ -146,14 +149,32 @@ pub(crate) fn one_statement_commit(records: bool, checked: bool) -> String {
     } else {
         (String::new(), "'{}'::text[]")
     };
+    // A `SELECT` in a `WITH` runs only if read: the answer reads `notified` (once, and
+    // only when `counted` has its row).
+    let (notified, read_notified) = if notify {
+        (
+            format!(
+                ",
+        notified AS (SELECT {NOTIFY} FROM (SELECT DISTINCT * FROM
+            unnest($24::text[], $25::text[]) AS u(k, i)) n)"
+            ),
+            " WHERE (SELECT count(*) FROM notified) >= 0",
+        )
+    } else {
+        (String::new(), "")
+    };
     format!(
         "WITH {FENCE},
         {rows}{completions},
         appended AS (INSERT INTO ordo.completions SELECT * FROM new
-            WHERE {in_order}EXISTS (SELECT FROM counted))
-        SELECT commits, {refused} FROM counted"
+            WHERE {in_order}EXISTS (SELECT FROM counted)){notified}
+        SELECT commits, {refused} FROM counted{read_notified}"
     )
 }
+
+/// One notification of a change (kind `k`, id `i`) by worker `$1` to every worker
+/// listening (see `PgJournal`'s docs).
+const NOTIFY: &str = "pg_notify('ordo_change', $1::int8 || ' ' || k || ' ' || i)";
 
 /// The fence without plpgsql: rows `counted`, the worker's commit count after this
 /// commit, or none when the worker's row (`$1`) no longer has epoch `$2` or is not
@@ -229,17 +250,21 @@ statements! {
     // one statement, so one implicit transaction, without `BEGIN` and `COMMIT`. Its
     // parts see one snapshot and apply together; a fence or order check that raises
     // undoes them all.
-    fast = &one_statement_commit(true, true);
+    fast = &one_statement_commit(true, true, false);
     // The commit of completions only (a batch without workflow records: most commits
     // of running workflows): `fast` without its workflow rows, whose empty inserts
     // still cost the server about 50 µs a commit (pgbench running both statements).
-    steps = &one_statement_commit(false, true);
+    steps = &one_statement_commit(false, true, false);
     // `fast` and `steps` without the read of each workflow's last recorded seq (`bad`),
     // for a batch whose every workflow's last seq this worker knows (see
     // `commit::KnownSeqs`): the read costs the server about 40 µs a commit. The
     // primary key still refuses a seq recorded twice.
-    fast_known = &one_statement_commit(true, false);
-    steps_known = &one_statement_commit(false, false);
+    fast_known = &one_statement_commit(true, false, false);
+    steps_known = &one_statement_commit(false, false, false);
+    // `fast` and `fast_known` with the commit's notifications (a workflow's end, most
+    // often), which would otherwise need the transaction.
+    fast_notify = &one_statement_commit(true, true, true);
+    fast_known_notify = &one_statement_commit(true, false, true);
     send = "INSERT INTO ordo.messages SELECT * FROM unnest($1::text[], $2::text[],
         $3::int8[], $4::bytea[], $5::int8[], $6::text[])";
     keys = "INSERT INTO ordo.message_keys SELECT * FROM unnest($1::text[], $2::text[])
@@ -253,8 +278,8 @@ statements! {
             $3::bool[], $4::bytea[])
         ON CONFLICT (workflow_id, step_id) DO UPDATE SET ok = EXCLUDED.ok, value = EXCLUDED.value";
     counter = "UPDATE ordo.counters SET value = greatest(value, $1) WHERE name = 'messages'";
-    notify = "SELECT pg_notify('ordo_change', $3::int8 || ' ' || k || ' ' || i)
-        FROM (SELECT DISTINCT * FROM unnest($1::text[], $2::text[]) AS u(k, i)) n";
+    notify = &format!("SELECT {} FROM (SELECT DISTINCT * FROM
+        unnest($2::text[], $3::text[]) AS u(k, i)) n", NOTIFY);
     reserve = "UPDATE ordo.counters SET value = value + $1 WHERE name = 'messages'
         RETURNING value - $1 + 1";
     queue_delete = "DELETE FROM ordo.queue_records WHERE key = ANY($1::bytea[])";
