@@ -411,6 +411,23 @@ impl Encoded {
             };
             return answer(c.query_opt(statement, &params).await?);
         }
+        // Boxed: the transaction's futures (a dozen statements in one flight) would
+        // otherwise make every commit's future, most of which take one of the paths
+        // above, about 50 KB to allocate and move.
+        Box::pin(self.transaction(conn, owner, fence)).await
+    }
+
+    /// [`Encoded::send`] of a batch that needs more than one statement: one transaction,
+    /// sent at once.
+    async fn transaction(
+        &self,
+        conn: &Conn,
+        owner: i64,
+        fence: [i64; 2],
+    ) -> Result<Option<(i64, Vec<String>)>, tokio_postgres::Error> {
+        let c = &conn.client;
+        let st = &conn.st;
+        let [worker, epoch] = fence;
         type Part<'a> = (&'a tokio_postgres::Statement, Vec<&'a (dyn ToSql + Sync)>);
         let mut first: Vec<Part<'_>> = Vec::new();
         if !self.deletes.is_empty() {

@@ -479,6 +479,13 @@ impl Shared {
                 return Ok(Arc::clone(conn));
             }
         }
+        // Boxed: connecting and preparing every statement make a future of tens of
+        // kilobytes, which every request's future would carry (and move) otherwise.
+        Box::pin(self.reconnect(deadline)).await
+    }
+
+    /// A new connection with every statement prepared, in the slot from then on.
+    async fn reconnect(&self, deadline: Instant) -> Result<Arc<Conn>, Error> {
         *self.slot() = None;
         loop {
             let client = connect(&self.config, deadline).await?;
