@@ -182,19 +182,27 @@ fn an_append_at_or_before_a_recorded_seq_refuses_the_whole_batch() {
     });
 }
 
+/// Two workers, `x` and `y`, on a fresh database `name` of the shared test server;
+/// `None` (and a line saying so) without a server.
+fn two_workers(name: &str) -> Option<(PgJournal, PgJournal)> {
+    let Some(pg) = TestPostgres::shared() else {
+        eprintln!("{name}: PostgreSQL part skipped (no server)");
+        return None;
+    };
+    let url = pg.database(name);
+    let worker = |name: &str| PgOptions::new(&url).worker_name(name).connect().unwrap();
+    Some((worker("x"), worker("y")))
+}
+
 /// A PostgreSQL worker checks the order of the completions it appends to its own
 /// workflows itself (it knows their last seq, and spares the server a read per commit);
 /// what it did not write alone is checked by the server again: a workflow another
 /// worker appended to, or one it claimed after others wrote to it.
 #[test]
 fn on_postgres_a_workflow_others_appended_to_is_checked_by_the_server_again() {
-    let Some(pg) = TestPostgres::shared() else {
-        eprintln!("known seqs: PostgreSQL part skipped (no server)");
+    let Some((x, y)) = two_workers("known_seqs") else {
         return;
     };
-    let url = pg.database("known_seqs");
-    let x = PgOptions::new(&url).worker_name("x").connect().unwrap();
-    let y = PgOptions::new(&url).worker_name("y").connect().unwrap();
     let append = |store: &PgJournal, seqs: &[u64]| {
         let mut batch = Batch::new();
         for &seq in seqs {
@@ -293,13 +301,9 @@ fn on_postgres_a_fenced_worker_commits_nothing_in_any_form() {
 /// statement (the end alone) or in a transaction (here, with a type name).
 #[test]
 fn on_postgres_an_end_one_worker_commits_is_told_to_the_others() {
-    let Some(pg) = TestPostgres::shared() else {
-        eprintln!("ends elsewhere: PostgreSQL part skipped (no server)");
+    let Some((x, y)) = two_workers("ends_elsewhere") else {
         return;
     };
-    let url = pg.database("ends_elsewhere");
-    let x = PgOptions::new(&url).worker_name("x").connect().unwrap();
-    let y = PgOptions::new(&url).worker_name("y").connect().unwrap();
     let mut start = Batch::new();
     start.insert_workflow(record("alone", Status::Pending));
     start.insert_workflow(record("with-type", Status::Pending));
