@@ -13,6 +13,10 @@
 //!   one workflow running 8 rounds of 64 steps in a `join_all` (64 completions per
 //!   commit). Default durability. Throughput is steps; the summary also gives ordo's
 //!   group commits per second next to pgbench's transactions per second.
+//! - `postgres/many_64x50`: 64 workflows of 50 sequential steps started together per
+//!   iteration: the group commit gathers one step of each, 64 completions per commit,
+//!   and the 64 starts and the 64 finishes share a commit each (where `join_all_64x8`
+//!   spends two of its ten commits on one workflow's start and finish).
 //! - PgJournal alone: right after each runtime workload, the store without the runtime
 //!   commits batches of 1 and 64 completions for 4 s, so the gap to pgbench splits
 //!   into the store's share and the runtime's.
@@ -65,6 +69,10 @@ const SEQUENTIAL_STEPS: u64 = 100;
 const GATHER: u64 = 64;
 /// Rounds of one `gathered` iteration.
 const ROUNDS: u64 = 8;
+/// Sequential steps of each of the [`GATHER`] workflows of workload [`MANY`].
+const MANY_STEPS: u64 = 50;
+/// The workload slot of [`GATHER`] workflows of [`MANY_STEPS`] steps started together.
+const MANY: usize = 2;
 /// Workflows of the multi-worker runs, and steps of each.
 const MULTI_WORKFLOWS: u64 = 1_000;
 const MULTI_STEPS: u64 = 10;
@@ -89,7 +97,7 @@ fn main() {
     if std::env::args().any(|arg| arg == "--list") {
         let c = Criterion::default().configure_from_args();
         for name in ["postgres", "sled_sync"] {
-            for slot in 0..2 {
+            for slot in 0..3 {
                 println!("{name}/{}: benchmark", workload(slot).0);
             }
         }
@@ -112,6 +120,9 @@ fn main() {
         let mut reference = Vec::new();
         reference.extend(pgbench.as_ref().map(|p| p.run(slot)));
         summary.postgres[slot] = bench_workload(&mut c, "postgres", &postgres, slot);
+        if slot == 1 {
+            summary.postgres[MANY] = bench_workload(&mut c, "postgres", &postgres, MANY);
+        }
         summary.journal[slot] = Some(journal_alone(pg, [1, GATHER][slot]));
         if slot == 0 {
             summary.statement = Some(statement_alone(pg));
@@ -125,7 +136,7 @@ fn main() {
         .durability(Durability::Sync)
         .build()
         .unwrap();
-    for slot in 0..2 {
+    for slot in 0..3 {
         summary.sled[slot] = bench_workload(&mut c, "sled_sync", &sled, slot);
     }
     drop(sled);
@@ -303,9 +314,17 @@ fn measured_rate(calls: &[Call]) -> Option<Rate> {
     })
 }
 
-/// Workload `slot` (0: sequential, 1: gathered) as `(label, workflow, input, steps)`.
+/// Workload `slot` (0: sequential, 1: gathered, [`MANY`]: [`GATHER`] sequential
+/// workflows at once) as `(label, workflow, input, steps)`; `steps` counts every
+/// workflow of an iteration.
 fn workload(slot: usize) -> (String, &'static str, u64, u64) {
     match slot {
+        MANY => (
+            format!("many_{GATHER}x{MANY_STEPS}"),
+            "sequential",
+            MANY_STEPS,
+            GATHER * MANY_STEPS,
+        ),
         0 => (
             format!("sequential_{SEQUENTIAL_STEPS}"),
             "sequential",
@@ -337,11 +356,18 @@ fn bench_workload(c: &mut Criterion, group_name: &str, rt: &Runtime, slot: usize
         b.iter_custom(|iters| {
             let commits = rt.metrics().commits;
             let start = Instant::now();
+            let copies = if slot == MANY { GATHER } else { 1 };
             for _ in 0..iters {
                 runs.set(runs.get() + 1);
-                let id = format!("{label}-{}", runs.get());
-                let handle = rt.start::<_, u64, ()>(workflow, &id, input).unwrap();
-                rt.block_on(handle.result()).unwrap().unwrap();
+                let handles: Vec<_> = (0..copies)
+                    .map(|copy| {
+                        let id = format!("{label}-{}-{copy}", runs.get());
+                        rt.start::<_, u64, ()>(workflow, &id, input).unwrap()
+                    })
+                    .collect();
+                for handle in &handles {
+                    rt.block_on(handle.result()).unwrap().unwrap();
+                }
             }
             let elapsed = start.elapsed();
             calls.borrow_mut().push(Call {
@@ -816,13 +842,14 @@ struct Rate {
 struct Summary {
     /// pgbench runs by slot: before and after the ordo workload.
     pgbench: [Vec<Rate>; 2],
-    postgres: [Option<Rate>; 2],
+    /// By workload slot (see [`workload`]).
+    postgres: [Option<Rate>; 3],
     /// The store alone ([`journal_alone`]), right after the runtime's workload.
     journal: [Option<Rate>; 2],
     /// pgbench's insert and the journal's commit statement on a plain client
     /// ([`statement_alone`]), 1 row each.
     statement: Option<[Rate; 2]>,
-    sled: [Option<Rate>; 2],
+    sled: [Option<Rate>; 3],
     workers: Vec<WorkerRun>,
     takeover: Option<Takeover>,
 }
@@ -887,12 +914,23 @@ impl Summary {
                     self.sled[slot],
                     String::new(),
                 ),
+                (
+                    format!("ordo postgres, {GATHER} per commit ({GATHER} wfs x {MANY_STEPS})"),
+                    self.postgres[MANY],
+                    "one step of each workflow per commit".to_string(),
+                ),
+                (
+                    format!("ordo sled Sync, {GATHER} per commit ({GATHER} wfs x {MANY_STEPS})"),
+                    self.sled[MANY],
+                    String::new(),
+                ),
             ];
-            // The statement alone was measured at 1 row only.
-            let rows = rows
-                .into_iter()
-                .enumerate()
-                .filter(|(i, _)| slot == 0 || !matches!(i, 1 | 2));
+            // The statement alone was measured at 1 row only, the workflows together at
+            // 64 only.
+            let rows = rows.into_iter().enumerate().filter(|(i, _)| match slot {
+                0 => *i < 7,
+                _ => !matches!(i, 1 | 2),
+            });
             for (i, (name, rate, note)) in rows {
                 let Some(rate) = rate else {
                     out.push_str(&format!("{name:<44} {:>12}\n", "-"));
