@@ -928,7 +928,7 @@ impl Summary {
             // The statement alone was measured at 1 row only, the workflows together at
             // 64 only.
             let rows = rows.into_iter().enumerate().filter(|(i, _)| match slot {
-                0 => *i < 7,
+                0 => *i < 6,
                 _ => !matches!(i, 1 | 2),
             });
             for (i, (name, rate, note)) in rows {
