@@ -248,8 +248,8 @@ statements! {
         completion_rows(1));
     // The commit of a batch of workflow records and completions only (most commits):
     // one statement, so one implicit transaction, without `BEGIN` and `COMMIT`. Its
-    // parts see one snapshot and apply together; a fence or order check that raises
-    // undoes them all.
+    // parts see one snapshot and apply together; an order check that raises undoes
+    // them all, and a fenced worker's commit writes nothing (no row comes back).
     fast = &one_statement_commit(true, true, false);
     // The commit of completions only (a batch without workflow records: most commits
     // of running workflows): `fast` without its workflow rows, whose empty inserts
