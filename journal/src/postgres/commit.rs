@@ -386,8 +386,8 @@ impl Encoded {
         let c = &conn.client;
         let st = &conn.st;
         let [worker, epoch] = fence;
-        if self.only_records_and_completions() && self.wf_id.is_empty() {
-            // (No notification: only finished records and mail make them.)
+        if self.only_records_and_completions() && self.wf_id.is_empty() && self.note_kind.is_empty()
+        {
             let mut params: Vec<&(dyn ToSql + Sync)> = vec![&worker, &epoch];
             params.extend(self.completion_columns());
             let statement = if known { &st.steps_known } else { &st.steps };
