@@ -412,8 +412,8 @@ impl Encoded {
             return answer(c.query_opt(statement, &params).await?);
         }
         // Boxed: the transaction's futures (a dozen statements in one flight) would
-        // otherwise make every commit's future, most of which take one of the paths
-        // above, about 50 KB to allocate and move.
+        // otherwise more than double every commit's future (3.4 KB against 1.5 KB,
+        // measured with `size_of_val`), most of which take one of the paths above.
         Box::pin(self.transaction(conn, owner, fence)).await
     }
 
