@@ -479,15 +479,12 @@ fn statement_alone(pg: &TestPostgres) -> [Rate; 2] {
             .prepare(&ordo::journal::steps_commit_statement())
             .await
             .unwrap();
-        let timed = |seconds: u32| {
-            let until = Instant::now() + Duration::from_secs(u64::from(seconds));
-            move || Instant::now() < until
-        };
         let mut rates = Vec::new();
         for use_commit in [false, true] {
-            let (began, go_on) = (Instant::now(), timed(PGBENCH_SECONDS));
+            let began = Instant::now();
+            let until = began + Duration::from_secs(u64::from(PGBENCH_SECONDS));
             let mut seq = 0i64;
-            while go_on() {
+            while Instant::now() < until {
                 if use_commit {
                     let row = client
                         .query_one(
