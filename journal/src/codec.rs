@@ -29,8 +29,15 @@ pub const FORMAT_VERSION: u8 = 1;
 ///
 /// ```
 /// // Checked when a journal is opened: a journal written with a newer schema is refused.
-/// assert_eq!(ordo_journal::SCHEMA_VERSION, 6);
+/// assert_eq!(ordo_journal::SCHEMA_VERSION, 7);
 /// ```
+///
+/// Version 7 dropped the status-index entries of `Succeeded` workflows (see
+/// [`key::is_indexed`](crate::key)): a workflow's end writes its record and removes its
+/// `Pending` entry, and no longer writes an entry for the status nearly every workflow
+/// ends with; the sled store lists `Succeeded` by reading the workflow records. Journals
+/// of versions 2 to 6 still open; opening one for writing removes their `Succeeded`
+/// entries with the version write (a read-only open ignores them).
 ///
 /// Version 6 keeps a queued workflow's queue entry (the queue record under
 /// [`queue::ENTRY`](crate::queue::ENTRY) and its id) in its `Pending` status-index entry,
@@ -67,13 +74,16 @@ pub const FORMAT_VERSION: u8 = 1;
 /// puts before every value; a version 1 journal is refused with
 /// [`Error::UnsupportedVersion`](crate::Error::UnsupportedVersion) saying it was written by
 /// an older ordo.
-pub const SCHEMA_VERSION: u32 = 6;
+pub const SCHEMA_VERSION: u32 = 7;
 
 /// The first schema version without status-index entries for `Enqueued` and `Delayed`.
 pub(crate) const UNINDEXED_QUEUE_SCHEMA: u32 = 5;
 
 /// The first schema version keeping queue entries in `Pending` index entries.
 pub(crate) const MARKED_ENTRY_SCHEMA: u32 = 6;
+
+/// The first schema version without status-index entries for `Succeeded`.
+pub(crate) const UNINDEXED_SUCCESS_SCHEMA: u32 = 7;
 
 /// The oldest schema version this build opens (see [`SCHEMA_VERSION`]).
 pub(crate) const OLDEST_SCHEMA_VERSION: u32 = 2;

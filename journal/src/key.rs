@@ -10,7 +10,7 @@
 //! | commit counter | `m` `commits` | `u64` big-endian |
 //! | workflow record | `w` id | [`codec`](crate::codec) workflow value |
 //! | run of step completions | `c` id-len (`u16` BE) id first-seq last-seq (`u64` BE) | [`codec`](crate::codec) run value |
-//! | status index (not of `Enqueued` and `Delayed`, see [`is_indexed`]) | `s` status byte id | empty; under `Pending`, for a queued workflow, its start mark and queue entry (see below) |
+//! | status index (not of `Enqueued`, `Delayed` and `Succeeded`, see [`is_indexed`]) | `s` status byte id | empty; under `Pending`, for a queued workflow, its start mark and queue entry (see below) |
 //! | type name | `t` fingerprint (`u64` BE) | [`codec`](crate::codec) string |
 //! | messages, idempotency keys, events, awakeable resolutions, message counter | `q`, `k`, `e`, `a`, `m` `messages` | see [`mail`](crate::mail) |
 //! | trace context (optional) | `x` id | [`codec`](crate::codec) string: a W3C `traceparent` |
@@ -115,16 +115,31 @@ pub(crate) fn run_range(key: &[u8], prefix_len: usize) -> Option<(u64, u64)> {
     (first <= last).then_some((first, last))
 }
 
-/// Whether records with `status` have status-index entries: all but `Enqueued` and
-/// `Delayed` (since schema version 5).
+/// Whether records with `status` have status-index entries: `Pending`, `Failed` and
+/// `Cancelled`; not `Enqueued` and `Delayed` (since schema version 5), nor `Succeeded`
+/// (since schema version 7).
 ///
-/// A queued workflow's status changes twice before its end (`Enqueued` to `Pending`,
-/// and from `Delayed` first), and sled costs microseconds per entry written or removed:
-/// two index writes per queued workflow, for a listing that only inspection asks for
-/// (the runtime finds its queued workflows through its queue records). Listing these
-/// two statuses scans the workflow records instead.
+/// sled costs microseconds per entry written or removed, and an index entry is paid
+/// for at every status change. A queued workflow's status changes twice before its end
+/// (`Enqueued` to `Pending`, and from `Delayed` first), for a listing that only
+/// inspection asks for (the runtime finds its queued workflows through its queue
+/// records). `Succeeded` is the status nearly every workflow ends with: its entry was
+/// one sled write in six of a one-step workflow's life (start, step, end), for a listing
+/// that covers most of the journal anyway, so reading the records costs it little. The
+/// statuses worth an index are the ones looked for among many others: `Pending` (what
+/// recovery resumes), `Failed` and `Cancelled` (what an operator looks for). Listing an
+/// unindexed status scans the workflow records instead.
 pub(crate) fn is_indexed(status: Status) -> bool {
-    !matches!(status, Status::Enqueued | Status::Delayed)
+    !matches!(
+        status,
+        Status::Enqueued | Status::Delayed | Status::Succeeded
+    )
+}
+
+/// Whether `status` is a queued one (`Enqueued`, `Delayed`): such a record may carry a
+/// start mark in its `Pending` index entry, which makes it read as `Pending`.
+pub(crate) fn is_queued(status: Status) -> bool {
+    matches!(status, Status::Enqueued | Status::Delayed)
 }
 
 /// Writes the status-index key of workflow `id` with `status` into `out`.

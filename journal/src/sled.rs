@@ -13,6 +13,7 @@ use std::time::{Duration, Instant};
 
 use crate::codec::{
     self, MARKED_ENTRY_SCHEMA, OLDEST_SCHEMA_VERSION, SCHEMA_VERSION, UNINDEXED_QUEUE_SCHEMA,
+    UNINDEXED_SUCCESS_SCHEMA,
 };
 use crate::copy::{self, TempFolder};
 use crate::durability::{DataFiles, Durability};
@@ -265,6 +266,12 @@ impl SledJournal {
                     }
                     if version < MARKED_ENTRY_SCHEMA {
                         upgrade_entries(&db, &mut upgrade)?;
+                    }
+                    if version < UNINDEXED_SUCCESS_SCHEMA {
+                        // Likewise the entries of succeeded workflows.
+                        for entry in db.scan_prefix(key::status_prefix(Status::Succeeded)).keys() {
+                            upgrade.remove(entry?);
+                        }
                     }
                     upgrade.insert(key::SCHEMA, &codec::encode_schema(SCHEMA_VERSION));
                     db.apply_batch(upgrade)?;
@@ -719,7 +726,7 @@ impl SledJournal {
                 // the index entry goes, the start mark with it.
                 (None, Some((status, _))) if status != Status::Pending => None,
                 // Enqueued by this batch: waiting (nothing to read).
-                (Some(entry), Some((status, true))) if !key::is_indexed(status) => {
+                (Some(entry), Some((status, true))) if key::is_queued(status) => {
                     Some(Mark::Waiting(entry))
                 }
                 // Else as the index entry says now.
@@ -791,17 +798,19 @@ impl SledJournal {
                     None => None,
                 },
             };
-            // A queued record may carry a start mark (its `Pending` entry).
+            // The one index entry the record can have (none for an unindexed status),
+            // or `None` (unknown): all of them. A queued record may carry a start mark
+            // (its `Pending` entry).
             let indexed = indexed.map(|status| {
-                if key::is_indexed(status) {
-                    status
+                if key::is_queued(status) {
+                    Some(Status::Pending)
                 } else {
-                    Status::Pending
+                    Some(status).filter(|&status| key::is_indexed(status))
                 }
             });
             writes.remove(k.as_slice());
             for status in Status::ALL.into_iter().filter(|&s| key::is_indexed(s)) {
-                if indexed.is_none_or(|indexed| indexed == status) {
+                if indexed.is_none_or(|indexed| indexed == Some(status)) {
                     key::status(status, id, k);
                     writes.remove(k.as_slice());
                 }
@@ -874,7 +883,7 @@ impl SledJournal {
             return Ok(None);
         };
         let record = self.decode_workflow(key, id, &value)?;
-        if key::is_indexed(record.status) {
+        if !key::is_queued(record.status) {
             return Ok(Some(record));
         }
         // Still queued when its start mark was looked for, unless it started and ended
@@ -890,7 +899,7 @@ impl SledJournal {
     /// as started ([`Batch::start_queued`]).
     fn decode_workflow(&self, key: &[u8], id: &str, value: &[u8]) -> Result<WorkflowRecord, Error> {
         let mut record = codec::decode_workflow(key, id, value)?;
-        if !key::is_indexed(record.status) {
+        if key::is_queued(record.status) {
             if let Some(started_ms) = self.read_start(id)? {
                 record.status = Status::Pending;
                 record.updated_ms = started_ms;
@@ -1025,8 +1034,9 @@ impl Store for SledJournal {
     fn workflows(&self, status: Option<Status>) -> Result<Vec<WorkflowRecord>, Error> {
         let mut out = Vec::new();
         match status {
-            // Queued statuses have no index (see `key::is_indexed`): every record is read.
-            None | Some(Status::Enqueued | Status::Delayed) => {
+            // Queued statuses and `Succeeded` have no index (see `key::is_indexed`): every
+            // record is read.
+            _ if status.is_none_or(|status| !key::is_indexed(status)) => {
                 for entry in self.db.scan_prefix(key::WORKFLOW_PREFIX) {
                     let (k, value) = entry?;
                     let Ok(Key::Workflow(id)) = key::parse(&k) else {
@@ -1083,6 +1093,8 @@ impl Store for SledJournal {
                     out.push(rec);
                 }
             }
+            // Covered by the scan above.
+            None => {}
         }
         Ok(out)
     }

@@ -224,15 +224,15 @@ fn a_status_index_entry_that_disagrees_with_its_record_is_corrupt() {
     );
 
     journal
-        .raw_insert(&status_key(Status::Succeeded, "w"), &[])
+        .raw_insert(&status_key(Status::Cancelled, "w"), &[])
         .unwrap();
     let err = journal
-        .workflows(Some(Status::Succeeded))
+        .workflows(Some(Status::Cancelled))
         .unwrap_err()
         .to_string();
     assert_eq!(
         err,
-        "corrupt journal record at status/succeeded/w: indexed as succeeded but the record says pending"
+        "corrupt journal record at status/cancelled/w: indexed as cancelled but the record says pending"
     );
     assert_eq!(journal.workflows(Some(Status::Pending)).unwrap().len(), 2);
 }

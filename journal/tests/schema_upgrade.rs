@@ -1,8 +1,9 @@
-//! Schema version 6 (queue entries in `Pending` index entries), version 5 (no
-//! status-index entries for queued workflows) and version 4 (the deadline at the end of
-//! workflow records) open the journals of schema versions 2 (no app version, no
-//! deadline), 3 (no deadline), 4 (the queued statuses indexed) and 5 (queue entries as
-//! queue records of their own), and still refuse version 1.
+//! Schema version 7 (no status-index entries for `Succeeded`), version 6 (queue entries
+//! in `Pending` index entries), version 5 (no status-index entries for queued workflows)
+//! and version 4 (the deadline at the end of workflow records) open the journals of
+//! schema versions 2 (no app version, no deadline), 3 (no deadline), 4 (the queued
+//! statuses indexed), 5 (queue entries as queue records of their own) and 6 (`Succeeded`
+//! indexed), and still refuse version 1.
 //!
 //! The old journals are built the way the old code wrote them: the workflow value is the
 //! old wire struct, defined here field for field as `codec.rs` had it, after the
@@ -272,7 +273,7 @@ fn a_version_3_journal_opens_with_no_deadlines_and_is_marked_version_4_when_writ
     }
     let journal = SledJournal::open(&path, Durability::Flush).unwrap();
     assert_eq!(stored_schema(&journal), SCHEMA_VERSION);
-    assert_eq!(SCHEMA_VERSION, 6);
+    assert_eq!(SCHEMA_VERSION, 7);
 
     // The old pending workflow gets a rewrite in the new layout (with a deadline), a new
     // one is added; the untouched old record still reads in its old layout.
@@ -507,4 +508,109 @@ fn a_version_5_journal_moves_its_queue_entries_into_pending_index_entries_when_w
     assert_eq!(journal.queue_records(b"").unwrap(), entries[2..]);
     assert!(journal.workflows(Some(Status::Pending)).unwrap().is_empty());
     assert_eq!(journal.workflow("started").unwrap(), Some(ended));
+}
+
+#[test]
+fn a_version_6_journal_lists_its_succeeded_workflows_and_drops_their_index_entries_when_written() {
+    let dir = tempfile::tempdir().unwrap();
+    let path = dir.path().join("j");
+    let done = [
+        workflow("done-a", Status::Succeeded),
+        workflow("done-b", Status::Succeeded),
+    ];
+    let failed = workflow("failed", Status::Failed);
+    let listed = |journal: &SledJournal, expected: &[WorkflowRecord]| {
+        assert_eq!(
+            journal.workflows(Some(Status::Succeeded)).unwrap(),
+            expected
+        );
+        assert_eq!(
+            journal.workflows(Some(Status::Failed)).unwrap(),
+            [failed.clone()]
+        );
+    };
+    {
+        // What the version-6 code left: an index entry for every succeeded workflow.
+        let journal = SledJournal::open(&path, Durability::Flush).unwrap();
+        let mut batch = Batch::new();
+        for rec in done.iter().chain([&failed]) {
+            batch.insert_workflow(rec.clone());
+        }
+        batch.insert_workflow(workflow("running", Status::Pending));
+        journal.commit(&batch).unwrap();
+        for rec in &done {
+            journal
+                .raw_insert(&status_key(Status::Succeeded, &rec.id), &[])
+                .unwrap();
+        }
+        journal
+            .raw_insert(schema_key(), &6u32.to_be_bytes())
+            .unwrap();
+    }
+    {
+        // Read-only: listed, nothing rewritten.
+        let journal = SledJournal::open_existing(&path).unwrap();
+        assert_eq!(
+            stored_schema(&journal),
+            6,
+            "the fixture is a version 6 journal"
+        );
+        listed(&journal, &done);
+        for rec in &done {
+            assert!(journal
+                .raw_get(&status_key(Status::Succeeded, &rec.id))
+                .unwrap()
+                .is_some());
+        }
+    }
+    let journal = SledJournal::open(&path, Durability::Flush).unwrap();
+    assert_eq!(stored_schema(&journal), SCHEMA_VERSION);
+    for rec in &done {
+        assert_eq!(
+            journal
+                .raw_get(&status_key(Status::Succeeded, &rec.id))
+                .unwrap(),
+            None,
+            "the entry of {} went with the upgrade",
+            rec.id
+        );
+    }
+    listed(&journal, &done);
+
+    // The running one ends: listed as succeeded, with no index entry, and its `Pending`
+    // entry is gone; the failed one keeps its entry.
+    let mut ended = workflow("running", Status::Succeeded);
+    ended.output = Some(Outcome::Ok(b"done".to_vec()));
+    let mut batch = Batch::new();
+    batch.update_workflow(ended.clone(), Status::Pending);
+    journal.commit(&batch).unwrap();
+    drop(journal);
+    let journal = SledJournal::open(&path, Durability::Flush).unwrap();
+    let all_done = [done[0].clone(), done[1].clone(), ended];
+    listed(&journal, &all_done);
+    assert!(journal.workflows(Some(Status::Pending)).unwrap().is_empty());
+    for id in ["running", "done-a"] {
+        assert_eq!(
+            journal.raw_get(&status_key(Status::Succeeded, id)).unwrap(),
+            None
+        );
+        assert_eq!(
+            journal.raw_get(&status_key(Status::Pending, id)).unwrap(),
+            None
+        );
+    }
+    assert!(journal
+        .raw_get(&status_key(Status::Failed, "failed"))
+        .unwrap()
+        .is_some());
+
+    // Deleting a succeeded workflow leaves nothing of it.
+    let mut batch = Batch::new();
+    batch.delete_workflow("done-a");
+    journal.commit(&batch).unwrap();
+    assert_eq!(journal.workflow("done-a").unwrap(), None);
+    assert_eq!(
+        journal.workflows(Some(Status::Succeeded)).unwrap(),
+        all_done[1..]
+    );
 }
