@@ -170,8 +170,9 @@ struct AfterCommit {
 /// `Sync` took 12.7 s at 256, 7.6 s at 1,024).
 const MAX_COMMIT_COMPLETIONS: usize = 1024;
 
-/// The most ends and handovers the outbox makes room for after a commit (see
-/// [`Outbox::take_commit`]): a queue's concurrency, say; a burst beyond grows as usual.
+/// The most completions, ends and handovers the outbox makes room for after a commit
+/// (see [`Outbox::take_commit`]): a queue's concurrency, say; a burst beyond grows as
+/// usual.
 const RESERVED_ENDS: usize = 1024;
 
 impl Outbox {
@@ -190,6 +191,8 @@ impl Outbox {
             self.finished
                 .reserve(taken.finished.len().min(RESERVED_ENDS));
             self.handed.reserve(taken.handed.len().min(RESERVED_ENDS));
+            self.completions
+                .reserve(taken.completions.len().min(RESERVED_ENDS));
             return taken;
         }
         // Starts are capped the same way; a workflow's own completions can only follow
