@@ -131,6 +131,43 @@ fn stored_schema(journal: &SledJournal) -> u32 {
     u32::from_be_bytes(bytes.try_into().unwrap())
 }
 
+/// Leaves at `path` a closed journal as the code of schema `version` did: `records` and
+/// a `running` pending workflow committed, plus the status-index entries of `indexed`
+/// that that code kept and this one does not.
+fn with_index_entries(
+    path: &Path,
+    records: &[WorkflowRecord],
+    indexed: &[WorkflowRecord],
+    version: u32,
+) {
+    let journal = SledJournal::open(path, Durability::Flush).unwrap();
+    let mut batch = Batch::new();
+    for rec in records {
+        batch.insert_workflow(rec.clone());
+    }
+    batch.insert_workflow(workflow("running", Status::Pending));
+    journal.commit(&batch).unwrap();
+    for rec in indexed {
+        journal
+            .raw_insert(&status_key(rec.status, &rec.id), &[])
+            .unwrap();
+    }
+    journal
+        .raw_insert(schema_key(), &version.to_be_bytes())
+        .unwrap();
+}
+
+/// Opens the journal at `path` read-only, checking that it is still of schema `version`.
+fn open_read_only_at(path: &Path, version: u32) -> SledJournal {
+    let journal = SledJournal::open_existing(path).unwrap();
+    assert_eq!(
+        stored_schema(&journal),
+        version,
+        "the fixture is a version {version} journal"
+    );
+    journal
+}
+
 #[test]
 fn the_old_layouts_are_shorter_than_a_record_without_app_version_or_deadline() {
     // The fixtures are the old layouts, not the new one: a new record with no app
@@ -343,34 +380,10 @@ fn a_version_4_journal_lists_its_queued_workflows_and_drops_their_index_entries_
             [queued[1].clone()]
         );
     };
-    {
-        // What the version-4 code left: queued records with status-index entries.
-        let journal = SledJournal::open(&path, Durability::Flush).unwrap();
-        let mut batch = Batch::new();
-        for rec in &queued {
-            batch.insert_workflow(rec.clone());
-        }
-        batch.insert_workflow(workflow("running", Status::Pending));
-        journal.commit(&batch).unwrap();
-        for rec in &queued {
-            journal
-                .raw_insert(&status_key(rec.status, &rec.id), &[])
-                .unwrap();
-        }
-        journal
-            .raw_insert(schema_key(), &4u32.to_be_bytes())
-            .unwrap();
-    }
-    {
-        // Read-only: listed by status, nothing rewritten.
-        let journal = SledJournal::open_existing(&path).unwrap();
-        assert_eq!(
-            stored_schema(&journal),
-            4,
-            "the fixture is a version 4 journal"
-        );
-        listed_by_status(&journal);
-    }
+    // What the version-4 code left: queued records with status-index entries.
+    with_index_entries(&path, &queued, &queued, 4);
+    // Read-only: listed by status, nothing rewritten.
+    listed_by_status(&open_read_only_at(&path, 4));
     let journal = SledJournal::open(&path, Durability::Flush).unwrap();
     assert_eq!(stored_schema(&journal), SCHEMA_VERSION);
     for rec in &queued {
@@ -529,32 +542,12 @@ fn a_version_6_journal_lists_its_succeeded_workflows_and_drops_their_index_entri
             [failed.clone()]
         );
     };
-    {
-        // What the version-6 code left: an index entry for every succeeded workflow.
-        let journal = SledJournal::open(&path, Durability::Flush).unwrap();
-        let mut batch = Batch::new();
-        for rec in done.iter().chain([&failed]) {
-            batch.insert_workflow(rec.clone());
-        }
-        batch.insert_workflow(workflow("running", Status::Pending));
-        journal.commit(&batch).unwrap();
-        for rec in &done {
-            journal
-                .raw_insert(&status_key(Status::Succeeded, &rec.id), &[])
-                .unwrap();
-        }
-        journal
-            .raw_insert(schema_key(), &6u32.to_be_bytes())
-            .unwrap();
-    }
+    // What the version-6 code left: an index entry for every succeeded workflow.
+    let records = [done[0].clone(), done[1].clone(), failed.clone()];
+    with_index_entries(&path, &records, &done, 6);
     {
         // Read-only: listed, nothing rewritten.
-        let journal = SledJournal::open_existing(&path).unwrap();
-        assert_eq!(
-            stored_schema(&journal),
-            6,
-            "the fixture is a version 6 journal"
-        );
+        let journal = open_read_only_at(&path, 6);
         listed(&journal, &done);
         for rec in &done {
             assert!(journal
