@@ -210,7 +210,8 @@ pub struct WorkflowRecord {
     pub name: String,
     /// The encoded input.
     pub input: Vec<u8>,
-    /// Where the workflow stands; listed through the status index.
+    /// Where the workflow stands ([`Store::workflows`](crate::Store::workflows) lists by
+    /// it).
     pub status: Status,
     /// The encoded output or error, once finished.
     pub output: Option<Outcome>,

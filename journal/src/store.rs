@@ -64,8 +64,9 @@ pub trait Store: Send + Sync {
     /// Every completion of workflow `workflow_id`, in `seq` order.
     fn completions(&self, workflow_id: &str) -> Result<Vec<Completion>, Error>;
 
-    /// Every workflow with `status` (found through the status index, without reading any
-    /// completion), or every workflow if `None`; in id byte order.
+    /// Every workflow with `status` (found through the status index where the store
+    /// keeps one for it, else by reading the records; never by reading completions), or
+    /// every workflow if `None`; in id byte order.
     fn workflows(&self, status: Option<Status>) -> Result<Vec<WorkflowRecord>, Error>;
 
     /// The type name recorded for values with this fingerprint (see
