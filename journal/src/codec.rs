@@ -32,12 +32,13 @@ pub const FORMAT_VERSION: u8 = 1;
 /// assert_eq!(ordo_journal::SCHEMA_VERSION, 7);
 /// ```
 ///
-/// Version 7 dropped the status-index entries of `Succeeded` workflows (see
-/// [`key::is_indexed`](crate::key)): a workflow's end writes its record and removes its
-/// `Pending` entry, and no longer writes an entry for the status nearly every workflow
-/// ends with; the sled store lists `Succeeded` by reading the workflow records. Journals
-/// of versions 2 to 6 still open; opening one for writing removes their `Succeeded`
-/// entries with the version write (a read-only open ignores them).
+/// Version 7 dropped the status-index entries of `Succeeded` workflows: a workflow's end
+/// writes its record and removes its `Pending` entry, and no longer writes an entry for
+/// the status nearly every workflow ends with (one sled write in six of a one-step
+/// workflow's life); the sled store lists `Succeeded` by reading the workflow records.
+/// `Pending`, `Failed` and `Cancelled` keep their entries: they are looked for among
+/// many others. Journals of versions 2 to 6 still open; opening one for writing removes
+/// their `Succeeded` entries with the version write (a read-only open ignores them).
 ///
 /// Version 6 keeps a queued workflow's queue entry (the queue record under
 /// [`queue::ENTRY`](crate::queue::ENTRY) and its id) in its `Pending` status-index entry,

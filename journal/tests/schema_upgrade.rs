@@ -539,7 +539,7 @@ fn a_version_6_journal_lists_its_succeeded_workflows_and_drops_their_index_entri
         );
         assert_eq!(
             journal.workflows(Some(Status::Failed)).unwrap(),
-            [failed.clone()]
+            std::slice::from_ref(&failed)
         );
     };
     // What the version-6 code left: an index entry for every succeeded workflow.
