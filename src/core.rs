@@ -22,7 +22,7 @@ use crate::codec;
 use crate::error::Error;
 use crate::event::Event;
 use crate::fingerprint;
-use crate::launch::launch;
+use crate::launch::{launch, SpawnRoot};
 use crate::registry::{Registration, Registry};
 use crate::talk::mailbox::Letter;
 use crate::talk::watch::{WatchKey, Watchers};
@@ -785,9 +785,7 @@ impl Core {
             let start = self.fresh_start(record, registration, false);
             // Set once: a staged entry is dispatched once.
             let _ = dispatched.set(Rc::clone(&start.wf));
-            launch(self, &start.wf, &start.registration, |root| {
-                drop(ordo_executor::spawn(root));
-            });
+            launch(self, &start.wf, &start.registration, SpawnRoot::Here);
             self.outbox.borrow_mut().handed.push(Handover {
                 freed_by: wf,
                 start,
@@ -1039,17 +1037,13 @@ impl Core {
                 continue;
             }
             if start.wf.is_running() {
-                launch(self, &start.wf, &start.registration, |root| {
-                    drop(ordo_executor::spawn(root));
-                });
+                launch(self, &start.wf, &start.registration, SpawnRoot::Here);
             }
         }
         for (old, next) in continued {
             old.continue_as(Rc::clone(&next.wf));
             self.forget(&old);
-            launch(self, &next.wf, &next.registration, |root| {
-                drop(ordo_executor::spawn(root));
-            });
+            launch(self, &next.wf, &next.registration, SpawnRoot::Here);
         }
         self.post_mail(&batch, &after.mail);
         for id in after.cancelled.drain(..) {

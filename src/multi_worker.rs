@@ -102,12 +102,11 @@ pub(crate) fn spawn_takeover(core: &Rc<Core>, executor: &Executor, every: Durati
             if core.broken().is_some() {
                 return;
             }
-            let claimed =
-                crate::runtime::resume_claimed(&core, |root| drop(ordo_executor::spawn(root)))
-                    .and_then(|report| {
-                        core.queues.take_over(&*core.store, &report.resumed)?;
-                        Ok(report)
-                    });
+            let claimed = crate::runtime::resume_claimed(&core, crate::launch::SpawnRoot::Here)
+                .and_then(|report| {
+                    core.queues.take_over(&*core.store, &report.resumed)?;
+                    Ok(report)
+                });
             match claimed {
                 Ok(report) if !report.resumed.is_empty() => {
                     crate::telemetry::took_over(report.resumed.len());

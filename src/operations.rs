@@ -9,8 +9,6 @@
 use std::rc::Rc;
 use std::time::{Duration, Instant};
 
-use futures::future::LocalBoxFuture;
-
 use ordo_journal::{finished_before, Batch, Status, WorkflowRecord, GC_BATCH};
 use serde::de::DeserializeOwned;
 
@@ -18,7 +16,7 @@ use crate::core::Core;
 use crate::error::Error;
 use crate::event::Event;
 use crate::handle::WorkflowHandle;
-use crate::launch::launch;
+use crate::launch::{launch, SpawnRoot};
 use crate::registry::Registration;
 use crate::runtime::Runtime;
 use crate::workflow::{Phase, WorkflowState};
@@ -110,7 +108,7 @@ impl Runtime {
             id,
             self.now_ms(),
             |registration| registration.check_outputs::<O, E>(id, "handle"),
-            &|root| drop(self.executor.spawn(root)),
+            SpawnRoot::On(&self.executor),
         )?;
         Ok(WorkflowHandle::new(
             id.to_string(),
@@ -169,7 +167,7 @@ impl Runtime {
             new_id,
             self.now_ms(),
             |registration| registration.check_outputs::<O, E>(new_id, "handle"),
-            &|root| drop(self.executor.spawn(root)),
+            SpawnRoot::On(&self.executor),
         )?;
         Ok(WorkflowHandle::new(
             new_id.to_string(),
@@ -263,16 +261,6 @@ impl Runtime {
     }
 }
 
-/// How an operation spawns the root task of a workflow it launches: `Runtime`'s methods
-/// run outside the executor and spawn with it; requests served on the runtime's thread
-/// run inside it and spawn with `ordo_executor::spawn`.
-pub(crate) type SpawnRoot<'a> = &'a dyn Fn(LocalBoxFuture<'static, ()>);
-
-/// Spawns onto the executor this code runs in (a request served on the runtime's thread).
-fn spawn_here(root: LocalBoxFuture<'static, ()>) {
-    drop(ordo_executor::spawn(root));
-}
-
 impl Core {
     /// [`Runtime::cancel`], on the runtime's thread inside its executor (a served
     /// request): `true` when it cancelled a pending workflow.
@@ -289,7 +277,7 @@ impl Core {
     /// [`Runtime::resume`] without a typed handle, on the runtime's thread inside its
     /// executor: the workflow runs again (or goes on running, if it runs here).
     pub(crate) fn resume_workflow(self: &Rc<Self>, id: &str) -> Result<(), Error> {
-        self.resume_with(id, self.now_ms(), |_| Ok(()), &spawn_here)
+        self.resume_with(id, self.now_ms(), |_| Ok(()), SpawnRoot::Here)
             .map(drop)
     }
 
@@ -306,7 +294,14 @@ impl Core {
             Some(new_id) => new_id.to_string(),
             None => self.free_fork_id(id, at_seq)?,
         };
-        self.fork_with(id, at_seq, &new_id, self.now_ms(), |_| Ok(()), &spawn_here)?;
+        self.fork_with(
+            id,
+            at_seq,
+            &new_id,
+            self.now_ms(),
+            |_| Ok(()),
+            SpawnRoot::Here,
+        )?;
         Ok(new_id)
     }
 

@@ -19,7 +19,7 @@ use crate::deadline::StartOptions;
 use crate::error::Error;
 use crate::event::Event;
 use crate::handle::WorkflowHandle;
-use crate::launch::launch;
+use crate::launch::{launch, SpawnRoot};
 use crate::registry::Registry;
 use crate::step::BeforeStepBody;
 use crate::talk::Client;
@@ -584,7 +584,7 @@ impl RuntimeBuilder {
 /// [`Runtime::recover`], and the periodic takeover on a shared store.
 pub(crate) fn resume_claimed(
     core: &Rc<Core>,
-    spawn: impl Fn(futures::future::LocalBoxFuture<'static, ()>),
+    spawn: SpawnRoot<'_>,
 ) -> Result<RecoveryReport, Error> {
     let mut report = RecoveryReport::default();
     let mut batch = Batch::new();
@@ -612,7 +612,7 @@ pub(crate) fn resume_claimed(
     for (wf, registration) in to_resume {
         core.note_halt_subject(&wf.id);
         report.resumed.push(wf.id.clone());
-        launch(core, &wf, &registration, &spawn);
+        launch(core, &wf, &registration, spawn);
     }
     Ok(report)
 }
@@ -906,7 +906,7 @@ impl Runtime {
             return Err(err);
         }
         let began = Instant::now();
-        let report = resume_claimed(&self.core, |root| drop(self.executor.spawn(root)))?;
+        let report = resume_claimed(&self.core, SpawnRoot::On(&self.executor))?;
         crate::telemetry::recovered(began, report.resumed.len());
         if let Some(older_than) = self.retention {
             self.spawn_retention_sweep(older_than);
