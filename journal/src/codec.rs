@@ -38,7 +38,9 @@ pub const FORMAT_VERSION: u8 = 1;
 /// workflow's life); the sled store lists `Succeeded` by reading the workflow records.
 /// `Pending`, `Failed` and `Cancelled` keep their entries: they are looked for among
 /// many others. Journals of versions 2 to 6 still open; opening one for writing removes
-/// their `Succeeded` entries with the version write (a read-only open ignores them).
+/// their `Succeeded` entries after the version write, 10,000 per sled batch (there may be
+/// millions; a crash in between leaves the rest to the next writable open), and a
+/// read-only open ignores them.
 ///
 /// Version 6 keeps a queued workflow's queue entry (the queue record under
 /// [`queue::ENTRY`](crate::queue::ENTRY) and its id) in its `Pending` status-index entry,
@@ -82,9 +84,6 @@ pub(crate) const UNINDEXED_QUEUE_SCHEMA: u32 = 5;
 
 /// The first schema version keeping queue entries in `Pending` index entries.
 pub(crate) const MARKED_ENTRY_SCHEMA: u32 = 6;
-
-/// The first schema version without status-index entries for `Succeeded`.
-pub(crate) const UNINDEXED_SUCCESS_SCHEMA: u32 = 7;
 
 /// The oldest schema version this build opens (see [`SCHEMA_VERSION`]).
 pub(crate) const OLDEST_SCHEMA_VERSION: u32 = 2;

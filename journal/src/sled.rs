@@ -13,7 +13,6 @@ use std::time::{Duration, Instant};
 
 use crate::codec::{
     self, MARKED_ENTRY_SCHEMA, OLDEST_SCHEMA_VERSION, SCHEMA_VERSION, UNINDEXED_QUEUE_SCHEMA,
-    UNINDEXED_SUCCESS_SCHEMA,
 };
 use crate::copy::{self, TempFolder};
 use crate::durability::{DataFiles, Durability};
@@ -267,16 +266,13 @@ impl SledJournal {
                     if version < MARKED_ENTRY_SCHEMA {
                         upgrade_entries(&db, &mut upgrade)?;
                     }
-                    if version < UNINDEXED_SUCCESS_SCHEMA {
-                        // Likewise the entries of succeeded workflows.
-                        for entry in db.scan_prefix(key::status_prefix(Status::Succeeded)).keys() {
-                            upgrade.remove(entry?);
-                        }
-                    }
+                    // (The `Succeeded` entries of versions before 7 can be millions: they
+                    // go after the version write, in bounded batches, below.)
                     upgrade.insert(key::SCHEMA, &codec::encode_schema(SCHEMA_VERSION));
                     db.apply_batch(upgrade)?;
                     db.flush()?;
                 }
+                drop_succeeded_entries(&db)?;
                 (seal, stored_commits(&db)?)
             }
             None if db.is_empty() => {
@@ -1271,6 +1267,36 @@ fn upgrade_entries(db: &::sled::Db, upgrade: &mut ::sled::Batch) -> Result<(), E
         upgrade.remove(queue_key);
     }
     Ok(())
+}
+
+/// How many index entries [`drop_succeeded_entries`] removes per sled batch.
+const SWEEP_BATCH: usize = 10_000;
+
+/// Removes the `Succeeded` status-index entries that journals of schema versions before
+/// 7 kept (see [`key::is_indexed`]), at a writable open, after the version write.
+///
+/// Not with the version write, as earlier upgrades removed what they dropped: a journal
+/// can hold millions of them, and one sled batch holds every key it removes in memory.
+/// In batches of [`SWEEP_BATCH`] instead. Until the last batch is applied, the entries
+/// left are ignored (this schema lists `Succeeded` from the records), and a crash in
+/// between leaves them for the next writable open, which looks for any (one prefix
+/// probe) and goes on. An older build cannot see the state in between: it refuses the
+/// journal from the version write on.
+fn drop_succeeded_entries(db: &::sled::Db) -> Result<(), Error> {
+    let prefix = key::status_prefix(Status::Succeeded);
+    loop {
+        let mut sweep = ::sled::Batch::default();
+        let mut swept = 0;
+        for entry in db.scan_prefix(prefix).keys().take(SWEEP_BATCH) {
+            sweep.remove(entry?);
+            swept += 1;
+        }
+        if swept == 0 {
+            return Ok(());
+        }
+        db.apply_batch(sweep)?;
+        db.flush()?;
+    }
 }
 
 /// Whether `db` holds queue entries stored as queue records of their own (left by

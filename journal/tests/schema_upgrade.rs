@@ -607,3 +607,55 @@ fn a_version_6_journal_lists_its_succeeded_workflows_and_drops_their_index_entri
         all_done[1..]
     );
 }
+
+#[test]
+fn succeeded_entries_are_swept_in_batches_and_a_sweep_cut_short_goes_on_at_the_next_open() {
+    let dir = tempfile::tempdir().unwrap();
+    let path = dir.path().join("j");
+    // More entries than one sweep batch (10,000) takes, as a version-6 journal left them
+    // (no records needed: the sweep reads the index alone).
+    let ids: Vec<String> = (0..10_050).map(|n| format!("done-{n:05}")).collect();
+    with_index_entries(&path, &[], &[], 6);
+    // Plants the entries into the (by then upgraded) journal and marks it `version`.
+    let planted = |version: u32| {
+        let journal = SledJournal::open(&path, Durability::Flush).unwrap();
+        for id in &ids {
+            journal
+                .raw_insert(&status_key(Status::Succeeded, id), &[])
+                .unwrap();
+        }
+        journal
+            .raw_insert(schema_key(), &version.to_be_bytes())
+            .unwrap();
+    };
+    let left = |journal: &SledJournal| {
+        ids.iter()
+            .filter(|id| {
+                journal
+                    .raw_get(&status_key(Status::Succeeded, id))
+                    .unwrap()
+                    .is_some()
+            })
+            .count()
+    };
+
+    // An upgrade from version 6 removes every one of them, across batches.
+    planted(6);
+    let journal = SledJournal::open(&path, Durability::Flush).unwrap();
+    assert_eq!(stored_schema(&journal), SCHEMA_VERSION);
+    assert_eq!(left(&journal), 0);
+    drop(journal);
+
+    // A version-7 journal with entries left (a crash cut the sweep short): a read-only
+    // open leaves them, the next writable open removes them.
+    planted(SCHEMA_VERSION);
+    let journal = open_read_only_at(&path, SCHEMA_VERSION);
+    assert_eq!(left(&journal), ids.len());
+    assert!(journal
+        .workflows(Some(Status::Succeeded))
+        .unwrap()
+        .is_empty());
+    drop(journal);
+    let journal = SledJournal::open(&path, Durability::Flush).unwrap();
+    assert_eq!(left(&journal), 0);
+}
