@@ -173,7 +173,7 @@ const MAX_COMMIT_COMPLETIONS: usize = 1024;
 /// The most completions, ends and handovers the outbox makes room for after a commit
 /// (see [`Outbox::take_commit`]): a queue's concurrency, say; a burst beyond grows as
 /// usual.
-const RESERVED_ENDS: usize = 1024;
+const RESERVED_ROOM: usize = 1024;
 
 impl Outbox {
     /// What the next commit writes: the oldest completions, at most
@@ -189,10 +189,10 @@ impl Outbox {
             // the last one: room for them now, rather than a chain of reallocations
             // from nothing every commit.
             self.finished
-                .reserve(taken.finished.len().min(RESERVED_ENDS));
-            self.handed.reserve(taken.handed.len().min(RESERVED_ENDS));
+                .reserve(taken.finished.len().min(RESERVED_ROOM));
+            self.handed.reserve(taken.handed.len().min(RESERVED_ROOM));
             self.completions
-                .reserve(taken.completions.len().min(RESERVED_ENDS));
+                .reserve(taken.completions.len().min(RESERVED_ROOM));
             return taken;
         }
         // Starts are capped the same way; a workflow's own completions can only follow
@@ -280,8 +280,9 @@ fn split_front<T>(items: &mut Vec<T>, n: usize) -> Vec<T> {
         return std::mem::take(items);
     }
     let front = items.drain(..n).collect();
-    // A burst's buffer (100,000 starts queued in one turn) shrinks as it drains, so it
-    // is not kept at its peak for good once the burst has been committed.
+    // The buffer is taken whole only once at most `n` are left: until then (a burst of
+    // 100,000 starts draining, or a stream that keeps it above `n`) it shrinks with
+    // what it holds rather than staying at its peak.
     if items.capacity() > 2 * n && items.len() * 4 < items.capacity() {
         items.shrink_to(items.len() * 2);
     }

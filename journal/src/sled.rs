@@ -1029,10 +1029,10 @@ impl Store for SledJournal {
 
     fn workflows(&self, status: Option<Status>) -> Result<Vec<WorkflowRecord>, Error> {
         let mut out = Vec::new();
-        match status {
-            // Queued statuses and `Succeeded` have no index (see `key::is_indexed`): every
-            // record is read.
-            _ if status.is_none_or(|status| !key::is_indexed(status)) => {
+        match status.filter(|&status| key::is_indexed(status)) {
+            // All workflows, or a status without an index (the queued ones and
+            // `Succeeded`, see `key::is_indexed`): every record is read.
+            None => {
                 for entry in self.db.scan_prefix(key::WORKFLOW_PREFIX) {
                     let (k, value) = entry?;
                     let Ok(Key::Workflow(id)) = key::parse(&k) else {
@@ -1089,8 +1089,6 @@ impl Store for SledJournal {
                     out.push(rec);
                 }
             }
-            // Covered by the scan above.
-            None => {}
         }
         Ok(out)
     }
