@@ -152,7 +152,8 @@ struct AfterCommit {
 }
 
 /// Most completions one group commit writes; the rest wait for the next stall, in
-/// order. sled applies a batch under one epoch guard, and every tree node an insert
+/// order. Starts, and enqueues from outside (see `Queues::stage`), are capped the same
+/// way. sled applies a batch under one epoch guard, and every tree node an insert
 /// replaces stays allocated until the batch ends: one batch of a hundred thousand
 /// completions (a hundred thousand workflows started together) peaks at hundreds of
 /// megabytes, which the allocator keeps as resident memory afterwards. Capped, the peak
@@ -168,7 +169,7 @@ struct AfterCommit {
 /// 1,000 workflows at 256, nothing measurable at 10,000 and 100,000) and cost time: a
 /// commit's fixed cost, a flush or an fsync, over fewer completions (100,000 with
 /// `Sync` took 12.7 s at 256, 7.6 s at 1,024).
-const MAX_COMMIT_COMPLETIONS: usize = 1024;
+pub(crate) const MAX_COMMIT_COMPLETIONS: usize = 1024;
 
 /// The most completions, ends and handovers the outbox makes room for after a commit
 /// (see [`Outbox::take_commit`]): a queue's concurrency, say; a burst beyond grows as
@@ -275,7 +276,7 @@ impl Outbox {
 /// Takes the first `n` items of `items` (all, if there are fewer). The rest stays in
 /// `items`' buffer (moved to its front): a burst of a hundred thousand completions
 /// taken 1,024 at a time must not copy the rest into a new buffer at every commit.
-fn split_front<T>(items: &mut Vec<T>, n: usize) -> Vec<T> {
+pub(crate) fn split_front<T>(items: &mut Vec<T>, n: usize) -> Vec<T> {
     if items.len() <= n {
         return std::mem::take(items);
     }

@@ -2,6 +2,8 @@
 //! deduplication, delays, partitions, enqueue from a workflow, and a queue's state
 //! across a restart; debouncing.
 
+mod common;
+
 use std::cell::{Cell, RefCell};
 use std::time::{Duration, Instant};
 
@@ -172,6 +174,46 @@ fn a_freed_slot_is_taken_in_the_commit_that_records_the_end() {
         "never more than {K} bodies at once, and {K} used"
     );
     all_succeeded_in_order(&rt, &handles, N);
+}
+
+#[test]
+fn a_burst_of_enqueues_is_written_a_thousand_at_a_time_and_runs_in_order() {
+    // 2,500 enqueues made before the runtime runs: they are written over three commits
+    // (1,024, 1,024, 452), not one, which would keep sled's garbage of 5,000 inserts
+    // allocated at once (see `MAX_COMMIT_COMPLETIONS`); none is lost and they start in
+    // enqueue order.
+    use common::faulty::{FaultyStore, Log};
+    reset();
+    const N: u32 = 2_500;
+    let dir = tempfile::tempdir().expect("temp dir");
+    let log = Log::default();
+    let rt = Runtime::builder()
+        .store(Box::new(FaultyStore::new(
+            ordo_testkit::store::open(dir.path()),
+            log.clone(),
+            None,
+        )))
+        .clock(Clock::Virtual)
+        .queue("q", QueueOptions::new().concurrency(100))
+        .register("job", one_step)
+        .build()
+        .expect("build");
+    let handles: Vec<_> = (0..N)
+        .map(|n| enqueue(&rt, n, EnqueueOptions::new()))
+        .collect();
+    for (n, handle) in (0..N).zip(&handles) {
+        assert_eq!(rt.block_on(handle.result()).expect("runs"), Ok(n * 10));
+    }
+    let queued: Vec<usize> = log
+        .lines()
+        .iter()
+        .filter_map(|line| {
+            let (_, tail) = line.split_once(" completions, ")?;
+            tail.strip_suffix(" queued records")?.parse().ok()
+        })
+        .collect();
+    assert_eq!(queued, [1024, 1024, 452], "{:?}", log.lines());
+    assert_eq!(started(), (0..N).collect::<Vec<_>>());
 }
 
 #[test]

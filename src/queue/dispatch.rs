@@ -12,7 +12,7 @@ use ordo_journal::queue::Swap;
 use super::records::{self, Debounced, Entry, DEBOUNCE, DEDUP, ENTRY, FIRED, WINDOW};
 use super::schedule::Schedule;
 use super::{millis, EnqueueOptions, OnDuplicate, QueueOptions};
-use crate::core::{Core, PendingStart};
+use crate::core::{split_front, Core, PendingStart, MAX_COMMIT_COMPLETIONS};
 use crate::error::Error;
 use crate::talk::watch::WatchKey;
 use crate::workflow::WorkflowState;
@@ -732,7 +732,13 @@ impl Queues {
         launch: &mut Vec<PendingStart>,
         wake: &mut Vec<WatchKey>,
     ) {
-        let ready = std::mem::take(&mut *self.ready.borrow_mut());
+        // At most as many as a commit takes completions, for the same reason (sled's
+        // garbage of one batch, see `MAX_COMMIT_COMPLETIONS`): ten thousand enqueues
+        // made at once are ten thousand records and entries. The rest stay staged, in
+        // order, for the next commit (`needs_commit` says so). They join their lane when
+        // written: a dispatch in between sees them as one before their enqueue would,
+        // and in a lane of one priority none passes one enqueued ahead of it.
+        let ready = split_front(&mut self.ready.borrow_mut(), MAX_COMMIT_COMPLETIONS);
         for staged in ready {
             self.write(staged, batch, now_ms);
         }

@@ -99,10 +99,19 @@ pub mod faulty {
                 .iter()
                 .filter(|w| w.status == Status::Pending)
                 .count();
-            self.log.push(format!(
+            let queued = batch
+                .workflows()
+                .iter()
+                .filter(|w| matches!(w.status, Status::Enqueued | Status::Delayed))
+                .count();
+            let mut line = format!(
                 "commit {n}: {pending} pending records, {} completions",
                 batch.completion_count()
-            ));
+            );
+            if queued > 0 {
+                line.push_str(&format!(", {queued} queued records"));
+            }
+            self.log.push(line);
             match self.fault {
                 Some((k, Fault::BeforeApply)) if k == n => Err(injected()),
                 Some((k, Fault::AfterApply)) if k == n => {
