@@ -29,8 +29,18 @@ pub const FORMAT_VERSION: u8 = 1;
 ///
 /// ```
 /// // Checked when a journal is opened: a journal written with a newer schema is refused.
-/// assert_eq!(ordo_journal::SCHEMA_VERSION, 7);
+/// assert_eq!(ordo_journal::SCHEMA_VERSION, 8);
 /// ```
+///
+/// Version 8 keeps the record of a workflow enqueued into a queue in its `Pending`
+/// status-index entry, next to its queue entry and (once it started) its start mark,
+/// until a record of its own is written (its end, say): an enqueue is one sled write,
+/// where it was two, so a workflow's life through a queue costs the five writes a
+/// direct start costs (record and entry at the start, a run per step, record and
+/// entry's removal at the end) and not six. A read of a workflow without a record of
+/// its own reads the one its entry holds. Journals of versions 2 to 7 still open as they
+/// are (their queued workflows have records of their own, which are read first); an older
+/// build refuses a version 8 journal rather than missing its queued workflows.
 ///
 /// Version 7 dropped the status-index entries of `Succeeded` workflows: a workflow's end
 /// writes its record and removes its `Pending` entry, and no longer writes an entry for
@@ -77,7 +87,7 @@ pub const FORMAT_VERSION: u8 = 1;
 /// puts before every value; a version 1 journal is refused with
 /// [`Error::UnsupportedVersion`](crate::Error::UnsupportedVersion) saying it was written by
 /// an older ordo.
-pub const SCHEMA_VERSION: u32 = 7;
+pub const SCHEMA_VERSION: u32 = 8;
 
 /// The first schema version without status-index entries for `Enqueued` and `Delayed`.
 pub(crate) const UNINDEXED_QUEUE_SCHEMA: u32 = 5;

@@ -8,6 +8,7 @@
 //! |---|---|---|
 //! | schema version | `m` `schema` | `u32` big-endian |
 //! | commit counter | `m` `commits` | `u64` big-endian |
+//! | records held in index entries | `m` `held` | empty: present once a commit kept a workflow record in a `Pending` index entry (see below) |
 //! | workflow record | `w` id | [`codec`](crate::codec) workflow value |
 //! | run of step completions | `c` id-len (`u16` BE) id first-seq last-seq (`u64` BE) | [`codec`](crate::codec) run value |
 //! | status index (not of `Enqueued`, `Delayed` and `Succeeded`, see [`is_indexed`]) | `s` status byte id | empty; under `Pending`, for a queued workflow, its start mark and queue entry (see below) |
@@ -23,7 +24,11 @@
 //! start mark and the index, removed with its end. Its value is the start time alone
 //! (`u64` BE, a start without a queue entry, as schema 5 wrote every start mark), or a tag
 //! byte (1 waiting, 2 started), the start time (`u64` BE, zero while waiting) and the
-//! queue entry: never 8 bytes. Listing `Pending` skips the waiting ones.
+//! queue entry: never 8 bytes. Listing `Pending` skips the waiting ones. Since schema 8
+//! the entry of a workflow enqueued into a queue also holds its record until a record of
+//! its own is written (its end, say): tag byte 3 (waiting) or 4 (started), the start
+//! time, the queue entry's length (`u32` BE, all ones for none), the entry and the
+//! encoded record. A read of a workflow without a record of its own reads that one.
 //!
 //! Completions are stored in *runs*: all the completions one commit appends to one
 //! workflow share one sled entry. sled costs several microseconds per entry whatever its
@@ -57,6 +62,11 @@ pub(crate) const SCHEMA: &[u8] = b"mschema";
 /// The key of the commit counter (`u64` big-endian): how many commits the journal ever
 /// acknowledged, checked against the seal at open.
 pub(crate) const COMMITS: &[u8] = b"mcommits";
+
+/// The key present (empty value) once a commit kept a workflow record in a `Pending`
+/// index entry (a queued workflow's, schema 8): until then no record is held there, and a
+/// read of a workflow looks at its own key alone. Never removed.
+pub(crate) const HELD: &[u8] = b"mheld";
 
 /// The longest workflow id a completion key can length-prefix.
 ///

@@ -14,8 +14,10 @@
 //! One kind of key is the journal's own: [`ENTRY`] followed by a workflow id is that
 //! workflow's *queue entry*, kept from its enqueue to its end. A store may keep it with
 //! the workflow rather than as a record of its own (sled keeps it in the workflow's
-//! `Pending` status-index entry, which also marks the start of a queued workflow: one
-//! sled entry serves as queue entry, queued index and start mark, see the sled key layout in the source of `key.rs`).
+//! `Pending` status-index entry, which also marks the start of a queued workflow and,
+//! until the workflow has a record of its own, holds its record: one sled entry serves
+//! as workflow record, queue entry, queued index and start mark, see the sled key layout
+//! in the source of `key.rs`).
 //! It reads back like any other queue record, and goes when it is deleted or, on sled,
 //! with the `Pending` index entry when the workflow ends.
 
@@ -179,15 +181,18 @@ pub(crate) fn encode_record(
 }
 
 /// The value of a `Pending` status-index entry on sled (see [`key`](crate::key)): what
-/// it says of the workflow's start and queue entry.
+/// it says of the workflow's start and queue entry, and, for a workflow enqueued since
+/// schema 8, its record.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub(crate) enum Mark<'a> {
     /// Empty: the index entry of a record that says `Pending` itself.
     Plain,
-    /// A queued workflow started at this time (ms), with its queue entry if it has one.
-    Started(u64, Option<&'a [u8]>),
-    /// A queued workflow waiting for its start, with its queue entry.
-    Waiting(&'a [u8]),
+    /// A queued workflow started at this time (ms), with its queue entry if it has one,
+    /// and its record (encoded, as started) if it has no record of its own.
+    Started(u64, Option<&'a [u8]>, Option<&'a [u8]>),
+    /// A queued workflow waiting for its start, with its queue entry, and its record
+    /// (encoded, as enqueued) if it has no record of its own.
+    Waiting(&'a [u8], Option<&'a [u8]>),
 }
 
 /// First byte of a mark of a waiting queued workflow (then 8 unused bytes, the entry).
@@ -195,6 +200,15 @@ const WAITING: u8 = 1;
 /// First byte of a mark of a started queued workflow with a queue entry (then the start
 /// time, `u64` big-endian, and the entry).
 const STARTED: u8 = 2;
+/// First byte of a mark of a waiting queued workflow that holds its record (schema 8):
+/// then 8 unused bytes, the entry's length (`u32` big-endian), the entry, the record.
+const WAITING_WITH_RECORD: u8 = 3;
+/// First byte of a mark of a started queued workflow that holds its record (schema 8):
+/// then the start time (`u64` big-endian), the entry's length (`u32` big-endian,
+/// [`NO_ENTRY`] for none), the entry, the record.
+const STARTED_WITH_RECORD: u8 = 4;
+/// The entry length of a mark that holds a record and no queue entry.
+const NO_ENTRY: u32 = u32::MAX;
 
 impl<'a> Mark<'a> {
     /// Reads the value of `Pending` index entry `key`. A start mark without an entry is
@@ -206,14 +220,30 @@ impl<'a> Mark<'a> {
             return Ok(Mark::Plain);
         }
         if let Ok(time) = <[u8; 8]>::try_from(value) {
-            return Ok(Mark::Started(u64::from_be_bytes(time), None));
+            return Ok(Mark::Started(u64::from_be_bytes(time), None, None));
         }
         let (tag, rest) = value.split_first().ok_or_else(corrupt)?;
         let (time, entry) = rest.split_at_checked(8).ok_or_else(corrupt)?;
         let time = u64::from_be_bytes(time.try_into().map_err(|_| corrupt())?);
         match *tag {
-            WAITING => Ok(Mark::Waiting(entry)),
-            STARTED => Ok(Mark::Started(time, Some(entry))),
+            WAITING => Ok(Mark::Waiting(entry, None)),
+            STARTED => Ok(Mark::Started(time, Some(entry), None)),
+            WAITING_WITH_RECORD | STARTED_WITH_RECORD => {
+                let (len, rest) = entry.split_at_checked(4).ok_or_else(corrupt)?;
+                let len = u32::from_be_bytes(len.try_into().map_err(|_| corrupt())?);
+                let (entry, record) = if len == NO_ENTRY {
+                    (None, rest)
+                } else {
+                    let len = usize::try_from(len).map_err(|_| corrupt())?;
+                    let (entry, record) = rest.split_at_checked(len).ok_or_else(corrupt)?;
+                    (Some(entry), record)
+                };
+                match (*tag, entry) {
+                    (WAITING_WITH_RECORD, Some(entry)) => Ok(Mark::Waiting(entry, Some(record))),
+                    (STARTED_WITH_RECORD, entry) => Ok(Mark::Started(time, entry, Some(record))),
+                    _ => Err(corrupt()),
+                }
+            }
             _ => Err(corrupt()),
         }
     }
@@ -222,8 +252,17 @@ impl<'a> Mark<'a> {
     pub(crate) fn entry(self) -> Option<&'a [u8]> {
         match self {
             Mark::Plain => None,
-            Mark::Started(_, entry) => entry,
-            Mark::Waiting(entry) => Some(entry),
+            Mark::Started(_, entry, _) => entry,
+            Mark::Waiting(entry, _) => Some(entry),
+        }
+    }
+
+    /// The workflow record it holds (encoded), if any: a queued workflow enqueued since
+    /// schema 8 has no record of its own until one is written (its end, say).
+    pub(crate) fn record(self) -> Option<&'a [u8]> {
+        match self {
+            Mark::Plain => None,
+            Mark::Started(_, _, record) | Mark::Waiting(_, record) => record,
         }
     }
 
@@ -232,19 +271,43 @@ impl<'a> Mark<'a> {
         out.clear();
         match self {
             Mark::Plain => {}
-            Mark::Started(time, None) => out.extend_from_slice(&time.to_be_bytes()),
-            Mark::Started(time, Some(entry)) => {
+            Mark::Started(time, None, None) => out.extend_from_slice(&time.to_be_bytes()),
+            Mark::Started(time, Some(entry), None) => {
                 out.push(STARTED);
                 out.extend_from_slice(&time.to_be_bytes());
                 out.extend_from_slice(entry);
             }
-            Mark::Waiting(entry) => {
+            Mark::Waiting(entry, None) => {
                 out.push(WAITING);
                 out.extend_from_slice(&[0; 8]);
                 out.extend_from_slice(entry);
             }
+            Mark::Started(time, entry, Some(record)) => {
+                out.push(STARTED_WITH_RECORD);
+                out.extend_from_slice(&time.to_be_bytes());
+                encode_entry_and_record(entry, record, out);
+            }
+            Mark::Waiting(entry, Some(record)) => {
+                out.push(WAITING_WITH_RECORD);
+                out.extend_from_slice(&[0; 8]);
+                encode_entry_and_record(Some(entry), record, out);
+            }
         }
     }
+}
+
+/// The tail of a mark that holds a record: the entry's length, the entry, the record.
+/// (An entry is a few dozen bytes of the runtime's encoding, and no sled value comes
+/// near 4 GiB: the length always fits below [`NO_ENTRY`].)
+fn encode_entry_and_record(entry: Option<&[u8]>, record: &[u8], out: &mut Vec<u8>) {
+    let len = entry.map_or(NO_ENTRY, |entry| {
+        u32::try_from(entry.len())
+            .unwrap_or(NO_ENTRY - 1)
+            .min(NO_ENTRY - 1)
+    });
+    out.extend_from_slice(&len.to_be_bytes());
+    out.extend_from_slice(entry.unwrap_or_default());
+    out.extend_from_slice(record);
 }
 
 /// The queue records whose key starts with `prefix`, in key order, keys without the

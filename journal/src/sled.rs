@@ -7,7 +7,7 @@
 use std::collections::HashMap;
 use std::fmt;
 use std::path::{Path, PathBuf};
-use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::sync::Mutex;
 use std::time::{Duration, Instant};
 
@@ -56,6 +56,11 @@ pub struct SledJournal {
     /// Whether queue entries stored as records of their own (before schema 6) were left
     /// at open (see `upgrade_entries`): the deletion of an entry removes that record too.
     legacy_entries: bool,
+    /// Whether a workflow record may be held in a `Pending` index entry rather than under
+    /// a key of its own (see [`Mark`] and [`key::HELD`]): until a queue was used, a read
+    /// of a workflow looks at its own key alone. Set before the first such commit is
+    /// applied, so no reader misses a held record.
+    may_hold: AtomicBool,
     /// Declared after `db` on purpose: fields drop in declaration order, so this waits,
     /// after sled is dropped, until sled's file lock is really free (see
     /// [`LockRelease`]).
@@ -78,6 +83,8 @@ struct Writer {
     key: Vec<u8>,
     /// The value being encoded.
     value: Vec<u8>,
+    /// A record being encoded into a start mark.
+    record: Vec<u8>,
     /// The batch's completions as indices, sorted by (workflow id, seq) to form runs.
     order: Vec<usize>,
     /// The last recorded seq of recently committed workflows, so the append check of a
@@ -96,10 +103,15 @@ struct Writer {
     /// [`Mark`]) needs no read of it. Only a cache, coherent like `last_seq`: an entry
     /// leaves it with its start, deletion or removal, a miss reads the journal, and it is
     /// cleared when it grows past [`WAITING_CACHE_LIMIT`].
-    waiting: HashMap<String, Vec<u8>>,
+    waiting: HashMap<String, Waiting>,
     /// What the batch being encoded does to `waiting` once applied, in order: an entry
     /// put (`Some`) or one gone (`None`).
     enqueued: Vec<CacheChange>,
+    /// Whether [`key::HELD`] is in the journal (applied), so batches that hold records
+    /// in marks need not write it again.
+    held_recorded: bool,
+    /// Whether the batch being encoded writes [`key::HELD`].
+    writes_held: bool,
 }
 
 /// Frees what sled retired while applying `batch`, before the runtime goes on.
@@ -130,7 +142,11 @@ fn collect_garbage(batch: &Batch) {
 }
 
 /// A change to [`Writer::waiting`]: workflow id, and its entry (`None`: it leaves).
-type CacheChange = (String, Option<Vec<u8>>);
+type CacheChange = (String, Option<Waiting>);
+
+/// A waiting queued workflow's queue entry, and whether its mark holds its record (see
+/// [`Mark`]), as [`Writer::waiting`] remembers them.
+type Waiting = (Vec<u8>, bool);
 
 /// How many queue entries [`Writer::waiting`] remembers before starting over.
 const WAITING_CACHE_LIMIT: usize = 1 << 16;
@@ -147,6 +163,9 @@ impl Writer {
                 Some(entry) => self.waiting.insert(id, entry),
                 None => self.waiting.remove(&id),
             };
+        }
+        if std::mem::take(&mut self.writes_held) {
+            self.held_recorded = true;
         }
         self.last_seq
             .make_room(self.appended.len() + batch.workflows.len());
@@ -172,6 +191,24 @@ struct EntryOp<'b> {
     status: Option<(Status, bool)>,
     /// Whether the batch starts its workflow, its mark holding the entry.
     started: bool,
+    /// The record of a workflow this batch enqueues (encoded), kept in its mark rather
+    /// than as a record of its own (schema 8): one sled entry per enqueue, not two.
+    record: Option<Vec<u8>>,
+    /// Whether the batch writes the workflow's own record (after any enqueue in it).
+    wrote_record: bool,
+}
+
+impl EntryOp<'_> {
+    /// The record a rewritten mark holds: the one this batch enqueued, else none if the
+    /// batch wrote the workflow's own record (read from then on), else the one the
+    /// stored mark `held`.
+    fn kept_record<'a>(&'a self, held: Option<&'a [u8]>) -> Option<&'a [u8]> {
+        match &self.record {
+            Some(record) => Some(record),
+            None if self.wrote_record => None,
+            None => held,
+        }
+    }
 }
 
 impl fmt::Debug for SledJournal {
@@ -392,8 +429,27 @@ impl SledJournal {
             seal: None,
             commits: AtomicU64::new(0),
             legacy_entries: false,
+            may_hold: AtomicBool::new(false),
             writer: Mutex::new(Writer::default()),
         }
+        .with_held_marker()
+    }
+
+    /// Reads [`key::HELD`] into `may_hold` and the writer's state: at open, and after a
+    /// raw write went around the commit path. (An unreadable journal reads as holding:
+    /// the reads then look at both places, as is always right.)
+    fn with_held_marker(self) -> Self {
+        self.read_held_marker();
+        self
+    }
+
+    fn read_held_marker(&self) {
+        let held = self.db.get(key::HELD).map_or(true, |found| found.is_some());
+        self.may_hold.store(held, Ordering::SeqCst);
+        self.writer
+            .lock()
+            .unwrap_or_else(|poisoned| poisoned.into_inner())
+            .held_recorded = held;
     }
 
     /// The journal directory, or `None` for a [temporary](SledJournal::temporary) journal.
@@ -480,14 +536,18 @@ impl SledJournal {
         let Writer {
             key: k,
             value: v,
+            record,
             order,
             last_seq,
             appended,
             total_commits: _,
             waiting: waiting_cache,
             enqueued,
+            held_recorded,
+            writes_held,
         } = writer;
         enqueued.clear();
+        *writes_held = false;
         let mut writes = ::sled::Batch::default();
         // Deletions first: a put of the same id later in this batch writes a new workflow.
         if !batch.deletes.is_empty() {
@@ -508,12 +568,36 @@ impl SledJournal {
                 // A queued workflow's start: its record stays as enqueued, and its
                 // `Pending` index entry, holding the start time next to its queue entry,
                 // marks it started (one sled entry, not a record and an entry; see
-                // `read_start`).
+                // `read_start`). A workflow enqueued since schema 8 has no record of its
+                // own until it ends: its mark holds it, as started from now on.
                 key::status(Status::Pending, &rec.id, k);
-                let entry = self.entry_of(&mut entries, waiting_cache, &rec.id, k)?;
-                Mark::Started(rec.updated_ms, entry.as_deref()).encode(v);
+                let (entry, held) = self.entry_of(&mut entries, waiting_cache, &rec.id, k)?;
+                let held = if held {
+                    codec::encode_workflow(rec, record)?;
+                    Some(record.as_slice())
+                } else {
+                    None
+                };
+                Mark::Started(rec.updated_ms, entry.as_deref(), held).encode(v);
+                *writes_held |= held.is_some();
                 writes.insert(k.as_slice(), v.as_slice());
                 continue;
+            }
+            if *prior == Prior::Absent && key::is_queued(rec.status) {
+                if let Some(op) = entries
+                    .get_mut(rec.id.as_str())
+                    .filter(|op| op.entry.is_some())
+                {
+                    // Enqueued by this batch, with its queue entry: the record goes in
+                    // the mark `encode_entries` writes (its `Pending` index entry), not
+                    // under a key of its own. Nothing else to do: a queued status has no
+                    // index entry, and a new workflow none to remove.
+                    codec::encode_workflow(rec, v)?;
+                    op.record = Some(v.clone());
+                    op.wrote_record = false;
+                    op.status = Some((rec.status, true));
+                    continue;
+                }
             }
             key::workflow(&rec.id, k);
             codec::encode_workflow(rec, v)?;
@@ -521,6 +605,8 @@ impl SledJournal {
             if !entries.is_empty() {
                 if let Some(op) = entries.get_mut(rec.id.as_str()) {
                     op.status = Some((rec.status, *prior == Prior::Absent));
+                    op.record = None;
+                    op.wrote_record = true;
                 }
             }
             // The status index changes with the record, in the same batch: one entry for
@@ -542,13 +628,13 @@ impl SledJournal {
                             Prior::Unknown | Prior::Was(Status::Enqueued | Status::Delayed)
                                 if status == Status::Pending =>
                             {
-                                self.entry_of(&mut entries, waiting_cache, &rec.id, k)?
+                                self.entry_of(&mut entries, waiting_cache, &rec.id, k)?.0
                             }
                             _ => None,
                         };
                         match entry {
                             Some(entry) => {
-                                Mark::Started(rec.updated_ms, Some(&entry)).encode(v);
+                                Mark::Started(rec.updated_ms, Some(&entry), None).encode(v);
                                 writes.insert(k.as_slice(), v.as_slice());
                             }
                             None => writes.insert(k.as_slice(), &[][..]),
@@ -630,7 +716,18 @@ impl SledJournal {
         if let Some(highest) = crate::mail::encode(batch, k, v, &mut writes)? {
             writes.insert(crate::mail::MESSAGE_COUNTER, &highest.to_be_bytes());
         }
-        self.encode_entries(&entries, (waiting_cache, enqueued), (k, v), &mut writes)?;
+        *writes_held |=
+            self.encode_entries(&entries, (waiting_cache, enqueued), (k, v), &mut writes)?;
+        if *writes_held {
+            if *held_recorded {
+                *writes_held = false;
+            } else {
+                // The first commit holding a record in a mark says so, and readers look
+                // for held records from before it is applied on.
+                writes.insert(key::HELD, &[][..]);
+                self.may_hold.store(true, Ordering::SeqCst);
+            }
+        }
         let single_entry = batch.workflows.is_empty()
             && batch.mail.is_empty()
             && batch.types.is_empty()
@@ -658,6 +755,8 @@ impl SledJournal {
                         entry: None,
                         status: None,
                         started: false,
+                        record: None,
+                        wrote_record: false,
                     });
                     op.entry = value.as_deref();
                 }
@@ -670,37 +769,55 @@ impl SledJournal {
     /// The queue entry of workflow `id` as this batch leaves it (its last put or delete
     /// in `entries`, marked as started now), else the one kept in its `Pending` index
     /// entry (`k` is that key, and stays so), from the cache of `waiting` ones if there
-    /// (it leaves it: it is read to start the workflow).
+    /// (it leaves it: it is read to start the workflow). And whether its record has no
+    /// home but that index entry (see [`Mark`]).
     fn entry_of(
         &self,
         entries: &mut HashMap<&str, EntryOp<'_>>,
-        waiting: &mut HashMap<String, Vec<u8>>,
+        waiting: &mut HashMap<String, Waiting>,
         id: &str,
         k: &[u8],
-    ) -> Result<Option<Vec<u8>>, Error> {
+    ) -> Result<(Option<Vec<u8>>, bool), Error> {
+        let stored_holds = |this: &Self| -> Result<bool, Error> {
+            match this.db.get(k)? {
+                Some(value) => Ok(Mark::parse(k, &value)?.record().is_some()),
+                None => Ok(false),
+            }
+        };
         if let Some(op) = entries.get_mut(id) {
             op.started = true;
-            return Ok(op.entry.map(<[u8]>::to_vec));
+            let entry = op.entry.map(<[u8]>::to_vec);
+            let held = match (&op.record, op.wrote_record) {
+                (Some(_), _) => true,
+                (None, true) => false,
+                (None, false) => stored_holds(self)?,
+            };
+            return Ok((entry, held));
         }
-        if let Some(entry) = waiting.remove(id) {
-            return Ok(Some(entry));
+        if let Some((entry, held)) = waiting.remove(id) {
+            return Ok((Some(entry), held));
         }
         match self.db.get(k)? {
-            Some(value) => Ok(Mark::parse(k, &value)?.entry().map(<[u8]>::to_vec)),
-            None => Ok(None),
+            Some(value) => {
+                let mark = Mark::parse(k, &value)?;
+                Ok((mark.entry().map(<[u8]>::to_vec), mark.record().is_some()))
+            }
+            None => Ok((None, false)),
         }
     }
 
     /// Adds the batch's queue entries to `writes`, into their workflows' `Pending` index
     /// entries (see [`Mark`]). Those left waiting go to the cache of `waiting` ones once
-    /// applied (`enqueued`), the others leave it.
+    /// applied (`enqueued`), the others leave it. Returns whether a mark it wrote holds a
+    /// record.
     fn encode_entries(
         &self,
         entries: &HashMap<&str, EntryOp<'_>>,
-        (waiting, enqueued): (&mut HashMap<String, Vec<u8>>, &mut Vec<CacheChange>),
+        (waiting, enqueued): (&mut HashMap<String, Waiting>, &mut Vec<CacheChange>),
         (k, v): (&mut Vec<u8>, &mut Vec<u8>),
         writes: &mut ::sled::Batch,
-    ) -> Result<(), Error> {
+    ) -> Result<bool, Error> {
+        let mut holds = false;
         for (&id, op) in entries {
             key::status(Status::Pending, id, k);
             if op.entry.is_none() && self.legacy_entries {
@@ -711,6 +828,7 @@ impl SledJournal {
                 writes.remove(k.as_slice());
                 key::status(Status::Pending, id, k);
             }
+            let stored;
             let next = match (op.entry, op.status) {
                 // Started by this batch: its mark holds the entry as the batch leaves it
                 // (or its end removed it).
@@ -721,46 +839,62 @@ impl SledJournal {
                 // It leaves its queue with its end (or cancellation, or while queued):
                 // the index entry goes, the start mark with it.
                 (None, Some((status, _))) if status != Status::Pending => None,
-                // Enqueued by this batch: waiting (nothing to read).
+                // Enqueued by this batch: waiting (nothing to read), holding its record.
                 (Some(entry), Some((status, true))) if key::is_queued(status) => {
-                    Some(Mark::Waiting(entry))
+                    Some(Mark::Waiting(entry, op.record.as_deref()))
                 }
                 // Else as the index entry says now.
                 (entry, _) => {
-                    let stored = self.db.get(k.as_slice())?;
+                    stored = self.db.get(k.as_slice())?;
                     let mark = stored
                         .as_deref()
                         .map(|stored| Mark::parse(k, stored))
                         .transpose()?;
+                    let kept = |held| op.kept_record(held);
                     match (entry, mark) {
-                        (Some(entry), None | Some(Mark::Waiting(_))) => Some(Mark::Waiting(entry)),
-                        (Some(entry), Some(Mark::Plain)) => Some(Mark::Started(0, Some(entry))),
-                        (Some(entry), Some(Mark::Started(time, _))) => {
-                            Some(Mark::Started(time, Some(entry)))
+                        (Some(entry), None) => Some(Mark::Waiting(entry, kept(None))),
+                        (Some(entry), Some(Mark::Waiting(_, held))) => {
+                            Some(Mark::Waiting(entry, kept(held)))
                         }
-                        (None, None | Some(Mark::Waiting(_))) => None,
-                        (None, Some(Mark::Started(time, Some(_)))) => {
-                            Some(Mark::Started(time, None))
+                        (Some(entry), Some(Mark::Plain)) => {
+                            Some(Mark::Started(0, Some(entry), None))
+                        }
+                        (Some(entry), Some(Mark::Started(time, _, held))) => {
+                            Some(Mark::Started(time, Some(entry), kept(held)))
+                        }
+                        (None, None) => None,
+                        (None, Some(Mark::Waiting(_, held))) => {
+                            // Its entry goes while it waits, its record with no other
+                            // home: the record moves under its own key, never lost.
+                            if let Some(record) = kept(held) {
+                                key::workflow(id, v);
+                                writes.insert(v.as_slice(), record);
+                            }
+                            None
+                        }
+                        (None, Some(Mark::Started(time, Some(_), held))) => {
+                            Some(Mark::Started(time, None, kept(held)))
                         }
                         // No entry to remove: the index entry stays as it is.
-                        (None, Some(Mark::Plain | Mark::Started(_, None))) => continue,
+                        (None, Some(Mark::Plain | Mark::Started(_, None, _))) => continue,
                     }
                 }
             };
             match next {
                 Some(mark) => {
+                    holds |= mark.record().is_some();
                     mark.encode(v);
                     writes.insert(k.as_slice(), v.as_slice());
                 }
                 None => writes.remove(k.as_slice()),
             }
-            if let Some(Mark::Waiting(entry)) = next {
-                enqueued.push((id.to_owned(), Some(entry.to_vec())));
+            if let Some(Mark::Waiting(entry, held)) = next {
+                enqueued.push((id.to_owned(), Some((entry.to_vec(), held.is_some()))));
             } else if waiting.remove(id).is_some() {
                 enqueued.push((id.to_owned(), None));
             }
         }
-        Ok(())
+        Ok(holds)
     }
 
     /// Adds to `writes` the removal of every key workflows `ids` have: each record, its
@@ -843,18 +977,18 @@ impl SledJournal {
     }
 
     /// Reads a status-index entry and the record it points at atomically: `None` if the
-    /// entry is gone, else the record's raw value.
+    /// entry is gone, else the entry's value and the record's raw value.
     #[allow(clippy::type_complexity)]
     fn read_indexed(
         &self,
         index_key: &[u8],
         record_key: &[u8],
-    ) -> Result<Option<Option<::sled::IVec>>, Error> {
+    ) -> Result<Option<(::sled::IVec, Option<::sled::IVec>)>, Error> {
         use ::sled::transaction::{ConflictableTransactionError, TransactionError};
         let read = self.db.transaction(|tx| {
-            let indexed = tx.get(index_key)?.is_some();
+            let indexed = tx.get(index_key)?;
             let record = tx.get(record_key)?;
-            Ok::<_, ConflictableTransactionError<()>>(indexed.then_some(record))
+            Ok::<_, ConflictableTransactionError<()>>(indexed.map(|entry| (entry, record)))
         });
         read.map_err(|err| match err {
             TransactionError::Storage(err) => Error::from(err),
@@ -871,10 +1005,36 @@ impl SledJournal {
             .unwrap_or_else(|poisoned| poisoned.into_inner());
         writer.last_seq.clear();
         writer.waiting.clear();
+        drop(writer);
+        self.read_held_marker();
     }
 
-    /// Reads and decodes workflow `id`'s record (as started, if queued and started).
+    /// Reads and decodes workflow `id`'s record (as started, if queued and started): its
+    /// own (`key`), or the one its mark holds (a queued workflow enqueued since schema 8,
+    /// see [`Mark`]).
     fn read_workflow(&self, key: &[u8], id: &str) -> Result<Option<WorkflowRecord>, Error> {
+        if !self.may_hold.load(Ordering::SeqCst) {
+            return self.read_own(key, id);
+        }
+        // The mark first, then the record of its own, which wins. A record moves from a
+        // mark to a key of its own (with the mark's removal, in one commit), never back:
+        // no record of its own now means none when the mark was read, so what the mark
+        // held then is the record, and two reads settle every case.
+        let mut k = Vec::with_capacity(2 + id.len());
+        key::status(Status::Pending, id, &mut k);
+        let mark = self.db.get(&k)?;
+        match self.read_own(key, id)? {
+            Some(record) => Ok(Some(record)),
+            None => match mark {
+                Some(value) => held_record(&k, id, &value),
+                None => Ok(None),
+            },
+        }
+    }
+
+    /// Reads and decodes workflow `id`'s record of its own (`key`), as started if queued
+    /// and started.
+    fn read_own(&self, key: &[u8], id: &str) -> Result<Option<WorkflowRecord>, Error> {
         let Some(value) = self.db.get(key)? else {
             return Ok(None);
         };
@@ -889,6 +1049,32 @@ impl SledJournal {
             Some(_) => Ok(Some(record)),
             None => Ok(None),
         }
+    }
+
+    /// The records held in marks (see [`Mark`]), in id order, with `status` if given.
+    fn held_records(&self, status: Option<Status>) -> Result<Vec<WorkflowRecord>, Error> {
+        let mut out = Vec::new();
+        if !self.may_hold.load(Ordering::SeqCst) {
+            return Ok(out);
+        }
+        for entry in self.db.scan_prefix(key::status_prefix(Status::Pending)) {
+            let (index_key, value) = entry?;
+            if Mark::parse(&index_key, &value)?.record().is_none() {
+                continue;
+            }
+            let Ok(Key::Status { id, .. }) = key::parse(&index_key) else {
+                return Err(codec::corrupt(
+                    &index_key,
+                    "workflow id is not UTF-8".into(),
+                ));
+            };
+            if let Some(record) = held_record(&index_key, id, &value)? {
+                if status.is_none_or(|status| status == record.status) {
+                    out.push(record);
+                }
+            }
+        }
+        Ok(out)
     }
 
     /// Decodes workflow `id`'s record `value`; a queued record with a start mark reads
@@ -915,8 +1101,8 @@ impl SledJournal {
             return Ok(None);
         };
         match Mark::parse(&k, &mark)? {
-            Mark::Started(started, _) => Ok(Some(started)),
-            Mark::Waiting(_) => Ok(None),
+            Mark::Started(started, _, _) => Ok(Some(started)),
+            Mark::Waiting(..) => Ok(None),
             Mark::Plain => Err(codec::corrupt(
                 &k,
                 "indexed as pending but the record is queued".into(),
@@ -1033,16 +1219,26 @@ impl Store for SledJournal {
             // All workflows, or a status without an index (the queued ones and
             // `Succeeded`, see `key::is_indexed`): every record is read.
             None => {
+                // And the records queued workflows' marks hold (schema 8), merged in id
+                // order. Read first: a workflow whose end writes its own record in
+                // between is in both, and listed once, as its own record says; so is one
+                // whose mark keeps a copy of a record of its own.
+                let mut held = self.held_records(status)?.into_iter().peekable();
                 for entry in self.db.scan_prefix(key::WORKFLOW_PREFIX) {
                     let (k, value) = entry?;
                     let Ok(Key::Workflow(id)) = key::parse(&k) else {
                         return Err(codec::corrupt(&k, "workflow id is not UTF-8".into()));
                     };
+                    out.extend(std::iter::from_fn(|| {
+                        held.next_if(|record| record.id.as_str() < id)
+                    }));
+                    held.next_if(|record| record.id == id);
                     let record = self.decode_workflow(&k, id, &value)?;
                     if status.is_none_or(|status| status == record.status) {
                         out.push(record);
                     }
                 }
+                out.extend(held);
             }
             Some(status) => {
                 let mut record_key = Vec::new();
@@ -1050,7 +1246,7 @@ impl Store for SledJournal {
                     let (index_key, value) = entry?;
                     // The queue entry of a queued workflow not started yet.
                     if status == Status::Pending
-                        && matches!(Mark::parse(&index_key, &value)?, Mark::Waiting(_))
+                        && matches!(Mark::parse(&index_key, &value)?, Mark::Waiting(..))
                     {
                         continue;
                     }
@@ -1067,12 +1263,14 @@ impl Store for SledJournal {
                         // since the entry was read. Look again at both keys at one instant
                         // (a sled transaction excludes commits); only an entry that is
                         // still there and still disagrees is corrupt.
-                        let Some(record) = self.read_indexed(&index_key, &record_key)? else {
+                        let Some((entry, record)) = self.read_indexed(&index_key, &record_key)?
+                        else {
                             continue;
                         };
-                        rec = record
-                            .map(|value| self.decode_workflow(&record_key, id, &value))
-                            .transpose()?;
+                        rec = match record {
+                            Some(value) => Some(self.decode_workflow(&record_key, id, &value)?),
+                            None => held_record(&index_key, id, &entry)?,
+                        };
                     }
                     let rec = match rec {
                         Some(rec) if rec.status == status => rec,
@@ -1253,11 +1451,14 @@ fn upgrade_entries(db: &::sled::Db, upgrade: &mut ::sled::Batch) -> Result<(), E
             .map(|mark| Mark::parse(&k, mark))
             .transpose()?;
         let mark = match (record.status, stored_mark) {
-            (Status::Enqueued | Status::Delayed, None) => Mark::Waiting(&entry),
-            (Status::Enqueued | Status::Delayed | Status::Pending, Some(Mark::Started(t, _))) => {
-                Mark::Started(t, Some(&entry))
+            (Status::Enqueued | Status::Delayed, None) => Mark::Waiting(&entry, None),
+            (
+                Status::Enqueued | Status::Delayed | Status::Pending,
+                Some(Mark::Started(t, _, _)),
+            ) => Mark::Started(t, Some(&entry), None),
+            (Status::Pending, Some(Mark::Plain)) => {
+                Mark::Started(record.updated_ms, Some(&entry), None)
             }
-            (Status::Pending, Some(Mark::Plain)) => Mark::Started(record.updated_ms, Some(&entry)),
             _ => continue,
         };
         mark.encode(&mut v);
@@ -1265,6 +1466,21 @@ fn upgrade_entries(db: &::sled::Db, upgrade: &mut ::sled::Batch) -> Result<(), E
         upgrade.remove(queue_key);
     }
     Ok(())
+}
+
+/// The record `Pending` index entry `k` of workflow `id` holds in its mark `value` (as
+/// started, if it is), if it holds one (see [`Mark`]).
+fn held_record(k: &[u8], id: &str, value: &[u8]) -> Result<Option<WorkflowRecord>, Error> {
+    let mark = Mark::parse(k, value)?;
+    let Some(bytes) = mark.record() else {
+        return Ok(None);
+    };
+    let mut record = codec::decode_workflow(k, id, bytes)?;
+    if let Mark::Started(started, _, _) = mark {
+        record.status = Status::Pending;
+        record.updated_ms = started;
+    }
+    Ok(Some(record))
 }
 
 /// How many index entries [`drop_succeeded_entries`] removes per sled batch.

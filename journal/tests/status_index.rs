@@ -334,3 +334,82 @@ fn a_start_after_a_reopen_keeps_the_queue_entry_written_before_it() {
     );
     assert_eq!(journal.workflows(Some(Status::Pending)).unwrap(), [started]);
 }
+
+#[test]
+fn an_enqueued_workflow_is_one_entry_holding_its_record_until_a_record_of_its_own() {
+    let dir = tempfile::tempdir().unwrap();
+    let path = dir.path().join("j");
+    let journal = SledJournal::open(&path, Durability::Flush).unwrap();
+    let mut batch = Batch::new();
+    // "b" and "d" are enqueued into a queue; "a" started directly, "c" ended, "e" is
+    // queued the schema 7 way (a record of its own, no entry).
+    batch.put_workflow(workflow("a", Status::Pending));
+    for id in ["b", "d"] {
+        batch.insert_workflow(workflow(id, Status::Enqueued));
+        batch.put_queue_record(entry_key(id), format!("place of {id}").into_bytes());
+    }
+    batch.put_workflow(workflow("c", Status::Succeeded));
+    batch.insert_workflow(workflow("e", Status::Enqueued));
+    journal.commit(&batch).unwrap();
+
+    // One sled entry per enqueue: no record of its own, and it reads all the same.
+    assert_eq!(journal.raw_get(&workflow_key("b")).unwrap(), None);
+    assert!(journal.raw_get(&workflow_key("e")).unwrap().is_some());
+    assert_eq!(
+        journal.workflow("b").unwrap(),
+        Some(workflow("b", Status::Enqueued))
+    );
+    assert_eq!(ids(&journal, None), ["a", "b", "c", "d", "e"]);
+    assert_eq!(ids(&journal, Some(Status::Enqueued)), ["b", "d", "e"]);
+    assert_eq!(ids(&journal, Some(Status::Pending)), ["a"]);
+    assert_eq!(
+        journal.queue_records(&[ENTRY]).unwrap(),
+        [
+            (entry_key("b"), b"place of b".to_vec()),
+            (entry_key("d"), b"place of d".to_vec()),
+        ]
+    );
+    drop(journal);
+
+    // Durable, and started: still one entry, read as started.
+    let journal = SledJournal::open(&path, Durability::Flush).unwrap();
+    let mut b = workflow("b", Status::Pending);
+    b.updated_ms = 1_700_000_005_000;
+    batch.clear();
+    batch.start_queued(b.clone());
+    journal.commit(&batch).unwrap();
+    assert_eq!(journal.raw_get(&workflow_key("b")).unwrap(), None);
+    assert_eq!(journal.workflow("b").unwrap(), Some(b.clone()));
+    assert_eq!(ids(&journal, Some(Status::Pending)), ["a", "b"]);
+    assert_eq!(ids(&journal, Some(Status::Enqueued)), ["d", "e"]);
+    assert_eq!(
+        journal.workflows(None).unwrap()[1],
+        b,
+        "listed as started, once"
+    );
+
+    // Its entry removed while it waits: its record moves under its own key.
+    batch.clear();
+    batch.delete_queue_record(entry_key("d"));
+    journal.commit(&batch).unwrap();
+    assert_eq!(
+        journal.workflow("d").unwrap(),
+        Some(workflow("d", Status::Enqueued))
+    );
+    assert!(journal.raw_get(&workflow_key("d")).unwrap().is_some());
+
+    // Its end writes a record of its own and removes the entry: listed once, as ended.
+    b.status = Status::Succeeded;
+    batch.clear();
+    batch.update_workflow(b.clone(), Status::Pending);
+    batch.delete_queue_record(entry_key("b"));
+    journal.commit(&batch).unwrap();
+    assert_eq!(
+        journal.raw_get(&status_key(Status::Pending, "b")).unwrap(),
+        None
+    );
+    assert_eq!(journal.workflow("b").unwrap(), Some(b.clone()));
+    assert_eq!(ids(&journal, None), ["a", "b", "c", "d", "e"]);
+    assert_eq!(ids(&journal, Some(Status::Succeeded)), ["b", "c"]);
+    assert!(journal.queue_records(&[ENTRY]).unwrap().is_empty());
+}
