@@ -435,21 +435,26 @@ impl SledJournal {
         .with_held_marker()
     }
 
-    /// Reads [`key::HELD`] into `may_hold` and the writer's state: at open, and after a
-    /// raw write went around the commit path. (An unreadable journal reads as holding:
-    /// the reads then look at both places, as is always right.)
+    /// [`SledJournal::read_held_marker`], at open.
     fn with_held_marker(self) -> Self {
         self.read_held_marker();
         self
     }
 
+    /// Reads [`key::HELD`] into `may_hold` and the writer's state: at open, and after a
+    /// raw write went around the commit path. If it cannot be read, reads look at both
+    /// places (always right) and the next commit holding a record writes it again.
     fn read_held_marker(&self) {
-        let held = self.db.get(key::HELD).map_or(true, |found| found.is_some());
-        self.may_hold.store(held, Ordering::SeqCst);
+        let found = self.db.get(key::HELD);
+        let recorded = matches!(found, Ok(Some(_)));
+        self.may_hold.store(
+            found.map_or(true, |found| found.is_some()),
+            Ordering::SeqCst,
+        );
         self.writer
             .lock()
             .unwrap_or_else(|poisoned| poisoned.into_inner())
-            .held_recorded = held;
+            .held_recorded = recorded;
     }
 
     /// The journal directory, or `None` for a [temporary](SledJournal::temporary) journal.
