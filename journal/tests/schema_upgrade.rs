@@ -1,9 +1,11 @@
-//! Schema version 7 (no status-index entries for `Succeeded`), version 6 (queue entries
-//! in `Pending` index entries), version 5 (no status-index entries for queued workflows)
+//! Schema version 8 (an enqueued workflow's record held in its `Pending` index entry),
+//! version 7 (no status-index entries for `Succeeded`), version 6 (queue entries in
+//! `Pending` index entries), version 5 (no status-index entries for queued workflows)
 //! and version 4 (the deadline at the end of workflow records) open the journals of
 //! schema versions 2 (no app version, no deadline), 3 (no deadline), 4 (the queued
-//! statuses indexed), 5 (queue entries as queue records of their own) and 6 (`Succeeded`
-//! indexed), and still refuse version 1.
+//! statuses indexed), 5 (queue entries as queue records of their own), 6 (`Succeeded`
+//! indexed) and 7 (queued workflows with records of their own), and still refuse
+//! version 1.
 //!
 //! The old journals are built the way the old code wrote them: the workflow value is the
 //! old wire struct, defined here field for field as `codec.rs` had it, after the
@@ -658,4 +660,72 @@ fn succeeded_entries_are_swept_in_batches_and_a_sweep_cut_short_goes_on_at_the_n
     drop(journal);
     let journal = SledJournal::open(&path, Durability::Flush).unwrap();
     assert_eq!(left(&journal), 0);
+}
+
+#[test]
+fn a_version_7_journals_queued_workflows_keep_their_own_records_next_to_new_held_ones() {
+    let dir = tempfile::tempdir().unwrap();
+    let path = dir.path().join("j");
+    let started_ms = 1_700_000_007_000u64;
+    let mut started = workflow("started", Status::Pending);
+    started.updated_ms = started_ms;
+    {
+        // What the version-7 code left: queued workflows with records of their own, their
+        // queue entries (and a start mark) in their `Pending` index entries.
+        let journal = SledJournal::open(&path, Durability::Flush).unwrap();
+        let mut batch = Batch::new();
+        batch.insert_workflow(workflow("waiting", Status::Enqueued));
+        batch.insert_workflow(workflow("started", Status::Enqueued));
+        journal.commit(&batch).unwrap();
+        batch.clear();
+        batch.put_queue_record(entry_key("waiting"), b"entry of waiting".to_vec());
+        batch.put_queue_record(entry_key("started"), b"entry of started".to_vec());
+        journal.commit(&batch).unwrap();
+        batch.clear();
+        batch.start_queued(started.clone());
+        journal.commit(&batch).unwrap();
+        journal
+            .raw_insert(schema_key(), &7u32.to_be_bytes())
+            .unwrap();
+    }
+    let journal = SledJournal::open(&path, Durability::Flush).unwrap();
+    assert_eq!(stored_schema(&journal), SCHEMA_VERSION);
+    assert_eq!(
+        journal.raw_get(b"mheld").unwrap(),
+        None,
+        "no record is held in an index entry yet"
+    );
+    assert_eq!(journal.workflow("started").unwrap(), Some(started.clone()));
+    assert_eq!(
+        journal.workflow("waiting").unwrap(),
+        Some(workflow("waiting", Status::Enqueued))
+    );
+
+    // The old waiting one starts: its record stays its own. A new one is enqueued: its
+    // record is held, and the journal says so.
+    let mut waiting = workflow("waiting", Status::Pending);
+    waiting.updated_ms = started_ms + 1;
+    let mut batch = Batch::new();
+    batch.start_queued(waiting.clone());
+    batch.insert_workflow(workflow("fresh", Status::Enqueued));
+    batch.put_queue_record(entry_key("fresh"), b"entry of fresh".to_vec());
+    journal.commit(&batch).unwrap();
+    assert!(journal.raw_get(&workflow_key("waiting")).unwrap().is_some());
+    assert_eq!(journal.raw_get(&workflow_key("fresh")).unwrap(), None);
+    assert!(journal.raw_get(b"mheld").unwrap().is_some());
+    drop(journal);
+
+    let journal = SledJournal::open_existing(&path).unwrap();
+    assert_eq!(
+        journal.workflows(None).unwrap(),
+        [workflow("fresh", Status::Enqueued), started, waiting]
+    );
+    assert_eq!(
+        journal.queue_records(&[ENTRY]).unwrap(),
+        [
+            (entry_key("fresh"), b"entry of fresh".to_vec()),
+            (entry_key("started"), b"entry of started".to_vec()),
+            (entry_key("waiting"), b"entry of waiting".to_vec()),
+        ]
+    );
 }
