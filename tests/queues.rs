@@ -136,6 +136,17 @@ async fn one_step(ctx: Ctx, n: u32) -> Result<u32, String> {
     out
 }
 
+/// Enqueues jobs `0..n` and waits for each in turn: job `i` returns `i * 10`.
+fn enqueue_all_and_finish(rt: &Runtime, n: u32) -> Vec<ordo::WorkflowHandle<u32, String>> {
+    let handles: Vec<_> = (0..n)
+        .map(|i| enqueue(rt, i, EnqueueOptions::new()))
+        .collect();
+    for (i, handle) in (0..n).zip(&handles) {
+        assert_eq!(rt.block_on(handle.result()).expect("runs"), Ok(i * 10));
+    }
+    handles
+}
+
 #[test]
 fn a_freed_slot_is_taken_in_the_commit_that_records_the_end() {
     // 40 one-step jobs through a queue of concurrency 4: when a job returns, the next
@@ -151,12 +162,7 @@ fn a_freed_slot_is_taken_in_the_commit_that_records_the_end() {
         .register("job", one_step)
         .build()
         .expect("build");
-    let handles: Vec<_> = (0..N)
-        .map(|n| enqueue(&rt, n, EnqueueOptions::new()))
-        .collect();
-    for (n, handle) in (0..N).zip(&handles) {
-        assert_eq!(rt.block_on(handle.result()).expect("runs"), Ok(n * 10));
-    }
+    let handles = enqueue_all_and_finish(&rt, N);
     let commits = rt.metrics().commits;
     // On sled the worker keeps the queue's limits alone and hands the slot straight to
     // the next job, whose step then shares the commit too: one commit per wave. On
@@ -198,12 +204,7 @@ fn a_burst_of_enqueues_is_written_a_thousand_at_a_time_and_runs_in_order() {
         .register("job", one_step)
         .build()
         .expect("build");
-    let handles: Vec<_> = (0..N)
-        .map(|n| enqueue(&rt, n, EnqueueOptions::new()))
-        .collect();
-    for (n, handle) in (0..N).zip(&handles) {
-        assert_eq!(rt.block_on(handle.result()).expect("runs"), Ok(n * 10));
-    }
+    enqueue_all_and_finish(&rt, N);
     let queued: Vec<usize> = log
         .lines()
         .iter()
