@@ -1,9 +1,11 @@
 //! Queues and schedules across real SIGKILLs: a rate limiter's window is honoured by
-//! the restarted process, and a schedule that backfills starts every tick exactly once
-//! however often its process is killed.
+//! the restarted process, a schedule that backfills starts every tick exactly once
+//! however often its process is killed, and a crowd of queued workflows killed at random
+//! times all finish, with no step re-run but those in flight at a kill.
 
 mod common;
 
+use std::collections::BTreeMap;
 use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
 use common::worker::{kill, now_ms, spawn};
@@ -186,4 +188,162 @@ fn a_backfilling_schedule_starts_every_tick_once_across_sigkills() {
         .filter(|r| r.status == Status::Pending)
         .count();
     assert!(pending <= 2, "{pending} pending");
+}
+
+const CROWD_ENV: &str = "ORDO_QUEUE_KILL_CROWD";
+/// Workflows of the random-kill test, and its queue's concurrency.
+const CROWD: u32 = 300;
+const SLOTS: usize = 20;
+
+/// Two steps, each saying that its body runs and taking a few milliseconds: the window
+/// a kill lands in.
+async fn crowd_job(ctx: Ctx, n: u32) -> Result<u32, String> {
+    let mut sum = 0;
+    for s in 0..2u32 {
+        sum += ctx
+            .step("work", move || async move {
+                println!("{TAG}body {n} {s}");
+                ordo::executor::sleep(Duration::from_millis(20)).await;
+                Ok::<_, String>(n + s)
+            })
+            .await?;
+    }
+    Ok(sum)
+}
+
+/// The crowd's queue and workflow on the journal in `dir`.
+fn crowd_runtime(dir: &str) -> ordo::Runtime {
+    ordo_testkit::store::runtime(dir)
+        .queue("crowd", QueueOptions::new().concurrency(SLOTS))
+        .register("crowd_job", crowd_job)
+        .build()
+        .expect("crowd runtime")
+}
+
+#[test]
+#[ignore = "the child process of the random-kill queue test; does nothing when run directly"]
+fn crowd_child() {
+    let Ok(dir) = std::env::var(CROWD_ENV) else {
+        return;
+    };
+    let rt = crowd_runtime(&dir);
+    rt.recover().expect("recover");
+    // The same ids on every run: a second run finds the first run's enqueues.
+    let handles: Vec<_> = (0..CROWD)
+        .map(|n| {
+            rt.enqueue::<_, u32, String>(
+                "crowd",
+                "crowd_job",
+                n,
+                EnqueueOptions::new().id(format!("crowd-{n}")),
+            )
+            .expect("enqueue")
+        })
+        .collect();
+    println!("{TAG}enqueued");
+    for handle in &handles {
+        let _ = rt.block_on(handle.result());
+    }
+    println!("{TAG}all done");
+}
+
+#[test]
+fn queued_workflows_killed_at_random_times_all_finish_and_rerun_only_what_was_in_flight() {
+    let dir = tempfile::tempdir().expect("temp dir");
+    let mut rng = fastrand::Rng::with_seed(0x000c_203d);
+    // How often each (workflow, step) body ran, over every process.
+    let mut runs: BTreeMap<(u32, u32), u32> = BTreeMap::new();
+    let parse = |line: &str| -> Option<(u32, u32)> {
+        let rest = line.strip_prefix(TAG)?.strip_prefix("body ")?;
+        let (n, s) = rest.split_once(' ')?;
+        Some((n.parse().ok()?, s.parse().ok()?))
+    };
+    let mut kills = 0u32;
+    let mut done = false;
+    for _ in 0..12 {
+        let (child, lines) = spawn("crowd_child", CROWD_ENV, dir.path());
+        // The child's lines, read while this thread waits to kill it.
+        let (tx, rx) = std::sync::mpsc::channel();
+        let reader = std::thread::spawn(move || {
+            for line in lines {
+                if tx.send(line).is_err() {
+                    break;
+                }
+            }
+        });
+        let mut seen = Vec::new();
+        // Until it enqueued (the first run's enqueues, the later runs' lookups).
+        while let Ok(line) = rx.recv_timeout(Duration::from_secs(60)) {
+            let enqueued = line.contains("enqueued");
+            seen.push(line);
+            if enqueued {
+                break;
+            }
+        }
+        std::thread::sleep(Duration::from_millis(rng.u64(5..150)));
+        kill(child);
+        kills += 1;
+        reader.join().expect("reader");
+        seen.extend(rx.try_iter());
+        for line in &seen {
+            if let Some(key) = parse(line) {
+                *runs.entry(key).or_default() += 1;
+            }
+            done |= line.contains("all done");
+        }
+        if done {
+            kills -= 1;
+            break;
+        }
+    }
+    if !done {
+        // The last run, given a minute (a lost or stuck workflow keeps it from ending).
+        let (child, lines) = spawn("crowd_child", CROWD_ENV, dir.path());
+        let (tx, rx) = std::sync::mpsc::channel();
+        std::thread::spawn(move || {
+            for line in lines {
+                if tx.send(line).is_err() {
+                    break;
+                }
+            }
+        });
+        let deadline = std::time::Instant::now() + Duration::from_secs(60);
+        while let Ok(line) =
+            rx.recv_timeout(deadline.saturating_duration_since(std::time::Instant::now()))
+        {
+            if let Some(key) = parse(&line) {
+                *runs.entry(key).or_default() += 1;
+            }
+            if line.contains("all done") {
+                done = true;
+                break;
+            }
+        }
+        kill(child);
+    }
+    assert!(done, "the last process finished the crowd");
+    assert!(kills >= 3, "only {kills} processes were killed mid-run");
+
+    // Every workflow finished once, with the uninterrupted result.
+    let rt = crowd_runtime(&dir.path().to_string_lossy());
+    for n in 0..CROWD {
+        let handle = rt
+            .handle::<u32, String>(&format!("crowd-{n}"))
+            .expect("a workflow per enqueue");
+        assert_eq!(handle.status().expect("status"), Status::Succeeded);
+        assert_eq!(rt.block_on(handle.result()).expect("result"), Ok(2 * n + 1));
+    }
+    // Every body ran; a second run only for one in flight at a kill: at most one step
+    // body per running workflow, at most SLOTS workflows running at once.
+    assert_eq!(
+        runs.len(),
+        2 * CROWD as usize,
+        "bodies that ran: {}",
+        runs.len()
+    );
+    let reruns: u32 = runs.values().map(|count| count - 1).sum();
+    assert!(
+        reruns <= kills * SLOTS as u32,
+        "{reruns} bodies ran again after {kills} kills of {SLOTS} slots"
+    );
 }
