@@ -418,7 +418,7 @@ impl SledJournal {
         data_files: Option<DataFiles>,
         read_only: bool,
     ) -> Self {
-        SledJournal {
+        let journal = SledJournal {
             db,
             _lock_release: LockRelease(path.clone()),
             _copy: None,
@@ -431,14 +431,9 @@ impl SledJournal {
             legacy_entries: false,
             may_hold: AtomicBool::new(false),
             writer: Mutex::new(Writer::default()),
-        }
-        .with_held_marker()
-    }
-
-    /// [`SledJournal::read_held_marker`], at open.
-    fn with_held_marker(self) -> Self {
-        self.read_held_marker();
-        self
+        };
+        journal.read_held_marker();
+        journal
     }
 
     /// Reads [`key::HELD`] into `may_hold` and the writer's state: at open, and after a
@@ -599,7 +594,12 @@ impl SledJournal {
                     // index entry, and a new workflow none to remove.
                     codec::encode_workflow(rec, v)?;
                     op.record = Some(v.clone());
-                    op.wrote_record = false;
+                    if std::mem::take(&mut op.wrote_record) {
+                        // An earlier put of this batch wrote one under its own key,
+                        // which would be read first: it goes.
+                        key::workflow(&rec.id, k);
+                        writes.remove(k.as_slice());
+                    }
                     op.status = Some((rec.status, true));
                     continue;
                 }
@@ -783,8 +783,8 @@ impl SledJournal {
         id: &str,
         k: &[u8],
     ) -> Result<(Option<Vec<u8>>, bool), Error> {
-        let stored_holds = |this: &Self| -> Result<bool, Error> {
-            match this.db.get(k)? {
+        let stored_holds = || -> Result<bool, Error> {
+            match self.db.get(k)? {
                 Some(value) => Ok(Mark::parse(k, &value)?.record().is_some()),
                 None => Ok(false),
             }
@@ -795,7 +795,7 @@ impl SledJournal {
             let held = match (&op.record, op.wrote_record) {
                 (Some(_), _) => true,
                 (None, true) => false,
-                (None, false) => stored_holds(self)?,
+                (None, false) => stored_holds()?,
             };
             return Ok((entry, held));
         }
@@ -872,6 +872,8 @@ impl SledJournal {
                             // Its entry goes while it waits, its record with no other
                             // home: the record moves under its own key, never lost.
                             if let Some(record) = kept(held) {
+                                // (`v` as the key's buffer: nothing is encoded into it
+                                // for this entry, which goes.)
                                 key::workflow(id, v);
                                 writes.insert(v.as_slice(), record);
                             }
@@ -1064,9 +1066,6 @@ impl SledJournal {
         }
         for entry in self.db.scan_prefix(key::status_prefix(Status::Pending)) {
             let (index_key, value) = entry?;
-            if Mark::parse(&index_key, &value)?.record().is_none() {
-                continue;
-            }
             let Ok(Key::Status { id, .. }) = key::parse(&index_key) else {
                 return Err(codec::corrupt(
                     &index_key,

@@ -413,3 +413,20 @@ fn an_enqueued_workflow_is_one_entry_holding_its_record_until_a_record_of_its_ow
     assert_eq!(ids(&journal, Some(Status::Succeeded)), ["b", "c"]);
     assert!(journal.queue_records(&[ENTRY]).unwrap().is_empty());
 }
+
+#[test]
+fn a_record_put_and_then_enqueued_in_one_batch_reads_as_enqueued() {
+    let journal = SledJournal::temporary().unwrap();
+    let mut batch = Batch::new();
+    batch.insert_workflow(workflow("x", Status::Pending));
+    batch.insert_workflow(workflow("x", Status::Enqueued));
+    batch.put_queue_record(entry_key("x"), b"place of x".to_vec());
+    journal.commit(&batch).unwrap();
+    // The last put wins: the record held in the entry, none left under its own key.
+    assert_eq!(journal.raw_get(&workflow_key("x")).unwrap(), None);
+    assert_eq!(
+        journal.workflow("x").unwrap(),
+        Some(workflow("x", Status::Enqueued))
+    );
+    assert_eq!(ids(&journal, Some(Status::Enqueued)), ["x"]);
+}
