@@ -247,6 +247,24 @@ fn crowd_child() {
     println!("{TAG}all done");
 }
 
+/// A child's lines, read on a thread of their own (which ends with them) into a channel.
+fn in_background(
+    lines: impl Iterator<Item = String> + Send + 'static,
+) -> (
+    std::sync::mpsc::Receiver<String>,
+    std::thread::JoinHandle<()>,
+) {
+    let (tx, rx) = std::sync::mpsc::channel();
+    let reader = std::thread::spawn(move || {
+        for line in lines {
+            if tx.send(line).is_err() {
+                break;
+            }
+        }
+    });
+    (rx, reader)
+}
+
 #[test]
 fn queued_workflows_killed_at_random_times_all_finish_and_rerun_only_what_was_in_flight() {
     let dir = tempfile::tempdir().expect("temp dir");
@@ -263,14 +281,7 @@ fn queued_workflows_killed_at_random_times_all_finish_and_rerun_only_what_was_in
     for _ in 0..12 {
         let (child, lines) = spawn("crowd_child", CROWD_ENV, dir.path());
         // The child's lines, read while this thread waits to kill it.
-        let (tx, rx) = std::sync::mpsc::channel();
-        let reader = std::thread::spawn(move || {
-            for line in lines {
-                if tx.send(line).is_err() {
-                    break;
-                }
-            }
-        });
+        let (rx, reader) = in_background(lines);
         let mut seen = Vec::new();
         // Until it enqueued (the first run's enqueues, the later runs' lookups).
         while let Ok(line) = rx.recv_timeout(Duration::from_secs(60)) {
@@ -299,14 +310,7 @@ fn queued_workflows_killed_at_random_times_all_finish_and_rerun_only_what_was_in
     if !done {
         // The last run, given a minute (a lost or stuck workflow keeps it from ending).
         let (child, lines) = spawn("crowd_child", CROWD_ENV, dir.path());
-        let (tx, rx) = std::sync::mpsc::channel();
-        std::thread::spawn(move || {
-            for line in lines {
-                if tx.send(line).is_err() {
-                    break;
-                }
-            }
-        });
+        let (rx, _reader) = in_background(lines);
         let deadline = std::time::Instant::now() + Duration::from_secs(60);
         while let Ok(line) =
             rx.recv_timeout(deadline.saturating_duration_since(std::time::Instant::now()))
