@@ -28,7 +28,11 @@
 //! the entry of a workflow enqueued into a queue also holds its record until a record of
 //! its own is written (its end, say): tag byte 3 (waiting) or 4 (started), the start
 //! time, the queue entry's length (`u32` BE, all ones for none), the entry and the
-//! encoded record. A read of a workflow without a record of its own reads that one.
+//! encoded record. A read of a workflow without a record of its own reads that one. A
+//! workflow started directly (a new record, `Pending`) is written the same way (tag 4,
+//! no queue entry): its start is one sled entry, and its end writes its record and
+//! removes the entry, as for any workflow. (Schema 8 readers read both; builds before
+//! this one wrote a direct start's record under its own key, with an empty entry.)
 //!
 //! Completions are stored in *runs*: all the completions one commit appends to one
 //! workflow share one sled entry. sled costs several microseconds per entry whatever its
@@ -64,8 +68,9 @@ pub(crate) const SCHEMA: &[u8] = b"mschema";
 pub(crate) const COMMITS: &[u8] = b"mcommits";
 
 /// The key present (empty value) once a commit kept a workflow record in a `Pending`
-/// index entry (a queued workflow's, schema 8): until then no record is held there, and a
-/// read of a workflow looks at its own key alone. Never removed.
+/// index entry (a started or queued workflow's, schema 8): until then no record is held
+/// there, and a read of a workflow looks at its own key alone (a journal written by an
+/// older build, opened read-only, say). Never removed.
 pub(crate) const HELD: &[u8] = b"mheld";
 
 /// The longest workflow id a completion key can length-prefix.

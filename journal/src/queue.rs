@@ -181,14 +181,15 @@ pub(crate) fn encode_record(
 }
 
 /// The value of a `Pending` status-index entry on sled (see [`key`](crate::key)): what
-/// it says of the workflow's start and queue entry, and, for a workflow enqueued since
-/// schema 8, its record.
+/// it says of the workflow's start and queue entry, and, for a workflow started or
+/// enqueued since schema 8, its record.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub(crate) enum Mark<'a> {
     /// Empty: the index entry of a record that says `Pending` itself.
     Plain,
-    /// A queued workflow started at this time (ms), with its queue entry if it has one,
-    /// and its record (encoded, as started) if it has no record of its own.
+    /// A workflow started at this time (ms): a queued one, with its queue entry if it
+    /// has one; and its record (encoded, as started) if it has no record of its own (a
+    /// direct start's mark holds its record and no queue entry).
     Started(u64, Option<&'a [u8]>, Option<&'a [u8]>),
     /// A queued workflow waiting for its start, with its queue entry, and its record
     /// (encoded, as enqueued) if it has no record of its own.

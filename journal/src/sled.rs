@@ -57,9 +57,10 @@ pub struct SledJournal {
     /// at open (see `upgrade_entries`): the deletion of an entry removes that record too.
     legacy_entries: bool,
     /// Whether a workflow record may be held in a `Pending` index entry rather than under
-    /// a key of its own (see [`Mark`] and [`key::HELD`]): until a queue was used, a read
-    /// of a workflow looks at its own key alone. Set before the first such commit is
-    /// applied, so no reader misses a held record.
+    /// a key of its own (see [`Mark`] and [`key::HELD`]): until a workflow was started or
+    /// enqueued (by this build; older ones wrote records of their own), a read of a
+    /// workflow looks at its own key alone. Set before the first such commit is applied,
+    /// so no reader misses a held record.
     may_hold: AtomicBool,
     /// Declared after `db` on purpose: fields drop in declaration order, so this waits,
     /// after sled is dropped, until sled's file lock is really free (see
@@ -604,6 +605,22 @@ impl SledJournal {
                     continue;
                 }
             }
+            if *prior == Prior::Absent
+                && rec.status == Status::Pending
+                && !entries.contains_key(rec.id.as_str())
+            {
+                // A direct start: its `Pending` index entry holds its record, as an
+                // enqueued workflow's does, until it has a record of its own (a later
+                // put, its end at the latest). One sled entry per start, not two. A
+                // later put of the same id in this batch writes the record of its own,
+                // which wins over the held copy (and an end removes the entry).
+                codec::encode_workflow(rec, record)?;
+                key::status(Status::Pending, &rec.id, k);
+                Mark::Started(rec.updated_ms, None, Some(record.as_slice())).encode(v);
+                writes.insert(k.as_slice(), v.as_slice());
+                *writes_held = true;
+                continue;
+            }
             key::workflow(&rec.id, k);
             codec::encode_workflow(rec, v)?;
             writes.insert(k.as_slice(), v.as_slice());
@@ -1017,8 +1034,8 @@ impl SledJournal {
     }
 
     /// Reads and decodes workflow `id`'s record (as started, if queued and started): its
-    /// own (`key`), or the one its mark holds (a queued workflow enqueued since schema 8,
-    /// see [`Mark`]).
+    /// own (`key`), or the one its mark holds (a workflow started or enqueued since
+    /// schema 8, see [`Mark`]).
     fn read_workflow(&self, key: &[u8], id: &str) -> Result<Option<WorkflowRecord>, Error> {
         if !self.may_hold.load(Ordering::SeqCst) {
             return self.read_own(key, id);
@@ -1096,8 +1113,8 @@ impl SledJournal {
 
     /// The start time in queued workflow `id`'s start mark, if it has one: its `Pending`
     /// index entry, which holds the time (an index entry of a record that says
-    /// `Pending` itself is empty; one of a queued workflow not started yet holds its
-    /// queue entry alone, see [`Mark`]). Kept until its end removes it, with the entry.
+    /// `Pending` itself is empty, or holds that record; one of a queued workflow not
+    /// started yet holds its queue entry alone, see [`Mark`]). Kept until its end removes it, with the entry.
     fn read_start(&self, id: &str) -> Result<Option<u64>, Error> {
         let mut k = Vec::with_capacity(2 + id.len());
         key::status(Status::Pending, id, &mut k);

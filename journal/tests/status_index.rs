@@ -430,3 +430,71 @@ fn a_record_put_and_then_enqueued_in_one_batch_reads_as_enqueued() {
     );
     assert_eq!(ids(&journal, Some(Status::Enqueued)), ["x"]);
 }
+
+#[test]
+fn a_direct_start_is_one_entry_holding_its_record_until_a_record_of_its_own() {
+    let dir = tempfile::tempdir().unwrap();
+    let path = dir.path().join("j");
+    let journal = SledJournal::open(&path, Durability::Flush).unwrap();
+    let mut batch = Batch::new();
+    // "a" and "b" started directly (new records), "c" already ended.
+    batch.insert_workflow(workflow("a", Status::Pending));
+    batch.insert_workflow(workflow("b", Status::Pending));
+    batch.put_workflow(workflow("c", Status::Succeeded));
+    journal.commit(&batch).unwrap();
+
+    // One sled entry per start: its `Pending` index entry, holding the record.
+    for id in ["a", "b"] {
+        assert_eq!(journal.raw_get(&workflow_key(id)).unwrap(), None, "{id}");
+        assert!(journal
+            .raw_get(&status_key(Status::Pending, id))
+            .unwrap()
+            .is_some());
+        assert_eq!(
+            journal.workflow(id).unwrap(),
+            Some(workflow(id, Status::Pending))
+        );
+    }
+    assert_eq!(ids(&journal, None), ["a", "b", "c"]);
+    assert_eq!(ids(&journal, Some(Status::Pending)), ["a", "b"]);
+    drop(journal);
+
+    // Durable; a later put while pending (a resumption's attempt count) writes a record
+    // of its own, which is read from then on, and listed once.
+    let journal = SledJournal::open(&path, Durability::Flush).unwrap();
+    assert_eq!(
+        journal.workflow("a").unwrap(),
+        Some(workflow("a", Status::Pending))
+    );
+    let mut a = workflow("a", Status::Pending);
+    a.recovery_attempts = 3;
+    batch.clear();
+    batch.update_workflow(a.clone(), Status::Pending);
+    journal.commit(&batch).unwrap();
+    assert!(journal.raw_get(&workflow_key("a")).unwrap().is_some());
+    assert_eq!(journal.workflow("a").unwrap(), Some(a.clone()));
+    let listed = journal.workflows(Some(Status::Pending)).unwrap();
+    assert_eq!(listed, [a.clone(), workflow("b", Status::Pending)]);
+    assert_eq!(journal.workflows(None).unwrap()[0], a, "listed once");
+    assert_eq!(ids(&journal, None), ["a", "b", "c"]);
+
+    // Their ends write records of their own and remove the entries: listed once, ended.
+    batch.clear();
+    for id in ["a", "b"] {
+        batch.update_workflow(workflow(id, Status::Succeeded), Status::Pending);
+    }
+    journal.commit(&batch).unwrap();
+    for id in ["a", "b"] {
+        assert_eq!(
+            journal.raw_get(&status_key(Status::Pending, id)).unwrap(),
+            None
+        );
+        assert_eq!(
+            journal.workflow(id).unwrap(),
+            Some(workflow(id, Status::Succeeded))
+        );
+    }
+    assert_eq!(ids(&journal, None), ["a", "b", "c"]);
+    assert!(ids(&journal, Some(Status::Pending)).is_empty());
+    assert_eq!(ids(&journal, Some(Status::Succeeded)), ["a", "b", "c"]);
+}
