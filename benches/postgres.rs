@@ -8,6 +8,11 @@
 //!   statements, 4 s right before and 4 s right after the ordo workload it is compared
 //!   with (a disk's sync latency drifts; the summary shows both runs and uses their
 //!   mean). Rows/s = tps x rows per transaction.
+//! - `pgbench` behind ordo's fence: the same inserts, conditioned in one statement on
+//!   the update of a worker row that still has its epoch, as every ordo commit is (the
+//!   issue asks for an epoch checked in every commit); 4 s after the reference's second
+//!   run. What the fence costs the server with nothing of ordo around it: the ceiling
+//!   of ordo's figures against plain pgbench.
 //! - `postgres/sequential_100`: one workflow of 100 sequential steps per iteration (one
 //!   completion per commit, plus the start and the finish); `postgres/join_all_64x8`:
 //!   one workflow running 8 rounds of 64 steps in a `join_all` (64 completions per
@@ -129,6 +134,7 @@ fn main() {
         }
         reference.extend(pgbench.as_ref().map(|p| p.run(slot)));
         summary.pgbench[slot] = reference;
+        summary.fenced[slot] = pgbench.as_ref().map(|p| p.run_fenced(slot));
     }
     drop(postgres);
     let dir = common::bench_dir();
@@ -180,6 +186,8 @@ struct Pgbench {
     url: String,
     /// The scripts, by slot (0: 1 row, 1: [`GATHER`] rows); in `_dir`.
     scripts: [PathBuf; 2],
+    /// The same inserts behind ordo's fence (see [`Pgbench::run_fenced`]), by slot.
+    fenced: [PathBuf; 2],
     _dir: tempfile::TempDir,
 }
 
@@ -204,28 +212,74 @@ impl Pgbench {
         // A random key per transaction (2^50 of them: a repeat within a run has a
         // chance of about 1e-8), rows `key * 64 + g`: keys never collide in practice.
         // The value is a few bytes, like a bincode-encoded u64.
-        let one = "\\set s random(0, 1125899906842623)\n\
-             INSERT INTO completions VALUES ('pgbench-' || :client_id, :s, :s, 's', true, \
-             '\\x2a'::bytea, 1, 1700000000000, 1700000000001);\n"
-            .to_string();
-        let many = format!(
-            "\\set s random(0, 1125899906842623)\n\
-             INSERT INTO completions SELECT 'pgbench-' || :client_id, \
-             CAST(:s AS int8) * {GATHER} + g, g, 's', true, '\\x2a'::bytea, 1, \
-             1700000000000, 1700000000001 FROM generate_series(0, {}) AS g;\n",
+        let set = "\\set s random(0, 1125899906842623)\n";
+        let one_row = "'pgbench-' || :client_id, :s, :s, 's', true, '\\x2a'::bytea, 1, \
+             1700000000000, 1700000000001";
+        let many_rows = format!(
+            "'pgbench-' || :client_id, CAST(:s AS int8) * {GATHER} + g, g, 's', true, \
+             '\\x2a'::bytea, 1, 1700000000000, 1700000000001 FROM generate_series(0, {}) AS g",
             GATHER - 1
         );
-        let scripts = [(1, one), (GATHER, many)].map(|(rows, script)| {
-            let file = dir.path().join(format!("rows_{rows}.sql"));
+        // ordo's fence (`FENCE` in the journal's session) in front of the same rows: the
+        // worker's row counted, the rows inserted only if it still has its epoch.
+        psql(
+            pg,
+            &url,
+            "CREATE TABLE workers (id int8 PRIMARY KEY, epoch int8 NOT NULL, \
+             alive bool NOT NULL, commits int8 NOT NULL); \
+             INSERT INTO workers VALUES (1, 1, true, 0)",
+        );
+        let fenced = |rows: &str| {
+            format!(
+                "{set}WITH counted AS (UPDATE workers SET commits = commits + 1 \
+                 WHERE id = 1 AND epoch = 1 AND alive RETURNING commits), \
+                 appended AS (INSERT INTO completions SELECT {rows} \
+                 WHERE EXISTS (SELECT FROM counted)) SELECT commits FROM counted;\n"
+            )
+        };
+        let write = |name: &str, script: String| {
+            let file = dir.path().join(name);
             std::fs::write(&file, script).unwrap();
             file
-        });
+        };
+        let scripts = [
+            write(
+                "rows_1.sql",
+                format!("{set}INSERT INTO completions VALUES ({one_row});\n"),
+            ),
+            write(
+                "rows_64.sql",
+                format!("{set}INSERT INTO completions SELECT {many_rows};\n"),
+            ),
+        ];
+        let fenced = [
+            write("fenced_1.sql", fenced(one_row)),
+            write("fenced_64.sql", fenced(&many_rows)),
+        ];
         Some(Pgbench {
             exe,
             url,
             scripts,
+            fenced,
             _dir: dir,
         })
+    }
+
+    /// Script `slot` behind the fence every ordo commit passes (the worker's row
+    /// updated, the insert conditioned on it, in one statement as ordo sends it), run
+    /// for [`PGBENCH_SECONDS`] on one client: what the fence the issue asks of every
+    /// commit costs pgbench itself.
+    fn run_fenced(&self, slot: usize) -> Rate {
+        let rows = [1, GATHER][slot];
+        let tps = run_pgbench(&self.exe, &self.fenced[slot], &self.url);
+        eprintln!(
+            "pgbench behind ordo's fence, {rows} row(s)/transaction: {tps:.0} tps, {:.0} rows/s",
+            tps * rows as f64
+        );
+        Rate {
+            items_per_s: tps * rows as f64,
+            commits_per_s: tps,
+        }
     }
 
     /// Runs script `slot` for [`PGBENCH_SECONDS`] on one client: rows/s and tps.
@@ -839,6 +893,8 @@ struct Rate {
 struct Summary {
     /// pgbench runs by slot: before and after the ordo workload.
     pgbench: [Vec<Rate>; 2],
+    /// pgbench behind ordo's fence ([`Pgbench::run_fenced`]), by slot.
+    fenced: [Option<Rate>; 2],
     /// By workload slot (see [`workload`]).
     postgres: [Option<Rate>; 3],
     /// The store alone ([`journal_alone`]), right after the runtime's workload.
@@ -887,6 +943,11 @@ impl Summary {
                     format!("mean of {} (before, after)", each.join(", ")),
                 ),
                 (
+                    "pgbench behind ordo's fence".to_string(),
+                    self.fenced[slot],
+                    "the fence's own cost: the ceiling".to_string(),
+                ),
+                (
                     "tokio-postgres alone, pgbench's insert".to_string(),
                     alone(0),
                     "the client library".to_string(),
@@ -925,8 +986,8 @@ impl Summary {
             // The statement alone was measured at 1 row only, the workflows together at
             // 64 only.
             let rows = rows.into_iter().enumerate().filter(|(i, _)| match slot {
-                0 => *i < 6,
-                _ => !matches!(i, 1 | 2),
+                0 => *i < 7,
+                _ => !matches!(i, 2 | 3),
             });
             for (i, (name, rate, note)) in rows {
                 let Some(rate) = rate else {
