@@ -265,29 +265,23 @@ impl Pgbench {
         })
     }
 
-    /// Script `slot` behind the fence every ordo commit passes (the worker's row
-    /// updated, the insert conditioned on it, in one statement as ordo sends it), run
-    /// for [`PGBENCH_SECONDS`] on one client: what the fence the issue asks of every
-    /// commit costs pgbench itself.
-    fn run_fenced(&self, slot: usize) -> Rate {
-        let rows = [1, GATHER][slot];
-        let tps = run_pgbench(&self.exe, &self.fenced[slot], &self.url);
-        eprintln!(
-            "pgbench behind ordo's fence, {rows} row(s)/transaction: {tps:.0} tps, {:.0} rows/s",
-            tps * rows as f64
-        );
-        Rate {
-            items_per_s: tps * rows as f64,
-            commits_per_s: tps,
-        }
-    }
-
     /// Runs script `slot` for [`PGBENCH_SECONDS`] on one client: rows/s and tps.
     fn run(&self, slot: usize) -> Rate {
+        self.run_script(slot, &self.scripts[slot], "pgbench")
+    }
+
+    /// Script `slot` behind the fence every ordo commit passes (the worker's row
+    /// updated, the insert conditioned on it, in one statement as ordo sends it), run
+    /// the same way: what the fence the issue asks of every commit costs pgbench itself.
+    fn run_fenced(&self, slot: usize) -> Rate {
+        self.run_script(slot, &self.fenced[slot], "pgbench behind ordo's fence")
+    }
+
+    fn run_script(&self, slot: usize, script: &Path, label: &str) -> Rate {
         let rows = [1, GATHER][slot];
-        let tps = run_pgbench(&self.exe, &self.scripts[slot], &self.url);
+        let tps = run_pgbench(&self.exe, script, &self.url);
         eprintln!(
-            "pgbench, {rows} row(s)/transaction: {tps:.0} tps, {:.0} rows/s",
+            "{label}, {rows} row(s)/transaction: {tps:.0} tps, {:.0} rows/s",
             tps * rows as f64
         );
         Rate {
