@@ -25,6 +25,7 @@
 use std::any::TypeId;
 use std::cell::RefCell;
 use std::collections::{BTreeMap, HashMap};
+use std::hash::{BuildHasherDefault, Hasher};
 
 use serde::de::DeserializeOwned;
 use serde_reflection::{
@@ -40,10 +41,34 @@ pub(crate) struct TypeKey {
 }
 
 thread_local! {
-    /// Fingerprints by type, so each type is traced once per thread.
-    static BY_TYPE: RefCell<HashMap<TypeId, TypeKey>> = RefCell::new(HashMap::new());
+    /// Fingerprints by type, so each type is traced once per thread. Looked up for
+    /// every value encoded or decoded (a step's outcome twice), so keyed without SipHash
+    /// (see [`TypeIdHasher`]).
+    static BY_TYPE: RefCell<HashMap<TypeId, TypeKey, BuildHasherDefault<TypeIdHasher>>> =
+        RefCell::new(HashMap::default());
     /// Names by fingerprint, for naming a recorded type this process knows.
     static NAMES: RefCell<HashMap<u64, &'static str>> = RefCell::new(HashMap::new());
+}
+
+/// A hasher for [`TypeId`] keys alone: a `TypeId` is already a hash of its type (it
+/// feeds the hasher one `u64` of it), so that number is used as it is rather than hashed
+/// again with SipHash, whose resistance to chosen keys is of no use here (keys are the
+/// program's own types, not input). Anything else written is folded in with FNV-1a.
+#[derive(Default)]
+pub(crate) struct TypeIdHasher(u64);
+
+impl Hasher for TypeIdHasher {
+    fn write(&mut self, bytes: &[u8]) {
+        fnv(&mut self.0, bytes);
+    }
+
+    fn write_u64(&mut self, n: u64) {
+        self.0 ^= n;
+    }
+
+    fn finish(&self) -> u64 {
+        self.0
+    }
 }
 
 /// The fingerprint of `T`.

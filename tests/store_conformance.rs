@@ -252,10 +252,16 @@ fn on_postgres_a_fenced_worker_commits_nothing_in_any_form() {
     other.commit(&start).unwrap();
     // Each form's batch, for the workflow id the fenced worker started.
     type Form = fn(&str) -> Batch;
-    let forms: [(&str, Form); 4] = [
+    let forms: [(&str, Form); 5] = [
+        ("one completion", |id| {
+            let mut batch = Batch::new();
+            batch.push_completion(id, completion(0));
+            batch
+        }),
         ("completions", |id| {
             let mut batch = Batch::new();
             batch.push_completion(id, completion(0));
+            batch.push_completion(id, completion(1));
             batch
         }),
         ("records and completions", |id| {

@@ -102,18 +102,18 @@ use crate::{Elsewhere, Error, Store};
 /// live worker reserved but has not committed yet.
 const HOLDER_PATIENCE: Duration = Duration::from_secs(2);
 
-/// The statement of the commonest commit: completions alone, of workflows the worker
+/// The statement of the commonest commit: one completion, of a workflow the worker
 /// knows (no server-side order check). Parameters: `$1` the worker's id, `$2` its
-/// epoch, `$3` to `$11` the completions' columns as arrays (workflow id `text`, seq
-/// `int8`, step id `int8`, name `text`, ok `bool`, value `bytea`, attempts `int4`,
-/// started and ended `int8`). Its row: the worker's commit count, and an empty `text[]`;
-/// no row if the worker was fenced.
+/// epoch, `$3` to `$11` the completion's columns (workflow id `text`, seq `int8`, step
+/// id `int8`, name `text`, ok `bool`, value `bytea`, attempts `int4`, started and
+/// ended `int8`). Its row: the worker's commit count, and an empty `text[]`; no row if
+/// the worker was fenced.
 ///
 /// For `benches/postgres.rs`, which runs it alone on a plain client to split a commit's
 /// time between the server and ordo; not a stable interface.
 #[doc(hidden)]
 pub fn steps_commit_statement() -> String {
-    session::one_statement_commit(false, false, false)
+    session::single_step_commit()
 }
 
 /// The version of the PostgreSQL schema this build creates and reads.
