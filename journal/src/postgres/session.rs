@@ -80,12 +80,15 @@ fn workflow_rows(first: u32, is_new: u32) -> String {
     )
 }
 
+/// The types of a completion's nine columns, in the order of `ordo.completions` (and of
+/// `Encoded`'s completion columns).
+const COMPLETION_TYPES: [&str; 9] = [
+    "text", "int8", "int8", "text", "bool", "bytea", "int4", "int8", "int8",
+];
+
 /// The completions from parameter `$first` on (nine columns) as rows `new`.
 fn new_completions(first: u32) -> String {
-    let types = [
-        "text", "int8", "int8", "text", "bool", "bytea", "int4", "int8", "int8",
-    ];
-    let columns = typed_arrays(first, &types);
+    let columns = typed_arrays(first, &COMPLETION_TYPES);
     format!(
         "new AS (SELECT * FROM unnest({})
             AS u(workflow_id, seq, step_id, name, ok, value, attempts, started_ms, ended_ms))",
@@ -173,14 +176,11 @@ pub(crate) fn one_statement_commit(records: bool, checked: bool, notify: bool) -
 }
 
 /// The commit of one completion of a workflow the worker knows: the fence, and the
-/// completion's nine columns as scalar parameters from `$3` on (in the order of
-/// [`new_completions`]), inserted only if the fence let the commit through. Its answer
+/// completion's nine columns as scalar parameters from `$3` on (see
+/// [`COMPLETION_TYPES`]), inserted only if the fence let the commit through. Its answer
 /// is `one_statement_commit`'s: the commit count and no refused ids, or no row.
 pub(crate) fn single_step_commit() -> String {
-    let types = [
-        "text", "int8", "int8", "text", "bool", "bytea", "int4", "int8", "int8",
-    ];
-    let columns: Vec<String> = types
+    let columns: Vec<String> = COMPLETION_TYPES
         .iter()
         .zip(3..)
         .map(|(ty, n)| format!("${n}::{ty}"))
