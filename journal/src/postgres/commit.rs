@@ -205,6 +205,18 @@ impl Encoded {
             let (first, last) = (&completions[run[0]], &completions[run[run.len() - 1]]);
             self.runs.push((first.0.clone(), first.1.seq, last.1.seq));
         }
+        // Each column once at its size, not grown a push at a time (a commit of many
+        // workflows' steps has one row per workflow).
+        let n = completions.len();
+        self.c_id.reserve_exact(n);
+        self.c_seq.reserve_exact(n);
+        self.c_step.reserve_exact(n);
+        self.c_name.reserve_exact(n);
+        self.c_ok.reserve_exact(n);
+        self.c_value.reserve_exact(n);
+        self.c_attempts.reserve_exact(n);
+        self.c_started.reserve_exact(n);
+        self.c_ended.reserve_exact(n);
         for (id, c) in completions {
             key::check_id(id)?;
             self.c_id.push(id.clone());
