@@ -1,7 +1,8 @@
 //! Queues and schedules across real SIGKILLs: a rate limiter's window is honoured by
 //! the restarted process, a schedule that backfills starts every tick exactly once
-//! however often its process is killed, and a crowd of queued workflows killed at random
-//! times all finish, with no step re-run but those in flight at a kill.
+//! however often its process is killed, and a crowd of workflows, queued or started
+//! directly, killed at random times all finish, with no step re-run but those in flight
+//! at a kill.
 
 mod common;
 
@@ -198,8 +199,22 @@ const SLOTS: usize = 20;
 /// Two steps, each saying that its body runs and taking a few milliseconds: the window
 /// a kill lands in.
 async fn crowd_job(ctx: Ctx, n: u32) -> Result<u32, String> {
+    steps(ctx, n, 2).await
+}
+
+/// Steps of a workflow of the crowd started directly: all of them run at once, so each
+/// is longer than a kill's delay, and every run is killed before the crowd is done.
+const LONG_STEPS: u32 = 10;
+
+/// [`crowd_job`] with [`LONG_STEPS`] steps.
+async fn long_crowd_job(ctx: Ctx, n: u32) -> Result<u32, String> {
+    steps(ctx, n, LONG_STEPS).await
+}
+
+/// `count` steps `s` returning `n + s`; their sum.
+async fn steps(ctx: Ctx, n: u32, count: u32) -> Result<u32, String> {
     let mut sum = 0;
-    for s in 0..2u32 {
+    for s in 0..count {
         sum += ctx
             .step("work", move || async move {
                 println!("{TAG}body {n} {s}");
@@ -216,6 +231,7 @@ fn crowd_runtime(dir: &str) -> ordo::Runtime {
     ordo_testkit::store::runtime(dir)
         .queue("crowd", QueueOptions::new().concurrency(SLOTS))
         .register("crowd_job", crowd_job)
+        .register("long_crowd_job", long_crowd_job)
         .build()
         .expect("crowd runtime")
 }
@@ -223,21 +239,39 @@ fn crowd_runtime(dir: &str) -> ordo::Runtime {
 #[test]
 #[ignore = "the child process of the random-kill queue test; does nothing when run directly"]
 fn crowd_child() {
-    let Ok(dir) = std::env::var(CROWD_ENV) else {
-        return;
-    };
-    let rt = crowd_runtime(&dir);
+    if let Ok(dir) = std::env::var(CROWD_ENV) {
+        run_crowd(&dir, true);
+    }
+}
+
+/// Started directly, each workflow holds its record in its `Pending` index entry until
+/// its end (see `ordo_journal`'s key layout), as an enqueued one does.
+const DIRECT_ENV: &str = "ORDO_START_KILL_CROWD";
+
+#[test]
+#[ignore = "the child process of the random-kill start test; does nothing when run directly"]
+fn direct_crowd_child() {
+    if let Ok(dir) = std::env::var(DIRECT_ENV) {
+        run_crowd(&dir, false);
+    }
+}
+
+/// Recovers, then enqueues (`queued`) or starts the crowd and waits for all of it. The
+/// same ids on every run: a second run finds the first run's workflows.
+fn run_crowd(dir: &str, queued: bool) {
+    let rt = crowd_runtime(dir);
     rt.recover().expect("recover");
-    // The same ids on every run: a second run finds the first run's enqueues.
     let handles: Vec<_> = (0..CROWD)
         .map(|n| {
-            rt.enqueue::<_, u32, String>(
-                "crowd",
-                "crowd_job",
-                n,
-                EnqueueOptions::new().id(format!("crowd-{n}")),
-            )
-            .expect("enqueue")
+            let id = format!("crowd-{n}");
+            if queued {
+                let options = EnqueueOptions::new().id(id);
+                rt.enqueue::<_, u32, String>("crowd", "crowd_job", n, options)
+                    .expect("enqueue")
+            } else {
+                rt.start::<_, u32, String>("long_crowd_job", &id, n)
+                    .expect("start")
+            }
         })
         .collect();
     println!("{TAG}enqueued");
@@ -267,8 +301,46 @@ fn in_background(
 
 #[test]
 fn queued_workflows_killed_at_random_times_all_finish_and_rerun_only_what_was_in_flight() {
+    // At most one step body per running workflow, at most SLOTS running at once.
+    kill_crowd_at_random(
+        "crowd_child",
+        CROWD_ENV,
+        0x000c_203d,
+        5..150,
+        2,
+        SLOTS as u32,
+    );
+}
+
+#[test]
+fn workflows_started_directly_and_killed_at_random_times_all_finish_once() {
+    // All of them run at once, each step 20 ms: a run killed 5 to 60 ms in records a few
+    // steps of each. At most one step body of each in flight at a kill.
+    kill_crowd_at_random(
+        "direct_crowd_child",
+        DIRECT_ENV,
+        0x5747_2d4b,
+        5..60,
+        LONG_STEPS,
+        CROWD,
+    );
+}
+
+/// Runs child `child` (its journal folder in `env`) and SIGKILLs it `after` ms (a random
+/// number in the range) after its starts, again and again (up to 12 times) until a run
+/// finishes the crowd, or a last run is given a minute; then every workflow (of `steps`
+/// steps) has succeeded once with the uninterrupted result, every step body ran, and no
+/// more bodies ran again than `in_flight` per kill.
+fn kill_crowd_at_random(
+    child: &str,
+    env: &str,
+    seed: u64,
+    after: std::ops::Range<u64>,
+    steps: u32,
+    in_flight: u32,
+) {
     let dir = tempfile::tempdir().expect("temp dir");
-    let mut rng = fastrand::Rng::with_seed(0x000c_203d);
+    let mut rng = fastrand::Rng::with_seed(seed);
     // How often each (workflow, step) body ran, over every process.
     let mut runs: BTreeMap<(u32, u32), u32> = BTreeMap::new();
     let parse = |line: &str| -> Option<(u32, u32)> {
@@ -279,7 +351,7 @@ fn queued_workflows_killed_at_random_times_all_finish_and_rerun_only_what_was_in
     let mut kills = 0u32;
     let mut done = false;
     for _ in 0..12 {
-        let (child, lines) = spawn("crowd_child", CROWD_ENV, dir.path());
+        let (process, lines) = spawn(child, env, dir.path());
         // The child's lines, read while this thread waits to kill it.
         let (rx, reader) = in_background(lines);
         let mut seen = Vec::new();
@@ -291,8 +363,8 @@ fn queued_workflows_killed_at_random_times_all_finish_and_rerun_only_what_was_in
                 break;
             }
         }
-        std::thread::sleep(Duration::from_millis(rng.u64(5..150)));
-        kill(child);
+        std::thread::sleep(Duration::from_millis(rng.u64(after.clone())));
+        kill(process);
         kills += 1;
         reader.join().expect("reader");
         seen.extend(rx.try_iter());
@@ -309,7 +381,7 @@ fn queued_workflows_killed_at_random_times_all_finish_and_rerun_only_what_was_in
     }
     if !done {
         // The last run, given a minute (a lost or stuck workflow keeps it from ending).
-        let (child, lines) = spawn("crowd_child", CROWD_ENV, dir.path());
+        let (process, lines) = spawn(child, env, dir.path());
         let (rx, _reader) = in_background(lines);
         let deadline = std::time::Instant::now() + Duration::from_secs(60);
         while let Ok(line) =
@@ -323,7 +395,7 @@ fn queued_workflows_killed_at_random_times_all_finish_and_rerun_only_what_was_in
                 break;
             }
         }
-        kill(child);
+        kill(process);
     }
     assert!(done, "the last process finished the crowd");
     assert!(kills >= 3, "only {kills} processes were killed mid-run");
@@ -335,19 +407,20 @@ fn queued_workflows_killed_at_random_times_all_finish_and_rerun_only_what_was_in
             .handle::<u32, String>(&format!("crowd-{n}"))
             .expect("a workflow per enqueue");
         assert_eq!(handle.status().expect("status"), Status::Succeeded);
-        assert_eq!(rt.block_on(handle.result()).expect("result"), Ok(2 * n + 1));
+        let uninterrupted = steps * n + steps * (steps - 1) / 2;
+        let result = rt.block_on(handle.result()).expect("result");
+        assert_eq!(result, Ok(uninterrupted), "crowd-{n}");
     }
-    // Every body ran; a second run only for one in flight at a kill: at most one step
-    // body per running workflow, at most SLOTS workflows running at once.
+    // Every body ran; a second run only for one in flight at a kill.
     assert_eq!(
         runs.len(),
-        2 * CROWD as usize,
+        (steps * CROWD) as usize,
         "bodies that ran: {}",
         runs.len()
     );
     let reruns: u32 = runs.values().map(|count| count - 1).sum();
     assert!(
-        reruns <= kills * SLOTS as u32,
-        "{reruns} bodies ran again after {kills} kills of {SLOTS} slots"
+        reruns <= kills * in_flight,
+        "{reruns} bodies ran again after {kills} kills, {in_flight} in flight at most"
     );
 }
