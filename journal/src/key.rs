@@ -30,8 +30,9 @@
 //! time, the queue entry's length (`u32` BE, all ones for none), the entry and the
 //! encoded record. A read of a workflow without a record of its own reads that one. A
 //! workflow started directly (a new record, `Pending`) is written the same way (tag 4,
-//! no queue entry): its start is one sled entry, and its end writes its record and
-//! removes the entry, as for any workflow. (Schema 8 readers read both; builds before
+//! no queue entry): its start is one sled entry, a put while it stays pending replaces
+//! the record in the entry, and its end writes its record and removes the entry, as for
+//! any workflow. (Schema 8 readers read both; builds before
 //! this one wrote a direct start's record under its own key, with an empty entry.)
 //!
 //! Completions are stored in *runs*: all the completions one commit appends to one

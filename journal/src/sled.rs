@@ -563,7 +563,9 @@ impl SledJournal {
         // Queue entries live in `Pending` index entries (see `crate::queue::ENTRY`): what
         // this batch does to each (the other queue records are written as they come).
         let mut entries = self.entry_ops(batch, k, &mut writes);
-        for (rec, prior) in batch.workflows.iter().zip(&batch.priors) {
+        // Each id's first put in this batch, built when first needed (see below).
+        let mut first_put: Option<HashMap<&str, usize>> = None;
+        for (i, (rec, prior)) in batch.workflows.iter().zip(&batch.priors).enumerate() {
             key::check_id(&rec.id)?;
             if *prior == Prior::Queued {
                 // A queued workflow's start: its record stays as enqueued, and its
@@ -610,16 +612,49 @@ impl SledJournal {
                 && !entries.contains_key(rec.id.as_str())
             {
                 // A direct start: its `Pending` index entry holds its record, as an
-                // enqueued workflow's does, until it has a record of its own (a later
-                // put, its end at the latest). One sled entry per start, not two. A
-                // later put of the same id in this batch writes the record of its own,
-                // which wins over the held copy (and an end removes the entry).
+                // enqueued workflow's does, until its end writes a record of its own and
+                // removes the entry (a put while it stays pending replaces the held
+                // record, below). One sled entry per start, not two. A later put of the
+                // same id in this batch writes a record of its own, which wins over the
+                // held copy.
                 codec::encode_workflow(rec, record)?;
                 key::status(Status::Pending, &rec.id, k);
                 Mark::Started(rec.updated_ms, None, Some(record.as_slice())).encode(v);
                 writes.insert(k.as_slice(), v.as_slice());
                 *writes_held = true;
                 continue;
+            }
+            if *prior == Prior::Was(Status::Pending)
+                && rec.status == Status::Pending
+                && self.may_hold.load(Ordering::SeqCst)
+                && !entries.contains_key(rec.id.as_str())
+                && first_put
+                    .get_or_insert_with(|| {
+                        let mut first = HashMap::with_capacity(batch.workflows.len());
+                        for (n, w) in batch.workflows.iter().enumerate() {
+                            first.entry(w.id.as_str()).or_insert(n);
+                        }
+                        first
+                    })
+                    .get(rec.id.as_str())
+                    == Some(&i)
+            {
+                // Still pending (a resumption's attempt count, its reset): if its mark
+                // holds its record, the new one replaces it there, rather than going under
+                // a key of its own next to a copy that would stay until the end (every
+                // workflow resumed after a restart would hold its record twice). One read
+                // of the mark; the same one write. Only for the id's first put in this
+                // batch: the stored mark is what an earlier put would have replaced, and
+                // a record of its own that one wrote would be read first.
+                key::status(Status::Pending, &rec.id, k);
+                if let Some(stored) = self.db.get(k.as_slice())? {
+                    if let Mark::Started(_, entry, Some(_)) = Mark::parse(k, &stored)? {
+                        codec::encode_workflow(rec, record)?;
+                        Mark::Started(rec.updated_ms, entry, Some(record.as_slice())).encode(v);
+                        writes.insert(k.as_slice(), v.as_slice());
+                        continue;
+                    }
+                }
             }
             key::workflow(&rec.id, k);
             codec::encode_workflow(rec, v)?;

@@ -459,8 +459,8 @@ fn a_direct_start_is_one_entry_holding_its_record_until_a_record_of_its_own() {
     assert_eq!(ids(&journal, Some(Status::Pending)), ["a", "b"]);
     drop(journal);
 
-    // Durable; a later put while pending (a resumption's attempt count) writes a record
-    // of its own, which is read from then on, and listed once.
+    // Durable; a later put while pending (a resumption's attempt count) replaces the
+    // record in the entry: still one copy, read and listed once.
     let journal = SledJournal::open(&path, Durability::Flush).unwrap();
     assert_eq!(
         journal.workflow("a").unwrap(),
@@ -468,15 +468,27 @@ fn a_direct_start_is_one_entry_holding_its_record_until_a_record_of_its_own() {
     );
     let mut a = workflow("a", Status::Pending);
     a.recovery_attempts = 3;
+    a.updated_ms += 7;
     batch.clear();
     batch.update_workflow(a.clone(), Status::Pending);
     journal.commit(&batch).unwrap();
-    assert!(journal.raw_get(&workflow_key("a")).unwrap().is_some());
+    assert_eq!(journal.raw_get(&workflow_key("a")).unwrap(), None);
     assert_eq!(journal.workflow("a").unwrap(), Some(a.clone()));
     let listed = journal.workflows(Some(Status::Pending)).unwrap();
     assert_eq!(listed, [a.clone(), workflow("b", Status::Pending)]);
     assert_eq!(journal.workflows(None).unwrap()[0], a, "listed once");
     assert_eq!(ids(&journal, None), ["a", "b", "c"]);
+    // Two puts of one batch, the first writing a record of its own (no known prior
+    // status): the last is read.
+    let mut b = workflow("b", Status::Pending);
+    batch.clear();
+    b.recovery_attempts = 4;
+    batch.put_workflow(b.clone());
+    b.recovery_attempts = 5;
+    batch.update_workflow(b.clone(), Status::Pending);
+    journal.commit(&batch).unwrap();
+    assert_eq!(journal.workflow("b").unwrap(), Some(b.clone()));
+    assert_eq!(ids(&journal, Some(Status::Pending)), ["a", "b"]);
 
     // Their ends write records of their own and remove the entries: listed once, ended.
     batch.clear();
