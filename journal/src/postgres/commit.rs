@@ -335,6 +335,22 @@ impl Encoded {
         ]
     }
 
+    /// The first completion's columns, in the statements' order (that of
+    /// [`Encoded::completion_columns`]), as scalars. Only for a batch with completions.
+    fn first_completion(&self) -> [&(dyn ToSql + Sync); 9] {
+        [
+            &self.c_id[0],
+            &self.c_seq[0],
+            &self.c_step[0],
+            &self.c_name[0],
+            &self.c_ok[0],
+            &self.c_value[0],
+            &self.c_attempts[0],
+            &self.c_started[0],
+            &self.c_ended[0],
+        ]
+    }
+
     /// The completions' columns, in the statements' order.
     fn completion_columns(&self) -> [&(dyn ToSql + Sync); 9] {
         [
@@ -400,23 +416,12 @@ impl Encoded {
         let [worker, epoch] = fence;
         if self.only_records_and_completions() && self.wf_id.is_empty() && self.note_kind.is_empty()
         {
+            let mut params: Vec<&(dyn ToSql + Sync)> = Vec::with_capacity(11);
+            params.extend([&worker as &(dyn ToSql + Sync), &epoch]);
             if known && self.c_id.len() == 1 {
-                let params: [&(dyn ToSql + Sync); 11] = [
-                    &worker,
-                    &epoch,
-                    &self.c_id[0],
-                    &self.c_seq[0],
-                    &self.c_step[0],
-                    &self.c_name[0],
-                    &self.c_ok[0],
-                    &self.c_value[0],
-                    &self.c_attempts[0],
-                    &self.c_started[0],
-                    &self.c_ended[0],
-                ];
+                params.extend(self.first_completion());
                 return answer(c.query_opt(&st.step_known, &params).await?);
             }
-            let mut params: Vec<&(dyn ToSql + Sync)> = vec![&worker, &epoch];
             params.extend(self.completion_columns());
             let statement = if known { &st.steps_known } else { &st.steps };
             return answer(c.query_opt(statement, &params).await?);

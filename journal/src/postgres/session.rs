@@ -86,7 +86,7 @@ const COMPLETION_TYPES: [&str; 9] = [
     "text", "int8", "int8", "text", "bool", "bytea", "int4", "int8", "int8",
 ];
 
-/// The completions from parameter `$first` on (nine columns) as rows `new`.
+/// The completions from parameter `$first` on (nine columns, arrays) as rows `new`.
 fn new_completions(first: u32) -> String {
     let columns = typed_arrays(first, &COMPLETION_TYPES);
     format!(
@@ -96,18 +96,32 @@ fn new_completions(first: u32) -> String {
     )
 }
 
-/// The completions from parameter `$first` on (nine columns) as rows `new`, and `bad`,
-/// which raises (`ordo.out_of_order`) if one is at or before a recorded seq of its
-/// workflow: completions are append-only.
-fn completion_rows(first: u32) -> String {
+/// One completion from parameter `$first` on (nine scalar columns) as the row `new`:
+/// no arrays to send and `unnest` for the commonest commit. (A `WITH` query read once
+/// is folded into its reader by the planner: `new` costs nothing of its own.)
+fn one_completion(first: u32) -> String {
+    let columns: Vec<String> = COMPLETION_TYPES
+        .iter()
+        .zip(first..)
+        .map(|(ty, n)| format!("${n}::{ty}"))
+        .collect();
     format!(
-        "{},
+        "new(workflow_id, seq, step_id, name, ok, value, attempts, started_ms, ended_ms)
+            AS (SELECT {})",
+        columns.join(", ")
+    )
+}
+
+/// Rows `new` (see [`new_completions`]) and `bad`, which raises (`ordo.out_of_order`) if
+/// one is at or before a recorded seq of its workflow: completions are append-only.
+fn completion_rows(new: String) -> String {
+    format!(
+        "{new},
         firsts AS (SELECT workflow_id, min(seq) AS first FROM new GROUP BY workflow_id),
         bad AS (SELECT ordo.out_of_order(f.workflow_id, f.first, l.last)
             FROM firsts f CROSS JOIN LATERAL (SELECT max(c.seq) AS last
                 FROM ordo.completions c WHERE c.workflow_id = f.workflow_id) l
-            WHERE f.first <= l.last)",
-        new_completions(first)
+            WHERE f.first <= l.last)"
     )
 }
 
@@ -127,11 +141,27 @@ fn completion_rows(first: u32) -> String {
 /// one server, 222 against 208 µs). The row lock taken by `counted` orders the commit
 /// against a takeover all the same.
 pub(crate) fn one_statement_commit(records: bool, checked: bool, notify: bool) -> String {
+    commit_statement(records, checked, notify, new_completions)
+}
+
+/// [`one_statement_commit`] of one completion of a workflow the worker knows, its
+/// columns as scalar parameters from `$3` on ([`one_completion`]).
+pub(crate) fn single_step_commit() -> String {
+    commit_statement(false, false, false, one_completion)
+}
+
+/// [`one_statement_commit`], the completions as rows `new` from `completions(first)`.
+fn commit_statement(
+    records: bool,
+    checked: bool,
+    notify: bool,
+    completions: fn(u32) -> String,
+) -> String {
     let first = if records { 14 } else { 3 };
     let completions = if checked {
-        completion_rows(first)
+        completion_rows(completions(first))
     } else {
-        new_completions(first)
+        completions(first)
     };
     let in_order = if checked {
         "NOT EXISTS (SELECT 1 FROM bad) AND "
@@ -172,25 +202,6 @@ pub(crate) fn one_statement_commit(records: bool, checked: bool, notify: bool) -
         appended AS (INSERT INTO ordo.completions SELECT * FROM new
             WHERE {in_order}EXISTS (SELECT FROM counted)){notified}
         SELECT commits, {refused} FROM counted{read_notified}"
-    )
-}
-
-/// The commit of one completion of a workflow the worker knows: the fence, and the
-/// completion's nine columns as scalar parameters from `$3` on (see
-/// [`COMPLETION_TYPES`]), inserted only if the fence let the commit through. Its answer
-/// is `one_statement_commit`'s: the commit count and no refused ids, or no row.
-pub(crate) fn single_step_commit() -> String {
-    let columns: Vec<String> = COMPLETION_TYPES
-        .iter()
-        .zip(3..)
-        .map(|(ty, n)| format!("${n}::{ty}"))
-        .collect();
-    format!(
-        "WITH {FENCE},
-        appended AS (INSERT INTO ordo.completions SELECT {}
-            WHERE EXISTS (SELECT FROM counted))
-        SELECT commits, '{{}}'::text[] FROM counted",
-        columns.join(", ")
     )
 }
 
@@ -267,7 +278,7 @@ statements! {
     reset = "DELETE FROM ordo.completions WHERE workflow_id = ANY($1::text[])";
     append = &format!("WITH {}
         INSERT INTO ordo.completions SELECT * FROM new WHERE NOT EXISTS (SELECT 1 FROM bad)",
-        completion_rows(1));
+        completion_rows(new_completions(1)));
     // The commit of a batch of workflow records and completions only (most commits):
     // one statement, so one implicit transaction, without `BEGIN` and `COMMIT`. Its
     // parts see one snapshot and apply together; an order check that raises undoes
