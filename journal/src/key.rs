@@ -32,8 +32,8 @@
 //! workflow started directly (a new record, `Pending`) is written the same way (tag 4,
 //! no queue entry): its start is one sled entry, a put while it stays pending replaces
 //! the record in the entry, and its end writes its record and removes the entry, as for
-//! any workflow. (Schema 8 readers read both; builds before
-//! this one wrote a direct start's record under its own key, with an empty entry.)
+//! any workflow. (Earlier schema 8 builds wrote a direct start's record under its own
+//! key, with an empty entry; the held form is the one they read for queued workflows.)
 //!
 //! Completions are stored in *runs*: all the completions one commit appends to one
 //! workflow share one sled entry. sled costs several microseconds per entry whatever its

@@ -1149,7 +1149,8 @@ impl SledJournal {
     /// The start time in queued workflow `id`'s start mark, if it has one: its `Pending`
     /// index entry, which holds the time (an index entry of a record that says
     /// `Pending` itself is empty, or holds that record; one of a queued workflow not
-    /// started yet holds its queue entry alone, see [`Mark`]). Kept until its end removes it, with the entry.
+    /// started yet holds its queue entry alone, see [`Mark`]). Kept until its end
+    /// removes it, with the entry.
     fn read_start(&self, id: &str) -> Result<Option<u64>, Error> {
         let mut k = Vec::with_capacity(2 + id.len());
         key::status(Status::Pending, id, &mut k);
