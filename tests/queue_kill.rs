@@ -423,4 +423,16 @@ fn kill_crowd_at_random(
         reruns <= kills * in_flight,
         "{reruns} bodies ran again after {kills} kills, {in_flight} in flight at most"
     );
+    // And per workflow: its steps run one after the other, so a kill finds at most one
+    // of its bodies in flight.
+    let mut by_workflow: BTreeMap<u32, u32> = BTreeMap::new();
+    for (&(n, _), &count) in &runs {
+        *by_workflow.entry(n).or_default() += count - 1;
+    }
+    for (n, again) in by_workflow {
+        assert!(
+            again <= kills,
+            "crowd-{n}: {again} bodies ran again after {kills} kills"
+        );
+    }
 }
