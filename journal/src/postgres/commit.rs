@@ -366,6 +366,22 @@ impl Encoded {
         ]
     }
 
+    /// Whether the batch is only completions, of workflows whose last recorded seqs the
+    /// worker knows (`known`, see [`KnownSeqs::check`]): then it is sent without the
+    /// fence, on the connection fenced as a whole (`session::session_fenced_commit`).
+    pub(crate) fn session_fenced(&self, known: bool) -> bool {
+        known
+            && !self.c_id.is_empty()
+            && self.wf_id.is_empty()
+            && self.note_kind.is_empty()
+            && self.only_records_and_completions()
+    }
+
+    /// The workflow id and seq of the batch's first completion, if it has one.
+    pub(crate) fn first_seq(&self) -> Option<(&str, i64)> {
+        Some((self.c_id.first()?.as_str(), *self.c_seq.first()?))
+    }
+
     /// Whether the batch writes workflow records and completions, and notifies, and does
     /// nothing else that needs a statement of its own (most commits): then one statement
     /// does it all.
@@ -395,10 +411,11 @@ impl Encoded {
     }
 
     /// Sends the whole transaction at once and waits for every answer: the worker's
-    /// commit count after it and the ids of the new records it did not write (another
-    /// worker had started them), or the first statement's error (the rest of an aborted
-    /// transaction only says it is aborted). `None`: the worker was fenced, and the
-    /// one-statement commit wrote nothing (it answers no row then, see
+    /// commit count after it (none for a commit without the fence, see
+    /// [`Encoded::session_fenced`]) and the ids of the new records it did not write
+    /// (another worker had started them), or the first statement's error (the rest of
+    /// an aborted transaction only says it is aborted). `None`: the worker was fenced,
+    /// and the one-statement commit wrote nothing (it answers no row then, see
     /// `one_statement_commit`; a transaction's fence raises instead).
     ///
     /// `known`: every workflow of the batch's completions is known to have none
@@ -410,21 +427,25 @@ impl Encoded {
         owner: i64,
         fence: [i64; 2],
         known: bool,
-    ) -> Result<Option<(i64, Vec<String>)>, tokio_postgres::Error> {
+    ) -> Result<Option<Sent>, tokio_postgres::Error> {
         let c = &conn.client;
         let st = &conn.st;
         let [worker, epoch] = fence;
+        if self.session_fenced(known) {
+            if self.c_id.len() == 1 {
+                c.execute(&st.step_known, &self.first_completion()).await?;
+            } else {
+                c.execute(&st.steps_known, &self.completion_columns())
+                    .await?;
+            }
+            return Ok(Some((None, Vec::new())));
+        }
         if self.only_records_and_completions() && self.wf_id.is_empty() && self.note_kind.is_empty()
         {
             let mut params: Vec<&(dyn ToSql + Sync)> = Vec::with_capacity(11);
             params.extend([&worker as &(dyn ToSql + Sync), &epoch]);
-            if known && self.c_id.len() == 1 {
-                params.extend(self.first_completion());
-                return answer(c.query_opt(&st.step_known, &params).await?);
-            }
             params.extend(self.completion_columns());
-            let statement = if known { &st.steps_known } else { &st.steps };
-            return answer(c.query_opt(statement, &params).await?);
+            return answer(c.query_opt(&st.steps, &params).await?);
         }
         if self.only_records_and_completions() {
             let mut params: Vec<&(dyn ToSql + Sync)> = vec![&worker, &epoch];
@@ -457,7 +478,7 @@ impl Encoded {
         conn: &Conn,
         owner: i64,
         fence: [i64; 2],
-    ) -> Result<Option<(i64, Vec<String>)>, tokio_postgres::Error> {
+    ) -> Result<Option<Sent>, tokio_postgres::Error> {
         let c = &conn.client;
         let st = &conn.st;
         let [worker, epoch] = fence;
@@ -570,16 +591,18 @@ impl Encoded {
             result?;
         }
         commit?;
-        Ok(Some((counted, refused)))
+        Ok(Some((Some(counted), refused)))
     }
 }
 
+/// A commit's answer: the worker's commit count after it (none for a commit sent
+/// without the fence), and the new records that were another worker's first.
+pub(crate) type Sent = (Option<i64>, Vec<String>);
+
 /// A one-statement commit's answer: its row (the worker's commit count, the new records
 /// refused), or none if the worker was fenced.
-fn answer(
-    row: Option<tokio_postgres::Row>,
-) -> Result<Option<(i64, Vec<String>)>, tokio_postgres::Error> {
-    row.map(|row| Ok((row.try_get(0)?, row.try_get(1)?)))
+fn answer(row: Option<tokio_postgres::Row>) -> Result<Option<Sent>, tokio_postgres::Error> {
+    row.map(|row| Ok((Some(row.try_get(0)?), row.try_get(1)?)))
         .transpose()
 }
 

@@ -3,8 +3,8 @@
 //!
 //! # Commits
 //!
-//! One [`Store::commit`] is one transaction sent in one flight: `BEGIN`, the fence, one
-//! statement per kind of record in the batch (whole column arrays, `unnest`ed), `COMMIT`,
+//! One [`Store::commit`] is one transaction sent in one flight (most often one
+//! statement): `BEGIN`, the fence, one statement per kind of record in the batch (whole column arrays, `unnest`ed), `COMMIT`,
 //! with no wait in between; so a commit costs one round trip and one WAL flush, whatever
 //! it holds. Completions stay append-only (a statement refuses a seq at or before a
 //! recorded one, [`Error::SeqOutOfOrder`]).
@@ -12,21 +12,34 @@
 //! # Workers, leases and fencing
 //!
 //! Each `PgJournal` is a *worker*: a row of `ordo.workers` with a name, an *epoch* and a
-//! lease, renewed by a heartbeat on the store's thread every third of the lease. Every
-//! commit first calls `ordo.fence(worker, epoch)`, which refuses the whole transaction
-//! unless the worker's row still has this epoch and is alive ([`Error::Fenced`]).
-//! A worker whose lease expired is declared dead by the next worker that claims work
-//! ([`Store::claim_pending`]): that bumps its epoch, in a transaction that waits for any
-//! commit of the dead worker in flight (they lock the same row), so a paused worker that
-//! wakes up can never write after its workflows were taken over. Pending workflows
-//! carry their owner; a claim takes those of no owner, of dead owners and its own, with
-//! `FOR UPDATE SKIP LOCKED`, so two workers claiming at once never take the same one.
-//! Workers do this every half lease ([`Store::takeover_interval`]): a dead worker's
-//! workflows are running again on others within about 1.5 leases.
+//! lease, renewed by a heartbeat on the store's thread every third of the lease. A
+//! worker whose lease expired is declared dead by the next worker that claims work
+//! ([`Store::claim_pending`]): that bumps its epoch, and from then on the dead worker
+//! can write nothing ([`Error::Fenced`]), so a paused worker that wakes up can never
+//! write after its workflows were taken over. Two checks make sure of it:
+//!
+//! - Each of the worker's connections holds the worker's advisory lock (shared) for its
+//!   life, and checks the worker's epoch once it holds it. A worker is declared dead only
+//!   by a transaction holding that lock exclusively: the claiming worker first ends the
+//!   dead worker's connections (`pg_terminate_backend`: all workers must connect as one
+//!   role, or one with `pg_signal_backend`, and directly or through a pooler in session
+//!   mode), then declares it dead once they are gone. The commonest commit (completions
+//!   of workflows the worker drives and knows, see `commit::KnownSeqs`) runs on such a
+//!   connection with no check of its own: an epoch checked in every commit cost the
+//!   server a fifth of that commit.
+//! - Every other commit also checks the epoch itself (`ordo.fence`, or the update of the
+//!   worker's row in a one-statement commit), and counts the commit on the worker's row,
+//!   which tells after a lost answer whether it landed.
+//!
+//! Pending workflows carry their owner; a claim takes those of no owner, of dead owners
+//! and its own, with `FOR UPDATE SKIP LOCKED`, so two workers claiming at once never
+//! take the same one. Workers do this every half lease ([`Store::takeover_interval`]):
+//! a dead worker's workflows are running again on others within about 1.5 leases.
 //!
 //! A worker that registers under a name already in the table takes that row over (its
-//! epoch moves on), so a restarted process named as before gets its workflows back at
-//! once, and the old process, if it still runs, is fenced. Without a name a worker gets
+//! epoch moves on, under the lock, after the old process's connections are ended), so a
+//! restarted process named as before gets its workflows back at once, and the old
+//! process, if it still runs, is fenced. Without a name a worker gets
 //! a unique one. Dropping the journal releases its workflows and marks it dead.
 //!
 //! # Read-only
@@ -46,7 +59,9 @@
 //! workers' changes whichever way requests run. A request whose connection
 //! breaks is sent again on a new connection, with backoff, for at most
 //! [`PgOptions::reconnect_for`]; a commit whose answer was lost is first looked up (the
-//! worker's commit count says whether it landed), so it is applied exactly once. TLS is
+//! worker's commit count says whether it landed, or for a commit that does not count,
+//! whether its first completion is recorded), so it is applied exactly once. A new
+//! connection takes the worker's lock and checks its epoch before anything else. TLS is
 //! used as the URL asks for it, with libpq's meaning of `sslmode` and `sslrootcert`
 //! (see `tls`: rustls, nothing to install).
 //!
@@ -102,18 +117,21 @@ use crate::{Elsewhere, Error, Store};
 /// live worker reserved but has not committed yet.
 const HOLDER_PATIENCE: Duration = Duration::from_secs(2);
 
+/// How long a takeover waits for the connections it ended (see `session::LOCK_CLASS`)
+/// to be gone before it declares their worker dead (or tries again at the next round).
+const EVICT_PATIENCE: Duration = Duration::from_secs(2);
+
 /// The statement of the commonest commit: one completion, of a workflow the worker
-/// knows (no server-side order check). Parameters: `$1` the worker's id, `$2` its
-/// epoch, `$3` to `$11` the completion's columns (workflow id `text`, seq `int8`, step
-/// id `int8`, name `text`, ok `bool`, value `bytea`, attempts `int4`, started and
-/// ended `int8`). Its row: the worker's commit count, and an empty `text[]`; no row if
-/// the worker was fenced.
+/// knows (no server-side order check), on a connection fenced as a whole (no fence of
+/// its own). Parameters: `$1` to `$9` the completion's columns (workflow id `text`, seq
+/// `int8`, step id `int8`, name `text`, ok `bool`, value `bytea`, attempts `int4`,
+/// started and ended `int8`). No answer row.
 ///
 /// For `benches/postgres.rs`, which runs it alone on a plain client to split a commit's
 /// time between the server and ordo; not a stable interface.
 #[doc(hidden)]
 pub fn steps_commit_statement() -> String {
-    session::single_step_commit()
+    session::session_fenced_commit(true)
 }
 
 /// The version of the PostgreSQL schema this build creates and reads.
@@ -631,6 +649,21 @@ impl PgJournal {
                                 }
                             }
                         };
+                        // A paused worker whose lease ran out may still hold its
+                        // connections (and its lock): they are ended first, and
+                        // `expire` declares it dead once they are gone.
+                        let evicted: i64 = c.query_one(&conn.st.evict, &me).await?.try_get(0)?;
+                        if evicted > 0 {
+                            let until = Instant::now() + EVICT_PATIENCE;
+                            while Instant::now() < until {
+                                let left: i64 =
+                                    c.query_one(&conn.st.evicting, &me).await?.try_get(0)?;
+                                if left == 0 {
+                                    break;
+                                }
+                                tokio::time::sleep(Duration::from_millis(5)).await;
+                            }
+                        }
                         let (begin, fenced, expired, claimed, commit) = futures::join!(
                             c.batch_execute("BEGIN"),
                             c.query_one(&conn.st.fence, &both),
@@ -731,17 +764,40 @@ async fn register(
 ) -> Result<(Worker, i64), Error> {
     let mut client = connect(config, deadline).await?;
     schema::migrate(&mut client).await?;
-    let row = client
-        .query_one(
-            "INSERT INTO ordo.workers (name, lease_until)
-                 VALUES ($1, clock_timestamp() + $2 * interval '1 millisecond')
-             ON CONFLICT (name) DO UPDATE SET epoch = ordo.workers.epoch + 1, alive = true,
-                 lease_until = EXCLUDED.lease_until
-             RETURNING id, epoch, commits",
-            &[&name, &lease_ms(lease)],
-        )
-        .await
-        .map_err(db_error)?;
+    // A row of this name is taken over (its epoch moves on) only while this statement
+    // holds its worker's lock (see `session::LOCK_CLASS`): connections of an earlier
+    // process of this name that still hold it are ended, and it is tried again.
+    let upsert = format!(
+        "INSERT INTO ordo.workers (name, lease_until)
+             VALUES ($1, clock_timestamp() + $2 * interval '1 millisecond')
+         ON CONFLICT (name) DO UPDATE SET epoch = ordo.workers.epoch + 1, alive = true,
+             lease_until = EXCLUDED.lease_until
+             WHERE pg_try_advisory_xact_lock({})
+         RETURNING id, epoch, commits",
+        session::lock_keys("ordo.workers.id")
+    );
+    let evict = format!(
+        "SELECT count(pg_terminate_backend(l.pid))
+             FROM ordo.workers w JOIN pg_locks l ON {} WHERE w.name = $1",
+        session::holders()
+    );
+    let row = loop {
+        let row = client
+            .query_opt(&upsert, &[&name, &lease_ms(lease)])
+            .await
+            .map_err(db_error)?;
+        if let Some(row) = row {
+            break row;
+        }
+        if Instant::now() > deadline {
+            return Err(Error::Database(format!(
+                "the connections of an earlier process of worker {name} could not be ended \
+                 (pg_terminate_backend needs the same role, or pg_signal_backend)"
+            )));
+        }
+        client.query_one(&evict, &[&name]).await.map_err(db_error)?;
+        tokio::time::sleep(Duration::from_millis(5)).await;
+    };
     let id: i64 = row.try_get(0).map_err(db_error)?;
     // Slots an earlier process under this name held: this one counts its own again.
     client
@@ -990,7 +1046,21 @@ impl Store for PgJournal {
                         let encoded = Arc::clone(&encoded);
                         let known = known.commits();
                         async move {
-                            if retried {
+                            if retried && encoded.session_fenced(in_order) {
+                                // The last attempt's answer was lost, and it did not
+                                // count: it landed if its first completion is recorded
+                                // (on this connection, which checked the worker is not
+                                // fenced, nothing else appends to its workflow).
+                                if let Some((id, seq)) = encoded.first_seq() {
+                                    let row = conn
+                                        .client
+                                        .query_one(&conn.st.landed, &[&id, &seq])
+                                        .await?;
+                                    if row.try_get::<_, bool>(0)? {
+                                        return Ok(Some((None, Vec::new())));
+                                    }
+                                }
+                            } else if retried {
                                 // The last attempt's answer was lost: it landed if the
                                 // worker's count moved past what this process knew.
                                 let row = conn
@@ -1010,7 +1080,7 @@ impl Store for PgJournal {
                                             &[&encoded.new_ids(), &fence[0]],
                                         )
                                         .await?;
-                                    return Ok(Some((count, row.try_get(0)?)));
+                                    return Ok(Some((Some(count), row.try_get(0)?)));
                                 }
                             }
                             encoded.send(&conn, fence[0], fence, in_order).await
@@ -1030,7 +1100,9 @@ impl Store for PgJournal {
                     }
                 };
                 known_seqs.committed(&encoded, &refused);
-                shared.known.set_commits(counted);
+                if let Some(counted) = counted {
+                    shared.known.set_commits(counted);
+                }
                 Ok(refused)
             }
             .boxed_local()

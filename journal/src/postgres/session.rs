@@ -125,10 +125,10 @@ fn completion_rows(new: String) -> String {
     )
 }
 
-/// A commit in one statement (`fast`, `steps`, their `_known` forms and `fast`'s
-/// `_notify` forms): the fence, the workflow records if `records` (parameters 3 to 13
-/// and 23, owner `$1`), the completions (from parameter 14, or 3 without records), and
-/// their append, checked by the server against each workflow's last recorded seq if
+/// A commit in one statement (`fast`, `steps`, `fast_known` and `fast`'s `_notify`
+/// forms): the fence, the workflow records if `records` (parameters 3 to 13 and 23,
+/// owner `$1`), the completions (from parameter 14, or 3 without records), and their
+/// append, checked by the server against each workflow's last recorded seq if
 /// `checked`; with `notify` (records only), the notifications of the commit (kinds
 /// `$24`, ids `$25`; see `notify`), sent at its end like the transaction's. Its answer:
 /// the worker's commit count, and the new records refused; or no row if the worker was
@@ -141,27 +141,11 @@ fn completion_rows(new: String) -> String {
 /// one server, 222 against 208 µs). The row lock taken by `counted` orders the commit
 /// against a takeover all the same.
 pub(crate) fn one_statement_commit(records: bool, checked: bool, notify: bool) -> String {
-    commit_statement(records, checked, notify, new_completions)
-}
-
-/// [`one_statement_commit`] of one completion of a workflow the worker knows, its
-/// columns as scalar parameters from `$3` on ([`one_completion`]).
-pub(crate) fn single_step_commit() -> String {
-    commit_statement(false, false, false, one_completion)
-}
-
-/// [`one_statement_commit`], the completions as rows `new` from `completions(first)`.
-fn commit_statement(
-    records: bool,
-    checked: bool,
-    notify: bool,
-    completions: fn(u32) -> String,
-) -> String {
     let first = if records { 14 } else { 3 };
     let completions = if checked {
-        completion_rows(completions(first))
+        completion_rows(new_completions(first))
     } else {
-        completions(first)
+        new_completions(first)
     };
     let in_order = if checked {
         "NOT EXISTS (SELECT 1 FROM bad) AND "
@@ -204,6 +188,62 @@ fn commit_statement(
         SELECT commits, {refused} FROM counted{read_notified}"
     )
 }
+
+/// The commit of completions only, of workflows whose last recorded seqs the worker
+/// knows (`steps_known`; with `one`, the single completion's columns as scalar
+/// parameters from `$1` on, [`one_completion`], else arrays, [`new_completions`]): the
+/// commonest commit by far, and the one statement without the fence or the commit
+/// count. It runs only on a connection fenced as a whole (see [`LOCK_CLASS`]), which
+/// refuses a fenced worker's commits as the per-commit fence does, without the update
+/// of the worker's row that cost the server a fifth of such a commit (pgbench, one
+/// insert a commit with and without ordo's fence: about 3,100 against 3,800 commits/s,
+/// alternating runs). A commit of this form whose answer was lost is looked up by its
+/// first completion instead of the count (`landed`). No answer row.
+pub(crate) fn session_fenced_commit(one: bool) -> String {
+    let new = if one {
+        one_completion(1)
+    } else {
+        new_completions(1)
+    };
+    format!("WITH {new} INSERT INTO ordo.completions SELECT * FROM new")
+}
+
+/// The first key of a worker's advisory lock ("ordo" in ASCII); the second is the
+/// worker's id, its low 31 bits ([`lock_keys`]: ids count from 1, so two workers' keys
+/// meet only after two billion registrations, and then only delay a takeover).
+///
+/// Every connection of a worker that commits holds this lock, shared with the worker's
+/// other connections, for its whole life, and checks its worker's epoch only once it
+/// holds it (`hold`, then `verify`, in `Shared::reconnect`). A worker is declared dead
+/// (`expire`) or its name taken over (`register`) only by a transaction that holds the
+/// lock exclusively, and that waits for no one: it first ends the connections that
+/// hold the lock (`pg_terminate_backend`), then tries again. So when that transaction
+/// commits, no connection of the old worker that checked its epoch before is left, and
+/// every later one finds it fenced: a commit on such a connection needs no check of its
+/// own (see [`session_fenced_commit`]). A backend ends its transaction (committed or
+/// rolled back) before it lets its locks go, so a commit of the old worker either
+/// landed before the takeover, which then sees it, or not at all.
+pub(crate) const LOCK_CLASS: u32 = 0x6f72_646f;
+
+/// The two keys of the lock of the worker whose id is the SQL `int8` expression `id`
+/// (see [`LOCK_CLASS`]).
+pub(crate) fn lock_keys(id: &str) -> String {
+    format!("{LOCK_CLASS}, ({id} & 2147483647)::int4")
+}
+
+/// The rows `l` of `pg_locks` that are another connection holding the lock of worker
+/// `w` (see [`LOCK_CLASS`]).
+pub(crate) fn holders() -> String {
+    format!(
+        "l.locktype = 'advisory' AND l.granted
+    AND l.database = (SELECT oid FROM pg_database WHERE datname = current_database())
+    AND l.classid = {LOCK_CLASS}::oid AND l.objid = (w.id & 2147483647)::oid
+    AND l.objsubid = 2 AND l.pid <> pg_backend_pid()"
+    )
+}
+
+/// Whether worker row `w` is another's (`$1` is this worker) whose lease ran out.
+const LAPSED: &str = "w.alive AND w.id <> $1 AND w.lease_until < clock_timestamp()";
 
 /// One notification of a change (kind `k`, id `i`) by worker `$1` to every worker
 /// listening (see `PgJournal`'s docs).
@@ -293,11 +333,17 @@ statements! {
     // `commit::KnownSeqs`): the read costs the server about 40 µs a commit. The
     // primary key still refuses a seq recorded twice.
     fast_known = &one_statement_commit(true, false, false);
-    steps_known = &one_statement_commit(false, false, false);
-    // `steps_known` for the commonest commit of all, one completion (a workflow of
-    // sequential steps, alone): its columns as scalars, not arrays to `unnest`, which
-    // cost the server and the client more than the insert itself.
-    step_known = &single_step_commit();
+    // These two run on a connection fenced as a whole, without the fence or the count
+    // (see `session_fenced_commit`); `step_known` is the commonest commit of all, one
+    // completion (a workflow of sequential steps, alone): its columns as scalars, not
+    // arrays to `unnest`, which cost the server and the client more than the insert
+    // itself.
+    steps_known = &session_fenced_commit(false);
+    step_known = &session_fenced_commit(true);
+    // The first completion of a `session_fenced_commit` whose answer was lost: whether
+    // it is recorded tells whether the commit landed (the worker knows its workflow's
+    // last seq was before it, and only this worker appends to it).
+    landed = "SELECT EXISTS (SELECT 1 FROM ordo.completions WHERE workflow_id = $1 AND seq = $2)";
     // `fast` and `fast_known` with the commit's notifications (a workflow's end, most
     // often), which would otherwise need the transaction.
     fast_notify = &one_statement_commit(true, true, true);
@@ -345,8 +391,23 @@ statements! {
     swap_read = "SELECT value FROM ordo.queue_records WHERE key = $1";
     release_holder = "DELETE FROM ordo.queue_records
         WHERE key = $1 AND value = $2 AND reserved_by = $3";
-    expire = "UPDATE ordo.workers SET alive = false, epoch = epoch + 1
-        WHERE alive AND id <> $1 AND lease_until < clock_timestamp()";
+    // Workers whose lease ran out are declared dead only while this transaction holds
+    // their lock (see `LOCK_CLASS`): one that a live connection of theirs still holds
+    // is left for the next round, after `evict`.
+    expire = &format!("UPDATE ordo.workers w SET alive = false, epoch = epoch + 1
+        WHERE CASE WHEN {LAPSED}
+            THEN pg_try_advisory_xact_lock({}) ELSE false END", lock_keys("w.id"));
+    // Ends the connections of workers whose lease ran out (a paused process's, still
+    // open): the number ended.
+    evict = &format!("SELECT count(pg_terminate_backend(l.pid))
+        FROM ordo.workers w JOIN pg_locks l ON {} WHERE {LAPSED}", holders());
+    // How many connections `evict` ended are not gone yet.
+    evicting = &format!("SELECT count(*) FROM ordo.workers w JOIN pg_locks l ON {}
+        WHERE {LAPSED}", holders());
+    // This connection's hold of its worker's lock, then the check of its epoch (see
+    // `LOCK_CLASS`).
+    hold = &format!("SELECT pg_advisory_lock_shared({})", lock_keys("$1::int8"));
+    verify = "SELECT EXISTS (SELECT 1 FROM ordo.workers WHERE id = $1 AND epoch = $2 AND alive)";
     claim = &format!("UPDATE ordo.workflows SET owner = $1 WHERE id IN (
             SELECT id FROM ordo.workflows
             WHERE (status = 0 OR ($2::text IS NOT NULL AND status IN (4, 5)))
@@ -537,8 +598,13 @@ impl Shared {
                 }
                 return Err(db_error(err));
             }
-            match Statements::prepare(&client).await {
-                Ok(st) => {
+            let prepared = match Statements::prepare(&client).await {
+                Ok(st) => self.hold(&client, &st).await.map(|held| (st, held)),
+                Err(err) => Err(err),
+            };
+            match prepared {
+                Ok((_, false)) => return Err(self.fenced_now()),
+                Ok((st, true)) => {
                     let conn = Arc::new(Conn { client, st });
                     *self.slot() = Some(Arc::clone(&conn));
                     return Ok(conn);
@@ -549,6 +615,21 @@ impl Shared {
                 Err(err) => return Err(db_error(err)),
             }
         }
+    }
+
+    /// Takes this worker's lock for the new connection `client`'s life, then checks that
+    /// the worker is not fenced (see [`LOCK_CLASS`]): `false` if it is. A read-only
+    /// journal's connection (no worker, id 0) takes nothing.
+    async fn hold(&self, client: &Client, st: &Statements) -> Result<bool, tokio_postgres::Error> {
+        let Worker { id, epoch, .. } = self.worker;
+        if id == 0 {
+            return Ok(true);
+        }
+        client.query_one(&st.hold, &[&id]).await?;
+        client
+            .query_one(&st.verify, &[&id, &epoch])
+            .await?
+            .try_get(0)
     }
 
     /// Runs `attempt` until it succeeds, fails on its own, or the connection could not
