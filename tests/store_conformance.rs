@@ -305,6 +305,52 @@ fn on_postgres_a_fenced_worker_commits_nothing_in_any_form() {
 /// A workflow's end that one worker commits is told to the others at once (the
 /// notification that wakes a handle waiting there), whether the end is committed in one
 /// statement (the end alone) or in a transaction (here, with a type name).
+/// A worker whose lease ran out while its connections stay open (a paused process's)
+/// is taken over only once those connections are ended, and then commits nothing on
+/// them, in the form that has no fence of its own (completions of a workflow it knows)
+/// as in the others. `x`'s lease is set to the past by hand (its heartbeat, a third of
+/// its 10 s lease away, cannot renew it in time); `y`'s claim ends `x`'s connections,
+/// declares it dead and takes its workflow; `x`'s next commits are refused and write
+/// nothing, and `y` appends to the workflow from where `x` left it.
+#[test]
+fn on_postgres_a_worker_taken_over_commits_nothing_on_connections_it_kept() {
+    let Some(pg) = TestPostgres::shared() else {
+        eprintln!("kept connections: PostgreSQL part skipped (no server)");
+        return;
+    };
+    let url = pg.database("kept_connections");
+    let x = PgOptions::new(&url).worker_name("x").connect().unwrap();
+    let y = PgOptions::new(&url).worker_name("y").connect().unwrap();
+    let mut start = Batch::new();
+    start.insert_workflow(record("wf", Status::Pending));
+    start.push_completion("wf", completion(0));
+    x.commit(&start).unwrap();
+    let mut step = Batch::new();
+    step.push_completion("wf", completion(1));
+    x.commit(&step).unwrap();
+    pg.query(
+        &url,
+        "UPDATE ordo.workers SET lease_until = now() - interval '1 second' WHERE name = 'x'",
+    );
+    let claimed: Vec<String> = (y.claim_pending().unwrap().into_iter())
+        .map(|r| r.id)
+        .collect();
+    assert_eq!(claimed, ["wf"]);
+    let mut late = Batch::new();
+    late.push_completion("wf", completion(2));
+    match x.commit(&late) {
+        Err(Error::Fenced { worker }) => assert_eq!(worker, "x"),
+        other => panic!("a commit after the takeover: {other:?}"),
+    }
+    assert!(x.is_fenced());
+    assert_eq!(y.completions("wf").unwrap(), [completion(0), completion(1)]);
+    y.commit(&late).unwrap();
+    assert_eq!(
+        y.completions("wf").unwrap(),
+        [completion(0), completion(1), completion(2)]
+    );
+}
+
 #[test]
 fn on_postgres_an_end_one_worker_commits_is_told_to_the_others() {
     let Some((x, y)) = two_workers("ends_elsewhere") else {

@@ -3,10 +3,10 @@
 //!
 //! # Commits
 //!
-//! One [`Store::commit`] is one transaction sent in one flight (most often one
-//! statement): `BEGIN`, the fence, one statement per kind of record in the batch (whole column arrays, `unnest`ed), `COMMIT`,
-//! with no wait in between; so a commit costs one round trip and one WAL flush, whatever
-//! it holds. Completions stay append-only (a statement refuses a seq at or before a
+//! One [`Store::commit`] is one round trip and one WAL flush, whatever it holds: most
+//! often one statement (workflow records and completions), otherwise one transaction
+//! sent in one flight, `BEGIN`, the fence, one statement per kind of record in the batch
+//! (whole column arrays, `unnest`ed) and `COMMIT`, with no wait in between. Completions stay append-only (a statement refuses a seq at or before a
 //! recorded one, [`Error::SeqOutOfOrder`]).
 //!
 //! # Workers, leases and fencing
@@ -778,7 +778,7 @@ async fn register(
     );
     let evict = format!(
         "SELECT count(pg_terminate_backend(l.pid))
-             FROM ordo.workers w JOIN pg_locks l ON {} WHERE w.name = $1",
+             FROM ordo.workers w {} WHERE w.name = $1",
         session::holders()
     );
     let row = loop {
@@ -791,8 +791,9 @@ async fn register(
         }
         if Instant::now() > deadline {
             return Err(Error::Database(format!(
-                "the connections of an earlier process of worker {name} could not be ended \
-                 (pg_terminate_backend needs the same role, or pg_signal_backend)"
+                "worker {name}'s row is held by connections of an earlier process of that \
+                 name, which came back each time they were ended: is another live process \
+                 using the same worker name?"
             )));
         }
         client.query_one(&evict, &[&name]).await.map_err(db_error)?;

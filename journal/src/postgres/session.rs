@@ -231,14 +231,17 @@ pub(crate) fn lock_keys(id: &str) -> String {
     format!("{LOCK_CLASS}, ({id} & 2147483647)::int4")
 }
 
-/// The rows `l` of `pg_locks` that are another connection holding the lock of worker
-/// `w` (see [`LOCK_CLASS`]).
+/// The rows `l` (their `pid`) of `pg_locks` that are another connection holding the
+/// lock of worker `w` (see [`LOCK_CLASS`]), joined to `w`. Lateral, so `pg_locks`
+/// (which takes every lock manager partition's lock for a moment) is read only for the
+/// workers left by the query's conditions on `w`: most often none.
 pub(crate) fn holders() -> String {
     format!(
-        "l.locktype = 'advisory' AND l.granted
-    AND l.database = (SELECT oid FROM pg_database WHERE datname = current_database())
-    AND l.classid = {LOCK_CLASS}::oid AND l.objid = (w.id & 2147483647)::oid
-    AND l.objsubid = 2 AND l.pid <> pg_backend_pid()"
+        "CROSS JOIN LATERAL (SELECT l.pid FROM pg_locks l
+        WHERE l.locktype = 'advisory' AND l.granted
+            AND l.database = (SELECT oid FROM pg_database WHERE datname = current_database())
+            AND l.classid = {LOCK_CLASS}::oid AND l.objid = (w.id & 2147483647)::oid
+            AND l.objsubid = 2 AND l.pid <> pg_backend_pid()) l"
     )
 }
 
@@ -400,10 +403,9 @@ statements! {
     // Ends the connections of workers whose lease ran out (a paused process's, still
     // open): the number ended.
     evict = &format!("SELECT count(pg_terminate_backend(l.pid))
-        FROM ordo.workers w JOIN pg_locks l ON {} WHERE {LAPSED}", holders());
+        FROM ordo.workers w {} WHERE {LAPSED}", holders());
     // How many connections `evict` ended are not gone yet.
-    evicting = &format!("SELECT count(*) FROM ordo.workers w JOIN pg_locks l ON {}
-        WHERE {LAPSED}", holders());
+    evicting = &format!("SELECT count(*) FROM ordo.workers w {} WHERE {LAPSED}", holders());
     // This connection's hold of its worker's lock, then the check of its epoch (see
     // `LOCK_CLASS`).
     hold = &format!("SELECT pg_advisory_lock_shared({})", lock_keys("$1::int8"));
