@@ -33,6 +33,16 @@ impl WallClock {
         }
     }
 
+    /// Wall time in ms now, reading the executor's clock only when it is virtual (the
+    /// system clock's wall time is read directly: one clock read per call, not two).
+    /// Called inside the executor (a step's start and end, every commit).
+    pub(crate) fn now_ms_here(&self) -> u64 {
+        match self.virtual_origin {
+            None => system_now_ms(),
+            Some(_) => self.now_ms(ordo_executor::now()),
+        }
+    }
+
     /// Wall time in ms, given the executor's current `Instant`.
     pub(crate) fn now_ms(&self, now: Instant) -> u64 {
         match self.virtual_origin {

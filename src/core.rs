@@ -490,7 +490,7 @@ impl Core {
 
     /// Wall-clock ms, read inside the executor.
     pub(crate) fn now_ms(&self) -> u64 {
-        self.clock.now_ms(ordo_executor::now())
+        self.clock.now_ms_here()
     }
 
     pub(crate) fn now_ms_at(&self, now: Instant) -> u64 {
@@ -933,7 +933,7 @@ impl Core {
             }
         }
         let now_ms = self.now_ms();
-        let mut batch = Batch::new();
+        let mut batch = Batch::with_completion_capacity(completions.len());
         // The batch owns what it commits; `staged` and `finished` remember whose each
         // entry is, and the entries are taken back after the commit (no copies).
         let mut staged = Vec::with_capacity(completions.len());
@@ -1356,10 +1356,15 @@ impl Core {
             .chain(batch.completions().iter().map(|(_, c)| c.outcome.bytes()))
             .chain(batch.messages().iter().map(|m| &m.payload[..]))
             .chain(batch.events().iter().map(|(_, _, value)| &value[..]));
+        // Values come in runs of one type (a `join_all`'s 64 outcomes): one lookup a run.
+        let mut last = None;
         for bytes in values {
             let Some(fingerprint) = codec::fingerprint_of(bytes) else {
                 continue;
             };
+            if last.replace(fingerprint) == Some(fingerprint) {
+                continue;
+            }
             if named.insert(fingerprint) {
                 if let Some(name) = fingerprint::known_name(fingerprint) {
                     new.push((fingerprint, name));

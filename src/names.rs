@@ -17,21 +17,39 @@ use std::rc::Rc;
 /// How many distinct names the table keeps (a few hundred KiB at most).
 const MAX_SHARED_NAMES: usize = 4096;
 
+#[derive(Default)]
+struct Table {
+    shared: HashSet<Rc<str>>,
+    /// The name asked for last: steps come in runs of one name (a `join_all` of 64
+    /// "charge" steps, their 64 deliveries), which this answers with a comparison
+    /// instead of a hash.
+    last: Option<Rc<str>>,
+}
+
 thread_local! {
-    static NAMES: RefCell<HashSet<Rc<str>>> = RefCell::new(HashSet::new());
+    static NAMES: RefCell<Table> = RefCell::new(Table::default());
 }
 
 /// The shared copy of `name`, added to the table if new and the table is not full.
 pub(crate) fn intern(name: &str) -> Rc<str> {
-    NAMES.with(|names| {
-        let mut names = names.borrow_mut();
-        if let Some(shared) = names.get(name) {
-            return Rc::clone(shared);
+    NAMES.with(|table| {
+        let mut table = table.borrow_mut();
+        if let Some(last) = &table.last {
+            if **last == *name {
+                return Rc::clone(last);
+            }
         }
-        let shared: Rc<str> = Rc::from(name);
-        if names.len() < MAX_SHARED_NAMES {
-            names.insert(Rc::clone(&shared));
-        }
+        let shared = match table.shared.get(name) {
+            Some(shared) => Rc::clone(shared),
+            None => {
+                let shared: Rc<str> = Rc::from(name);
+                if table.shared.len() < MAX_SHARED_NAMES {
+                    table.shared.insert(Rc::clone(&shared));
+                }
+                shared
+            }
+        };
+        table.last = Some(Rc::clone(&shared));
         shared
     })
 }
@@ -49,9 +67,21 @@ mod tests {
             intern(&format!("filler-{i}"));
         }
         let c = intern("names-test-late");
+        intern("names-test");
         let d = intern("names-test-late");
         assert_eq!(c, d);
         assert!(!Rc::ptr_eq(&c, &d), "a full table takes no new names");
         assert!(Rc::ptr_eq(&a, &intern("names-test")));
+    }
+
+    #[test]
+    fn a_run_of_one_name_shares_one_copy_even_past_a_full_table() {
+        for i in 0..MAX_SHARED_NAMES {
+            intern(&format!("filler-{i}"));
+        }
+        let first = intern("names-test-run");
+        let second = intern("names-test-run");
+        assert!(Rc::ptr_eq(&first, &second));
+        assert_eq!(&*second, "names-test-run");
     }
 }

@@ -27,6 +27,11 @@ pub(crate) struct StepSlot {
 }
 
 /// The slots of the steps in use, by step id.
+/// The smallest window buffer [`StepSlots::compact`] leaves: what a `VecDeque` allocates
+/// for its first element anyway, so a sequential workflow (one slot at a time) does not
+/// reallocate its window in every step.
+const MIN_CAPACITY: usize = 4;
+
 #[derive(Debug, Default)]
 pub(crate) struct StepSlots {
     /// The id of `window[0]`; every id below it is released.
@@ -70,12 +75,20 @@ impl StepSlots {
             self.window.pop_front();
             self.first += 1;
         }
-        // A parked workflow keeps one or two slots: give back a buffer that a burst of
-        // concurrent steps grew (halving at most, so shrinking stays amortized O(1)).
-        if self.window.len() * 2 < self.window.capacity() {
-            self.window.shrink_to(self.window.len());
-        }
         released
+    }
+
+    /// Gives back a buffer that a burst of concurrent steps grew, once the burst is
+    /// over: a parked workflow keeps one or two slots, not the 64 a `join_all` of 64
+    /// needed. Called when the workflow's root task has been polled and waits (not on
+    /// every release: a workflow that gathers 64 steps round after round releases all
+    /// 64 and creates the next 64 in one poll, and would otherwise shrink and regrow its
+    /// window every round).
+    pub(crate) fn compact(&mut self) {
+        let capacity = self.window.capacity();
+        if capacity > MIN_CAPACITY && self.window.len() * 2 < capacity {
+            self.window.shrink_to(self.window.len().max(MIN_CAPACITY));
+        }
     }
 }
 
@@ -123,10 +136,42 @@ mod tests {
         for id in 0..999 {
             slots.release(id);
         }
+        assert!(
+            slots.window.capacity() >= 1000,
+            "not shrunk before the poll ends"
+        );
+        slots.compact();
         assert_eq!(slots.window.len(), 1);
-        assert!(slots.window.capacity() < 8, "{}", slots.window.capacity());
+        assert_eq!(slots.window.capacity(), MIN_CAPACITY);
         slots.release(999);
-        assert_eq!(slots.window.capacity(), 0);
+        slots.compact();
+        assert_eq!(slots.window.capacity(), MIN_CAPACITY);
         assert_eq!(slots.created(), 1000);
+    }
+
+    /// What compacting only between polls is for: a workflow that gathers 64 steps
+    /// round after round (releasing a round's steps and creating the next round's in one
+    /// poll), or runs one step at a time, keeps its window's buffer.
+    #[test]
+    fn rounds_of_the_same_size_keep_the_buffer() {
+        for burst in [1u64, 64] {
+            let mut slots = StepSlots::default();
+            for id in 0..burst {
+                assert_eq!(slots.push(slot("s")), id);
+            }
+            slots.compact();
+            let capacity = slots.window.capacity();
+            for round in 1..10 {
+                // One poll: the previous round's outcomes taken, the next round created.
+                for id in (round - 1) * burst..round * burst {
+                    slots.release(id);
+                }
+                for _ in 0..burst {
+                    slots.push(slot("s"));
+                }
+                slots.compact();
+                assert_eq!(slots.window.capacity(), capacity, "burst of {burst}");
+            }
+        }
     }
 }

@@ -9,7 +9,7 @@ use std::pin::Pin;
 use std::rc::Rc;
 use std::task::{Context, Poll};
 
-use futures::future::{AbortHandle, Abortable, LocalBoxFuture};
+use futures::future::LocalBoxFuture;
 use futures::FutureExt;
 use ordo_journal::{Completion, Outcome};
 use serde::de::DeserializeOwned;
@@ -194,8 +194,9 @@ pub struct Step<T, E> {
     ctx: Ctx,
     id: u64,
     body: Option<Body>,
-    /// Cancels the running body when the step is dropped.
-    running: Option<AbortHandle>,
+    /// The running body's task, aborted when the step is dropped unfinished (the
+    /// executor's own handle: no shared abort flag to allocate and check per step).
+    running: Option<ordo_executor::JoinHandle<()>>,
     deferred: bool,
     done: bool,
     _outcome: PhantomData<fn() -> (T, E)>,
@@ -233,11 +234,10 @@ impl<T, E> Step<T, E> {
     }
 
     /// Starts the body as its own task; its outcome becomes a queued completion.
-    fn start(&self, body: Body) -> AbortHandle {
+    fn start(&self, body: Body) -> ordo_executor::JoinHandle<()> {
         let core = Rc::clone(&self.ctx.core);
         let wf = Rc::clone(&self.ctx.wf);
         let step_id = self.id;
-        let (handle, registration) = AbortHandle::new_pair();
         let started_ms = core.now_ms();
         let name = wf.step_name(step_id);
         let body = match &core.before_step_body {
@@ -263,39 +263,38 @@ impl<T, E> Step<T, E> {
             body,
         };
         let body = crate::telemetry::step_body::<E, _>(&wf, step_id, &name, body);
-        let task = Abortable::new(AssertUnwindSafe(body).catch_unwind(), registration);
+        let task = AssertUnwindSafe(body).catch_unwind();
         // A combinator, not an `async` block, which would hold `task` twice: a parked
         // workflow's sleep keeps this task for as long as it sleeps.
-        drop(ordo_executor::spawn(task.map(move |ended| {
+        ordo_executor::spawn(task.map(move |ended| {
             match ended {
-                Err(_aborted) => {}
-                Ok(Err(panic)) => wf.fail(Error::Panicked {
+                Err(panic) => wf.fail(Error::Panicked {
                     workflow_id: wf.id.clone(),
                     message: format!(
                         "step {step_id} ({name:?}) panicked: {}",
                         crate::panic_message(&*panic)
                     ),
                 }),
-                Ok(Ok(BodyOutput {
+                Ok(BodyOutput {
                     outcome: Err(detail),
                     ..
-                })) => wf.fail(Error::Encode {
+                }) => wf.fail(Error::Encode {
                     workflow_id: wf.id.clone(),
                     what: format!("the outcome of step {step_id} ({name:?})"),
                     detail,
                 }),
-                Ok(Ok(BodyOutput {
+                Ok(BodyOutput {
                     outcome: Ok(outcome),
                     attempts,
                     effect,
-                })) => {
+                }) => {
                     let ended_ms = core.now_ms();
                     core.queue_completion(
                         Rc::clone(&wf),
                         Completion {
                             seq: 0, // assigned at commit
                             step_id,
-                            name: name.to_string(),
+                            name: String::from(&*name),
                             outcome,
                             attempts,
                             started_ms,
@@ -305,8 +304,7 @@ impl<T, E> Step<T, E> {
                     );
                 }
             }
-        })));
-        handle
+        }))
     }
 }
 

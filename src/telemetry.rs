@@ -459,6 +459,10 @@ impl<F: Future<Output = Result<Outcome, Error>> + Unpin> Future for Run<F> {
         };
         let poll = Pin::new(&mut this.fut).poll(cx);
         guard.disarm();
+        if poll.is_pending() {
+            // The root waits: the place to give back what a burst of steps grew.
+            this.wf.compact_steps();
+        }
         if let Poll::Ready(output) = &poll {
             this.ended = true;
             match output {

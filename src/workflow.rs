@@ -229,6 +229,12 @@ impl WorkflowState {
         drop(released);
     }
 
+    /// The root task was polled and waits: gives back step-window memory a burst of
+    /// concurrent steps grew ([`StepSlots::compact`]).
+    pub(crate) fn compact_steps(&self) {
+        self.steps.borrow_mut().compact();
+    }
+
     /// The recorded name of step `id`, which is being created; ids come in increasing
     /// order, so the cursor only moves forward.
     fn take_recorded(&self, id: u64) -> Option<Rc<str>> {

@@ -366,6 +366,28 @@ impl Batch {
         Batch::default()
     }
 
+    /// An empty batch with room for `completions` completions, for a writer that knows
+    /// how many it will push (a group commit does): no regrowing as they are pushed.
+    ///
+    /// ```
+    /// use ordo_journal::{Batch, Completion, Outcome};
+    /// let mut batch = Batch::with_completion_capacity(2);
+    /// for seq in 0..2 {
+    ///     let step = Completion {
+    ///         seq, step_id: seq, name: "charge".into(), outcome: Outcome::Ok(vec![7]),
+    ///         attempts: 1, started_ms: 10, ended_ms: 12,
+    ///     };
+    ///     batch.push_completion("order-42", step);
+    /// }
+    /// assert_eq!(batch.completion_count(), 2);
+    /// ```
+    pub fn with_completion_capacity(completions: usize) -> Self {
+        Batch {
+            completions: Vec::with_capacity(completions),
+            ..Batch::default()
+        }
+    }
+
     /// Writes (inserts or replaces) a workflow record. If the same id is put twice, the
     /// later record wins.
     ///
