@@ -40,6 +40,17 @@ pub(crate) struct PendingStart {
     pub(crate) registration: Registration,
 }
 
+impl PendingStart {
+    /// The record, moved into the commit that writes it (a start is launched, not read,
+    /// once committed): a start's record is not copied for its commit.
+    fn take_record(&mut self) -> WorkflowRecord {
+        std::mem::replace(
+            &mut self.record,
+            WorkflowRecord::new(String::new(), String::new(), Vec::new(), 0),
+        )
+    }
+}
+
 /// A queued workflow launched when the one whose slot it took returned
 /// ([`Queues::hand_over`](crate::queue::Queues::hand_over)), before its start record is
 /// durable: the record goes into the commit that records that end (which is never later
@@ -939,12 +950,12 @@ impl Core {
         let mut staged = Vec::with_capacity(completions.len());
         // Starts first: a later put of the same id in this batch (its attempt reset, its
         // final record) overrides the start's.
-        for start in &starts {
+        for start in &mut starts {
             if start.is_new {
-                batch.insert_workflow(start.record.clone());
+                batch.insert_workflow(start.take_record());
                 crate::telemetry::put_trace_context(&mut batch, &start.wf);
             } else {
-                batch.update_workflow(start.record.clone(), Status::Pending);
+                batch.update_workflow(start.take_record(), Status::Pending);
             }
         }
         // Slots handed over since the last commit: these starts too come before any
@@ -1217,11 +1228,11 @@ impl Core {
                 batch.set_event(&wf.id, &key, value);
                 after.wake.push(WatchKey::Event(wf.id.clone(), key));
             }
-            Effect::StartChild(start) => {
+            Effect::StartChild(mut start) => {
                 if start.is_new {
-                    batch.insert_workflow(start.record.clone());
+                    batch.insert_workflow(start.take_record());
                 } else {
-                    batch.update_workflow(start.record.clone(), Status::Pending);
+                    batch.update_workflow(start.take_record(), Status::Pending);
                 }
                 after.children.push(*start);
             }

@@ -753,11 +753,29 @@ impl CommitTimer {
         histogram!("ordo_commit_duration_seconds").record(self.0.elapsed().as_secs_f64());
         histogram!("ordo_commit_size").record(batch.completion_count() as f64);
         let new = starts.iter().filter(|start| start.is_new);
+        // One increment per run of one workflow name (a burst of starts is mostly one
+        // name): the counter's key is built, and its name copied, once per run, not once
+        // per start.
+        let mut run: Option<(&str, u64)> = None;
         for start in new.chain(launched) {
-            counter!("ordo_workflows_started_total", "workflow" => start.wf.name.clone())
-                .increment(1);
+            match &mut run {
+                Some((name, count)) if *name == start.wf.name => *count += 1,
+                _ => {
+                    if let Some((name, count)) = run.replace((&start.wf.name, 1)) {
+                        started(name, count);
+                    }
+                }
+            }
+        }
+        if let Some((name, count)) = run {
+            started(name, count);
         }
     }
+}
+
+/// `count` workflows named `name` were started (their start records committed).
+fn started(name: &str, count: u64) {
+    counter!("ordo_workflows_started_total", "workflow" => name.to_owned()).increment(count);
 }
 
 /// A workflow's final status was committed.

@@ -778,3 +778,48 @@ fn children_and_queued_workflows_count_as_started() {
         4
     );
 }
+
+#[test]
+fn starts_committed_together_count_each_under_its_own_name() {
+    let _serial = serial();
+    async fn a(_ctx: Ctx, n: u32) -> Result<u32, String> {
+        Ok(n)
+    }
+    async fn b(_ctx: Ctx, n: u32) -> Result<u32, String> {
+        Ok(n + 1)
+    }
+    let recorder = TestRecorder::default();
+    let commits = metrics::with_local_recorder(&recorder, || {
+        let rt = ordo_testkit::store::temporary()
+            .register("a", a)
+            .register("b", b)
+            .build()
+            .expect("runtime");
+        // Interleaved names, all started before the runtime runs: one commit of starts.
+        let names = ["a", "a", "b", "a", "b", "b", "b", "a"];
+        let handles: Vec<_> = names
+            .iter()
+            .enumerate()
+            .map(|(i, name)| {
+                rt.start::<_, u32, String>(name, &format!("w-{i}"), 1u32)
+                    .expect("starts")
+            })
+            .collect();
+        for handle in &handles {
+            rt.block_on(handle.result()).expect("runs").expect("ok");
+        }
+        rt.metrics().commits
+    });
+    assert!(
+        commits <= 2,
+        "the starts shared a commit ({commits} commits)"
+    );
+    assert_eq!(
+        recorder.counter("ordo_workflows_started_total{workflow=a}"),
+        4
+    );
+    assert_eq!(
+        recorder.counter("ordo_workflows_started_total{workflow=b}"),
+        4
+    );
+}
