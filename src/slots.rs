@@ -27,10 +27,12 @@ pub(crate) struct StepSlot {
 }
 
 /// The slots of the steps in use, by step id.
-/// The smallest window buffer [`StepSlots::compact`] leaves: what a `VecDeque` allocates
-/// for its first element anyway, so a sequential workflow (one slot at a time) does not
-/// reallocate its window in every step.
-const MIN_CAPACITY: usize = 4;
+/// The smallest window buffer [`StepSlots::compact`] leaves: room for the one step a
+/// sequential workflow has in use, and the next one it creates as soon as the last is
+/// released, so it does not reallocate its window in every step; a workflow parked in a
+/// sleep (one slot) keeps one slot more than it uses, not the three more a first
+/// allocation's four would be.
+const MIN_CAPACITY: usize = 2;
 
 #[derive(Debug, Default)]
 pub(crate) struct StepSlots {
@@ -80,11 +82,17 @@ impl StepSlots {
 
     /// Gives back a buffer that a burst of concurrent steps grew, once the burst is
     /// over: a parked workflow keeps one or two slots, not the 64 a `join_all` of 64
-    /// needed. Called when the workflow's root task has been polled and waits (not on
-    /// every release: a workflow that gathers 64 steps round after round releases all
-    /// 64 and creates the next 64 in one poll, and would otherwise shrink and regrow its
-    /// window every round).
-    pub(crate) fn compact(&mut self) {
+    /// needed. Called when the workflow's root task has been polled and waits, with
+    /// `deliveries_pending` when committed outcomes still wait in its inbox. Not on
+    /// every release, and not while outcomes are being delivered: a workflow that
+    /// gathers 64 steps round after round takes their outcomes one poll at a time (one
+    /// delivery per stall, in journal order) and creates the next 64 in the poll that
+    /// takes the last, and would otherwise shrink its window as a round drains and grow
+    /// it again for the next, every round.
+    pub(crate) fn compact(&mut self, deliveries_pending: bool) {
+        if deliveries_pending {
+            return;
+        }
         let capacity = self.window.capacity();
         if capacity > MIN_CAPACITY && self.window.len() * 2 < capacity {
             self.window.shrink_to(self.window.len().max(MIN_CAPACITY));
@@ -140,18 +148,24 @@ mod tests {
             slots.window.capacity() >= 1000,
             "not shrunk before the poll ends"
         );
-        slots.compact();
+        slots.compact(true);
+        assert!(
+            slots.window.capacity() >= 1000,
+            "not shrunk while outcomes wait"
+        );
+        slots.compact(false);
         assert_eq!(slots.window.len(), 1);
         assert_eq!(slots.window.capacity(), MIN_CAPACITY);
         slots.release(999);
-        slots.compact();
+        slots.compact(false);
         assert_eq!(slots.window.capacity(), MIN_CAPACITY);
         assert_eq!(slots.created(), 1000);
     }
 
-    /// What compacting only between polls is for: a workflow that gathers 64 steps
-    /// round after round (releasing a round's steps and creating the next round's in one
-    /// poll), or runs one step at a time, keeps its window's buffer.
+    /// What compacting only once a round's outcomes are delivered is for: a workflow
+    /// that gathers 64 steps round after round (taking their outcomes one poll at a
+    /// time, and creating the next round's in the poll that takes the last), or runs
+    /// one step at a time, keeps its window's buffer.
     #[test]
     fn rounds_of_the_same_size_keep_the_buffer() {
         for burst in [1u64, 64] {
@@ -159,18 +173,21 @@ mod tests {
             for id in 0..burst {
                 assert_eq!(slots.push(slot("s")), id);
             }
-            slots.compact();
+            slots.compact(false);
             let capacity = slots.window.capacity();
             for round in 1..10 {
-                // One poll: the previous round's outcomes taken, the next round created.
+                // One poll per delivered outcome, in order.
                 for id in (round - 1) * burst..round * burst {
                     slots.release(id);
+                    let last = id == round * burst - 1;
+                    if last {
+                        for _ in 0..burst {
+                            slots.push(slot("s"));
+                        }
+                    }
+                    slots.compact(!last);
+                    assert_eq!(slots.window.capacity(), capacity, "burst of {burst}");
                 }
-                for _ in 0..burst {
-                    slots.push(slot("s"));
-                }
-                slots.compact();
-                assert_eq!(slots.window.capacity(), capacity, "burst of {burst}");
             }
         }
     }

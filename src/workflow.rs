@@ -230,9 +230,11 @@ impl WorkflowState {
     }
 
     /// The root task was polled and waits: gives back step-window memory a burst of
-    /// concurrent steps grew ([`StepSlots::compact`]).
+    /// concurrent steps grew, once no committed outcome waits in the inbox
+    /// ([`StepSlots::compact`]).
     pub(crate) fn compact_steps(&self) {
-        self.steps.borrow_mut().compact();
+        let pending = !self.inbox.borrow().is_empty();
+        self.steps.borrow_mut().compact(pending);
     }
 
     /// The recorded name of step `id`, which is being created; ids come in increasing
