@@ -47,7 +47,7 @@
 
 mod common;
 
-use common::sequential;
+use common::{gathered, sequential, GATHER};
 
 use std::cell::Cell;
 use std::io::{BufRead, BufReader, Write};
@@ -71,8 +71,6 @@ const TAKEOVER_VAR: &str = "ORDO_PG_BENCH_TAKEOVER";
 
 /// Steps of one `sequential` iteration.
 const SEQUENTIAL_STEPS: u64 = 100;
-/// Steps a `gathered` round runs at once.
-const GATHER: u64 = 64;
 /// Rounds of one `gathered` iteration.
 const ROUNDS: u64 = 8;
 /// Sequential steps of each of the [`GATHER`] workflows of workload [`MANY`].
@@ -158,18 +156,6 @@ fn main() {
 
 // ---------------------------------------------------------------------------------
 // Workflows
-
-/// `rounds` rounds of [`GATHER`] steps at once in a `join_all`.
-async fn gathered(ctx: Ctx, rounds: u64) -> Result<u64, ()> {
-    let mut sum = 0;
-    for _ in 0..rounds {
-        let steps = (0..GATHER).map(|i| ctx.step("c", move || async move { Ok::<u64, ()>(i) }));
-        for value in futures::future::join_all(steps).await {
-            sum += value?;
-        }
-    }
-    Ok(sum)
-}
 
 fn with_workflows(builder: RuntimeBuilder) -> RuntimeBuilder {
     builder

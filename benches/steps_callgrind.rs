@@ -21,9 +21,10 @@ use ordo::{Ctx, Runtime};
 
 mod common;
 
-/// Steps gathered at once, and how many rounds of them, in the `join_all` workload
-/// (the shape of `cargo bench --bench postgres`'s 64-row workload).
-const GATHER: u64 = 64;
+use common::GATHER;
+
+/// Rounds of [`GATHER`] steps gathered at once in the `join_all` workload (the shape of
+/// `cargo bench --bench postgres`'s 64-row workload).
 const ROUNDS: u64 = 8;
 /// Sequential steps of each of the [`GATHER`] workflows of the `many` workload.
 const MANY_STEPS: u64 = 50;
@@ -35,18 +36,6 @@ const STARTS: u64 = 1000;
 const USAGE: &str = "usage: steps_callgrind WORKLOAD [ITERATIONS]\n  \
     WORKLOAD: join_all | many | sequential | starts\n\
     (scripts/callgrind-steps runs each under valgrind and prints a table)";
-
-/// `ROUNDS` rounds of `GATHER` steps at once.
-async fn gathered(ctx: Ctx, rounds: u64) -> Result<u64, ()> {
-    let mut sum = 0;
-    for _ in 0..rounds {
-        let steps = (0..GATHER).map(|i| ctx.step("c", move || async move { Ok::<u64, ()>(i) }));
-        for value in futures::future::join_all(steps).await {
-            sum += value?;
-        }
-    }
-    Ok(sum)
-}
 
 /// A workflow that does nothing: a start and a finish.
 async fn nothing(_ctx: Ctx, input: u64) -> Result<u64, ()> {
@@ -101,7 +90,7 @@ fn main() -> ExitCode {
     let rt = Runtime::builder()
         .store(Box::new(ordo_testkit::MemoryJournal::default()))
         .register("sequential", common::sequential)
-        .register("gathered", gathered)
+        .register("gathered", common::gathered)
         .register("nothing", nothing)
         .build()
         .unwrap();

@@ -18,6 +18,23 @@ pub async fn sequential(ctx: Ctx, n: u64) -> Result<u64, ()> {
     Ok(sum)
 }
 
+/// Steps a [`gathered`] workflow runs at once in each round (64: the batch size the
+/// PostgreSQL bench compares with pgbench's 64-row transactions).
+pub const GATHER: u64 = 64;
+
+/// `rounds` rounds of [`GATHER`] steps at once in a `join_all`: the benches' gathered
+/// workflow.
+pub async fn gathered(ctx: Ctx, rounds: u64) -> Result<u64, ()> {
+    let mut sum = 0;
+    for _ in 0..rounds {
+        let steps = (0..GATHER).map(|i| ctx.step("c", move || async move { Ok::<u64, ()>(i) }));
+        for value in futures::future::join_all(steps).await {
+            sum += value?;
+        }
+    }
+    Ok(sum)
+}
+
 /// A fresh folder under cargo's target tmpdir (the repository's disk, not tmpfs).
 pub fn bench_dir() -> tempfile::TempDir {
     let base = PathBuf::from(env!("CARGO_TARGET_TMPDIR"));
