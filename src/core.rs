@@ -1083,9 +1083,14 @@ impl Core {
             let was_empty = {
                 let mut inbox = wf.inbox.borrow_mut();
                 let was_empty = inbox.is_empty();
+                // The name the step's slot holds (its shared copy); interned again only
+                // for a step already released (a `select!` loser's).
+                let name = wf
+                    .slot_name(completion.step_id)
+                    .unwrap_or_else(|| wf.intern(&completion.name));
                 inbox.push_back(Delivery {
                     step_id: completion.step_id,
-                    name: wf.intern(&completion.name),
+                    name,
                     outcome: completion.outcome,
                     recorded: false,
                 });

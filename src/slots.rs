@@ -5,7 +5,8 @@
 //! form a window: from the oldest step still in use to the newest one created. A step
 //! is *released* once its future took its outcome or was dropped; released slots at the
 //! front of the window are freed, and the window's buffer shrinks when it is mostly
-//! empty.
+//! empty once the workflow waits with no outcome left to deliver
+//! ([`StepSlots::compact`]).
 
 use std::collections::VecDeque;
 use std::rc::Rc;
@@ -26,7 +27,6 @@ pub(crate) struct StepSlot {
     pub(crate) waker: Option<Waker>,
 }
 
-/// The slots of the steps in use, by step id.
 /// The smallest window buffer [`StepSlots::compact`] leaves: room for the one step a
 /// sequential workflow has in use, and the next one it creates as soon as the last is
 /// released, so it does not reallocate its window in every step; a workflow parked in a
@@ -34,6 +34,7 @@ pub(crate) struct StepSlot {
 /// allocation's four would be.
 const MIN_CAPACITY: usize = 2;
 
+/// The slots of the steps in use, by step id.
 #[derive(Debug, Default)]
 pub(crate) struct StepSlots {
     /// The id of `window[0]`; every id below it is released.

@@ -277,10 +277,15 @@ impl WorkflowState {
     /// The name step `step_id` was created with (empty for an id never created or
     /// already released).
     pub(crate) fn step_name(&self, step_id: u64) -> Rc<str> {
+        self.slot_name(step_id).unwrap_or_else(|| Rc::from(""))
+    }
+
+    /// The shared name of step `step_id`, while its slot is in use.
+    pub(crate) fn slot_name(&self, step_id: u64) -> Option<Rc<str>> {
         self.steps
             .borrow()
             .get(step_id)
-            .map_or_else(|| Rc::from(""), |slot| Rc::clone(&slot.name))
+            .map(|slot| Rc::clone(&slot.name))
     }
 
     /// Hands a delivered outcome to step `step_id`'s slot and wakes its future. `Err`

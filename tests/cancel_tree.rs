@@ -139,3 +139,53 @@ fn cancel_tree_cancels_three_levels_and_nothing_launched_meanwhile_survives() {
         }
     }
 }
+
+/// A step dropped before its outcome (a `select` loser) cancels its running body at
+/// once: the body's future is dropped in the same executor run, not an hour later, and
+/// the workflow goes on without its outcome ever being recorded.
+#[test]
+fn a_select_losers_running_body_is_dropped_with_its_step() {
+    let dropped = Rc::new(Cell::new(false));
+    let flag = Rc::clone(&dropped);
+    let rt = builder(journal_dir().path())
+        .register("race", move |ctx: Ctx, _: ()| {
+            let flag = Rc::clone(&flag);
+            async move {
+                let fast = ctx.step("fast", || async { Ok::<u32, String>(1) });
+                let slow = ctx.step("slow", move || async move {
+                    let _guard = DropGuard(flag);
+                    ordo::executor::sleep(HOUR).await;
+                    Ok::<u32, String>(2)
+                });
+                let won = match futures::future::select(fast, slow).await {
+                    futures::future::Either::Left((won, loser)) => {
+                        drop(loser);
+                        won?
+                    }
+                    futures::future::Either::Right((won, _)) => won? + 100,
+                };
+                let after = ctx
+                    .step("after", || async { Ok::<u32, String>(10) })
+                    .await?;
+                Ok::<u32, String>(won + after)
+            }
+        })
+        .build()
+        .expect("build");
+    let handle = rt.start::<_, u32, String>("race", "r", ()).expect("start");
+    let result = rt.block_on(handle.result()).expect("runs");
+    assert_eq!(result, Ok(11), "the fast step won");
+    assert!(dropped.get(), "the loser's running body was dropped");
+    let names: Vec<String> = rt
+        .journal()
+        .completions("r")
+        .expect("read")
+        .into_iter()
+        .map(|c| c.name)
+        .collect();
+    assert_eq!(
+        names,
+        ["fast", "after"],
+        "the loser's outcome is never recorded"
+    );
+}
