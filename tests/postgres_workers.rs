@@ -901,14 +901,16 @@ fn a_queues_rate_limit_holds_across_three_workers() {
     let mut starts = PACED_STARTS.lock().unwrap().clone();
     starts.sort();
     assert_eq!(starts.len(), 12);
-    // Any five consecutive starts span at least the period (less what passes between
-    // the admission and the body's first line).
+    // Any five consecutive starts span at least the period, less what passes between
+    // a job's admission (which the limit counts) and its body's first line (which the
+    // test sees): a commit and a poll, but on a loaded 2-core machine running the rest
+    // of the suite a worker's thread can wait its turn for over 100 ms (CI saw 114).
+    // A limit that let a fifth job in would start it with the other four, within
+    // milliseconds, far inside this slack.
+    let slack = Duration::from_millis(250);
     for five in starts.windows(5) {
         let span = five[4] - five[0];
-        assert!(
-            span >= period - Duration::from_millis(100),
-            "five starts within {span:?}"
-        );
+        assert!(span >= period - slack, "five starts within {span:?}");
     }
 }
 
