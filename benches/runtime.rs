@@ -146,6 +146,19 @@ async fn empty(_ctx: Ctx, _n: u64) -> Result<u64, ()> {
     Ok(0)
 }
 
+thread_local! {
+    /// When the last of [`launched`]'s workflows first ran (the runtime's thread).
+    static LAST_LAUNCH: Cell<Option<Instant>> = const { Cell::new(None) };
+}
+
+/// `n` sequential steps, after noting when it first ran: a workflow runs only once its
+/// start record is durable, so the latest such time over a batch of starts is when
+/// every one of them was started for good.
+async fn launched(ctx: Ctx, n: u64) -> Result<u64, ()> {
+    LAST_LAUNCH.with(|last| last.set(Some(Instant::now())));
+    sequential(ctx, n).await
+}
+
 /// Starts `count` workflows `name` (input `n`) in one turn, then drives them all to the
 /// end.
 fn start_many(rt: &Runtime, name: &str, next_id: &Cell<u64>, count: u64, n: u64) {
@@ -162,11 +175,18 @@ fn start_many(rt: &Runtime, name: &str, next_id: &Cell<u64>, count: u64, n: u64)
     assert!(results.into_iter().all(|r| r.is_ok()));
 }
 
-/// Starts share the group commit: 10,000 starts of a workflow that does nothing (each
-/// iteration from an empty journal: the start commit and the finish commit, so the
-/// figure is a conservative starts per second), then 10,000 workflows of 10 steps each,
-/// next to the gathered-steps rate (1,000 steps in one `join_all`), all `Sync`, in one
-/// run.
+/// Starts share the group commit, all `Sync`, in one run, next to the gathered-steps
+/// rate (1,000 steps in one `join_all`):
+/// - `starts_10k_until_running_sync`: 10,000 starts of workflows of 10 steps, timed from
+///   the first `start()` call to the first run of the last workflow started (each runs
+///   only once its start record is durable); the steps that follow are outside the
+///   timing. The starts per second the issue asks for.
+/// - `starts_10k_sync`: 10,000 starts of a workflow that does nothing, to its end (the
+///   start commit and the finish commit: a conservative starts per second).
+/// - `10k_workflows_x_10_steps_sync`: 10,000 workflows of 10 steps each, starts
+///   included, to their end.
+///
+/// Each iteration starts from an empty journal.
 fn starts(c: &mut Criterion) {
     let mut group = c.benchmark_group("starts");
     group.warm_up_time(Duration::from_millis(500));
@@ -186,11 +206,27 @@ fn starts(c: &mut Criterion) {
         let journal = bench_dir();
         let rt = builder(journal.path(), Durability::Sync)
             .register("empty", empty)
+            .register("launched", launched)
             .build()
             .unwrap();
         (rt, journal)
     };
     group.throughput(Throughput::Elements(10_000));
+    group.bench_function("starts_10k_until_running_sync", |b| {
+        b.iter_custom(|iters| {
+            let mut total = Duration::ZERO;
+            for _ in 0..iters {
+                let (rt, journal) = fresh();
+                LAST_LAUNCH.with(|last| last.set(None));
+                let begun = Instant::now();
+                start_many(&rt, "launched", &Cell::new(0), 10_000, 10);
+                let last = LAST_LAUNCH.with(Cell::get).unwrap();
+                total += last.duration_since(begun);
+                drop((rt, journal));
+            }
+            total
+        });
+    });
     group.bench_function("starts_10k_sync", |b| {
         b.iter_batched(
             fresh,
