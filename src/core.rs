@@ -136,7 +136,8 @@ pub(crate) enum Started {
     Staged(Rc<WorkflowState>),
     /// Already running here.
     Running(Rc<WorkflowState>),
-    /// Finished (or cancelled) in the journal: nothing to run.
+    /// Finished (or cancelled) in the journal, driven by another worker, or waiting in
+    /// a queue here: nothing to run now.
     Recorded,
 }
 
@@ -615,6 +616,16 @@ impl Core {
                 Ok(Started::Running(wf))
             } else {
                 Err(conflict(id, &wf.name, name))
+            };
+        }
+        if let Some(queued) = self.queues.waiting_name(id) {
+            // Enqueued here and not started yet, its enqueue perhaps not even committed
+            // (so the journal does not know it): this start is that workflow, which
+            // starts when its queue lets it. Started here as well, it would run twice.
+            return if queued == name {
+                Ok(Started::Recorded)
+            } else {
+                Err(conflict(id, &queued, name))
             };
         }
         let (wf, record, is_new) = match self.store.workflow(id)? {

@@ -341,6 +341,20 @@ impl Core {
             self.forget(&start.wf);
             return Ok(true);
         }
+        if let Some(staged) = self.queues.unstage(&*self.store, id) {
+            // Enqueued but not committed yet: it never waited; record it as cancelled.
+            let mut record = staged.record;
+            record.status = Status::Cancelled;
+            record.updated_ms = now_ms;
+            let name = record.name.clone();
+            let mut batch = Batch::new();
+            batch.insert_workflow(record);
+            self.store.commit(&batch)?;
+            self.watchers
+                .wake(&crate::talk::watch::WatchKey::Workflow(id.to_string()));
+            crate::telemetry::workflow_finished(&name, Status::Cancelled);
+            return Ok(true);
+        }
         let mut record = self.record(id)?;
         let previous = record.status;
         if !matches!(

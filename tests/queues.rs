@@ -506,6 +506,61 @@ fn cancelling_an_enqueued_workflow_takes_it_out_of_its_queue() {
     assert!(!started().contains(&2));
 }
 
+/// A start of an id enqueued in the same turn (its enqueue not committed yet) is that
+/// queued workflow: its body runs once, both handles get its result, and the queue and
+/// the runtime go on working. Under another workflow's name it is a conflict.
+#[test]
+fn a_start_of_an_id_just_enqueued_is_that_workflow_and_runs_once() {
+    reset();
+    let rt = ordo_testkit::store::temporary()
+        .clock(Clock::Virtual)
+        .queue("q", QueueOptions::new().concurrency(1))
+        .register("job", job)
+        .register("other", job)
+        .build()
+        .expect("build");
+    let queued = enqueue(&rt, 4, EnqueueOptions::new());
+    let direct = rt
+        .start::<_, u32, String>("job", "job-4", 4u32)
+        .expect("a start of the enqueued id");
+    assert!(matches!(
+        rt.start::<_, u32, String>("other", "job-4", 4u32),
+        Err(Error::Conflict { .. })
+    ));
+    assert_eq!(rt.block_on(queued.result()).expect("queued"), Ok(40));
+    assert_eq!(rt.block_on(direct.result()).expect("direct"), Ok(40));
+    assert_eq!(started(), vec![4], "the body ran once");
+    let next = enqueue(&rt, 5, EnqueueOptions::new());
+    assert_eq!(rt.block_on(next.result()).expect("next"), Ok(50));
+    assert_eq!(started(), vec![4, 5]);
+}
+
+/// A cancel right after an enqueue, before its commit, cancels it: it never runs, its
+/// handle says so, and its deduplication id is free again.
+#[test]
+fn cancelling_an_enqueue_before_its_commit_cancels_it() {
+    reset();
+    let rt = virtual_rt(QueueOptions::new().concurrency(1));
+    let first = enqueue(
+        &rt,
+        1,
+        EnqueueOptions::new().dedup("x", OnDuplicate::Reject),
+    );
+    assert!(rt.cancel("job-1").expect("cancel"));
+    assert_eq!(first.status().expect("status"), Status::Cancelled);
+    assert!(matches!(
+        rt.block_on(first.result()),
+        Err(Error::Cancelled { .. })
+    ));
+    let second = enqueue(
+        &rt,
+        2,
+        EnqueueOptions::new().dedup("x", OnDuplicate::Reject),
+    );
+    assert_eq!(rt.block_on(second.result()).expect("runs"), Ok(20));
+    assert_eq!(started(), vec![2], "the cancelled one never ran");
+}
+
 /// Enqueues `job`s from a workflow and returns their ids.
 async fn fan_out(ctx: Ctx, n: u32) -> Result<Vec<String>, String> {
     let mut ids = Vec::new();

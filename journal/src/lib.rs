@@ -87,6 +87,10 @@
 //! sled's `conf` or snapshot files, a missing or unreadable seal. Not detected: a whole
 //! folder rolled back together with its seal (an old backup is consistent with itself),
 //! damage that sled's checksums miss. With [`Durability::None`] commits are not sealed.
+//! A journal whose creation was cut short (its process killed while it was created)
+//! opens as a new one: its seal is written, whole or not at all, before sled writes
+//! anything, and a folder holding that seal at zero commits and nothing in sled's log has
+//! nothing to lose.
 //!
 //! # Completions are append-only
 //!

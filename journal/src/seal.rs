@@ -47,6 +47,9 @@ use std::path::Path;
 /// The seal's file name inside the journal folder.
 pub(crate) const SEAL_FILE: &str = "ordo.seal";
 
+/// Where a new seal is written before it is renamed to [`SEAL_FILE`].
+const SEAL_NEW: &str = "ordo.seal.new";
+
 /// Identifies a seal slot (and the seal's format version).
 const MAGIC: &[u8; 8] = b"ordoseal";
 
@@ -75,14 +78,18 @@ pub(crate) struct Seal {
 
 impl Seal {
     /// Creates the seal of a new journal (zero commits) and makes it durable, with the
-    /// directory entry naming it.
+    /// directory entry naming it. Written beside its place and renamed into it, so a
+    /// process killed meanwhile leaves either no seal or a whole one, never a torn one
+    /// (which would read as damage). A new journal's seal is created before anything is
+    /// written into sled (see `SledJournal::open`).
     pub(crate) fn create(dir: &Path) -> io::Result<Seal> {
+        let fresh = dir.join(SEAL_NEW);
         let file = OpenOptions::new()
             .read(true)
             .write(true)
             .create(true)
             .truncate(true)
-            .open(dir.join(SEAL_FILE))?;
+            .open(&fresh)?;
         let state = SealState {
             generation: 0,
             commits: 0,
@@ -91,6 +98,7 @@ impl Seal {
         bytes[..SLOT].copy_from_slice(&encode_slot(state));
         write_at(&file, &bytes, 0)?;
         file.sync_all()?;
+        std::fs::rename(&fresh, dir.join(SEAL_FILE))?;
         File::open(dir)?.sync_all()?;
         Ok(Seal { file, state })
     }

@@ -256,10 +256,31 @@ impl SledJournal {
     /// ```
     pub fn open(path: impl AsRef<Path>, durability: Durability) -> Result<Self, Error> {
         let path = path.as_ref().to_path_buf();
-        if is_existing(&path) {
+        // The seal of a new journal, written before sled writes anything there.
+        let mut created = None;
+        if creation_unfinished(&path) {
+            // A process stopped while it created this journal, before anything reached
+            // sled's log: sled may have been stopped between writing its `conf` and the
+            // checksum after it, and would refuse that file on every open. It is sled's
+            // own configuration, which sled writes again, and nothing else goes. Under
+            // sled's lock, so a process creating it right now is not disturbed.
+            let probe = lock_probe(&path, true)?;
+            if creation_unfinished(&path) {
+                match std::fs::remove_file(path.join("conf")) {
+                    Err(err) if err.kind() != std::io::ErrorKind::NotFound => {
+                        return Err(err.into())
+                    }
+                    _ => {}
+                }
+            }
+            drop(probe);
+        } else if !is_existing(&path) {
+            std::fs::create_dir_all(&path)?;
+            created = Some(Seal::create(&path)?);
+        } else {
             // Hold sled's lock while copying, so no runtime writes meanwhile; let go of it
             // before sled takes it (a flock is per open file, so it would refuse us).
-            let probe = lock_probe(&path)?;
+            let probe = lock_probe(&path, false)?;
             // Holding the lock, no other process is checking this journal: a copy left
             // behind by a process that died while checking is stale.
             copy::remove_stale(&path, "verify");
@@ -314,10 +335,18 @@ impl SledJournal {
                 (seal, stored_commits(&db)?)
             }
             None if db.is_empty() => {
+                // The seal first: a journal with a schema always has one. A process
+                // killed in between leaves an empty journal sealed at zero commits,
+                // which opens as a new one (see `open_checked`); the other way round it
+                // left a journal without a seal, refused as damaged on every open.
+                let seal = match created.take() {
+                    Some(seal) => seal,
+                    None => Seal::create(&path)?,
+                };
                 db.insert(key::SCHEMA, &codec::encode_schema(SCHEMA_VERSION))?;
                 db.insert(key::COMMITS, &0u64.to_be_bytes())?;
                 db.flush()?;
-                (Seal::create(&path)?, 0)
+                (seal, 0)
             }
             None => return Err(not_a_journal()),
         };
@@ -1635,18 +1664,29 @@ fn not_a_journal() -> Error {
 
 /// Whether `dir` holds a journal already (rather than nothing, or a folder to create one
 /// in): a seal, or a sled log with bytes in it.
+/// Whether `dir` holds a journal whose creation stopped before anything reached sled's
+/// log: its seal, which is written first (see [`SledJournal::open`]), at zero commits
+/// and never advanced, and sled's log missing or empty.
+fn creation_unfinished(dir: &Path) -> bool {
+    matches!(seal::read(dir), Ok(Ok(Some(state))) if state.commits == 0 && state.generation == 0)
+        && std::fs::metadata(dir.join("db")).map_or(true, |meta| meta.len() == 0)
+}
+
 fn is_existing(dir: &Path) -> bool {
     dir.join(SEAL_FILE).exists()
         || std::fs::metadata(dir.join("db")).is_ok_and(|meta| meta.len() > 0)
 }
 
-/// Takes sled's lock on `dir` (an exclusive `flock` of its `db` file) for as long as the
+/// Takes sled's lock on `dir` (an exclusive `flock` of its `db` file, created empty first
+/// if `create`) for as long as the
 /// returned file is open.
-fn lock_probe(dir: &Path) -> Result<std::fs::File, Error> {
+fn lock_probe(dir: &Path, create: bool) -> Result<std::fs::File, Error> {
     use fs2::FileExt;
     let log = std::fs::OpenOptions::new()
         .read(true)
         .write(true)
+        .create(create)
+        .truncate(false)
         .open(dir.join("db"))?;
     // A process that just died, or a journal this process just dropped, can hold the
     // lock for a moment more (sled's last I/O task): wait briefly before refusing.
@@ -1717,7 +1757,10 @@ fn open_checked(dir: &Path, reported: &Path) -> Result<(::sled::Db, Option<u32>)
             });
         }
         (Some(version), _) => check_schema(version, reported)?,
+        // Nothing written yet, or a new journal whose creation stopped after its seal
+        // (see `SledJournal::open`): it opens as new.
         (None, Ok(None)) if db.is_empty() => return Ok((db, None)),
+        (None, Ok(Some(state))) if db.is_empty() && state.commits == 0 => return Ok((db, None)),
         (None, Ok(Some(state))) if db.is_empty() => {
             return Err(damaged(format!(
                 "it is empty, but its seal counts {} acknowledged commits",

@@ -426,6 +426,43 @@ fn after_a_power_cut_a_flush_journal_missing_sealed_commits_is_refused() {
     );
 }
 
+/// A process killed at any point while it creates a journal leaves a folder that opens
+/// as a new, empty journal, never one refused as damaged: nothing was acknowledged yet,
+/// and a refusal would keep the service from starting until someone deleted the folder.
+/// Every cut between two traced calls of a child that only creates a journal, keeping
+/// all it wrote (what a killed process leaves); each state must open, hold nothing, and
+/// then take a commit that a reopen finds.
+#[test]
+fn a_journal_killed_while_it_is_created_opens_as_a_new_one() {
+    let run = traced_run("sync", 0);
+    let (mut states, mut failures) = (0, Vec::new());
+    for cut in 0..=run.trace_lines {
+        let (_state, journal, _) = build(&run, cut, Keep::Everything);
+        if !journal.exists() {
+            continue;
+        }
+        states += 1;
+        let opened = SledJournal::open(&journal, Durability::Sync).and_then(|j| {
+            let listed = j.workflows(None)?.len();
+            j.commit(&batch(0, 0))?;
+            drop(j);
+            let again = SledJournal::open(&journal, Durability::Sync)?;
+            Ok((listed, again.completions(&workflow_id(0))?.len()))
+        });
+        match opened {
+            Ok((0, 1)) => {}
+            Ok((listed, completions)) => failures.push(format!(
+                "cut at trace line {cut}: {listed} workflows listed at open, {completions} \
+                 completions after a commit and a reopen (expected 0 and 1)"
+            )),
+            Err(err) => failures.push(format!("cut at trace line {cut}: {err}")),
+        }
+    }
+    eprintln!("{states} states of a journal killed while it was created");
+    assert!(states > 5, "the trace must cut the creation in many places");
+    assert!(failures.is_empty(), "{}", failures.join("\n"));
+}
+
 /// The child: `ORDO_CRASH_THREADS` threads each make `COMMITS` commits, printing
 /// `ACK <thread> <n>` after each. Thread 0 pauses twice for 600 ms, long enough for
 /// sled's background flusher (every 500 ms, when it runs) to act between commits.

@@ -72,6 +72,9 @@ enum State {
 type Place = (u32, u64, String);
 
 struct Member {
+    /// Its workflow's name, when the queue knows it (reserved or waiting; one adopted as
+    /// running is named by its running state).
+    name: Option<String>,
     lane: (String, String),
     /// Its place in the lane, while waiting.
     place: Place,
@@ -80,9 +83,10 @@ struct Member {
 }
 
 impl Member {
-    /// Workflow `id`, in its queue under `entry`.
-    fn new(id: &str, entry: &Entry, state: State) -> Member {
+    /// Workflow `id` (named `name`, if known), in its queue under `entry`.
+    fn new(id: &str, name: Option<&str>, entry: &Entry, state: State) -> Member {
         Member {
+            name: name.map(str::to_owned),
             lane: (entry.queue.clone(), entry.partition.clone()),
             place: (entry.priority, entry.order, id.to_owned()),
             dedup: entry.dedup.clone(),
@@ -284,6 +288,16 @@ impl Queues {
         self.members.borrow().contains_key(id)
     }
 
+    /// The name of workflow `id` if it waits in a queue here, not started yet: reserved
+    /// by an enqueue whose commit is to come, or waiting for a slot.
+    pub(crate) fn waiting_name(&self, id: &str) -> Option<String> {
+        self.members
+            .borrow()
+            .get(id)
+            .filter(|m| matches!(m.state, State::Reserved | State::Waiting))
+            .and_then(|m| m.name.clone())
+    }
+
     /// Whether workflow `id` waits in a queue (reserved, enqueued or delayed).
     pub(crate) fn is_waiting(&self, id: &str) -> bool {
         self.members
@@ -331,8 +345,10 @@ impl Queues {
             .map(|w| w.name.clone());
         let existing = match running {
             Some(name) => Some(name),
-            None if self.members.borrow().contains_key(&record.id) => Some(record.name.clone()),
-            None => core.store.workflow(&record.id)?.map(|r| r.name),
+            None => match self.members.borrow().get(&record.id) {
+                Some(member) => Some(member.name.clone().unwrap_or_else(|| record.name.clone())),
+                None => core.store.workflow(&record.id)?.map(|r| r.name),
+            },
         };
         if let Some(name) = existing {
             if name != record.name {
@@ -384,7 +400,7 @@ impl Queues {
         };
         self.members.borrow_mut().insert(
             record.id.clone(),
-            Member::new(&record.id, &entry, State::Reserved),
+            Member::new(&record.id, Some(&record.name), &entry, State::Reserved),
         );
         Ok(Reserved::New(Box::new(Staged {
             record,
@@ -420,6 +436,18 @@ impl Queues {
             } => Ok((existing, None)),
             Reserved::Duplicate { existing, .. } => Err(super::duplicate(queue, options, existing)),
         }
+    }
+
+    /// Takes back an enqueue from outside a workflow whose commit is still to come (a
+    /// cancel before it): it leaves the queue, its reservations given back.
+    pub(crate) fn unstage(&self, store: &dyn Store, id: &str) -> Option<Staged> {
+        let staged = {
+            let mut ready = self.ready.borrow_mut();
+            let index = ready.iter().position(|s| s.record.id == id)?;
+            ready.remove(index)
+        };
+        self.release(store, &staged);
+        Some(staged)
     }
 
     /// Gives back what `reserve` took for an enqueue that will never be committed (its
@@ -487,7 +515,7 @@ impl Queues {
             .set(self.next_order.get().max(entry.order.saturating_add(1)));
         self.members.borrow_mut().insert(
             record.id.clone(),
-            Member::new(&record.id, &entry, State::Reserved),
+            Member::new(&record.id, Some(&record.name), &entry, State::Reserved),
         );
         self.admit(
             Staged {
@@ -502,7 +530,7 @@ impl Queues {
     /// Counts workflow `id`, started from the queue under `entry` and running here (after
     /// a restart, or taken over from a dead worker), against its lane's limits.
     fn adopt_running(&self, id: String, entry: Entry) {
-        let member = Member::new(&id, &entry, State::Running);
+        let member = Member::new(&id, None, &entry, State::Running);
         self.lanes
             .borrow_mut()
             .entry(member.lane.clone())
