@@ -141,6 +141,19 @@ pub(crate) enum Started {
     Recorded,
 }
 
+/// Refuses an id or topic too long for the journal's keys ([`ordo_journal::MAX_ID_LEN`]
+/// bytes), at the call that brings it in: the journal would refuse the whole commit
+/// holding it, which stops the runtime and every workflow in it.
+pub(crate) fn check_key(key: &str) -> Result<(), Error> {
+    if key.len() > ordo_journal::MAX_ID_LEN {
+        return Err(Error::from(ordo_journal::Error::IdTooLong {
+            len: key.len(),
+            max: ordo_journal::MAX_ID_LEN,
+        }));
+    }
+    Ok(())
+}
+
 /// The error of a start under an id another workflow holds.
 pub(crate) fn conflict(id: &str, existing: &str, requested: &str) -> Error {
     Error::Conflict {
@@ -392,6 +405,13 @@ pub(crate) struct Core {
     outbox: RefCell<Outbox>,
     /// Workflows with a non-empty inbox, each at most once.
     delivering: RefCell<VecDeque<Rc<WorkflowState>>>,
+    /// Workflows admitted with recorded completions whose root task has not run yet:
+    /// they join `delivering` at the end of the next delivery round, so the executor
+    /// runs their roots (which create the steps) before a recorded outcome is delivered.
+    /// A resumption launched by a commit (a start of a workflow left pending by another
+    /// process) was otherwise handed its first outcome in the round right after that
+    /// commit, before it had created the step: a false `NonDeterminism`.
+    admitted: RefCell<Vec<Rc<WorkflowState>>>,
     /// Reused between delivery rounds, so a round allocates nothing.
     round: RefCell<Vec<Rc<WorkflowState>>>,
     observer: Option<Observer>,
@@ -454,6 +474,7 @@ impl Core {
             running: RefCell::new(Running::default()),
             outbox: RefCell::new(Outbox::default()),
             delivering: RefCell::new(VecDeque::new()),
+            admitted: RefCell::new(Vec::new()),
             round: RefCell::new(Vec::new()),
             observer,
             observer_panic: RefCell::new(None),
@@ -514,7 +535,7 @@ impl Core {
     pub(crate) fn admit(&self, wf: &Rc<WorkflowState>) {
         self.running.borrow_mut().insert(Rc::clone(wf));
         if !wf.inbox.borrow().is_empty() {
-            self.delivering.borrow_mut().push_back(Rc::clone(wf));
+            self.admitted.borrow_mut().push(Rc::clone(wf));
         }
     }
 
@@ -609,6 +630,7 @@ impl Core {
         now_ms: u64,
         options: crate::deadline::StartOptions,
     ) -> Result<Started, Error> {
+        check_key(id)?;
         self.note_halt_subject(id);
         let running = self.running.borrow().get(id).cloned();
         if let Some(wf) = running {
@@ -839,10 +861,14 @@ impl Core {
     /// Delivers the next completion of every workflow that has one. One per workflow:
     /// the executor must stall before the same workflow gets the next one.
     fn deliver_round(&self) -> bool {
+        // Admitted before this round: delivered from the next one on (see `admitted`).
+        let admitted = std::mem::take(&mut *self.admitted.borrow_mut());
         let mut round = self.round.borrow_mut();
         round.extend(self.delivering.borrow_mut().drain(..));
         if round.is_empty() {
-            return false;
+            let progressed = !admitted.is_empty();
+            self.delivering.borrow_mut().extend(admitted);
+            return progressed;
         }
         for wf in round.drain(..) {
             if let Some(delivery) = wf.next_delivery() {
@@ -852,6 +878,7 @@ impl Core {
                 self.delivering.borrow_mut().push_back(wf);
             }
         }
+        self.delivering.borrow_mut().extend(admitted);
         true
     }
 
@@ -1430,6 +1457,7 @@ impl Core {
             wf.fail(why(&wf));
         }
         self.delivering.borrow_mut().clear();
+        self.admitted.borrow_mut().clear();
         *self.outbox.borrow_mut() = Outbox::default();
     }
 }

@@ -70,6 +70,60 @@ fn start_with_the_same_id_returns_the_recorded_result_without_running() {
     assert_eq!(again.status().expect("status"), Status::Succeeded);
 }
 
+/// A start of an id that an earlier process left pending resumes it, without
+/// `recover()`: its recorded step replays (the body does not run again) and it finishes.
+#[test]
+fn a_start_resumes_a_workflow_an_earlier_process_left_pending() {
+    let dir = journal_dir();
+    let (first, second) = (Counter::default(), Counter::default());
+    let register = |first: Counter, second: Counter| {
+        move |ctx: Ctx, n: u32| {
+            let (first, second) = (first.clone(), second.clone());
+            async move {
+                let a = ctx
+                    .step("a", move || async move {
+                        first.bump();
+                        Ok::<_, String>(n)
+                    })
+                    .await?;
+                ctx.sleep(Duration::from_millis(300)).await;
+                let b = ctx
+                    .step("b", move || async move {
+                        second.bump();
+                        Ok::<_, String>(1)
+                    })
+                    .await?;
+                Ok::<_, String>(a + b)
+            }
+        }
+    };
+    {
+        let rt = builder(dir.path())
+            .register("w", register(first.clone(), second.clone()))
+            .build()
+            .expect("build");
+        let _pending = rt
+            .start::<_, u32, String>("w", "left", 41u32)
+            .expect("start");
+        // Step `a` is recorded, the sleep begun: the process stops here.
+        rt.block_on(ordo::executor::sleep(Duration::from_millis(100)));
+    }
+    assert_eq!((first.get(), second.get()), (1, 0));
+    let rt = builder(dir.path())
+        .register("w", register(first.clone(), second.clone()))
+        .build()
+        .expect("build");
+    let resumed = rt
+        .start::<_, u32, String>("w", "left", 41u32)
+        .expect("a start of the pending id");
+    assert_eq!(rt.block_on(resumed.result()).expect("result"), Ok(42));
+    assert_eq!(
+        (first.get(), second.get()),
+        (1, 1),
+        "step a replayed, step b ran once"
+    );
+}
+
 #[test]
 fn same_id_under_another_name_is_a_conflict() {
     async fn a(_: Ctx, (): ()) -> Result<(), String> {

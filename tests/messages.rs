@@ -467,3 +467,88 @@ fn recv_many_takes_what_is_there_in_order_and_replays_it_under_every_crash() {
         Ok((0..7).collect::<Vec<u32>>())
     );
 }
+
+/// A step, a short sleep and a step: a workflow that shares the runtime with callers
+/// that pass ids and topics too long for the journal.
+async fn bystander(ctx: Ctx, _: ()) -> Result<u32, String> {
+    let one = ctx.step("one", || async { Ok::<_, String>(1u32) }).await?;
+    ctx.sleep(Duration::from_millis(20)).await;
+    let two = ctx.step("two", || async { Ok::<_, String>(2u32) }).await?;
+    Ok(one + two)
+}
+
+/// Sends to the workflow it is given, on a topic too long for the journal.
+async fn long_sender(ctx: Ctx, to: String) -> Result<(), String> {
+    let topic = "t".repeat(ordo::journal::MAX_ID_LEN + 1);
+    ctx.send(&to, &topic, 1u32).await.map_err(|e| e.to_string())
+}
+
+/// Starts a child under an id too long for the journal.
+async fn long_parent(ctx: Ctx, _: ()) -> Result<u32, String> {
+    let id = "c".repeat(ordo::journal::MAX_ID_LEN + 1);
+    let child = ctx.start_child_with::<_, u32, String>(
+        "bystander",
+        (),
+        ordo::ChildOptions::default().id(id),
+    );
+    child.result().await.map_err(|e| e.to_string())?
+}
+
+fn too_long(result: &Result<impl std::fmt::Debug, Error>) -> bool {
+    matches!(result, Err(Error::Journal(err)) if matches!(**err, ordo::journal::Error::IdTooLong { .. }))
+}
+
+/// An id or topic longer than the journal's keys take is refused to the caller that
+/// brought it in (a start, a client's send, a workflow's send or child), and every other
+/// workflow goes on: the journal would refuse the whole commit holding it, which stopped
+/// the runtime and every workflow in it, again after each restart.
+#[test]
+fn an_id_or_topic_too_long_for_the_journal_is_refused_to_its_caller_alone() {
+    let dir = journal_dir();
+    let build = || {
+        builder(dir.path())
+            .register("bystander", bystander)
+            .register("long_sender", long_sender)
+            .register("long_parent", long_parent)
+            .build()
+            .expect("build")
+    };
+    let long = "x".repeat(ordo::journal::MAX_ID_LEN + 1);
+    {
+        let rt = build();
+        let before = rt
+            .start::<_, u32, String>("bystander", "before", ())
+            .expect("start");
+        assert!(too_long(&rt.start::<_, u32, String>(
+            "bystander",
+            &long,
+            ()
+        )));
+        let client = rt.client();
+        assert!(too_long(&rt.block_on(client.send("before", &long, 1u32))));
+        let sender = rt
+            .start::<_, (), String>("long_sender", "sender", "before".to_string())
+            .expect("start");
+        let parent = rt
+            .start::<_, u32, String>("long_parent", "parent", ())
+            .expect("start");
+        let after = rt
+            .start::<_, u32, String>("bystander", "after", ())
+            .expect("start");
+        assert!(too_long(&rt.block_on(sender.result())));
+        let refused = rt.block_on(parent.result()).expect("the parent ends");
+        assert!(
+            refused.as_ref().is_err_and(|e| e.contains("too long")),
+            "{refused:?}"
+        );
+        assert_eq!(rt.block_on(before.result()).expect("before"), Ok(3));
+        assert_eq!(rt.block_on(after.result()).expect("after"), Ok(3));
+    }
+    // After a restart, the workflow stopped by its send stops again, alone.
+    let rt = build();
+    rt.recover().expect("recover");
+    let again = rt
+        .start::<_, u32, String>("bystander", "again", ())
+        .expect("start");
+    assert_eq!(rt.block_on(again.result()).expect("again"), Ok(3));
+}

@@ -31,6 +31,23 @@ pub enum Error {
         path: PathBuf,
     },
 
+    /// [`SledJournal::open_existing`](crate::SledJournal::open_existing) could not take a
+    /// consistent copy of a journal that a running process keeps changing: each copy
+    /// caught its files mid-write. Nothing is wrong with the journal; try again, or ask
+    /// the running process (its admin socket).
+    #[error(
+        "journal at {} is in use by a running process, and changed while it was copied \
+         for reading ({tries} tries): try again, or read it through the running \
+         application's admin socket",
+        path.display()
+    )]
+    Busy {
+        /// The journal directory.
+        path: PathBuf,
+        /// How many copies were taken.
+        tries: u32,
+    },
+
     /// [`SledJournal::open_existing`](crate::SledJournal::open_existing) found no journal.
     #[error("no ordo journal at {}", path.display())]
     NotFound {

@@ -373,14 +373,17 @@ impl SledJournal {
     /// and never stops one from starting. [`Store::commit`] returns [`Error::ReadOnly`].
     ///
     /// The copy is checked like [`SledJournal::open`] checks a journal. A copy taken while
-    /// a runtime commits can catch a file mid-write; such a copy is taken again (a few
-    /// times) before the journal is reported as damaged.
+    /// a runtime commits can catch a file mid-write (sled moves pages between segments as
+    /// it goes); such a copy is taken again. While a process holds the journal, a copy
+    /// that fails the check is never reported as damage: that process opened (and so
+    /// checked) the journal, and the copy is what is torn.
     ///
     /// # Errors
     ///
     /// [`Error::NotFound`] naming `path` if there is no journal there, [`Error::Damaged`]
-    /// if it lost acknowledged commits or cannot be read, and the errors of
-    /// [`SledJournal::open`] but [`Error::Locked`].
+    /// if it lost acknowledged commits or cannot be read, [`Error::Busy`] if a running
+    /// process changed it during every copy, and the errors of [`SledJournal::open`] but
+    /// [`Error::Locked`].
     ///
     /// ```
     /// use ordo_journal::{Error, SledJournal};
@@ -395,6 +398,9 @@ impl SledJournal {
         if !path.join("db").is_file() {
             return Err(Error::NotFound { path });
         }
+        /// Copies taken of a journal a running process changes, at growing intervals
+        /// (about 2.5 s of pauses in all, besides the copies).
+        const TRIES: u32 = 12;
         let mut tries = 0;
         loop {
             tries += 1;
@@ -413,8 +419,11 @@ impl SledJournal {
                     return Ok(journal);
                 }
                 // A copy taken while a runtime writes may be torn; take another.
-                Err(Error::Damaged { .. }) if tries < 5 && is_locked(&path) => {
-                    std::thread::sleep(Duration::from_millis(20));
+                Err(Error::Damaged { .. }) if is_locked(&path) => {
+                    if tries >= TRIES {
+                        return Err(Error::Busy { path, tries });
+                    }
+                    std::thread::sleep(Duration::from_millis(20 * u64::from(tries)));
                 }
                 Err(err) => return Err(err),
             }

@@ -318,6 +318,7 @@ impl Queues {
         options: &EnqueueOptions,
         now_ms: u64,
     ) -> Result<Reserved, Error> {
+        crate::core::check_key(&record.id)?;
         let queue_options = self.options(queue)?;
         let refuse = |reason: &str| Error::QueueOption {
             queue: queue.to_string(),

@@ -313,6 +313,7 @@ impl Ctx {
         id: &str,
         input: &I,
     ) -> Result<WorkflowRecord, Error> {
+        crate::core::check_key(id)?;
         let registration = self.core.registry.lookup(name)?;
         registration.check_outputs::<O, E>(id, "child")?;
         let encoded = registration.encode_input(id, input)?;

@@ -435,6 +435,8 @@ impl Client {
         let (destination, topic) = (destination.to_string(), topic.to_string());
         let shared = Arc::clone(&self.shared);
         async move {
+            crate::core::check_key(&destination)?;
+            crate::core::check_key(&topic)?;
             let message = Message {
                 destination,
                 topic,

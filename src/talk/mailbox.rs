@@ -327,7 +327,17 @@ impl Ctx {
         let id = self.wf.create_step(SEND);
         let payload = codec::encode(fingerprint::of::<M>(), &message);
         let destination = destination.to_string();
-        let message = match payload {
+        // A destination or topic too long for the journal stops this workflow alone,
+        // before anything of the send is committed.
+        let keys =
+            crate::core::check_key(&destination).and_then(|()| crate::core::check_key(topic));
+        let message = match keys.and_then(|()| {
+            payload.map_err(|detail| Error::Encode {
+                workflow_id: self.wf.id.clone(),
+                what: format!("the message of step {id} (send to {destination:?})"),
+                detail,
+            })
+        }) {
             Ok(payload) => Some(Message {
                 destination: destination.clone(),
                 topic: topic.to_string(),
@@ -336,12 +346,8 @@ impl Ctx {
                 sent_ms: 0,
                 idempotency_key: None,
             }),
-            Err(detail) => {
-                self.wf.fail(Error::Encode {
-                    workflow_id: self.wf.id.clone(),
-                    what: format!("the message of step {id} (send to {destination:?})"),
-                    detail,
-                });
+            Err(err) => {
+                self.wf.fail(err);
                 None
             }
         };
