@@ -1041,7 +1041,7 @@ impl Core {
         let finished: Vec<Rc<WorkflowState>> = finished
             .into_iter()
             .map(|(wf, output)| {
-                self.stage_children_end(&wf, now_ms, &mut batch, &mut after);
+                self.stage_children_end(&wf, now_ms, &mut batch, &mut after.cancelled);
                 batch.update_workflow(wf.final_record(output, now_ms), Status::Pending);
                 self.queues.leave(&wf.id, &mut batch);
                 after.wake.push(WatchKey::Workflow(wf.id.clone()));
@@ -1098,13 +1098,7 @@ impl Core {
         }
         self.post_mail(&batch, &after.mail);
         for id in after.cancelled.drain(..) {
-            let running = self.running.borrow().get(&id).cloned();
-            if let Some(child) = running {
-                child.fail(Error::Cancelled {
-                    workflow_id: id.clone(),
-                });
-                self.forget(&child);
-            }
+            self.end_cancelled_child(&id);
             after.wake.push(WatchKey::Workflow(id));
         }
         let commit = self.metrics().commits + 1;
@@ -1352,12 +1346,12 @@ impl Core {
 
     /// When `wf` ends, its unfinished children launched with `cancel_with_parent` are
     /// cancelled in the same commit.
-    fn stage_children_end(
+    pub(crate) fn stage_children_end(
         &self,
         wf: &WorkflowState,
         now_ms: u64,
         batch: &mut Batch,
-        after: &mut AfterCommit,
+        cancelled: &mut Vec<String>,
     ) {
         let children = wf.children.borrow();
         for child in children.iter().filter(|c| c.cancel_with_parent) {
@@ -1373,7 +1367,19 @@ impl Core {
             record.status = Status::Cancelled;
             record.updated_ms = now_ms;
             batch.update_workflow(record, Status::Pending);
-            after.cancelled.push(child.id.clone());
+            cancelled.push(child.id.clone());
+        }
+    }
+
+    /// Stops child `id`, if it runs here, once the commit that cancels it with its parent
+    /// is durable (see [`Core::stage_children_end`]).
+    pub(crate) fn end_cancelled_child(&self, id: &str) {
+        let running = self.running.borrow().get(id).cloned();
+        if let Some(child) = running {
+            child.fail(Error::Cancelled {
+                workflow_id: id.to_string(),
+            });
+            self.forget(&child);
         }
     }
 

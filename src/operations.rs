@@ -386,7 +386,18 @@ impl Core {
         batch.update_workflow(record, previous);
         // A queued workflow leaves its queue (and frees its slot) with its cancellation.
         self.queues.leave(id, &mut batch);
+        // Its children started with `ParentEnd::Cancel` end with it, in the same commit,
+        // as they do when it returns.
+        let mut children = Vec::new();
+        if let Some(wf) = &running {
+            self.stage_children_end(wf, now_ms, &mut batch, &mut children);
+        }
         self.store.commit(&batch)?;
+        for child in &children {
+            self.end_cancelled_child(child);
+            self.watchers
+                .wake(&crate::talk::watch::WatchKey::Workflow(child.clone()));
+        }
         self.watchers
             .wake(&crate::talk::watch::WatchKey::Workflow(id.to_string()));
         crate::telemetry::workflow_finished(&name, Status::Cancelled);

@@ -274,3 +274,26 @@ fn operations_of_a_dropped_runtime_fail_with_runtime_gone() {
     let stats = futures::executor::block_on(client.stats());
     assert!(matches!(stats, Err(Error::RuntimeGone)), "{stats:?}");
 }
+
+/// A data folder deep in a tree, its path longer than a Unix socket's address takes:
+/// the application starts, and its admin socket serves the CLI's calls (it was a build
+/// error: "path must be shorter than SUN_LEN").
+#[test]
+fn a_data_folder_with_a_long_path_still_serves_its_admin_socket() {
+    let base = tempfile::tempdir().expect("tempdir");
+    let data = base.path().join("a-data-folder-deep-in-a-tree".repeat(5));
+    assert!(data.join(ordo::admin::SOCKET_FILE).as_os_str().len() > 108);
+    let rt = Runtime::builder()
+        .path(&data)
+        .register("count", count)
+        .build()
+        .expect("a long path builds");
+    let handle = rt
+        .start::<_, u32, String>("count", "c-1", 3u32)
+        .expect("start");
+    assert_eq!(rt.block_on(handle.result()).expect("result"), Ok(3));
+    let socket = data.join(ordo::admin::SOCKET_FILE);
+    let asker = std::thread::spawn(move || call(&socket, &Request::Stats));
+    let stats = drive(&rt, asker).expect("the socket answers");
+    assert_eq!(stats["succeeded"], 1);
+}

@@ -310,6 +310,58 @@ fn children_with_the_cancel_policy_are_cancelled_when_the_parent_ends() {
     assert_eq!(rt.block_on(orphan.result()).expect("runs"), Ok(()));
 }
 
+/// A cancel of the parent (`Runtime::cancel`) ends its children started with
+/// `ParentEnd::Cancel` in the same commit, as its return does; the others go on.
+#[test]
+fn children_with_the_cancel_policy_are_cancelled_with_a_cancelled_parent() {
+    async fn sleepy(ctx: Ctx, _: ()) -> Result<(), String> {
+        ctx.sleep(HOUR).await;
+        Ok(())
+    }
+    async fn parent(ctx: Ctx, _: ()) -> Result<(), String> {
+        let cancelled = ctx.start_child_with::<_, (), String>(
+            "sleepy",
+            (),
+            ChildOptions::default()
+                .id("doomed")
+                .on_parent_end(ParentEnd::Cancel),
+        );
+        let abandoned = ctx.start_child_with::<_, (), String>(
+            "sleepy",
+            (),
+            ChildOptions::default().id("orphan"),
+        );
+        let _ = futures::join!(cancelled.result(), abandoned.result());
+        Ok(())
+    }
+    let dir = journal_dir();
+    let rt = builder(dir.path())
+        .register("sleepy", sleepy)
+        .register("parent", parent)
+        .build()
+        .expect("build");
+    let h = rt.start::<_, (), String>("parent", "p", ()).expect("start");
+    let status = |id: &str| rt.journal().workflow(id).expect("read").map(|w| w.status);
+    rt.block_on(async {
+        while status("doomed").is_none() || status("orphan").is_none() {
+            ordo::executor::sleep(Duration::from_millis(2)).await;
+        }
+    });
+    assert!(rt.cancel("p").expect("cancel"));
+    assert!(matches!(
+        rt.block_on(h.result()),
+        Err(Error::Cancelled { .. })
+    ));
+    assert_eq!(status("p"), Some(Status::Cancelled));
+    assert_eq!(status("doomed"), Some(Status::Cancelled));
+    assert_eq!(status("orphan"), Some(Status::Pending));
+    let doomed = rt.handle::<(), String>("doomed").expect("recorded");
+    assert!(matches!(
+        rt.block_on(doomed.result()),
+        Err(Error::Cancelled { .. })
+    ));
+}
+
 // ---- awakeables ----
 
 async fn payment(ctx: Ctx, _: ()) -> Result<String, String> {

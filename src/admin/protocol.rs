@@ -302,7 +302,7 @@ pub fn call(socket: &Path, request: &Request) -> Result<Value, CallError> {
         path: socket.to_path_buf(),
         source,
     };
-    let mut stream = UnixStream::connect(socket).map_err(|source| CallError::Connect {
+    let mut stream = connect(socket).map_err(|source| CallError::Connect {
         path: socket.to_path_buf(),
         source,
     })?;
@@ -360,4 +360,31 @@ pub fn decode_reply(line: &[u8], source: &Path) -> Result<Value, CallError> {
             detail: err.to_string(),
         }),
     }
+}
+
+/// The longest socket path `bind` and `connect` take as it is: a Unix socket's address
+/// holds at most 108 bytes with its final zero on Linux (`sun_path`).
+const SUN_PATH_MAX: usize = 107;
+
+/// `path` (a socket's, or a folder one is bound in) as a path short enough for a socket
+/// address: itself, or for a longer one (a data folder deep in a tree) its folder opened
+/// and named through `/proc/self/fd/N` (Linux), with the open folder to keep while the
+/// path is used.
+pub(crate) fn addressable(path: &Path) -> std::io::Result<(PathBuf, Option<std::fs::File>)> {
+    use std::os::fd::AsRawFd;
+    if path.as_os_str().len() <= SUN_PATH_MAX {
+        return Ok((path.to_path_buf(), None));
+    }
+    let (Some(dir), Some(name)) = (path.parent(), path.file_name()) else {
+        return Ok((path.to_path_buf(), None));
+    };
+    let opened = std::fs::File::open(dir)?;
+    let short = PathBuf::from(format!("/proc/self/fd/{}", opened.as_raw_fd())).join(name);
+    Ok((short, Some(opened)))
+}
+
+/// Connects to the socket at `path`, however long the path (see [`addressable`]).
+pub(crate) fn connect(path: &Path) -> std::io::Result<UnixStream> {
+    let (address, _dir) = addressable(path)?;
+    UnixStream::connect(address)
 }

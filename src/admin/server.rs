@@ -124,7 +124,7 @@ impl Drop for AdminServer {
     fn drop(&mut self) {
         self.stop.store(true, Ordering::Release);
         // Wakes the accepting thread, which sees `stop` and ends.
-        let woken = UnixStream::connect(&self.path).is_ok();
+        let woken = super::protocol::connect(&self.path).is_ok();
         if let Some(accepting) = self.accepting.take() {
             if woken {
                 drop(accepting.join());
@@ -161,7 +161,10 @@ fn bind(dir: &Path, path: &Path) -> std::io::Result<UnixListener> {
     DirBuilder::new().mode(0o700).create(&private)?;
     let bound = (|| {
         let temporary = private.join(SOCKET_FILE);
-        let listener = UnixListener::bind(&temporary)?;
+        // A data folder deep in a tree gives a path too long for a socket address:
+        // bound through the private folder opened (`/proc/self/fd/N/admin.sock`).
+        let (address, _private) = super::protocol::addressable(&temporary)?;
+        let listener = UnixListener::bind(&address)?;
         fs::set_permissions(&temporary, Permissions::from_mode(0o600))?;
         fs::rename(&temporary, path)?;
         Ok(listener)
