@@ -356,7 +356,8 @@ impl RuntimeBuilder {
     /// Ticks missed while no process ran are skipped; see [`RuntimeBuilder::schedule_with`].
     /// The schedule's task keeps [`Runtime::run`] going.
     ///
-    /// `build` fails with [`Error::InvalidSchedule`] on a malformed expression and
+    /// `build` fails with [`Error::InvalidSchedule`] on a malformed expression or a name
+    /// another schedule has, and
     /// [`Error::UnknownWorkflow`] or [`Error::TypeMismatch`] when `workflow` is not
     /// registered with a `SystemTime` input.
     ///
@@ -522,6 +523,17 @@ impl RuntimeBuilder {
         let mut schedules = Vec::with_capacity(self.schedules.len());
         for schedule in self.schedules {
             let schedule = schedule?;
+            if schedules
+                .iter()
+                .any(|s: &crate::queue::Schedule| s.name == schedule.name)
+            {
+                // Ticks are named after the schedule: two of one name would share them,
+                // and one of the two would never run.
+                return Err(Error::InvalidSchedule {
+                    schedule: schedule.name,
+                    reason: "another schedule of this name was declared".into(),
+                });
+            }
             core.registry
                 .lookup(&schedule.workflow)?
                 .encode_input(&schedule.name, &SystemTime::UNIX_EPOCH)?;

@@ -116,6 +116,20 @@ fn a_backfill_starts_the_ticks_of_a_range_once() {
     // Durable with the next commit.
     rt.block_on(ordo::executor::sleep(Duration::from_millis(1)));
     assert_eq!(ticks(&rt), every_five_minutes(NEW_YEAR, NEW_YEAR + 2400));
+    // A range reaching past now: only the ticks that have come; the later ones are the
+    // schedule's own.
+    let day = NEW_YEAR + 86_400;
+    let up_to_now = rt
+        .backfill("five", at(day - 600), at(day + 3600))
+        .expect("backfill");
+    assert_eq!(
+        up_to_now,
+        ["23:50:00", "23:55:00"]
+            .iter()
+            .map(|t| format!("five@2026-01-01T{t}Z"))
+            .chain(["five@2026-01-02T00:00:00Z".to_string()])
+            .collect::<Vec<_>>()
+    );
     let unknown = rt.backfill("nope", at(NEW_YEAR), at(NEW_YEAR + 60));
     assert!(
         matches!(unknown, Err(Error::InvalidSchedule { .. })),
@@ -142,4 +156,11 @@ fn a_malformed_expression_or_a_wrong_input_type_fails_the_build() {
         .schedule("s", "* * * * *", "wrong")
         .build();
     assert!(matches!(typed, Err(Error::TypeMismatch { .. })));
+    // Two schedules of one name would share their ticks' ids: one would never run.
+    let twice = ordo_testkit::store::temporary()
+        .register("report", report)
+        .schedule("s", "0 * * * *", "report")
+        .schedule("s", "30 * * * *", "report")
+        .build();
+    assert!(matches!(twice, Err(Error::InvalidSchedule { .. })));
 }

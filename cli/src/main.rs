@@ -213,8 +213,20 @@ fn main() -> ExitCode {
     let cli = Cli::parse();
     match run(&cli) {
         Ok(output) => {
-            print!("{output}");
-            ExitCode::SUCCESS
+            use std::io::Write;
+            let mut stdout = std::io::stdout().lock();
+            match stdout
+                .write_all(output.as_bytes())
+                .and_then(|()| stdout.flush())
+            {
+                // A reader that stopped reading (`ordo list | head -1`) wanted no more.
+                Err(err) if err.kind() == std::io::ErrorKind::BrokenPipe => ExitCode::SUCCESS,
+                Err(err) => {
+                    eprintln!("ordo: cannot write the output: {err}");
+                    ExitCode::from(1)
+                }
+                Ok(()) => ExitCode::SUCCESS,
+            }
         }
         Err(err) => {
             eprintln!("ordo: {}", err.one_line());

@@ -518,3 +518,21 @@ fn usage_errors_exit_with_2() {
     assert!(help.status.success());
     assert!(text(&help.stdout).contains("Exit codes:"));
 }
+
+/// A reader that stops reading (`ordo list | head -1`) is not an error: the CLI exits
+/// 0 without a word on stderr (it exited 101 with "internal error: failed printing to
+/// stdout").
+#[test]
+fn a_closed_output_pipe_is_not_an_error() {
+    let dir = tempfile::tempdir().expect("temp dir");
+    small_journal(dir.path());
+    let (reader, writer) = std::io::pipe().expect("pipe");
+    drop(reader);
+    let out = Command::new(env!("CARGO_BIN_EXE_ordo"))
+        .args(["--data", dir.path().to_str().expect("utf-8"), "list"])
+        .stdout(writer)
+        .output()
+        .expect("run the ordo binary");
+    assert_eq!(out.status.code(), Some(0), "{}", text(&out.stderr));
+    assert!(out.stderr.is_empty(), "{}", text(&out.stderr));
+}

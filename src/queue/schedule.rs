@@ -163,7 +163,8 @@ pub(crate) async fn run(core: Weak<Core>, schedule: Rc<Schedule>) {
 impl Runtime {
     /// Starts every tick of schedule `name` from `from` to `to` (both included) that has
     /// not been started: missed ticks, on demand. Returns the ids of the ticks of the
-    /// range (started now or before). Does not move the schedule's last tick.
+    /// range (started now or before). Does not move the schedule's last tick. Ticks still
+    /// to come (after the runtime's clock now) are left to the schedule.
     ///
     /// ```
     /// use ordo::{Ctx, Runtime};
@@ -197,7 +198,9 @@ impl Runtime {
             });
         };
         let ms = |t: SystemTime| t.duration_since(UNIX_EPOCH).map_or(0, super::millis);
-        let (from, to) = (ms(from), ms(to));
+        // Only ticks that have come: a future one started now would take the id its
+        // own tick starts under, and that tick would then find it done.
+        let (from, to) = (ms(from), ms(to).min(self.now_ms()));
         let mut ids = Vec::new();
         let mut after = from.saturating_sub(1);
         while let Some(tick) = schedule.next_after(after).filter(|&t| t <= to) {
