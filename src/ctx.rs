@@ -362,6 +362,13 @@ impl Ctx {
     ///
     /// `input` must be of the workflow's registered input type.
     ///
+    /// The next run numbers its steps from 0 again. Known limits that follow: its
+    /// children started without an explicit [`ChildOptions::id`](crate::ChildOptions::id)
+    /// get the ids the previous run's children had (and find those, finished), and its
+    /// awakeables give out the previous run's tokens (a resolution of an old token
+    /// completes the new one). Give each run's children ids that name the run (its
+    /// input, say), and do not hand out an awakeable's token in a run that may continue.
+    ///
     /// ```
     /// use ordo::{Ctx, Runtime};
     /// use std::time::Duration;

@@ -431,6 +431,60 @@ fn an_awakeable_resolved_from_another_thread_while_embedded_in_tokio() {
     );
 }
 
+/// A token for a step the workflow has not created, for a step that is not an
+/// awakeable, or for a workflow that has ended is refused (`UnknownAwakeable`): stored,
+/// it would complete whatever awakeable that step later turned out to be. The token the
+/// workflow gave out resolves it.
+#[test]
+fn tokens_no_awakeable_gave_out_are_refused() {
+    async fn gate(ctx: Ctx, _: ()) -> Result<u64, String> {
+        let (token, paid) = ctx.awakeable::<u64>();
+        ctx.set_event("token", token).await;
+        let slow = ctx.step("slow", || async {
+            ordo::executor::sleep(Duration::from_millis(50)).await;
+            Ok::<_, String>(1u64)
+        });
+        let (paid, slow) = futures::join!(paid, slow);
+        Ok(paid? + slow?)
+    }
+    let rt = ordo_testkit::store::temporary()
+        .register("gate", gate)
+        .build()
+        .expect("build");
+    let h = rt.start::<_, u64, String>("gate", "g", ()).expect("start");
+    let client = rt.client();
+    let token: String = rt
+        .block_on(client.get_event("g", "token", HOUR))
+        .expect("read")
+        .expect("a token");
+    let step = |n: u64| {
+        let (stem, _) = token.rsplit_once('-').expect("a token ends in its step");
+        format!("{stem}-{n}")
+    };
+    let refused = |result: Result<(), Error>, why: &str| {
+        assert!(
+            matches!(&result, Err(Error::UnknownAwakeable { reason, .. }) if reason.contains(why)),
+            "{result:?}"
+        );
+    };
+    refused(
+        rt.block_on(client.resolve_awakeable(&step(9), 5u64)),
+        "no step 9",
+    );
+    refused(
+        rt.block_on(client.resolve_awakeable(&step(2), 5u64)),
+        "not an awakeable",
+    );
+    rt.block_on(client.resolve_awakeable(&token, 41u64))
+        .expect("the real token");
+    assert_eq!(rt.block_on(h.result()).expect("runs"), Ok(42));
+    // Ended without an awakeable at step 9: still refused.
+    refused(
+        rt.block_on(client.resolve_awakeable(&step(9), 5u64)),
+        "has ended",
+    );
+}
+
 #[test]
 fn an_awakeables_resolution_survives_a_crash_before_the_workflow_saw_it() {
     let dir = journal_dir();

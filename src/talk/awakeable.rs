@@ -17,7 +17,7 @@ use crate::error::Error;
 use crate::step::{Body, BodyOutput, Step};
 use crate::talk::watch::{wait_for, WatchKey};
 
-const AWAKEABLE: &str = "ordo.awakeable";
+pub(crate) const AWAKEABLE: &str = "ordo.awakeable";
 
 /// The prefix of every token, so a stray string is told apart from a token at once.
 const TOKEN_PREFIX: &str = "ordo-awk1-";

@@ -911,6 +911,40 @@ impl Core {
                 token: token.to_string(),
             });
         }
+        let unknown = |reason: String| Error::UnknownAwakeable {
+            token: token.to_string(),
+            reason,
+        };
+        // A token is given out by the step that creates the awakeable: one naming a step
+        // not created yet, or a step of another kind, was not given out (a stored
+        // resolution would complete whatever awakeable that step later turns out to be).
+        let running = self.running.borrow().get(&workflow_id).cloned();
+        match running {
+            Some(wf) if step_id >= wf.steps_created() => {
+                return Err(unknown(format!(
+                    "workflow {workflow_id:?} has created no step {step_id}"
+                )));
+            }
+            Some(wf) => {
+                if let Some(name) = wf.slot_name(step_id) {
+                    if &*name != crate::talk::awakeable::AWAKEABLE {
+                        return Err(unknown(format!(
+                            "step {step_id} of workflow {workflow_id:?} is a {name:?} step, \
+                             not an awakeable"
+                        )));
+                    }
+                }
+            }
+            None => {
+                let status = self.store.workflow(&workflow_id)?.map(|r| r.status);
+                if !matches!(status, Some(Status::Pending) | None) {
+                    return Err(unknown(format!(
+                        "workflow {workflow_id:?} has ended ({})",
+                        status.map_or_else(String::new, |s| s.to_string())
+                    )));
+                }
+            }
+        }
         Ok((workflow_id, step_id))
     }
 }
