@@ -179,7 +179,9 @@ pub use crate::runtime::{
 pub use crate::step::{current_step, Step, StepInfo};
 #[doc(hidden)]
 pub use crate::step::{encode_result as encode_step_outcome, BeforeStepBody};
-pub use crate::talk::{Awakeable, ChildHandle, ChildOptions, Client, ClientHandle, ParentEnd};
+pub use crate::talk::{
+    collectable_before, Awakeable, ChildHandle, ChildOptions, Client, ClientHandle, ParentEnd,
+};
 pub use crate::telemetry::TraceParent;
 pub use ordo_executor::Clock;
 pub use ordo_journal::{Durability, Status, GC_BATCH};

@@ -9,7 +9,7 @@
 use std::rc::Rc;
 use std::time::{Duration, Instant};
 
-use ordo_journal::{finished_before, Batch, Status, WorkflowRecord, GC_BATCH};
+use ordo_journal::{Batch, Status, WorkflowRecord, GC_BATCH};
 use serde::de::DeserializeOwned;
 
 use crate::core::Core;
@@ -218,7 +218,7 @@ impl Runtime {
         let core = Rc::clone(&self.core);
         let cutoff_ms = self.now_ms().saturating_sub(millis(older_than));
         drop(self.executor.spawn(async move {
-            let Ok(ids) = finished_before(&*core.store, cutoff_ms) else {
+            let Ok(ids) = crate::talk::collectable_before(&*core.store, cutoff_ms) else {
                 // A record that cannot be read is reported where it is read for a
                 // workflow; retention only skips its turn.
                 return;
@@ -549,7 +549,7 @@ impl Core {
             return Err(err);
         }
         let cutoff_ms = now_ms.saturating_sub(millis(older_than));
-        let ids = finished_before(&*self.store, cutoff_ms)?;
+        let ids = crate::talk::collectable_before(&*self.store, cutoff_ms)?;
         let mut report = GcReport::default();
         for chunk in ids.chunks(GC_BATCH) {
             let mut batch = Batch::new();
@@ -578,7 +578,7 @@ impl Core {
             return Err(err);
         }
         let cutoff_ms = self.now_ms().saturating_sub(millis(older_than));
-        let ids = finished_before(&*self.store, cutoff_ms)?;
+        let ids = crate::talk::collectable_before(&*self.store, cutoff_ms)?;
         let mut report = GcReport::default();
         for chunk in ids.chunks(GC_BATCH) {
             if let Some(err) = self.broken() {

@@ -446,3 +446,35 @@ fn a_sigkill_in_the_middle_of_a_large_gc_leaves_every_workflow_whole_or_gone() {
     assert_eq!(left.len(), 22);
     assert!(left.iter().all(|(r, _)| !r.id.starts_with("old-")));
 }
+
+/// A child that finished long ago, whose parent is still pending (it has not asked for
+/// the result yet): retention keeps it, and the parent gets its result. Once the parent
+/// has ended, both go.
+#[test]
+fn retention_keeps_a_finished_child_its_pending_parent_may_still_ask_for() {
+    async fn square(_: Ctx, n: u64) -> Result<u64, String> {
+        Ok(n * n)
+    }
+    async fn parent(ctx: Ctx, n: u64) -> Result<u64, String> {
+        let child = ctx.start_child::<_, u64, String>("square", n);
+        ctx.sleep(Duration::from_secs(2 * 3600)).await;
+        child.result().await.map_err(|e| e.to_string())?
+    }
+    let rt = ordo_testkit::store::temporary()
+        .clock(Clock::Virtual)
+        .register("square", square)
+        .register("parent", parent)
+        .build()
+        .expect("build");
+    let h = rt
+        .start::<_, u64, String>("parent", "p", 7u64)
+        .expect("start");
+    rt.block_on(ordo::executor::sleep(Duration::from_secs(3600)));
+    let status = |id: &str| rt.journal().workflow(id).expect("read").map(|w| w.status);
+    assert_eq!(status("p/0"), Some(Status::Succeeded));
+    assert_eq!(rt.gc(Duration::from_secs(1800)).expect("gc").deleted, 0);
+    assert_eq!(rt.block_on(h.result()).expect("runs"), Ok(49));
+    rt.block_on(ordo::executor::sleep(Duration::from_secs(3600)));
+    assert_eq!(rt.gc(Duration::from_secs(1800)).expect("gc").deleted, 2);
+    assert_eq!((status("p"), status("p/0")), (None, None));
+}

@@ -9,7 +9,7 @@ use std::path::Path;
 use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
 use ordo::admin::Request;
-use ordo::journal::{finished_before, Batch, Durability, SledJournal, Store};
+use ordo::journal::{Batch, Durability, SledJournal, Store};
 use serde::{Deserialize, Serialize};
 
 use crate::error::CliError;
@@ -41,7 +41,7 @@ pub fn run(path: &Path, older_than: Duration, json: bool) -> Result<String, CliE
     let journal = SledJournal::open(path, Durability::Sync)?;
     let cutoff_ms =
         now_ms().saturating_sub(u64::try_from(older_than.as_millis()).unwrap_or(u64::MAX));
-    let ids = finished_before(&journal, cutoff_ms)?;
+    let ids = ordo::collectable_before(&journal, cutoff_ms)?;
     let mut commits = 0;
     for chunk in ids.chunks(ordo::GC_BATCH) {
         let mut batch = Batch::new();

@@ -421,17 +421,66 @@ impl crate::core::Core {
         if let Some(wf) = running {
             ids.extend(wf.children.borrow().iter().map(|c| c.id.clone()));
         }
-        let key = crate::fingerprint::of::<ChildLaunch>();
-        for completion in self.store.completions(id)? {
-            if completion.name != START {
-                continue;
-            }
-            if let Outcome::Ok(bytes) = &completion.outcome {
-                if let Ok(launch) = codec::decode::<ChildLaunch>(key, bytes) {
-                    ids.insert(launch.id);
-                }
-            }
-        }
+        recorded_children(&*self.store, id, &mut ids)?;
         Ok(ids.into_iter().collect())
     }
+}
+
+/// Adds to `ids` the children workflow `id`'s journal records it launched.
+fn recorded_children(
+    store: &dyn ordo_journal::Store,
+    id: &str,
+    ids: &mut std::collections::BTreeSet<String>,
+) -> Result<(), ordo_journal::Error> {
+    let key = crate::fingerprint::of::<ChildLaunch>();
+    for completion in store.completions(id)? {
+        if completion.name != START {
+            continue;
+        }
+        if let Outcome::Ok(bytes) = &completion.outcome {
+            if let Ok(launch) = codec::decode::<ChildLaunch>(key, bytes) {
+                ids.insert(launch.id);
+            }
+        }
+    }
+    Ok(())
+}
+
+/// The finished workflows of `store` last written before `cutoff_ms` (milliseconds
+/// since the UNIX epoch) that retention may delete: those
+/// [`finished_before`](ordo_journal::finished_before) lists, but the children a pending
+/// workflow launched, which it may still ask for their result (deleted, a parent waiting
+/// for one would wait forever). [`Runtime::gc`](crate::Runtime::gc), the retention sweep
+/// and the `ordo gc` command delete these.
+///
+/// ```
+/// use ordo::journal::{Batch, SledJournal, Status, Store, WorkflowRecord};
+/// let journal = SledJournal::temporary()?;
+/// let mut done = WorkflowRecord::new("done", "job", vec![], 1_000);
+/// done.status = Status::Succeeded;
+/// let mut batch = Batch::new();
+/// batch.put_workflow(done);
+/// journal.commit(&batch)?;
+/// assert_eq!(ordo::collectable_before(&journal, 2_000)?, vec!["done".to_string()]);
+/// assert!(ordo::collectable_before(&journal, 500)?.is_empty());
+/// # Ok::<(), ordo::journal::Error>(())
+/// ```
+///
+/// # Errors
+///
+/// The journal's, reading records and completions.
+pub fn collectable_before(
+    store: &dyn ordo_journal::Store,
+    cutoff_ms: u64,
+) -> Result<Vec<String>, ordo_journal::Error> {
+    let mut ids = ordo_journal::finished_before(store, cutoff_ms)?;
+    if ids.is_empty() {
+        return Ok(ids);
+    }
+    let mut awaited = std::collections::BTreeSet::new();
+    for parent in store.workflows(Some(ordo_journal::Status::Pending))? {
+        recorded_children(store, &parent.id, &mut awaited)?;
+    }
+    ids.retain(|id| !awaited.contains(id));
+    Ok(ids)
 }

@@ -45,5 +45,5 @@ pub(crate) mod mailbox;
 pub(crate) mod watch;
 
 pub use awakeable::Awakeable;
-pub use children::{ChildHandle, ChildOptions, ParentEnd};
+pub use children::{collectable_before, ChildHandle, ChildOptions, ParentEnd};
 pub use client::{Client, ClientHandle};
