@@ -615,7 +615,12 @@ pub(crate) fn resume_claimed(
                 batch.update_workflow(record, Status::Pending);
                 to_resume.push((wf, registration));
             }
-            Err(err) => report.failed.push((id, err)),
+            Err(err) => {
+                if matches!(err, Error::RecoveryExhausted { .. }) {
+                    core.queues.set_aside(&id);
+                }
+                report.failed.push((id, err));
+            }
         }
     }
     if !batch.is_empty() {

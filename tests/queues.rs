@@ -561,6 +561,65 @@ fn cancelling_an_enqueue_before_its_commit_cancels_it() {
     assert_eq!(started(), vec![2], "the cancelled one never ran");
 }
 
+/// A queued workflow that crashes its process on every resumption (here: panics) uses
+/// up its recovery attempts; once `recover()` gives up on it, it no longer holds its
+/// queue's slot, and the next workflow of the queue runs (the queue stopped for good).
+#[test]
+fn a_workflow_that_used_up_its_attempts_frees_its_queue_slot() {
+    async fn poison(ctx: Ctx, _: u32) -> Result<u32, String> {
+        ctx.step("explode", || async {
+            panic!("poisoned input");
+            #[allow(unreachable_code)]
+            Ok::<u32, String>(0)
+        })
+        .await
+    }
+    let dir = common::journal_dir();
+    let build = || {
+        common::builder(dir.path())
+            .queue("q", QueueOptions::new().concurrency(1))
+            .register("job", job)
+            .register("poison", poison)
+            .max_recovery_attempts(1)
+            .build()
+            .expect("build")
+    };
+    {
+        let rt = build();
+        let bad = rt
+            .enqueue::<_, u32, String>("q", "poison", 0u32, EnqueueOptions::new().id("bad"))
+            .expect("enqueue");
+        let _good = enqueue(&rt, 6, EnqueueOptions::new());
+        assert!(matches!(
+            rt.block_on(bad.result()),
+            Err(Error::Panicked { .. })
+        ));
+    }
+    {
+        let rt = build();
+        assert_eq!(
+            rt.recover().expect("recover").resumed,
+            vec!["bad".to_string()]
+        );
+        let bad = rt.handle::<u32, String>("bad").expect("handle");
+        assert!(matches!(
+            rt.block_on(bad.result()),
+            Err(Error::Panicked { .. })
+        ));
+    }
+    reset();
+    let rt = build();
+    let report = rt.recover().expect("recover");
+    assert!(report.resumed.is_empty(), "{:?}", report.resumed);
+    assert!(matches!(
+        report.failed.as_slice(),
+        [(id, Error::RecoveryExhausted { .. })] if id == "bad"
+    ));
+    let good = rt.handle::<u32, String>("job-6").expect("handle");
+    assert_eq!(rt.block_on(good.result()).expect("runs"), Ok(60));
+    assert_eq!(started(), vec![6]);
+}
+
 /// Enqueues `job`s from a workflow and returns their ids.
 async fn fan_out(ctx: Ctx, n: u32) -> Result<Vec<String>, String> {
     let mut ids = Vec::new();

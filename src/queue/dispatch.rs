@@ -641,6 +641,23 @@ impl Queues {
     /// Workflow `id` ended (or was cancelled) in the commit `batch` builds: it leaves its
     /// queue (entry and deduplication id removed in the same commit), and its slot is
     /// free for the dispatch that follows.
+    /// Workflow `id`, running from its queue, was not resumed (it used up its recovery
+    /// attempts: it crashed the process again and again): it no longer holds a slot, so
+    /// one poisoned workflow does not stop its lane for good. Nothing is written: it
+    /// stays pending, and [`Runtime::resume`](crate::Runtime::resume) runs it again
+    /// (outside its queue's limits, as an operator's decision).
+    pub(crate) fn set_aside(&self, id: &str) {
+        let Some(member) = self.members.borrow_mut().remove(id) else {
+            return;
+        };
+        if member.state == State::Running {
+            if let Some(lane) = self.lanes.borrow_mut().get_mut(&member.lane) {
+                lane.running = lane.running.saturating_sub(1);
+            }
+            self.dirty.set(true);
+        }
+    }
+
     pub(crate) fn leave(&self, id: &str, batch: &mut Batch) {
         if self.members.borrow().is_empty() {
             return;
