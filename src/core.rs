@@ -26,7 +26,7 @@ use crate::launch::{launch, SpawnRoot};
 use crate::registry::{Registration, Registry};
 use crate::talk::mailbox::Letter;
 use crate::talk::watch::{WatchKey, Watchers};
-use crate::workflow::{Delivery, Phase, WorkflowState};
+use crate::workflow::{Delivery, Phase, Settling, WorkflowState};
 
 /// A workflow whose start record waits for the next group commit: it is launched only
 /// once that record is durable, so no step of it runs for a start a crash could lose.
@@ -412,6 +412,10 @@ pub(crate) struct Core {
     /// process) was otherwise handed its first outcome in the round right after that
     /// commit, before it had created the step: a false `NonDeterminism`.
     admitted: RefCell<Vec<Rc<WorkflowState>>>,
+    /// Resumed workflows whose recovery attempt is not settled yet (see `Settling`).
+    unsettled: RefCell<Vec<Rc<WorkflowState>>>,
+    /// Step bodies of resumed workflows waiting for the commit that settles them.
+    settle_wakers: RefCell<Vec<std::task::Waker>>,
     /// Reused between delivery rounds, so a round allocates nothing.
     round: RefCell<Vec<Rc<WorkflowState>>>,
     observer: Option<Observer>,
@@ -475,6 +479,8 @@ impl Core {
             outbox: RefCell::new(Outbox::default()),
             delivering: RefCell::new(VecDeque::new()),
             admitted: RefCell::new(Vec::new()),
+            unsettled: RefCell::new(Vec::new()),
+            settle_wakers: RefCell::new(Vec::new()),
             round: RefCell::new(Vec::new()),
             observer,
             observer_panic: RefCell::new(None),
@@ -536,6 +542,49 @@ impl Core {
         self.running.borrow_mut().insert(Rc::clone(wf));
         if !wf.inbox.borrow().is_empty() {
             self.admitted.borrow_mut().push(Rc::clone(wf));
+        }
+        // Resumed here with a recovery attempt counted (see `Settling`).
+        if wf.recovery_attempts.get() > 0 && wf.before_resume.borrow().is_some() {
+            wf.settling.set(Settling::Unsettled);
+            self.unsettled.borrow_mut().push(Rc::clone(wf));
+        }
+    }
+
+    /// A step body of a resumed workflow not settled yet waits for the commit that
+    /// settles it (see `Settling`).
+    pub(crate) fn wait_for_settling(&self, waker: &std::task::Waker) {
+        self.settle_wakers.borrow_mut().push(waker.clone());
+    }
+
+    /// Settles the resumed workflows whose replay is over (see `Settling`): returns those
+    /// that wait only on ordo, whose attempt the coming commit gives back.
+    fn settle(&self) -> Vec<Rc<WorkflowState>> {
+        let mut unsettled = self.unsettled.borrow_mut();
+        if unsettled.is_empty() {
+            return Vec::new();
+        }
+        let mut give_back = Vec::new();
+        unsettled.retain(|wf| {
+            if wf.is_running() && wf.is_replaying() {
+                return true;
+            }
+            if wf.is_running()
+                && wf.settling.get() == Settling::Unsettled
+                && wf.recovery_attempts.get() > 0
+            {
+                give_back.push(Rc::clone(wf));
+            }
+            wf.settling.set(Settling::Settled);
+            false
+        });
+        give_back
+    }
+
+    /// Lets the step bodies that waited for their workflows to settle start.
+    fn wake_settled(&self) {
+        let wakers = std::mem::take(&mut *self.settle_wakers.borrow_mut());
+        for waker in wakers {
+            waker.wake();
         }
     }
 
@@ -925,6 +974,17 @@ impl Core {
     /// Commits the outbox as one batch with one durability point, then hands the
     /// completions to their workflows' inboxes and the final results to handles.
     fn commit(self: &Rc<Self>) -> bool {
+        let give_back = self.settle();
+        let committed = self.commit_with(give_back);
+        // Settled workflows' bodies start now: after the commit that gave the others'
+        // attempts back, or at once when there was none to give.
+        self.wake_settled();
+        committed
+    }
+
+    /// [`Core::commit`], also giving back the recovery attempts of `give_back` (see
+    /// `Settling`).
+    fn commit_with(self: &Rc<Self>, give_back: Vec<Rc<WorkflowState>>) -> bool {
         let Outbox {
             completions,
             mut finished,
@@ -951,6 +1011,7 @@ impl Core {
             && continued.is_empty()
             && writes.is_empty()
             && replies.is_empty()
+            && give_back.is_empty()
             && !self.queues.needs_commit()
         {
             return false;
@@ -1004,6 +1065,14 @@ impl Core {
         for (_, next) in &continued {
             batch.update_workflow(next.record.clone(), Status::Pending);
             batch.reset_completions(&next.record.id);
+        }
+        // Resumed workflows that wait only on ordo: not what crashed a process.
+        for wf in &give_back {
+            if wf.recovery_attempts.get() > 0 {
+                wf.recovery_attempts.set(0);
+                wf.before_resume.borrow_mut().take();
+                batch.update_workflow(wf.pending_record(0, now_ms), Status::Pending);
+            }
         }
         let mut after = AfterCommit::default();
         after.wake.extend(

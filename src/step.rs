@@ -19,7 +19,7 @@ use crate::codec;
 use crate::ctx::Ctx;
 use crate::error::Error;
 use crate::fingerprint;
-use crate::workflow::WorkflowState;
+use crate::workflow::{Settling, WorkflowState};
 
 /// What a finished step body hands back: its encoded outcome (or why encoding
 /// failed) and how many attempts it took.
@@ -379,6 +379,14 @@ impl<T: DeserializeOwned + 'static, E: DeserializeOwned + 'static> Future for St
                     this.deferred = true;
                     wf.defer_until_live(cx.waker());
                 }
+            } else if wf.settling.get() != Settling::Settled
+                && !wf.step_name(this.id).starts_with("ordo.")
+            {
+                // Resumed with a recovery attempt counted: a body of its own starts
+                // once the commit that settles the resumption is durable (see
+                // `Settling`). Ordo's own waits (a sleep, a message) start now.
+                wf.settling.set(Settling::WantsBody);
+                this.ctx.core.wait_for_settling(cx.waker());
             } else if let Some(body) = this.body.take() {
                 this.running = Some(this.start(body));
             }

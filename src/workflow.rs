@@ -66,6 +66,9 @@ pub(crate) struct WorkflowState {
     /// about 170 bytes, which every workflow would carry (most never resumed) for as long
     /// as it runs or stays parked.
     pub(crate) before_resume: RefCell<Option<Box<WorkflowRecord>>>,
+    /// Whether a resumption that counted a recovery attempt has shown yet what it does
+    /// after its replay (see `Core::settle`).
+    pub(crate) settling: Cell<Settling>,
 
     /// The next delivery sequence number, assigned at commit.
     pub(crate) next_seq: Cell<u64>,
@@ -127,6 +130,26 @@ struct Replay {
     deferred: Vec<Waker>,
 }
 
+/// Where a resumption that counted a recovery attempt stands (`WorkflowState::settling`).
+///
+/// A recovery attempt is counted, durably, before a resumed workflow replays: its own
+/// code could crash the process. At the first commit after its replay, a workflow that
+/// waits only on ordo (a durable sleep, a message, an awakeable, a child) gives the
+/// attempt back in that commit: it did not crash anything, and a process crashed again
+/// and again by another workflow must not use up the attempts of every workflow parked
+/// beside it. One that wants to run a step body of its own keeps the attempt, and its
+/// bodies start once that commit is durable (one commit later than they would), so the
+/// give-backs of the others are never lost to the crash its body may cause.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(crate) enum Settling {
+    /// Nothing to settle: not resumed, or settled.
+    Settled,
+    /// Resumed with an attempt counted; has asked for no step body of its own yet.
+    Unsettled,
+    /// Resumed with an attempt counted, and a step body of its own waits to start.
+    WantsBody,
+}
+
 impl WorkflowState {
     pub(crate) fn new(record: &WorkflowRecord, recorded: Vec<Completion>) -> Self {
         let next_seq = recorded.last().map_or(0, |c| c.seq + 1);
@@ -169,6 +192,7 @@ impl WorkflowState {
             deadline_ms: record.deadline_ms,
             recovery_attempts: Cell::new(record.recovery_attempts),
             before_resume: RefCell::new(None),
+            settling: Cell::new(Settling::Settled),
             next_seq: Cell::new(next_seq),
             steps: RefCell::new(StepSlots::default()),
             inbox: RefCell::new(inbox),
