@@ -123,7 +123,9 @@ impl Runtime {
     /// live from there, on this binary's code (a fixed bug, a new patch path). The
     /// original is not touched, and the copy has no deadline. `ordo show ID` lists the
     /// seqs to choose from; `at_seq` 0 starts over with the same input, and the number of
-    /// recorded completions replays them all.
+    /// recorded completions replays them all. The copy carries the original's app
+    /// version when it copies any of its history (that code's decisions are in it), this
+    /// runtime's when `at_seq` is 0.
     ///
     /// # Errors
     ///
@@ -526,7 +528,13 @@ impl Core {
         // `at_seq <= len`, which is a `usize`.
         completions.truncate(usize::try_from(at_seq).unwrap_or(usize::MAX));
         let mut record = WorkflowRecord::new(new_id, original.name, original.input, now_ms);
-        record.app_version.clone_from(&self.app_version);
+        // The version says which code's decisions the journal holds: a copy of none of
+        // the original's is this binary's; one of some holds the original's.
+        record.app_version = if at_seq == 0 {
+            self.app_version.clone()
+        } else {
+            original.app_version
+        };
         let mut batch = Batch::new();
         batch.insert_workflow(record.clone());
         for (seq, completion) in (0u64..).zip(&completions) {

@@ -46,6 +46,14 @@ impl Ctx {
     /// the new code only; once no workflow that ran the patched code is left either,
     /// remove that call too.
     ///
+    /// Mind the step that was in flight when the old process stopped (started, its
+    /// outcome not recorded): under the new code it runs again, and if the patch adds
+    /// steps before it, it runs under another step id, so its
+    /// [`idempotency_key`](crate::StepInfo::idempotency_key) is not the one the first
+    /// attempt used. A patched path that leads to a non-idempotent call (a charge) should
+    /// give the provider a key made from the workflow's own data (the order id), not the
+    /// step's.
+    ///
     /// ```
     /// use ordo::{Ctx, Runtime};
     ///

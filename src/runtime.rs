@@ -350,8 +350,10 @@ impl RuntimeBuilder {
         self
     }
 
-    /// Starts workflow `workflow` at every tick of `cron` (UTC; five fields, or six
-    /// with seconds first), with the tick time (`SystemTime`) as input and the id
+    /// Starts workflow `workflow` at every tick of `cron` (UTC; five fields, six with
+    /// seconds first, or seven with a year last; `@daily`, `@hourly` and the like too;
+    /// one that never matches, such as February 30, is accepted and never ticks), with
+    /// the tick time (`SystemTime`) as input and the id
     /// `"<name>@<tick time>"`: exactly once per tick, across crashes and restarts.
     /// Ticks missed while no process ran are skipped; see [`RuntimeBuilder::schedule_with`].
     /// The schedule's task keeps [`Runtime::run`] going.

@@ -233,3 +233,38 @@ fn a_fork_survives_a_restart_and_bad_forks_are_refused() {
         );
     }
 }
+
+/// A fork that copies some of the original's history carries the original's app
+/// version (its journal holds that code's decisions, which is what the version tells an
+/// operator retiring a patch); a fork from seq 0 holds none of them, and carries the
+/// version of the runtime that forked it.
+#[test]
+fn a_fork_carries_the_version_of_the_code_whose_decisions_it_copied() {
+    let dir = journal_dir();
+    let ran: Ran = Rc::default();
+    {
+        let rt = register(builder(dir.path()).app_version("1.0"), &ran)
+            .build()
+            .expect("build");
+        let original = rt
+            .start::<_, String, String>("fan", "old", 3u64)
+            .expect("start");
+        rt.block_on(original.result()).expect("runs").expect("ok");
+    }
+    let rt = register(builder(dir.path()).app_version("2.0"), &ran)
+        .build()
+        .expect("build");
+    let version = |id: &str| {
+        rt.journal()
+            .workflow(id)
+            .expect("read")
+            .expect("recorded")
+            .app_version
+    };
+    for (at, expected) in [(0, "2.0"), (1, "1.0"), (STEPS, "1.0")] {
+        let id = format!("old-fork-{at}");
+        let fork = rt.fork::<String, String>("old", at, &id).expect("fork");
+        rt.block_on(fork.result()).expect("runs").expect("ok");
+        assert_eq!(version(&id).as_deref(), Some(expected), "fork at {at}");
+    }
+}

@@ -253,21 +253,23 @@ fn run_folder(cli: &Cli, data: &Path) -> Result<String, CliError> {
                 status,
                 limit: None,
             };
-            match remote::ask(data, &request)? {
+            match remote::ask_to_read(data, &request)? {
                 Some(rows) => list::render(remote::decode(data, rows)?, status, cli.json),
                 None => list::run(&open(data)?, status, cli.json),
             }
         }
-        Command::Show { id } => match remote::ask(data, &Request::Show { id: id.clone() }) {
-            Ok(Some(shown)) => show::render(&remote::decode(data, shown)?, cli.json),
-            Ok(None) => show::run(&open(data)?, id, cli.json),
-            Err(CliError::Remote(CallError::Refused {
-                kind: ErrorKind::NotFound,
-                ..
-            })) => Err(CliError::UnknownWorkflow { id: id.clone() }),
-            Err(err) => Err(err),
-        },
-        Command::Stats => match remote::ask(data, &Request::Stats)? {
+        Command::Show { id } => {
+            match remote::ask_to_read(data, &Request::Show { id: id.clone() }) {
+                Ok(Some(shown)) => show::render(&remote::decode(data, shown)?, cli.json),
+                Ok(None) => show::run(&open(data)?, id, cli.json),
+                Err(CliError::Remote(CallError::Refused {
+                    kind: ErrorKind::NotFound,
+                    ..
+                })) => Err(CliError::UnknownWorkflow { id: id.clone() }),
+                Err(err) => Err(err),
+            }
+        }
+        Command::Stats => match remote::ask_to_read(data, &Request::Stats)? {
             Some(counts) => stats::render(
                 remote::decode(data, counts)?,
                 remote::folder_size(data),

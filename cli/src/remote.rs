@@ -29,11 +29,47 @@ pub fn ask(data: &Path, request: &Request) -> Result<Option<Value>, CliError> {
         Err(CallError::Connect { source, .. })
             if matches!(
                 source.kind(),
-                IoErrorKind::NotFound | IoErrorKind::ConnectionRefused
+                IoErrorKind::NotFound | IoErrorKind::ConnectionRefused | IoErrorKind::NotADirectory
             ) =>
         {
             Ok(None)
         }
+        Err(err) => Err(CliError::Remote(err)),
+    }
+}
+
+/// How long a read (`list`, `show`, `stats`) waits for the application's answer before
+/// it reads the journal itself: an application whose runtime is not being driven (busy
+/// elsewhere, or shutting down) answers only once it is.
+const READ_PATIENCE: std::time::Duration = std::time::Duration::from_secs(10);
+
+/// Asks the application serving the journal in `data` for a read: `Ok(None)` if none
+/// serves it, or if it did not answer within [`READ_PATIENCE`], or its runtime stopped
+/// (the journal is read instead, as for an application that is not running).
+pub fn ask_to_read(data: &Path, request: &Request) -> Result<Option<Value>, CliError> {
+    let socket = socket(data);
+    match ordo::admin::call_within(&socket, request, READ_PATIENCE) {
+        Ok(value) => Ok(Some(value)),
+        Err(CallError::Connect { source, .. })
+            if matches!(
+                source.kind(),
+                IoErrorKind::NotFound | IoErrorKind::ConnectionRefused | IoErrorKind::NotADirectory
+            ) =>
+        {
+            Ok(None)
+        }
+        Err(CallError::Io { source, .. })
+            if matches!(
+                source.kind(),
+                IoErrorKind::WouldBlock | IoErrorKind::TimedOut
+            ) =>
+        {
+            Ok(None)
+        }
+        Err(CallError::Refused {
+            kind: ordo::admin::ErrorKind::Stopped,
+            ..
+        }) => Ok(None),
         Err(err) => Err(CliError::Remote(err)),
     }
 }

@@ -536,3 +536,14 @@ fn a_closed_output_pipe_is_not_an_error() {
     assert_eq!(out.status.code(), Some(0), "{}", text(&out.stderr));
     assert!(out.stderr.is_empty(), "{}", text(&out.stderr));
 }
+
+/// `--data` naming a file, not a folder: no journal there (exit 3), not an I/O error.
+#[test]
+fn data_naming_a_file_is_no_journal() {
+    let dir = tempfile::tempdir().expect("temp dir");
+    let file = dir.path().join("notes.txt");
+    std::fs::write(&file, "not a journal").expect("write");
+    let out = ordo(&["list", "--data", file.to_str().expect("utf-8")]);
+    assert_eq!(out.status.code(), Some(3), "{}", text(&out.stderr));
+    assert_eq!(std::fs::read(&file).expect("read"), b"not a journal");
+}

@@ -461,3 +461,32 @@ fn the_socket_is_private_and_one_left_by_a_killed_app_does_not_stop_a_restart() 
     kill(app);
     assert_eq!(journal_statuses(root)["hold-2"], Status::Cancelled);
 }
+
+/// An application whose runtime is not being driven (its thread busy elsewhere) answers
+/// its socket only once it is: a read does not wait for it for long, it reads the
+/// journal itself (within the CLI's read patience, 10 s, not the 600 s a change waits).
+#[test]
+fn a_read_of_an_application_that_does_not_drive_its_runtime_reads_the_journal() {
+    let dir = tempfile::tempdir().expect("temp dir");
+    let rt = Runtime::builder()
+        .path(dir.path())
+        .register("count", count)
+        .build()
+        .expect("build");
+    let h = rt
+        .start::<_, u32, String>("count", "c-1", 3u32)
+        .expect("start");
+    assert_eq!(rt.block_on(h.result()).expect("runs"), Ok(3));
+    assert!(dir.path().join(ordo::admin::SOCKET_FILE).exists());
+    // This thread runs the CLI and does not drive the runtime meanwhile.
+    let began = Instant::now();
+    let out = ordo(&["list", "--data", dir.path().to_str().expect("utf-8")]);
+    assert!(out.status.success(), "{}", text(&out.stderr));
+    assert!(text(&out.stdout).contains("c-1"), "{}", text(&out.stdout));
+    assert!(
+        began.elapsed() < Duration::from_secs(120),
+        "the read waited {:?}",
+        began.elapsed()
+    );
+    drop(rt);
+}

@@ -70,6 +70,35 @@ pub(crate) fn remove_stale(parent: &Path, purpose: &str) {
     }
 }
 
+/// Removes the folders `TempFolder::new(parent, purpose)` made in `parent` whose
+/// process is gone (no `/proc/<pid>`): a reader killed while it read (Ctrl-C, SIGKILL)
+/// leaves its whole copy of a journal behind, and `parent` is shared with readers that
+/// are still running, whose copies stay. Best effort; nothing is removed where `/proc`
+/// is missing.
+pub(crate) fn remove_orphans(parent: &Path, purpose: &str) {
+    if !Path::new("/proc/self").exists() {
+        return;
+    }
+    let prefix = format!(".ordo-{purpose}-");
+    let Ok(entries) = fs::read_dir(parent) else {
+        return;
+    };
+    for entry in entries.flatten() {
+        let name = entry.file_name();
+        let Some(pid) = name
+            .to_str()
+            .and_then(|n| n.strip_prefix(&prefix))
+            .and_then(|rest| rest.split('-').next())
+            .and_then(|pid| pid.parse::<u32>().ok())
+        else {
+            continue;
+        };
+        if pid != std::process::id() && !Path::new(&format!("/proc/{pid}")).exists() {
+            let _ = fs::remove_dir_all(entry.path());
+        }
+    }
+}
+
 /// A folder that is removed (with its contents) when dropped.
 #[derive(Debug)]
 pub(crate) struct TempFolder(PathBuf);
@@ -98,5 +127,33 @@ impl TempFolder {
 impl Drop for TempFolder {
     fn drop(&mut self) {
         let _ = fs::remove_dir_all(&self.0);
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// A reader killed mid-read leaves its copy; the next reader removes it, and only
+    /// it: the copies of readers still running (here this process and pid 1) stay.
+    #[test]
+    fn copies_of_readers_that_are_gone_are_removed_and_no_others() {
+        let parent = tempfile::tempdir().expect("temp dir");
+        let mut gone = std::process::Command::new("true").spawn().expect("spawn");
+        let gone_pid = gone.id();
+        gone.wait().expect("reaped");
+        let folder = |pid: u32| parent.path().join(format!(".ordo-read-{pid}-0"));
+        for pid in [gone_pid, std::process::id(), 1] {
+            fs::create_dir_all(folder(pid).join("blobs")).expect("create");
+        }
+        fs::create_dir_all(parent.path().join("unrelated")).expect("create");
+        remove_orphans(parent.path(), "read");
+        assert!(
+            !folder(gone_pid).exists(),
+            "the dead reader's copy is removed"
+        );
+        assert!(folder(std::process::id()).exists());
+        assert!(folder(1).exists());
+        assert!(parent.path().join("unrelated").exists());
     }
 }

@@ -401,6 +401,7 @@ impl SledJournal {
         /// Copies taken of a journal a running process changes, at growing intervals
         /// (about 2.5 s of pauses in all, besides the copies).
         const TRIES: u32 = 12;
+        copy::remove_orphans(&std::env::temp_dir(), "read");
         let mut tries = 0;
         loop {
             tries += 1;

@@ -42,5 +42,7 @@ pub(crate) mod server;
 mod view;
 
 pub(crate) use operation::Operation;
-pub use protocol::{call, decode_reply, CallError, ErrorKind, Request, MAX_FRAME, SOCKET_FILE};
+pub use protocol::{
+    call, call_within, decode_reply, CallError, ErrorKind, Request, MAX_FRAME, SOCKET_FILE,
+};
 pub use view::{JournalStats, ShownOutput, ShownRecord, ShownStep, ShownWorkflow, WorkflowSummary};

@@ -298,6 +298,30 @@ pub enum CallError {
 /// # Ok::<(), Box<dyn std::error::Error>>(())
 /// ```
 pub fn call(socket: &Path, request: &Request) -> Result<Value, CallError> {
+    // A runtime that stalls for good (its thread blocked elsewhere) must not hang the
+    // caller forever; a long gc answers within this.
+    call_within(socket, request, Duration::from_secs(600))
+}
+
+/// [`call`], waiting at most `patience` for the reply: past it, [`CallError::Io`] with
+/// a `WouldBlock` or `TimedOut` kind (an application whose runtime is not being driven
+/// answers only once it is).
+///
+/// ```
+/// use std::time::Duration;
+/// use ordo::admin::{call_within, CallError, Request};
+/// let none = call_within(std::path::Path::new("/nonexistent/admin.sock"), &Request::Stats, Duration::from_secs(1));
+/// assert!(matches!(none, Err(CallError::Connect { .. })));
+/// ```
+///
+/// # Errors
+///
+/// As [`call`]'s.
+pub fn call_within(
+    socket: &Path,
+    request: &Request,
+    patience: Duration,
+) -> Result<Value, CallError> {
     let io = |source| CallError::Io {
         path: socket.to_path_buf(),
         source,
@@ -312,11 +336,7 @@ pub fn call(socket: &Path, request: &Request) -> Result<Value, CallError> {
     })?;
     line.push(b'\n');
     stream.write_all(&line).map_err(io)?;
-    // A runtime that stalls for good (its thread blocked elsewhere) must not hang the
-    // caller forever; a long gc answers within this.
-    stream
-        .set_read_timeout(Some(Duration::from_secs(600)))
-        .map_err(io)?;
+    stream.set_read_timeout(Some(patience)).map_err(io)?;
     let mut reply = Vec::new();
     BufReader::new(stream)
         .read_until(b'\n', &mut reply)

@@ -92,6 +92,11 @@ impl Ctx {
     /// durable before the resolver's call returns, and reaches the workflow as a recorded
     /// completion (rule 2). Takes one step id at the call.
     ///
+    /// A resolution of another type than `T` is accepted by the resolver's call (the
+    /// client does not know `T`) and stops the workflow with [`Error::TypeMismatch`]
+    /// when it is delivered; the token is used up by then. Resolve with the type the
+    /// workflow awaits.
+    ///
     /// ```
     /// use ordo::{Ctx, Runtime};
     ///

@@ -170,6 +170,12 @@ impl<O: DeserializeOwned + 'static, E: DeserializeOwned + 'static> ChildHandle<O
     /// ([`Error::Cancelled`]), could not be launched (another workflow holds its id,
     /// [`Error::Conflict`]), or its types are not `O` and `E`.
     ///
+    /// A child that panicked (or crashed its process) has no result: like any workflow
+    /// that panics, it stays pending so that a fixed binary can resume it, and this
+    /// waits until then. Bound the wait (a `select!` with [`Ctx::sleep`]) where that
+    /// matters. A parent cancelled with its children (`cancel_tree`) and then resumed sees
+    /// them cancelled: resume the children first.
+    ///
     /// ```
     /// use ordo::{Ctx, Runtime};
     /// async fn square(_: Ctx, n: u64) -> Result<u64, String> { Ok(n * n) }
