@@ -16,10 +16,13 @@ use ordo_testkit::{Check, DivergenceKind, Order, RunPoint};
 /// Branches on the wall clock, as `if SystemTime::now() > deadline` does across a
 /// restart: on one bit of a hash of the whole time, so that any later reading takes
 /// either branch with even odds, whatever the clock's resolution (the parity of the
-/// nanoseconds alone is always even on a clock that counts microseconds).
+/// nanoseconds alone is always even on a clock that counts microseconds). 24 readings:
+/// a replay whose readings all took the recorded branches (no step name differs, so the
+/// check sees another result, not non-determinism) has odds of 2^-24; with 8 it was
+/// 1 in 256, and the test failed about that often.
 async fn reads_the_clock(ctx: Ctx, _: ()) -> Result<u32, String> {
     let mut odd = 0;
-    for _ in 0..8 {
+    for _ in 0..24 {
         let now = SystemTime::now()
             .duration_since(UNIX_EPOCH)
             .map_or(0, |d| d.as_nanos());
