@@ -125,7 +125,10 @@ impl Runtime {
     /// seqs to choose from; `at_seq` 0 starts over with the same input, and the number of
     /// recorded completions replays them all. The copy carries the original's app
     /// version when it copies any of its history (that code's decisions are in it), this
-    /// runtime's when `at_seq` is 0.
+    /// runtime's when `at_seq` is 0. A child the copy launched (under a derived id) but
+    /// whose result it does not hold is started afresh as the fork's own child,
+    /// `<new_id>/<step>`, with the same input; a child given an explicit id is the same
+    /// child in any copy.
     ///
     /// # Errors
     ///
@@ -527,6 +530,7 @@ impl Core {
         }
         // `at_seq <= len`, which is a `usize`.
         completions.truncate(usize::try_from(at_seq).unwrap_or(usize::MAX));
+        let children = self.fork_children(id, new_id, &mut completions, now_ms)?;
         let mut record = WorkflowRecord::new(new_id, original.name, original.input, now_ms);
         // The version says which code's decisions the journal holds: a copy of none of
         // the original's is this binary's; one of some holds the original's.
@@ -537,6 +541,9 @@ impl Core {
         };
         let mut batch = Batch::new();
         batch.insert_workflow(record.clone());
+        for (child, _) in &children {
+            batch.insert_workflow(child.clone());
+        }
         for (seq, completion) in (0u64..).zip(&completions) {
             let mut copy = completion.clone();
             copy.seq = seq; // dense from 0 in the copy, whatever the original's history
@@ -547,6 +554,10 @@ impl Core {
         let copied = copied.into_iter().map(|(_, c)| c).collect();
         let wf = Rc::new(WorkflowState::new(&record, copied));
         launch(self, &wf, &registration, spawn);
+        for (child, registration) in children {
+            let start = self.fresh_start(child, registration, true);
+            launch(self, &start.wf, &start.registration, spawn);
+        }
         Ok(wf)
     }
 

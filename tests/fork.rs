@@ -268,3 +268,64 @@ fn a_fork_carries_the_version_of_the_code_whose_decisions_it_copied() {
         assert_eq!(version(&id).as_deref(), Some(expected), "fork at {at}");
     }
 }
+
+/// A fork at every seq of a workflow with a child: wherever the copy cuts between the
+/// child's launch and its result, the fork starts a child of its own (under its own
+/// derived id, with the same input) and finishes with the original's result; it waited
+/// forever for a child nobody started. A cancel of a fork's tree leaves the original's
+/// child alone.
+#[test]
+fn a_fork_that_copies_a_childs_launch_but_not_its_result_starts_its_own_child() {
+    async fn square(ctx: Ctx, n: u64) -> Result<u64, String> {
+        ctx.step("mul", move || async move { Ok::<_, String>(n * n) })
+            .await
+    }
+    async fn order(ctx: Ctx, n: u64) -> Result<u64, String> {
+        let a = ctx
+            .step("a", move || async move { Ok::<_, String>(n + 1) })
+            .await?;
+        let child = ctx.start_child::<_, u64, String>("square", a);
+        let squared = child.result().await.map_err(|e| e.to_string())??;
+        ctx.step("b", move || async move { Ok::<_, String>(squared + 1) })
+            .await
+    }
+    let dir = journal_dir();
+    let rt = builder(dir.path())
+        .register("square", square)
+        .register("order", order)
+        .build()
+        .expect("build");
+    let original = rt
+        .start::<_, u64, String>("order", "o", 3u64)
+        .expect("start");
+    assert_eq!(rt.block_on(original.result()).expect("runs"), Ok(17));
+    let recorded = rt.journal().completions("o").expect("read").len() as u64;
+    let status = |id: &str| rt.journal().workflow(id).expect("read").map(|w| w.status);
+    for at in 0..=recorded {
+        let id = format!("o-fork-{at}");
+        let fork = rt.fork::<u64, String>("o", at, &id).expect("fork");
+        let ended = rt.block_on(async {
+            futures::select! {
+                ended = futures::FutureExt::fuse(fork.result()) => Some(ended),
+                () = futures::FutureExt::fuse(ordo::executor::sleep(Duration::from_secs(20))) => None,
+            }
+        });
+        assert_eq!(
+            ended.map(|e| e.expect("runs")),
+            Some(Ok(17)),
+            "fork at {at}"
+        );
+    }
+    // The fork at seq 2 copied the launch (seq 1) but not the result: its own child.
+    assert_eq!(status("o-fork-2/1"), Some(Status::Succeeded));
+    // A fork cut there whose child still runs: cancelling its tree leaves the
+    // original's child as it was.
+    let fork = rt.fork::<u64, String>("o", 2, "o-tree").expect("fork");
+    let cancelled = rt.cancel_tree("o-tree").expect("cancel tree");
+    assert!(!cancelled.contains(&"o/1".to_string()), "{cancelled:?}");
+    assert!(matches!(
+        rt.block_on(fork.result()),
+        Err(Error::Cancelled { .. })
+    ));
+    assert_eq!(status("o/1"), Some(Status::Succeeded));
+}

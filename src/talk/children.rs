@@ -432,6 +432,74 @@ impl crate::core::Core {
     }
 }
 
+impl crate::core::Core {
+    /// For fork `new_id` of workflow `original_id`, whose copied history is
+    /// `completions`: the launches of children under the original's derived ids
+    /// (`original_id/N`) are rewritten to the fork's (`new_id/N`), the ids its replay
+    /// derives, and each such child whose result the copy does not hold is started
+    /// afresh under the fork's id, with the original child's name and input. Returns
+    /// their start records, for the fork's commit. (The fork waited forever for a child
+    /// nobody started, and a cancel of its tree reached the original's child.)
+    pub(crate) fn fork_children(
+        &self,
+        original_id: &str,
+        new_id: &str,
+        completions: &mut [ordo_journal::Completion],
+        now_ms: u64,
+    ) -> Result<Vec<(WorkflowRecord, crate::registry::Registration)>, Error> {
+        let key = crate::fingerprint::of::<ChildLaunch>();
+        let results: std::collections::HashSet<u64> = completions
+            .iter()
+            .filter(|c| c.name == RESULT)
+            .map(|c| c.step_id)
+            .collect();
+        let mut starts = Vec::new();
+        for completion in completions.iter_mut().filter(|c| c.name == START) {
+            let Outcome::Ok(bytes) = &completion.outcome else {
+                continue;
+            };
+            let Ok(mut launch) = codec::decode::<ChildLaunch>(key, bytes) else {
+                continue;
+            };
+            if launch.id != format!("{original_id}/{}", completion.step_id) {
+                // An id given explicitly names the same child in any copy.
+                continue;
+            }
+            let child_id = format!("{new_id}/{}", completion.step_id);
+            crate::core::check_key(&child_id)?;
+            // The result step is created right after the launch step.
+            if !results.contains(&(completion.step_id + 1)) {
+                let original = self
+                    .store
+                    .workflow(&launch.id)?
+                    .ok_or_else(|| Error::NotFound {
+                        workflow_id: launch.id.clone(),
+                    })?;
+                if self.running.borrow().contains_key(&child_id)
+                    || self.store.workflow(&child_id)?.is_some()
+                {
+                    return Err(Error::AlreadyExists {
+                        workflow_id: child_id,
+                    });
+                }
+                let registration = self.registry.lookup(&original.name)?.clone();
+                let mut record =
+                    WorkflowRecord::new(&child_id, original.name, original.input, now_ms);
+                record.app_version.clone_from(&self.app_version);
+                starts.push((record, registration));
+            }
+            launch.id = child_id;
+            let encoded = codec::encode(key, &launch).map_err(|detail| Error::Encode {
+                workflow_id: new_id.to_string(),
+                what: format!("the launch of step {}", completion.step_id),
+                detail,
+            })?;
+            completion.outcome = Outcome::Ok(encoded);
+        }
+        Ok(starts)
+    }
+}
+
 /// Adds to `ids` the children workflow `id`'s journal records it launched.
 fn recorded_children(
     store: &dyn ordo_journal::Store,
