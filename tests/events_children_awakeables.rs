@@ -271,12 +271,14 @@ fn a_childs_error_reaches_the_parent_as_a_recorded_outcome() {
         .assert_clean();
 }
 
+/// Sleeps an hour: a child that is still running when its parent ends.
+async fn sleepy(ctx: Ctx, _: ()) -> Result<(), String> {
+    ctx.sleep(HOUR).await;
+    Ok(())
+}
+
 #[test]
 fn children_with_the_cancel_policy_are_cancelled_when_the_parent_ends() {
-    async fn sleepy(ctx: Ctx, _: ()) -> Result<(), String> {
-        ctx.sleep(HOUR).await;
-        Ok(())
-    }
     async fn parent(ctx: Ctx, _: ()) -> Result<(), String> {
         let cancelled = ctx.start_child_with::<_, (), String>(
             "sleepy",
@@ -314,10 +316,6 @@ fn children_with_the_cancel_policy_are_cancelled_when_the_parent_ends() {
 /// `ParentEnd::Cancel` in the same commit, as its return does; the others go on.
 #[test]
 fn children_with_the_cancel_policy_are_cancelled_with_a_cancelled_parent() {
-    async fn sleepy(ctx: Ctx, _: ()) -> Result<(), String> {
-        ctx.sleep(HOUR).await;
-        Ok(())
-    }
     async fn parent(ctx: Ctx, _: ()) -> Result<(), String> {
         let cancelled = ctx.start_child_with::<_, (), String>(
             "sleepy",

@@ -22,20 +22,23 @@ pub fn socket(data: &Path) -> PathBuf {
 
 /// Asks the application serving the journal in `data`: `Ok(None)` if none serves it.
 pub fn ask(data: &Path, request: &Request) -> Result<Option<Value>, CliError> {
-    let socket = socket(data);
-    match call(&socket, request) {
+    match call(&socket(data), request) {
         Ok(value) => Ok(Some(value)),
-        // No socket, or a stale one: no application runs on this journal.
-        Err(CallError::Connect { source, .. })
-            if matches!(
-                source.kind(),
-                IoErrorKind::NotFound | IoErrorKind::ConnectionRefused | IoErrorKind::NotADirectory
-            ) =>
-        {
-            Ok(None)
-        }
+        Err(err) if no_application(&err) => Ok(None),
         Err(err) => Err(CliError::Remote(err)),
     }
+}
+
+/// Whether a call failed because no application serves the socket: no socket, a stale
+/// one (left by a killed process), or `--data` naming something that is not a folder.
+fn no_application(err: &CallError) -> bool {
+    matches!(
+        err,
+        CallError::Connect { source, .. } if matches!(
+            source.kind(),
+            IoErrorKind::NotFound | IoErrorKind::ConnectionRefused | IoErrorKind::NotADirectory
+        )
+    )
 }
 
 /// How long a read (`list`, `show`, `stats`) waits for the application's answer before
@@ -47,17 +50,9 @@ const READ_PATIENCE: std::time::Duration = std::time::Duration::from_secs(10);
 /// serves it, or if it did not answer within [`READ_PATIENCE`], or its runtime stopped
 /// (the journal is read instead, as for an application that is not running).
 pub fn ask_to_read(data: &Path, request: &Request) -> Result<Option<Value>, CliError> {
-    let socket = socket(data);
-    match ordo::admin::call_within(&socket, request, READ_PATIENCE) {
+    match ordo::admin::call_within(&socket(data), request, READ_PATIENCE) {
         Ok(value) => Ok(Some(value)),
-        Err(CallError::Connect { source, .. })
-            if matches!(
-                source.kind(),
-                IoErrorKind::NotFound | IoErrorKind::ConnectionRefused | IoErrorKind::NotADirectory
-            ) =>
-        {
-            Ok(None)
-        }
+        Err(err) if no_application(&err) => Ok(None),
         Err(CallError::Io { source, .. })
             if matches!(
                 source.kind(),
