@@ -145,13 +145,17 @@ pub(crate) enum Started {
 /// bytes), at the call that brings it in: the journal would refuse the whole commit
 /// holding it, which stops the runtime and every workflow in it.
 pub(crate) fn check_key(key: &str) -> Result<(), Error> {
-    if key.len() > ordo_journal::MAX_ID_LEN {
-        return Err(Error::from(ordo_journal::Error::IdTooLong {
-            len: key.len(),
-            max: ordo_journal::MAX_ID_LEN,
-        }));
+    ordo_journal::check_id(key).map_err(Error::from)
+}
+
+/// Sets `wf`'s recovery attempts back to 0 in `batch`, if it has any: it made progress,
+/// or it was seen to wait only on ordo after its resumption (see `Settling`).
+fn reset_attempts(wf: &WorkflowState, now_ms: u64, batch: &mut Batch) {
+    if wf.recovery_attempts.get() > 0 {
+        wf.recovery_attempts.set(0);
+        wf.before_resume.borrow_mut().take();
+        batch.update_workflow(wf.pending_record(0, now_ms), Status::Pending);
     }
-    Ok(())
 }
 
 /// The error of a start under an id another workflow holds.
@@ -752,6 +756,8 @@ impl Core {
     ) -> Result<(Rc<WorkflowState>, WorkflowRecord), Error> {
         let limit = self.max_recovery_attempts;
         if record.recovery_attempts >= limit {
+            // Not resumed: it no longer holds a queue slot (see `Queues::set_aside`).
+            self.queues.set_aside(&record.id);
             return Err(Error::RecoveryExhausted {
                 workflow_id: record.id.clone(),
                 attempts: record.recovery_attempts,
@@ -1068,11 +1074,7 @@ impl Core {
         }
         // Resumed workflows that wait only on ordo: not what crashed a process.
         for wf in &give_back {
-            if wf.recovery_attempts.get() > 0 {
-                wf.recovery_attempts.set(0);
-                wf.before_resume.borrow_mut().take();
-                batch.update_workflow(wf.pending_record(0, now_ms), Status::Pending);
-            }
+            reset_attempts(wf, now_ms, &mut batch);
         }
         let mut after = AfterCommit::default();
         after.wake.extend(
@@ -1085,11 +1087,7 @@ impl Core {
             wf.next_seq.set(completion.seq + 1);
             // A new completion is progress: the resumption that got here did not crash,
             // so its attempts start over (in this same commit).
-            if wf.recovery_attempts.get() > 0 {
-                wf.recovery_attempts.set(0);
-                wf.before_resume.borrow_mut().take();
-                batch.update_workflow(wf.pending_record(0, now_ms), Status::Pending);
-            }
+            reset_attempts(&wf, now_ms, &mut batch);
             self.stage_effect(&wf, effect, now_ms, &mut batch, &mut after);
             batch.push_completion(&wf.id, completion);
             staged.push(wf);

@@ -12,7 +12,7 @@ use std::time::{Duration, Instant};
 use ordo_journal::{Batch, Status, WorkflowRecord, GC_BATCH};
 use serde::de::DeserializeOwned;
 
-use crate::core::Core;
+use crate::core::{check_key, Core};
 use crate::error::Error;
 use crate::event::Event;
 use crate::handle::WorkflowHandle;
@@ -322,24 +322,37 @@ impl Core {
         Ok(candidate)
     }
 
+    /// Records as cancelled a workflow whose start (or enqueue) was never committed:
+    /// `record` as it would have been written, over a record of status `prior` (`None`:
+    /// there is none yet).
+    fn commit_cancelled(
+        &self,
+        mut record: WorkflowRecord,
+        prior: Option<Status>,
+        now_ms: u64,
+    ) -> Result<(), Error> {
+        record.status = Status::Cancelled;
+        record.updated_ms = now_ms;
+        let name = record.name.clone();
+        let mut batch = Batch::new();
+        match prior {
+            Some(prior) => batch.update_workflow(record, prior),
+            None => batch.insert_workflow(record),
+        }
+        self.store.commit(&batch)?;
+        crate::telemetry::workflow_finished(&name, Status::Cancelled);
+        Ok(())
+    }
+
     /// The body of [`Runtime::cancel`], with the time to record.
     pub(crate) fn cancel_at(self: &Rc<Self>, id: &str, now_ms: u64) -> Result<bool, Error> {
         if let Some(err) = self.broken() {
             return Err(err);
         }
         if let Some(start) = self.unstage_start(id) {
-            // Started but not committed yet: it never ran; record it as cancelled.
-            let mut record = start.record;
-            record.status = Status::Cancelled;
-            record.updated_ms = now_ms;
-            let mut batch = Batch::new();
-            if start.is_new {
-                batch.insert_workflow(record);
-            } else {
-                batch.update_workflow(record, Status::Pending);
-            }
-            self.store.commit(&batch)?;
-            crate::telemetry::workflow_finished(&start.wf.name, Status::Cancelled);
+            // Started but not committed yet: it never ran.
+            let prior = (!start.is_new).then_some(Status::Pending);
+            self.commit_cancelled(start.record, prior, now_ms)?;
             start.wf.fail(Error::Cancelled {
                 workflow_id: id.to_string(),
             });
@@ -347,17 +360,10 @@ impl Core {
             return Ok(true);
         }
         if let Some(staged) = self.queues.unstage(&*self.store, id) {
-            // Enqueued but not committed yet: it never waited; record it as cancelled.
-            let mut record = staged.record;
-            record.status = Status::Cancelled;
-            record.updated_ms = now_ms;
-            let name = record.name.clone();
-            let mut batch = Batch::new();
-            batch.insert_workflow(record);
-            self.store.commit(&batch)?;
+            // Enqueued but not committed yet: it never waited.
+            self.commit_cancelled(staged.record, None, now_ms)?;
             self.watchers
                 .wake(&crate::talk::watch::WatchKey::Workflow(id.to_string()));
-            crate::telemetry::workflow_finished(&name, Status::Cancelled);
             return Ok(true);
         }
         let mut record = self.record(id)?;
@@ -512,6 +518,7 @@ impl Core {
             return Err(err);
         }
         let original = self.record(id)?;
+        check_key(new_id)?;
         if self.running.borrow().contains_key(new_id) || self.store.workflow(new_id)?.is_some() {
             return Err(Error::AlreadyExists {
                 workflow_id: new_id.to_string(),

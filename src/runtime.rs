@@ -536,6 +536,8 @@ impl RuntimeBuilder {
                     reason: "another schedule of this name was declared".into(),
                 });
             }
+            // Its ticks' ids (`<name>@<time>`) must fit the journal's keys.
+            crate::core::check_key(&format!("{}@2000-01-01T00:00:00Z", schedule.name))?;
             core.registry
                 .lookup(&schedule.workflow)?
                 .encode_input(&schedule.name, &SystemTime::UNIX_EPOCH)?;
@@ -617,12 +619,7 @@ pub(crate) fn resume_claimed(
                 batch.update_workflow(record, Status::Pending);
                 to_resume.push((wf, registration));
             }
-            Err(err) => {
-                if matches!(err, Error::RecoveryExhausted { .. }) {
-                    core.queues.set_aside(&id);
-                }
-                report.failed.push((id, err));
-            }
+            Err(err) => report.failed.push((id, err)),
         }
     }
     if !batch.is_empty() {

@@ -166,6 +166,10 @@ impl Drop for RestoreStep {
     }
 }
 
+/// How the names of ordo's own steps (a sleep's, a message's, a child's launch...)
+/// begin: `ordo.sleep`, `ordo.recv`, `ordo.child.start`.
+pub(crate) const OWN_STEP_PREFIX: &str = "ordo.";
+
 /// A durable step: resolves to the step's recorded `Result<T, E>`.
 ///
 /// Created by [`Ctx::step`] and [`Ctx::step_with`], which take the step id at the call
@@ -380,7 +384,7 @@ impl<T: DeserializeOwned + 'static, E: DeserializeOwned + 'static> Future for St
                     wf.defer_until_live(cx.waker());
                 }
             } else if wf.settling.get() != Settling::Settled
-                && !wf.step_name(this.id).starts_with("ordo.")
+                && !wf.step_name(this.id).starts_with(OWN_STEP_PREFIX)
             {
                 // Resumed with a recovery attempt counted: a body of its own starts
                 // once the commit that settles the resumption is durable (see

@@ -543,6 +543,8 @@ fn an_id_or_topic_too_long_for_the_journal_is_refused_to_its_caller_alone() {
         );
         assert_eq!(rt.block_on(before.result()).expect("before"), Ok(3));
         assert_eq!(rt.block_on(after.result()).expect("after"), Ok(3));
+        // A fork under such an id is refused too, and the runtime goes on.
+        assert!(too_long(&rt.fork::<u32, String>("before", 0, &long)));
     }
     // After a restart, the workflow stopped by its send stops again, alone.
     let rt = build();

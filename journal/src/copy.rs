@@ -55,16 +55,26 @@ fn copy_if_present(from: &Path, to: &Path) -> io::Result<()> {
 /// Removes the folders `TempFolder::new(parent, purpose)` made that are still in
 /// `parent` (left by a process that died before dropping them). Best effort.
 pub(crate) fn remove_stale(parent: &Path, purpose: &str) {
+    remove_temp_folders(parent, purpose, |_| true);
+}
+
+/// Removes the folders `TempFolder::new(parent, purpose)` made in `parent` whose maker's
+/// pid (`None` if the name holds none) `remove` accepts. Best effort.
+fn remove_temp_folders(parent: &Path, purpose: &str, remove: impl Fn(Option<u32>) -> bool) {
     let prefix = format!(".ordo-{purpose}-");
     let Ok(entries) = fs::read_dir(parent) else {
         return;
     };
     for entry in entries.flatten() {
-        if entry
-            .file_name()
-            .to_str()
-            .is_some_and(|n| n.starts_with(&prefix))
-        {
+        let name = entry.file_name();
+        let Some(rest) = name.to_str().and_then(|n| n.strip_prefix(&prefix)) else {
+            continue;
+        };
+        let pid = rest
+            .split('-')
+            .next()
+            .and_then(|pid| pid.parse::<u32>().ok());
+        if remove(pid) {
             let _ = fs::remove_dir_all(entry.path());
         }
     }
@@ -79,24 +89,11 @@ pub(crate) fn remove_orphans(parent: &Path, purpose: &str) {
     if !Path::new("/proc/self").exists() {
         return;
     }
-    let prefix = format!(".ordo-{purpose}-");
-    let Ok(entries) = fs::read_dir(parent) else {
-        return;
-    };
-    for entry in entries.flatten() {
-        let name = entry.file_name();
-        let Some(pid) = name
-            .to_str()
-            .and_then(|n| n.strip_prefix(&prefix))
-            .and_then(|rest| rest.split('-').next())
-            .and_then(|pid| pid.parse::<u32>().ok())
-        else {
-            continue;
-        };
-        if pid != std::process::id() && !Path::new(&format!("/proc/{pid}")).exists() {
-            let _ = fs::remove_dir_all(entry.path());
-        }
-    }
+    remove_temp_folders(parent, purpose, |pid| {
+        pid.is_some_and(|pid| {
+            pid != std::process::id() && !Path::new(&format!("/proc/{pid}")).exists()
+        })
+    });
 }
 
 /// A folder that is removed (with its contents) when dropped.

@@ -177,8 +177,15 @@ pub(crate) fn type_name(fingerprint: u64) -> [u8; 9] {
     key
 }
 
-/// Rejects ids too long for a completion key.
-pub(crate) fn check_id(id: &str) -> Result<(), crate::Error> {
+/// Rejects an id (or topic, or any other string the journal puts in a key) longer than
+/// [`MAX_ID_LEN`] bytes, as a commit holding it would be: [`Error::IdTooLong`](crate::Error::IdTooLong).
+///
+/// ```
+/// use ordo_journal::{check_id, MAX_ID_LEN};
+/// assert!(check_id("order-42").is_ok());
+/// assert!(check_id(&"x".repeat(MAX_ID_LEN + 1)).is_err());
+/// ```
+pub fn check_id(id: &str) -> Result<(), crate::Error> {
     if id.len() > MAX_ID_LEN {
         return Err(crate::Error::IdTooLong {
             len: id.len(),

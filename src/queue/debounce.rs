@@ -125,6 +125,7 @@ impl Runtime {
             let id = round
                 .as_ref()
                 .map_or_else(|| format!("{name}/{key}@{now_ms}"), |r| r.id.clone());
+            crate::core::check_key(&id)?;
             let input = registration.encode_input(&id, &input)?;
             let pending = match round {
                 Some(mut round) => {
