@@ -1068,7 +1068,15 @@ impl Core {
         for handover in &handed {
             batch.start_queued(handover.start.record.clone());
         }
-        for (_, next) in &continued {
+        for (old, next) in &mut continued {
+            // The next run's steps go on from this run's, so none of its step ids, nor
+            // the child ids and awakeable tokens named after them, is one an earlier
+            // run used (a child of the same id would be found finished; an old token
+            // would resolve a new awakeable). Taken now: this run creates no step after
+            // this commit.
+            let first = old.steps_created();
+            next.record.first_step = first;
+            next.wf.start_steps_at(first);
             batch.update_workflow(next.record.clone(), Status::Pending);
             batch.reset_completions(&next.record.id);
         }

@@ -362,12 +362,15 @@ impl Ctx {
     ///
     /// `input` must be of the workflow's registered input type.
     ///
-    /// The next run numbers its steps from 0 again. Known limits that follow: its
-    /// children started without an explicit [`ChildOptions::id`](crate::ChildOptions::id)
-    /// get the ids the previous run's children had (and find those, finished), and its
-    /// awakeables give out the previous run's tokens (a resolution of an old token
-    /// completes the new one). Give each run's children ids that name the run (its
-    /// input, say), and do not hand out an awakeable's token in a run that may continue.
+    /// The next run numbers its steps on from where this run stopped (the journal
+    /// records where it starts), so nothing named after a step id is shared between
+    /// runs: its children started without an explicit
+    /// [`ChildOptions::id`](crate::ChildOptions::id) get ids of their own (not the
+    /// earlier runs' children, finished), and its awakeables give out tokens of their
+    /// own; a token an earlier run gave out is refused with
+    /// [`Error::UnknownAwakeable`](crate::Error::UnknownAwakeable) (or
+    /// [`Error::AwakeableResolved`](crate::Error::AwakeableResolved) if it was
+    /// resolved), never completes this run's awakeable.
     ///
     /// ```
     /// use ordo::{Ctx, Runtime};

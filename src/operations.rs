@@ -539,6 +539,9 @@ impl Core {
         completions.truncate(usize::try_from(at_seq).unwrap_or(usize::MAX));
         let children = self.fork_children(id, new_id, &mut completions, now_ms)?;
         let mut record = WorkflowRecord::new(new_id, original.name, original.input, now_ms);
+        // The copied steps keep their ids: the fork numbers from where the original's
+        // run did.
+        record.first_step = original.first_step;
         // The version says which code's decisions the journal holds: a copy of none of
         // the original's is this binary's; one of some holds the original's.
         record.app_version = if at_seq == 0 {

@@ -45,6 +45,15 @@ pub(crate) struct StepSlots {
 }
 
 impl StepSlots {
+    /// No slot yet; the first step created gets id `first` (a run continued as new goes
+    /// on from the steps of the runs before it).
+    pub(crate) fn starting_at(first: u64) -> Self {
+        StepSlots {
+            first,
+            window: VecDeque::new(),
+        }
+    }
+
     /// How many steps were created: the next step's id.
     pub(crate) fn created(&self) -> u64 {
         self.first + self.window.len() as u64

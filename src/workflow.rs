@@ -56,6 +56,10 @@ pub(crate) struct WorkflowState {
     /// Its deadline (wall-clock ms), past which it is cancelled (see `deadline`);
     /// rewritten into every record of it.
     pub(crate) deadline_ms: Option<u64>,
+    /// The id of its current run's first step ([`WorkflowRecord::first_step`]); set
+    /// when a run that continues as new is committed (see `Core::commit_with`), before
+    /// the next run creates a step.
+    pub(crate) first_step: Cell<u64>,
     /// Recovery attempts as recorded: counts resumptions that ended without progress
     /// (a crash or a panic). Reset to 0 in the commit of the first new completion.
     pub(crate) recovery_attempts: Cell<u32>,
@@ -190,11 +194,12 @@ impl WorkflowState {
             created_ms: record.created_ms,
             app_version: record.app_version.clone(),
             deadline_ms: record.deadline_ms,
+            first_step: Cell::new(record.first_step),
             recovery_attempts: Cell::new(record.recovery_attempts),
             before_resume: RefCell::new(None),
             settling: Cell::new(Settling::Settled),
             next_seq: Cell::new(next_seq),
-            steps: RefCell::new(StepSlots::default()),
+            steps: RefCell::new(StepSlots::starting_at(record.first_step)),
             inbox: RefCell::new(inbox),
             replay: RefCell::new(replay),
             phase: Cell::new(Phase::Running),
@@ -481,6 +486,13 @@ impl WorkflowState {
             .is_some_and(|ending| ending.result.is_some())
     }
 
+    /// The next run, continued as new, goes on numbering steps from `first`: it has
+    /// created none yet.
+    pub(crate) fn start_steps_at(&self, first: u64) {
+        self.first_step.set(first);
+        *self.steps.borrow_mut() = StepSlots::starting_at(first);
+    }
+
     /// Hands this run over to `next`, the same workflow continued as new: the run stops
     /// (its tasks are aborted) and its handles follow `next` for the result.
     pub(crate) fn continue_as(&self, next: Rc<WorkflowState>) {
@@ -514,6 +526,7 @@ impl WorkflowState {
             recovery_attempts: attempts,
             app_version: self.app_version.clone(),
             deadline_ms: self.deadline_ms,
+            first_step: self.first_step.get(),
         }
     }
 
@@ -542,6 +555,7 @@ impl WorkflowState {
             recovery_attempts: self.recovery_attempts.get(),
             app_version: self.app_version.clone(),
             deadline_ms: self.deadline_ms,
+            first_step: self.first_step.get(),
         }
     }
 

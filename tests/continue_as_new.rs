@@ -94,3 +94,114 @@ fn a_crash_at_any_commit_resumes_the_current_run_and_repeats_no_earlier_one() {
         assert_eq!(runs.borrow().len() as u32, ROUNDS + 1, "k={k}");
     }
 }
+
+/// Each run waits for one approval (an awakeable whose token it publishes under an event
+/// of its round) and continues as new with the approved amounts summed, for three runs.
+/// Each run first hands out a spare token it never waits on.
+fn approvals(b: RuntimeBuilder) -> RuntimeBuilder {
+    b.register(
+        "approvals",
+        |ctx: Ctx, (round, sum): (u32, u64)| async move {
+            let (spare, _never_awaited) = ctx.awakeable::<u64>();
+            ctx.set_event(&format!("spare-{round}"), spare).await;
+            let (token, approved) = ctx.awakeable::<u64>();
+            ctx.set_event(&format!("token-{round}"), token).await;
+            let amount = approved.await?;
+            if round < 2 {
+                return ctx.continue_as_new((round + 1, sum + amount)).await;
+            }
+            Ok::<_, String>(sum + amount)
+        },
+    )
+}
+
+#[test]
+fn a_run_continued_as_new_waits_for_its_own_awakeable_and_refuses_an_earlier_runs_token() {
+    let dir = journal_dir();
+    let rt = approvals(builder(dir.path())).build().expect("build");
+    let client = rt.client();
+    let h = rt
+        .start::<_, u64, String>("approvals", "a", (0u32, 0u64))
+        .expect("start");
+    let event = |key: String| {
+        rt.block_on(client.get_event::<String>("a", &key, Duration::from_secs(10)))
+            .expect("read")
+            .unwrap_or_else(|| panic!("no event {key}"))
+    };
+    let (mut spares, mut approvals): (Vec<String>, Vec<String>) = (Vec::new(), Vec::new());
+    for (round, amount) in [(0u32, 1u64), (1, 20), (2, 300)] {
+        let token = event(format!("token-{round}"));
+        let spare = event(format!("spare-{round}"));
+        for earlier in spares.iter().chain(&approvals) {
+            assert!(
+                *earlier != token && *earlier != spare,
+                "run {round} reuses an earlier run's token"
+            );
+        }
+        // Each run waits for its own approval: an earlier run's does not complete it.
+        assert_eq!(
+            h.status().expect("status"),
+            ordo::Status::Pending,
+            "round {round}"
+        );
+        for old in &approvals {
+            let resolved = rt.block_on(client.resolve_awakeable(old, 9_999u64));
+            assert!(
+                matches!(resolved, Err(Error::AwakeableResolved { .. })),
+                "round {round}: {resolved:?}"
+            );
+        }
+        // An earlier run's token nobody resolved names a step of a run that is over.
+        for old in &spares {
+            let resolved = rt.block_on(client.resolve_awakeable(old, 9_999u64));
+            assert!(
+                matches!(resolved, Err(Error::UnknownAwakeable { .. })),
+                "an earlier run's token resolved run {round}: {resolved:?}"
+            );
+        }
+        rt.block_on(client.resolve_awakeable(&token, amount))
+            .unwrap_or_else(|err| panic!("round {round}: {err}"));
+        approvals.push(token);
+        spares.push(spare);
+    }
+    assert_eq!(rt.block_on(h.result()).expect("finishes"), Ok(321));
+}
+
+/// Each run starts a child (default id) on its round and continues as new with the
+/// child's answer added, for four runs; children count their runs by round.
+fn delegating(b: RuntimeBuilder, runs: &Runs) -> RuntimeBuilder {
+    let runs = Rc::clone(runs);
+    b.register(
+        "delegating",
+        |ctx: Ctx, (round, sum): (u32, u32)| async move {
+            let child = ctx.start_child::<_, u32, String>("times-ten", round);
+            let answer = child.result().await.map_err(|e| e.to_string())??;
+            if round < 3 {
+                return ctx.continue_as_new((round + 1, sum + answer)).await;
+            }
+            Ok::<_, String>(sum + answer)
+        },
+    )
+    .register("times-ten", move |_: Ctx, round: u32| {
+        *runs.borrow_mut().entry(round).or_default() += 1;
+        async move { Ok::<_, String>(round * 10) }
+    })
+}
+
+#[test]
+fn each_run_continued_as_new_starts_its_own_children() {
+    let dir = journal_dir();
+    let runs: Runs = Rc::default();
+    let rt = delegating(builder(dir.path()), &runs)
+        .build()
+        .expect("build");
+    let h = rt
+        .start::<_, u32, String>("delegating", "d", (0u32, 0u32))
+        .expect("start");
+    // 0 + 10 + 20 + 30: every run's own child answered it.
+    assert_eq!(rt.block_on(h.result()).expect("finishes"), Ok(60));
+    assert_eq!(
+        runs.borrow().clone(),
+        BTreeMap::from([(0, 1), (1, 1), (2, 1), (3, 1)])
+    );
+}

@@ -86,6 +86,7 @@ fn every_workflow_record_field_round_trips() {
             recovery_attempts: u32::MAX,
             app_version: Some("v2".into()),
             deadline_ms: Some(u64::MAX),
+            first_step: u64::MAX,
         };
         batch.put_workflow(edge.clone());
         expected.push(edge);
@@ -1007,10 +1008,10 @@ fn workers_starting_together_migrate_once_and_a_newer_schema_is_refused() {
         );
         String::from_utf8(out.stdout).unwrap().trim().to_string()
     };
-    assert_eq!(psql("SELECT version FROM ordo.schema_version"), "2");
+    assert_eq!(psql("SELECT version FROM ordo.schema_version"), "3");
     assert_eq!(psql("SELECT count(*) FROM ordo.workers"), "4");
-    // A database at version 1 (before reservations of deduplication ids) is migrated,
-    // its records kept.
+    // A database at version 1 (before reservations of deduplication ids, and before
+    // version 3's first step of a run) is migrated, its records kept.
     let mut batch = Batch::new();
     batch.insert_workflow(record("from-v1", Status::Pending));
     batch.put_queue_record(b"k".to_vec(), b"v".to_vec());
@@ -1020,14 +1021,20 @@ fn workers_starting_together_migrate_once_and_a_newer_schema_is_refused() {
         .commit(&batch)
         .unwrap();
     psql("ALTER TABLE ordo.queue_records DROP COLUMN reserved_by");
+    psql("ALTER TABLE ordo.workflows DROP COLUMN first_step");
     psql("UPDATE ordo.schema_version SET version = 1");
     let migrated = PgOptions::new(&url).connect().unwrap();
-    assert_eq!(psql("SELECT version FROM ordo.schema_version"), "2");
-    assert_eq!(
-        psql("SELECT count(*) FROM information_schema.columns WHERE column_name = 'reserved_by'"),
-        "1"
-    );
-    assert_eq!(migrated.workflow("from-v1").unwrap().unwrap().id, "from-v1");
+    assert_eq!(psql("SELECT version FROM ordo.schema_version"), "3");
+    for column in ["reserved_by", "first_step"] {
+        assert_eq!(
+            psql(&format!(
+                "SELECT count(*) FROM information_schema.columns WHERE column_name = '{column}'"
+            )),
+            "1"
+        );
+    }
+    let kept = migrated.workflow("from-v1").unwrap().unwrap();
+    assert_eq!((kept.id.as_str(), kept.first_step), ("from-v1", 0));
     assert_eq!(migrated.queue_records(b"k").unwrap().len(), 1);
     assert_eq!(
         migrated.reserve_queue_holder(b"d", "holder").unwrap(),

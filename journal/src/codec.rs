@@ -29,8 +29,16 @@ pub const FORMAT_VERSION: u8 = 1;
 ///
 /// ```
 /// // Checked when a journal is opened: a journal written with a newer schema is refused.
-/// assert_eq!(ordo_journal::SCHEMA_VERSION, 8);
+/// assert_eq!(ordo_journal::SCHEMA_VERSION, 9);
 /// ```
+///
+/// Version 9 added the id of the first step of the workflow's current run after the
+/// deadline ([`WorkflowRecord::first_step`]): a run that continues as new hands its
+/// step numbering on, so the next run's steps, and the children and awakeable tokens
+/// named after them, never reuse an earlier run's ids. Journals of versions 2 to 8 still
+/// open: their records end before it and number their steps from 0, as those versions
+/// did; opening one for writing marks it version 9 (no record is rewritten), so an older
+/// build, which would take the new field for trailing garbage, refuses it instead.
 ///
 /// Version 8 keeps the record of a workflow enqueued into a queue in its `Pending`
 /// status-index entry, next to its queue entry and (once it started) its start mark,
@@ -87,7 +95,7 @@ pub const FORMAT_VERSION: u8 = 1;
 /// puts before every value; a version 1 journal is refused with
 /// [`Error::UnsupportedVersion`](crate::Error::UnsupportedVersion) saying it was written by
 /// an older ordo.
-pub const SCHEMA_VERSION: u32 = 8;
+pub const SCHEMA_VERSION: u32 = 9;
 
 /// The first schema version without status-index entries for `Enqueued` and `Delayed`.
 pub(crate) const UNINDEXED_QUEUE_SCHEMA: u32 = 5;
@@ -155,9 +163,10 @@ impl<'a> OutcomeWire<'a> {
 
 /// [`WorkflowRecord`] on the wire, without the id (it is the key): the fields of schema
 /// version 2, then [`AppVersionWire`], which version 2 records do not have, then
-/// [`DeadlineWire`], which version 3 records do not have. bincode writes a struct as its
-/// fields one after the other, so a record is decoded as this struct and then, while
-/// bytes are left, as the app version and the deadline.
+/// [`DeadlineWire`], which version 3 records do not have, then [`FirstStepWire`], which
+/// records before version 9 do not have. bincode writes a struct as its fields one after
+/// the other, so a record is decoded as this struct and then, while bytes are left, as
+/// the app version, the deadline and the first step.
 #[derive(Serialize, Deserialize)]
 struct WorkflowWire<'a> {
     name: &'a str,
@@ -178,6 +187,10 @@ type AppVersionWire<'a> = Option<&'a str>;
 /// The field schema version 4 appended to workflow records, after the app version
 /// (always written, `None` included, by this build).
 type DeadlineWire = Option<u64>;
+
+/// The field schema version 9 appended to workflow records, after the deadline (always
+/// written by this build).
+type FirstStepWire = u64;
 
 /// [`Completion`] on the wire, without the workflow id (it is in the key).
 #[derive(Serialize, Deserialize)]
@@ -308,16 +321,19 @@ pub(crate) fn encode_workflow(rec: &WorkflowRecord, out: &mut Vec<u8>) -> Result
     };
     let app_version: AppVersionWire<'_> = rec.app_version.as_deref();
     let deadline: DeadlineWire = rec.deadline_ms;
-    encode(&(wire, app_version, deadline), out)
+    let first_step: FirstStepWire = rec.first_step;
+    encode(&(wire, app_version, deadline, first_step), out)
 }
 
 /// Decodes the value stored under `key` as the record of workflow `id`. A record that
 /// ends before the app version (written under schema version 2) has none; one that ends
-/// before the deadline (schema version 3) has none.
+/// before the deadline (schema version 3) has none; one that ends before the first step
+/// (versions before 9) numbers its steps from 0.
 pub(crate) fn decode_workflow(key: &[u8], id: &str, value: &[u8]) -> Result<WorkflowRecord, Error> {
     let (wire, rest): (WorkflowWire<'_>, _) = decode_prefix(key, value)?;
     let (app_version, rest) = decode_appended::<AppVersionWire<'_>>(key, rest, "app version")?;
     let (deadline_ms, rest) = decode_appended::<DeadlineWire>(key, rest, "deadline")?;
+    let (first_step, rest) = decode_appended::<FirstStepWire>(key, rest, "first step")?;
     if !rest.is_empty() {
         return Err(corrupt(
             key,
@@ -337,6 +353,7 @@ pub(crate) fn decode_workflow(key: &[u8], id: &str, value: &[u8]) -> Result<Work
         recovery_attempts: wire.recovery_attempts,
         app_version,
         deadline_ms,
+        first_step: first_step.unwrap_or(0),
     })
 }
 

@@ -229,8 +229,14 @@ pub struct WorkflowRecord {
     /// The workflow's deadline, in milliseconds since the UNIX epoch on the runtime's
     /// clock: past it, the runtime cancels the workflow (`StartOptions::timeout`).
     /// `None` for a workflow without one, and for records written before schema
-    /// version 4, which had no such field. Last in the struct as on the wire.
+    /// version 4, which had no such field.
     pub deadline_ms: Option<u64>,
+    /// The id of the first step of the workflow's current run: 0 for its first run;
+    /// a run that continues as new (`Ctx::continue_as_new`) hands on the number of steps
+    /// it created, so no step id (nor a child id or an awakeable token named after one)
+    /// of an earlier run is used again. 0 for records written before schema version 9.
+    /// Last in the struct as on the wire.
+    pub first_step: u64,
 }
 
 impl WorkflowRecord {
@@ -259,6 +265,7 @@ impl WorkflowRecord {
             recovery_attempts: 0,
             app_version: None,
             deadline_ms: None,
+            first_step: 0,
         }
     }
 }

@@ -111,28 +111,32 @@ fn every_truncation_of_a_workflow_record_is_corrupt() {
     let journal = populated();
     let record = workflow("w", Status::Succeeded);
     let value = encode_workflow(&record);
-    // But two: cut right before the app version (schema 3's field), the value is a
-    // complete schema-2 record, which reads with no app version and no deadline; cut
-    // right before the deadline (schema 4's field), a complete schema-3 record, which
-    // reads with no deadline.
+    // But three: cut right before the app version (schema 3's field), the value is a
+    // complete schema-2 record, which reads with no app version, no deadline and steps
+    // from 0; cut right before the deadline (schema 4's field), a complete schema-3
+    // record, which reads with no deadline; cut right before the first step (schema
+    // 9's field), a complete schema-8 record, which numbers its steps from 0.
     let mut v2 = record.clone();
     v2.app_version = None;
     v2.deadline_ms = None;
-    let v2_len = encode_workflow(&v2).len() - 2;
+    v2.first_step = 0;
+    let v2_len = encode_workflow(&v2).len() - 3;
     let mut v3 = record.clone();
     v3.deadline_ms = None;
-    let v3_len = encode_workflow(&v3).len() - 1;
+    v3.first_step = 0;
+    let v3_len = encode_workflow(&v3).len() - 2;
+    let mut v8 = record.clone();
+    v8.first_step = 0;
+    let v8_len = encode_workflow(&v8).len() - 1;
     assert!(record.deadline_ms.is_some() && record.app_version.is_some());
+    assert!(record.first_step > 0);
     for len in 1..value.len() {
         journal
             .raw_insert(&workflow_key("w"), &value[..len])
             .unwrap();
-        if len == v2_len {
-            assert_eq!(journal.workflow("w").unwrap(), Some(v2.clone()));
-            continue;
-        }
-        if len == v3_len {
-            assert_eq!(journal.workflow("w").unwrap(), Some(v3.clone()));
+        let complete = [(v2_len, &v2), (v3_len, &v3), (v8_len, &v8)];
+        if let Some((_, older)) = complete.iter().find(|(at, _)| *at == len) {
+            assert_eq!(journal.workflow("w").unwrap().as_ref(), Some(*older));
             continue;
         }
         let (key, _) = corrupt_key(journal.workflow("w").unwrap_err());

@@ -50,6 +50,7 @@ fn expected_record(n: u64) -> WorkflowRecord {
         recovery_attempts: n as u32,
         app_version: None,
         deadline_ms: None,
+        first_step: 0,
     }
 }
 

@@ -22,6 +22,7 @@ fn record(id: String) -> impl Strategy<Value = WorkflowRecord> {
         any::<u32>(),
         proptest::option::of(".{0,8}"),
         proptest::option::of(any::<u64>()),
+        any::<u64>(),
     )
         .prop_map(
             move |(
@@ -34,6 +35,7 @@ fn record(id: String) -> impl Strategy<Value = WorkflowRecord> {
                 recovery_attempts,
                 app_version,
                 deadline_ms,
+                first_step,
             )| {
                 WorkflowRecord {
                     id: id.clone(),
@@ -46,6 +48,7 @@ fn record(id: String) -> impl Strategy<Value = WorkflowRecord> {
                     recovery_attempts,
                     app_version,
                     deadline_ms,
+                    first_step,
                 }
             },
         )

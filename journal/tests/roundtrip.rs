@@ -29,6 +29,7 @@ fn workflow_records_of_every_status_and_output_round_trip() {
         recovery_attempts: u32::MAX,
         app_version: Some(String::new()),
         deadline_ms: Some(u64::MAX),
+        first_step: u64::MAX,
     };
     batch.put_workflow(empty.clone());
     journal.commit(&batch).unwrap();

@@ -1,11 +1,12 @@
-//! Schema version 8 (an enqueued workflow's record held in its `Pending` index entry),
+//! Schema version 9 (the first step of a workflow's current run at the end of its
+//! record), version 8 (an enqueued workflow's record held in its `Pending` index entry),
 //! version 7 (no status-index entries for `Succeeded`), version 6 (queue entries in
 //! `Pending` index entries), version 5 (no status-index entries for queued workflows)
 //! and version 4 (the deadline at the end of workflow records) open the journals of
 //! schema versions 2 (no app version, no deadline), 3 (no deadline), 4 (the queued
 //! statuses indexed), 5 (queue entries as queue records of their own), 6 (`Succeeded`
-//! indexed) and 7 (queued workflows with records of their own), and still refuse
-//! version 1.
+//! indexed), 7 (queued workflows with records of their own) and 8 (no first step), and
+//! still refuse version 1.
 //!
 //! The old journals are built the way the old code wrote them: the workflow value is the
 //! old wire struct, defined here field for field as `codec.rs` had it, after the
@@ -82,6 +83,15 @@ fn v3_value(rec: &WorkflowRecord) -> Vec<u8> {
     value
 }
 
+/// The stored bytes of `rec` under schema versions 4 to 8: the version-3 fields, then the
+/// deadline, nothing after it.
+fn v8_value(rec: &WorkflowRecord) -> Vec<u8> {
+    let mut value = v3_value(rec);
+    bincode::serde::encode_into_std_write(rec.deadline_ms, &mut value, bincode::config::standard())
+        .unwrap();
+    value
+}
+
 /// A closed journal at `path` that the version-2 code could have left: schema 2, a
 /// pending and a succeeded workflow in the old record layout, and completions (whose
 /// layout did not change).
@@ -98,6 +108,7 @@ fn old_journal(path: &Path, version: u32) -> Vec<WorkflowRecord> {
     ];
     for rec in &mut records {
         rec.deadline_ms = None; // versions 2 and 3 had no such field
+        rec.first_step = 0; // nor any version before 9 this one
         if version == 2 {
             rec.app_version = None; // nor version 2 this one
         }
@@ -177,18 +188,69 @@ fn the_old_layouts_are_shorter_than_a_record_without_app_version_or_deadline() {
     // version-2 layout, and one with an app version but no deadline with one more byte
     // (the deadline's `None`) than the version-3 layout.
     let rec = workflow("w", Status::Failed);
+    // Since version 9 one more byte ends both (the first step, 0).
     let mut without = rec.clone();
     without.app_version = None;
     without.deadline_ms = None;
+    without.first_step = 0;
     let new = ordo_journal::fuzzing::encode_workflow(&without);
-    assert_eq!(new.len(), v2_value(&rec).len() + 2);
-    assert_eq!(new[..new.len() - 2], v2_value(&rec)[..]);
+    assert_eq!(new.len(), v2_value(&rec).len() + 3);
+    assert_eq!(new[..new.len() - 3], v2_value(&rec)[..]);
 
     let mut no_deadline = rec.clone();
     no_deadline.deadline_ms = None;
+    no_deadline.first_step = 0;
     let new = ordo_journal::fuzzing::encode_workflow(&no_deadline);
-    assert_eq!(new.len(), v3_value(&rec).len() + 1);
-    assert_eq!(new[..new.len() - 1], v3_value(&rec)[..]);
+    assert_eq!(new.len(), v3_value(&rec).len() + 2);
+    assert_eq!(new[..new.len() - 2], v3_value(&rec)[..]);
+
+    // And a version 8 record is the new one without its last byte.
+    let mut first_run = rec.clone();
+    first_run.first_step = 0;
+    let new = ordo_journal::fuzzing::encode_workflow(&first_run);
+    assert_eq!(new[..new.len() - 1], v8_value(&rec)[..]);
+}
+
+#[test]
+fn a_version_8_journal_numbers_its_runs_from_0_and_is_marked_version_9_when_written() {
+    let dir = tempfile::tempdir().unwrap();
+    let path = dir.path().join("j");
+    // What the version-8 code left: a pending workflow's record without a first step.
+    // (A record of its own and an empty `Pending` entry, as every version wrote a
+    // workflow resumed after a restart.)
+    let mut old = workflow("old-pending", Status::Pending);
+    with_index_entries(&path, &[], &[], 8);
+    {
+        let journal = SledJournal::open(&path, Durability::Flush).unwrap();
+        journal
+            .raw_insert(&workflow_key(&old.id), &v8_value(&old))
+            .unwrap();
+        journal
+            .raw_insert(&status_key(Status::Pending, &old.id), &[])
+            .unwrap();
+        journal
+            .raw_insert(schema_key(), &8u32.to_be_bytes())
+            .unwrap();
+    }
+    old.first_step = 0;
+    {
+        let journal = open_read_only_at(&path, 8);
+        assert_eq!(journal.workflow(&old.id).unwrap().as_ref(), Some(&old));
+    }
+    let journal = SledJournal::open(&path, Durability::Flush).unwrap();
+    assert_eq!(stored_schema(&journal), SCHEMA_VERSION);
+    assert_eq!(journal.workflow(&old.id).unwrap().as_ref(), Some(&old));
+    // It continues as new: its next run's first step is recorded, and read back.
+    let mut next = old.clone();
+    next.first_step = 7;
+    next.input = b"next run".to_vec();
+    let mut batch = Batch::new();
+    batch.update_workflow(next.clone(), Status::Pending);
+    batch.reset_completions(&next.id);
+    journal.commit(&batch).unwrap();
+    drop(journal);
+    let journal = SledJournal::open_existing(&path).unwrap();
+    assert_eq!(journal.workflow(&old.id).unwrap(), Some(next));
 }
 
 #[test]
@@ -312,7 +374,7 @@ fn a_version_3_journal_opens_with_no_deadlines_and_is_marked_version_4_when_writ
     }
     let journal = SledJournal::open(&path, Durability::Flush).unwrap();
     assert_eq!(stored_schema(&journal), SCHEMA_VERSION);
-    assert_eq!(SCHEMA_VERSION, 8);
+    assert_eq!(SCHEMA_VERSION, 9);
 
     // The old pending workflow gets a rewrite in the new layout (with a deadline), a new
     // one is added; the untouched old record still reads in its old layout.
@@ -334,7 +396,7 @@ fn a_version_3_journal_opens_with_no_deadlines_and_is_marked_version_4_when_writ
 }
 
 #[test]
-fn a_record_with_garbage_after_its_deadline_is_corrupt() {
+fn a_record_with_garbage_after_its_last_field_is_corrupt() {
     let journal = SledJournal::temporary().unwrap();
     let mut rec = workflow("w", Status::Pending);
     rec.app_version = Some("1.0".into());
@@ -347,10 +409,11 @@ fn a_record_with_garbage_after_its_deadline_is_corrupt() {
         err.to_string(),
         "corrupt journal record at workflow/w: 1 trailing bytes after the value"
     );
-    // A deadline cut short is corrupt too, not a record without one.
+    // A deadline cut short is corrupt too, not a record without one (the last byte is
+    // the first step's).
     let value = ordo_journal::fuzzing::encode_workflow(&rec);
     journal
-        .raw_insert(&workflow_key("w"), &value[..value.len() - 1])
+        .raw_insert(&workflow_key("w"), &value[..value.len() - 2])
         .unwrap();
     let err = journal.workflow("w").unwrap_err();
     assert!(err.to_string().contains("undecodable deadline"), "{err}");

@@ -918,8 +918,15 @@ impl Core {
         // A token is given out by the step that creates the awakeable: one naming a step
         // not created yet, or a step of another kind, was not given out (a stored
         // resolution would complete whatever awakeable that step later turns out to be).
+        let earlier_run = || {
+            unknown(format!(
+                "step {step_id} belongs to an earlier run of workflow {workflow_id:?}, \
+                 which continued as new"
+            ))
+        };
         let running = self.running.borrow().get(&workflow_id).cloned();
         match running {
+            Some(wf) if step_id < wf.first_step.get() => return Err(earlier_run()),
             Some(wf) if step_id >= wf.steps_created() => {
                 return Err(unknown(format!(
                     "workflow {workflow_id:?} has created no step {step_id}"
@@ -936,7 +943,11 @@ impl Core {
                 }
             }
             None => {
-                let status = self.store.workflow(&workflow_id)?.map(|r| r.status);
+                let record = self.store.workflow(&workflow_id)?;
+                if record.as_ref().is_some_and(|r| step_id < r.first_step) {
+                    return Err(earlier_run());
+                }
+                let status = record.map(|r| r.status);
                 if !matches!(status, Some(Status::Pending) | None) {
                     return Err(unknown(format!(
                         "workflow {workflow_id:?} has ended ({})",

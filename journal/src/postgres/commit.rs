@@ -71,6 +71,7 @@ pub(crate) struct Encoded {
     wf_attempts: Vec<i32>,
     wf_app: Vec<Option<String>>,
     wf_deadline: Vec<Option<i64>>,
+    wf_first_step: Vec<i64>,
     /// Whether the record is new (a start): inserted only where no record has its id.
     wf_new: Vec<bool>,
     type_fp: Vec<i64>,
@@ -155,6 +156,7 @@ impl Encoded {
                 .push(i32::from_ne_bytes(w.recovery_attempts.to_ne_bytes()));
             e.wf_app.push(w.app_version.clone());
             e.wf_deadline.push(w.deadline_ms.map(signed));
+            e.wf_first_step.push(signed(w.first_step));
         }
         for i in last_of(batch.types.iter().map(|t| t.0)) {
             e.type_fp.push(signed(batch.types[i].0));
@@ -319,7 +321,7 @@ impl Encoded {
     }
 
     /// The workflow records' columns, in the statements' order.
-    fn workflow_columns(&self) -> [&(dyn ToSql + Sync); 11] {
+    fn workflow_columns(&self) -> [&(dyn ToSql + Sync); 12] {
         [
             &self.wf_id,
             &self.wf_name,
@@ -332,6 +334,7 @@ impl Encoded {
             &self.wf_attempts,
             &self.wf_app,
             &self.wf_deadline,
+            &self.wf_first_step,
         ]
     }
 
@@ -442,7 +445,7 @@ impl Encoded {
         }
         if self.only_records_and_completions() && self.wf_id.is_empty() && self.note_kind.is_empty()
         {
-            let mut params: Vec<&(dyn ToSql + Sync)> = Vec::with_capacity(11);
+            let mut params: Vec<&(dyn ToSql + Sync)> = Vec::with_capacity(11); // worker, epoch and the nine completion columns
             params.extend([&worker as &(dyn ToSql + Sync), &epoch]);
             params.extend(self.completion_columns());
             return answer(c.query_opt(&st.steps, &params).await?);

@@ -985,6 +985,7 @@ fn workflow_from_row(row: &Row) -> Result<WorkflowRecord, tokio_postgres::Error>
         recovery_attempts: u32::from_ne_bytes(attempts.to_ne_bytes()),
         app_version: row.try_get(9)?,
         deadline_ms: row.try_get::<_, Option<i64>>(10)?.map(unsigned),
+        first_step: unsigned(row.try_get(11)?),
         id,
     })
 }

@@ -16,7 +16,7 @@ use super::session::db_error;
 use crate::Error;
 
 /// The schema version this build writes.
-pub(crate) const VERSION: i32 = 2;
+pub(crate) const VERSION: i32 = 3;
 
 /// The advisory lock key migrations hold (any constant; "ordo" in ASCII).
 const MIGRATION_LOCK: i64 = 0x6f72_646f;
@@ -197,6 +197,11 @@ END $$;
 -- workers (`reserve_holder`): until that commit writes the queue record again, the
 -- reserving worker is named here, and the id stays taken while that worker lives.
 ALTER TABLE ordo.queue_records ADD COLUMN reserved_by int8;
+"#,
+    r#"
+-- The first step id of the workflow's current run (`WorkflowRecord::first_step`): a run
+-- that continues as new hands its step numbering on. Earlier records number from 0.
+ALTER TABLE ordo.workflows ADD COLUMN first_step int8 NOT NULL DEFAULT 0;
 "#,
 ];
 

@@ -54,7 +54,7 @@ macro_rules! statements {
 }
 
 const WORKFLOW_COLUMNS: &str = "id, name, status, input, output_ok, output, created_ms, \
-     updated_ms, recovery_attempts, app_version, deadline_ms";
+     updated_ms, recovery_attempts, app_version, deadline_ms, first_step";
 
 /// Parameters `$first`, `$first + 1`, ... cast to arrays of `types`, in order.
 fn typed_arrays(first: u32, types: &[&str]) -> Vec<String> {
@@ -65,17 +65,18 @@ fn typed_arrays(first: u32, types: &[&str]) -> Vec<String> {
         .collect()
 }
 
-/// `unnest` of the workflow record columns from parameter `$first` on (eleven of
+/// `unnest` of the workflow record columns from parameter `$first` on (twelve of
 /// them) and whether each is new (`$is_new`), as rows `u`.
 fn workflow_rows(first: u32, is_new: u32) -> String {
     let types = [
         "text", "text", "int2", "bytea", "bool", "bytea", "int8", "int8", "int4", "text", "int8",
+        "int8",
     ];
     let columns = typed_arrays(first, &types);
     format!(
         "unnest({}, ${is_new}::bool[])
             AS u(id, name, status, input, output_ok, output, created_ms, updated_ms,
-                recovery_attempts, app_version, deadline_ms, is_new)",
+                recovery_attempts, app_version, deadline_ms, first_step, is_new)",
         columns.join(", ")
     )
 }
@@ -126,11 +127,11 @@ fn completion_rows(new: String) -> String {
 }
 
 /// A commit in one statement (`fast`, `steps`, `fast_known` and `fast`'s `_notify`
-/// forms): the fence, the workflow records if `records` (parameters 3 to 13 and 23,
-/// owner `$1`), the completions (from parameter 14, or 3 without records), and their
+/// forms): the fence, the workflow records if `records` (parameters 3 to 14 and 24,
+/// owner `$1`), the completions (from parameter 15, or 3 without records), and their
 /// append, checked by the server against each workflow's last recorded seq if
 /// `checked`; with `notify` (records only), the notifications of the commit (kinds
-/// `$24`, ids `$25`; see `notify`), sent at its end like the transaction's. Its answer:
+/// `$25`, ids `$26`; see `notify`), sent at its end like the transaction's. Its answer:
 /// the worker's commit count, and the new records refused; or no row if the worker was
 /// fenced, and then it wrote and notified nothing (every write is conditioned on
 /// `counted`).
@@ -141,7 +142,7 @@ fn completion_rows(new: String) -> String {
 /// one server, 222 against 208 µs). The row lock taken by `counted` orders the commit
 /// against a takeover all the same.
 pub(crate) fn one_statement_commit(records: bool, checked: bool, notify: bool) -> String {
-    let first = if records { 14 } else { 3 };
+    let first = if records { 15 } else { 3 };
     let completions = if checked {
         completion_rows(new_completions(first))
     } else {
@@ -158,7 +159,7 @@ pub(crate) fn one_statement_commit(records: bool, checked: bool, notify: bool) -
                 "u AS (SELECT * FROM {} WHERE EXISTS (SELECT FROM counted)),
         {},
         ",
-                workflow_rows(3, 23),
+                workflow_rows(3, 24),
                 upserts("$1")
             ),
             "array(SELECT id FROM u WHERE is_new EXCEPT SELECT id FROM fresh)",
@@ -173,7 +174,7 @@ pub(crate) fn one_statement_commit(records: bool, checked: bool, notify: bool) -
             format!(
                 ",
         notified AS (SELECT {NOTIFY} FROM (SELECT DISTINCT * FROM
-            unnest($24::text[], $25::text[]) AS u(k, i)) n)"
+            unnest($25::text[], $26::text[]) AS u(k, i)) n)"
             ),
             " WHERE (SELECT count(*) FROM notified) >= 0",
         )
@@ -276,20 +277,25 @@ const FREE: &str = "(q.value = $2 OR q.reserved_by = $3
 fn upserts(owner: &str) -> String {
     format!(
         "fresh AS (INSERT INTO ordo.workflows (id, name, status, input, output_ok, output,
-                created_ms, updated_ms, recovery_attempts, app_version, deadline_ms, owner)
+                created_ms, updated_ms, recovery_attempts, app_version, deadline_ms, first_step,
+                owner)
             SELECT id, name, status, input, output_ok, output, created_ms, updated_ms,
-                recovery_attempts, app_version, deadline_ms, {owner} FROM u WHERE is_new
+                recovery_attempts, app_version, deadline_ms, first_step, {owner}
+            FROM u WHERE is_new
             ON CONFLICT (id) DO NOTHING RETURNING id),
         put AS (INSERT INTO ordo.workflows (id, name, status, input, output_ok, output,
-                created_ms, updated_ms, recovery_attempts, app_version, deadline_ms, owner)
+                created_ms, updated_ms, recovery_attempts, app_version, deadline_ms, first_step,
+                owner)
             SELECT id, name, status, input, output_ok, output, created_ms, updated_ms,
-                recovery_attempts, app_version, deadline_ms, {owner} FROM u WHERE NOT is_new
+                recovery_attempts, app_version, deadline_ms, first_step, {owner}
+            FROM u WHERE NOT is_new
             ON CONFLICT (id) DO UPDATE SET name = EXCLUDED.name, status = EXCLUDED.status,
                 input = EXCLUDED.input, output_ok = EXCLUDED.output_ok,
                 output = EXCLUDED.output, created_ms = EXCLUDED.created_ms,
                 updated_ms = EXCLUDED.updated_ms,
                 recovery_attempts = EXCLUDED.recovery_attempts,
                 app_version = EXCLUDED.app_version, deadline_ms = EXCLUDED.deadline_ms,
+                first_step = EXCLUDED.first_step,
                 owner = EXCLUDED.owner)"
     )
 }
@@ -313,7 +319,7 @@ statements! {
     put_workflows = &format!("WITH u AS (SELECT * FROM {}),
         {}
         SELECT array(SELECT id FROM u WHERE is_new EXCEPT SELECT id FROM fresh)",
-        workflow_rows(1, 13), upserts("$12"));
+        workflow_rows(1, 14), upserts("$13"));
     put_types = "INSERT INTO ordo.types SELECT * FROM unnest($1::int8[], $2::text[])
         ON CONFLICT (fingerprint) DO UPDATE SET name = EXCLUDED.name";
     put_traces = "INSERT INTO ordo.trace_contexts SELECT * FROM unnest($1::text[], $2::text[])

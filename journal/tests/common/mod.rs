@@ -39,6 +39,7 @@ pub fn workflow(id: &str, status: Status) -> WorkflowRecord {
         recovery_attempts: 2,
         app_version: Some("1.4.2".to_owned()),
         deadline_ms: Some(1_700_000_060_000),
+        first_step: 12,
     }
 }
 
