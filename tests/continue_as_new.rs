@@ -205,3 +205,46 @@ fn each_run_continued_as_new_starts_its_own_children() {
         BTreeMap::from([(0, 1), (1, 1), (2, 1), (3, 1)])
     );
 }
+
+#[test]
+fn a_fork_of_a_later_run_replays_that_runs_steps_under_their_ids() {
+    let dir = journal_dir();
+    let rt = builder(dir.path())
+        .register("runs", |ctx: Ctx, round: u32| async move {
+            let got = ctx
+                .step("s", move || async move { Ok::<_, String>(round * 100) })
+                .await?;
+            if round < 2 {
+                return ctx.continue_as_new(round + 1).await;
+            }
+            ctx.set_event("waiting", true).await;
+            let bonus = ctx.recv::<u32>("go", Duration::from_secs(3_600)).await;
+            Ok::<_, String>(got + bonus.unwrap_or(0))
+        })
+        .build()
+        .expect("build");
+    let client = rt.client();
+    let original = rt
+        .start::<_, u32, String>("runs", "r", 0u32)
+        .expect("start");
+    // Until the third run has recorded its step and waits for "go".
+    let waiting = client.get_event::<bool>("r", "waiting", Duration::from_secs(10));
+    assert_eq!(rt.block_on(waiting).expect("read"), Some(true));
+    let third_run_first = rt
+        .journal()
+        .workflow("r")
+        .expect("read")
+        .expect("record")
+        .first_step;
+    assert!(
+        third_run_first > 0,
+        "the third run goes on from the earlier runs' steps"
+    );
+    let fork = rt.fork::<u32, String>("r", 1, "r-fork").expect("fork");
+    rt.block_on(client.send("r-fork", "go", 7u32))
+        .expect("send");
+    rt.block_on(client.send("r", "go", 9u32)).expect("send");
+    // The fork replays the copied step (200) under its id, then takes its own message.
+    assert_eq!(rt.block_on(fork.result()).expect("fork finishes"), Ok(207));
+    assert_eq!(rt.block_on(original.result()).expect("finishes"), Ok(209));
+}
