@@ -60,6 +60,8 @@ pub(crate) struct WorkflowState {
     /// when a run that continues as new is committed (see `Core::commit_with`), before
     /// the next run creates a step.
     pub(crate) first_step: Cell<u64>,
+    /// Whether its awakeable tokens are keyed ([`WorkflowRecord::keyed_tokens`]).
+    pub(crate) keyed_tokens: bool,
     /// Recovery attempts as recorded: counts resumptions that ended without progress
     /// (a crash or a panic). Reset to 0 in the commit of the first new completion.
     pub(crate) recovery_attempts: Cell<u32>,
@@ -195,6 +197,7 @@ impl WorkflowState {
             app_version: record.app_version.clone(),
             deadline_ms: record.deadline_ms,
             first_step: Cell::new(record.first_step),
+            keyed_tokens: record.keyed_tokens,
             recovery_attempts: Cell::new(record.recovery_attempts),
             before_resume: RefCell::new(None),
             settling: Cell::new(Settling::Settled),
@@ -527,6 +530,7 @@ impl WorkflowState {
             app_version: self.app_version.clone(),
             deadline_ms: self.deadline_ms,
             first_step: self.first_step.get(),
+            keyed_tokens: self.keyed_tokens,
         }
     }
 
@@ -556,6 +560,7 @@ impl WorkflowState {
             app_version: self.app_version.clone(),
             deadline_ms: self.deadline_ms,
             first_step: self.first_step.get(),
+            keyed_tokens: self.keyed_tokens,
         }
     }
 

@@ -429,22 +429,48 @@ fn an_awakeable_resolved_from_another_thread_while_embedded_in_tokio() {
     );
 }
 
-/// A token for a step the workflow has not created, for a step that is not an
-/// awakeable, or for a workflow that has ended is refused (`UnknownAwakeable`): stored,
-/// it would complete whatever awakeable that step later turned out to be. The token the
-/// workflow gave out resolves it.
-#[test]
-fn tokens_no_awakeable_gave_out_are_refused() {
-    async fn gate(ctx: Ctx, _: ()) -> Result<u64, String> {
-        let (token, paid) = ctx.awakeable::<u64>();
-        ctx.set_event("token", token).await;
-        let slow = ctx.step("slow", || async {
-            ordo::executor::sleep(Duration::from_millis(50)).await;
-            Ok::<_, String>(1u64)
-        });
-        let (paid, slow) = futures::join!(paid, slow);
-        Ok(paid? + slow?)
+async fn gate(ctx: Ctx, _: ()) -> Result<u64, String> {
+    let (token, paid) = ctx.awakeable::<u64>();
+    ctx.set_event("token", token).await;
+    let slow = ctx.step("slow", || async {
+        ordo::executor::sleep(Duration::from_millis(50)).await;
+        Ok::<_, String>(1u64)
+    });
+    let (paid, slow) = futures::join!(paid, slow);
+    Ok(paid? + slow?)
+}
+
+/// Asserts `result` is `UnknownAwakeable` saying `why`.
+fn refused(result: Result<(), Error>, why: &str) {
+    assert!(
+        matches!(&result, Err(Error::UnknownAwakeable { reason, .. }) if reason.contains(why)),
+        "{result:?}"
+    );
+}
+
+/// The token of step `n` of the workflow that gave out `token`, made up from it: the
+/// workflow's id and a step number, with the tag (if any) left as it was.
+fn made_up(token: &str, n: u64) -> String {
+    let plain = token.starts_with("ordo-awk1-");
+    let (stem, tag) = match plain {
+        true => (token, ""),
+        false => token
+            .rsplit_once('-')
+            .expect("a keyed token ends in its tag"),
+    };
+    let (stem, _) = stem.rsplit_once('-').expect("a token names its step");
+    match plain {
+        true => format!("{stem}-{n}"),
+        false => format!("{stem}-{n}-{tag}"),
     }
+}
+
+/// A token cannot be made up: one that names a workflow and a step but is not the one
+/// that workflow gave out (its tag is the journal's key's over the workflow and the
+/// step) is refused (`UnknownAwakeable`), whatever the step is, and so is the plain
+/// form of the real token. The token the workflow gave out resolves it.
+#[test]
+fn a_token_made_up_from_a_workflow_id_and_a_step_is_refused() {
     let rt = ordo_testkit::store::temporary()
         .register("gate", gate)
         .build()
@@ -455,22 +481,73 @@ fn tokens_no_awakeable_gave_out_are_refused() {
         .block_on(client.get_event("g", "token", HOUR))
         .expect("read")
         .expect("a token");
-    let step = |n: u64| {
-        let (stem, _) = token.rsplit_once('-').expect("a token ends in its step");
-        format!("{stem}-{n}")
-    };
-    let refused = |result: Result<(), Error>, why: &str| {
-        assert!(
-            matches!(&result, Err(Error::UnknownAwakeable { reason, .. }) if reason.contains(why)),
-            "{result:?}"
+    assert!(token.starts_with("ordo-awk2-"), "{token}");
+    let hex: String = "g".bytes().map(|b| format!("{b:02x}")).collect();
+    let step = token.split('-').nth(3).expect("a step").to_string();
+    for forged in [
+        made_up(&token, 9),
+        made_up(&token, 2),
+        format!("ordo-awk1-{hex}-{step}"),
+        format!("ordo-awk2-{hex}-{step}-{}", "0".repeat(32)),
+    ] {
+        refused(
+            rt.block_on(client.resolve_awakeable(&forged, 5u64)),
+            "gave out no such token",
         );
-    };
+    }
+    rt.block_on(client.resolve_awakeable(&token, 41u64))
+        .expect("the real token");
+    assert_eq!(rt.block_on(h.result()).expect("runs"), Ok(42));
+}
+
+/// A workflow recorded before the journal kept a token key (schema 8 and older) may have
+/// handed out plain tokens: it goes on giving out plain ones, which resolve it, also
+/// after a restart. A plain token for a step it has not created, for a step that is not
+/// an awakeable, or once it has ended is refused (`UnknownAwakeable`): stored, it would
+/// complete whatever awakeable that step later turned out to be.
+#[test]
+fn a_workflow_recorded_before_token_keys_keeps_plain_tokens_and_refuses_made_up_ones() {
+    let dir = journal_dir();
+    {
+        // Started, no step taken: as an older build left it.
+        let rt = builder(dir.path())
+            .register("gate", |_: Ctx, _: ()| {
+                std::future::pending::<Result<u64, String>>()
+            })
+            .build()
+            .expect("build");
+        let _h = rt.start::<_, u64, String>("gate", "g", ()).expect("start");
+        let wait = rt
+            .client()
+            .get_event::<String>("g", "never", Duration::from_millis(50));
+        assert_eq!(rt.block_on(wait).expect("read"), None);
+    }
+    {
+        let journal = ordo_testkit::store::open(dir.path());
+        let mut old = journal.workflow("g").expect("read").expect("recorded");
+        old.keyed_tokens = false;
+        let mut batch = ordo_journal::Batch::new();
+        batch.update_workflow(old, Status::Pending);
+        journal.commit(&batch).expect("commit");
+    }
+    let rt = builder(dir.path())
+        .register("gate", gate)
+        .build()
+        .expect("build");
+    rt.recover().expect("recover");
+    let h = rt.handle::<u64, String>("g").expect("handle");
+    let client = rt.client();
+    let token: String = rt
+        .block_on(client.get_event("g", "token", HOUR))
+        .expect("read")
+        .expect("a token");
+    assert!(token.starts_with("ordo-awk1-"), "{token}");
     refused(
-        rt.block_on(client.resolve_awakeable(&step(9), 5u64)),
+        rt.block_on(client.resolve_awakeable(&made_up(&token, 9), 5u64)),
         "no step 9",
     );
     refused(
-        rt.block_on(client.resolve_awakeable(&step(2), 5u64)),
+        rt.block_on(client.resolve_awakeable(&made_up(&token, 2), 5u64)),
         "not an awakeable",
     );
     rt.block_on(client.resolve_awakeable(&token, 41u64))
@@ -478,7 +555,7 @@ fn tokens_no_awakeable_gave_out_are_refused() {
     assert_eq!(rt.block_on(h.result()).expect("runs"), Ok(42));
     // Ended without an awakeable at step 9: still refused.
     refused(
-        rt.block_on(client.resolve_awakeable(&step(9), 5u64)),
+        rt.block_on(client.resolve_awakeable(&made_up(&token, 9), 5u64)),
         "has ended",
     );
 }
@@ -527,4 +604,31 @@ fn a_client_whose_runtime_is_gone_gets_a_typed_error() {
     let err =
         futures::executor::block_on(client.send("pay", "t", 1u8)).expect_err("the runtime is gone");
     assert!(matches!(err, Error::RuntimeGone), "{err}");
+}
+
+/// A token handed out before a restart still resolves its awakeable after it: the key
+/// that tags it is the journal's, kept with it, not the process's.
+#[test]
+fn a_token_given_out_before_a_restart_resolves_the_awakeable_after_it() {
+    let dir = journal_dir();
+    let token: String = {
+        let rt = builder(dir.path())
+            .register("gate", gate)
+            .build()
+            .expect("build");
+        let _h = rt.start::<_, u64, String>("gate", "g", ()).expect("start");
+        let client = rt.client();
+        rt.block_on(client.get_event("g", "token", HOUR))
+            .expect("read")
+            .expect("a token")
+    };
+    let rt = builder(dir.path())
+        .register("gate", gate)
+        .build()
+        .expect("build");
+    rt.recover().expect("recover");
+    let h = rt.handle::<u64, String>("g").expect("handle");
+    rt.block_on(rt.client().resolve_awakeable(&token, 41u64))
+        .expect("the token given out before the restart");
+    assert_eq!(rt.block_on(h.result()).expect("runs"), Ok(42));
 }

@@ -87,6 +87,7 @@ fn every_workflow_record_field_round_trips() {
             app_version: Some("v2".into()),
             deadline_ms: Some(u64::MAX),
             first_step: u64::MAX,
+            keyed_tokens: false,
         };
         batch.put_workflow(edge.clone());
         expected.push(edge);
@@ -1011,7 +1012,7 @@ fn workers_starting_together_migrate_once_and_a_newer_schema_is_refused() {
     assert_eq!(psql("SELECT version FROM ordo.schema_version"), "3");
     assert_eq!(psql("SELECT count(*) FROM ordo.workers"), "4");
     // A database at version 1 (before reservations of deduplication ids, and before
-    // version 3's first step of a run) is migrated, its records kept.
+    // version 3's first step of a run and token key) is migrated, its records kept.
     let mut batch = Batch::new();
     batch.insert_workflow(record("from-v1", Status::Pending));
     batch.put_queue_record(b"k".to_vec(), b"v".to_vec());
@@ -1022,10 +1023,12 @@ fn workers_starting_together_migrate_once_and_a_newer_schema_is_refused() {
         .unwrap();
     psql("ALTER TABLE ordo.queue_records DROP COLUMN reserved_by");
     psql("ALTER TABLE ordo.workflows DROP COLUMN first_step");
+    psql("ALTER TABLE ordo.workflows DROP COLUMN keyed_tokens");
+    psql("DROP TABLE ordo.token_key");
     psql("UPDATE ordo.schema_version SET version = 1");
     let migrated = PgOptions::new(&url).connect().unwrap();
     assert_eq!(psql("SELECT version FROM ordo.schema_version"), "3");
-    for column in ["reserved_by", "first_step"] {
+    for column in ["reserved_by", "first_step", "keyed_tokens"] {
         assert_eq!(
             psql(&format!(
                 "SELECT count(*) FROM information_schema.columns WHERE column_name = '{column}'"
@@ -1034,7 +1037,13 @@ fn workers_starting_together_migrate_once_and_a_newer_schema_is_refused() {
         );
     }
     let kept = migrated.workflow("from-v1").unwrap().unwrap();
-    assert_eq!((kept.id.as_str(), kept.first_step), ("from-v1", 0));
+    // Recorded before version 3: steps from 0, plain tokens; and the journal has a key.
+    assert_eq!(
+        (kept.id.as_str(), kept.first_step, kept.keyed_tokens),
+        ("from-v1", 0, false)
+    );
+    assert!(migrated.token_key().is_some());
+    assert_eq!(psql("SELECT length(key) FROM ordo.token_key"), "16");
     assert_eq!(migrated.queue_records(b"k").unwrap().len(), 1);
     assert_eq!(
         migrated.reserve_queue_holder(b"d", "holder").unwrap(),

@@ -32,13 +32,16 @@ pub const FORMAT_VERSION: u8 = 1;
 /// assert_eq!(ordo_journal::SCHEMA_VERSION, 9);
 /// ```
 ///
-/// Version 9 added the id of the first step of the workflow's current run after the
-/// deadline ([`WorkflowRecord::first_step`]): a run that continues as new hands its
-/// step numbering on, so the next run's steps, and the children and awakeable tokens
-/// named after them, never reuse an earlier run's ids. Journals of versions 2 to 8 still
-/// open: their records end before it and number their steps from 0, as those versions
-/// did; opening one for writing marks it version 9 (no record is rewritten), so an older
-/// build, which would take the new field for trailing garbage, refuses it instead.
+/// Version 9 added two fields after the deadline: the id of the first step of the
+/// workflow's current run ([`WorkflowRecord::first_step`]: a run that continues as new
+/// hands its step numbering on, so the next run's steps, and the children and awakeable
+/// tokens named after them, never reuse an earlier run's ids), and whether its awakeable
+/// tokens are tagged with the journal's [`TokenKey`](crate::TokenKey)
+/// ([`WorkflowRecord::keyed_tokens`]), which the journal keeps from then on. Journals of
+/// versions 2 to 8 still open: their records end before both, number their steps from 0
+/// and keep plain tokens, as those versions did; opening one for writing marks it
+/// version 9 and draws its token key (no record is rewritten), so an older build, which
+/// would take the new fields for trailing garbage, refuses it instead.
 ///
 /// Version 8 keeps the record of a workflow enqueued into a queue in its `Pending`
 /// status-index entry, next to its queue entry and (once it started) its start mark,
@@ -166,7 +169,7 @@ impl<'a> OutcomeWire<'a> {
 /// [`DeadlineWire`], which version 3 records do not have, then [`FirstStepWire`], which
 /// records before version 9 do not have. bincode writes a struct as its fields one after
 /// the other, so a record is decoded as this struct and then, while bytes are left, as
-/// the app version, the deadline and the first step.
+/// the app version, the deadline, the first step and whether its tokens are keyed.
 #[derive(Serialize, Deserialize)]
 struct WorkflowWire<'a> {
     name: &'a str,
@@ -191,6 +194,10 @@ type DeadlineWire = Option<u64>;
 /// The field schema version 9 appended to workflow records, after the deadline (always
 /// written by this build).
 type FirstStepWire = u64;
+
+/// The second field schema version 9 appended, after the first step (always written by
+/// this build).
+type KeyedTokensWire = bool;
 
 /// [`Completion`] on the wire, without the workflow id (it is in the key).
 #[derive(Serialize, Deserialize)]
@@ -322,18 +329,27 @@ pub(crate) fn encode_workflow(rec: &WorkflowRecord, out: &mut Vec<u8>) -> Result
     let app_version: AppVersionWire<'_> = rec.app_version.as_deref();
     let deadline: DeadlineWire = rec.deadline_ms;
     let first_step: FirstStepWire = rec.first_step;
-    encode(&(wire, app_version, deadline, first_step), out)
+    let keyed: KeyedTokensWire = rec.keyed_tokens;
+    encode(&(wire, app_version, deadline, first_step, keyed), out)
 }
 
 /// Decodes the value stored under `key` as the record of workflow `id`. A record that
 /// ends before the app version (written under schema version 2) has none; one that ends
 /// before the deadline (schema version 3) has none; one that ends before the first step
-/// (versions before 9) numbers its steps from 0.
+/// (versions before 9) numbers its steps from 0 and has plain tokens.
 pub(crate) fn decode_workflow(key: &[u8], id: &str, value: &[u8]) -> Result<WorkflowRecord, Error> {
     let (wire, rest): (WorkflowWire<'_>, _) = decode_prefix(key, value)?;
     let (app_version, rest) = decode_appended::<AppVersionWire<'_>>(key, rest, "app version")?;
     let (deadline_ms, rest) = decode_appended::<DeadlineWire>(key, rest, "deadline")?;
     let (first_step, rest) = decode_appended::<FirstStepWire>(key, rest, "first step")?;
+    let (keyed_tokens, rest) = match first_step {
+        // Both fields came with version 9: a record with the one has the other.
+        Some(_) => match decode_appended::<KeyedTokensWire>(key, rest, "token kind")? {
+            (Some(keyed), rest) => (keyed, rest),
+            (None, _) => return Err(corrupt(key, "the record ends before its token kind".into())),
+        },
+        None => (false, rest),
+    };
     if !rest.is_empty() {
         return Err(corrupt(
             key,
@@ -354,6 +370,7 @@ pub(crate) fn decode_workflow(key: &[u8], id: &str, value: &[u8]) -> Result<Work
         app_version,
         deadline_ms,
         first_step: first_step.unwrap_or(0),
+        keyed_tokens,
     })
 }
 

@@ -113,6 +113,7 @@ mod retention;
 mod seal;
 mod sled;
 mod store;
+mod token_key;
 
 #[doc(hidden)]
 pub mod fuzzing;
@@ -131,3 +132,4 @@ pub use crate::record::{Batch, Completion, Outcome, ParseStatusError, Status, Wo
 pub use crate::retention::{finished_before, FINISHED, GC_BATCH};
 pub use crate::sled::SledJournal;
 pub use crate::store::{Elsewhere, Store};
+pub use crate::token_key::TokenKey;

@@ -235,8 +235,13 @@ pub struct WorkflowRecord {
     /// a run that continues as new (`Ctx::continue_as_new`) hands on the number of steps
     /// it created, so no step id (nor a child id or an awakeable token named after one)
     /// of an earlier run is used again. 0 for records written before schema version 9.
-    /// Last in the struct as on the wire.
     pub first_step: u64,
+    /// Whether the awakeable tokens of this workflow carry a tag of the journal's
+    /// [`TokenKey`](crate::TokenKey), so that nobody makes one up: true for every
+    /// workflow recorded since schema version 9 ([`WorkflowRecord::new`]); false for
+    /// records written before, whose workflows may have handed out tokens of the plain
+    /// kind already, which stay valid. Last in the struct as on the wire.
+    pub keyed_tokens: bool,
 }
 
 impl WorkflowRecord {
@@ -266,6 +271,7 @@ impl WorkflowRecord {
             app_version: None,
             deadline_ms: None,
             first_step: 0,
+            keyed_tokens: true,
         }
     }
 }

@@ -23,6 +23,7 @@ use crate::queue::Mark;
 use crate::record::{Batch, Completion, Outcome, Prior, Status, WorkflowRecord};
 use crate::seal::{self, Seal, SealState, SEAL_FILE};
 use crate::store::Store;
+use crate::token_key::{self, TokenKey};
 use crate::Error;
 
 /// The journal on sled: one directory, held exclusively by one process.
@@ -61,6 +62,9 @@ pub struct SledJournal {
     /// enqueued (by this build; older ones wrote records of their own), a read of a
     /// workflow looks at its own key alone. Set before the first such commit is applied,
     /// so no reader misses a held record.
+    /// The journal's token key; `None` only for a journal opened read-only that has
+    /// none yet (see [`crate::token_key`]).
+    token_key: Option<TokenKey>,
     may_hold: AtomicBool,
     /// Declared after `db` on purpose: fields drop in declaration order, so this waits,
     /// after sled is dropped, until sled's file lock is really free (see
@@ -296,6 +300,9 @@ impl SledJournal {
             drop(probe);
             checked?;
         }
+        // Checked before sled opens the journal (and may write to it): a damaged key file
+        // leaves every file as it was.
+        let stored_key = stored_token_key(&path)?;
         let config = ::sled::Config::new()
             .path(&path)
             .flush_every_ms(durability.sled_flush_every_ms());
@@ -350,6 +357,12 @@ impl SledJournal {
             }
             None => return Err(not_a_journal()),
         };
+        // A journal created by a build before schema 9 has no token key yet: drawn now,
+        // once, before any workflow can give out a token.
+        let token_key = match stored_key {
+            Some(token_key) => token_key,
+            None => token_key::create(&path)?,
+        };
         // After the schema write, so that the creation of sled's files is synced too.
         let data_files = match durability {
             Durability::Sync => Some(DataFiles::open(&path)?),
@@ -357,6 +370,7 @@ impl SledJournal {
         };
         let legacy_entries = has_legacy_entries(&db)?;
         let mut journal = SledJournal::new(db, Some(path), durability, data_files, false);
+        journal.token_key = Some(token_key);
         journal.seal = Some(Mutex::new(seal));
         journal.legacy_entries = legacy_entries;
         journal
@@ -413,8 +427,10 @@ impl SledJournal {
                     if schema.is_none() {
                         return Err(Error::NotFound { path });
                     }
+                    let token_key = stored_token_key(&path)?;
                     let mut journal =
                         SledJournal::new(db, Some(path), Durability::None, None, true);
+                    journal.token_key = token_key;
                     journal._lock_release = LockRelease(Some(copy.path().to_path_buf()));
                     journal._copy = Some(copy);
                     return Ok(journal);
@@ -448,7 +464,9 @@ impl SledJournal {
     pub fn temporary() -> Result<Self, Error> {
         let db = ::sled::Config::new().temporary(true).open()?;
         db.insert(key::SCHEMA, &codec::encode_schema(SCHEMA_VERSION))?;
-        Ok(SledJournal::new(db, None, Durability::None, None, false))
+        let mut journal = SledJournal::new(db, None, Durability::None, None, false);
+        journal.token_key = Some(TokenKey::generate()?);
+        Ok(journal)
     }
 
     fn new(
@@ -466,6 +484,7 @@ impl SledJournal {
             durability,
             data_files,
             read_only,
+            token_key: None,
             seal: None,
             commits: AtomicU64::new(0),
             legacy_entries: false,
@@ -1408,6 +1427,10 @@ impl Store for SledJournal {
         }
     }
 
+    fn token_key(&self) -> Option<TokenKey> {
+        self.token_key
+    }
+
     fn commit_count(&self) -> u64 {
         self.commits.load(Ordering::Relaxed)
     }
@@ -1805,6 +1828,15 @@ fn check_seal(db: &::sled::Db, dir: &Path) -> Result<SealState, Error> {
 }
 
 /// The journal's `meta/commits` counter (0 if absent).
+/// The token key of the journal in `dir`, if it has one; a file that is not one is
+/// damage.
+fn stored_token_key(dir: &Path) -> Result<Option<TokenKey>, Error> {
+    token_key::read(dir).map_err(|reason| Error::Damaged {
+        path: dir.to_path_buf(),
+        reason,
+    })
+}
+
 fn stored_commits(db: &::sled::Db) -> Result<u64, Error> {
     let Some(value) = db.get(key::COMMITS)? else {
         return Ok(0);

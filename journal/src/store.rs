@@ -3,6 +3,7 @@
 
 use crate::mail::Message;
 use crate::record::{Batch, Completion, Outcome, Status, WorkflowRecord};
+use crate::token_key::TokenKey;
 use crate::Error;
 
 /// What another writer of a shared journal committed that a workflow of this process
@@ -75,6 +76,19 @@ pub trait Store: Send + Sync {
 
     /// How many non-empty commits succeeded since this store was opened.
     fn commit_count(&self) -> u64;
+
+    /// The key the runtime tags awakeable tokens with (see [`TokenKey`]), kept by the
+    /// store for good. `None` (the default) for a store that keeps none: its workflows'
+    /// tokens are plain ones, which anyone who knows a workflow's id can make up.
+    ///
+    /// ```
+    /// use ordo_journal::{SledJournal, Store};
+    /// assert!(SledJournal::temporary()?.token_key().is_some());
+    /// # Ok::<(), ordo_journal::Error>(())
+    /// ```
+    fn token_key(&self) -> Option<TokenKey> {
+        None
+    }
 
     /// The unconsumed messages sent to `destination`, of every topic, oldest (lowest
     /// number) first.

@@ -112,24 +112,28 @@ fn every_truncation_of_a_workflow_record_is_corrupt() {
     let record = workflow("w", Status::Succeeded);
     let value = encode_workflow(&record);
     // But three: cut right before the app version (schema 3's field), the value is a
-    // complete schema-2 record, which reads with no app version, no deadline and steps
-    // from 0; cut right before the deadline (schema 4's field), a complete schema-3
-    // record, which reads with no deadline; cut right before the first step (schema
-    // 9's field), a complete schema-8 record, which numbers its steps from 0.
+    // complete schema-2 record, which reads with no app version, no deadline, steps from
+    // 0 and plain tokens; cut right before the deadline (schema 4's field), a complete
+    // schema-3 record, which reads with no deadline; cut right before the first step
+    // (schema 9's two fields), a complete schema-8 record. A cut between schema 9's two
+    // fields is corrupt.
     let mut v2 = record.clone();
     v2.app_version = None;
     v2.deadline_ms = None;
     v2.first_step = 0;
-    let v2_len = encode_workflow(&v2).len() - 3;
+    v2.keyed_tokens = false;
+    let v2_len = encode_workflow(&v2).len() - 4;
     let mut v3 = record.clone();
     v3.deadline_ms = None;
     v3.first_step = 0;
-    let v3_len = encode_workflow(&v3).len() - 2;
+    v3.keyed_tokens = false;
+    let v3_len = encode_workflow(&v3).len() - 3;
     let mut v8 = record.clone();
     v8.first_step = 0;
-    let v8_len = encode_workflow(&v8).len() - 1;
+    v8.keyed_tokens = false;
+    let v8_len = encode_workflow(&v8).len() - 2;
     assert!(record.deadline_ms.is_some() && record.app_version.is_some());
-    assert!(record.first_step > 0);
+    assert!(record.first_step > 0 && record.keyed_tokens);
     for len in 1..value.len() {
         journal
             .raw_insert(&workflow_key("w"), &value[..len])

@@ -51,6 +51,7 @@ fn expected_record(n: u64) -> WorkflowRecord {
         app_version: None,
         deadline_ms: None,
         first_step: 0,
+        keyed_tokens: true,
     }
 }
 

@@ -23,6 +23,7 @@ fn record(id: String) -> impl Strategy<Value = WorkflowRecord> {
         proptest::option::of(".{0,8}"),
         proptest::option::of(any::<u64>()),
         any::<u64>(),
+        any::<bool>(),
     )
         .prop_map(
             move |(
@@ -36,6 +37,7 @@ fn record(id: String) -> impl Strategy<Value = WorkflowRecord> {
                 app_version,
                 deadline_ms,
                 first_step,
+                keyed_tokens,
             )| {
                 WorkflowRecord {
                     id: id.clone(),
@@ -49,6 +51,7 @@ fn record(id: String) -> impl Strategy<Value = WorkflowRecord> {
                     app_version,
                     deadline_ms,
                     first_step,
+                    keyed_tokens,
                 }
             },
         )

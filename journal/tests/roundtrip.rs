@@ -30,6 +30,7 @@ fn workflow_records_of_every_status_and_output_round_trip() {
         app_version: Some(String::new()),
         deadline_ms: Some(u64::MAX),
         first_step: u64::MAX,
+        keyed_tokens: false,
     };
     batch.put_workflow(empty.clone());
     journal.commit(&batch).unwrap();

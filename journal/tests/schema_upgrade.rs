@@ -109,6 +109,7 @@ fn old_journal(path: &Path, version: u32) -> Vec<WorkflowRecord> {
     for rec in &mut records {
         rec.deadline_ms = None; // versions 2 and 3 had no such field
         rec.first_step = 0; // nor any version before 9 this one
+        rec.keyed_tokens = false; // nor this one
         if version == 2 {
             rec.app_version = None; // nor version 2 this one
         }
@@ -188,27 +189,27 @@ fn the_old_layouts_are_shorter_than_a_record_without_app_version_or_deadline() {
     // version-2 layout, and one with an app version but no deadline with one more byte
     // (the deadline's `None`) than the version-3 layout.
     let rec = workflow("w", Status::Failed);
-    // Since version 9 one more byte ends both (the first step, 0).
+    // Since version 9 two more bytes end both (the first step, 0, and the token kind).
     let mut without = rec.clone();
     without.app_version = None;
     without.deadline_ms = None;
     without.first_step = 0;
     let new = ordo_journal::fuzzing::encode_workflow(&without);
-    assert_eq!(new.len(), v2_value(&rec).len() + 3);
-    assert_eq!(new[..new.len() - 3], v2_value(&rec)[..]);
+    assert_eq!(new.len(), v2_value(&rec).len() + 4);
+    assert_eq!(new[..new.len() - 4], v2_value(&rec)[..]);
 
     let mut no_deadline = rec.clone();
     no_deadline.deadline_ms = None;
     no_deadline.first_step = 0;
     let new = ordo_journal::fuzzing::encode_workflow(&no_deadline);
-    assert_eq!(new.len(), v3_value(&rec).len() + 2);
-    assert_eq!(new[..new.len() - 2], v3_value(&rec)[..]);
+    assert_eq!(new.len(), v3_value(&rec).len() + 3);
+    assert_eq!(new[..new.len() - 3], v3_value(&rec)[..]);
 
-    // And a version 8 record is the new one without its last byte.
+    // And a version 8 record is the new one without its last two bytes.
     let mut first_run = rec.clone();
     first_run.first_step = 0;
     let new = ordo_journal::fuzzing::encode_workflow(&first_run);
-    assert_eq!(new[..new.len() - 1], v8_value(&rec)[..]);
+    assert_eq!(new[..new.len() - 2], v8_value(&rec)[..]);
 }
 
 #[test]
@@ -233,6 +234,7 @@ fn a_version_8_journal_numbers_its_runs_from_0_and_is_marked_version_9_when_writ
             .unwrap();
     }
     old.first_step = 0;
+    old.keyed_tokens = false;
     {
         let journal = open_read_only_at(&path, 8);
         assert_eq!(journal.workflow(&old.id).unwrap().as_ref(), Some(&old));
@@ -243,6 +245,7 @@ fn a_version_8_journal_numbers_its_runs_from_0_and_is_marked_version_9_when_writ
     // It continues as new: its next run's first step is recorded, and read back.
     let mut next = old.clone();
     next.first_step = 7;
+    next.keyed_tokens = true;
     next.input = b"next run".to_vec();
     let mut batch = Batch::new();
     batch.update_workflow(next.clone(), Status::Pending);
@@ -409,11 +412,11 @@ fn a_record_with_garbage_after_its_last_field_is_corrupt() {
         err.to_string(),
         "corrupt journal record at workflow/w: 1 trailing bytes after the value"
     );
-    // A deadline cut short is corrupt too, not a record without one (the last byte is
-    // the first step's).
+    // A deadline cut short is corrupt too, not a record without one (the last two bytes
+    // are the first step and the token kind).
     let value = ordo_journal::fuzzing::encode_workflow(&rec);
     journal
-        .raw_insert(&workflow_key("w"), &value[..value.len() - 2])
+        .raw_insert(&workflow_key("w"), &value[..value.len() - 3])
         .unwrap();
     let err = journal.workflow("w").unwrap_err();
     assert!(err.to_string().contains("undecodable deadline"), "{err}");

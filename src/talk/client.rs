@@ -26,7 +26,7 @@ use crate::core::{Core, Write};
 use crate::deadline::StartOptions;
 use crate::error::Error;
 use crate::fingerprint;
-use crate::talk::awakeable::parse_token;
+use crate::talk::awakeable::{parse_token, Tokens};
 use crate::talk::watch::{wait_for, WatchKey};
 
 /// A client's input for a workflow, encoded on the caller's thread, with the
@@ -897,11 +897,28 @@ impl Core {
     /// The workflow and step a token names, if it may still be resolved.
     fn check_resolution(&self, token: &str) -> Result<(String, u64), Error> {
         let (workflow_id, step_id) = parse_token(token)?;
-        if !self.workflow_exists(&workflow_id)? {
-            return Err(Error::UnknownAwakeable {
-                token: token.to_string(),
-                reason: format!("no workflow {workflow_id:?} exists"),
-            });
+        let unknown = |reason: String| Error::UnknownAwakeable {
+            token: token.to_string(),
+            reason,
+        };
+        let running = self.running.borrow().get(&workflow_id).cloned();
+        let record = match running {
+            Some(_) => None,
+            None => self.store.workflow(&workflow_id)?,
+        };
+        let tokens = match (&running, &record) {
+            (Some(wf), _) => Tokens::of(&*self.store, wf),
+            (None, Some(record)) => Tokens::of_record(&*self.store, record),
+            (None, None) if self.workflow_exists(&workflow_id)? => {
+                return Err(unknown(format!("workflow {workflow_id:?} has not started")))
+            }
+            (None, None) => return Err(unknown(format!("no workflow {workflow_id:?} exists"))),
+        };
+        // First: nothing more is said about a token that was never given out.
+        if !tokens.gave_out(token, step_id) {
+            return Err(unknown(format!(
+                "workflow {workflow_id:?} gave out no such token"
+            )));
         }
         let pending = self.outbox_has(|write| {
             matches!(write, Write::Resolve { workflow_id: w, step_id: s, .. } if *w == workflow_id && *s == step_id)
@@ -911,10 +928,6 @@ impl Core {
                 token: token.to_string(),
             });
         }
-        let unknown = |reason: String| Error::UnknownAwakeable {
-            token: token.to_string(),
-            reason,
-        };
         // A token is given out by the step that creates the awakeable: one naming a step
         // not created yet, or a step of another kind, was not given out (a stored
         // resolution would complete whatever awakeable that step later turns out to be).
@@ -924,15 +937,14 @@ impl Core {
                  which continued as new"
             ))
         };
-        let running = self.running.borrow().get(&workflow_id).cloned();
-        match running {
-            Some(wf) if step_id < wf.first_step.get() => return Err(earlier_run()),
-            Some(wf) if step_id >= wf.steps_created() => {
+        match (running, record) {
+            (Some(wf), _) if step_id < wf.first_step.get() => return Err(earlier_run()),
+            (Some(wf), _) if step_id >= wf.steps_created() => {
                 return Err(unknown(format!(
                     "workflow {workflow_id:?} has created no step {step_id}"
                 )));
             }
-            Some(wf) => {
+            (Some(wf), _) => {
                 if let Some(name) = wf.slot_name(step_id) {
                     if &*name != crate::talk::awakeable::AWAKEABLE {
                         return Err(unknown(format!(
@@ -942,19 +954,20 @@ impl Core {
                     }
                 }
             }
-            None => {
-                let record = self.store.workflow(&workflow_id)?;
-                if record.as_ref().is_some_and(|r| step_id < r.first_step) {
-                    return Err(earlier_run());
-                }
-                let status = record.map(|r| r.status);
-                if !matches!(status, Some(Status::Pending) | None) {
-                    return Err(unknown(format!(
-                        "workflow {workflow_id:?} has ended ({})",
-                        status.map_or_else(String::new, |s| s.to_string())
-                    )));
-                }
+            (None, Some(record)) if step_id < record.first_step => return Err(earlier_run()),
+            (None, Some(record)) if record.status.is_finished() => {
+                return Err(unknown(format!(
+                    "workflow {workflow_id:?} has ended ({})",
+                    record.status
+                )));
             }
+            (None, Some(record)) if record.status != Status::Pending => {
+                return Err(unknown(format!(
+                    "workflow {workflow_id:?} has not started ({})",
+                    record.status
+                )));
+            }
+            (None, _) => {}
         }
         Ok((workflow_id, step_id))
     }

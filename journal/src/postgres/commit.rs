@@ -72,6 +72,7 @@ pub(crate) struct Encoded {
     wf_app: Vec<Option<String>>,
     wf_deadline: Vec<Option<i64>>,
     wf_first_step: Vec<i64>,
+    wf_keyed: Vec<bool>,
     /// Whether the record is new (a start): inserted only where no record has its id.
     wf_new: Vec<bool>,
     type_fp: Vec<i64>,
@@ -157,6 +158,7 @@ impl Encoded {
             e.wf_app.push(w.app_version.clone());
             e.wf_deadline.push(w.deadline_ms.map(signed));
             e.wf_first_step.push(signed(w.first_step));
+            e.wf_keyed.push(w.keyed_tokens);
         }
         for i in last_of(batch.types.iter().map(|t| t.0)) {
             e.type_fp.push(signed(batch.types[i].0));
@@ -321,7 +323,7 @@ impl Encoded {
     }
 
     /// The workflow records' columns, in the statements' order.
-    fn workflow_columns(&self) -> [&(dyn ToSql + Sync); 12] {
+    fn workflow_columns(&self) -> [&(dyn ToSql + Sync); 13] {
         [
             &self.wf_id,
             &self.wf_name,
@@ -335,6 +337,7 @@ impl Encoded {
             &self.wf_app,
             &self.wf_deadline,
             &self.wf_first_step,
+            &self.wf_keyed,
         ]
     }
 

@@ -111,7 +111,7 @@ use self::tls::Target;
 use crate::mail::Message;
 use crate::queue::{Admission, Admitted, QueueRecord, Swap};
 use crate::record::{Batch, Completion, Outcome, Status, WorkflowRecord};
-use crate::{Elsewhere, Error, Store};
+use crate::{Elsewhere, Error, Store, TokenKey};
 
 /// How long [`Store::reserve_queue_holder`] waits for the record of a holder another
 /// live worker reserved but has not committed yet.
@@ -288,6 +288,9 @@ pub struct PgJournal {
     config: Target,
     /// The new records of the last commit that another worker had written first.
     refused: std::sync::Mutex<Vec<String>>,
+    /// The journal's token key (`ordo.token_key`), read when a worker opens it; `None`
+    /// when opened read-only.
+    token_key: Option<TokenKey>,
 }
 
 /// The caller's own way to the database: a current-thread tokio runtime that a
@@ -534,7 +537,7 @@ impl PgJournal {
                 reconnect_for,
             )),
         };
-        Ok(PgJournal {
+        let mut journal = PgJournal {
             jobs,
             serial: std::sync::Mutex::new(inline),
             thread: Some(thread),
@@ -546,6 +549,39 @@ impl PgJournal {
             mail,
             config: relay_config,
             refused: std::sync::Mutex::new(Vec::new()),
+            token_key: None,
+        };
+        if journal.worker.is_some() {
+            journal.token_key = Some(journal.read_token_key()?);
+        }
+        Ok(journal)
+    }
+
+    /// The token key the schema migration drew (a worker migrated the schema first).
+    fn read_token_key(&self) -> Result<TokenKey, Error> {
+        let row = self.read(|conn| {
+            async move {
+                conn.client
+                    .query_opt("SELECT key FROM ordo.token_key", &[])
+                    .await
+            }
+            .boxed_local()
+        })?;
+        let bytes: Option<Vec<u8>> = row
+            .map(|row| row.try_get(0))
+            .transpose()
+            .map_err(db_error)?;
+        let corrupt = |reason: String| Error::Corrupt {
+            key: "ordo.token_key".into(),
+            reason,
+        };
+        let bytes = bytes.ok_or_else(|| corrupt("the table has no key".into()))?;
+        TokenKey::from_bytes(&bytes).ok_or_else(|| {
+            corrupt(format!(
+                "the key is {} bytes, not {}",
+                bytes.len(),
+                TokenKey::LEN
+            ))
         })
     }
 
@@ -986,6 +1022,7 @@ fn workflow_from_row(row: &Row) -> Result<WorkflowRecord, tokio_postgres::Error>
         app_version: row.try_get(9)?,
         deadline_ms: row.try_get::<_, Option<i64>>(10)?.map(unsigned),
         first_step: unsigned(row.try_get(11)?),
+        keyed_tokens: row.try_get(12)?,
         id,
     })
 }
@@ -1162,6 +1199,10 @@ impl Store for PgJournal {
             .boxed_local()
         })?;
         rows.iter().map(workflow).collect()
+    }
+
+    fn token_key(&self) -> Option<TokenKey> {
+        self.token_key
     }
 
     fn type_name(&self, fingerprint: u64) -> Result<Option<String>, Error> {

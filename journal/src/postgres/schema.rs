@@ -202,6 +202,14 @@ ALTER TABLE ordo.queue_records ADD COLUMN reserved_by int8;
 -- The first step id of the workflow's current run (`WorkflowRecord::first_step`): a run
 -- that continues as new hands its step numbering on. Earlier records number from 0.
 ALTER TABLE ordo.workflows ADD COLUMN first_step int8 NOT NULL DEFAULT 0;
+-- Whether the workflow's awakeable tokens are tagged with the journal's token key
+-- (`WorkflowRecord::keyed_tokens`): earlier workflows keep the plain tokens they may have
+-- handed out already.
+ALTER TABLE ordo.workflows ADD COLUMN keyed_tokens bool NOT NULL DEFAULT false;
+-- The token key, drawn once by the server (`gen_random_uuid` is random, PostgreSQL 13 on;
+-- 122 of its 128 bits), shared by every worker.
+CREATE TABLE ordo.token_key (key bytea NOT NULL);
+INSERT INTO ordo.token_key VALUES (uuid_send(gen_random_uuid()));
 "#,
 ];
 

@@ -54,7 +54,7 @@ macro_rules! statements {
 }
 
 const WORKFLOW_COLUMNS: &str = "id, name, status, input, output_ok, output, created_ms, \
-     updated_ms, recovery_attempts, app_version, deadline_ms, first_step";
+     updated_ms, recovery_attempts, app_version, deadline_ms, first_step, keyed_tokens";
 
 /// Parameters `$first`, `$first + 1`, ... cast to arrays of `types`, in order.
 fn typed_arrays(first: u32, types: &[&str]) -> Vec<String> {
@@ -65,18 +65,19 @@ fn typed_arrays(first: u32, types: &[&str]) -> Vec<String> {
         .collect()
 }
 
-/// `unnest` of the workflow record columns from parameter `$first` on (twelve of
+/// `unnest` of the workflow record columns from parameter `$first` on (thirteen of
 /// them) and whether each is new (`$is_new`), as rows `u`.
 fn workflow_rows(first: u32, is_new: u32) -> String {
     let types = [
         "text", "text", "int2", "bytea", "bool", "bytea", "int8", "int8", "int4", "text", "int8",
-        "int8",
+        "int8", "bool",
     ];
     let columns = typed_arrays(first, &types);
     format!(
         "unnest({}, ${is_new}::bool[])
             AS u(id, name, status, input, output_ok, output, created_ms, updated_ms,
-                recovery_attempts, app_version, deadline_ms, first_step, is_new)",
+                recovery_attempts, app_version, deadline_ms, first_step, keyed_tokens,
+                is_new)",
         columns.join(", ")
     )
 }
@@ -127,11 +128,11 @@ fn completion_rows(new: String) -> String {
 }
 
 /// A commit in one statement (`fast`, `steps`, `fast_known` and `fast`'s `_notify`
-/// forms): the fence, the workflow records if `records` (parameters 3 to 14 and 24,
-/// owner `$1`), the completions (from parameter 15, or 3 without records), and their
+/// forms): the fence, the workflow records if `records` (parameters 3 to 15 and 25,
+/// owner `$1`), the completions (from parameter 16, or 3 without records), and their
 /// append, checked by the server against each workflow's last recorded seq if
 /// `checked`; with `notify` (records only), the notifications of the commit (kinds
-/// `$25`, ids `$26`; see `notify`), sent at its end like the transaction's. Its answer:
+/// `$26`, ids `$27`; see `notify`), sent at its end like the transaction's. Its answer:
 /// the worker's commit count, and the new records refused; or no row if the worker was
 /// fenced, and then it wrote and notified nothing (every write is conditioned on
 /// `counted`).
@@ -142,7 +143,7 @@ fn completion_rows(new: String) -> String {
 /// one server, 222 against 208 µs). The row lock taken by `counted` orders the commit
 /// against a takeover all the same.
 pub(crate) fn one_statement_commit(records: bool, checked: bool, notify: bool) -> String {
-    let first = if records { 15 } else { 3 };
+    let first = if records { 16 } else { 3 };
     let completions = if checked {
         completion_rows(new_completions(first))
     } else {
@@ -159,7 +160,7 @@ pub(crate) fn one_statement_commit(records: bool, checked: bool, notify: bool) -
                 "u AS (SELECT * FROM {} WHERE EXISTS (SELECT FROM counted)),
         {},
         ",
-                workflow_rows(3, 24),
+                workflow_rows(3, 25),
                 upserts("$1")
             ),
             "array(SELECT id FROM u WHERE is_new EXCEPT SELECT id FROM fresh)",
@@ -174,7 +175,7 @@ pub(crate) fn one_statement_commit(records: bool, checked: bool, notify: bool) -
             format!(
                 ",
         notified AS (SELECT {NOTIFY} FROM (SELECT DISTINCT * FROM
-            unnest($25::text[], $26::text[]) AS u(k, i)) n)"
+            unnest($26::text[], $27::text[]) AS u(k, i)) n)"
             ),
             " WHERE (SELECT count(*) FROM notified) >= 0",
         )
@@ -278,16 +279,16 @@ fn upserts(owner: &str) -> String {
     format!(
         "fresh AS (INSERT INTO ordo.workflows (id, name, status, input, output_ok, output,
                 created_ms, updated_ms, recovery_attempts, app_version, deadline_ms, first_step,
-                owner)
+                keyed_tokens, owner)
             SELECT id, name, status, input, output_ok, output, created_ms, updated_ms,
-                recovery_attempts, app_version, deadline_ms, first_step, {owner}
+                recovery_attempts, app_version, deadline_ms, first_step, keyed_tokens, {owner}
             FROM u WHERE is_new
             ON CONFLICT (id) DO NOTHING RETURNING id),
         put AS (INSERT INTO ordo.workflows (id, name, status, input, output_ok, output,
                 created_ms, updated_ms, recovery_attempts, app_version, deadline_ms, first_step,
-                owner)
+                keyed_tokens, owner)
             SELECT id, name, status, input, output_ok, output, created_ms, updated_ms,
-                recovery_attempts, app_version, deadline_ms, first_step, {owner}
+                recovery_attempts, app_version, deadline_ms, first_step, keyed_tokens, {owner}
             FROM u WHERE NOT is_new
             ON CONFLICT (id) DO UPDATE SET name = EXCLUDED.name, status = EXCLUDED.status,
                 input = EXCLUDED.input, output_ok = EXCLUDED.output_ok,
@@ -295,7 +296,7 @@ fn upserts(owner: &str) -> String {
                 updated_ms = EXCLUDED.updated_ms,
                 recovery_attempts = EXCLUDED.recovery_attempts,
                 app_version = EXCLUDED.app_version, deadline_ms = EXCLUDED.deadline_ms,
-                first_step = EXCLUDED.first_step,
+                first_step = EXCLUDED.first_step, keyed_tokens = EXCLUDED.keyed_tokens,
                 owner = EXCLUDED.owner)"
     )
 }
@@ -319,7 +320,7 @@ statements! {
     put_workflows = &format!("WITH u AS (SELECT * FROM {}),
         {}
         SELECT array(SELECT id FROM u WHERE is_new EXCEPT SELECT id FROM fresh)",
-        workflow_rows(1, 14), upserts("$13"));
+        workflow_rows(1, 15), upserts("$14"));
     put_types = "INSERT INTO ordo.types SELECT * FROM unnest($1::int8[], $2::text[])
         ON CONFLICT (fingerprint) DO UPDATE SET name = EXCLUDED.name";
     put_traces = "INSERT INTO ordo.trace_contexts SELECT * FROM unnest($1::text[], $2::text[])

@@ -40,6 +40,7 @@ pub fn workflow(id: &str, status: Status) -> WorkflowRecord {
         app_version: Some("1.4.2".to_owned()),
         deadline_ms: Some(1_700_000_060_000),
         first_step: 12,
+        keyed_tokens: true,
     }
 }
 
