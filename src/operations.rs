@@ -322,19 +322,19 @@ impl Core {
         Ok(candidate)
     }
 
-    /// Records as cancelled a workflow whose start (or enqueue) was never committed:
-    /// `record` as it would have been written, over a record of status `prior` (`None`:
-    /// there is none yet).
+    /// Records as cancelled a workflow whose start (or enqueue, or debounced call) was
+    /// never committed: `record` as it would have been written, over a record of status
+    /// `prior` (`None`: there is none yet), with what `batch` holds already.
     fn commit_cancelled(
         &self,
         mut record: WorkflowRecord,
         prior: Option<Status>,
         now_ms: u64,
+        mut batch: Batch,
     ) -> Result<(), Error> {
         record.status = Status::Cancelled;
         record.updated_ms = now_ms;
         let name = record.name.clone();
-        let mut batch = Batch::new();
         match prior {
             Some(prior) => batch.update_workflow(record, prior),
             None => batch.insert_workflow(record),
@@ -352,7 +352,7 @@ impl Core {
         if let Some(start) = self.unstage_start(id) {
             // Started but not committed yet: it never ran.
             let prior = (!start.is_new).then_some(Status::Pending);
-            self.commit_cancelled(start.record, prior, now_ms)?;
+            self.commit_cancelled(start.record, prior, now_ms, Batch::new())?;
             start.wf.fail(Error::Cancelled {
                 workflow_id: id.to_string(),
             });
@@ -361,7 +361,20 @@ impl Core {
         }
         if let Some(staged) = self.queues.unstage(&*self.store, id) {
             // Enqueued but not committed yet: it never waited.
-            self.commit_cancelled(staged.record, None, now_ms)?;
+            self.commit_cancelled(staged.record, None, now_ms, Batch::new())?;
+            self.watchers
+                .wake(&crate::talk::watch::WatchKey::Workflow(id.to_string()));
+            return Ok(true);
+        }
+        if let Some(taken) = self.queues.cancel_debounced(&*self.store, id)? {
+            // A debounced call that has not started it yet: it never will.
+            let mut record = WorkflowRecord::new(id, taken.name, taken.call.input, now_ms);
+            record.app_version.clone_from(&self.app_version);
+            let mut batch = Batch::new();
+            if let Some(key) = taken.delete {
+                batch.delete_queue_record(key);
+            }
+            self.commit_cancelled(record, None, now_ms, batch)?;
             self.watchers
                 .wake(&crate::talk::watch::WatchKey::Workflow(id.to_string()));
             return Ok(true);

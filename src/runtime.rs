@@ -939,7 +939,9 @@ impl Runtime {
     /// Cancels a pending workflow: its status becomes `Cancelled` durably, it stops
     /// running here (in-flight step bodies are dropped), recovery will not resume it,
     /// and its handles report [`Error::Cancelled`]. Returns `false`, changing nothing,
-    /// when the workflow had already finished.
+    /// when the workflow had already finished. A workflow started or enqueued in this
+    /// turn, or one a [`Runtime::debounce`] call is to start (by the id it returned), is
+    /// cancelled before it ever runs.
     ///
     /// ```
     /// use ordo::{Ctx, Error, Runtime, Status};

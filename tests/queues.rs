@@ -777,3 +777,51 @@ fn a_debounced_call_survives_a_restart() {
     let handle = rt.handle::<u32, String>(&id).expect("handle");
     assert_eq!(rt.block_on(handle.result()).expect("runs"), Ok(5));
 }
+
+/// A cancel of the id a debounced call returned, before the call starts it, cancels it:
+/// it never runs, its handles report `Cancelled`, and a restart does not start it
+/// either; a later call for the key starts a new round under another id.
+#[test]
+fn cancelling_a_debounced_call_before_it_starts_cancels_it() {
+    reset();
+    let dir = tempfile::tempdir().expect("temp dir");
+    let open = || {
+        ordo_testkit::store::runtime(dir.path())
+            .clock(Clock::Virtual)
+            .register("reindex", reindex)
+            .build()
+            .expect("build")
+    };
+    let quiet = DebounceOptions::new(Duration::from_secs(60));
+    let (staged, written) = {
+        let rt = open();
+        // One cancelled in the turn of its call, one after a commit wrote its round.
+        let staged = rt.debounce("reindex", "a", 1u32, quiet).expect("debounce");
+        assert!(rt.cancel(&staged).expect("cancel"), "the staged call");
+        let written = rt.debounce("reindex", "b", 2u32, quiet).expect("debounce");
+        rt.block_on(ordo::executor::sleep(Duration::from_millis(1)));
+        assert!(rt.cancel(&written).expect("cancel"), "the written call");
+        for id in [&staged, &written] {
+            let handle = rt.handle::<u32, String>(id).expect("handle");
+            assert!(
+                matches!(rt.block_on(handle.result()), Err(Error::Cancelled { .. })),
+                "{id}"
+            );
+            assert_eq!(handle.status().expect("status"), Status::Cancelled);
+        }
+        // Past both quiet periods: nothing starts.
+        rt.block_on(ordo::executor::sleep(Duration::from_secs(120)));
+        (staged, written)
+    };
+    let rt = open();
+    rt.block_on(ordo::executor::sleep(Duration::from_secs(120)));
+    assert!(RUNS.with(|r| r.borrow().is_empty()), "a cancelled call ran");
+    for id in [&staged, &written] {
+        let handle = rt.handle::<u32, String>(id).expect("handle");
+        assert_eq!(handle.status().expect("status"), Status::Cancelled);
+    }
+    let again = rt.debounce("reindex", "b", 3u32, quiet).expect("debounce");
+    assert_ne!(again, written);
+    let handle = rt.handle::<u32, String>(&again).expect("handle");
+    assert_eq!(rt.block_on(handle.result()).expect("runs"), Ok(3));
+}

@@ -79,7 +79,8 @@ impl Runtime {
     /// calls for (`name`, `key`) have been quiet for `options`' quiet period (or its
     /// maximum wait has passed since the round's first call). Returns the id it will
     /// start under; every call of a round returns the same id. Durable with the next
-    /// group commit.
+    /// group commit. [`Runtime::cancel`] of that id before the round starts it takes the
+    /// round back: the workflow is recorded cancelled and never runs.
     ///
     /// # Errors
     ///

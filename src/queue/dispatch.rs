@@ -139,6 +139,15 @@ pub(crate) struct Queues {
     shared_limits: Cell<bool>,
 }
 
+/// A debounced call taken back by [`Queues::cancel_debounced`].
+pub(crate) struct TakenCall {
+    /// The workflow it was to start.
+    pub(crate) name: String,
+    pub(crate) call: Debounced,
+    /// Its record, for the cancellation's commit to delete (`None`: deleted already).
+    pub(crate) delete: Option<Vec<u8>>,
+}
+
 impl Queues {
     /// Queues with these options, their state read back from `store`: waiting entries
     /// in their places, started ones counted against the limits, rate windows, and
@@ -256,6 +265,71 @@ impl Queues {
     /// The pending debounced call under record key `key`.
     pub(crate) fn debounced(&self, key: &[u8]) -> Option<Debounced> {
         self.debounced.borrow().get(key).cloned()
+    }
+
+    /// Takes back the debounced call that is to start workflow `id` (a round still
+    /// pending, or one fired here whose start is not committed yet), so that it never
+    /// starts it; `None` if no call here is to start `id`. On a shared journal the
+    /// round's record is deleted by a swap, ordered with other workers' calls (a call
+    /// that extended the round meanwhile is taken back too; one that fired it first
+    /// wins, and `id` is then a workflow like any other).
+    pub(crate) fn cancel_debounced(
+        &self,
+        store: &dyn Store,
+        id: &str,
+    ) -> Result<Option<TakenCall>, Error> {
+        let name_of = |key: &[u8]| {
+            records::parts(key)
+                .ok()
+                .and_then(|parts| parts.into_iter().next())
+                .unwrap_or_default()
+        };
+        let fired = {
+            let mut fired = self.fired.borrow_mut();
+            let key = fired
+                .iter()
+                .find(|(_, d)| d.id == id)
+                .map(|(k, _)| k.clone());
+            key.and_then(|key| fired.remove(&key).map(|call| (key, call)))
+        };
+        if let Some((key, call)) = fired {
+            return Ok(Some(TakenCall {
+                name: name_of(&key),
+                call,
+                delete: Some(key),
+            }));
+        }
+        loop {
+            let found = self
+                .debounced
+                .borrow()
+                .iter()
+                .find(|(_, d)| d.id == id)
+                .map(|(key, call)| (key.clone(), call.clone()));
+            let Some((key, call)) = found else {
+                return Ok(None);
+            };
+            let held = records::encode(&call);
+            let delete = match store.swap_queue_record(&key, Some(&held), &[(key.clone(), None)])? {
+                // One writer: the record (if a commit wrote it) goes with the cancellation.
+                None => Some(key.clone()),
+                Some(Swap::Done) => None,
+                Some(Swap::Changed(now_held)) => {
+                    let round = now_held
+                        .map(|bytes| records::decode::<Debounced>(&key, &bytes))
+                        .transpose()?;
+                    self.remember_debounced(key, round);
+                    continue;
+                }
+            };
+            self.debounced.borrow_mut().remove(&key);
+            self.dirty.set(true);
+            return Ok(Some(TakenCall {
+                name: name_of(&key),
+                call,
+                delete,
+            }));
+        }
     }
 
     /// Records a debounced call (written by the next commit; its firing time rearmed).
