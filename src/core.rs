@@ -205,6 +205,23 @@ pub(crate) const MAX_COMMIT_COMPLETIONS: usize = 1024;
 /// usual.
 const RESERVED_ROOM: usize = 1024;
 
+/// Where a run that continues as new after `old` numbers its steps from: on from
+/// `old`'s. A workflow recorded before journal schema 9 (plain tokens) numbered every run
+/// from 0, so its earlier runs may have used ids past `old`'s last (children, tokens):
+/// its next run starts at [`LEGACY_RUNS_END`] at least, beyond any id a run took.
+fn next_run_first_step(old: &WorkflowState) -> u64 {
+    let created = old.steps_created();
+    if old.keyed_tokens {
+        created
+    } else {
+        created.max(LEGACY_RUNS_END)
+    }
+}
+
+/// The first step id of a run continued from one recorded before schema 9 (see
+/// [`next_run_first_step`]): 2^32, more steps than one run takes.
+pub(crate) const LEGACY_RUNS_END: u64 = 1 << 32;
+
 impl Outbox {
     /// What the next commit writes: the oldest completions, at most
     /// [`MAX_COMMIT_COMPLETIONS`], and the finished workflows once no completion is
@@ -1074,7 +1091,7 @@ impl Core {
             // run used (a child of the same id would be found finished; an old token
             // would resolve a new awakeable). Taken now: this run creates no step after
             // this commit.
-            let first = old.steps_created();
+            let first = next_run_first_step(old);
             next.record.first_step = first;
             next.wf.start_steps_at(first);
             batch.update_workflow(next.record.clone(), Status::Pending);

@@ -248,3 +248,52 @@ fn a_fork_of_a_later_run_replays_that_runs_steps_under_their_ids() {
     assert_eq!(rt.block_on(fork.result()).expect("fork finishes"), Ok(207));
     assert_eq!(rt.block_on(original.result()).expect("finishes"), Ok(209));
 }
+
+/// A workflow recorded before journal schema 9 numbered every run from 0, so its earlier
+/// runs may have taken any step id (and children and tokens named after them): a run
+/// that continues it starts numbering far beyond any run's ids, and finishes as usual.
+#[test]
+fn a_run_continued_from_one_recorded_before_schema_9_numbers_past_every_earlier_run() {
+    let dir = journal_dir();
+    {
+        // Started, no step taken: as an older build left it.
+        let rt = builder(dir.path())
+            .register("delegating", |_: Ctx, _: (u32, u32)| {
+                std::future::pending::<Result<u32, String>>()
+            })
+            .build()
+            .expect("build");
+        let _h = rt
+            .start::<_, u32, String>("delegating", "d", (0u32, 0u32))
+            .expect("start");
+        let wait = rt
+            .client()
+            .get_event::<u8>("d", "never", Duration::from_millis(50));
+        assert_eq!(rt.block_on(wait).expect("read"), None);
+    }
+    {
+        let journal = ordo_testkit::store::open(dir.path());
+        let mut old = journal.workflow("d").expect("read").expect("recorded");
+        old.keyed_tokens = false;
+        let mut batch = ordo_journal::Batch::new();
+        batch.update_workflow(old, ordo::Status::Pending);
+        journal.commit(&batch).expect("commit");
+    }
+    let runs: Runs = Rc::default();
+    let rt = delegating(builder(dir.path()), &runs)
+        .build()
+        .expect("build");
+    rt.recover().expect("recover");
+    let h = rt.handle::<u32, String>("d").expect("handle");
+    assert_eq!(rt.block_on(h.result()).expect("finishes"), Ok(60));
+    let last = rt.journal().workflow("d").expect("read").expect("recorded");
+    assert!(last.first_step >= 1 << 32, "{}", last.first_step);
+    assert!(
+        !last.keyed_tokens,
+        "its tokens stay the kind it may have handed out"
+    );
+    assert_eq!(
+        runs.borrow().clone(),
+        BTreeMap::from([(0, 1), (1, 1), (2, 1), (3, 1)])
+    );
+}
