@@ -90,7 +90,9 @@
 //! A journal whose creation was cut short (its process killed while it was created)
 //! opens as a new one: its seal is written, whole or not at all, before sled writes
 //! anything, and a folder holding that seal at zero commits and nothing in sled's log has
-//! nothing to lose.
+//! nothing to lose. The folder's other file of ordo's, `ordo.token_key` (the secret
+//! awakeable tokens are tagged with, see [`TokenKey`]), is checksummed too and checked
+//! before sled opens anything: one that is not whole is [`Error::Damaged`] as well.
 //!
 //! # Completions are append-only
 //!
