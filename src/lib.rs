@@ -192,6 +192,17 @@ pub use ordo_journal as journal;
 /// The executor crate, for `spawn`, `sleep` and friends outside workflows.
 pub use ordo_executor as executor;
 
+/// Whether two secrets (tokens) are equal, compared without stopping at the first
+/// difference, so that response times do not tell how much of a guessed one was right.
+pub(crate) fn same_secret(given: &str, secret: &str) -> bool {
+    given.len() == secret.len()
+        && given
+            .bytes()
+            .zip(secret.bytes())
+            .fold(0u8, |differ, (a, b)| differ | (a ^ b))
+            == 0
+}
+
 /// The message of a caught panic.
 pub(crate) fn panic_message(panic: &(dyn std::any::Any + Send)) -> String {
     if let Some(s) = panic.downcast_ref::<&str>() {

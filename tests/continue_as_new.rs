@@ -255,30 +255,7 @@ fn a_fork_of_a_later_run_replays_that_runs_steps_under_their_ids() {
 #[test]
 fn a_run_continued_from_one_recorded_before_schema_9_numbers_past_every_earlier_run() {
     let dir = journal_dir();
-    {
-        // Started, no step taken: as an older build left it.
-        let rt = builder(dir.path())
-            .register("delegating", |_: Ctx, _: (u32, u32)| {
-                std::future::pending::<Result<u32, String>>()
-            })
-            .build()
-            .expect("build");
-        let _h = rt
-            .start::<_, u32, String>("delegating", "d", (0u32, 0u32))
-            .expect("start");
-        let wait = rt
-            .client()
-            .get_event::<u8>("d", "never", Duration::from_millis(50));
-        assert_eq!(rt.block_on(wait).expect("read"), None);
-    }
-    {
-        let journal = ordo_testkit::store::open(dir.path());
-        let mut old = journal.workflow("d").expect("read").expect("recorded");
-        old.keyed_tokens = false;
-        let mut batch = ordo_journal::Batch::new();
-        batch.update_workflow(old, ordo::Status::Pending);
-        journal.commit(&batch).expect("commit");
-    }
+    common::started_before_schema_9(dir.path(), "delegating", "d", (0u32, 0u32));
     let runs: Runs = Rc::default();
     let rt = delegating(builder(dir.path()), &runs)
         .build()

@@ -440,6 +440,17 @@ async fn gate(ctx: Ctx, _: ()) -> Result<u64, String> {
     Ok(paid? + slow?)
 }
 
+/// A runtime on the journal at `dir`, with what `register` adds, that recovered what is
+/// pending there.
+fn recovered(
+    dir: &std::path::Path,
+    register: impl FnOnce(RuntimeBuilder) -> RuntimeBuilder,
+) -> ordo::Runtime {
+    let rt = register(builder(dir)).build().expect("build");
+    rt.recover().expect("recover");
+    rt
+}
+
 /// Asserts `result` is `UnknownAwakeable` saying `why`.
 fn refused(result: Result<(), Error>, why: &str) {
     assert!(
@@ -508,33 +519,8 @@ fn a_token_made_up_from_a_workflow_id_and_a_step_is_refused() {
 #[test]
 fn a_workflow_recorded_before_token_keys_keeps_plain_tokens_and_refuses_made_up_ones() {
     let dir = journal_dir();
-    {
-        // Started, no step taken: as an older build left it.
-        let rt = builder(dir.path())
-            .register("gate", |_: Ctx, _: ()| {
-                std::future::pending::<Result<u64, String>>()
-            })
-            .build()
-            .expect("build");
-        let _h = rt.start::<_, u64, String>("gate", "g", ()).expect("start");
-        let wait = rt
-            .client()
-            .get_event::<String>("g", "never", Duration::from_millis(50));
-        assert_eq!(rt.block_on(wait).expect("read"), None);
-    }
-    {
-        let journal = ordo_testkit::store::open(dir.path());
-        let mut old = journal.workflow("g").expect("read").expect("recorded");
-        old.keyed_tokens = false;
-        let mut batch = ordo_journal::Batch::new();
-        batch.update_workflow(old, Status::Pending);
-        journal.commit(&batch).expect("commit");
-    }
-    let rt = builder(dir.path())
-        .register("gate", gate)
-        .build()
-        .expect("build");
-    rt.recover().expect("recover");
+    common::started_before_schema_9(dir.path(), "gate", "g", ());
+    let rt = recovered(dir.path(), |b| b.register("gate", gate));
     let h = rt.handle::<u64, String>("g").expect("handle");
     let client = rt.client();
     let token: String = rt
@@ -581,11 +567,7 @@ fn an_awakeables_resolution_survives_a_crash_before_the_workflow_saw_it() {
         resolved.expect("durable");
         drop((h, client, rt));
     }
-    let rt = builder(dir.path())
-        .register("payment", payment)
-        .build()
-        .expect("reopen");
-    rt.recover().expect("recover");
+    let rt = recovered(dir.path(), |b| b.register("payment", payment));
     let h = rt.handle::<String, String>("pay").expect("recorded");
     assert_eq!(
         rt.block_on(h.result()).expect("runs"),
@@ -622,11 +604,7 @@ fn a_token_given_out_before_a_restart_resolves_the_awakeable_after_it() {
             .expect("read")
             .expect("a token")
     };
-    let rt = builder(dir.path())
-        .register("gate", gate)
-        .build()
-        .expect("build");
-    rt.recover().expect("recover");
+    let rt = recovered(dir.path(), |b| b.register("gate", gate));
     let h = rt.handle::<u64, String>("g").expect("handle");
     rt.block_on(rt.client().resolve_awakeable(&token, 41u64))
         .expect("the token given out before the restart");

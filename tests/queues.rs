@@ -748,17 +748,20 @@ fn a_hundred_calls_within_the_quiet_period_start_one_workflow_with_the_last_inpu
     assert!(elapsed >= Duration::from_secs(10), "{elapsed:?}");
 }
 
+/// A runtime on the journal at `dir` (virtual time) with `reindex` registered.
+fn reindexing(dir: &std::path::Path) -> ordo::Runtime {
+    ordo_testkit::store::runtime(dir)
+        .clock(Clock::Virtual)
+        .register("reindex", reindex)
+        .build()
+        .expect("build")
+}
+
 #[test]
 fn a_debounced_call_survives_a_restart() {
     reset();
     let dir = tempfile::tempdir().expect("temp dir");
-    let open = || {
-        ordo_testkit::store::runtime(dir.path())
-            .clock(Clock::Virtual)
-            .register("reindex", reindex)
-            .build()
-            .expect("build")
-    };
+    let open = || reindexing(dir.path());
     let id = {
         let rt = open();
         let id = rt
@@ -785,13 +788,7 @@ fn a_debounced_call_survives_a_restart() {
 fn cancelling_a_debounced_call_before_it_starts_cancels_it() {
     reset();
     let dir = tempfile::tempdir().expect("temp dir");
-    let open = || {
-        ordo_testkit::store::runtime(dir.path())
-            .clock(Clock::Virtual)
-            .register("reindex", reindex)
-            .build()
-            .expect("build")
-    };
+    let open = || reindexing(dir.path());
     let quiet = DebounceOptions::new(Duration::from_secs(60));
     let (staged, written) = {
         let rt = open();

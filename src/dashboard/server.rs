@@ -81,17 +81,6 @@ fn serve_connection(mut stream: TcpStream, shared: &Shared) {
     drop(stream.shutdown(std::net::Shutdown::Both));
 }
 
-/// Compares without stopping at the first difference, so response times do not tell
-/// how much of a guessed token was right.
-fn same_token(given: &str, token: &str) -> bool {
-    given.len() == token.len()
-        && given
-            .bytes()
-            .zip(token.bytes())
-            .fold(0u8, |acc, (a, b)| acc | (a ^ b))
-            == 0
-}
-
 /// The token of an `Authorization: Bearer` header (the scheme in any case).
 fn bearer(request: &Request) -> Option<&str> {
     let (scheme, token) = request.header("authorization")?.split_once(' ')?;
@@ -108,7 +97,7 @@ fn respond(request: &Request, shared: &Shared) -> Response {
             let given = bearer(request)
                 .or(from_query)
                 .or_else(|| request.cookie(COOKIE));
-            if !given.is_some_and(|g| same_token(g, token)) {
+            if !given.is_some_and(|g| crate::same_secret(g, token)) {
                 return unauthorized();
             }
             let mut response = page(request, shared);
@@ -135,7 +124,7 @@ fn respond(request: &Request, shared: &Shared) -> Response {
                     .map(|(_, v)| v.as_str())
             };
             let given = bearer(request).or_else(|| field("token"));
-            if !given.is_some_and(|g| same_token(g, token)) {
+            if !given.is_some_and(|g| crate::same_secret(g, token)) {
                 return unauthorized();
             }
             let Some(id) = field("id") else {

@@ -378,3 +378,32 @@ pub mod worker {
         u64::try_from(ms).unwrap_or(u64::MAX)
     }
 }
+
+/// Leaves in the journal at `dir` workflow `id` of registered name `name`, started with
+/// `input` and pending with no step taken, its record as a build before journal schema 9
+/// wrote it: plain awakeable tokens, and every run numbered from step 0.
+pub fn started_before_schema_9<I>(dir: &std::path::Path, name: &str, id: &str, input: I)
+where
+    I: serde::Serialize + serde::de::DeserializeOwned + 'static,
+{
+    {
+        let rt = builder(dir)
+            .register(name, |_: ordo::Ctx, _: I| {
+                std::future::pending::<Result<(), ()>>()
+            })
+            .build()
+            .expect("build");
+        let _started = rt.start::<_, (), ()>(name, id, input).expect("start");
+        // Driven until the start is committed.
+        let wait = rt
+            .client()
+            .get_event::<u8>(id, "never", Duration::from_millis(50));
+        assert_eq!(rt.block_on(wait).expect("read"), None);
+    }
+    let journal = ordo_testkit::store::open(dir);
+    let mut old = journal.workflow(id).expect("read").expect("recorded");
+    old.keyed_tokens = false;
+    let mut batch = ordo::journal::Batch::new();
+    batch.update_workflow(old, ordo::Status::Pending);
+    journal.commit(&batch).expect("commit");
+}
