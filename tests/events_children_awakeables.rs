@@ -506,6 +506,17 @@ fn a_token_made_up_from_a_workflow_id_and_a_step_is_refused() {
             "gave out no such token",
         );
     }
+    // A token is a string from outside: none stops the runtime (one whose id's hex
+    // digits were not ASCII made it panic, and every later call was `RuntimeGone`).
+    for garbled in [
+        "ordo-awk1-0\u{e9}0-0",
+        "ordo-awk2-0\u{e9}0-0-00000000000000000000000000000000",
+    ] {
+        refused(
+            rt.block_on(client.resolve_awakeable(garbled, 5u64)),
+            "garbled",
+        );
+    }
     rt.block_on(client.resolve_awakeable(&token, 41u64))
         .expect("the real token");
     assert_eq!(rt.block_on(h.result()).expect("runs"), Ok(42));

@@ -110,7 +110,9 @@ pub(crate) fn parse_token(token: &str) -> Result<(String, u64), Error> {
     let step_id = step
         .parse()
         .map_err(|_| unknown("the step id is not a number"))?;
-    if hex.len() % 2 != 0 {
+    // Hex digits only (ASCII, so the pairs below are whole characters): a token comes
+    // from outside, and no string may stop the runtime.
+    if hex.len() % 2 != 0 || !hex.bytes().all(|b| b.is_ascii_hexdigit()) {
         return Err(unknown("the workflow id is garbled"));
     }
     let bytes = (0..hex.len())
@@ -259,6 +261,10 @@ mod tests {
             "ordo-awk2-77-3",
             "ordo-awk2-77-3-zz",
             "ordo-awk2-77-3-0123456789abcdef0123456789abcdeg",
+            // Not ASCII where the id's hex digits go (a byte index inside a character).
+            "ordo-awk1-0\u{e9}0-0",
+            "ordo-awk2-0\u{e9}0-0-00000000000000000000000000000000",
+            "ordo-awk1-+f-0",
             "",
             "ordo-awk1-",
             "ordo-awk1-zz-1",
