@@ -795,6 +795,10 @@ fn cancelling_a_debounced_call_before_it_starts_cancels_it() {
         // One cancelled in the turn of its call, one after a commit wrote its round.
         let staged = rt.debounce("reindex", "a", 1u32, quiet).expect("debounce");
         assert!(rt.cancel(&staged).expect("cancel"), "the staged call");
+        // A call in the same millisecond starts a new round, under another id (the
+        // cancelled one's would have run).
+        let after = rt.debounce("reindex", "a", 4u32, quiet).expect("debounce");
+        assert_ne!(after, staged);
         let written = rt.debounce("reindex", "b", 2u32, quiet).expect("debounce");
         rt.block_on(ordo::executor::sleep(Duration::from_millis(1)));
         assert!(rt.cancel(&written).expect("cancel"), "the written call");
@@ -806,13 +810,19 @@ fn cancelling_a_debounced_call_before_it_starts_cancels_it() {
             );
             assert_eq!(handle.status().expect("status"), Status::Cancelled);
         }
-        // Past both quiet periods: nothing starts.
+        // Past the quiet periods: the new round alone runs.
+        let handle = rt.handle::<u32, String>(&after).expect("handle");
+        assert_eq!(rt.block_on(handle.result()).expect("runs"), Ok(4));
         rt.block_on(ordo::executor::sleep(Duration::from_secs(120)));
         (staged, written)
     };
     let rt = open();
     rt.block_on(ordo::executor::sleep(Duration::from_secs(120)));
-    assert!(RUNS.with(|r| r.borrow().is_empty()), "a cancelled call ran");
+    assert_eq!(
+        RUNS.with(|r| r.borrow().clone()),
+        vec![4],
+        "a cancelled call ran"
+    );
     for id in [&staged, &written] {
         let handle = rt.handle::<u32, String>(id).expect("handle");
         assert_eq!(handle.status().expect("status"), Status::Cancelled);

@@ -75,6 +75,20 @@ impl DebounceOptions {
 }
 
 impl Runtime {
+    /// The id a new round for (`name`, `key`) starts at `now_ms` takes: `name/key@now_ms`,
+    /// or with `-2`, `-3`, ... after it when a workflow has that id already (a round of
+    /// the same millisecond that fired, or was cancelled: its id is never used again).
+    fn new_round_id(&self, name: &str, key: &str, now_ms: u64) -> Result<String, Error> {
+        let base = format!("{name}/{key}@{now_ms}");
+        let mut id = base.clone();
+        let mut n = 1u64;
+        while self.core.workflow_exists(&id)? {
+            n += 1;
+            id = format!("{base}-{n}");
+        }
+        Ok(id)
+    }
+
     /// Debounces workflow `name` for `key`: it starts with this call's `input` once
     /// calls for (`name`, `key`) have been quiet for `options`' quiet period (or its
     /// maximum wait has passed since the round's first call). Returns the id it will
@@ -123,9 +137,10 @@ impl Runtime {
                 .as_deref()
                 .map(|bytes| records::decode::<Debounced>(&record_key, bytes))
                 .transpose()?;
-            let id = round
-                .as_ref()
-                .map_or_else(|| format!("{name}/{key}@{now_ms}"), |r| r.id.clone());
+            let id = match &round {
+                Some(round) => round.id.clone(),
+                None => self.new_round_id(name, key, now_ms)?,
+            };
             crate::core::check_key(&id)?;
             let input = registration.encode_input(&id, &input)?;
             let pending = match round {
