@@ -103,6 +103,9 @@ pub const SCHEMA_VERSION: u32 = 9;
 /// The first schema version without status-index entries for `Enqueued` and `Delayed`.
 pub(crate) const UNINDEXED_QUEUE_SCHEMA: u32 = 5;
 
+/// The first schema version whose journals keep a token key (see `crate::token_key`).
+pub(crate) const KEYED_TOKENS_SCHEMA: u32 = 9;
+
 /// The first schema version keeping queue entries in `Pending` index entries.
 pub(crate) const MARKED_ENTRY_SCHEMA: u32 = 6;
 

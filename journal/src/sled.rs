@@ -12,7 +12,8 @@ use std::sync::Mutex;
 use std::time::{Duration, Instant};
 
 use crate::codec::{
-    self, MARKED_ENTRY_SCHEMA, OLDEST_SCHEMA_VERSION, SCHEMA_VERSION, UNINDEXED_QUEUE_SCHEMA,
+    self, KEYED_TOKENS_SCHEMA, MARKED_ENTRY_SCHEMA, OLDEST_SCHEMA_VERSION, SCHEMA_VERSION,
+    UNINDEXED_QUEUE_SCHEMA,
 };
 use crate::copy::{self, TempFolder};
 use crate::durability::{DataFiles, Durability};
@@ -307,11 +308,18 @@ impl SledJournal {
             .path(&path)
             .flush_every_ms(durability.sled_flush_every_ms());
         let db = open_sled(config, &path)?;
-        let (seal, total_commits) = match stored_schema(&db)? {
+        let (seal, total_commits, token_key) = match stored_schema(&db)? {
             Some(version) => {
                 check_schema(version, &path)?;
                 let state = check_seal(&db, &path)?;
                 let seal = Seal::open(&path, state)?;
+                let token_key = match stored_key {
+                    Some(token_key) => token_key,
+                    // Journals of versions before 9 have none: drawn before the version
+                    // write, so that a journal of version 9 or later always has one.
+                    None if version < KEYED_TOKENS_SCHEMA => token_key::create(&path)?,
+                    None => return Err(missing_token_key(&path)),
+                };
                 if version < SCHEMA_VERSION {
                     // An older schema this build reads (see `SCHEMA_VERSION`): mark the
                     // journal as this build's before writing any record of the new form,
@@ -339,7 +347,7 @@ impl SledJournal {
                     db.flush()?;
                 }
                 drop_succeeded_entries(&db)?;
-                (seal, stored_commits(&db)?)
+                (seal, stored_commits(&db)?, token_key)
             }
             None if db.is_empty() => {
                 // The seal first: a journal with a schema always has one. A process
@@ -350,18 +358,18 @@ impl SledJournal {
                     Some(seal) => seal,
                     None => Seal::create(&path)?,
                 };
+                // Then the token key (kept if a creation cut short drew it): a journal
+                // with a schema always has one too.
+                let token_key = match stored_key {
+                    Some(token_key) => token_key,
+                    None => token_key::create(&path)?,
+                };
                 db.insert(key::SCHEMA, &codec::encode_schema(SCHEMA_VERSION))?;
                 db.insert(key::COMMITS, &0u64.to_be_bytes())?;
                 db.flush()?;
-                (seal, 0)
+                (seal, 0, token_key)
             }
             None => return Err(not_a_journal()),
-        };
-        // A journal created by a build before schema 9 has no token key yet: drawn now,
-        // once, before any workflow can give out a token.
-        let token_key = match stored_key {
-            Some(token_key) => token_key,
-            None => token_key::create(&path)?,
         };
         // After the schema write, so that the creation of sled's files is synced too.
         let data_files = match durability {
@@ -424,10 +432,13 @@ impl SledJournal {
             let opened = open_checked(copy.path(), &path);
             match opened {
                 Ok((db, schema)) => {
-                    if schema.is_none() {
+                    let Some(schema) = schema else {
                         return Err(Error::NotFound { path });
-                    }
+                    };
                     let token_key = stored_token_key(&path)?;
+                    if token_key.is_none() && schema >= KEYED_TOKENS_SCHEMA {
+                        return Err(missing_token_key(&path));
+                    }
                     let mut journal =
                         SledJournal::new(db, Some(path), Durability::None, None, true);
                     journal.token_key = token_key;
@@ -1828,6 +1839,19 @@ fn check_seal(db: &::sled::Db, dir: &Path) -> Result<SealState, Error> {
 }
 
 /// The journal's `meta/commits` counter (0 if absent).
+/// A journal of schema 9 or later without its token key: the tokens its workflows gave
+/// out could never be checked again (a new key would refuse them all).
+fn missing_token_key(dir: &Path) -> Error {
+    Error::Damaged {
+        path: dir.to_path_buf(),
+        reason: format!(
+            "{} is missing: the secret its awakeable tokens are tagged with; restore it \
+             with the rest of the folder",
+            token_key::TOKEN_KEY_FILE
+        ),
+    }
+}
+
 /// The token key of the journal in `dir`, if it has one; a file that is not one is
 /// damage.
 fn stored_token_key(dir: &Path) -> Result<Option<TokenKey>, Error> {

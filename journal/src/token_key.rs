@@ -135,7 +135,12 @@ pub(crate) fn create(dir: &Path) -> Result<TokenKey, crate::Error> {
     let crc = crc32fast::hash(&bytes);
     bytes.extend_from_slice(&crc.to_le_bytes());
     let fresh = dir.join(TOKEN_KEY_NEW);
-    let mut file = File::create(&fresh)?;
+    let mut options = std::fs::OpenOptions::new();
+    options.write(true).create(true).truncate(true);
+    // A secret: readable by the journal's owner alone.
+    #[cfg(unix)]
+    std::os::unix::fs::OpenOptionsExt::mode(&mut options, 0o600);
+    let mut file = options.open(&fresh)?;
     file.write_all(&bytes)?;
     file.sync_all()?;
     std::fs::rename(&fresh, dir.join(TOKEN_KEY_FILE))?;

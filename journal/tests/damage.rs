@@ -242,3 +242,34 @@ fn a_check_copy_left_by_a_process_that_died_is_removed_at_the_next_open() {
     holds_everything(&journal).unwrap();
     assert!(!stale.exists(), "the stale copy is still there");
 }
+
+#[test]
+fn a_journal_without_its_token_key_is_refused_and_kept_as_it_was() {
+    let dir = tempfile::tempdir().unwrap();
+    let path = dir.path().join("j");
+    write_journal(&path);
+    let key = SledJournal::open(&path, Durability::Flush)
+        .unwrap()
+        .token_key()
+        .expect("a journal has a token key");
+    // A copy that left the key behind: a new key would refuse every token given out.
+    let key_file = path.join("ordo.token_key");
+    let kept = std::fs::read(&key_file).unwrap();
+    std::fs::remove_file(&key_file).unwrap();
+    let before = files(&path);
+    for err in [
+        SledJournal::open(&path, Durability::Flush).unwrap_err(),
+        SledJournal::open_existing(&path).unwrap_err(),
+    ] {
+        assert!(
+            matches!(&err, Error::Damaged { reason, .. } if reason.contains("ordo.token_key is missing")),
+            "{err:?}"
+        );
+    }
+    assert!(files(&path) == before, "a refused open changed the files");
+    // Put back, the journal opens with the key it had.
+    std::fs::write(&key_file, kept).unwrap();
+    let journal = SledJournal::open(&path, Durability::Flush).unwrap();
+    assert_eq!(journal.token_key(), Some(key));
+    holds_everything(&journal).unwrap();
+}

@@ -233,6 +233,8 @@ fn a_version_8_journal_numbers_its_runs_from_0_and_is_marked_version_9_when_writ
             .raw_insert(schema_key(), &8u32.to_be_bytes())
             .unwrap();
     }
+    // Nor a token key (this build drew one when it made the fixture).
+    std::fs::remove_file(path.join("ordo.token_key")).unwrap();
     old.first_step = 0;
     old.keyed_tokens = false;
     {
@@ -241,6 +243,8 @@ fn a_version_8_journal_numbers_its_runs_from_0_and_is_marked_version_9_when_writ
     }
     let journal = SledJournal::open(&path, Durability::Flush).unwrap();
     assert_eq!(stored_schema(&journal), SCHEMA_VERSION);
+    assert!(journal.token_key().is_some(), "drawn by the upgrade");
+    assert!(path.join("ordo.token_key").is_file());
     assert_eq!(journal.workflow(&old.id).unwrap().as_ref(), Some(&old));
     // It continues as new: its next run's first step is recorded, and read back.
     let mut next = old.clone();
