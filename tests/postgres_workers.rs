@@ -1497,6 +1497,37 @@ fn a_debounced_call_outlives_the_worker_that_took_it() {
     );
 }
 
+/// A cancel on one worker of the id another worker's debounce call returned, made after
+/// both started (the cancelling worker has not read the call), takes the round back:
+/// nothing runs on either worker, and both see it cancelled.
+#[test]
+fn a_debounced_call_is_cancelled_from_another_worker() {
+    let Some(pg) = TestPostgres::shared() else {
+        eprintln!("skipped: no PostgreSQL server");
+        return;
+    };
+    let url = pg.database("debounce_cancel");
+    let a = worker_for_debounce(&url, "a");
+    let b = worker_for_debounce(&url, "b");
+    let quiet = ordo::DebounceOptions::new(Duration::from_millis(300));
+    let id = a.debounce("reindex", "doc-c", 7u32, quiet).unwrap();
+    assert!(
+        b.cancel(&id).unwrap(),
+        "the other worker's call is cancelled"
+    );
+    // Past the quiet period, both driven: the worker that took the call does not fire it.
+    a.block_on(ordo::executor::sleep(Duration::from_millis(1_500)));
+    b.block_on(ordo::executor::sleep(Duration::from_millis(300)));
+    assert_eq!(reindex_runs("reindex/doc-c@"), vec![]);
+    for rt in [&a, &b] {
+        let handle = rt.handle::<u32, String>(&id).unwrap();
+        assert!(matches!(
+            rt.block_on(handle.result()),
+            Err(ordo::Error::Cancelled { .. })
+        ));
+    }
+}
+
 /// A worker that fired a debounced round (swapped it out of its key) but whose commit
 /// of the start failed leaves the fired record; the next worker to start starts it,
 /// once, with the round's last input. The failing commit is the first, second or third

@@ -284,22 +284,25 @@ impl Queues {
                 .and_then(|parts| parts.into_iter().next())
                 .unwrap_or_default()
         };
-        let fired = {
-            let mut fired = self.fired.borrow_mut();
-            let key = fired
-                .iter()
-                .find(|(_, d)| d.id == id)
-                .map(|(k, _)| k.clone());
-            key.and_then(|key| fired.remove(&key).map(|call| (key, call)))
-        };
-        if let Some((key, call)) = fired {
-            return Ok(Some(TakenCall {
-                name: name_of(&key),
-                call,
-                delete: Some(key),
-            }));
-        }
+        // On a shared journal another worker may have taken the call since this one
+        // last read the journal's calls: read again once before saying there is none.
+        let mut read_again = store.takeover_interval().is_some();
         loop {
+            let fired = {
+                let mut fired = self.fired.borrow_mut();
+                let key = fired
+                    .iter()
+                    .find(|(_, d)| d.id == id)
+                    .map(|(k, _)| k.clone());
+                key.and_then(|key| fired.remove(&key).map(|call| (key, call)))
+            };
+            if let Some((key, call)) = fired {
+                return Ok(Some(TakenCall {
+                    name: name_of(&key),
+                    call,
+                    delete: Some(key),
+                }));
+            }
             let found = self
                 .debounced
                 .borrow()
@@ -307,6 +310,10 @@ impl Queues {
                 .find(|(_, d)| d.id == id)
                 .map(|(key, call)| (key.clone(), call.clone()));
             let Some((key, call)) = found else {
+                if std::mem::take(&mut read_again) {
+                    self.load_debounced(store)?;
+                    continue;
+                }
                 return Ok(None);
             };
             let held = records::encode(&call);
