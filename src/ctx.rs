@@ -410,6 +410,9 @@ impl Ctx {
         let now_ms = self.core.now_ms();
         let mut record = wf.pending_record(0, now_ms);
         record.input = encoded;
+        // The next run gives out tokens of its own (its steps come after every earlier
+        // run's): keyed, also for a workflow whose earlier runs gave out plain ones.
+        record.keyed_tokens = true;
         let next = Rc::new(WorkflowState::new(&record, Vec::new()));
         crate::telemetry::continue_trace(wf, &next);
         self.core.queue_continue(

@@ -128,7 +128,10 @@ impl Runtime {
     /// runtime's when `at_seq` is 0. A child the copy launched (under a derived id) but
     /// whose result it does not hold is started afresh as the fork's own child,
     /// `<new_id>/<step>`, with the same input; a child given an explicit id is the same
-    /// child in any copy.
+    /// child in any copy. The copy's awakeables have tokens of their own; a copied step
+    /// that handed one out (an event, a message, a step's output) handed out the
+    /// original's, which resolves the original: fork before such a step, or have the
+    /// copy hand out its token again. Events the original set are not copied.
     ///
     /// # Errors
     ///

@@ -251,7 +251,8 @@ fn a_fork_of_a_later_run_replays_that_runs_steps_under_their_ids() {
 
 /// A workflow recorded before journal schema 9 numbered every run from 0, so its earlier
 /// runs may have taken any step id (and children and tokens named after them): a run
-/// that continues it starts numbering far beyond any run's ids, and finishes as usual.
+/// that continues it starts numbering far beyond any run's ids, gives out keyed tokens,
+/// and finishes as usual.
 #[test]
 fn a_run_continued_from_one_recorded_before_schema_9_numbers_past_every_earlier_run() {
     let dir = journal_dir();
@@ -266,8 +267,8 @@ fn a_run_continued_from_one_recorded_before_schema_9_numbers_past_every_earlier_
     let last = rt.journal().workflow("d").expect("read").expect("recorded");
     assert!(last.first_step >= 1 << 32, "{}", last.first_step);
     assert!(
-        !last.keyed_tokens,
-        "its tokens stay the kind it may have handed out"
+        last.keyed_tokens,
+        "the runs after the first give out tokens that cannot be made up"
     );
     assert_eq!(
         runs.borrow().clone(),

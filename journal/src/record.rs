@@ -240,7 +240,8 @@ pub struct WorkflowRecord {
     /// [`TokenKey`](crate::TokenKey), so that nobody makes one up: true for every
     /// workflow recorded since schema version 9 ([`WorkflowRecord::new`]); false for
     /// records written before, whose workflows may have handed out tokens of the plain
-    /// kind already, which stay valid. Last in the struct as on the wire.
+    /// kind already, which stay valid (until the workflow continues as new: its next
+    /// run's tokens are keyed). Last in the struct as on the wire.
     pub keyed_tokens: bool,
 }
 

@@ -559,23 +559,25 @@ impl PgJournal {
 
     /// The token key the schema migration drew (a worker migrated the schema first).
     fn read_token_key(&self) -> Result<TokenKey, Error> {
-        let row = self.read(|conn| {
+        let rows = self.read(|conn| {
             async move {
                 conn.client
-                    .query_opt("SELECT key FROM ordo.token_key", &[])
+                    .query("SELECT key FROM ordo.token_key", &[])
                     .await
             }
             .boxed_local()
         })?;
-        let bytes: Option<Vec<u8>> = row
-            .map(|row| row.try_get(0))
-            .transpose()
-            .map_err(db_error)?;
         let corrupt = |reason: String| Error::Corrupt {
             key: "ordo.token_key".into(),
             reason,
         };
-        let bytes = bytes.ok_or_else(|| corrupt("the table has no key".into()))?;
+        let [row] = &rows[..] else {
+            return Err(corrupt(format!(
+                "the table holds {} keys, not one",
+                rows.len()
+            )));
+        };
+        let bytes: Vec<u8> = row.try_get(0).map_err(db_error)?;
         TokenKey::from_bytes(&bytes).ok_or_else(|| {
             corrupt(format!(
                 "the key is {} bytes, not {}",
