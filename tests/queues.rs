@@ -832,3 +832,72 @@ fn cancelling_a_debounced_call_before_it_starts_cancels_it() {
     let handle = rt.handle::<u32, String>(&again).expect("handle");
     assert_eq!(rt.block_on(handle.result()).expect("runs"), Ok(3));
 }
+
+/// Rounds of two (name, key) pairs that `name/key` would write alike, called in one
+/// millisecond, get two ids and both run, each with its own input; cancelling one
+/// leaves the other.
+#[test]
+fn debounce_rounds_of_different_names_and_keys_never_share_an_id() {
+    reset();
+    let rt = ordo_testkit::store::temporary()
+        .clock(Clock::Virtual)
+        .register("x/y", reindex)
+        .register("x", reindex)
+        .build()
+        .expect("build");
+    let quiet = DebounceOptions::new(Duration::from_secs(5));
+    let slash_in_name = rt.debounce("x/y", "z", 1u32, quiet).expect("debounce");
+    let slash_in_key = rt.debounce("x", "y/z", 2u32, quiet).expect("debounce");
+    let at_in_key = rt.debounce("x", "y/z@0", 3u32, quiet).expect("debounce");
+    let cancelled = rt.debounce("x/y", "c", 4u32, quiet).expect("debounce");
+    let kept = rt.debounce("x", "y/c", 5u32, quiet).expect("debounce");
+    let ids = [&slash_in_name, &slash_in_key, &at_in_key, &cancelled, &kept];
+    let distinct: std::collections::BTreeSet<_> = ids.iter().collect();
+    assert_eq!(distinct.len(), ids.len(), "{ids:?}");
+    assert!(rt.cancel(&cancelled).expect("cancel"));
+    for (id, input) in [
+        (&slash_in_name, 1),
+        (&slash_in_key, 2),
+        (&at_in_key, 3),
+        (&kept, 5),
+    ] {
+        let handle = rt.handle::<u32, String>(id).expect("handle");
+        assert_eq!(
+            rt.block_on(handle.result()).expect("runs"),
+            Ok(input),
+            "{id}"
+        );
+    }
+    let mut runs = RUNS.with(|r| r.borrow().clone());
+    runs.sort_unstable();
+    assert_eq!(runs, vec![1, 2, 3, 5]);
+}
+
+/// A start of the id a debounced call returned, before the round starts, is that
+/// round (as a start of an id waiting in a queue is that queued workflow): it runs
+/// once, with the round's input; under another name it is a conflict.
+#[test]
+fn a_start_of_a_debounced_id_is_that_round() {
+    reset();
+    let rt = ordo_testkit::store::temporary()
+        .clock(Clock::Virtual)
+        .register("reindex", reindex)
+        .register("other", reindex)
+        .build()
+        .expect("build");
+    let quiet = DebounceOptions::new(Duration::from_secs(5));
+    let id = rt.debounce("reindex", "k", 1u32, quiet).expect("debounce");
+    let started = rt
+        .start::<_, u32, String>("reindex", &id, 99u32)
+        .expect("the round's handle");
+    assert!(matches!(
+        rt.start::<_, u32, String>("other", &id, 98u32),
+        Err(Error::Conflict { .. })
+    ));
+    assert_eq!(rt.block_on(started.result()).expect("runs"), Ok(1));
+    assert_eq!(
+        RUNS.with(|r| r.borrow().clone()),
+        vec![1],
+        "one run, the round's"
+    );
+}

@@ -78,8 +78,16 @@ impl Runtime {
     /// The id a new round for (`name`, `key`) starts at `now_ms` takes: `name/key@now_ms`,
     /// or with `-2`, `-3`, ... after it when a workflow has that id already (a round of
     /// the same millisecond that fired, or was cancelled: its id is never used again).
+    /// A `/` in the name and an `@` in the key are written `%2F` and `%40` (and `%` as
+    /// `%25`), so that no two (name, key) pairs give one id.
     fn new_round_id(&self, name: &str, key: &str, now_ms: u64) -> Result<String, Error> {
-        let base = format!("{name}/{key}@{now_ms}");
+        let escaped =
+            |part: &str, special: char, code: &str| part.replace('%', "%25").replace(special, code);
+        let base = format!(
+            "{}/{}@{now_ms}",
+            escaped(name, '/', "%2F"),
+            escaped(key, '@', "%40")
+        );
         let mut id = base.clone();
         let mut n = 1u64;
         while self.core.workflow_exists(&id)? {

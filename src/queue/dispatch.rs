@@ -369,14 +369,25 @@ impl Queues {
         self.members.borrow().contains_key(id)
     }
 
-    /// The name of workflow `id` if it waits in a queue here, not started yet: reserved
-    /// by an enqueue whose commit is to come, or waiting for a slot.
+    /// The name of workflow `id` if it waits here, not started yet: in a queue
+    /// (reserved by an enqueue whose commit is to come, or waiting for a slot), or as a
+    /// debounced call's round (pending, or fired and its start to come).
     pub(crate) fn waiting_name(&self, id: &str) -> Option<String> {
-        self.members
+        let queued = self
+            .members
             .borrow()
             .get(id)
             .filter(|m| matches!(m.state, State::Reserved | State::Waiting))
-            .and_then(|m| m.name.clone())
+            .and_then(|m| m.name.clone());
+        queued.or_else(|| {
+            let debounced = self.debounced.borrow();
+            let fired = self.fired.borrow();
+            debounced
+                .iter()
+                .chain(fired.iter())
+                .find(|(_, call)| call.id == id)
+                .and_then(|(key, _)| records::parts(key).ok()?.into_iter().next())
+        })
     }
 
     /// Whether workflow `id` waits in a queue (reserved, enqueued or delayed).
@@ -1130,7 +1141,12 @@ impl Queues {
             let Some(registration) = core.registry.get(&name).cloned() else {
                 continue;
             };
-            if core.running.borrow().contains_key(&pending.id) {
+            // Its id taken by a workflow started otherwise (an explicit start of that id
+            // on a worker that did not know of the round): that one is never written
+            // over.
+            if core.running.borrow().contains_key(&pending.id)
+                || core.store.workflow(&pending.id).ok().flatten().is_some()
+            {
                 continue;
             }
             let mut record = WorkflowRecord::new(&pending.id, &name, pending.input, now_ms);
