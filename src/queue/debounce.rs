@@ -100,8 +100,11 @@ impl Runtime {
     /// Debounces workflow `name` for `key`: it starts with this call's `input` once
     /// calls for (`name`, `key`) have been quiet for `options`' quiet period (or its
     /// maximum wait has passed since the round's first call). Returns the id it will
-    /// start under; every call of a round returns the same id. Durable with the next
-    /// group commit. [`Runtime::cancel`] of that id before the round starts it takes the
+    /// start under (`name/key@ms`, the time of the round's first call, with a `/` in the
+    /// name and an `@` in the key escaped as `%2F` and `%40`, and `-2`, `-3`... after it
+    /// if a workflow had that id); every call of a round returns the same id, and a
+    /// [`Runtime::start`] of it under `name` is that round. Durable with the next group
+    /// commit. [`Runtime::cancel`] of that id before the round starts it takes the
     /// round back: the workflow is recorded cancelled and never runs.
     ///
     /// # Errors
