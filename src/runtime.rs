@@ -941,7 +941,9 @@ impl Runtime {
     /// and its handles report [`Error::Cancelled`]. Returns `false`, changing nothing,
     /// when the workflow had already finished. A workflow started or enqueued in this
     /// turn, or one a [`Runtime::debounce`] call is to start (by the id it returned), is
-    /// cancelled before it ever runs.
+    /// cancelled before it ever runs. The cancellation is durable when this returns, in a
+    /// commit of its own: starts, enqueues and debounce calls of other ids made before it
+    /// are durable with the next group commit, as always, not with this one.
     ///
     /// ```
     /// use ordo::{Ctx, Error, Runtime, Status};
