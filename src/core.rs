@@ -869,6 +869,19 @@ impl Core {
 
     /// Whether a message or event may be addressed to `id`: it runs here, its start is
     /// staged, or the journal has its record.
+    /// The name of the workflow that holds id `id`, if one does: running here, waiting
+    /// here (in a queue, its enqueue perhaps not committed yet; or a debounced call's
+    /// round), or recorded.
+    pub(crate) fn holder_name(&self, id: &str) -> Result<Option<String>, Error> {
+        if let Some(wf) = self.running.borrow().get(id) {
+            return Ok(Some(wf.name.clone()));
+        }
+        if let Some(name) = self.queues.waiting_name(id) {
+            return Ok(Some(name));
+        }
+        Ok(self.store.workflow(id)?.map(|record| record.name))
+    }
+
     pub(crate) fn workflow_exists(&self, id: &str) -> Result<bool, Error> {
         if self.running.borrow().contains_key(id) {
             return Ok(true);

@@ -535,7 +535,7 @@ impl Core {
         }
         let original = self.record(id)?;
         check_key(new_id)?;
-        if self.running.borrow().contains_key(new_id) || self.store.workflow(new_id)?.is_some() {
+        if self.holder_name(new_id)?.is_some() {
             return Err(Error::AlreadyExists {
                 workflow_id: new_id.to_string(),
             });

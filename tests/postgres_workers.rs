@@ -1528,6 +1528,49 @@ fn a_debounced_call_is_cancelled_from_another_worker() {
     }
 }
 
+/// Debounced rounds of a workflow a worker does not register are left to a worker that
+/// does: a worker of other workflows that learns of them never fires them (it used to
+/// delete them, and they never ran).
+#[test]
+fn a_worker_leaves_debounced_rounds_of_workflows_it_does_not_register() {
+    let Some(pg) = TestPostgres::shared() else {
+        eprintln!("skipped: no PostgreSQL server");
+        return;
+    };
+    let url = pg.database("debounce_unregistered");
+    let quiet = ordo::DebounceOptions::new(Duration::from_millis(200));
+    let ids: Vec<String> = {
+        let a = worker_for_debounce(&url, "a");
+        (0..3u32)
+            .map(|n| {
+                a.debounce("reindex", &format!("doc-u{n}"), 300 + n, quiet)
+                    .unwrap()
+            })
+            .collect()
+        // a goes away before the rounds are due.
+    };
+    let other = Runtime::builder()
+        .postgres_with(PgOptions::new(&url).worker_name("d").lease(LEASE))
+        .register("other", reindex)
+        .build()
+        .unwrap();
+    other.recover().unwrap();
+    other.block_on(ordo::executor::sleep(Duration::from_millis(1_500)));
+    assert_eq!(reindex_runs("reindex/doc-u"), vec![]);
+    let c = worker_for_debounce(&url, "c");
+    c.recover().unwrap();
+    for id in &ids {
+        let handle = c.handle::<u32, String>(id).unwrap();
+        assert!(c.block_on(handle.result()).unwrap().is_ok(), "{id}");
+    }
+    let mut ran: Vec<u32> = reindex_runs("reindex/doc-u")
+        .into_iter()
+        .map(|(_, n)| n)
+        .collect();
+    ran.sort_unstable();
+    assert_eq!(ran, vec![300, 301, 302]);
+}
+
 /// A worker that fired a debounced round (swapped it out of its key) but whose commit
 /// of the start failed leaves the fired record; the next worker to start starts it,
 /// once, with the round's last input. The failing commit is the first, second or third

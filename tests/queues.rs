@@ -901,3 +901,69 @@ fn a_start_of_a_debounced_id_is_that_round() {
         "one run, the round's"
     );
 }
+
+/// Neither an enqueue, a fork nor a child launch takes the id a pending debounce round
+/// holds (the enqueue under the round's name is that round; under another name, and a
+/// fork, are refused; a child of the round's name adopts it), and a new round does not
+/// take the id of a workflow enqueued in the same turn: every workflow runs once, with
+/// its own input.
+#[test]
+fn no_other_start_takes_the_id_of_a_pending_debounce_round() {
+    reset();
+    let rt = ordo_testkit::store::temporary()
+        .clock(Clock::Virtual)
+        .queue("q", QueueOptions::new().concurrency(10))
+        .register("reindex", reindex)
+        .register("other", reindex)
+        .register("parent", |ctx: Ctx, id: String| async move {
+            let child = ctx.start_child_with::<_, u32, String>(
+                "reindex",
+                70u32,
+                ordo::ChildOptions::default().id(id),
+            );
+            child.result().await.map_err(|e| e.to_string())?
+        })
+        .build()
+        .expect("build");
+    let quiet = DebounceOptions::new(Duration::from_secs(5));
+    let id = rt.debounce("reindex", "k", 1u32, quiet).expect("debounce");
+    // A workflow enqueued (in this turn, not committed) under the id the next round
+    // would take, then that round.
+    let ms = id.rsplit_once('@').expect("a round id ends in its time").1;
+    let queued_id = format!("reindex/j@{ms}");
+    let queued = rt
+        .enqueue::<_, u32, String>("q", "other", 200u32, EnqueueOptions::new().id(&queued_id))
+        .expect("enqueue");
+    let round = rt.debounce("reindex", "j", 2u32, quiet).expect("debounce");
+    assert_ne!(round, queued_id);
+    let same = rt
+        .enqueue::<_, u32, String>("q", "reindex", 100u32, EnqueueOptions::new().id(&id))
+        .expect("the round");
+    assert!(matches!(
+        rt.enqueue::<_, u32, String>("q", "other", 101u32, EnqueueOptions::new().id(&id)),
+        Err(Error::Conflict { .. })
+    ));
+    let source = rt
+        .start::<_, u32, String>("reindex", "src", 5u32)
+        .expect("start");
+    rt.block_on(source.result()).expect("runs").expect("ok");
+    assert!(matches!(
+        rt.fork::<u32, String>("src", 0, &id),
+        Err(Error::AlreadyExists { .. })
+    ));
+    let parent = rt
+        .start::<_, u32, String>("parent", "p", id.clone())
+        .expect("start");
+    assert_eq!(rt.block_on(same.result()).expect("runs"), Ok(1));
+    assert_eq!(
+        rt.block_on(parent.result()).expect("runs"),
+        Ok(1),
+        "adopted the round"
+    );
+    assert_eq!(rt.block_on(queued.result()).expect("runs"), Ok(200));
+    let round = rt.handle::<u32, String>(&round).expect("handle");
+    assert_eq!(rt.block_on(round.result()).expect("runs"), Ok(2));
+    let mut runs = RUNS.with(|r| r.borrow().clone());
+    runs.sort_unstable();
+    assert_eq!(runs, vec![1, 2, 5, 200], "each once, with its own input");
+}

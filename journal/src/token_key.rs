@@ -135,8 +135,14 @@ pub(crate) fn create(dir: &Path) -> Result<TokenKey, crate::Error> {
     let crc = crc32fast::hash(&bytes);
     bytes.extend_from_slice(&crc.to_le_bytes());
     let fresh = dir.join(TOKEN_KEY_NEW);
+    // One left by a process killed here goes: a new file is made (never one that is
+    // there, whose mode it would keep, nor through a link), with the mode below.
+    match std::fs::remove_file(&fresh) {
+        Err(err) if err.kind() != io::ErrorKind::NotFound => return Err(err.into()),
+        _ => {}
+    }
     let mut options = std::fs::OpenOptions::new();
-    options.write(true).create(true).truncate(true);
+    options.write(true).create_new(true);
     // A secret: readable by the journal's owner alone.
     #[cfg(unix)]
     std::os::unix::fs::OpenOptionsExt::mode(&mut options, 0o600);

@@ -273,3 +273,22 @@ fn a_journal_without_its_token_key_is_refused_and_kept_as_it_was() {
     assert_eq!(journal.token_key(), Some(key));
     holds_everything(&journal).unwrap();
 }
+
+#[test]
+fn a_new_token_key_is_readable_by_its_owner_alone_whatever_a_killed_process_left() {
+    use std::os::unix::fs::PermissionsExt;
+    let dir = tempfile::tempdir().unwrap();
+    let path = dir.path().join("j");
+    std::fs::create_dir_all(&path).unwrap();
+    // A half-written key file of a process killed while it drew the key, world-writable.
+    let left = path.join("ordo.token_key.new");
+    std::fs::write(&left, b"junk").unwrap();
+    std::fs::set_permissions(&left, std::fs::Permissions::from_mode(0o666)).unwrap();
+    let journal = SledJournal::open(&path, Durability::Flush).unwrap();
+    assert!(journal.token_key().is_some());
+    let mode = std::fs::metadata(path.join("ordo.token_key"))
+        .unwrap()
+        .permissions()
+        .mode();
+    assert_eq!(mode & 0o777, 0o600, "{mode:o}");
+}

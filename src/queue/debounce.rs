@@ -90,7 +90,7 @@ impl Runtime {
         );
         let mut id = base.clone();
         let mut n = 1u64;
-        while self.core.workflow_exists(&id)? {
+        while self.core.holder_name(&id)?.is_some() {
             n += 1;
             id = format!("{base}-{n}");
         }

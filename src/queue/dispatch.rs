@@ -139,6 +139,14 @@ pub(crate) struct Queues {
     shared_limits: Cell<bool>,
 }
 
+/// The workflow name a debounce record's key (`DEBOUNCE` or `FIRED`) names first.
+fn round_workflow(key: &[u8]) -> String {
+    records::parts(key)
+        .ok()
+        .and_then(|parts| parts.into_iter().next())
+        .unwrap_or_default()
+}
+
 /// A debounced call taken back by [`Queues::cancel_debounced`].
 pub(crate) struct TakenCall {
     /// The workflow it was to start.
@@ -278,12 +286,7 @@ impl Queues {
         store: &dyn Store,
         id: &str,
     ) -> Result<Option<TakenCall>, Error> {
-        let name_of = |key: &[u8]| {
-            records::parts(key)
-                .ok()
-                .and_then(|parts| parts.into_iter().next())
-                .unwrap_or_default()
-        };
+        let name_of = round_workflow;
         // On a shared journal another worker may have taken the call since this one
         // last read the journal's calls: read again once before saying there is none.
         let mut read_again = store.takeover_interval().is_some();
@@ -379,15 +382,19 @@ impl Queues {
             .get(id)
             .filter(|m| matches!(m.state, State::Reserved | State::Waiting))
             .and_then(|m| m.name.clone());
-        queued.or_else(|| {
-            let debounced = self.debounced.borrow();
-            let fired = self.fired.borrow();
-            debounced
-                .iter()
-                .chain(fired.iter())
-                .find(|(_, call)| call.id == id)
-                .and_then(|(key, _)| records::parts(key).ok()?.into_iter().next())
-        })
+        queued.or_else(|| self.round_name(id))
+    }
+
+    /// The workflow name of the debounced call's round that is to start `id` (pending,
+    /// or fired and its start to come), if one here is.
+    fn round_name(&self, id: &str) -> Option<String> {
+        let debounced = self.debounced.borrow();
+        let fired = self.fired.borrow();
+        debounced
+            .iter()
+            .chain(fired.iter())
+            .find(|(_, call)| call.id == id)
+            .map(|(key, _)| round_workflow(key))
     }
 
     /// Whether workflow `id` waits in a queue (reserved, enqueued or delayed).
@@ -436,12 +443,14 @@ impl Queues {
             .borrow()
             .get(&record.id)
             .map(|w| w.name.clone());
-        let existing = match running {
+        let member = self
+            .members
+            .borrow()
+            .get(&record.id)
+            .map(|member| member.name.clone().unwrap_or_else(|| record.name.clone()));
+        let existing = match running.or(member).or_else(|| self.round_name(&record.id)) {
             Some(name) => Some(name),
-            None => match self.members.borrow().get(&record.id) {
-                Some(member) => Some(member.name.clone().unwrap_or_else(|| record.name.clone())),
-                None => core.store.workflow(&record.id)?.map(|r| r.name),
-            },
+            None => core.store.workflow(&record.id)?.map(|r| r.name),
         };
         if let Some(name) = existing {
             if name != record.name {
@@ -1082,9 +1091,12 @@ impl Queues {
         }
         let written: std::collections::BTreeSet<Vec<u8>> =
             self.debounce_writes.borrow_mut().drain(..).collect();
+        // Rounds of workflows this worker does not register are left to a worker that
+        // does (on a shared journal): never fired, nor their fired records deleted, here.
+        let registered = |key: &[u8]| core.registry.get(&round_workflow(key)).is_some();
         let due: Vec<Vec<u8>> = debounced
             .iter()
-            .filter(|(_, d)| d.fires_at() <= now_ms)
+            .filter(|(key, d)| d.fires_at() <= now_ms && registered(key))
             .map(|(key, _)| key.clone())
             .collect();
         for key in &written {
@@ -1095,20 +1107,15 @@ impl Queues {
         // (workflow name, fired record to delete, the call) of each start.
         let mut starts: Vec<(String, Option<Vec<u8>>, Debounced)> = Vec::new();
         for (fired_key, pending) in fired {
-            let name = records::parts(&fired_key)
-                .ok()
-                .and_then(|parts| parts.into_iter().next())
-                .unwrap_or_default();
-            starts.push((name, Some(fired_key), pending));
+            if registered(&fired_key) {
+                starts.push((round_workflow(&fired_key), Some(fired_key), pending));
+            }
         }
         for key in due {
             let Some(pending) = debounced.remove(&key) else {
                 continue;
             };
-            let name = records::parts(&key)
-                .ok()
-                .and_then(|parts| parts.into_iter().next())
-                .unwrap_or_default();
+            let name = round_workflow(&key);
             let held = records::encode(&pending);
             let fired_key = records::key(FIRED, &[&name, &pending.id]);
             let writes = [(key.clone(), None), (fired_key.clone(), Some(held.clone()))];
@@ -1134,20 +1141,28 @@ impl Queues {
                 }
             }
         }
+        // Not borrowed while ids are looked up (the rounds are among the holders).
+        drop(debounced);
         for (name, fired_key, pending) in starts {
-            if let Some(fired_key) = fired_key {
-                batch.delete_queue_record(fired_key);
-            }
             let Some(registration) = core.registry.get(&name).cloned() else {
                 continue;
             };
             // Its id taken by a workflow started otherwise (an explicit start of that id
             // on a worker that did not know of the round): that one is never written
-            // over.
-            if core.running.borrow().contains_key(&pending.id)
-                || core.store.workflow(&pending.id).ok().flatten().is_some()
-            {
-                continue;
+            // over. Unknown (the journal unreadable): its fired record stays, for the
+            // next worker to load it.
+            match core.holder_name(&pending.id) {
+                Ok(None) => {}
+                Ok(Some(_)) => {
+                    if let Some(fired_key) = fired_key {
+                        batch.delete_queue_record(fired_key);
+                    }
+                    continue;
+                }
+                Err(_) => continue,
+            }
+            if let Some(fired_key) = fired_key {
+                batch.delete_queue_record(fired_key);
             }
             let mut record = WorkflowRecord::new(&pending.id, &name, pending.input, now_ms);
             record.app_version.clone_from(&core.app_version);
@@ -1155,8 +1170,10 @@ impl Queues {
             wake.push(WatchKey::Workflow(record.id.clone()));
             launch.push(core.fresh_start(record, registration, true));
         }
-        for pending in debounced.values() {
-            wake_at(pending.fires_at());
+        for (key, pending) in self.debounced.borrow().iter() {
+            if registered(key) {
+                wake_at(pending.fires_at());
+            }
         }
     }
 

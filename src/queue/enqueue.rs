@@ -97,11 +97,7 @@ impl Runtime {
         if dispatched.is_none() {
             // Found under its id or its deduplication id: the holder may be another
             // workflow, whose types must be `O` and `E` too.
-            let holder = core.running.borrow().get(&id).map(|wf| wf.name.clone());
-            let holder = match holder {
-                Some(name) => Some(name),
-                None => core.store.workflow(&id)?.map(|r| r.name),
-            };
+            let holder = core.holder_name(&id)?;
             if let Some(registration) = holder.and_then(|n| core.registry.get(&n).cloned()) {
                 registration.check_outputs::<O, E>(&id, "handle")?;
             }

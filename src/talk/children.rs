@@ -341,20 +341,12 @@ impl Ctx {
                     id: record.id.clone(),
                     cancel_with_parent,
                 };
-                let running = core
-                    .running
-                    .borrow()
-                    .get(&record.id)
-                    .map(|w| w.name.clone());
-                let existing = match running {
-                    Some(name) => Some(name),
-                    None => match core.store.workflow(&record.id) {
-                        Ok(found) => found.map(|r| r.name),
-                        Err(err) => {
-                            wf.fail(err.into());
-                            return std::future::pending().await;
-                        }
-                    },
+                let existing = match core.holder_name(&record.id) {
+                    Ok(existing) => existing,
+                    Err(err) => {
+                        wf.fail(err);
+                        return std::future::pending().await;
+                    }
                 };
                 match existing {
                     Some(name) if name == record.name => {
