@@ -57,6 +57,8 @@
 //! - `seal`: the checksummed high-water mark of acknowledged commits that makes damage
 //!   detectable; `copy`: the private copies opened to check a journal, or to read one
 //!   without writing to it.
+//! - `token_key`: [`TokenKey`], the journal's secret that awakeable tokens are tagged
+//!   with, and its file in a sled journal's folder.
 //! - `postgres` (feature `postgres`): `PgJournal`, the same records in PostgreSQL
 //!   tables shared by many worker processes: one pipelined transaction per commit,
 //!   leases, fencing and takeover (see its docs).
