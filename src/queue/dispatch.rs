@@ -388,6 +388,13 @@ impl Queues {
     /// The workflow name of the debounced call's round that is to start `id` (pending,
     /// or fired and its start to come), if one here is.
     fn round_name(&self, id: &str) -> Option<String> {
+        // Every round's id ends in `@<ms>` (and maybe `-<n>`): other ids (most starts')
+        // are not looked for among what may be many rounds.
+        let (_, time) = id.rsplit_once('@')?;
+        let ms = time.split('-').next()?;
+        if ms.is_empty() || !ms.bytes().all(|b| b.is_ascii_digit()) {
+            return None;
+        }
         let debounced = self.debounced.borrow();
         let fired = self.fired.borrow();
         debounced
