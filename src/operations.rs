@@ -318,7 +318,7 @@ impl Core {
         let base = format!("{id}.fork-{at_seq}");
         let mut candidate = base.clone();
         let mut n = 1u64;
-        while self.workflow_exists(&candidate)? {
+        while self.holder_name(&candidate)?.is_some() {
             n += 1;
             candidate = format!("{base}-{n}");
         }

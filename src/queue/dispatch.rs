@@ -139,6 +139,15 @@ pub(crate) struct Queues {
     shared_limits: Cell<bool>,
 }
 
+/// Whether `id` has the form of a debounce round's id: it ends in `@<ms>` (and maybe
+/// `-<n>`). Other ids (most starts' and cancels') are not looked for among what may be
+/// many rounds, nor, on a shared journal, in the journal's calls.
+fn is_round_id(id: &str) -> bool {
+    id.rsplit_once('@')
+        .and_then(|(_, time)| time.split('-').next())
+        .is_some_and(|ms| !ms.is_empty() && ms.bytes().all(|b| b.is_ascii_digit()))
+}
+
 /// The workflow name a debounce record's key (`DEBOUNCE` or `FIRED`) names first.
 fn round_workflow(key: &[u8]) -> String {
     records::parts(key)
@@ -286,7 +295,9 @@ impl Queues {
         store: &dyn Store,
         id: &str,
     ) -> Result<Option<TakenCall>, Error> {
-        let name_of = round_workflow;
+        if !is_round_id(id) {
+            return Ok(None);
+        }
         // On a shared journal another worker may have taken the call since this one
         // last read the journal's calls: read again once before saying there is none.
         let mut read_again = store.takeover_interval().is_some();
@@ -301,7 +312,7 @@ impl Queues {
             };
             if let Some((key, call)) = fired {
                 return Ok(Some(TakenCall {
-                    name: name_of(&key),
+                    name: round_workflow(&key),
                     call,
                     delete: Some(key),
                 }));
@@ -335,7 +346,7 @@ impl Queues {
             self.debounced.borrow_mut().remove(&key);
             self.dirty.set(true);
             return Ok(Some(TakenCall {
-                name: name_of(&key),
+                name: round_workflow(&key),
                 call,
                 delete,
             }));
@@ -388,11 +399,7 @@ impl Queues {
     /// The workflow name of the debounced call's round that is to start `id` (pending,
     /// or fired and its start to come), if one here is.
     fn round_name(&self, id: &str) -> Option<String> {
-        // Every round's id ends in `@<ms>` (and maybe `-<n>`): other ids (most starts')
-        // are not looked for among what may be many rounds.
-        let (_, time) = id.rsplit_once('@')?;
-        let ms = time.split('-').next()?;
-        if ms.is_empty() || !ms.bytes().all(|b| b.is_ascii_digit()) {
+        if !is_round_id(id) {
             return None;
         }
         let debounced = self.debounced.borrow();
