@@ -11,7 +11,8 @@
 //! - `RSS delta`: VmRSS parked minus VmRSS before the first start; `peak delta`: VmHWM
 //!   minus the same starting VmRSS (the high-water mark of the whole run).
 //! - `heap delta`: bytes allocated and not freed (every thread, sled's included), from
-//!   the counting global allocator; `heap peak`: the most that was live at once.
+//!   the counting global allocator; `heap peak`: the most seen live at once (sampled
+//!   between starts and at every event the runtime reports: each step, each commit).
 //! - `marginal`: what each workflow past the previous count of the same journal added,
 //!   `(RSS delta - previous RSS delta) / (N - previous N)`: the cost of one more parked
 //!   workflow, without what a run pays once whatever its count (sled's log buffers and
@@ -38,6 +39,12 @@ use stats_alloc::{StatsAlloc, INSTRUMENTED_SYSTEM};
 
 #[global_allocator]
 static GLOBAL: &StatsAlloc<System> = &INSTRUMENTED_SYSTEM;
+
+thread_local! {
+    /// The most heap seen live at one of the runtime's events (each step, commit, end):
+    /// the transient peak of a burst, which the samples taken between starts miss.
+    static PEAK: Cell<i64> = const { Cell::new(0) };
+}
 
 /// Steps each workflow runs before it parks.
 const STEPS: u64 = 3;
@@ -133,6 +140,7 @@ fn measure(journal: &str, n: u64) -> Row {
         Runtime::builder()
             .register("parked", parked)
             .observer(move |event| {
+                PEAK.with(|p| p.set(p.get().max(heap_live())));
                 if let Event::Step { name, .. } = event {
                     if name == "ordo.sleep.until" {
                         count.set(count.get() + 1);
@@ -179,7 +187,7 @@ fn measure(journal: &str, n: u64) -> Row {
     });
     let secs = start.elapsed().as_secs_f64();
     let heap_after = heap_live();
-    heap_peak = heap_peak.max(heap_after);
+    heap_peak = heap_peak.max(heap_after).max(PEAK.with(|p| p.get()));
     let (rss_after, hwm) = rss();
     assert_eq!(rt.metrics().steps_executed, n * (STEPS + 1));
     let row = Row {

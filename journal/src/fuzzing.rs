@@ -220,7 +220,7 @@ fn plant_and_read(journal: &SledJournal, data: &[u8]) {
                 typed(err);
             }
         }
-        Ok(Key::Schema | Key::Commits) | Err(_) => {}
+        Ok(Key::Schema | Key::Commits | Key::Group(_)) | Err(_) => {}
     }
 }
 
@@ -272,4 +272,9 @@ pub fn encode_workflow(rec: &crate::WorkflowRecord) -> Vec<u8> {
     let mut v = Vec::new();
     let _ = codec::encode_workflow(rec, &mut v);
     v
+}
+
+/// The raw key of start group `number` (see the journal's `start_group` module).
+pub fn start_group_key(number: u64) -> Vec<u8> {
+    crate::start_group::key(number).to_vec()
 }

@@ -15,6 +15,7 @@
 //! | type name | `t` fingerprint (`u64` BE) | [`codec`](crate::codec) string |
 //! | messages, idempotency keys, events, awakeable resolutions, message counter | `q`, `k`, `e`, `a`, `m` `messages` | see [`mail`](crate::mail) |
 //! | trace context (optional) | `x` id | [`codec`](crate::codec) string: a W3C `traceparent` |
+//! | start group (schema 10) | `g` group number (`u64` BE) | the records of direct starts whose `Pending` entries it stands for, see [`start_group`](crate::start_group) |
 //! | queue record | `u` runtime-defined key | see [`queue`](crate::queue) |
 //!
 //! A queued workflow's `Pending` index entry is written at its enqueue, not its start
@@ -217,6 +218,8 @@ pub(crate) enum Key<'a> {
     Type(u64),
     /// A workflow's trace context.
     TraceContext(&'a str),
+    /// A start group (see [`crate::start_group`]).
+    Group(u64),
     /// A status-index entry.
     Status {
         /// The indexed status.
@@ -249,6 +252,12 @@ pub(crate) fn parse(key: &[u8]) -> Result<Key<'_>, &'static str> {
             })
         }
         Some((&TRACE, id)) => Ok(Key::TraceContext(utf8(id)?)),
+        Some((&crate::start_group::GROUP, rest)) => {
+            let bytes: [u8; 8] = rest
+                .try_into()
+                .map_err(|_| "start group key is not 8 bytes")?;
+            Ok(Key::Group(u64::from_be_bytes(bytes)))
+        }
         Some((&TYPE, rest)) => {
             let bytes: [u8; 8] = rest.try_into().map_err(|_| "type key is not 8 bytes")?;
             Ok(Key::Type(u64::from_be_bytes(bytes)))
@@ -282,6 +291,7 @@ pub(crate) fn describe(key: &[u8]) -> String {
         Ok(Key::Status { status, id }) => format!("status/{status}/{}", id.escape_debug()),
         Ok(Key::Type(fingerprint)) => format!("type/{fingerprint:016x}"),
         Ok(Key::TraceContext(id)) => format!("trace/{}", id.escape_debug()),
+        Ok(Key::Group(number)) => format!("startgroup/{number}"),
         Err(_) => hex(key),
     }
 }
@@ -336,6 +346,8 @@ mod tests {
         assert_eq!(parse(&k), Ok(Key::TraceContext("x")));
         assert_eq!(describe(&k), "trace/x");
         assert_eq!(describe(SCHEMA), "meta/schema");
+        assert_eq!(describe(&crate::start_group::key(3)), "startgroup/3");
+        assert_eq!(parse(&crate::start_group::key(3)), Ok(Key::Group(3)));
         assert_eq!(describe(&[b'c', 0, 9, b'x']), "0x63000978");
         assert_eq!(describe(&[]), "0x");
     }

@@ -52,6 +52,8 @@
 //!   deleted with [`Batch::delete_workflow`] at most [`GC_BATCH`] per commit.
 //! - `sled`: [`SledJournal`], the store on sled 0.34.7: open, lock, schema check, group
 //!   commit, the append-only check on completion seqs.
+//! - `start_group`: the records of a commit's direct starts, many to one sled entry
+//!   (sled costs microseconds per key), and which group lists each id.
 //! - `last_seq`: each workflow's last recorded seq as the process's own commits tell,
 //!   which spares both stores a read per commit in that check.
 //! - `seal`: the checksummed high-water mark of acknowledged commits that makes damage
@@ -116,6 +118,7 @@ mod record;
 mod retention;
 mod seal;
 mod sled;
+mod start_group;
 mod store;
 mod token_key;
 

@@ -4,11 +4,11 @@
 //! so a commit is one `sled::Batch` applied to one tree (atomic across a crash), followed
 //! by the [`Durability`] point chosen at open.
 
-use std::collections::HashMap;
+use std::collections::{HashMap, HashSet};
 use std::fmt;
 use std::path::{Path, PathBuf};
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
-use std::sync::Mutex;
+use std::sync::{Mutex, RwLock};
 use std::time::{Duration, Instant};
 
 use crate::codec::{
@@ -23,6 +23,7 @@ use crate::mail::Message;
 use crate::queue::Mark;
 use crate::record::{Batch, Completion, Outcome, Prior, Status, WorkflowRecord};
 use crate::seal::{self, Seal, SealState, SEAL_FILE};
+use crate::start_group::{self, GroupChanges, StartGroups};
 use crate::store::Store;
 use crate::token_key::{self, TokenKey};
 use crate::Error;
@@ -67,6 +68,10 @@ pub struct SledJournal {
     /// none yet (see [`crate::token_key`]).
     token_key: Option<TokenKey>,
     may_hold: AtomicBool,
+    /// The start groups stored, as [`StartGroups`] keeps them: which group lists each
+    /// id (see [`crate::start_group`]). Read at open; changed by the writer after each
+    /// commit is applied, under the `writer` lock.
+    groups: RwLock<StartGroups>,
     /// Declared after `db` on purpose: fields drop in declaration order, so this waits,
     /// after sled is dropped, until sled's file lock is really free (see
     /// [`LockRelease`]).
@@ -118,6 +123,9 @@ struct Writer {
     held_recorded: bool,
     /// Whether the batch being encoded writes [`key::HELD`].
     writes_held: bool,
+    /// What the batch being encoded does to the start groups, taken into
+    /// `SledJournal::groups` once applied.
+    group_changes: GroupChanges,
 }
 
 /// Frees what sled retired while applying `batch`, before the runtime goes on.
@@ -144,6 +152,50 @@ fn collect_garbage(batch: &Batch) {
         + batch.mail.resolutions.len();
     for _ in 0..(writes / 32 + 3) {
         ::sled::pin().flush();
+    }
+}
+
+/// The start groups a batch writes (see [`crate::start_group`]), built as its starts
+/// are encoded.
+struct Grouping<'b> {
+    /// The number the next group takes.
+    next: u64,
+    /// Each group: number, value, member ids.
+    groups: Vec<(u64, Vec<u8>, Vec<&'b str>)>,
+}
+
+impl<'b> Grouping<'b> {
+    fn new(next: u64) -> Self {
+        Grouping {
+            next,
+            groups: Vec::new(),
+        }
+    }
+
+    fn is_empty(&self) -> bool {
+        self.groups.is_empty()
+    }
+
+    /// Adds workflow `id`'s encoded `record` to the last group, or to a new one if it
+    /// would pass [`start_group::GROUP_BYTES`].
+    fn push(&mut self, id: &'b str, record: &[u8]) {
+        let len = start_group::member_len(id, record);
+        let fits = self
+            .groups
+            .last()
+            .is_some_and(|(_, value, _)| value.len() + len <= start_group::GROUP_BYTES);
+        if !fits {
+            self.groups.push((
+                self.next,
+                Vec::with_capacity(start_group::GROUP_BYTES.max(len)),
+                Vec::new(),
+            ));
+            self.next += 1;
+        }
+        if let Some((_, value, ids)) = self.groups.last_mut() {
+            start_group::push_member(id, record, value);
+            ids.push(id);
+        }
     }
 }
 
@@ -377,7 +429,7 @@ impl SledJournal {
             Durability::Flush | Durability::None => None,
         };
         let legacy_entries = has_legacy_entries(&db)?;
-        let mut journal = SledJournal::new(db, Some(path), durability, data_files, false);
+        let mut journal = SledJournal::new(db, Some(path), durability, data_files, false)?;
         journal.token_key = Some(token_key);
         journal.seal = Some(Mutex::new(seal));
         journal.legacy_entries = legacy_entries;
@@ -440,7 +492,7 @@ impl SledJournal {
                         return Err(missing_token_key(&path));
                     }
                     let mut journal =
-                        SledJournal::new(db, Some(path), Durability::None, None, true);
+                        SledJournal::new(db, Some(path), Durability::None, None, true)?;
                     journal.token_key = token_key;
                     journal._lock_release = LockRelease(Some(copy.path().to_path_buf()));
                     journal._copy = Some(copy);
@@ -475,7 +527,7 @@ impl SledJournal {
     pub fn temporary() -> Result<Self, Error> {
         let db = ::sled::Config::new().temporary(true).open()?;
         db.insert(key::SCHEMA, &codec::encode_schema(SCHEMA_VERSION))?;
-        let mut journal = SledJournal::new(db, None, Durability::None, None, false);
+        let mut journal = SledJournal::new(db, None, Durability::None, None, false)?;
         journal.token_key = Some(TokenKey::generate()?);
         Ok(journal)
     }
@@ -486,7 +538,8 @@ impl SledJournal {
         durability: Durability,
         data_files: Option<DataFiles>,
         read_only: bool,
-    ) -> Self {
+    ) -> Result<Self, Error> {
+        let groups = load_groups(&db)?;
         let journal = SledJournal {
             db,
             _lock_release: LockRelease(path.clone()),
@@ -500,10 +553,11 @@ impl SledJournal {
             commits: AtomicU64::new(0),
             legacy_entries: false,
             may_hold: AtomicBool::new(false),
+            groups: RwLock::new(groups),
             writer: Mutex::new(Writer::default()),
         };
         journal.read_held_marker();
-        journal
+        Ok(journal)
     }
 
     /// Reads [`key::HELD`] into `may_hold` and the writer's state: at open, and after a
@@ -615,11 +669,30 @@ impl SledJournal {
             enqueued,
             held_recorded,
             writes_held,
+            group_changes,
         } = writer;
         enqueued.clear();
         *writes_held = false;
+        group_changes.clear();
         let mut writes = ::sled::Batch::default();
+        let groups = self.groups.read().unwrap_or_else(|p| p.into_inner());
+        // What the batch does to the start groups (see `crate::start_group`): members it
+        // moves out (and the groups they leave), ids deleted from groups that stay, and
+        // the groups it writes.
+        let mut moving: HashSet<&str> = HashSet::new();
+        let mut unlisting: HashMap<u64, Vec<&str>> = HashMap::new();
+        let mut grouping = Grouping::new(groups.next);
         // Deletions first: a put of the same id later in this batch writes a new workflow.
+        if !batch.deletes.is_empty() && !groups.is_empty() {
+            for id in &batch.deletes {
+                if let Some(listing) = groups.listing(id) {
+                    if listing.live {
+                        moving.insert(id);
+                    }
+                    unlisting.entry(listing.group).or_default().push(id);
+                }
+            }
+        }
         if !batch.deletes.is_empty() {
             self.delete_workflow_keys(&batch.deletes, &batch.delete_priors, &mut writes, k)?;
             for id in &batch.deletes {
@@ -634,8 +707,16 @@ impl SledJournal {
         let mut entries = self.entry_ops(batch, k, &mut writes);
         // Each id's first put in this batch, built when first needed (see below).
         let mut first_put: Option<HashMap<&str, usize>> = None;
+        // Each id's last put in this batch, built when first needed: only a start that
+        // nothing later in the batch rewrites is grouped.
+        let mut last_put: Option<HashMap<&str, usize>> = None;
         for (i, (rec, prior)) in batch.workflows.iter().zip(&batch.priors).enumerate() {
             key::check_id(&rec.id)?;
+            // A member of a start group moves out with its first put in this batch:
+            // every put below writes a record or a `Pending` entry of its own.
+            let grouped = !groups.is_empty()
+                && groups.member_of(&rec.id).is_some()
+                && moving.insert(rec.id.as_str());
             if *prior == Prior::Queued {
                 // A queued workflow's start: its record stays as enqueued, and its
                 // `Pending` index entry, holding the start time next to its queue entry,
@@ -686,6 +767,37 @@ impl SledJournal {
                 // record, below). One sled entry per start, not two. A later put of the
                 // same id in this batch writes a record of its own, which wins over the
                 // held copy.
+                codec::encode_workflow(rec, record)?;
+                // Or, short enough and left as it is by the rest of the batch, in a start
+                // group with the batch's other starts: no key of its own at all.
+                if record.len() <= start_group::MAX_GROUPED_RECORD
+                    && last_put
+                        .get_or_insert_with(|| {
+                            let mut last = HashMap::with_capacity(batch.workflows.len());
+                            for (n, w) in batch.workflows.iter().enumerate() {
+                                last.insert(w.id.as_str(), n);
+                            }
+                            last
+                        })
+                        .get(rec.id.as_str())
+                        == Some(&i)
+                {
+                    grouping.push(&rec.id, record);
+                    continue;
+                }
+                key::status(Status::Pending, &rec.id, k);
+                Mark::Started(rec.updated_ms, None, Some(record.as_slice())).encode(v);
+                writes.insert(k.as_slice(), v.as_slice());
+                *writes_held = true;
+                continue;
+            }
+            if grouped
+                && *prior == Prior::Was(Status::Pending)
+                && rec.status == Status::Pending
+                && !entries.contains_key(rec.id.as_str())
+            {
+                // A member rewritten while it stays pending: its record moves from the
+                // group to a `Pending` entry of its own, as a direct start's mark.
                 codec::encode_workflow(rec, record)?;
                 key::status(Status::Pending, &rec.id, k);
                 Mark::Started(rec.updated_ms, None, Some(record.as_slice())).encode(v);
@@ -746,7 +858,9 @@ impl SledJournal {
                     Prior::Was(previous) => previous == status,
                 };
                 if status == rec.status {
-                    if *prior != Prior::Was(status) {
+                    // A group member has no `Pending` entry of its own: one is written as
+                    // it moves out still pending.
+                    if *prior != Prior::Was(status) || (grouped && status == Status::Pending) {
                         key::status(status, &rec.id, k);
                         // A record that may have been queued keeps its queue entry
                         // in its `Pending` entry.
@@ -766,7 +880,9 @@ impl SledJournal {
                             None => writes.insert(k.as_slice(), &[][..]),
                         }
                     }
-                } else if stale {
+                } else if stale && !(grouped && status == Status::Pending) {
+                    // (A group member has no `Pending` entry to remove: sled costs as
+                    // much to remove an absent key as to write one.)
                     key::status(status, &rec.id, k);
                     writes.remove(k.as_slice());
                     // A queued workflow's entry goes with its `Pending` index entry.
@@ -844,6 +960,15 @@ impl SledJournal {
         }
         *writes_held |=
             self.encode_entries(&entries, (waiting_cache, enqueued), (k, v), &mut writes)?;
+        if !groups.is_empty() || !grouping.is_empty() {
+            self.encode_groups(
+                &groups,
+                (moving, unlisting, grouping),
+                group_changes,
+                &mut writes,
+            )?;
+        }
+        drop(groups);
         if *writes_held {
             if *held_recorded {
                 *writes_held = false;
@@ -863,6 +988,122 @@ impl SledJournal {
             && batch.queue.is_empty()
             && appended.len() == 1;
         Ok((!single_entry).then_some(writes))
+    }
+
+    /// Adds to `writes` what a batch does to the start groups (see
+    /// [`crate::start_group`]): the groups it writes, the removal of those its members
+    /// all left (and of those found empty at open), the rewrite of those it deletes ids
+    /// from; `changes` says the same for [`StartGroups`], once applied.
+    fn encode_groups(
+        &self,
+        groups: &StartGroups,
+        (moving, mut unlisting, grouping): (HashSet<&str>, HashMap<u64, Vec<&str>>, Grouping<'_>),
+        changes: &mut GroupChanges,
+        writes: &mut ::sled::Batch,
+    ) -> Result<(), Error> {
+        let mut leaving: HashMap<u64, u32> = HashMap::new();
+        for id in moving {
+            if let Some(group) = groups.member_of(id) {
+                *leaving.entry(group).or_default() += 1;
+                changes.moved.push(id.to_owned());
+            }
+        }
+        let mut removing = groups.empty.clone();
+        removing.extend(
+            leaving
+                .into_iter()
+                .filter(|&(group, left)| groups.members_left(group) <= left)
+                .map(|(group, _)| group),
+        );
+        for group in removing {
+            let group_key = start_group::key(group);
+            let ids = match self.db.get(group_key)? {
+                Some(value) => start_group::members(&group_key, &value)?
+                    .into_iter()
+                    .map(|(id, _)| id.to_owned())
+                    .collect(),
+                None => Vec::new(),
+            };
+            writes.remove(&group_key[..]);
+            unlisting.remove(&group);
+            changes.removed.push((group, ids));
+        }
+        for (group, ids) in unlisting {
+            let group_key = start_group::key(group);
+            let Some(value) = self.db.get(group_key)? else {
+                continue;
+            };
+            let mut kept = Vec::with_capacity(value.len());
+            for (id, record) in start_group::members(&group_key, &value)? {
+                if !ids.contains(&id) {
+                    start_group::push_member(id, record, &mut kept);
+                }
+            }
+            if kept.is_empty() {
+                writes.remove(&group_key[..]);
+                changes.removed.push((group, Vec::new()));
+            } else {
+                writes.insert(&group_key[..], kept);
+            }
+            changes.unlisted.extend(ids.into_iter().map(str::to_owned));
+        }
+        for (number, value, ids) in grouping.groups {
+            writes.insert(&start_group::key(number)[..], value);
+            changes
+                .written
+                .push((number, ids.into_iter().map(str::to_owned).collect()));
+        }
+        Ok(())
+    }
+
+    /// The record of workflow `id` in its start group, if it is a member of one (see
+    /// [`crate::start_group`]). `None` too if the group went since its membership was
+    /// read: a commit moved it out, and its record is under its own keys.
+    fn grouped_record(&self, id: &str) -> Result<Option<WorkflowRecord>, Error> {
+        let group = {
+            let groups = self.groups.read().unwrap_or_else(|p| p.into_inner());
+            if groups.is_empty() {
+                return Ok(None);
+            }
+            groups.member_of(id)
+        };
+        let Some(group) = group else {
+            return Ok(None);
+        };
+        let group_key = start_group::key(group);
+        match self.db.get(group_key)? {
+            Some(value) => start_group::find(&group_key, &value, id),
+            None => Ok(None),
+        }
+    }
+
+    /// The records of every start group member, in id order (see [`Self::grouped_record`]).
+    fn grouped_records(&self) -> Result<Vec<WorkflowRecord>, Error> {
+        let by_group: Vec<(u64, HashSet<String>)> = {
+            let groups = self.groups.read().unwrap_or_else(|p| p.into_inner());
+            if groups.is_empty() {
+                return Ok(Vec::new());
+            }
+            groups
+                .members_by_group()
+                .into_iter()
+                .map(|(group, ids)| (group, ids.into_iter().map(str::to_owned).collect()))
+                .collect()
+        };
+        let mut out = Vec::new();
+        for (group, ids) in by_group {
+            let group_key = start_group::key(group);
+            let Some(value) = self.db.get(group_key)? else {
+                continue;
+            };
+            for (id, record) in start_group::members(&group_key, &value)? {
+                if ids.contains(id) {
+                    out.push(codec::decode_workflow(&group_key, id, record)?);
+                }
+            }
+        }
+        out.sort_unstable_by(|a, b| a.id.cmp(&b.id));
+        Ok(out)
     }
 
     /// What `batch` does to each queue entry (by workflow id), its other queue records
@@ -1133,6 +1374,11 @@ impl SledJournal {
             .unwrap_or_else(|poisoned| poisoned.into_inner());
         writer.last_seq.clear();
         writer.waiting.clear();
+        // (A raw write that leaves groups unreadable keeps the last good reading: the
+        // raw hooks plant bad records for tests, never groups.)
+        if let Ok(groups) = load_groups(&self.db) {
+            *self.groups.write().unwrap_or_else(|p| p.into_inner()) = groups;
+        }
         drop(writer);
         self.read_held_marker();
     }
@@ -1141,8 +1387,12 @@ impl SledJournal {
     /// own (`key`), or the one its mark holds (a workflow started or enqueued since
     /// schema 8, see [`Mark`]).
     fn read_workflow(&self, key: &[u8], id: &str) -> Result<Option<WorkflowRecord>, Error> {
+        // A start group's copy first: a member moves out to a mark or a record of its own
+        // (in one commit with the group's removal, if it was the last), never back, so
+        // either read below finds what moved it.
+        let grouped = self.grouped_record(id)?;
         if !self.may_hold.load(Ordering::SeqCst) {
-            return self.read_own(key, id);
+            return Ok(self.read_own(key, id)?.or(grouped));
         }
         // The mark first, then the record of its own, which wins. A record moves from a
         // mark to a key of its own (with the mark's removal, in one commit), never back:
@@ -1155,7 +1405,7 @@ impl SledJournal {
             Some(record) => Ok(Some(record)),
             None => match mark {
                 Some(value) => held_record(&k, id, &value),
-                None => Ok(None),
+                None => Ok(grouped),
             },
         }
     }
@@ -1180,9 +1430,17 @@ impl SledJournal {
     }
 
     /// The records held in marks (see [`Mark`]), in id order, with `status` if given.
+    /// The start groups' members are among them (see [`crate::start_group`]), unless a
+    /// mark of their own is there by the time the marks are read.
     fn held_records(&self, status: Option<Status>) -> Result<Vec<WorkflowRecord>, Error> {
+        let mut grouped = self
+            .grouped_records()?
+            .into_iter()
+            .filter(|record| status.is_none_or(|status| status == record.status))
+            .peekable();
         let mut out = Vec::new();
         if !self.may_hold.load(Ordering::SeqCst) {
+            out.extend(grouped);
             return Ok(out);
         }
         for entry in self.db.scan_prefix(key::status_prefix(Status::Pending)) {
@@ -1193,12 +1451,21 @@ impl SledJournal {
                     "workflow id is not UTF-8".into(),
                 ));
             };
+            out.extend(std::iter::from_fn(|| {
+                grouped.next_if(|record| record.id.as_str() < id)
+            }));
+            let mut listed = grouped.next_if(|record| record.id == id);
             if let Some(record) = held_record(&index_key, id, &value)? {
                 if status.is_none_or(|status| status == record.status) {
                     out.push(record);
                 }
+                listed = None;
             }
+            // (An entry without a record, a queue entry or a plain one, says nothing of
+            // a group's copy.)
+            out.extend(listed);
         }
+        out.extend(grouped);
         Ok(out)
     }
 
@@ -1283,6 +1550,12 @@ impl Store for SledJournal {
                 writer.total_commits = number;
             }
             writer.applied(batch);
+            if !writer.group_changes.is_empty() {
+                self.groups
+                    .write()
+                    .unwrap_or_else(|p| p.into_inner())
+                    .apply(&mut writer.group_changes);
+            }
             number
         };
         collect_garbage(batch);
@@ -1368,6 +1641,14 @@ impl Store for SledJournal {
             }
             Some(status) => {
                 let mut record_key = Vec::new();
+                // Start group members are `Pending` with no index entry of their own: read
+                // first, listed unless the scan finds an entry of theirs (they moved out).
+                let grouped = if status == Status::Pending {
+                    self.grouped_records()?
+                } else {
+                    Vec::new()
+                };
+                let mut scanned = HashSet::new();
                 for entry in self.db.scan_prefix(key::status_prefix(status)) {
                     let (index_key, value) = entry?;
                     // The queue entry of a queued workflow not started yet.
@@ -1382,6 +1663,9 @@ impl Store for SledJournal {
                             "workflow id is not UTF-8".into(),
                         ));
                     };
+                    if !grouped.is_empty() {
+                        scanned.insert(id.to_owned());
+                    }
                     key::workflow(id, &mut record_key);
                     let mut rec = self.read_workflow(&record_key, id)?;
                     if rec.as_ref().map(|rec| rec.status) != Some(status) {
@@ -1411,6 +1695,25 @@ impl Store for SledJournal {
                         }
                     };
                     out.push(rec);
+                }
+                if !grouped.is_empty() {
+                    let before = out.len();
+                    for record in grouped {
+                        if scanned.contains(&record.id) {
+                            continue;
+                        }
+                        // Moved out since, by an end that removed no entry of its own: its
+                        // record of its own says where it is now.
+                        key::workflow(&record.id, &mut record_key);
+                        match self.read_own(&record_key, &record.id)? {
+                            Some(own) if own.status == status => out.push(own),
+                            Some(_) => {}
+                            None => out.push(record),
+                        }
+                    }
+                    if out.len() > before {
+                        out.sort_unstable_by(|a, b| a.id.cmp(&b.id));
+                    }
                 }
             }
         }
@@ -1611,6 +1914,20 @@ fn held_record(k: &[u8], id: &str, value: &[u8]) -> Result<Option<WorkflowRecord
         record.updated_ms = started;
     }
     Ok(Some(record))
+}
+
+/// Reads the start groups of `db` (see [`crate::start_group`]): an id listed there is
+/// no longer a member once it has a record or a `Pending` index entry of its own.
+fn load_groups(db: &::sled::Db) -> Result<StartGroups, Error> {
+    let mut k = Vec::new();
+    StartGroups::load(db, |id| {
+        key::workflow(id, &mut k);
+        if db.get(k.as_slice())?.is_some() {
+            return Ok(true);
+        }
+        key::status(Status::Pending, id, &mut k);
+        Ok(db.get(k.as_slice())?.is_some())
+    })
 }
 
 /// How many index entries [`drop_succeeded_entries`] removes per sled batch.

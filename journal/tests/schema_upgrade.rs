@@ -381,7 +381,7 @@ fn a_version_3_journal_opens_with_no_deadlines_and_is_marked_version_4_when_writ
     }
     let journal = SledJournal::open(&path, Durability::Flush).unwrap();
     assert_eq!(stored_schema(&journal), SCHEMA_VERSION);
-    assert_eq!(SCHEMA_VERSION, 9);
+    assert_eq!(SCHEMA_VERSION, 10);
 
     // The old pending workflow gets a rewrite in the new layout (with a deadline), a new
     // one is added; the untouched old record still reads in its old layout.

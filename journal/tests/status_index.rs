@@ -4,7 +4,7 @@
 mod common;
 
 use common::{completion, workflow};
-use ordo_journal::fuzzing::{status_key, workflow_key};
+use ordo_journal::fuzzing::{start_group_key, status_key, workflow_key};
 use ordo_journal::queue::ENTRY;
 use ordo_journal::{Batch, Durability, SledJournal, Status, Store};
 
@@ -432,7 +432,7 @@ fn a_record_put_and_then_enqueued_in_one_batch_reads_as_enqueued() {
 }
 
 #[test]
-fn a_direct_start_is_one_entry_holding_its_record_until_a_record_of_its_own() {
+fn direct_starts_share_a_start_group_until_records_of_their_own() {
     let dir = tempfile::tempdir().unwrap();
     let path = dir.path().join("j");
     let journal = SledJournal::open(&path, Durability::Flush).unwrap();
@@ -443,13 +443,16 @@ fn a_direct_start_is_one_entry_holding_its_record_until_a_record_of_its_own() {
     batch.put_workflow(workflow("c", Status::Succeeded));
     journal.commit(&batch).unwrap();
 
-    // One sled entry per start: its `Pending` index entry, holding the record.
+    // One sled entry for both starts: a start group holding their records, and no key
+    // of their own.
+    assert!(journal.raw_get(&start_group_key(0)).unwrap().is_some());
+    assert_eq!(journal.raw_get(&start_group_key(1)).unwrap(), None);
     for id in ["a", "b"] {
         assert_eq!(journal.raw_get(&workflow_key(id)).unwrap(), None, "{id}");
-        assert!(journal
-            .raw_get(&status_key(Status::Pending, id))
-            .unwrap()
-            .is_some());
+        assert_eq!(
+            journal.raw_get(&status_key(Status::Pending, id)).unwrap(),
+            None
+        );
         assert_eq!(
             journal.workflow(id).unwrap(),
             Some(workflow(id, Status::Pending))
@@ -459,8 +462,8 @@ fn a_direct_start_is_one_entry_holding_its_record_until_a_record_of_its_own() {
     assert_eq!(ids(&journal, Some(Status::Pending)), ["a", "b"]);
     drop(journal);
 
-    // Durable; a later put while pending (a resumption's attempt count) replaces the
-    // record in the entry: still one copy, read and listed once.
+    // Durable; a later put while pending (a resumption's attempt count) moves the record
+    // out of the group into an entry of its own: still one copy, read and listed once.
     let journal = SledJournal::open(&path, Durability::Flush).unwrap();
     assert_eq!(
         journal.workflow("a").unwrap(),
@@ -473,6 +476,14 @@ fn a_direct_start_is_one_entry_holding_its_record_until_a_record_of_its_own() {
     batch.update_workflow(a.clone(), Status::Pending);
     journal.commit(&batch).unwrap();
     assert_eq!(journal.raw_get(&workflow_key("a")).unwrap(), None);
+    assert!(journal
+        .raw_get(&status_key(Status::Pending, "a"))
+        .unwrap()
+        .is_some());
+    assert!(
+        journal.raw_get(&start_group_key(0)).unwrap().is_some(),
+        "b is left"
+    );
     assert_eq!(journal.workflow("a").unwrap(), Some(a.clone()));
     let listed = journal.workflows(Some(Status::Pending)).unwrap();
     assert_eq!(listed, [a.clone(), workflow("b", Status::Pending)]);
@@ -489,6 +500,12 @@ fn a_direct_start_is_one_entry_holding_its_record_until_a_record_of_its_own() {
     journal.commit(&batch).unwrap();
     assert_eq!(journal.workflow("b").unwrap(), Some(b.clone()));
     assert_eq!(ids(&journal, Some(Status::Pending)), ["a", "b"]);
+    // Its last member gone, so is the group.
+    assert_eq!(journal.raw_get(&start_group_key(0)).unwrap(), None);
+    drop(journal);
+    let journal = SledJournal::open(&path, Durability::Flush).unwrap();
+    assert_eq!(journal.workflow("b").unwrap(), Some(b.clone()));
+    assert_eq!(journal.workflows(Some(Status::Pending)).unwrap(), [a, b]);
 
     // Their ends write records of their own and remove the entries: listed once, ended.
     batch.clear();
