@@ -4,18 +4,9 @@
 
 mod common;
 
-use common::{completion, workflow};
+use common::{completion, ids, workflow};
 use ordo_journal::fuzzing::{start_group_key, status_key, workflow_key};
 use ordo_journal::{Batch, Durability, Error, SledJournal, Status, Store, WorkflowRecord};
-
-fn ids(journal: &SledJournal, status: Option<Status>) -> Vec<String> {
-    journal
-        .workflows(status)
-        .unwrap()
-        .into_iter()
-        .map(|rec| rec.id)
-        .collect()
-}
 
 /// How many start groups the journal holds (they are numbered from 0 up).
 fn groups(journal: &SledJournal) -> usize {
@@ -30,9 +21,7 @@ fn id(n: usize) -> String {
 
 #[test]
 fn ended_members_stay_ended_and_a_group_goes_with_its_last_member() {
-    let dir = tempfile::tempdir().unwrap();
-    let path = dir.path().join("j");
-    let journal = SledJournal::open(&path, Durability::Flush).unwrap();
+    let (_dir, path, journal) = common::flush_journal();
     // 300 starts in one commit: more than one group holds (4 KiB each).
     let mut batch = Batch::new();
     for n in 0..300 {
@@ -104,9 +93,7 @@ fn ended_members_stay_ended_and_a_group_goes_with_its_last_member() {
 
 #[test]
 fn a_deleted_member_never_comes_back_while_its_group_stays() {
-    let dir = tempfile::tempdir().unwrap();
-    let path = dir.path().join("j");
-    let journal = SledJournal::open(&path, Durability::Flush).unwrap();
+    let (_dir, path, journal) = common::flush_journal();
     let mut batch = Batch::new();
     for name in ["a", "b", "c"] {
         batch.insert_workflow(workflow(name, Status::Pending));
@@ -191,9 +178,7 @@ fn long_records_and_starts_rewritten_in_their_batch_keep_keys_of_their_own() {
 
 #[test]
 fn a_member_rewritten_with_an_unknown_prior_status_stays_listed_as_pending() {
-    let dir = tempfile::tempdir().unwrap();
-    let path = dir.path().join("j");
-    let journal = SledJournal::open(&path, Durability::Flush).unwrap();
+    let (_dir, path, journal) = common::flush_journal();
     let mut batch = Batch::new();
     batch.insert_workflow(workflow("a", Status::Pending));
     batch.insert_workflow(workflow("b", Status::Pending));
@@ -218,9 +203,7 @@ fn a_member_rewritten_with_an_unknown_prior_status_stays_listed_as_pending() {
 
 #[test]
 fn a_garbled_start_group_is_refused_at_open_naming_it() {
-    let dir = tempfile::tempdir().unwrap();
-    let path = dir.path().join("j");
-    let journal = SledJournal::open(&path, Durability::Flush).unwrap();
+    let (_dir, path, journal) = common::flush_journal();
     let mut batch = Batch::new();
     batch.insert_workflow(workflow("a", Status::Pending));
     journal.commit(&batch).unwrap();

@@ -3,19 +3,10 @@
 
 mod common;
 
-use common::{completion, workflow};
+use common::{completion, ids, workflow};
 use ordo_journal::fuzzing::{start_group_key, status_key, workflow_key};
 use ordo_journal::queue::ENTRY;
 use ordo_journal::{Batch, Durability, SledJournal, Status, Store};
-
-fn ids(journal: &SledJournal, status: Option<Status>) -> Vec<String> {
-    journal
-        .workflows(status)
-        .unwrap()
-        .into_iter()
-        .map(|rec| rec.id)
-        .collect()
-}
 
 #[test]
 fn workflows_are_listed_by_status_and_move_when_their_status_changes() {
@@ -156,9 +147,7 @@ fn queued_statuses_are_listed_without_index_entries() {
 
 #[test]
 fn a_queued_start_is_one_marked_index_entry_and_its_record_is_not_rewritten() {
-    let dir = tempfile::tempdir().unwrap();
-    let path = dir.path().join("j");
-    let journal = SledJournal::open(&path, Durability::Flush).unwrap();
+    let (_dir, path, journal) = common::flush_journal();
     let mut batch = Batch::new();
     batch.insert_workflow(workflow("q", Status::Enqueued));
     journal.commit(&batch).unwrap();
@@ -312,9 +301,7 @@ fn a_queue_entry_shares_the_pending_index_entry_from_enqueue_to_end() {
 
 #[test]
 fn a_start_after_a_reopen_keeps_the_queue_entry_written_before_it() {
-    let dir = tempfile::tempdir().unwrap();
-    let path = dir.path().join("j");
-    let journal = SledJournal::open(&path, Durability::Flush).unwrap();
+    let (_dir, path, journal) = common::flush_journal();
     let mut batch = Batch::new();
     batch.insert_workflow(workflow("q", Status::Enqueued));
     batch.put_queue_record(entry_key("q"), b"place of q".to_vec());
@@ -337,9 +324,7 @@ fn a_start_after_a_reopen_keeps_the_queue_entry_written_before_it() {
 
 #[test]
 fn an_enqueued_workflow_is_one_entry_holding_its_record_until_a_record_of_its_own() {
-    let dir = tempfile::tempdir().unwrap();
-    let path = dir.path().join("j");
-    let journal = SledJournal::open(&path, Durability::Flush).unwrap();
+    let (_dir, path, journal) = common::flush_journal();
     let mut batch = Batch::new();
     // "b" and "d" are enqueued into a queue; "a" started directly, "c" ended, "e" is
     // queued the schema 7 way (a record of its own, no entry).
@@ -433,9 +418,7 @@ fn a_record_put_and_then_enqueued_in_one_batch_reads_as_enqueued() {
 
 #[test]
 fn direct_starts_share_a_start_group_until_records_of_their_own() {
-    let dir = tempfile::tempdir().unwrap();
-    let path = dir.path().join("j");
-    let journal = SledJournal::open(&path, Durability::Flush).unwrap();
+    let (_dir, path, journal) = common::flush_journal();
     let mut batch = Batch::new();
     // "a" and "b" started directly (new records), "c" already ended.
     batch.insert_workflow(workflow("a", Status::Pending));

@@ -3,7 +3,7 @@
 
 use std::process::Command;
 
-use ordo_journal::{Completion, Durability, Outcome, Status, WorkflowRecord};
+use ordo_journal::{Completion, Durability, Outcome, SledJournal, Status, Store, WorkflowRecord};
 
 /// A completion whose fields all derive from `seq`, so a read-back can be checked exactly.
 pub fn completion(seq: u64) -> Completion {
@@ -20,6 +20,25 @@ pub fn completion(seq: u64) -> Completion {
         started_ms: 1_700_000_000_000 + seq,
         ended_ms: 1_700_000_000_100 + seq,
     }
+}
+
+/// A new journal in a temporary folder, `Durability::Flush`: the folder (removed when
+/// dropped), the journal's path in it, and the journal.
+pub fn flush_journal() -> (tempfile::TempDir, std::path::PathBuf, SledJournal) {
+    let dir = tempfile::tempdir().unwrap();
+    let path = dir.path().join("j");
+    let journal = SledJournal::open(&path, Durability::Flush).unwrap();
+    (dir, path, journal)
+}
+
+/// The ids of the workflows `journal` lists with `status` (all if `None`), in order.
+pub fn ids(journal: &SledJournal, status: Option<Status>) -> Vec<String> {
+    journal
+        .workflows(status)
+        .unwrap()
+        .into_iter()
+        .map(|rec| rec.id)
+        .collect()
 }
 
 /// A workflow record with the given status and an output that matches it.
