@@ -705,13 +705,21 @@ impl SledJournal {
         // Queue entries live in `Pending` index entries (see `crate::queue::ENTRY`): what
         // this batch does to each (the other queue records are written as they come).
         let mut entries = self.entry_ops(batch, k, &mut writes);
-        // Each id's first put in this batch, built when first needed (see below).
-        let mut first_put: Option<HashMap<&str, usize>> = None;
-        // Each id's last put in this batch, built when first needed: only a start that
-        // nothing later in the batch rewrites is grouped.
-        let mut last_put: Option<HashMap<&str, usize>> = None;
+        // Each id's first and last put in this batch, built when first needed.
+        let mut puts: Option<HashMap<&str, (usize, usize)>> = None;
         for (i, (rec, prior)) in batch.workflows.iter().zip(&batch.priors).enumerate() {
             key::check_id(&rec.id)?;
+            // Whether an earlier put of this batch wrote this id (then a new record's
+            // entries are not known to be absent), and whether this is its only put.
+            // (Asked only of the puts below that depend on it: an end needs neither.)
+            let asks = *prior == Prior::Absent
+                || (*prior == Prior::Was(Status::Pending) && rec.status == Status::Pending);
+            let (first, last) = if asks {
+                put_range(&mut puts, batch, &rec.id)
+            } else {
+                (i, i)
+            };
+            let (earlier_put, only_put) = (first != i, first == last);
             // A member of a start group moves out with its first put in this batch:
             // every put below writes a record or a `Pending` entry of its own.
             let grouped = !groups.is_empty()
@@ -759,6 +767,7 @@ impl SledJournal {
             }
             if *prior == Prior::Absent
                 && rec.status == Status::Pending
+                && !earlier_put
                 && !entries.contains_key(rec.id.as_str())
             {
                 // A direct start: its `Pending` index entry holds its record, as an
@@ -766,22 +775,14 @@ impl SledJournal {
                 // removes the entry (a put while it stays pending replaces the held
                 // record, below). One sled entry per start, not two. A later put of the
                 // same id in this batch writes a record of its own, which wins over the
-                // held copy.
+                // held copy. (After an earlier put of the same id, which may have written
+                // a record of its own, it is written as any put is, below.)
                 codec::encode_workflow(rec, record)?;
-                // Or, short enough and left as it is by the rest of the batch, in a start
-                // group with the batch's other starts: no key of its own at all.
-                if record.len() <= start_group::MAX_GROUPED_RECORD
-                    && last_put
-                        .get_or_insert_with(|| {
-                            let mut last = HashMap::with_capacity(batch.workflows.len());
-                            for (n, w) in batch.workflows.iter().enumerate() {
-                                last.insert(w.id.as_str(), n);
-                            }
-                            last
-                        })
-                        .get(rec.id.as_str())
-                        == Some(&i)
-                {
+                // Or, short enough and the id's only put in this batch, in a start group
+                // with the batch's other starts: no key of its own at all. (With another
+                // put of the id in the batch, the last put must be what is read, and a
+                // mark or a record of its own is read before a group.)
+                if record.len() <= start_group::MAX_GROUPED_RECORD && only_put {
                     grouping.push(&rec.id, record);
                     continue;
                 }
@@ -809,16 +810,7 @@ impl SledJournal {
                 && rec.status == Status::Pending
                 && self.may_hold.load(Ordering::SeqCst)
                 && !entries.contains_key(rec.id.as_str())
-                && first_put
-                    .get_or_insert_with(|| {
-                        let mut first = HashMap::with_capacity(batch.workflows.len());
-                        for (n, w) in batch.workflows.iter().enumerate() {
-                            first.entry(w.id.as_str()).or_insert(n);
-                        }
-                        first
-                    })
-                    .get(rec.id.as_str())
-                    == Some(&i)
+                && !earlier_put
             {
                 // Still pending (a resumption's attempt count, its reset): if its mark
                 // holds its record, the new one replaces it there, rather than going under
@@ -854,6 +846,9 @@ impl SledJournal {
             for status in Status::ALL.into_iter().filter(|&s| key::is_indexed(s)) {
                 let stale = match *prior {
                     Prior::Unknown => true,
+                    // A new record after an earlier put of this batch (a start and its
+                    // end in one batch, say): what that put indexed goes.
+                    Prior::Absent if earlier_put => true,
                     Prior::Absent | Prior::Queued => false,
                     Prior::Was(previous) => previous == status,
                 };
@@ -980,6 +975,7 @@ impl SledJournal {
             }
         }
         let single_entry = batch.workflows.is_empty()
+            && group_changes.is_empty()
             && batch.mail.is_empty()
             && batch.types.is_empty()
             && batch.resets.is_empty()
@@ -1057,19 +1053,40 @@ impl SledJournal {
     }
 
     /// The record of workflow `id` in its start group, if it is a member of one (see
-    /// [`crate::start_group`]). `None` too if the group went since its membership was
-    /// read: a commit moved it out, and its record is under its own keys.
+    /// [`crate::start_group`]). `None` too if a commit moved it out since: its record is
+    /// under its own keys then, which the caller reads next.
     fn grouped_record(&self, id: &str) -> Result<Option<WorkflowRecord>, Error> {
-        let group = {
-            let groups = self.groups.read().unwrap_or_else(|p| p.into_inner());
-            if groups.is_empty() {
-                return Ok(None);
-            }
-            groups.member_of(id)
-        };
-        let Some(group) = group else {
+        let Some(group) = self.membership(id) else {
             return Ok(None);
         };
+        if let Some(record) = self.read_member(group, id)? {
+            return Ok(Some(record));
+        }
+        // The group no longer holds it: a commit moved it out (to keys of its own), or
+        // to another group (deleted and started again in one commit) that the membership
+        // does not name yet, read between that commit's apply and the membership's
+        // update. Settled under the writer's lock, which no commit lets go of in between.
+        let _writer = self
+            .writer
+            .lock()
+            .unwrap_or_else(|poisoned| poisoned.into_inner());
+        match self.membership(id) {
+            Some(group) => self.read_member(group, id),
+            None => Ok(None),
+        }
+    }
+
+    /// The group `id` is a member of, as the journal's memory says now.
+    fn membership(&self, id: &str) -> Option<u64> {
+        let groups = self.groups.read().unwrap_or_else(|p| p.into_inner());
+        if groups.is_empty() {
+            return None;
+        }
+        groups.member_of(id)
+    }
+
+    /// The record group `group` holds for `id`, if the group is there and lists it.
+    fn read_member(&self, group: u64, id: &str) -> Result<Option<WorkflowRecord>, Error> {
         let group_key = start_group::key(group);
         match self.db.get(group_key)? {
             Some(value) => start_group::find(&group_key, &value, id),
@@ -1091,15 +1108,18 @@ impl SledJournal {
                 .collect()
         };
         let mut out = Vec::new();
-        for (group, ids) in by_group {
+        for (group, mut ids) in by_group {
             let group_key = start_group::key(group);
-            let Some(value) = self.db.get(group_key)? else {
-                continue;
-            };
-            for (id, record) in start_group::members(&group_key, &value)? {
-                if ids.contains(id) {
-                    out.push(codec::decode_workflow(&group_key, id, record)?);
+            if let Some(value) = self.db.get(group_key)? {
+                for (id, record) in start_group::members(&group_key, &value)? {
+                    if ids.remove(id) {
+                        out.push(codec::decode_workflow(&group_key, id, record)?);
+                    }
                 }
+            }
+            // Members the group no longer holds: moved since (see `grouped_record`).
+            for id in ids {
+                out.extend(self.grouped_record(&id)?);
             }
         }
         out.sort_unstable_by(|a, b| a.id.cmp(&b.id));
@@ -1914,6 +1934,29 @@ fn held_record(k: &[u8], id: &str, value: &[u8]) -> Result<Option<WorkflowRecord
         record.updated_ms = started;
     }
     Ok(Some(record))
+}
+
+/// The first and last index of a put of workflow `id` in `batch` (see
+/// [`SledJournal::encode`]), from `puts`, built on first use.
+fn put_range<'b>(
+    puts: &mut Option<HashMap<&'b str, (usize, usize)>>,
+    batch: &'b Batch,
+    id: &str,
+) -> (usize, usize) {
+    if batch.workflows.len() == 1 {
+        return (0, 0);
+    }
+    let puts = puts.get_or_insert_with(|| {
+        let mut puts: HashMap<&str, (usize, usize)> = HashMap::with_capacity(batch.workflows.len());
+        for (n, rec) in batch.workflows.iter().enumerate() {
+            puts.entry(rec.id.as_str())
+                .and_modify(|(_, last)| *last = n)
+                .or_insert((n, n));
+        }
+        puts
+    });
+    // Every id of the batch is in it.
+    puts.get(id).copied().unwrap_or((0, 0))
 }
 
 /// Reads the start groups of `db` (see [`crate::start_group`]): an id listed there is

@@ -221,3 +221,109 @@ fn a_garbled_start_group_is_refused_at_open_naming_it() {
         other => panic!("{other:?}"),
     }
 }
+
+#[test]
+fn the_last_of_two_starts_of_one_id_in_a_batch_is_what_stays() {
+    let (_dir, path, journal) = common::flush_journal();
+    let (mut first, mut second) = (
+        workflow("x", Status::Pending),
+        workflow("x", Status::Pending),
+    );
+    first.input = b"first".to_vec();
+    second.input = b"second".to_vec();
+    let mut batch = Batch::new();
+    batch.insert_workflow(first);
+    batch.insert_workflow(second.clone());
+    batch.insert_workflow(workflow("y", Status::Pending));
+    journal.commit(&batch).unwrap();
+    assert_eq!(journal.workflow("x").unwrap(), Some(second.clone()));
+    drop(journal);
+    let journal = SledJournal::open(&path, Durability::Flush).unwrap();
+    assert_eq!(journal.workflow("x").unwrap(), Some(second));
+    // Its end, then its deletion: gone for good, and nothing stale is listed.
+    batch.clear();
+    batch.update_workflow(workflow("x", Status::Succeeded), Status::Pending);
+    journal.commit(&batch).unwrap();
+    assert_eq!(ids(&journal, Some(Status::Pending)), ["y"]);
+    batch.clear();
+    batch.delete_workflow("x");
+    journal.commit(&batch).unwrap();
+    drop(journal);
+    let journal = SledJournal::open(&path, Durability::Flush).unwrap();
+    assert_eq!(journal.workflow("x").unwrap(), None);
+    assert_eq!(ids(&journal, None), ["y"]);
+    assert_eq!(ids(&journal, Some(Status::Pending)), ["y"]);
+}
+
+#[test]
+fn a_group_left_without_members_goes_with_the_next_commit_whatever_it_holds() {
+    let (_dir, path, journal) = common::flush_journal();
+    let mut batch = Batch::new();
+    batch.insert_workflow(workflow("a", Status::Pending));
+    batch.insert_workflow(workflow("b", Status::Pending));
+    journal.commit(&batch).unwrap();
+    // A group whose only listed id has a record of its own (as a build that stopped
+    // grouping could leave one): no member at open.
+    let group = journal.raw_get(&start_group_key(0)).unwrap().unwrap();
+    journal.raw_insert(&start_group_key(7), &group).unwrap();
+    batch.clear();
+    batch.update_workflow(workflow("a", Status::Succeeded), Status::Pending);
+    batch.update_workflow(workflow("b", Status::Succeeded), Status::Pending);
+    journal.commit(&batch).unwrap();
+    assert_eq!(groups(&journal), 1, "group 7 is left");
+    drop(journal);
+    let journal = SledJournal::open(&path, Durability::Flush).unwrap();
+    // The next commit is one workflow's completions alone (sled's one-entry commit).
+    batch.clear();
+    batch.push_completion("a", completion(0));
+    journal.commit(&batch).unwrap();
+    assert_eq!(groups(&journal), 0);
+    // Deleted afterwards, "a" does not come back from the group.
+    batch.clear();
+    batch.delete_workflow("a");
+    journal.commit(&batch).unwrap();
+    drop(journal);
+    let journal = SledJournal::open(&path, Durability::Flush).unwrap();
+    assert_eq!(journal.workflow("a").unwrap(), None);
+    assert_eq!(ids(&journal, None), ["b"]);
+}
+
+#[test]
+fn a_member_deleted_and_started_again_in_one_commit_is_never_missing_for_a_reader() {
+    let journal = std::sync::Arc::new(SledJournal::temporary().unwrap());
+    let mut batch = Batch::new();
+    batch.insert_workflow(workflow("keeper", Status::Pending));
+    batch.insert_workflow(workflow("x", Status::Pending));
+    journal.commit(&batch).unwrap();
+    let done = std::sync::Arc::new(std::sync::atomic::AtomicBool::new(false));
+    let reader = {
+        let (journal, done) = (journal.clone(), done.clone());
+        std::thread::spawn(move || {
+            let mut reads = 0u64;
+            while !done.load(std::sync::atomic::Ordering::Relaxed) {
+                let found = journal.workflow("x").unwrap();
+                assert!(found.is_some(), "x missing after {reads} reads");
+                reads += 1;
+            }
+            reads
+        })
+    };
+    for n in 0..3_000u64 {
+        // Deleted and started again, with another id, in one commit: "keeper" keeps
+        // the first group, rewritten without "x".
+        batch.clear();
+        batch.delete_workflow("x");
+        let mut again = workflow("x", Status::Pending);
+        again.created_ms += n;
+        batch.insert_workflow(again);
+        batch.insert_workflow(workflow(&format!("other-{n}"), Status::Pending));
+        journal.commit(&batch).unwrap();
+    }
+    done.store(true, std::sync::atomic::Ordering::Relaxed);
+    let reads = reader.join().unwrap();
+    assert!(reads > 0);
+    assert_eq!(
+        journal.workflow("x").unwrap().unwrap().created_ms,
+        workflow("x", Status::Pending).created_ms + 2_999
+    );
+}

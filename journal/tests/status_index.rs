@@ -510,3 +510,29 @@ fn direct_starts_share_a_start_group_until_records_of_their_own() {
     assert!(ids(&journal, Some(Status::Pending)).is_empty());
     assert_eq!(ids(&journal, Some(Status::Succeeded)), ["a", "b", "c"]);
 }
+
+#[test]
+fn a_start_after_another_put_of_its_id_in_one_batch_is_the_record_that_stays() {
+    let journal = SledJournal::temporary().unwrap();
+    let (mut first, mut second) = (
+        workflow("x", Status::Pending),
+        workflow("x", Status::Pending),
+    );
+    first.input = b"first".to_vec();
+    second.input = b"second".to_vec();
+    let mut batch = Batch::new();
+    batch.put_workflow(first);
+    batch.insert_workflow(second.clone());
+    // Started, and started again as already failed (a put with no prior status known to
+    // the caller), in one batch: its `Pending` entry does not outlive it.
+    batch.insert_workflow(workflow("y", Status::Pending));
+    batch.insert_workflow(workflow("y", Status::Failed));
+    journal.commit(&batch).unwrap();
+    assert_eq!(journal.workflow("x").unwrap(), Some(second));
+    assert_eq!(
+        journal.workflow("y").unwrap(),
+        Some(workflow("y", Status::Failed))
+    );
+    assert_eq!(ids(&journal, Some(Status::Pending)), ["x"]);
+    assert_eq!(ids(&journal, Some(Status::Failed)), ["y"]);
+}
