@@ -72,6 +72,10 @@ pub struct SledJournal {
     /// id (see [`crate::start_group`]). Read at open; changed by the writer after each
     /// commit is applied, under the `writer` lock.
     groups: RwLock<StartGroups>,
+    /// Counts commits applied, twice each: odd while one is being applied (from before
+    /// sled's apply to after `groups` took it in), even otherwise. A read of one
+    /// workflow that saw it change reads again (see [`SledJournal::read_workflow`]).
+    applying: AtomicU64,
     /// Declared after `db` on purpose: fields drop in declaration order, so this waits,
     /// after sled is dropped, until sled's file lock is really free (see
     /// [`LockRelease`]).
@@ -554,6 +558,7 @@ impl SledJournal {
             legacy_entries: false,
             may_hold: AtomicBool::new(false),
             groups: RwLock::new(groups),
+            applying: AtomicU64::new(0),
             writer: Mutex::new(Writer::default()),
         };
         journal.read_held_marker();
@@ -822,10 +827,17 @@ impl SledJournal {
                 key::status(Status::Pending, &rec.id, k);
                 if let Some(stored) = self.db.get(k.as_slice())? {
                     if let Mark::Started(_, entry, Some(_)) = Mark::parse(k, &stored)? {
-                        codec::encode_workflow(rec, record)?;
-                        Mark::Started(rec.updated_ms, entry, Some(record.as_slice())).encode(v);
-                        writes.insert(k.as_slice(), v.as_slice());
-                        continue;
+                        // Unless an earlier batch wrote a record of its own after the
+                        // mark (two rewrites in one batch): that one is read first, so it
+                        // is the one rewritten, below. (`v` as the key's buffer: it is
+                        // encoded into afterwards.)
+                        key::workflow(&rec.id, v);
+                        if self.db.get(v.as_slice())?.is_none() {
+                            codec::encode_workflow(rec, record)?;
+                            Mark::Started(rec.updated_ms, entry, Some(record.as_slice())).encode(v);
+                            writes.insert(k.as_slice(), v.as_slice());
+                            continue;
+                        }
                     }
                 }
             }
@@ -1059,21 +1071,10 @@ impl SledJournal {
         let Some(group) = self.membership(id) else {
             return Ok(None);
         };
-        if let Some(record) = self.read_member(group, id)? {
-            return Ok(Some(record));
-        }
-        // The group no longer holds it: a commit moved it out (to keys of its own), or
-        // to another group (deleted and started again in one commit) that the membership
-        // does not name yet, read between that commit's apply and the membership's
-        // update. Settled under the writer's lock, which no commit lets go of in between.
-        let _writer = self
-            .writer
-            .lock()
-            .unwrap_or_else(|poisoned| poisoned.into_inner());
-        match self.membership(id) {
-            Some(group) => self.read_member(group, id),
-            None => Ok(None),
-        }
+        // `None` if the group no longer holds it: a commit moved it out (to keys of its
+        // own), or to another group (deleted and started again in one commit), between
+        // the two reads; `read_workflow` sees the commit and reads again.
+        self.read_member(group, id)
     }
 
     /// The group `id` is a member of, as the journal's memory says now.
@@ -1117,10 +1118,7 @@ impl SledJournal {
                     }
                 }
             }
-            // Members the group no longer holds: moved since (see `grouped_record`).
-            for id in ids {
-                out.extend(self.grouped_record(&id)?);
-            }
+            // Members the group no longer holds moved since: see `Store::workflows`.
         }
         out.sort_unstable_by(|a, b| a.id.cmp(&b.id));
         Ok(out)
@@ -1406,7 +1404,32 @@ impl SledJournal {
     /// Reads and decodes workflow `id`'s record (as started, if queued and started): its
     /// own (`key`), or the one its mark holds (a workflow started or enqueued since
     /// schema 8, see [`Mark`]).
+    ///
+    /// A commit may move a record between those places (a group, a mark, a key of its
+    /// own; a deletion and a new start in one commit even back into a group) while it
+    /// is read: a read that a commit overlapped reads again, and after a few tries reads
+    /// under the writer's lock, which no commit lets go of while it applies.
     fn read_workflow(&self, key: &[u8], id: &str) -> Result<Option<WorkflowRecord>, Error> {
+        for _ in 0..4 {
+            let before = self.applying.load(Ordering::SeqCst);
+            if before % 2 == 0 {
+                let found = self.read_workflow_once(key, id)?;
+                std::sync::atomic::fence(Ordering::SeqCst);
+                if self.applying.load(Ordering::SeqCst) == before {
+                    return Ok(found);
+                }
+            }
+            std::thread::yield_now();
+        }
+        let _writer = self
+            .writer
+            .lock()
+            .unwrap_or_else(|poisoned| poisoned.into_inner());
+        self.read_workflow_once(key, id)
+    }
+
+    /// One read of [`Self::read_workflow`].
+    fn read_workflow_once(&self, key: &[u8], id: &str) -> Result<Option<WorkflowRecord>, Error> {
         // A start group's copy first: a member moves out to a mark or a record of its own
         // (in one commit with the group's removal, if it was the last), never back, so
         // either read below finds what moved it.
@@ -1522,117 +1545,9 @@ impl SledJournal {
             )),
         }
     }
-}
 
-impl Store for SledJournal {
-    fn commit(&self, batch: &Batch) -> Result<(), Error> {
-        if self.read_only {
-            let path = self.path.clone().unwrap_or_default();
-            return Err(Error::ReadOnly { path });
-        }
-        if batch.is_empty() {
-            return Ok(());
-        }
-        let number = {
-            let mut writer = self
-                .writer
-                .lock()
-                .unwrap_or_else(|poisoned| poisoned.into_inner());
-            // The commit counter the seal is checked against (see `seal`). It needs no
-            // atomicity with the data: sled recovers a prefix of its log, and the
-            // counter is written after the data it counts.
-            let number = writer.total_commits + 1;
-            let counter = number.to_be_bytes();
-            // No blob may appear during a concurrent durability point (see `durability`).
-            let _applying = self.data_files.as_ref().map(DataFiles::applying);
-            // `None` commits are not sealed (nothing is promised of them), so they need
-            // no counter either: the seal and the counter stay equal across them.
-            let counted = self.durability != Durability::None;
-            match self.encode(batch, &mut writer)? {
-                Some(mut writes) => {
-                    if counted {
-                        writes.insert(key::COMMITS, &counter);
-                    }
-                    self.db.apply_batch(writes)?;
-                }
-                // One entry is atomic on its own. sled's `apply_batch` rolls its I/O
-                // buffer twice to make a batch atomic (`PageCache::pin_log`): two extra
-                // log writes that two inserts do not need.
-                None => {
-                    self.db
-                        .insert(writer.key.as_slice(), writer.value.as_slice())?;
-                    if counted {
-                        self.db.insert(key::COMMITS, &counter)?;
-                    }
-                }
-            }
-            if counted {
-                writer.total_commits = number;
-            }
-            writer.applied(batch);
-            if !writer.group_changes.is_empty() {
-                self.groups
-                    .write()
-                    .unwrap_or_else(|p| p.into_inner())
-                    .apply(&mut writer.group_changes);
-            }
-            number
-        };
-        collect_garbage(batch);
-        match self.durability {
-            Durability::Sync => {
-                self.db.flush()?;
-                if let Some(files) = &self.data_files {
-                    files.sync()?;
-                }
-            }
-            Durability::Flush => {
-                self.db.flush()?;
-            }
-            Durability::None => {}
-        }
-        // Only now is the commit acknowledged: the seal never counts one that could still
-        // be lost. `None` promises nothing, so its commits are not sealed.
-        if self.durability != Durability::None {
-            if let Some(seal) = &self.seal {
-                seal.lock()
-                    .unwrap_or_else(|poisoned| poisoned.into_inner())
-                    .advance(number)?;
-            }
-        }
-        self.commits.fetch_add(1, Ordering::Relaxed);
-        Ok(())
-    }
-
-    fn workflow(&self, id: &str) -> Result<Option<WorkflowRecord>, Error> {
-        let mut k = Vec::with_capacity(1 + id.len());
-        key::workflow(id, &mut k);
-        self.read_workflow(&k, id)
-    }
-
-    fn completions(&self, workflow_id: &str) -> Result<Vec<Completion>, Error> {
-        if key::check_id(workflow_id).is_err() {
-            return Ok(Vec::new()); // too long to have been stored
-        }
-        let mut prefix = Vec::with_capacity(3 + workflow_id.len());
-        key::completion_prefix(workflow_id, &mut prefix);
-        let mut out = Vec::new();
-        let mut previous_last = None;
-        for entry in self.db.scan_prefix(&prefix) {
-            let (k, value) = entry?;
-            let (first, last) = key::run_range(&k, prefix.len())
-                .ok_or_else(|| codec::corrupt(&k, BAD_RUN_KEY.into()))?;
-            if let Some(previous) = previous_last.filter(|&previous| first <= previous) {
-                let reason = format!("run overlaps the previous run, which ends at seq {previous}");
-                return Err(codec::corrupt(&k, reason));
-            }
-            codec::decode_run(&k, first, last, &value, &mut out)?;
-            previous_last = Some(last);
-        }
-        Ok(out)
-    }
-
-    fn workflows(&self, status: Option<Status>) -> Result<Vec<WorkflowRecord>, Error> {
+    /// One listing of [`Store::workflows`].
+    fn list(&self, status: Option<Status>) -> Result<Vec<WorkflowRecord>, Error> {
         let mut out = Vec::new();
         match status.filter(|&status| key::is_indexed(status)) {
             // All workflows, or a status without an index (the queued ones and
@@ -1738,6 +1653,143 @@ impl Store for SledJournal {
             }
         }
         Ok(out)
+    }
+}
+
+impl Store for SledJournal {
+    fn commit(&self, batch: &Batch) -> Result<(), Error> {
+        if self.read_only {
+            let path = self.path.clone().unwrap_or_default();
+            return Err(Error::ReadOnly { path });
+        }
+        if batch.is_empty() {
+            return Ok(());
+        }
+        let number = {
+            let mut writer = self
+                .writer
+                .lock()
+                .unwrap_or_else(|poisoned| poisoned.into_inner());
+            // The commit counter the seal is checked against (see `seal`). It needs no
+            // atomicity with the data: sled recovers a prefix of its log, and the
+            // counter is written after the data it counts.
+            let number = writer.total_commits + 1;
+            let counter = number.to_be_bytes();
+            // No blob may appear during a concurrent durability point (see `durability`).
+            let _applying = self.data_files.as_ref().map(DataFiles::applying);
+            // `None` commits are not sealed (nothing is promised of them), so they need
+            // no counter either: the seal and the counter stay equal across them.
+            let counted = self.durability != Durability::None;
+            let encoded = self.encode(batch, &mut writer)?;
+            // Readers of one workflow look again if this changes while they read: from
+            // here to the end of this block, which takes the groups' changes in.
+            let _applying = Applying::begin(&self.applying);
+            match encoded {
+                Some(mut writes) => {
+                    if counted {
+                        writes.insert(key::COMMITS, &counter);
+                    }
+                    self.db.apply_batch(writes)?;
+                }
+                // One entry is atomic on its own. sled's `apply_batch` rolls its I/O
+                // buffer twice to make a batch atomic (`PageCache::pin_log`): two extra
+                // log writes that two inserts do not need.
+                None => {
+                    self.db
+                        .insert(writer.key.as_slice(), writer.value.as_slice())?;
+                    if counted {
+                        self.db.insert(key::COMMITS, &counter)?;
+                    }
+                }
+            }
+            if counted {
+                writer.total_commits = number;
+            }
+            writer.applied(batch);
+            if !writer.group_changes.is_empty() {
+                self.groups
+                    .write()
+                    .unwrap_or_else(|p| p.into_inner())
+                    .apply(&mut writer.group_changes);
+            }
+            number
+        };
+        collect_garbage(batch);
+        match self.durability {
+            Durability::Sync => {
+                self.db.flush()?;
+                if let Some(files) = &self.data_files {
+                    files.sync()?;
+                }
+            }
+            Durability::Flush => {
+                self.db.flush()?;
+            }
+            Durability::None => {}
+        }
+        // Only now is the commit acknowledged: the seal never counts one that could still
+        // be lost. `None` promises nothing, so its commits are not sealed.
+        if self.durability != Durability::None {
+            if let Some(seal) = &self.seal {
+                seal.lock()
+                    .unwrap_or_else(|poisoned| poisoned.into_inner())
+                    .advance(number)?;
+            }
+        }
+        self.commits.fetch_add(1, Ordering::Relaxed);
+        Ok(())
+    }
+
+    fn workflow(&self, id: &str) -> Result<Option<WorkflowRecord>, Error> {
+        let mut k = Vec::with_capacity(1 + id.len());
+        key::workflow(id, &mut k);
+        self.read_workflow(&k, id)
+    }
+
+    fn completions(&self, workflow_id: &str) -> Result<Vec<Completion>, Error> {
+        if key::check_id(workflow_id).is_err() {
+            return Ok(Vec::new()); // too long to have been stored
+        }
+        let mut prefix = Vec::with_capacity(3 + workflow_id.len());
+        key::completion_prefix(workflow_id, &mut prefix);
+        let mut out = Vec::new();
+        let mut previous_last = None;
+        for entry in self.db.scan_prefix(&prefix) {
+            let (k, value) = entry?;
+            let (first, last) = key::run_range(&k, prefix.len())
+                .ok_or_else(|| codec::corrupt(&k, BAD_RUN_KEY.into()))?;
+            if let Some(previous) = previous_last.filter(|&previous| first <= previous) {
+                let reason = format!("run overlaps the previous run, which ends at seq {previous}");
+                return Err(codec::corrupt(&k, reason));
+            }
+            codec::decode_run(&k, first, last, &value, &mut out)?;
+            previous_last = Some(last);
+        }
+        Ok(out)
+    }
+
+    fn workflows(&self, status: Option<Status>) -> Result<Vec<WorkflowRecord>, Error> {
+        // A commit applied during a listing may move a record between the places it is
+        // read from, one after the other (a group, the marks, the records of their own;
+        // sled applies a batch key by key), so that no place lists it: a listing that a
+        // commit overlapped is taken again, and after a few tries under the writer's
+        // lock. (The runtime lists on the thread that commits: never overlapped there.)
+        for _ in 0..3 {
+            let before = self.applying.load(Ordering::SeqCst);
+            if before % 2 == 0 {
+                let out = self.list(status)?;
+                std::sync::atomic::fence(Ordering::SeqCst);
+                if self.applying.load(Ordering::SeqCst) == before {
+                    return Ok(out);
+                }
+            }
+            std::thread::yield_now();
+        }
+        let _writer = self
+            .writer
+            .lock()
+            .unwrap_or_else(|poisoned| poisoned.into_inner());
+        self.list(status)
     }
 
     fn type_name(&self, fingerprint: u64) -> Result<Option<String>, Error> {
@@ -1934,6 +1986,22 @@ fn held_record(k: &[u8], id: &str, value: &[u8]) -> Result<Option<WorkflowRecord
         record.updated_ms = started;
     }
     Ok(Some(record))
+}
+
+/// Marks a commit being applied in [`SledJournal::applying`]: odd from `begin` to drop.
+struct Applying<'a>(&'a AtomicU64);
+
+impl<'a> Applying<'a> {
+    fn begin(count: &'a AtomicU64) -> Self {
+        count.fetch_add(1, Ordering::SeqCst);
+        Applying(count)
+    }
+}
+
+impl Drop for Applying<'_> {
+    fn drop(&mut self) {
+        self.0.fetch_add(1, Ordering::SeqCst);
+    }
 }
 
 /// The first and last index of a put of workflow `id` in `batch` (see

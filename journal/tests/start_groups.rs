@@ -327,3 +327,71 @@ fn a_member_deleted_and_started_again_in_one_commit_is_never_missing_for_a_reade
         workflow("x", Status::Pending).created_ms + 2_999
     );
 }
+
+#[test]
+fn a_workflow_moved_back_into_a_group_is_never_missing_for_a_reader() {
+    let journal = std::sync::Arc::new(SledJournal::temporary().unwrap());
+    let mut batch = Batch::new();
+    batch.insert_workflow(workflow("x", Status::Pending));
+    journal.commit(&batch).unwrap();
+    let done = std::sync::Arc::new(std::sync::atomic::AtomicBool::new(false));
+    let reader = {
+        let (journal, done) = (journal.clone(), done.clone());
+        std::thread::spawn(move || {
+            let mut reads = 0u64;
+            while !done.load(std::sync::atomic::Ordering::Relaxed) {
+                assert!(journal.workflow("x").unwrap().is_some(), "read {reads}");
+                if reads % 16 == 0 {
+                    let all = journal.workflows(None).unwrap();
+                    assert!(all.iter().any(|r| r.id == "x"), "listing at read {reads}");
+                }
+                reads += 1;
+            }
+            reads
+        })
+    };
+    for n in 0..2_000u64 {
+        // Ended (a record of its own), then deleted and started again in one commit
+        // (into a group): x is there before and after every commit.
+        batch.clear();
+        if n % 2 == 0 {
+            batch.update_workflow(workflow("x", Status::Cancelled), Status::Pending);
+        } else {
+            batch.delete_workflow_was("x", Status::Cancelled);
+            batch.insert_workflow(workflow("x", Status::Pending));
+        }
+        journal.commit(&batch).unwrap();
+    }
+    done.store(true, std::sync::atomic::Ordering::Relaxed);
+    assert!(reader.join().unwrap() > 0);
+}
+
+#[test]
+fn a_rewrite_after_two_rewrites_in_one_batch_is_the_one_read() {
+    let (_dir, path, journal) = common::flush_journal();
+    let mut batch = Batch::new();
+    batch.insert_workflow(workflow("w", Status::Pending));
+    batch.insert_workflow(workflow("other", Status::Pending));
+    journal.commit(&batch).unwrap();
+    let rewrite = |attempts: u32| {
+        let mut record = workflow("w", Status::Pending);
+        record.recovery_attempts = attempts;
+        record
+    };
+    batch.clear();
+    batch.update_workflow(rewrite(3), Status::Pending);
+    batch.update_workflow(rewrite(4), Status::Pending);
+    journal.commit(&batch).unwrap();
+    assert_eq!(journal.workflow("w").unwrap(), Some(rewrite(4)));
+    batch.clear();
+    batch.update_workflow(rewrite(5), Status::Pending);
+    journal.commit(&batch).unwrap();
+    assert_eq!(journal.workflow("w").unwrap(), Some(rewrite(5)));
+    drop(journal);
+    let journal = SledJournal::open(&path, Durability::Flush).unwrap();
+    assert_eq!(journal.workflow("w").unwrap(), Some(rewrite(5)));
+    assert_eq!(
+        journal.workflows(Some(Status::Pending)).unwrap(),
+        [workflow("other", Status::Pending), rewrite(5)]
+    );
+}
