@@ -1410,13 +1410,24 @@ impl SledJournal {
     /// is read: a read that a commit overlapped reads again, and after a few tries reads
     /// under the writer's lock, which no commit lets go of while it applies.
     fn read_workflow(&self, key: &[u8], id: &str) -> Result<Option<WorkflowRecord>, Error> {
-        for _ in 0..4 {
+        self.settled(4, || self.read_workflow_once(key, id))
+    }
+
+    /// What `read` returns when no commit was applied while it ran: it runs again if one
+    /// was, up to `tries` times, then once under the writer's lock, which a commit holds
+    /// from its encoding to its last change in memory. (Never called under that lock.)
+    fn settled<T>(
+        &self,
+        tries: usize,
+        mut read: impl FnMut() -> Result<T, Error>,
+    ) -> Result<T, Error> {
+        for _ in 0..tries {
             let before = self.applying.load(Ordering::SeqCst);
             if before % 2 == 0 {
-                let found = self.read_workflow_once(key, id)?;
+                let out = read()?;
                 std::sync::atomic::fence(Ordering::SeqCst);
                 if self.applying.load(Ordering::SeqCst) == before {
-                    return Ok(found);
+                    return Ok(out);
                 }
             }
             std::thread::yield_now();
@@ -1425,7 +1436,7 @@ impl SledJournal {
             .writer
             .lock()
             .unwrap_or_else(|poisoned| poisoned.into_inner());
-        self.read_workflow_once(key, id)
+        read()
     }
 
     /// One read of [`Self::read_workflow`].
@@ -1774,22 +1785,7 @@ impl Store for SledJournal {
         // sled applies a batch key by key), so that no place lists it: a listing that a
         // commit overlapped is taken again, and after a few tries under the writer's
         // lock. (The runtime lists on the thread that commits: never overlapped there.)
-        for _ in 0..3 {
-            let before = self.applying.load(Ordering::SeqCst);
-            if before % 2 == 0 {
-                let out = self.list(status)?;
-                std::sync::atomic::fence(Ordering::SeqCst);
-                if self.applying.load(Ordering::SeqCst) == before {
-                    return Ok(out);
-                }
-            }
-            std::thread::yield_now();
-        }
-        let _writer = self
-            .writer
-            .lock()
-            .unwrap_or_else(|poisoned| poisoned.into_inner());
-        self.list(status)
+        self.settled(3, || self.list(status))
     }
 
     fn type_name(&self, fingerprint: u64) -> Result<Option<String>, Error> {
