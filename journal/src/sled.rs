@@ -1587,14 +1587,14 @@ impl SledJournal {
             }
             Some(status) => {
                 let mut record_key = Vec::new();
-                // Start group members are `Pending` with no index entry of their own: read
-                // first, listed unless the scan finds an entry of theirs (they moved out).
+                // Start group members are `Pending` with no index entry of their own (one
+                // that moves out gets one, in the commit that moves it; a listing that a
+                // commit overlapped is taken again, see `Store::workflows`).
                 let grouped = if status == Status::Pending {
                     self.grouped_records()?
                 } else {
                     Vec::new()
                 };
-                let mut scanned = HashSet::new();
                 for entry in self.db.scan_prefix(key::status_prefix(status)) {
                     let (index_key, value) = entry?;
                     // The queue entry of a queued workflow not started yet.
@@ -1609,9 +1609,6 @@ impl SledJournal {
                             "workflow id is not UTF-8".into(),
                         ));
                     };
-                    if !grouped.is_empty() {
-                        scanned.insert(id.to_owned());
-                    }
                     key::workflow(id, &mut record_key);
                     let mut rec = self.read_workflow(&record_key, id)?;
                     if rec.as_ref().map(|rec| rec.status) != Some(status) {
@@ -1643,23 +1640,8 @@ impl SledJournal {
                     out.push(rec);
                 }
                 if !grouped.is_empty() {
-                    let before = out.len();
-                    for record in grouped {
-                        if scanned.contains(&record.id) {
-                            continue;
-                        }
-                        // Moved out since, by an end that removed no entry of its own: its
-                        // record of its own says where it is now.
-                        key::workflow(&record.id, &mut record_key);
-                        match self.read_own(&record_key, &record.id)? {
-                            Some(own) if own.status == status => out.push(own),
-                            Some(_) => {}
-                            None => out.push(record),
-                        }
-                    }
-                    if out.len() > before {
-                        out.sort_unstable_by(|a, b| a.id.cmp(&b.id));
-                    }
+                    out.extend(grouped);
+                    out.sort_unstable_by(|a, b| a.id.cmp(&b.id));
                 }
             }
         }
