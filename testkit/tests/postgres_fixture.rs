@@ -128,3 +128,41 @@ fn stop_panics_on_an_external_server_only() {
         assert_ne!(pg.dir(), other.dir());
     }
 }
+
+#[test]
+fn a_postgres_journal_and_its_forks_take_their_databases_with_them() {
+    let Some(pg) = TestPostgres::shared() else {
+        return;
+    };
+    let exists = |url: &str| {
+        let name = url.rsplit('/').next().expect("a database in the URL");
+        psql(
+            pg.bin_dir(),
+            pg.url(),
+            &format!("select count(*) from pg_database where datname = '{name}'"),
+        ) == "1"
+    };
+    let journal = ordo_testkit::Journal::new(ordo_testkit::JournalKind::Postgres);
+    drop(journal.builder().build().expect("a runtime on the journal"));
+    let twin = journal.fork();
+    let urls: Vec<String> = [&journal, &twin]
+        .iter()
+        .map(|j| match j {
+            ordo_testkit::Journal::Postgres(url) => url.clone(),
+            _ => unreachable!("a PostgreSQL journal forks into another"),
+        })
+        .collect();
+    assert_ne!(urls[0], urls[1]);
+    assert!(urls.iter().all(|url| exists(url)));
+
+    drop((journal, twin));
+    // Dropped on a thread of the testkit's own: wait for it, a minute at most.
+    let began = std::time::Instant::now();
+    while urls.iter().any(|url| exists(url)) {
+        assert!(
+            began.elapsed() < std::time::Duration::from_secs(60),
+            "still there a minute after the drop: {urls:?}"
+        );
+        std::thread::sleep(std::time::Duration::from_millis(50));
+    }
+}
