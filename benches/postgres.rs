@@ -20,9 +20,10 @@
 //!   commit). Default durability. Throughput is steps; the summary also gives ordo's
 //!   group commits per second next to pgbench's transactions per second.
 //! - `postgres/many_64x50`: 64 workflows of 50 sequential steps started together per
-//!   iteration: the group commit gathers one step of each, 64 completions per commit,
-//!   and the 64 starts and the 64 finishes share a commit each (where `join_all_64x8`
-//!   spends two of its ten commits on one workflow's start and finish).
+//!   iteration (one `Runtime::start_many`, so one read of the journal for the 64): the
+//!   group commit gathers one step of each, 64 completions per commit, and the 64
+//!   starts and the 64 finishes share a commit each (where `join_all_64x8` spends two
+//!   of its ten commits on one workflow's start and finish).
 //! - PgJournal alone: right after each runtime workload, the store without the runtime
 //!   commits batches of 1 and 64 completions for 4 s, so the gap to pgbench splits
 //!   into the store's share and the runtime's.
@@ -399,13 +400,12 @@ fn bench_workload(c: &mut Criterion, group_name: &str, rt: &Runtime, slot: usize
             let copies = if slot == MANY { GATHER } else { 1 };
             for _ in 0..iters {
                 runs.set(runs.get() + 1);
-                let handles: Vec<_> = (0..copies)
-                    .map(|copy| {
-                        let id = format!("{label}-{}-{copy}", runs.get());
-                        rt.start::<_, u64, ()>(workflow, &id, input).unwrap()
-                    })
-                    .collect();
+                // Started together: one `start_many`, one read of the journal for all.
+                let starts =
+                    (0..copies).map(|copy| (format!("{label}-{}-{copy}", runs.get()), input));
+                let handles = rt.start_many::<_, _, u64, ()>(workflow, starts).unwrap();
                 for handle in &handles {
+                    let handle = handle.as_ref().unwrap();
                     rt.block_on(handle.result()).unwrap().unwrap();
                 }
             }

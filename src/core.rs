@@ -10,7 +10,7 @@
 //! stalled" is exactly "the hook was called".
 
 use std::cell::{Cell, RefCell};
-use std::collections::{HashSet, VecDeque};
+use std::collections::{HashMap, HashSet, VecDeque};
 use std::panic::AssertUnwindSafe;
 use std::rc::Rc;
 use std::time::Instant;
@@ -718,25 +718,94 @@ impl Core {
     ) -> Result<Started, Error> {
         check_key(id)?;
         self.note_halt_subject(id);
+        if let Some(started) = self.started_here(name, id) {
+            return started;
+        }
+        let recorded = self.store.workflow(id)?;
+        self.start_recorded(name, id, registration, input, now_ms, options, recorded)
+    }
+
+    /// [`Core::start_workflow`] of many workflows of one registration, with one read of
+    /// the journal for all of them ([`Store::workflows_by_id`]: one round trip on
+    /// PostgreSQL, where each start alone costs one). Each start's answer, in order;
+    /// `Err` only if that read fails. An id given twice is the same workflow: the second
+    /// finds the first running.
+    pub(crate) fn start_workflows(
+        &self,
+        name: &str,
+        registration: &Registration,
+        starts: &[(String, Vec<u8>)],
+        now_ms: u64,
+    ) -> Result<Vec<Result<Started, Error>>, Error> {
+        let to_read: Vec<&str> = (starts.iter())
+            .map(|(id, _)| id.as_str())
+            .filter(|id| check_key(id).is_ok() && self.started_here(name, id).is_none())
+            .collect();
+        let records = self.store.workflows_by_id(&to_read)?;
+        let recorded: HashMap<&str, Option<WorkflowRecord>> =
+            to_read.iter().copied().zip(records).collect();
+        Ok(starts
+            .iter()
+            .map(|(id, input)| {
+                check_key(id)?;
+                self.note_halt_subject(id);
+                if let Some(started) = self.started_here(name, id) {
+                    return started;
+                }
+                // Read above, unless it ran or waited here then: it still would, since
+                // nothing ran in between; read it now if that ever changes.
+                let record = match recorded.get(id.as_str()) {
+                    Some(record) => record.clone(),
+                    None => self.store.workflow(id)?,
+                };
+                self.start_recorded(
+                    name,
+                    id,
+                    registration.clone(),
+                    input.clone(),
+                    now_ms,
+                    crate::deadline::StartOptions::default(),
+                    record,
+                )
+            })
+            .collect())
+    }
+
+    /// A start of `id` answered without the journal: it runs here, or waits in a queue
+    /// here.
+    fn started_here(&self, name: &str, id: &str) -> Option<Result<Started, Error>> {
         let running = self.running.borrow().get(id).cloned();
         if let Some(wf) = running {
-            return if wf.name == name {
+            return Some(if wf.name == name {
                 Ok(Started::Running(wf))
             } else {
                 Err(conflict(id, &wf.name, name))
-            };
+            });
         }
-        if let Some(queued) = self.queues.waiting_name(id) {
-            // Enqueued here and not started yet, its enqueue perhaps not even committed
-            // (so the journal does not know it): this start is that workflow, which
-            // starts when its queue lets it. Started here as well, it would run twice.
-            return if queued == name {
-                Ok(Started::Recorded)
-            } else {
-                Err(conflict(id, &queued, name))
-            };
-        }
-        let (wf, record, is_new) = match self.store.workflow(id)? {
+        // Enqueued here and not started yet, its enqueue perhaps not even committed (so
+        // the journal does not know it): this start is that workflow, which starts when
+        // its queue lets it. Started here as well, it would run twice.
+        let queued = self.queues.waiting_name(id)?;
+        Some(if queued == name {
+            Ok(Started::Recorded)
+        } else {
+            Err(conflict(id, &queued, name))
+        })
+    }
+
+    /// The rest of [`Core::start_workflow`], given what the journal holds for `id`.
+    #[allow(clippy::too_many_arguments)]
+    fn start_recorded(
+        &self,
+        name: &str,
+        id: &str,
+        registration: Registration,
+        input: Vec<u8>,
+        now_ms: u64,
+        options: crate::deadline::StartOptions,
+        recorded: Option<WorkflowRecord>,
+    ) -> Result<Started, Error> {
+        let (wf, record, is_new) = match recorded {
             Some(record) if record.name != name => return Err(conflict(id, &record.name, name)),
             Some(record) if record.status != Status::Pending => return Ok(Started::Recorded),
             Some(record) => {

@@ -113,3 +113,107 @@ fn a_start_whose_commit_fails_reaches_the_handle_and_runs_nothing() {
     let journal = ordo_testkit::store::open(dir.path());
     assert_eq!(journal.workflow("g").expect("read"), None);
 }
+
+#[test]
+fn start_many_reads_the_journal_once_and_answers_each_start_as_start_would() {
+    let dir = tempfile::tempdir().expect("temp dir");
+    let log = Log::default();
+    let other = |_: Ctx, n: u32| async move { Ok::<_, String>(n) };
+    {
+        let rt = runtime(dir.path(), &log, None)
+            .register("other", other)
+            .build()
+            .expect("build");
+        let done = rt
+            .start::<_, u32, String>("greet", "done", 5u32)
+            .expect("start");
+        let taken = rt
+            .start::<_, u32, String>("other", "taken", 1u32)
+            .expect("start");
+        assert_eq!(rt.block_on(done.result()).expect("finishes"), Ok(10));
+        assert_eq!(rt.block_on(taken.result()).expect("finishes"), Ok(1));
+    }
+
+    let reads = Log::default();
+    let mut store = FaultyStore::new(ordo_testkit::store::open(dir.path()), log.clone(), None);
+    store.reads = Some(reads.clone());
+    let body_log = log.clone();
+    let rt = Runtime::builder()
+        .store(Box::new(store))
+        .clock(Clock::Virtual)
+        .start_time(UNIX_EPOCH + Duration::from_secs(1_800_000_000))
+        .register("greet", move |ctx: Ctx, n: u32| {
+            let log = body_log.clone();
+            async move {
+                let id = ctx.workflow_id().to_string();
+                ctx.step("hello", move || async move {
+                    log.push(format!("body {id}"));
+                    Ok::<_, String>(n * 2)
+                })
+                .await
+            }
+        })
+        .register("other", other)
+        .build()
+        .expect("build");
+    let too_long = "x".repeat(ordo::journal::MAX_ID_LEN + 1);
+    let starts = vec![
+        ("new".to_string(), 1u32),
+        ("done".to_string(), 99),
+        ("taken".to_string(), 2),
+        ("new".to_string(), 50),
+        (too_long, 3),
+    ];
+    let handles = rt
+        .start_many::<_, _, u32, String>("greet", starts)
+        .expect("the call");
+    assert_eq!(reads.lines(), ["read 4 at once"], "one read for the call");
+
+    let result = |i: usize| {
+        let handle = handles[i].as_ref().expect("a handle");
+        rt.block_on(handle.result()).expect("a result")
+    };
+    assert_eq!(result(0), Ok(2));
+    assert_eq!(result(1), Ok(10), "the recorded result, input ignored");
+    assert!(
+        matches!(&handles[2], Err(Error::Conflict { workflow_id, .. }) if workflow_id == "taken"),
+        "another name under that id"
+    );
+    assert_eq!(result(3), Ok(2), "the same id twice is one workflow");
+    assert!(
+        matches!(&handles[4], Err(Error::Journal(_))),
+        "an id too long is refused, alone"
+    );
+    let bodies: Vec<String> = (log.lines().into_iter())
+        .filter(|l| l.starts_with("body "))
+        .collect();
+    assert_eq!(
+        bodies,
+        ["body done", "body new"],
+        "each body ran once, and not again for a recorded workflow"
+    );
+}
+
+#[test]
+fn start_many_checks_the_types_of_the_call_and_starts_nothing_on_a_mismatch() {
+    let dir = tempfile::tempdir().expect("temp dir");
+    let log = Log::default();
+    let rt = runtime(dir.path(), &log, None).build().expect("build");
+    let wrong_input = rt.start_many::<_, _, u32, String>("greet", [("a", "text")]);
+    assert!(matches!(wrong_input, Err(Error::TypeMismatch { .. })));
+    let unknown = rt.start_many::<_, _, u32, String>("nope", [("a", 1u32)]);
+    assert!(
+        matches!(unknown, Err(Error::UnknownWorkflow { .. })),
+        "{unknown:?}"
+    );
+    let none = rt
+        .start_many::<&str, u32, u32, String>("greet", [])
+        .expect("nothing to start");
+    assert!(none.is_empty());
+    rt.block_on(async {});
+    assert!(
+        log.lines().is_empty(),
+        "nothing was committed: {:?}",
+        log.lines()
+    );
+}

@@ -1061,3 +1061,24 @@ fn workers_starting_together_migrate_once_and_a_newer_schema_is_refused() {
     assert_eq!(psql("SELECT version FROM ordo.schema_version"), "99");
     assert_eq!(psql("SELECT count(*) FROM ordo.workers"), workers);
 }
+
+#[test]
+fn workflows_by_id_answers_each_id_in_order_as_one_read_of_each_would() {
+    on_both("by_id", |store| {
+        let mut batch = Batch::new();
+        for (i, status) in Status::ALL.into_iter().enumerate() {
+            batch.put_workflow(record(&format!("wf-{i}"), status));
+        }
+        store.commit(&batch).unwrap();
+        let ids = ["wf-3", "missing", "wf-0", "wf-3", "wf-1"];
+        let at_once = store.workflows_by_id(&ids).unwrap();
+        let one_by_one: Vec<_> = ids.iter().map(|id| store.workflow(id).unwrap()).collect();
+        assert_eq!(at_once, one_by_one);
+        assert_eq!(
+            at_once.iter().map(Option::is_some).collect::<Vec<_>>(),
+            [true, false, true, true, true]
+        );
+        assert_eq!(at_once[0].as_ref().map(|r| r.id.as_str()), Some("wf-3"));
+        assert!(store.workflows_by_id(&[]).unwrap().is_empty());
+    });
+}

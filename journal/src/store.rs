@@ -62,6 +62,27 @@ pub trait Store: Send + Sync {
     /// The record of workflow `id`, if there is one.
     fn workflow(&self, id: &str) -> Result<Option<WorkflowRecord>, Error>;
 
+    /// The records of workflows `ids`, in the order of `ids` (`None` where there is
+    /// none; an id given twice is answered twice). A store whose every read is a round
+    /// trip to a server answers them all in one; the default reads them one by one.
+    ///
+    /// ```
+    /// use ordo_journal::{Batch, SledJournal, Store, WorkflowRecord};
+    ///
+    /// # fn main() -> Result<(), ordo_journal::Error> {
+    /// let store = SledJournal::temporary()?;
+    /// let mut batch = Batch::new();
+    /// batch.put_workflow(WorkflowRecord::new("order-42", "checkout", vec![], 0));
+    /// store.commit(&batch)?;
+    /// let records = store.workflows_by_id(&["order-7", "order-42"])?;
+    /// assert!(records[0].is_none());
+    /// assert_eq!(records[1].as_ref().map(|r| r.name.as_str()), Some("checkout"));
+    /// # Ok(()) }
+    /// ```
+    fn workflows_by_id(&self, ids: &[&str]) -> Result<Vec<Option<WorkflowRecord>>, Error> {
+        ids.iter().map(|id| self.workflow(id)).collect()
+    }
+
     /// Every completion of workflow `workflow_id`, in `seq` order.
     fn completions(&self, workflow_id: &str) -> Result<Vec<Completion>, Error>;
 

@@ -74,6 +74,9 @@ pub mod faulty {
         /// Fail commit number `.0` (1-based) this way.
         pub fault: Option<(u64, Fault)>,
         pub attempts: AtomicU64,
+        /// Where reads of workflow records are logged, if anywhere: `read ID` for one,
+        /// `read N at once` for [`Store::workflows_by_id`].
+        pub reads: Option<Log>,
     }
 
     impl FaultyStore {
@@ -83,6 +86,7 @@ pub mod faulty {
                 log,
                 fault,
                 attempts: AtomicU64::new(0),
+                reads: None,
             }
         }
     }
@@ -122,7 +126,16 @@ pub mod faulty {
             }
         }
         fn workflow(&self, id: &str) -> Result<Option<WorkflowRecord>, Error> {
+            if let Some(reads) = &self.reads {
+                reads.push(format!("read {id}"));
+            }
             self.inner.workflow(id)
+        }
+        fn workflows_by_id(&self, ids: &[&str]) -> Result<Vec<Option<WorkflowRecord>>, Error> {
+            if let Some(reads) = &self.reads {
+                reads.push(format!("read {} at once", ids.len()));
+            }
+            self.inner.workflows_by_id(ids)
         }
         fn completions(&self, workflow_id: &str) -> Result<Vec<Completion>, Error> {
             self.inner.completions(workflow_id)

@@ -1166,6 +1166,25 @@ impl Store for PgJournal {
         row.as_ref().map(workflow).transpose()
     }
 
+    /// One round trip for all of `ids` (`WHERE id = ANY(..)`).
+    fn workflows_by_id(&self, ids: &[&str]) -> Result<Vec<Option<WorkflowRecord>>, Error> {
+        if ids.len() < 2 {
+            return ids.iter().map(|id| self.workflow(id)).collect();
+        }
+        let asked: Vec<String> = ids.iter().map(|&id| id.to_owned()).collect();
+        let rows = self.read(move |conn| {
+            let asked = asked.clone();
+            async move { conn.client.query(&conn.st.workflows_in, &[&asked]).await }.boxed_local()
+        })?;
+        let mut found: std::collections::HashMap<String, WorkflowRecord> =
+            std::collections::HashMap::with_capacity(rows.len());
+        for row in &rows {
+            let record = workflow(row)?;
+            found.insert(record.id.clone(), record);
+        }
+        Ok(ids.iter().map(|&id| found.get(id).cloned()).collect())
+    }
+
     fn completions(&self, workflow_id: &str) -> Result<Vec<Completion>, Error> {
         let id = workflow_id.to_owned();
         let rows = self.read(move |conn| {

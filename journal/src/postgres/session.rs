@@ -437,6 +437,8 @@ statements! {
         ORDER BY id";
     admit = "SELECT granted, retry_at FROM ordo.admit($1, $2, $3, $4, $5, $6, $7, $8, $9)";
     workflow = &format!("SELECT {WORKFLOW_COLUMNS} FROM ordo.workflows WHERE id = $1");
+    workflows_in = &format!(
+        "SELECT {WORKFLOW_COLUMNS} FROM ordo.workflows WHERE id = ANY($1::text[])");
     workflows = &format!("SELECT {WORKFLOW_COLUMNS} FROM ordo.workflows ORDER BY id");
     workflows_with = &format!(
         "SELECT {WORKFLOW_COLUMNS} FROM ordo.workflows WHERE status = $1 ORDER BY id");
