@@ -842,12 +842,7 @@ impl Runtime {
         O: DeserializeOwned + 'static,
         E: DeserializeOwned + 'static,
     {
-        if let Some(err) = self.core.broken() {
-            return Err(err);
-        }
-        let registration = self.core.registry.lookup(name)?.clone();
-        registration.check_input::<I>(id)?;
-        registration.check_outputs::<O, E>(id, "handle")?;
+        let registration = self.registration_for::<I, O, E>(name, id)?;
 
         let encoded = registration.encode_input(id, &input)?;
         let now_ms = self.core.now_ms_at(self.executor.now());
@@ -914,22 +909,15 @@ impl Runtime {
         O: DeserializeOwned + 'static,
         E: DeserializeOwned + 'static,
     {
-        if let Some(err) = self.core.broken() {
-            return Err(err);
-        }
-        let registration = self.core.registry.lookup(name)?.clone();
-        let mut encoded = Vec::new();
-        for (id, input) in starts {
-            let id: String = id.into();
-            if encoded.is_empty() {
-                // The types are the call's, not a start's: checked once, naming the
-                // first id.
-                registration.check_input::<I>(&id)?;
-                registration.check_outputs::<O, E>(&id, "handle")?;
-            }
-            let input = registration.encode_input(&id, &input)?;
-            encoded.push((id, input));
-        }
+        let starts: Vec<(String, I)> = (starts.into_iter())
+            .map(|(id, input)| (id.into(), input))
+            .collect();
+        // The types are the call's, not a start's: checked once, naming the first id.
+        let first = starts.first().map_or("", |(id, _)| id.as_str());
+        let registration = self.registration_for::<I, O, E>(name, first)?;
+        let encoded = (starts.iter())
+            .map(|(id, input)| Ok((id.clone(), registration.encode_input(id, input)?)))
+            .collect::<Result<Vec<_>, Error>>()?;
         let now_ms = self.core.now_ms_at(self.executor.now());
         let started = self
             .core
@@ -945,6 +933,28 @@ impl Runtime {
                 Ok(WorkflowHandle::new(id, Rc::clone(&self.core), running))
             })
             .collect())
+    }
+
+    /// The registration of workflow `name`, for a start with input `I` and outcome
+    /// `Result<O, E>` (a mismatch names workflow `id`), on a runtime whose commits still
+    /// work.
+    fn registration_for<I, O, E>(
+        &self,
+        name: &str,
+        id: &str,
+    ) -> Result<crate::registry::Registration, Error>
+    where
+        I: Serialize,
+        O: DeserializeOwned + 'static,
+        E: DeserializeOwned + 'static,
+    {
+        if let Some(err) = self.core.broken() {
+            return Err(err);
+        }
+        let registration = self.core.registry.lookup(name)?.clone();
+        registration.check_input::<I>(id)?;
+        registration.check_outputs::<O, E>(id, "handle")?;
+        Ok(registration)
     }
 
     /// A handle on an existing workflow (running here or recorded in the journal).

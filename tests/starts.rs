@@ -11,9 +11,14 @@ use ordo::{Clock, Ctx, Error, Runtime, RuntimeBuilder, Status};
 
 fn runtime(dir: &std::path::Path, log: &Log, fault: Option<(u64, Fault)>) -> RuntimeBuilder {
     let journal = ordo_testkit::store::open(dir);
+    runtime_on(FaultyStore::new(journal, log.clone(), fault), log)
+}
+
+/// Workflow `greet` (one step, which logs `body ID`) on `store`.
+fn runtime_on(store: FaultyStore, log: &Log) -> RuntimeBuilder {
     let body_log = log.clone();
     Runtime::builder()
-        .store(Box::new(FaultyStore::new(journal, log.clone(), fault)))
+        .store(Box::new(store))
         .clock(Clock::Virtual)
         .start_time(UNIX_EPOCH + Duration::from_secs(1_800_000_000))
         .register("greet", move |ctx: Ctx, n: u32| {
@@ -137,22 +142,7 @@ fn start_many_reads_the_journal_once_and_answers_each_start_as_start_would() {
     let reads = Log::default();
     let mut store = FaultyStore::new(ordo_testkit::store::open(dir.path()), log.clone(), None);
     store.reads = Some(reads.clone());
-    let body_log = log.clone();
-    let rt = Runtime::builder()
-        .store(Box::new(store))
-        .clock(Clock::Virtual)
-        .start_time(UNIX_EPOCH + Duration::from_secs(1_800_000_000))
-        .register("greet", move |ctx: Ctx, n: u32| {
-            let log = body_log.clone();
-            async move {
-                let id = ctx.workflow_id().to_string();
-                ctx.step("hello", move || async move {
-                    log.push(format!("body {id}"));
-                    Ok::<_, String>(n * 2)
-                })
-                .await
-            }
-        })
+    let rt = runtime_on(store, &log)
         .register("other", other)
         .build()
         .expect("build");
