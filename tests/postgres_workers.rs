@@ -1106,6 +1106,87 @@ fn the_same_id_started_on_two_workers_at_once_runs_once() {
     assert_eq!(runs.len(), IDS as usize);
 }
 
+/// Ids of every run of a `fanned` body.
+static FANNED_RUNS: Mutex<Vec<String>> = Mutex::new(Vec::new());
+
+async fn fanned(ctx: Ctx, n: u32) -> Result<u32, String> {
+    let id = ctx.workflow_id().to_string();
+    ctx.step("charge", move || async move {
+        FANNED_RUNS.lock().unwrap().push(id);
+        ordo::executor::sleep(Duration::from_millis(20)).await;
+        Ok::<_, String>(n * 3)
+    })
+    .await
+}
+
+#[test]
+fn one_fan_out_started_with_start_many_on_two_workers_at_once_runs_each_id_once() {
+    let Some(pg) = TestPostgres::shared() else {
+        eprintln!("skipped: no PostgreSQL server");
+        return;
+    };
+    let url = pg.database("fan_out_race");
+    const IDS: u32 = 64;
+    // Before workflow rows were sent in id order, about one round in twenty ended in a
+    // deadlock between the two workers' commits.
+    const ROUNDS: u32 = 20;
+    let barrier = Arc::new(std::sync::Barrier::new(2));
+    let workers: Vec<_> = ["f1", "f2"]
+        .into_iter()
+        .enumerate()
+        .map(|(w, name)| {
+            let (url, barrier) = (url.clone(), Arc::clone(&barrier));
+            std::thread::spawn(move || {
+                let rt = long_lease(&url, name)
+                    .register("fanned", fanned)
+                    .build()
+                    .unwrap();
+                rt.recover().unwrap();
+                let mut results = Vec::new();
+                for round in 0..ROUNDS {
+                    // Both workers start the same ids at the same instant, each in its
+                    // own order (the second from the end), so each commit of either
+                    // holds ids the other is starting too.
+                    let mut ids: Vec<u32> = (0..IDS).collect();
+                    if w == 1 {
+                        ids.reverse();
+                    }
+                    let starts = ids.iter().map(|&n| (format!("fan-{round}-{n}"), n));
+                    barrier.wait();
+                    // No panic here: the other worker would wait at the barrier for good.
+                    let handles: Vec<Result<_, String>> =
+                        match rt.start_many::<_, _, u32, String>("fanned", starts) {
+                            Ok(handles) => (handles.into_iter())
+                                .map(|h| h.map_err(|e| e.to_string()))
+                                .collect(),
+                            Err(err) => vec![Err(err.to_string()); ids.len()],
+                        };
+                    for (&n, handle) in ids.iter().zip(&handles) {
+                        let result = match handle {
+                            Ok(handle) => rt.block_on(handle.result()).map_err(|e| e.to_string()),
+                            Err(err) => Err(err.clone()),
+                        };
+                        results.push((format!("fan-{round}-{n}"), n, result));
+                    }
+                }
+                results
+            })
+        })
+        .collect();
+    for worker in workers {
+        for (id, n, result) in worker.join().unwrap() {
+            // Either this worker ran it, or it waited for the other's result.
+            assert_eq!(result, Ok(Ok(n * 3)), "{id}");
+        }
+    }
+    let mut runs = FANNED_RUNS.lock().unwrap().clone();
+    runs.sort();
+    let total = runs.len();
+    runs.dedup();
+    assert_eq!(total, runs.len(), "some ran more than once");
+    assert_eq!(runs.len(), (IDS * ROUNDS) as usize, "every id ran");
+}
+
 /// `(workflow id, thread)` of every run of a `ticked` body.
 static TICK_RUNS: Mutex<Vec<(String, String)>> = Mutex::new(Vec::new());
 

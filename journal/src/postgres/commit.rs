@@ -128,9 +128,13 @@ impl Encoded {
             key::check_id(id)?;
             e.deletes.push(id.clone());
         }
-        // The last record of each id, in batch order; it is new if the batch's first
-        // record of its id is (later records of a start in the same batch, its attempts
-        // reset or its end, ride on its insert). One map for both.
+        // The last record of each id, in id order; it is new if the batch's first record
+        // of its id is (later records of a start in the same batch, its attempts reset
+        // or its end, ride on its insert). One map for both. Id order, not batch order:
+        // two workers starting some of the same ids in one commit each lock their rows
+        // in one order, or PostgreSQL would find them in a deadlock and fail one
+        // commit, which stops that worker's runtime
+        // (`tests/postgres_workers.rs`: `one_fan_out_started_with_start_many_..`).
         let mut by_id: HashMap<&str, (usize, bool)> = HashMap::with_capacity(batch.workflows.len());
         for (i, (w, prior)) in batch.workflows.iter().zip(&batch.priors).enumerate() {
             by_id
@@ -139,7 +143,7 @@ impl Encoded {
                 .or_insert((i, *prior == Prior::Absent));
         }
         let mut last: Vec<(usize, bool)> = by_id.into_values().collect();
-        last.sort_unstable_by_key(|&(i, _)| i);
+        last.sort_unstable_by(|&(a, _), &(b, _)| batch.workflows[a].id.cmp(&batch.workflows[b].id));
         for (i, new) in last {
             let w = &batch.workflows[i];
             e.wf_new.push(new);
@@ -160,7 +164,10 @@ impl Encoded {
             e.wf_first_step.push(signed(w.first_step));
             e.wf_keyed.push(w.keyed_tokens);
         }
-        for i in last_of(batch.types.iter().map(|t| t.0)) {
+        // Workers that start together name the same types in their first commits.
+        let mut types = last_of(batch.types.iter().map(|t| t.0));
+        types.sort_unstable_by_key(|&i| batch.types[i].0);
+        for i in types {
             e.type_fp.push(signed(batch.types[i].0));
             e.type_name.push(batch.types[i].1.clone());
         }
@@ -271,13 +278,15 @@ impl Encoded {
             .map(|(d, t, n)| (d.as_str(), t.as_str(), *n))
             .collect();
         let mut here = std::collections::HashSet::new();
+        // Rows other workers may write too go in key order, as workflow rows do (see
+        // `from_batch`): idempotency keys, events, resolutions.
+        let mut keys: Vec<(&str, &str)> = Vec::new();
         for m in &mail.messages {
             key::check_id(&m.destination)?;
             key::check_id(&m.topic)?;
             self.highest_message = self.highest_message.max(Some(signed(m.number)));
             if let Some(used) = &m.idempotency_key {
-                self.k_dest.push(m.destination.clone());
-                self.k_key.push(used.clone());
+                keys.push((&m.destination, used));
             }
             let id = (m.destination.as_str(), m.topic.as_str(), m.number);
             if consumed.contains(&id) {
@@ -291,6 +300,12 @@ impl Encoded {
             self.m_sent.push(signed(m.sent_ms));
             self.m_key.push(m.idempotency_key.clone());
         }
+        keys.sort_unstable();
+        keys.dedup();
+        for (destination, used) in keys {
+            self.k_dest.push(destination.to_owned());
+            self.k_key.push(used.to_owned());
+        }
         for (d, t, n) in &mail.consumed {
             if here.contains(&(d.as_str(), t.as_str(), *n)) {
                 continue;
@@ -299,18 +314,22 @@ impl Encoded {
             self.gone_topic.push(t.clone());
             self.gone_number.push(signed(*n));
         }
-        for i in last_of(
+        let mut events = last_of(
             mail.events
                 .iter()
                 .map(|(id, k, _)| (id.as_str(), k.as_str())),
-        ) {
+        );
+        events.sort_unstable_by_key(|&i| (&mail.events[i].0, &mail.events[i].1));
+        for i in events {
             let (id, k, value) = &mail.events[i];
             key::check_id(id)?;
             self.ev_id.push(id.clone());
             self.ev_key.push(k.clone());
             self.ev_value.push(value.clone());
         }
-        for i in last_of(mail.resolutions.iter().map(|(id, s, _)| (id.as_str(), *s))) {
+        let mut resolutions = last_of(mail.resolutions.iter().map(|(id, s, _)| (id.as_str(), *s)));
+        resolutions.sort_unstable_by_key(|&i| (&mail.resolutions[i].0, mail.resolutions[i].1));
+        for i in resolutions {
             let (id, step, outcome) = &mail.resolutions[i];
             key::check_id(id)?;
             self.aw_id.push(id.clone());
@@ -695,5 +714,48 @@ impl KnownSeqs {
         for id in ids {
             self.0.forget(id);
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::mail::Message;
+    use crate::record::WorkflowRecord;
+
+    #[test]
+    fn workflow_rows_go_in_id_order_whatever_the_batch_order() {
+        let mut batch = Batch::new();
+        for id in ["fan-9", "fan-1", "fan-5", "fan-1"] {
+            batch.insert_workflow(WorkflowRecord::new(id, "fanned", vec![], 0));
+        }
+        let encoded = Encoded::from_batch(&batch).expect("encodes");
+        assert_eq!(encoded.wf_id, ["fan-1", "fan-5", "fan-9"]);
+    }
+
+    #[test]
+    fn rows_other_workers_may_write_go_in_key_order() {
+        let mut batch = Batch::new();
+        batch.put_type(9, "u9".into());
+        batch.put_type(2, "u2".into());
+        for (key, number) in [("k-b", 1), ("k-a", 2), ("k-b", 3)] {
+            batch.send_message(Message {
+                destination: "d".into(),
+                topic: "t".into(),
+                number,
+                payload: vec![],
+                sent_ms: 0,
+                idempotency_key: Some(key.into()),
+            });
+        }
+        batch.set_event("w-2", "e", vec![1]);
+        batch.set_event("w-1", "e", vec![2]);
+        batch.resolve_awakeable("w-2", 1, Outcome::Ok(vec![]));
+        batch.resolve_awakeable("w-1", 7, Outcome::Ok(vec![]));
+        let encoded = Encoded::from_batch(&batch).expect("encodes");
+        assert_eq!(encoded.type_fp, [2, 9]);
+        assert_eq!(encoded.k_key, ["k-a", "k-b"]);
+        assert_eq!(encoded.ev_id, ["w-1", "w-2"]);
+        assert_eq!(encoded.aw_id, ["w-1", "w-2"]);
     }
 }
