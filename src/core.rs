@@ -10,7 +10,7 @@
 //! stalled" is exactly "the hook was called".
 
 use std::cell::{Cell, RefCell};
-use std::collections::{HashMap, HashSet, VecDeque};
+use std::collections::{HashSet, VecDeque};
 use std::panic::AssertUnwindSafe;
 use std::rc::Rc;
 use std::time::Instant;
@@ -139,6 +139,19 @@ pub(crate) enum Started {
     /// Finished (or cancelled) in the journal, driven by another worker, or waiting in
     /// a queue here: nothing to run now.
     Recorded,
+}
+
+/// One start's answer in [`Core::start_workflows`].
+pub(crate) type StartAnswer = Result<Started, Error>;
+
+impl Started {
+    /// The workflow its handle follows here, if it runs here.
+    pub(crate) fn running(self) -> Option<Rc<WorkflowState>> {
+        match self {
+            Started::Staged(wf) | Started::Running(wf) => Some(wf),
+            Started::Recorded => None,
+        }
+    }
 }
 
 /// Refuses an id or topic too long for the journal's keys ([`ordo_journal::MAX_ID_LEN`]
@@ -727,46 +740,58 @@ impl Core {
 
     /// [`Core::start_workflow`] of many workflows of one registration, with one read of
     /// the journal for all of them ([`Store::workflows_by_id`]: one round trip on
-    /// PostgreSQL, where each start alone costs one). Each start's answer, in order;
-    /// `Err` only if that read fails. An id given twice is the same workflow: the second
-    /// finds the first running.
+    /// PostgreSQL, where each start alone costs one). Each start's id and answer, in
+    /// order; `Err` only if that read fails. An id given twice is the same workflow: the
+    /// second finds the first running.
     pub(crate) fn start_workflows(
         &self,
         name: &str,
         registration: &Registration,
-        starts: &[(String, Vec<u8>)],
+        starts: Vec<(String, Vec<u8>)>,
         now_ms: u64,
-    ) -> Result<Vec<Result<Started, Error>>, Error> {
-        let to_read: Vec<&str> = (starts.iter())
-            .map(|(id, _)| id.as_str())
-            .filter(|id| check_key(id).is_ok() && self.started_here(name, id).is_none())
+    ) -> Result<Vec<(String, StartAnswer)>, Error> {
+        // What is answered without the journal (running or queued here) stays so until
+        // the loop below, which only adds starts to `running`.
+        let here: Vec<Option<Result<Started, Error>>> = (starts.iter())
+            .map(|(id, _)| {
+                check_key(id)
+                    .ok()
+                    .and_then(|()| self.started_here(name, id))
+            })
             .collect();
-        let records = self.store.workflows_by_id(&to_read)?;
-        let recorded: HashMap<&str, Option<WorkflowRecord>> =
-            to_read.iter().copied().zip(records).collect();
+        let to_read: Vec<&str> = (starts.iter().zip(&here))
+            .filter(|((id, _), here)| here.is_none() && check_key(id).is_ok())
+            .map(|((id, _), _)| id.as_str())
+            .collect();
+        // One answer per id read, in order.
+        let mut recorded = self.store.workflows_by_id(&to_read)?.into_iter();
         Ok(starts
-            .iter()
-            .map(|(id, input)| {
-                check_key(id)?;
-                self.note_halt_subject(id);
-                if let Some(started) = self.started_here(name, id) {
-                    return started;
-                }
-                // Read above, unless it ran or waited here then: it still would, since
-                // nothing ran in between; read it now if that ever changes.
-                let record = match recorded.get(id.as_str()) {
-                    Some(record) => record.clone(),
-                    None => self.store.workflow(id)?,
-                };
-                self.start_recorded(
-                    name,
-                    id,
-                    registration.clone(),
-                    input.clone(),
-                    now_ms,
-                    crate::deadline::StartOptions::default(),
-                    record,
-                )
+            .into_iter()
+            .zip(here)
+            .map(|((id, input), here)| {
+                let started = (|| {
+                    check_key(&id)?;
+                    self.note_halt_subject(&id);
+                    if let Some(here) = here {
+                        return here;
+                    }
+                    let record = recorded.next().flatten();
+                    // Started earlier in this call.
+                    if let Some(started) = self.started_here(name, &id) {
+                        return started;
+                    }
+                    let options = crate::deadline::StartOptions::default();
+                    self.start_recorded(
+                        name,
+                        &id,
+                        registration.clone(),
+                        input,
+                        now_ms,
+                        options,
+                        record,
+                    )
+                })();
+                (id, started)
             })
             .collect())
     }

@@ -13,7 +13,7 @@ use serde::de::DeserializeOwned;
 use serde::Serialize;
 
 use crate::clock::WallClock;
-use crate::core::{Core, Metrics, Observer, Started};
+use crate::core::{Core, Metrics, Observer};
 use crate::ctx::Ctx;
 use crate::deadline::StartOptions;
 use crate::error::Error;
@@ -846,14 +846,10 @@ impl Runtime {
 
         let encoded = registration.encode_input(id, &input)?;
         let now_ms = self.core.now_ms_at(self.executor.now());
-        let running =
-            match self
-                .core
-                .start_workflow(name, id, registration, encoded, now_ms, options)?
-            {
-                Started::Staged(wf) | Started::Running(wf) => Some(wf),
-                Started::Recorded => None,
-            };
+        let running = self
+            .core
+            .start_workflow(name, id, registration, encoded, now_ms, options)?
+            .running();
         Ok(WorkflowHandle::new(
             id.to_string(),
             Rc::clone(&self.core),
@@ -915,21 +911,20 @@ impl Runtime {
         // The types are the call's, not a start's: checked once, naming the first id.
         let first = starts.first().map_or("", |(id, _)| id.as_str());
         let registration = self.registration_for::<I, O, E>(name, first)?;
-        let encoded = (starts.iter())
-            .map(|(id, input)| Ok((id.clone(), registration.encode_input(id, input)?)))
+        let encoded = (starts.into_iter())
+            .map(|(id, input)| {
+                let input = registration.encode_input(&id, &input)?;
+                Ok((id, input))
+            })
             .collect::<Result<Vec<_>, Error>>()?;
         let now_ms = self.core.now_ms_at(self.executor.now());
         let started = self
             .core
-            .start_workflows(name, &registration, &encoded, now_ms)?;
-        Ok(encoded
+            .start_workflows(name, &registration, encoded, now_ms)?;
+        Ok(started
             .into_iter()
-            .zip(started)
-            .map(|((id, _), started)| {
-                let running = match started? {
-                    Started::Staged(wf) | Started::Running(wf) => Some(wf),
-                    Started::Recorded => None,
-                };
+            .map(|(id, started)| {
+                let running = started?.running();
                 Ok(WorkflowHandle::new(id, Rc::clone(&self.core), running))
             })
             .collect())

@@ -1610,7 +1610,8 @@ impl SledJournal {
                         ));
                     };
                     key::workflow(id, &mut record_key);
-                    let mut rec = self.read_workflow(&record_key, id)?;
+                    // Once: the whole listing is taken again if a commit overlapped it.
+                    let mut rec = self.read_workflow_once(&record_key, id)?;
                     if rec.as_ref().map(|rec| rec.status) != Some(status) {
                         // A scan is not a snapshot: a commit may have moved this workflow
                         // since the entry was read. Look again at both keys at one instant
