@@ -16,6 +16,7 @@ use serde::Serialize;
 
 use crate::core::{Core, PendingStart};
 use crate::error::Error;
+use crate::firing::Firing;
 use crate::retry::RetryPolicy;
 use crate::step::{encode_result, Body, BodyOutput, Step};
 use crate::workflow::WorkflowState;
@@ -290,25 +291,12 @@ impl Ctx {
             core.now_ms().saturating_add(millis)
         });
         // The firing's step exists from the call on, so a sleep dropped before its
-        // deadline was even delivered (a `select!` loser) still gives its slot back.
-        let deadline_ms = Rc::new(Cell::new(0));
-        let fired: Step<(), Never> = {
-            let (core, deadline_ms) = (Rc::clone(&self.core), Rc::clone(&deadline_ms));
-            self.internal_step(fire_id, move || async move {
-                let asked = Duration::from_millis(millis);
-                let at = core
-                    .clock
-                    .instant_at(deadline_ms.get(), ordo_executor::now(), asked);
-                ordo_executor::sleep_until(at).await;
-            })
-        };
-        // `fired` is polled, and its body started, only once the deadline is known.
-        // Combinators, not an `async` block, which would hold each step twice (captured,
-        // and being awaited): a parked workflow keeps this future for as long as it sleeps.
-        deadline.then(move |Ok(deadline)| {
-            deadline_ms.set(deadline);
-            fired.map(|Ok(())| ())
-        })
+        // deadline was even delivered (a `select!` loser) still gives its slot back. It
+        // is polled, and its timer set, only once the deadline is known. Combinators, not
+        // an `async` block, which would hold each step twice (captured, and being
+        // awaited): a parked workflow keeps this future for as long as it sleeps.
+        let fired = Firing::new(self.clone(), fire_id, Duration::from_millis(millis));
+        deadline.then(move |Ok(deadline)| fired.at(deadline))
     }
 
     /// The current wall-clock time, recorded: a replay sees the time of the first run.

@@ -107,6 +107,8 @@
 //!   one PostgreSQL journal ([`RuntimeBuilder::postgres`]): claims, leases, fencing,
 //!   and the takeover of a dead worker's workflows.
 //! - `step`: the [`Step`] future: waits for delivery, starts its body when live.
+//! - `firing`: a durable sleep's firing, a step whose body (a timer) is polled in the
+//!   sleep's own future rather than spawned as a task.
 //! - `core`: the outbox, group commit and delivery (rule 2), installed as the
 //!   executor's stall hook; the fatal first commit error; attempts given back.
 //! - `launch`: spawning a workflow's root task once its start is durable.
@@ -147,6 +149,7 @@ mod deadline;
 mod error;
 mod event;
 mod fingerprint;
+mod firing;
 mod handle;
 mod launch;
 pub mod multi_worker;

@@ -16,6 +16,7 @@ use serde::de::DeserializeOwned;
 use serde::Serialize;
 
 use crate::codec;
+use crate::core::Core;
 use crate::ctx::Ctx;
 use crate::error::Error;
 use crate::fingerprint;
@@ -268,47 +269,181 @@ impl<T, E> Step<T, E> {
         };
         let body = crate::telemetry::step_body::<E, _>(&wf, step_id, &name, body);
         let task = AssertUnwindSafe(body).catch_unwind();
-        // A combinator, not an `async` block, which would hold `task` twice: a parked
-        // workflow's sleep keeps this task for as long as it sleeps.
+        // A combinator, not an `async` block, which would hold `task` twice: a step
+        // whose body waits long keeps this task for as long as it waits.
         ordo_executor::spawn(task.map(move |ended| {
-            match ended {
-                Err(panic) => wf.fail(Error::Panicked {
-                    workflow_id: wf.id.clone(),
-                    message: format!(
-                        "step {step_id} ({name:?}) panicked: {}",
-                        crate::panic_message(&*panic)
-                    ),
-                }),
-                Ok(BodyOutput {
-                    outcome: Err(detail),
-                    ..
-                }) => wf.fail(Error::Encode {
-                    workflow_id: wf.id.clone(),
-                    what: format!("the outcome of step {step_id} ({name:?})"),
-                    detail,
-                }),
-                Ok(BodyOutput {
-                    outcome: Ok(outcome),
-                    attempts,
-                    effect,
-                }) => {
-                    let ended_ms = core.now_ms();
-                    core.queue_completion(
-                        Rc::clone(&wf),
-                        Completion {
-                            seq: 0, // assigned at commit
-                            step_id,
-                            name: String::from(&*name),
-                            outcome,
-                            attempts,
-                            started_ms,
-                            ended_ms,
-                        },
-                        effect,
-                    );
-                }
-            }
+            complete(&core, wf, step_id, &name, started_ms, ended);
         }))
+    }
+}
+
+/// Queues what a live body of step `step_id` ended with as its completion: its outcome,
+/// or the workflow's failure when the body panicked or its outcome could not be encoded.
+pub(crate) fn complete(
+    core: &Core,
+    wf: Rc<WorkflowState>,
+    step_id: u64,
+    name: &str,
+    started_ms: u64,
+    ended: std::thread::Result<BodyOutput>,
+) {
+    match ended {
+        Err(panic) => wf.fail(Error::Panicked {
+            workflow_id: wf.id.clone(),
+            message: format!(
+                "step {step_id} ({name:?}) panicked: {}",
+                crate::panic_message(&*panic)
+            ),
+        }),
+        Ok(BodyOutput {
+            outcome: Err(detail),
+            ..
+        }) => wf.fail(Error::Encode {
+            workflow_id: wf.id.clone(),
+            what: format!("the outcome of step {step_id} ({name:?})"),
+            detail,
+        }),
+        Ok(BodyOutput {
+            outcome: Ok(outcome),
+            attempts,
+            effect,
+        }) => {
+            let ended_ms = core.now_ms();
+            core.queue_completion(
+                Rc::clone(&wf),
+                Completion {
+                    seq: 0, // assigned at commit
+                    step_id,
+                    name: String::from(name),
+                    outcome,
+                    attempts,
+                    started_ms,
+                    ended_ms,
+                },
+                effect,
+            );
+        }
+    }
+}
+
+/// What a step future finds in its step's slot when polled.
+pub(crate) enum Found {
+    /// No slot: the step was released, or the workflow is being torn down.
+    Gone,
+    /// Its outcome, delivered: the step is over.
+    Delivered(Outcome),
+    /// No outcome delivered yet; `recorded` when the journal holds one.
+    Waiting { recorded: bool },
+}
+
+/// Looks at step `id`'s slot for a poll with `cx`, whose waker its delivery wakes.
+pub(crate) fn look(wf: &WorkflowState, id: u64, cx: &Context<'_>) -> Found {
+    if !wf.is_running() {
+        // Failed or returning: the workflow's tasks are being torn down.
+        return Found::Gone;
+    }
+    let (found, replaced) = {
+        let mut steps = wf.steps.borrow_mut();
+        let Some(slot) = steps.get_mut(id) else {
+            return Found::Gone;
+        };
+        match slot.outcome.take() {
+            Some(outcome) => (Found::Delivered(outcome), None),
+            None => {
+                let recorded = slot.recorded;
+                let replaced = if slot.waker.as_ref().is_some_and(|w| w.will_wake(cx.waker())) {
+                    None
+                } else {
+                    slot.waker.replace(cx.waker().clone())
+                };
+                (Found::Waiting { recorded }, replaced)
+            }
+        }
+    };
+    // The replaced waker is dropped after the borrow ends: dropping a waker can run its
+    // owner's code, which may come back here.
+    drop(replaced);
+    found
+}
+
+/// Decodes step `id`'s delivered outcome as `Result<T, E>` and gives its slot back (a
+/// parked workflow keeps no slot for a step that is over). A type mismatch fails the
+/// workflow: `None`.
+pub(crate) fn decode_delivered<T: DeserializeOwned + 'static, E: DeserializeOwned + 'static>(
+    ctx: &Ctx,
+    id: u64,
+    outcome: Outcome,
+) -> Option<Result<T, E>> {
+    let wf = &ctx.wf;
+    let (decoded, key) = match &outcome {
+        Outcome::Ok(bytes) => {
+            let key = fingerprint::of::<T>();
+            (codec::decode::<T>(key, bytes).map(Ok), key)
+        }
+        Outcome::Err(bytes) => {
+            let key = fingerprint::of::<E>();
+            (codec::decode::<E>(key, bytes).map(Err), key)
+        }
+    };
+    let decoded = decoded.map_err(|err| {
+        // Named before the slot goes; only a mismatch needs the name.
+        let what = format!("the outcome of step {} ({:?})", id, wf.step_name(id));
+        codec::type_error(&*ctx.core.store, &wf.id, what, key, err)
+    });
+    wf.release_step(id);
+    match decoded {
+        Ok(result) => Some(result),
+        Err(mismatch) => {
+            wf.fail(mismatch);
+            None
+        }
+    }
+}
+
+/// Whether a step with no outcome delivered yet, whose body has not started, may start
+/// it now.
+pub(crate) enum Go {
+    /// Never: the journal holds its outcome, which will be delivered.
+    Recorded,
+    /// Not yet: `cx`'s waker is woken when it may.
+    Wait,
+    /// Now: the step is live.
+    Start,
+}
+
+/// [`Go`] for step `id` (`recorded` as [`look`] found it); `deferred` remembers that
+/// the poll's waker waits for the end of replay.
+pub(crate) fn may_start(
+    ctx: &Ctx,
+    id: u64,
+    recorded: bool,
+    deferred: &mut bool,
+    cx: &Context<'_>,
+) -> Go {
+    let wf = &ctx.wf;
+    if recorded {
+        // The journal has this step's outcome: it will be delivered; the body must
+        // never run again.
+        Go::Recorded
+    } else if wf.is_replaying() {
+        // Determinism rule 3: no step starts live until every recorded completion has
+        // been delivered.
+        if !*deferred {
+            *deferred = true;
+            wf.defer_until_live(cx.waker());
+        }
+        Go::Wait
+    } else if wf.settling.get() != Settling::Settled
+        && !wf.step_name(id).starts_with(OWN_STEP_PREFIX)
+    {
+        // Resumed with a recovery attempt counted: a body of its own starts once the
+        // commit that settles the resumption is durable (see `Settling`). Ordo's own
+        // waits (a sleep, a message) start now.
+        wf.settling.set(Settling::WantsBody);
+        ctx.core.wait_for_settling(cx.waker());
+        Go::Wait
+    } else {
+        Go::Start
     }
 }
 
@@ -318,81 +453,27 @@ impl<T: DeserializeOwned + 'static, E: DeserializeOwned + 'static> Future for St
     fn poll(mut self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<Result<T, E>> {
         let this = &mut *self;
         assert!(!this.done, "a step was polled after it completed");
-        let wf = &this.ctx.wf;
-        if !wf.is_running() {
-            // Failed or returning: the workflow's tasks are being torn down.
-            return Poll::Pending;
-        }
-        let (delivered, recorded, replaced) = {
-            let mut steps = wf.steps.borrow_mut();
-            let Some(slot) = steps.get_mut(this.id) else {
-                return Poll::Pending;
-            };
-            let delivered = slot.outcome.take();
-            // The replaced waker is dropped after the borrow ends: dropping a waker can
-            // run its owner's code, which may come back here.
-            let mut replaced = None;
-            if delivered.is_none() && !slot.waker.as_ref().is_some_and(|w| w.will_wake(cx.waker()))
-            {
-                replaced = slot.waker.replace(cx.waker().clone());
+        match look(&this.ctx.wf, this.id, cx) {
+            Found::Gone => {}
+            Found::Delivered(outcome) => {
+                this.done = true;
+                this.running = None;
+                if let Some(result) = decode_delivered(&this.ctx, this.id, outcome) {
+                    return Poll::Ready(result);
+                }
             }
-            (delivered, slot.recorded, replaced)
-        };
-        drop(replaced);
-        if let Some(outcome) = delivered {
-            this.done = true;
-            this.running = None;
-            let (decoded, key) = match &outcome {
-                Outcome::Ok(bytes) => {
-                    let key = fingerprint::of::<T>();
-                    (codec::decode::<T>(key, bytes).map(Ok), key)
+            Found::Waiting { recorded } => {
+                if this.running.is_none() && this.body.is_some() {
+                    match may_start(&this.ctx, this.id, recorded, &mut this.deferred, cx) {
+                        Go::Recorded => this.body = None,
+                        Go::Wait => {}
+                        Go::Start => {
+                            if let Some(body) = this.body.take() {
+                                this.running = Some(this.start(body));
+                            }
+                        }
+                    }
                 }
-                Outcome::Err(bytes) => {
-                    let key = fingerprint::of::<E>();
-                    (codec::decode::<E>(key, bytes).map(Err), key)
-                }
-            };
-            let decoded = decoded.map_err(|err| {
-                // Named before the slot goes; only a mismatch needs the name.
-                let what = format!(
-                    "the outcome of step {} ({:?})",
-                    this.id,
-                    wf.step_name(this.id)
-                );
-                codec::type_error(&*this.ctx.core.store, &wf.id, what, key, err)
-            });
-            // The step is over: a parked workflow keeps no slot for it.
-            wf.release_step(this.id);
-            return match decoded {
-                Ok(result) => Poll::Ready(result),
-                Err(mismatch) => {
-                    wf.fail(mismatch);
-                    Poll::Pending
-                }
-            };
-        }
-        if this.running.is_none() && this.body.is_some() {
-            if recorded {
-                // The journal has this step's outcome: it will be delivered; the body
-                // must never run again.
-                this.body = None;
-            } else if wf.is_replaying() {
-                // Determinism rule 3: no step starts live until every recorded
-                // completion has been delivered.
-                if !this.deferred {
-                    this.deferred = true;
-                    wf.defer_until_live(cx.waker());
-                }
-            } else if wf.settling.get() != Settling::Settled
-                && !wf.step_name(this.id).starts_with(OWN_STEP_PREFIX)
-            {
-                // Resumed with a recovery attempt counted: a body of its own starts
-                // once the commit that settles the resumption is durable (see
-                // `Settling`). Ordo's own waits (a sleep, a message) start now.
-                wf.settling.set(Settling::WantsBody);
-                this.ctx.core.wait_for_settling(cx.waker());
-            } else if let Some(body) = this.body.take() {
-                this.running = Some(this.start(body));
             }
         }
         Poll::Pending
