@@ -199,7 +199,8 @@ struct AfterCommit {
 /// replaces stays allocated until the batch ends: one batch of a hundred thousand
 /// completions (a hundred thousand workflows started together) peaks at hundreds of
 /// megabytes, which the allocator keeps as resident memory afterwards. Capped, the peak
-/// is bounded however many workflows run, and a commit still serves a thousand of them.
+/// is bounded however many workflows run, and a commit still serves hundreds of them
+/// (see also [`MAX_COMMIT_WORKFLOWS`]).
 ///
 /// The trade-off is the number of commits in a burst. `benches/memory.rs` measured
 /// 10,000 workflows started together at 17.7 KiB of resident memory each with a cap of
@@ -212,6 +213,40 @@ struct AfterCommit {
 /// commit's fixed cost, a flush or an fsync, over fewer completions (100,000 with
 /// `Sync` took 12.7 s at 256, 7.6 s at 1,024).
 pub(crate) const MAX_COMMIT_COMPLETIONS: usize = 1024;
+
+/// Most workflows whose completions one group commit writes. The sled journal writes a
+/// workflow's completions in a commit as one entry, and the tree node each entry goes
+/// into is copied whole and kept until the commit ends (see [`MAX_COMMIT_COMPLETIONS`]):
+/// a commit's transient memory grows with the workflows it serves, not with their
+/// completions (a thousand gathered steps of one workflow are one entry). That transient
+/// is what a burst leaves resident. Measured with `benches/memory.rs`, 10,000 workflows
+/// started together that run three steps each and park: 4,062 to 4,163 bytes of
+/// resident memory each (five runs) with commits of up to 1,024 workflows, 3,689 and
+/// 3,783 (two runs) with 512, the live heap the same. The cost is a commit's fixed cost
+/// (a flush or an fsync) per 512 workflows instead of 1,024 in such a burst, and smaller
+/// commits: in one sitting's `cargo bench --bench runtime -- starts/`, 10,000
+/// workflows of 10 steps (`Sync`) ran 79,600 steps/s before and 78,700 after (noise on
+/// this machine), and 10,000 starts until the last one ran went from 181,000 to
+/// 225,000 per second (their commits also carry the first steps of the workflows
+/// started before). A workflow's own concurrent steps are not held back by it.
+pub(crate) const MAX_COMMIT_WORKFLOWS: usize = 512;
+
+/// How many of the oldest `completions` the next commit takes: at most
+/// [`MAX_COMMIT_COMPLETIONS`], of at most [`MAX_COMMIT_WORKFLOWS`] workflows.
+fn commit_prefix(completions: &[(Rc<WorkflowState>, Completion, Effect)]) -> usize {
+    let most = completions.len().min(MAX_COMMIT_COMPLETIONS);
+    if most <= MAX_COMMIT_WORKFLOWS {
+        // Fewer completions than the cap on workflows: no need to count them.
+        return most;
+    }
+    let mut seen: HashSet<*const WorkflowState> = HashSet::with_capacity(MAX_COMMIT_WORKFLOWS);
+    for (taken, (wf, _, _)) in completions[..most].iter().enumerate() {
+        if seen.insert(Rc::as_ptr(wf)) && seen.len() > MAX_COMMIT_WORKFLOWS {
+            return taken;
+        }
+    }
+    most
+}
 
 /// Most direct starts one group commit writes. More than completions: the sled journal
 /// writes a commit's starts into start groups (journal schema 10), about fifty records
@@ -253,13 +288,12 @@ pub(crate) const LEGACY_RUNS_END: u64 = 1 << 32;
 
 impl Outbox {
     /// What the next commit writes: the oldest completions, at most
-    /// [`MAX_COMMIT_COMPLETIONS`], and the finished workflows once no completion is
+    /// [`MAX_COMMIT_COMPLETIONS`] of at most [`MAX_COMMIT_WORKFLOWS`] workflows, and the finished workflows once no completion is
     /// left behind (a final record is never written before a completion queued ahead
     /// of it).
     fn take_commit(&mut self) -> Outbox {
-        if self.completions.len() <= MAX_COMMIT_COMPLETIONS
-            && self.starts.len() <= MAX_COMMIT_STARTS
-        {
+        let taken_completions = commit_prefix(&self.completions);
+        if taken_completions == self.completions.len() && self.starts.len() <= MAX_COMMIT_STARTS {
             let taken = std::mem::take(self);
             // A busy queue ends and hands over about as many workflows per commit as
             // the last one: room for them now, rather than a chain of reallocations
@@ -273,7 +307,7 @@ impl Outbox {
         }
         // Starts are capped the same way; a workflow's own completions can only follow
         // its start's commit, so no order is at stake between the two.
-        let mut completions = split_front(&mut self.completions, MAX_COMMIT_COMPLETIONS);
+        let mut completions = split_front(&mut self.completions, taken_completions);
         let starts = split_front(&mut self.starts, MAX_COMMIT_STARTS);
         let (finished, continued, handed) = if self.completions.is_empty() {
             (

@@ -1,0 +1,78 @@
+//! What one group commit carries: a burst of many workflows' steps is committed a
+//! bounded number of workflows at a time (each is a journal entry whose tree node the
+//! commit copies and keeps until it ends), while the many concurrent steps of one
+//! workflow still share one commit.
+
+use std::cell::RefCell;
+use std::rc::Rc;
+
+use futures::future::join_all;
+use ordo::{Ctx, Event, Runtime, RuntimeBuilder};
+
+/// Most workflows one commit serves (`MAX_COMMIT_WORKFLOWS` in `src/core.rs`).
+const WORKFLOWS_PER_COMMIT: usize = 512;
+
+/// One step that doubles `n`.
+async fn double(ctx: Ctx, n: u64) -> Result<u64, String> {
+    ctx.step("double", move || async move { Ok::<u64, String>(n * 2) })
+        .await
+}
+
+/// `n` concurrent steps, gathered: the sum of `0..n`.
+async fn gather(ctx: Ctx, n: u64) -> Result<u64, String> {
+    let parts = (0..n).map(|i| ctx.step("part", move || async move { Ok::<u64, String>(i) }));
+    join_all(parts).await.into_iter().sum()
+}
+
+/// A runtime on a temporary journal that logs each commit's completions.
+fn runtime(commits: &Rc<RefCell<Vec<usize>>>) -> RuntimeBuilder {
+    let log = Rc::clone(commits);
+    Runtime::builder()
+        .temporary()
+        .register("double", double)
+        .register("gather", gather)
+        .observer(move |event| {
+            if let Event::Committed { completions, .. } = event {
+                log.borrow_mut().push(*completions);
+            }
+        })
+}
+
+#[test]
+fn a_burst_of_workflows_is_committed_a_bounded_number_of_workflows_at_a_time() {
+    let commits = Rc::new(RefCell::new(Vec::new()));
+    let rt = runtime(&commits).build().expect("runtime");
+    let handles: Vec<_> = (0..2_000u64)
+        .map(|i| {
+            rt.start::<_, u64, String>("double", &format!("w-{i}"), i)
+                .expect("start")
+        })
+        .collect();
+    for (i, handle) in (0u64..).zip(handles) {
+        assert_eq!(rt.block_on(handle.result()).expect("result"), Ok(i * 2));
+    }
+    let commits = commits.borrow();
+    // All 2,000 steps were ready in one turn; a commit serves at most 512 of their
+    // workflows, and none is lost.
+    assert!(
+        commits.iter().all(|&n| n <= WORKFLOWS_PER_COMMIT),
+        "{commits:?}"
+    );
+    assert_eq!(commits.iter().sum::<usize>(), 2_000, "{commits:?}");
+    assert!(
+        commits.contains(&WORKFLOWS_PER_COMMIT),
+        "full commits: {commits:?}"
+    );
+}
+
+#[test]
+fn a_thousand_gathered_steps_of_one_workflow_share_one_commit() {
+    let commits = Rc::new(RefCell::new(Vec::new()));
+    let rt = runtime(&commits).build().expect("runtime");
+    let handle = rt
+        .start::<_, u64, String>("gather", "g", 1_000u64)
+        .expect("start");
+    assert_eq!(rt.block_on(handle.result()).expect("result"), Ok(499_500));
+    let commits = commits.borrow();
+    assert!(commits.contains(&1_000), "{commits:?}");
+}
