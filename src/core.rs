@@ -220,8 +220,8 @@ pub(crate) const MAX_COMMIT_COMPLETIONS: usize = 1024;
 /// a commit's transient memory grows with the workflows it serves, not with their
 /// completions (a thousand gathered steps of one workflow are one entry). That transient
 /// is what a burst leaves resident. Measured with `benches/memory.rs`, 10,000 workflows
-/// started together that run three steps each and park: 4,062 to 4,163 bytes of
-/// resident memory each (five runs) with commits of up to 1,024 workflows, 3,689 and
+/// started together that run three steps each and park: 4,057 to 4,163 bytes of
+/// resident memory each (six runs) with commits of up to 1,024 workflows, 3,689 and
 /// 3,783 (two runs) with 512, the live heap the same. The cost is a commit's fixed cost
 /// (a flush or an fsync) per 512 workflows instead of 1,024 in such a burst, and smaller
 /// commits: in one sitting's `cargo bench --bench runtime -- starts/`, 10,000
