@@ -7,7 +7,7 @@ use std::cell::RefCell;
 use std::rc::Rc;
 
 use futures::future::join_all;
-use ordo::{Ctx, Event, Runtime, RuntimeBuilder};
+use ordo::{Ctx, Event, RuntimeBuilder};
 
 /// Most workflows one commit serves (`MAX_COMMIT_WORKFLOWS` in `src/core.rs`).
 const WORKFLOWS_PER_COMMIT: usize = 512;
@@ -24,11 +24,11 @@ async fn gather(ctx: Ctx, n: u64) -> Result<u64, String> {
     join_all(parts).await.into_iter().sum()
 }
 
-/// A runtime on a temporary journal that logs each commit's completions.
+/// A runtime on a temporary journal (of the store `ORDO_TEST_STORE` chose) that logs
+/// each commit's completions.
 fn runtime(commits: &Rc<RefCell<Vec<usize>>>) -> RuntimeBuilder {
     let log = Rc::clone(commits);
-    Runtime::builder()
-        .temporary()
+    ordo_testkit::store::temporary()
         .register("double", double)
         .register("gather", gather)
         .observer(move |event| {
