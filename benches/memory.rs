@@ -1,8 +1,9 @@
 //! Memory per parked workflow: what a service pays for each workflow waiting in a
-//! durable sleep.
+//! durable sleep or a `recv`.
 //!
 //! N workflows each run three steps and then park in a one-hour `ctx.sleep` (system
-//! clock: a virtual clock would jump to the deadline). Each (journal, N) is measured in
+//! clock: a virtual clock would jump to the deadline), or, in the `-recv` rows, in a
+//! `ctx.recv` with a one-hour timeout that no message ends. Each (journal, N) is measured in
 //! a fresh child process (this binary re-executed with `child` arguments), so one
 //! measurement's freed-but-kept memory cannot hide another's. The child reads
 //! `/proc/self/status` and the counting allocator before starting the workflows and
@@ -19,8 +20,9 @@
 //!   first pages, the allocator's first arenas), which `RSS B/wf` spreads over N.
 //! - Journals: `sled` (a real sled journal in a temporary folder under cargo's target
 //!   dir, `Durability::None`, the runtime's default sled cache), `sled-sync` (the same
-//!   with `Durability::Sync`), and `memory` (the replay fuzzer's in-memory store: the
-//!   runtime's own memory plus the records, no sled at all).
+//!   with `Durability::Sync`), `sled-recv` (`sled`, parked in a `recv`), and `memory`
+//!   (the replay fuzzer's in-memory store: the runtime's own memory plus the records,
+//!   no sled at all).
 //!
 //! Run: `cargo bench --bench memory` (all rows), or
 //! `cargo bench --bench memory -- 1000 10000` for some counts only.
@@ -51,13 +53,26 @@ const STEPS: u64 = 3;
 
 /// Three steps, then a durable sleep of an hour: parked.
 async fn parked(ctx: Ctx, steps: u64) -> Result<u64, String> {
+    let sum = work(&ctx, steps).await?;
+    ctx.sleep(Duration::from_secs(3600)).await;
+    Ok(sum)
+}
+
+/// Three steps, then waiting up to an hour for a message: parked in a `recv`.
+async fn parked_in_recv(ctx: Ctx, steps: u64) -> Result<u64, String> {
+    let sum = work(&ctx, steps).await?;
+    let got = ctx.recv::<u64>("go", Duration::from_secs(3600)).await;
+    Ok(sum + got.unwrap_or(0))
+}
+
+/// `steps` sequential steps: the sum of `0..steps`.
+async fn work(ctx: &Ctx, steps: u64) -> Result<u64, String> {
     let mut sum = 0;
     for i in 0..steps {
         sum += ctx
             .step("work", move || async move { Ok::<u64, String>(i) })
             .await?;
     }
-    ctx.sleep(Duration::from_secs(3600)).await;
     Ok(sum)
 }
 
@@ -132,25 +147,30 @@ fn measure(journal: &str, n: u64) -> Row {
     std::fs::create_dir_all(&base).unwrap();
     let dir = tempfile::tempdir_in(base).unwrap();
 
-    // Counts the workflows whose sleep has started: its deadline step was delivered.
+    // Counts the workflows whose wait has started: its deadline step was delivered.
     let sleeping = Rc::new(Cell::new(0u64));
     let waiter: Rc<RefCell<Option<Waker>>> = Rc::default();
     let (count, wake) = (Rc::clone(&sleeping), Rc::clone(&waiter));
-    let builder: RuntimeBuilder =
-        Runtime::builder()
-            .register("parked", parked)
-            .observer(move |event| {
-                PEAK.with(|p| p.set(p.get().max(heap_live())));
-                if let Event::Step { name, .. } = event {
-                    if name == "ordo.sleep.until" {
-                        count.set(count.get() + 1);
-                        if let Some(waker) = wake.borrow_mut().take() {
-                            waker.wake();
-                        }
+    let builder: RuntimeBuilder = Runtime::builder()
+        .register("parked", parked)
+        .register("parked_in_recv", parked_in_recv)
+        .observer(move |event| {
+            PEAK.with(|p| p.set(p.get().max(heap_live())));
+            if let Event::Step { name, .. } = event {
+                if name == "ordo.sleep.until" || name == "ordo.recv.until" {
+                    count.set(count.get() + 1);
+                    if let Some(waker) = wake.borrow_mut().take() {
+                        waker.wake();
                     }
                 }
-            });
-    let builder = match journal {
+            }
+        });
+    let workflow = if journal.ends_with("-recv") {
+        "parked_in_recv"
+    } else {
+        "parked"
+    };
+    let builder = match journal.trim_end_matches("-recv") {
         "sled" => builder.path(dir.path()).durability(Durability::None),
         "sled-sync" => builder.path(dir.path()).durability(Durability::Sync),
         "memory" => builder.store(Box::new(ordo_testkit::MemoryJournal::default())),
@@ -164,7 +184,7 @@ fn measure(journal: &str, n: u64) -> Row {
     let start = Instant::now();
     for i in 0..n {
         drop(
-            rt.start::<_, u64, String>("parked", &format!("wf-{i:08}"), STEPS)
+            rt.start::<_, u64, String>(workflow, &format!("wf-{i:08}"), STEPS)
                 .unwrap(),
         );
         if i % 1024 == 0 {
@@ -283,6 +303,9 @@ fn main() {
         runs.push(("sled", n));
     }
     runs.push(("sled-sync", counts[0]));
+    for &n in &counts {
+        runs.push(("sled-recv", n));
+    }
     for &n in &counts {
         runs.push(("memory", n));
     }
