@@ -8,7 +8,7 @@
 //! are polled in. The message a `recv` takes is consumed in the commit that records the
 //! `recv` (see `Core::admit_consumes` for why that commit is one the workflow reads).
 
-use std::collections::{BTreeMap, HashMap};
+use std::collections::BTreeMap;
 use std::future::Future;
 use std::pin::pin;
 use std::rc::Rc;
@@ -42,9 +42,14 @@ pub(crate) struct Letter {
 
 /// One workflow's unconsumed messages, by topic, and its `recv`s waiting for them.
 /// Loaded from the journal when a `recv` first needs it.
+///
+/// Every workflow parked in a `recv` keeps one, so it is kept small: its topics are a
+/// `Vec` searched in order (a topic goes once it has neither messages nor receivers,
+/// so a workflow rarely has more than a few at once; a hash map's first table was
+/// about 280 bytes), and each topic's receivers another (see [`Receivers`]).
 #[derive(Default)]
 pub(crate) struct Mailbox {
-    topics: HashMap<Rc<str>, Topic>,
+    topics: Vec<(Rc<str>, Topic)>,
     /// The number of every message this mailbox ever held (numbers are unique in a
     /// journal): reading the journal again (mail committed by another worker) adds only
     /// what is new, never a message already taken by a `recv` whose commit is pending.
@@ -56,7 +61,59 @@ struct Topic {
     /// Messages nobody took yet, by number.
     letters: BTreeMap<u64, Vec<u8>>,
     /// Live `recv`s by step id (call-site order), with the message handed to each.
-    waiting: BTreeMap<u64, Waiting>,
+    waiting: Receivers,
+}
+
+/// A topic's live `recv`s by step id, in call-site order: a `Vec` sorted by step id.
+/// A topic rarely has more than one or two receivers at once, and a `BTreeMap`'s first
+/// node took 632 bytes, which every workflow parked in a `recv` kept.
+#[derive(Default)]
+struct Receivers(Vec<(u64, Waiting)>);
+
+/// Pushes `item`, making room for exactly one when `items` has none: most mailboxes
+/// hold one topic with one receiver, where a `Vec`'s first growth makes room for four.
+fn push_first_exact<T>(items: &mut Vec<T>, item: T) {
+    if items.capacity() == 0 {
+        items.reserve_exact(1);
+    }
+    items.push(item);
+}
+
+impl Receivers {
+    /// The receiver of step `step_id`, added if it is not there.
+    fn entry(&mut self, step_id: u64) -> &mut Waiting {
+        let at = match self.0.binary_search_by_key(&step_id, |(id, _)| *id) {
+            Ok(at) => at,
+            Err(at) => {
+                if self.0.is_empty() {
+                    push_first_exact(&mut self.0, (step_id, Waiting::default()));
+                } else {
+                    self.0.insert(at, (step_id, Waiting::default()));
+                }
+                at
+            }
+        };
+        &mut self.0[at].1
+    }
+
+    fn get_mut(&mut self, step_id: u64) -> Option<&mut Waiting> {
+        let at = self.0.binary_search_by_key(&step_id, |(id, _)| *id).ok()?;
+        Some(&mut self.0[at].1)
+    }
+
+    fn remove(&mut self, step_id: u64) -> Option<Waiting> {
+        let at = self.0.binary_search_by_key(&step_id, |(id, _)| *id).ok()?;
+        Some(self.0.remove(at).1)
+    }
+
+    /// The receivers in call-site order.
+    fn in_order(&mut self) -> impl Iterator<Item = &mut Waiting> {
+        self.0.iter_mut().map(|(_, waiting)| waiting)
+    }
+
+    fn is_empty(&self) -> bool {
+        self.0.is_empty()
+    }
 }
 
 #[derive(Default)]
@@ -71,23 +128,41 @@ impl Mailbox {
         for m in messages {
             mailbox.seen.insert(m.number);
             mailbox
-                .topics
-                .entry(Rc::from(m.topic.as_str()))
-                .or_default()
+                .topic_entry(&m.topic)
                 .letters
                 .insert(m.number, m.payload);
         }
         mailbox
     }
 
+    /// Topic `topic`'s place in `topics`, if it has one.
+    fn position(&self, topic: &str) -> Option<usize> {
+        self.topics.iter().position(|(name, _)| &**name == topic)
+    }
+
+    fn topic_mut(&mut self, topic: &str) -> Option<&mut Topic> {
+        let at = self.position(topic)?;
+        Some(&mut self.topics[at].1)
+    }
+
+    /// Topic `topic`, added if it is not there.
+    fn topic_entry(&mut self, topic: &str) -> &mut Topic {
+        let at = self.position(topic).unwrap_or_else(|| {
+            push_first_exact(&mut self.topics, (Rc::from(topic), Topic::default()));
+            self.topics.len() - 1
+        });
+        &mut self.topics[at].1
+    }
+
     /// Hands the oldest messages to the earliest receivers that have none; returns the
     /// wakers to call once no borrow is held.
     fn dispatch(&mut self, topic: &str) -> Vec<Waker> {
         let mut wake = Vec::new();
-        let Some(t) = self.topics.get_mut(topic) else {
+        let Some(at) = self.position(topic) else {
             return wake;
         };
-        for waiting in t.waiting.values_mut().filter(|w| w.handed.is_none()) {
+        let t = &mut self.topics[at].1;
+        for waiting in t.waiting.in_order().filter(|w| w.handed.is_none()) {
             let Some((number, payload)) = t.letters.pop_first() else {
                 break;
             };
@@ -95,18 +170,13 @@ impl Mailbox {
             wake.extend(waiting.waker.take());
         }
         if t.letters.is_empty() && t.waiting.is_empty() {
-            self.topics.remove(topic);
+            self.topics.swap_remove(at);
         }
         wake
     }
 
-    fn join(&mut self, topic: &Rc<str>, step_id: u64) -> Vec<Waker> {
-        self.topics
-            .entry(Rc::clone(topic))
-            .or_default()
-            .waiting
-            .entry(step_id)
-            .or_default();
+    fn join(&mut self, topic: &str, step_id: u64) -> Vec<Waker> {
+        self.topic_entry(topic).waiting.entry(step_id);
         self.dispatch(topic)
     }
 
@@ -120,11 +190,9 @@ impl Mailbox {
 
     /// Puts a message in (again: a `recv` gave it back).
     fn put_back(&mut self, topic: &str, letter: Letter) -> Vec<Waker> {
-        let letters = match self.topics.get_mut(topic) {
-            Some(t) => &mut t.letters,
-            None => &mut self.topics.entry(Rc::from(topic)).or_default().letters,
-        };
-        letters.insert(letter.number, letter.payload);
+        self.topic_entry(topic)
+            .letters
+            .insert(letter.number, letter.payload);
         self.dispatch(topic)
     }
 
@@ -138,17 +206,23 @@ impl Mailbox {
         max: usize,
         waker: &Waker,
     ) -> Option<Vec<Letter>> {
-        let t = self.topics.get_mut(topic)?;
-        let waiting = t.waiting.get_mut(&step_id)?;
+        let at = self.position(topic)?;
+        let t = &mut self.topics[at].1;
+        let waiting = t.waiting.get_mut(step_id)?;
         match waiting.handed.take() {
             Some(letter) => {
-                t.waiting.remove(&step_id);
+                t.waiting.remove(step_id);
                 let mut letters = vec![letter];
                 while letters.len() < max {
                     let Some((number, payload)) = t.letters.pop_first() else {
                         break;
                     };
                     letters.push(Letter { number, payload });
+                }
+                if t.letters.is_empty() && t.waiting.is_empty() {
+                    // Nothing left in it: a workflow that moves on to other topics
+                    // keeps none of those it is done with.
+                    self.topics.swap_remove(at);
                 }
                 Some(letters)
             }
@@ -161,10 +235,10 @@ impl Mailbox {
 
     /// Takes `step_id` out of the queue, giving back a letter handed to it.
     fn leave(&mut self, topic: &str, step_id: u64) -> Vec<Waker> {
-        let Some(t) = self.topics.get_mut(topic) else {
+        let Some(t) = self.topic_mut(topic) else {
             return Vec::new();
         };
-        let Some(waiting) = t.waiting.remove(&step_id) else {
+        let Some(waiting) = t.waiting.remove(step_id) else {
             return Vec::new();
         };
         if let Some(letter) = waiting.handed {
@@ -434,7 +508,7 @@ impl Ctx {
                 |letter| Ok(Outcome::Ok(letter.payload.clone())),
             )
         });
-        let received: Step<T, ()> = Step::new(self.clone(), receipt.id, receipt.body);
+        let received: Step<T, ()> = Step::new(self.clone(), receipt.id, receipt.body).in_place();
         let (wait, leave) = (receipt.wait, receipt.leave);
         async move {
             let _leave = leave;
@@ -486,7 +560,8 @@ impl Ctx {
             let payloads: Vec<&[u8]> = letters.iter().map(|l| l.payload.as_slice()).collect();
             codec::encode(fingerprint::of::<Vec<Vec<u8>>>(), &payloads).map(Outcome::Ok)
         });
-        let received: Step<Vec<Vec<u8>>, Never> = Step::new(self.clone(), receipt.id, receipt.body);
+        let received: Step<Vec<Vec<u8>>, Never> =
+            Step::new(self.clone(), receipt.id, receipt.body).in_place();
         let (wait, leave) = (receipt.wait, receipt.leave);
         let (wf, core) = (Rc::clone(&self.wf), Rc::clone(&self.core));
         async move {
@@ -583,5 +658,58 @@ impl Ctx {
             wait,
             leave: guard,
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn letter(number: u64) -> Letter {
+        Letter {
+            number,
+            payload: vec![u8::try_from(number % 256).unwrap_or(0)],
+        }
+    }
+
+    #[test]
+    fn receivers_get_letters_in_call_site_order_whatever_order_they_joined_in() {
+        let mut mailbox = Mailbox::default();
+        for step_id in [7, 3, 5] {
+            mailbox.join("t", step_id);
+        }
+        for number in [10, 11, 12] {
+            mailbox.put("t", letter(number));
+        }
+        let waker = futures::task::noop_waker();
+        assert_eq!(mailbox.take("t", 3, 1, &waker), Some(vec![letter(10)]));
+        assert_eq!(mailbox.take("t", 5, 1, &waker), Some(vec![letter(11)]));
+        assert_eq!(mailbox.take("t", 7, 1, &waker), Some(vec![letter(12)]));
+    }
+
+    #[test]
+    fn a_topic_with_nothing_left_in_it_is_dropped() {
+        let mut mailbox = Mailbox::default();
+        let waker = futures::task::noop_waker();
+        // A workflow that receives once on each of many topics keeps none of them.
+        for step_id in 0..100 {
+            let topic = format!("t{step_id}");
+            mailbox.join(&topic, step_id);
+            mailbox.put(&topic, letter(step_id));
+            assert_eq!(
+                mailbox.take(&topic, step_id, 1, &waker),
+                Some(vec![letter(step_id)])
+            );
+        }
+        assert!(mailbox.topics.is_empty());
+        // A receiver that leaves takes its topic with it; a message left waiting keeps
+        // its topic until it is taken.
+        mailbox.join("gone", 1);
+        mailbox.leave("gone", 1);
+        mailbox.put("kept", letter(500));
+        assert_eq!(mailbox.topics.len(), 1);
+        mailbox.join("kept", 2);
+        assert_eq!(mailbox.take("kept", 2, 5, &waker), Some(vec![letter(500)]));
+        assert!(mailbox.topics.is_empty());
     }
 }
