@@ -199,9 +199,10 @@ pub struct Step<T, E> {
     ctx: Ctx,
     id: u64,
     body: Option<Body>,
-    /// The running body's task, aborted when the step is dropped unfinished (the
-    /// executor's own handle: no shared abort flag to allocate and check per step).
-    running: Option<ordo_executor::JoinHandle<()>>,
+    /// The running body, stopped when the step is dropped unfinished.
+    running: Option<Running>,
+    /// Whether the body runs in the step's own polls (see [`Step::in_place`]).
+    in_place: bool,
     deferred: bool,
     done: bool,
     _outcome: PhantomData<fn() -> (T, E)>,
@@ -214,6 +215,7 @@ impl<T, E> Step<T, E> {
             id,
             body: Some(body),
             running: None,
+            in_place: false,
             deferred: false,
             done: false,
             _outcome: PhantomData,
@@ -238,8 +240,19 @@ impl<T, E> Step<T, E> {
         self.id
     }
 
-    /// Starts the body as its own task; its outcome becomes a queued completion.
-    fn start(&self, body: Body) -> ordo_executor::JoinHandle<()> {
+    /// This step with its body polled in the step's own polls instead of spawned as a
+    /// task: for ordo's own waits (a `recv`, a `get_event`, an awakeable), whose bodies
+    /// only wait for a wake that also reaches whatever awaits the step. A workflow
+    /// parked in one then keeps no task and no task slot for it. A body run in place
+    /// makes progress only while the step is polled, which these waits always are.
+    pub(crate) fn in_place(mut self) -> Self {
+        self.in_place = true;
+        self
+    }
+
+    /// Starts the body, as its own task or in place (see [`Step::in_place`]); its
+    /// outcome becomes a queued completion.
+    fn start(&self, body: Body) -> Running {
         let core = Rc::clone(&self.ctx.core);
         let wf = Rc::clone(&self.ctx.wf);
         let step_id = self.id;
@@ -270,11 +283,25 @@ impl<T, E> Step<T, E> {
         let body = crate::telemetry::step_body::<E, _>(&wf, step_id, &name, body);
         let task = AssertUnwindSafe(body).catch_unwind();
         // A combinator, not an `async` block, which would hold `task` twice: a step
-        // whose body waits long keeps this task for as long as it waits.
-        ordo_executor::spawn(task.map(move |ended| {
+        // whose body waits long keeps this future for as long as it waits.
+        let run = task.map(move |ended| {
             complete(&core, wf, step_id, &name, started_ms, ended);
-        }))
+        });
+        if self.in_place {
+            Running::InPlace(run.boxed_local())
+        } else {
+            Running::Task(ordo_executor::spawn(run))
+        }
     }
+}
+
+/// Where a started step body runs.
+enum Running {
+    /// A task of its own, aborted when the step is dropped unfinished (the executor's
+    /// own handle: no shared abort flag to allocate and check per step).
+    Task(ordo_executor::JoinHandle<()>),
+    /// In the step's own polls, dropped with it (see [`Step::in_place`]).
+    InPlace(LocalBoxFuture<'static, ()>),
 }
 
 /// Queues what a live body of step `step_id` ended with as its completion: its outcome,
@@ -474,6 +501,12 @@ impl<T: DeserializeOwned + 'static, E: DeserializeOwned + 'static> Future for St
                         }
                     }
                 }
+                if let Some(Running::InPlace(run)) = &mut this.running {
+                    if run.as_mut().poll(cx).is_ready() {
+                        // Its completion is queued: the step waits for its delivery.
+                        this.running = None;
+                    }
+                }
             }
         }
         Poll::Pending
@@ -482,8 +515,8 @@ impl<T: DeserializeOwned + 'static, E: DeserializeOwned + 'static> Future for St
 
 impl<T, E> Drop for Step<T, E> {
     fn drop(&mut self) {
-        if let Some(running) = self.running.take() {
-            running.abort();
+        if let Some(Running::Task(task)) = self.running.take() {
+            task.abort();
         }
         if !self.done {
             // Dropped unfinished (a `select!` loser): its outcome, if one is delivered

@@ -209,7 +209,7 @@ impl Ctx {
                 .boxed_local()
             })
         };
-        let step = Step::new(self.clone(), id, body);
+        let step = Step::new(self.clone(), id, body).in_place();
         (
             token,
             Awakeable {

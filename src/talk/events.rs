@@ -132,7 +132,7 @@ impl Ctx {
                 .boxed_local()
             })
         };
-        let got: Step<T, ()> = Step::new(self.clone(), get_id, body);
+        let got: Step<T, ()> = Step::new(self.clone(), get_id, body).in_place();
         async move {
             deadline.recorded().await;
             got.await.ok()
