@@ -196,8 +196,9 @@ impl Journal {
 impl Drop for Journal {
     fn drop(&mut self) {
         use std::sync::mpsc::{channel, Sender};
-        use std::sync::{Mutex, OnceLock};
-        static DROPPER: OnceLock<Mutex<Sender<String>>> = OnceLock::new();
+        use std::sync::OnceLock;
+        // A `Sender` is `Sync`: every test thread sends on this one.
+        static DROPPER: OnceLock<Sender<String>> = OnceLock::new();
         if let Journal::Postgres(url) = self {
             let dropper = DROPPER.get_or_init(|| {
                 let (send, receive) = channel::<String>();
@@ -206,13 +207,10 @@ impl Drop for Journal {
                         test_cluster().drop_database(&url);
                     }
                 });
-                Mutex::new(send)
+                send
             });
-            let send = dropper
-                .lock()
-                .unwrap_or_else(std::sync::PoisonError::into_inner);
             // A dropper gone with its thread leaves the database to the cluster's end.
-            let _ = send.send(std::mem::take(url));
+            let _ = dropper.send(std::mem::take(url));
         }
     }
 }
