@@ -9,8 +9,8 @@
 //! time wakes whoever waits on the sleep: polled in place, a parked workflow's sleep
 //! keeps no boxed body, no task and no task slot. Measured with `benches/memory.rs`
 //! (workflows parked in a sleep after three steps), that is about 130 bytes less live
-//! heap per parked workflow, of about 2.8 KiB: 2,537 bytes each at 100,000 against
-//! 2,664 to 2,677 with a task per sleep.
+//! heap per parked workflow, of about 2.8 KiB: 2,524 to 2,548 bytes each at 100,000
+//! (four runs) against 2,664 to 2,677 with a task per sleep.
 //!
 //! The one difference a caller can see: a firing is recorded when the sleep future is
 //! polled at or after its due time, not at the due time itself when nothing polls it. A
