@@ -288,9 +288,9 @@ pub(crate) const LEGACY_RUNS_END: u64 = 1 << 32;
 
 impl Outbox {
     /// What the next commit writes: the oldest completions, at most
-    /// [`MAX_COMMIT_COMPLETIONS`] of at most [`MAX_COMMIT_WORKFLOWS`] workflows, and the finished workflows once no completion is
-    /// left behind (a final record is never written before a completion queued ahead
-    /// of it).
+    /// [`MAX_COMMIT_COMPLETIONS`] of at most [`MAX_COMMIT_WORKFLOWS`] workflows, and the
+    /// finished workflows once no completion is left behind (a final record is never
+    /// written before a completion queued ahead of it).
     fn take_commit(&mut self) -> Outbox {
         let taken_completions = commit_prefix(&self.completions);
         if taken_completions == self.completions.len() && self.starts.len() <= MAX_COMMIT_STARTS {

@@ -29,7 +29,7 @@ use ordo_journal::Outcome;
 
 use crate::core::Core;
 use crate::ctx::{Ctx, Never};
-use crate::step::{self, encode_result, BodyOutput, Found, Go, StepInfo};
+use crate::step::{self, encode_result, BodyOutput, Found, Go};
 use crate::telemetry::StepBody;
 
 /// The firing of a durable sleep of `asked`: resolves once its completion, recorded
@@ -84,18 +84,11 @@ impl Firing {
         let (core, wf) = (&self.ctx.core, &self.ctx.wf);
         let started_ms = core.now_ms();
         let name = wf.step_name(self.id);
-        let before = core.before_step_body.as_ref().map(|hook| {
-            hook(&StepInfo {
-                workflow_id: wf.id.clone(),
-                step_id: self.id,
-                name: name.to_string(),
-            })
-        });
         let timer = Timer {
             core: Rc::clone(core),
             deadline_ms: self.deadline_ms,
             asked: self.asked,
-            before,
+            before: step::before_body(core, wf, self.id, &name),
             sleep: None,
         };
         Live::Running(Box::new(Running {

@@ -258,22 +258,15 @@ impl<T, E> Step<T, E> {
         let step_id = self.id;
         let started_ms = core.now_ms();
         let name = wf.step_name(step_id);
-        let body = match &core.before_step_body {
+        let body = match before_body(&core, &wf, step_id, &name) {
             None => body(),
-            Some(hook) => {
-                let before = hook(&StepInfo {
-                    workflow_id: wf.id.clone(),
-                    step_id,
-                    name: name.to_string(),
-                });
-                async move {
-                    match before.await {
-                        Some(outcome) => BodyOutput::new(Ok(outcome)),
-                        None => body().await,
-                    }
+            Some(before) => async move {
+                match before.await {
+                    Some(outcome) => BodyOutput::new(Ok(outcome)),
+                    None => body().await,
                 }
-                .boxed_local()
             }
+            .boxed_local(),
         };
         let body = WithStep {
             wf: Rc::clone(&wf),
@@ -293,6 +286,24 @@ impl<T, E> Step<T, E> {
             Running::Task(ordo_executor::spawn(run))
         }
     }
+}
+
+/// The test kit's hook for the live body of step `step_id` about to start, if one is
+/// installed (see [`BeforeStepBody`]): the body starts once it resolves, unless it
+/// resolves to an outcome, which stands for the body's.
+pub(crate) fn before_body(
+    core: &Core,
+    wf: &WorkflowState,
+    step_id: u64,
+    name: &str,
+) -> Option<LocalBoxFuture<'static, Option<Outcome>>> {
+    core.before_step_body.as_ref().map(|hook| {
+        hook(&StepInfo {
+            workflow_id: wf.id.clone(),
+            step_id,
+            name: name.to_string(),
+        })
+    })
 }
 
 /// Where a started step body runs.
