@@ -214,7 +214,8 @@ struct AfterCommit {
 /// `Sync` took 12.7 s at 256, 7.6 s at 1,024).
 pub(crate) const MAX_COMMIT_COMPLETIONS: usize = 1024;
 
-/// Most workflows whose completions one group commit writes. The sled journal writes a
+/// Most workflows whose completions one group commit writes, and most workflows whose
+/// ends it writes (see [`Outbox::take_ends`]). The sled journal writes a
 /// workflow's completions in a commit as one entry, and the tree node each entry goes
 /// into is copied whole and kept until the commit ends (see [`MAX_COMMIT_COMPLETIONS`]):
 /// a commit's transient memory grows with the workflows it serves, not with their
@@ -289,11 +290,15 @@ pub(crate) const LEGACY_RUNS_END: u64 = 1 << 32;
 impl Outbox {
     /// What the next commit writes: the oldest completions, at most
     /// [`MAX_COMMIT_COMPLETIONS`] of at most [`MAX_COMMIT_WORKFLOWS`] workflows, and the
-    /// finished workflows once no completion is left behind (a final record is never
-    /// written before a completion queued ahead of it).
+    /// ends of at most [`MAX_COMMIT_WORKFLOWS`] finished workflows that have no
+    /// completion left behind (a final record is never written before a completion of
+    /// its workflow queued ahead of it; see [`Outbox::take_ends`]).
     fn take_commit(&mut self) -> Outbox {
         let taken_completions = commit_prefix(&self.completions);
-        if taken_completions == self.completions.len() && self.starts.len() <= MAX_COMMIT_STARTS {
+        if taken_completions == self.completions.len()
+            && self.starts.len() <= MAX_COMMIT_STARTS
+            && self.finished.len() <= MAX_COMMIT_WORKFLOWS
+        {
             let taken = std::mem::take(self);
             // A busy queue ends and hands over about as many workflows per commit as
             // the last one: room for them now, rather than a chain of reallocations
@@ -309,16 +314,12 @@ impl Outbox {
         // its start's commit, so no order is at stake between the two.
         let mut completions = split_front(&mut self.completions, taken_completions);
         let starts = split_front(&mut self.starts, MAX_COMMIT_STARTS);
-        let (finished, continued, handed) = if self.completions.is_empty() {
-            (
-                std::mem::take(&mut self.finished),
-                std::mem::take(&mut self.continued),
-                std::mem::take(&mut self.handed),
-            )
+        let continued = if self.completions.is_empty() {
+            std::mem::take(&mut self.continued)
         } else {
-            let (finished, handed) = self.take_handovers(&mut completions);
-            (finished, Vec::new(), handed)
+            Vec::new()
         };
+        let (finished, handed) = self.take_ends(&mut completions);
         Outbox {
             completions,
             finished,
@@ -330,43 +331,74 @@ impl Outbox {
         }
     }
 
-    /// With completions left for a later commit (and so the finished workflows too): the
-    /// handovers this commit may take anyway, each with the end that freed its slot, so
-    /// that the end and the next start stay in one commit. One is taken when the ended
-    /// workflow has no completion left behind and its own start is durable by then (it
-    /// was not itself handed a slot by a handover left behind). A handover left behind
-    /// takes its workflow's completions out of `completions` (there are none in practice:
-    /// they all came after the ended workflow's, which are left behind), so no
-    /// completion is committed before its workflow's start.
-    fn take_handovers(
+    /// The ends and handovers the next commit takes when it cannot take everything (see
+    /// [`Outbox::take_commit`]); `completions` are those it takes.
+    ///
+    /// An end is held back while its workflow has completions left behind, and beyond
+    /// the first [`MAX_COMMIT_WORKFLOWS`] ends: a burst of workflows finishing together
+    /// (thousands of timers firing at once, each workflow's last step) would otherwise
+    /// end them all in the one commit after the burst's last completion, a batch as
+    /// large as the burst (each end is a journal entry; see [`MAX_COMMIT_WORKFLOWS`]).
+    /// A handover stays in one commit with the end that freed its slot, so it is held
+    /// back with that end; and its workflow, running already, may be recorded only
+    /// once its start is: its end, and its completions (there are none in practice:
+    /// they came after those held back), are held back with the handover.
+    fn take_ends(
         &mut self,
         completions: &mut Vec<(Rc<WorkflowState>, Completion, Effect)>,
     ) -> (Vec<(Rc<WorkflowState>, Outcome)>, Vec<Handover>) {
-        if self.handed.is_empty() {
+        if self.finished.is_empty() && self.handed.is_empty() {
             return (Vec::new(), Vec::new());
         }
-        let behind: HashSet<*const WorkflowState> = self
+        // Workflows whose end waits: completions left behind, then ends over the cap.
+        let mut held: HashSet<*const WorkflowState> = self
             .completions
             .iter()
             .map(|(wf, _, _)| Rc::as_ptr(wf))
             .collect();
+        // Workflows whose start (a handover) waits; a handover's workflow frees slots
+        // only for handovers after its own, so one pass in order finds them all.
         let mut later: HashSet<*const WorkflowState> = HashSet::new();
-        let mut freed: HashSet<*const WorkflowState> = HashSet::new();
-        let mut taken = Vec::new();
-        for handover in std::mem::take(&mut self.handed) {
-            let freer = Rc::as_ptr(&handover.freed_by);
-            if behind.contains(&freer) || later.contains(&freer) {
-                later.insert(Rc::as_ptr(&handover.start.wf));
-                self.handed.push(handover);
-            } else {
-                freed.insert(freer);
-                taken.push(handover);
+        // Twice at most: the ends held back over the cap hold back their handovers,
+        // which may hold back ends that were counted; the ends left are fewer.
+        loop {
+            later.clear();
+            for handover in &self.handed {
+                let freer = Rc::as_ptr(&handover.freed_by);
+                if held.contains(&freer) || later.contains(&freer) {
+                    later.insert(Rc::as_ptr(&handover.start.wf));
+                }
+            }
+            let mut room = MAX_COMMIT_WORKFLOWS;
+            let mut capped = false;
+            for (wf, _) in &self.finished {
+                let wf = Rc::as_ptr(wf);
+                if held.contains(&wf) || later.contains(&wf) {
+                    continue;
+                }
+                if room > 0 {
+                    room -= 1;
+                } else {
+                    held.insert(wf);
+                    capped = true;
+                }
+            }
+            if !capped {
+                break;
             }
         }
-        let (finished, kept): (Vec<_>, Vec<_>) = std::mem::take(&mut self.finished)
+        let waits = |wf: &Rc<WorkflowState>| {
+            let wf = Rc::as_ptr(wf);
+            held.contains(&wf) || later.contains(&wf)
+        };
+        let (kept, finished): (Vec<_>, Vec<_>) = std::mem::take(&mut self.finished)
             .into_iter()
-            .partition(|(wf, _)| freed.contains(&Rc::as_ptr(wf)));
+            .partition(|(wf, _)| waits(wf));
         self.finished = kept;
+        let (kept, handed): (Vec<_>, Vec<_>) = std::mem::take(&mut self.handed)
+            .into_iter()
+            .partition(|handover| waits(&handover.freed_by));
+        self.handed = kept;
         if !later.is_empty()
             && completions
                 .iter()
@@ -378,7 +410,7 @@ impl Outbox {
             *completions = now;
             self.completions.splice(0..0, held);
         }
-        (finished, taken)
+        (finished, handed)
     }
 }
 

@@ -1,7 +1,8 @@
 //! What one group commit carries: a burst of many workflows' steps is committed a
 //! bounded number of workflows at a time (each is a journal entry whose tree node the
-//! commit copies and keeps until it ends), while the many concurrent steps of one
-//! workflow still share one commit.
+//! commit copies and keeps until it ends), and so are the ends of a burst of workflows
+//! finishing together, while the many concurrent steps of one workflow still share one
+//! commit.
 
 use std::cell::RefCell;
 use std::rc::Rc;
@@ -27,13 +28,30 @@ async fn gather(ctx: Ctx, n: u64) -> Result<u64, String> {
 /// A runtime on a temporary journal (of the store `ORDO_TEST_STORE` chose) that logs
 /// each commit's completions.
 fn runtime(commits: &Rc<RefCell<Vec<usize>>>) -> RuntimeBuilder {
+    let log = Rc::new(RefCell::new(Vec::new()));
+    let completions = Rc::clone(commits);
+    logged(&log).observer(move |event| {
+        if let Event::Committed { completions: n, .. } = event {
+            completions.borrow_mut().push(*n);
+        }
+    })
+}
+
+/// A runtime on a temporary journal (of the store `ORDO_TEST_STORE` chose) that logs
+/// each commit's completions and workflow ends, in that order.
+fn logged(commits: &Rc<RefCell<Vec<(usize, usize)>>>) -> RuntimeBuilder {
     let log = Rc::clone(commits);
     ordo_testkit::store::temporary()
         .register("double", double)
         .register("gather", gather)
         .observer(move |event| {
-            if let Event::Committed { completions, .. } = event {
-                log.borrow_mut().push(*completions);
+            if let Event::Committed {
+                completions,
+                workflows,
+                ..
+            } = event
+            {
+                log.borrow_mut().push((*completions, *workflows));
             }
         })
 }
@@ -75,4 +93,33 @@ fn a_thousand_gathered_steps_of_one_workflow_share_one_commit() {
     assert_eq!(rt.block_on(handle.result()).expect("result"), Ok(499_500));
     let commits = commits.borrow();
     assert!(commits.contains(&1_000), "{commits:?}");
+}
+
+#[test]
+fn a_burst_of_workflows_finishing_together_is_ended_a_bounded_number_at_a_time() {
+    let commits = Rc::new(RefCell::new(Vec::new()));
+    let rt = logged(&commits).build().expect("runtime");
+    // 3,000 workflows whose one step is ready in the same turn: their steps go in
+    // commits of 512 workflows, and each of those commits lets 512 of them finish while
+    // the rest of the burst's steps are still to be committed.
+    let handles = rt
+        .start_many::<_, _, u64, String>("double", (0..3_000u64).map(|i| (format!("w-{i}"), i)))
+        .expect("start");
+    for (i, handle) in (0u64..).zip(handles) {
+        let handle = handle.expect("started");
+        assert_eq!(rt.block_on(handle.result()).expect("result"), Ok(i * 2));
+    }
+    let commits = commits.borrow();
+    let ends: Vec<usize> = commits.iter().map(|&(_, ends)| ends).collect();
+    assert!(
+        ends.iter().all(|&n| n <= WORKFLOWS_PER_COMMIT),
+        "ends per commit: {ends:?}"
+    );
+    assert_eq!(ends.iter().sum::<usize>(), 3_000, "{ends:?}");
+    // The ends go along with the burst's steps, not all after the last of them.
+    let with_steps = commits.iter().filter(|&&(c, e)| c > 0 && e > 0).count();
+    assert!(
+        with_steps > 0,
+        "no commit carried both steps and ends: {commits:?}"
+    );
 }

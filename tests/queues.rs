@@ -183,6 +183,41 @@ fn a_freed_slot_is_taken_in_the_commit_that_records_the_end() {
 }
 
 #[test]
+fn a_wide_queue_whose_jobs_end_together_hands_over_slots_a_bounded_number_at_a_time() {
+    // 3,000 one-step jobs through a queue of concurrency 2,000: the first 2,000 end
+    // together, far more than one commit ends (512, see `MAX_COMMIT_WORKFLOWS`), and
+    // each end hands its slot to a waiting job in the commit that records it. Ends held
+    // back for a later commit hold back their handovers: the limit holds, every job
+    // runs once and in order, and no commit ends more than 512.
+    reset();
+    const N: u32 = 3_000;
+    const K: u32 = 2_000;
+    let ends = std::rc::Rc::new(RefCell::new(Vec::new()));
+    let log = std::rc::Rc::clone(&ends);
+    let rt = ordo_testkit::store::temporary()
+        .clock(Clock::Virtual)
+        .queue("q", QueueOptions::new().concurrency(K as usize))
+        .register("job", one_step)
+        .observer(move |event| {
+            if let ordo::Event::Committed { workflows, .. } = event {
+                log.borrow_mut().push(*workflows);
+            }
+        })
+        .build()
+        .expect("build");
+    let handles = enqueue_all_and_finish(&rt, N);
+    let ends = ends.borrow();
+    assert!(ends.iter().all(|&n| n <= 512), "ends per commit: {ends:?}");
+    assert_eq!(ends.iter().sum::<usize>(), N as usize, "{ends:?}");
+    assert!(
+        MOST.with(Cell::get) <= K as usize,
+        "at most {K} bodies at once, saw {}",
+        MOST.with(Cell::get)
+    );
+    all_succeeded_in_order(&rt, &handles, N);
+}
+
+#[test]
 fn a_burst_of_enqueues_is_written_a_thousand_at_a_time_and_runs_in_order() {
     // 2,500 enqueues made before the runtime runs: they are written over three commits
     // (1,024, 1,024, 452), not one, which would keep sled's garbage of 5,000 inserts
