@@ -1176,13 +1176,30 @@ impl Store for PgJournal {
             let asked = asked.clone();
             async move { conn.client.query(&conn.st.workflows_in, &[&asked]).await }.boxed_local()
         })?;
-        let mut found: std::collections::HashMap<String, WorkflowRecord> =
+        // Each found record with how many times it is asked for: moved out at its last
+        // ask, copied only for an id asked twice.
+        let mut found: std::collections::HashMap<String, (WorkflowRecord, usize)> =
             std::collections::HashMap::with_capacity(rows.len());
         for row in &rows {
             let record = workflow(row)?;
-            found.insert(record.id.clone(), record);
+            found.insert(record.id.clone(), (record, 0));
         }
-        Ok(ids.iter().map(|&id| found.get(id).cloned()).collect())
+        for &id in ids {
+            if let Some((_, asks)) = found.get_mut(id) {
+                *asks += 1;
+            }
+        }
+        Ok(ids
+            .iter()
+            .map(|&id| match found.get_mut(id) {
+                Some((record, asks)) if *asks > 1 => {
+                    *asks -= 1;
+                    Some(record.clone())
+                }
+                Some(_) => found.remove(id).map(|(record, _)| record),
+                None => None,
+            })
+            .collect())
     }
 
     fn completions(&self, workflow_id: &str) -> Result<Vec<Completion>, Error> {
