@@ -17,13 +17,14 @@
 //! processes.
 
 use std::collections::BTreeMap;
-use std::io::{BufRead, BufReader, Write};
-use std::path::Path;
-use std::process::{Child, Command, Stdio};
-use std::sync::mpsc;
-use std::time::{Duration, Instant};
+use std::path::{Path, PathBuf};
+use std::time::Duration;
 
 use ordo::{Ctx, Durability, Event, RuntimeBuilder, Status};
+
+mod common;
+
+use common::worker;
 
 /// Carries the child's parameters; its absence makes `burst_child` a no-op.
 const CHILD_ENV: &str = "ORDO_BURST_CHILD";
@@ -36,8 +37,6 @@ const BURST: u64 = 3_000;
 /// The child parks in the commit that brings its ends to at least this many: the
 /// second commit with ends, in the middle of the burst.
 const HOLD_AT_ENDS: u64 = 600;
-/// A child or parent waits at most this long for the other side.
-const PATIENCE: Duration = Duration::from_secs(60);
 
 fn id(i: u64) -> String {
     format!("burst-{i}")
@@ -51,18 +50,17 @@ fn register(builder: RuntimeBuilder, log: &Path) -> RuntimeBuilder {
         async move {
             ctx.step("double", move || async move {
                 let step = ordo::current_step().expect("called inside a step body");
-                let mut file = std::fs::OpenOptions::new()
-                    .create(true)
-                    .append(true)
-                    .open(&log)
-                    .expect("body log opens");
-                file.write_all(format!("{}\n", step.workflow_id).as_bytes())
-                    .expect("body log write");
+                common::log_body_run(&log, &step.workflow_id);
                 Ok::<u64, String>(n * 2)
             })
             .await
         }
     })
+}
+
+/// The journal and the body log of a test's `folder`.
+fn journal_and_log(folder: &Path) -> (PathBuf, PathBuf) {
+    (folder.join("journal"), folder.join("bodies.log"))
 }
 
 fn runtime(dir: &Path, log: &Path) -> RuntimeBuilder {
@@ -72,20 +70,18 @@ fn runtime(dir: &Path, log: &Path) -> RuntimeBuilder {
     )
 }
 
-/// The child process: starts the burst on the journal named by `ORDO_BURST_CHILD`
-/// (`<journal dir>\t<body log>`) and reports its ends after each commit; parks inside
-/// the commit that brings them to [`HOLD_AT_ENDS`].
+/// The child process: starts the burst on the journal and body log in the folder named
+/// by `ORDO_BURST_CHILD` ([`journal_and_log`]) and reports its ends after each commit;
+/// parks inside the commit that brings them to [`HOLD_AT_ENDS`].
 #[test]
 #[ignore = "the child process of the burst kill test; does nothing when run directly"]
 fn burst_child() {
-    let Ok(spec) = std::env::var(CHILD_ENV) else {
+    let Ok(folder) = std::env::var(CHILD_ENV) else {
         return;
     };
-    let Some((dir, log)) = spec.split_once('\t') else {
-        panic!("bad {CHILD_ENV}: {spec:?}");
-    };
+    let (dir, log) = journal_and_log(Path::new(&folder));
     let ends = std::cell::Cell::new(0u64);
-    let rt = runtime(Path::new(dir), Path::new(log))
+    let rt = runtime(&dir, &log)
         .observer(move |event| {
             if let Event::Committed { workflows, .. } = event {
                 ends.set(ends.get() + *workflows as u64);
@@ -113,60 +109,33 @@ fn burst_child() {
     println!("{TAG}done");
 }
 
-/// Spawns the child on `dir`, waits for it to park, SIGKILLs it; the ends it reported.
-fn run_child_and_kill(dir: &Path, log: &Path) -> u64 {
-    let exe = std::env::current_exe().expect("test binary path");
-    let mut command = Command::new(exe);
-    ordo_testkit::store::pass_to(&mut command);
-    let mut child: Child = command
-        .args([
-            "--exact",
-            CHILD_TEST,
-            "--nocapture",
-            "--ignored",
-            "--test-threads=1",
-        ])
-        .env(CHILD_ENV, format!("{}\t{}", dir.display(), log.display()))
-        .stdout(Stdio::piped())
-        .stderr(Stdio::null())
-        .spawn()
-        .expect("child spawns");
-    let stdout = child.stdout.take().expect("child stdout");
-    let (tx, lines) = mpsc::channel();
-    std::thread::spawn(move || {
-        for line in BufReader::new(stdout).lines() {
-            let Ok(line) = line else { break };
-            if let Some((_, ours)) = line.split_once(TAG) {
-                if tx.send(ours.to_string()).is_err() {
-                    break;
-                }
-            }
-        }
-    });
-    let deadline = Instant::now() + PATIENCE;
-    let mut ends = 0;
+/// Spawns the child on the journal and body log in `folder`, waits for it to park,
+/// SIGKILLs it; the ends it reported.
+fn run_child_and_kill(folder: &Path) -> u64 {
+    let (child, lines) = worker::spawn(CHILD_TEST, CHILD_ENV, folder);
+    let mut ends = None;
     let mut seen = Vec::new();
-    loop {
-        let left = deadline.saturating_duration_since(Instant::now());
-        match lines.recv_timeout(left) {
-            Ok(line) if line == "hold" => break,
-            Ok(line) => {
-                if let Some(n) = line.strip_prefix("ends ") {
-                    ends = n.parse().expect("ends count");
-                }
-                seen.push(line);
-            }
-            Err(err) => {
-                let _ = child.kill();
-                let _ = child.wait();
-                panic!("the child never parked ({err}); saw {seen:?}");
-            }
+    for line in lines {
+        let Some((_, ours)) = line.split_once(TAG) else {
+            continue;
+        };
+        if ours == "hold" {
+            ends = Some(seen.len());
+            break;
         }
+        seen.push(ours.to_string());
     }
-    // `Child::kill` is SIGKILL on Unix; reaped, the journal can be reopened.
-    child.kill().expect("SIGKILL the child");
-    child.wait().expect("reap the child");
-    ends
+    let Some(parked_after) = ends else {
+        worker::kill(child);
+        panic!("the child ended without parking; it said {seen:?}");
+    };
+    worker::kill(child);
+    let last = seen[..parked_after]
+        .iter()
+        .rev()
+        .find_map(|line| line.strip_prefix("ends "))
+        .expect("the child reported its ends");
+    last.parse().expect("ends count")
 }
 
 /// How many times each workflow's body ran, from a body log.
@@ -182,9 +151,8 @@ fn body_runs(log: &Path) -> BTreeMap<String, usize> {
 #[test]
 fn sigkill_in_the_middle_of_a_burst_of_ends_loses_and_repeats_nothing() {
     let tmp = tempfile::tempdir().expect("tempdir");
-    let dir = tmp.path().join("journal");
-    let log = tmp.path().join("bodies.log");
-    let acknowledged = run_child_and_kill(&dir, &log);
+    let (dir, log) = journal_and_log(tmp.path());
+    let acknowledged = run_child_and_kill(tmp.path());
     assert!(
         acknowledged >= HOLD_AT_ENDS,
         "parked at {acknowledged} ends"

@@ -18,7 +18,7 @@
 //! be counted across processes.
 
 use std::collections::BTreeMap;
-use std::io::{BufRead, BufReader, Read, Write};
+use std::io::{BufRead, BufReader, Read};
 use std::path::{Path, PathBuf};
 use std::process::{Child, Command, Stdio};
 use std::sync::mpsc;
@@ -26,6 +26,8 @@ use std::time::{Duration, Instant};
 
 use ordo::journal::Completion;
 use ordo::{Ctx, Durability, Event, RuntimeBuilder, Status};
+
+mod common;
 
 /// Carries the child's parameters; its absence makes `crash_child` a no-op.
 const CHILD_ENV: &str = "ORDO_CRASH_CHILD";
@@ -50,14 +52,7 @@ const PATIENCE: Duration = Duration::from_secs(60);
 /// `latency_ms` of real time, which is the window a random kill can land in.
 async fn body(log: PathBuf, latency_ms: u64, value: u64) -> Result<u64, String> {
     let step = ordo::current_step().expect("called inside a step body");
-    let mut file = std::fs::OpenOptions::new()
-        .create(true)
-        .append(true)
-        .open(&log)
-        .expect("body log opens");
-    file.write_all(format!("{}\n", step.step_id).as_bytes())
-        .expect("body log write");
-    file.flush().expect("body log flush");
+    common::log_body_run(&log, &step.step_id.to_string());
     ordo::executor::sleep(Duration::from_millis(latency_ms)).await;
     Ok(value)
 }

@@ -342,6 +342,20 @@ pub mod sleeper {
     }
 }
 
+/// Appends `line` and a newline to the body log at `log` (created if missing): how step
+/// bodies note their runs, to count them across the processes of a kill test.
+pub fn log_body_run(log: &std::path::Path, line: &str) {
+    use std::io::Write;
+    let mut file = std::fs::OpenOptions::new()
+        .create(true)
+        .append(true)
+        .open(log)
+        .expect("body log opens");
+    file.write_all(format!("{line}\n").as_bytes())
+        .expect("body log write");
+    file.flush().expect("body log flush");
+}
+
 /// A child process of this test binary, running one `#[ignore]`d test as a worker, to
 /// be killed with SIGKILL once it said a given line.
 pub mod worker {
