@@ -215,7 +215,8 @@ struct AfterCommit {
 pub(crate) const MAX_COMMIT_COMPLETIONS: usize = 1024;
 
 /// Most workflows whose completions one group commit writes, and most workflows whose
-/// ends it writes (see [`Outbox::take_ends`]). The sled journal writes a
+/// ends it writes (see [`Outbox::take_ends`]), unless the store has a bound of its own
+/// ([`Store::max_commit_workflows`]: PostgreSQL takes 1,024). The sled journal writes a
 /// workflow's completions in a commit as one entry, and the tree node each entry goes
 /// into is copied whole and kept until the commit ends (see [`MAX_COMMIT_COMPLETIONS`]):
 /// a commit's transient memory grows with the workflows it serves, not with their
@@ -233,16 +234,20 @@ pub(crate) const MAX_COMMIT_COMPLETIONS: usize = 1024;
 pub(crate) const MAX_COMMIT_WORKFLOWS: usize = 512;
 
 /// How many of the oldest `completions` the next commit takes: at most
-/// [`MAX_COMMIT_COMPLETIONS`], of at most [`MAX_COMMIT_WORKFLOWS`] workflows.
-fn commit_prefix(completions: &[(Rc<WorkflowState>, Completion, Effect)]) -> usize {
+/// [`MAX_COMMIT_COMPLETIONS`], of at most `workflows` workflows (the store's bound, or
+/// [`MAX_COMMIT_WORKFLOWS`]).
+fn commit_prefix(
+    completions: &[(Rc<WorkflowState>, Completion, Effect)],
+    workflows: usize,
+) -> usize {
     let most = completions.len().min(MAX_COMMIT_COMPLETIONS);
-    if most <= MAX_COMMIT_WORKFLOWS {
+    if most <= workflows {
         // Fewer completions than the cap on workflows: no need to count them.
         return most;
     }
-    let mut seen: HashSet<*const WorkflowState> = HashSet::with_capacity(MAX_COMMIT_WORKFLOWS);
+    let mut seen: HashSet<*const WorkflowState> = HashSet::with_capacity(workflows);
     for (taken, (wf, _, _)) in completions[..most].iter().enumerate() {
-        if seen.insert(Rc::as_ptr(wf)) && seen.len() > MAX_COMMIT_WORKFLOWS {
+        if seen.insert(Rc::as_ptr(wf)) && seen.len() > workflows {
             return taken;
         }
     }
@@ -289,15 +294,15 @@ pub(crate) const LEGACY_RUNS_END: u64 = 1 << 32;
 
 impl Outbox {
     /// What the next commit writes: the oldest completions, at most
-    /// [`MAX_COMMIT_COMPLETIONS`] of at most [`MAX_COMMIT_WORKFLOWS`] workflows, and the
-    /// ends of at most [`MAX_COMMIT_WORKFLOWS`] finished workflows that have no
-    /// completion left behind (a final record is never written before a completion of
-    /// its workflow queued ahead of it; see [`Outbox::take_ends`]).
-    fn take_commit(&mut self) -> Outbox {
-        let taken_completions = commit_prefix(&self.completions);
+    /// [`MAX_COMMIT_COMPLETIONS`] of at most `workflows` workflows, and the ends of at
+    /// most `workflows` finished workflows that have no completion left behind (a final
+    /// record is never written before a completion of its workflow queued ahead of it;
+    /// see [`Outbox::take_ends`]).
+    fn take_commit(&mut self, workflows: usize) -> Outbox {
+        let taken_completions = commit_prefix(&self.completions, workflows);
         if taken_completions == self.completions.len()
             && self.starts.len() <= MAX_COMMIT_STARTS
-            && self.finished.len() <= MAX_COMMIT_WORKFLOWS
+            && self.finished.len() <= workflows
         {
             let taken = std::mem::take(self);
             // A busy queue ends and hands over about as many workflows per commit as
@@ -319,7 +324,7 @@ impl Outbox {
         } else {
             Vec::new()
         };
-        let (finished, handed) = self.take_ends(&mut completions);
+        let (finished, handed) = self.take_ends(&mut completions, workflows);
         Outbox {
             completions,
             finished,
@@ -335,7 +340,7 @@ impl Outbox {
     /// [`Outbox::take_commit`]); `completions` are those it takes.
     ///
     /// An end is held back while its workflow has completions left behind, and beyond
-    /// the first [`MAX_COMMIT_WORKFLOWS`] ends: a burst of workflows finishing together
+    /// the first `workflows` ends: a burst of workflows finishing together
     /// (thousands of timers firing at once, each workflow's last step) would otherwise
     /// end them all in the one commit after the burst's last completion, a batch as
     /// large as the burst (each end is a journal entry; see [`MAX_COMMIT_WORKFLOWS`]).
@@ -346,6 +351,7 @@ impl Outbox {
     fn take_ends(
         &mut self,
         completions: &mut Vec<(Rc<WorkflowState>, Completion, Effect)>,
+        workflows: usize,
     ) -> (Vec<(Rc<WorkflowState>, Outcome)>, Vec<Handover>) {
         if self.finished.is_empty() && self.handed.is_empty() {
             return (Vec::new(), Vec::new());
@@ -369,7 +375,7 @@ impl Outbox {
                     later.insert(Rc::as_ptr(&handover.start.wf));
                 }
             }
-            let mut room = MAX_COMMIT_WORKFLOWS;
+            let mut room = workflows;
             let mut capped = false;
             for (wf, _) in &self.finished {
                 let wf = Rc::as_ptr(wf);
@@ -546,6 +552,9 @@ pub(crate) struct Core {
     /// step of it but not its end. The first one, not the last one running: a workflow
     /// may end before the workflows it enqueued (its children end before it anyway).
     pub(crate) halt_before_finish: bool,
+    /// The most workflows a commit serves ([`MAX_COMMIT_WORKFLOWS`], or the store's own
+    /// bound: [`Store::max_commit_workflows`]).
+    commit_workflows: usize,
     /// The id of that first workflow.
     halt_subject: RefCell<Option<String>>,
     halted: Cell<bool>,
@@ -587,7 +596,12 @@ impl Core {
         halt_after_commits: Option<u64>,
         max_recovery_attempts: u32,
     ) -> Self {
+        let commit_workflows = store
+            .max_commit_workflows()
+            .unwrap_or(MAX_COMMIT_WORKFLOWS)
+            .max(1);
         Core {
+            commit_workflows,
             store,
             registry,
             clock,
@@ -1205,7 +1219,7 @@ impl Core {
             mut handed,
             writes,
             replies,
-        } = self.outbox.borrow_mut().take_commit();
+        } = self.outbox.borrow_mut().take_commit(self.commit_workflows);
         // A workflow stopped after it returned (cancelled, say) must not be recorded
         // as finished.
         finished.retain(|(wf, _)| wf.phase.get() == Phase::Finishing);

@@ -10,8 +10,15 @@ use std::rc::Rc;
 use futures::future::join_all;
 use ordo::{Ctx, Event, RuntimeBuilder};
 
-/// Most workflows one commit serves (`MAX_COMMIT_WORKFLOWS` in `src/core.rs`).
-const WORKFLOWS_PER_COMMIT: usize = 512;
+/// Most workflows one commit serves: `MAX_COMMIT_WORKFLOWS` in `src/core.rs` on sled,
+/// the store's own bound on PostgreSQL (`Store::max_commit_workflows`).
+fn workflows_per_commit() -> usize {
+    if ordo_testkit::store::is_sled() {
+        512
+    } else {
+        1024
+    }
+}
 
 /// One step that doubles `n`.
 async fn double(ctx: Ctx, n: u64) -> Result<u64, String> {
@@ -71,14 +78,14 @@ fn a_burst_of_workflows_is_committed_a_bounded_number_of_workflows_at_a_time() {
     }
     let commits = commits.borrow();
     // All 2,000 steps were ready in one turn; a commit serves at most 512 of their
-    // workflows, and none is lost.
+    // workflows (1,024 on PostgreSQL), and none is lost.
     assert!(
-        commits.iter().all(|&n| n <= WORKFLOWS_PER_COMMIT),
+        commits.iter().all(|&n| n <= workflows_per_commit()),
         "{commits:?}"
     );
     assert_eq!(commits.iter().sum::<usize>(), 2_000, "{commits:?}");
     assert!(
-        commits.contains(&WORKFLOWS_PER_COMMIT),
+        commits.contains(&workflows_per_commit()),
         "full commits: {commits:?}"
     );
 }
@@ -100,8 +107,9 @@ fn a_burst_of_workflows_finishing_together_is_ended_a_bounded_number_at_a_time()
     let commits = Rc::new(RefCell::new(Vec::new()));
     let rt = logged(&commits).build().expect("runtime");
     // 3,000 workflows whose one step is ready in the same turn: their steps go in
-    // commits of 512 workflows, and each of those commits lets 512 of them finish while
-    // the rest of the burst's steps are still to be committed.
+    // commits of 512 workflows (1,024 on PostgreSQL), and each of those commits lets as
+    // many of them finish while the rest of the burst's steps are still to be
+    // committed.
     let handles = rt
         .start_many::<_, _, u64, String>("double", (0..3_000u64).map(|i| (format!("w-{i}"), i)))
         .expect("start");
@@ -112,7 +120,7 @@ fn a_burst_of_workflows_finishing_together_is_ended_a_bounded_number_at_a_time()
     let commits = commits.borrow();
     let ends: Vec<usize> = commits.iter().map(|&(_, ends)| ends).collect();
     assert!(
-        ends.iter().all(|&n| n <= WORKFLOWS_PER_COMMIT),
+        ends.iter().all(|&n| n <= workflows_per_commit()),
         "ends per commit: {ends:?}"
     );
     assert_eq!(ends.iter().sum::<usize>(), 3_000, "{ends:?}");

@@ -370,4 +370,19 @@ pub trait Store: Send + Sync {
     fn takeover_interval(&self) -> Option<std::time::Duration> {
         None
     }
+
+    /// The most workflows a runtime's group commit should serve on this store, when the
+    /// store has a bound of its own; `None` (the default): the runtime's, 512 workflows,
+    /// which bounds what sled keeps per entry a commit writes until the commit ends.
+    /// A store without such a cost per entry may take more: fewer, larger commits are
+    /// faster where each one is a round trip and a sync.
+    ///
+    /// ```
+    /// use ordo_journal::{SledJournal, Store};
+    /// assert_eq!(SledJournal::temporary()?.max_commit_workflows(), None);
+    /// # Ok::<(), ordo_journal::Error>(())
+    /// ```
+    fn max_commit_workflows(&self) -> Option<usize> {
+        None
+    }
 }

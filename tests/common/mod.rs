@@ -229,6 +229,9 @@ pub mod faulty {
         fn takeover_interval(&self) -> Option<std::time::Duration> {
             self.inner.takeover_interval()
         }
+        fn max_commit_workflows(&self) -> Option<usize> {
+            self.inner.max_commit_workflows()
+        }
     }
 }
 

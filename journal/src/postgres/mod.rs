@@ -1066,6 +1066,16 @@ fn successor(prefix: &[u8]) -> Option<Vec<u8>> {
     None
 }
 
+/// The most workflows a runtime's group commit serves on this store
+/// ([`Store::max_commit_workflows`]): as many as a commit's completions (1,024). The
+/// runtime's own bound (512) is for sled, which keeps a copy of the tree node of every
+/// entry a commit writes until it ends; a commit here is one statement over column
+/// arrays, with no such cost per workflow. Measured with a one-off probe on a scratch
+/// cluster (1,000 workflows of 10 steps started together in one process, two builds
+/// alternated, three bursts each): 104,399 to 135,247 steps/s at 512 (22 commits a
+/// burst), 135,106 to 159,453 at 1,024 (12 commits).
+const MAX_COMMIT_WORKFLOWS: usize = 1024;
+
 impl Store for PgJournal {
     fn commit(&self, batch: &Batch) -> Result<(), Error> {
         // Like a read-only sled journal: refused even when empty.
@@ -1626,6 +1636,10 @@ impl Store for PgJournal {
     fn takeover_interval(&self) -> Option<Duration> {
         // A read-only journal claims nothing.
         self.worker.as_ref().map(|_| self.lease / 2)
+    }
+
+    fn max_commit_workflows(&self) -> Option<usize> {
+        Some(MAX_COMMIT_WORKFLOWS)
     }
 }
 
