@@ -520,6 +520,9 @@ impl Running {
 
 pub(crate) struct Core {
     pub(crate) store: Box<dyn Store>,
+    /// The most workflows a commit serves ([`MAX_COMMIT_WORKFLOWS`], or the store's own
+    /// bound: [`Store::max_commit_workflows`]).
+    commit_workflows: usize,
     pub(crate) registry: Registry,
     pub(crate) clock: WallClock,
     /// Workflows running in this process, by id.
@@ -552,9 +555,6 @@ pub(crate) struct Core {
     /// step of it but not its end. The first one, not the last one running: a workflow
     /// may end before the workflows it enqueued (its children end before it anyway).
     pub(crate) halt_before_finish: bool,
-    /// The most workflows a commit serves ([`MAX_COMMIT_WORKFLOWS`], or the store's own
-    /// bound: [`Store::max_commit_workflows`]).
-    commit_workflows: usize,
     /// The id of that first workflow.
     halt_subject: RefCell<Option<String>>,
     halted: Cell<bool>,
