@@ -2,8 +2,9 @@
 //!
 //! A child process (this test binary, re-invoked on the `burst_child` entry) starts
 //! 3,000 workflows of one step at once. Their steps are committed 512 workflows at a
-//! time, and each workflow's end goes in the first commit after its own step's, while
-//! the rest of the burst's steps are still queued (at most 512 ends per commit). The
+//! time (1,024 on PostgreSQL), and each workflow's end goes in the first commit after
+//! its own step's, while the rest of the burst's steps are still queued (as many ends
+//! at most per commit). The
 //! child parks inside the commit that brings its ends past a chosen count, and the
 //! parent SIGKILLs it there, then recovers the journal in-process and checks what a
 //! user would notice:
@@ -35,7 +36,8 @@ const TAG: &str = "ORDO ";
 /// Workflows of the burst.
 const BURST: u64 = 3_000;
 /// The child parks in the commit that brings its ends to at least this many: the
-/// second commit with ends, in the middle of the burst.
+/// second commit with ends on sled, the first on PostgreSQL, in the middle of the
+/// burst either way.
 const HOLD_AT_ENDS: u64 = 600;
 
 fn id(i: u64) -> String {
