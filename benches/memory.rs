@@ -24,6 +24,17 @@
 //!   (the replay fuzzer's in-memory store: the runtime's own memory plus the records,
 //!   no sled at all).
 //!
+//! After the table, two more sections, each in a fresh child too:
+//!
+//! - A workflow that lives for months (a `select!` of a step and a timeout in a loop,
+//!   continuing as new): its heap must stay flat.
+//! - A burst of ends: 10,000 and 100,000 workflows of one step started together with
+//!   `start_many` on sled (`Durability::None`) and driven to their results: the peak
+//!   resident memory of the run over the resident memory before it (`VmHWM` minus
+//!   `VmRSS`), and the most ends one commit wrote (at most `MAX_COMMIT_WORKFLOWS` since
+//!   ends are bounded per commit; a commit after the burst's last step took them all
+//!   before).
+//!
 //! Run: `cargo bench --bench memory` (all rows), or
 //! `cargo bench --bench memory -- 1000 10000` for some counts only.
 #![allow(missing_docs, clippy::unwrap_used)]
@@ -276,6 +287,50 @@ fn measure_loop(n: u64) -> String {
     format!("LOOP {n} {} {}", warm_heap.get(), heap_live())
 }
 
+/// One step that doubles `n`: a workflow that ends right after its step.
+async fn one_step(ctx: Ctx, n: u64) -> Result<u64, String> {
+    ctx.step("double", move || async move { Ok::<u64, String>(n * 2) })
+        .await
+}
+
+/// In the child: `n` one-step workflows started together on sled and driven to their
+/// results. Prints `ENDS n peak_delta largest_ends_per_commit secs`.
+fn measure_ends(n: u64) -> String {
+    let base = std::path::PathBuf::from(env!("CARGO_TARGET_TMPDIR"));
+    std::fs::create_dir_all(&base).unwrap();
+    let dir = tempfile::tempdir_in(base).unwrap();
+    let largest = Rc::new(Cell::new(0usize));
+    let seen = Rc::clone(&largest);
+    let rt = Runtime::builder()
+        .path(dir.path())
+        .durability(Durability::None)
+        .register("one_step", one_step)
+        .observer(move |event| {
+            if let Event::Committed { workflows, .. } = event {
+                seen.set(seen.get().max(*workflows));
+            }
+        })
+        .build()
+        .unwrap();
+    let (rss_before, _) = rss();
+    let start = Instant::now();
+    let handles = rt
+        .start_many::<_, _, u64, String>("one_step", (0..n).map(|i| (format!("e-{i:08}"), i)))
+        .unwrap();
+    for (i, handle) in (0..n).zip(handles) {
+        assert_eq!(rt.block_on(handle.unwrap().result()).unwrap(), Ok(i * 2));
+    }
+    let secs = start.elapsed().as_secs_f64();
+    let (_, hwm) = rss();
+    std::mem::forget(rt);
+    drop(dir);
+    format!(
+        "ENDS {n} {} {} {secs:.2}",
+        hwm as i64 - rss_before as i64,
+        largest.get()
+    )
+}
+
 fn mib(bytes: i64) -> String {
     format!("{:.1} MiB", bytes as f64 / (1024.0 * 1024.0))
 }
@@ -285,6 +340,11 @@ fn main() {
     if args.first().map(String::as_str) == Some("loop") {
         let n: u64 = args[1].parse().unwrap();
         println!("{}", measure_loop(n));
+        return;
+    }
+    if args.first().map(String::as_str) == Some("ends") {
+        let n: u64 = args[1].parse().unwrap();
+        println!("{}", measure_ends(n));
         return;
     }
     if args.first().map(String::as_str) == Some("child") {
@@ -389,5 +449,31 @@ fn main() {
             "loop: the child failed: {}",
             String::from_utf8_lossy(&out.stderr)
         ),
+    }
+
+    // A burst of workflows ending together: the peak of the run, and the largest
+    // commit of ends.
+    println!("\na burst of ends: N one-step workflows started together (sled, Durability::None)");
+    println!(
+        "{:>8} {:>11} {:>22} {:>7}",
+        "N", "peak delta", "most ends in a commit", "secs"
+    );
+    for n in [10_000u64, 100_000] {
+        let out = Command::new(&exe)
+            .args(["ends", &n.to_string()])
+            .output()
+            .unwrap();
+        let stdout = String::from_utf8_lossy(&out.stdout);
+        match stdout.lines().find_map(|l| l.strip_prefix("ENDS ")) {
+            Some(line) => {
+                let v: Vec<&str> = line.split_whitespace().collect();
+                let peak: i64 = v[1].parse().unwrap_or(0);
+                println!("{:>8} {:>11} {:>22} {:>7}", v[0], mib(peak), v[2], v[3]);
+            }
+            None => eprintln!(
+                "ends N={n}: the child failed: {}",
+                String::from_utf8_lossy(&out.stderr)
+            ),
+        }
     }
 }
