@@ -520,9 +520,6 @@ impl Running {
 
 pub(crate) struct Core {
     pub(crate) store: Box<dyn Store>,
-    /// The most workflows a commit serves ([`MAX_COMMIT_WORKFLOWS`], or the store's own
-    /// bound: [`Store::max_commit_workflows`]).
-    commit_workflows: usize,
     pub(crate) registry: Registry,
     pub(crate) clock: WallClock,
     /// Workflows running in this process, by id.
@@ -596,12 +593,7 @@ impl Core {
         halt_after_commits: Option<u64>,
         max_recovery_attempts: u32,
     ) -> Self {
-        let commit_workflows = store
-            .max_commit_workflows()
-            .unwrap_or(MAX_COMMIT_WORKFLOWS)
-            .max(1);
         Core {
-            commit_workflows,
             store,
             registry,
             clock,
@@ -1208,6 +1200,15 @@ impl Core {
         committed
     }
 
+    /// The most workflows a commit serves: the store's own bound
+    /// ([`Store::max_commit_workflows`]), or [`MAX_COMMIT_WORKFLOWS`].
+    fn commit_workflows(&self) -> usize {
+        self.store
+            .max_commit_workflows()
+            .unwrap_or(MAX_COMMIT_WORKFLOWS)
+            .max(1)
+    }
+
     /// [`Core::commit`], also giving back the recovery attempts of `give_back` (see
     /// `Settling`).
     fn commit_with(self: &Rc<Self>, give_back: Vec<Rc<WorkflowState>>) -> bool {
@@ -1219,7 +1220,10 @@ impl Core {
             mut handed,
             writes,
             replies,
-        } = self.outbox.borrow_mut().take_commit(self.commit_workflows);
+        } = self
+            .outbox
+            .borrow_mut()
+            .take_commit(self.commit_workflows());
         // A workflow stopped after it returned (cancelled, say) must not be recorded
         // as finished.
         finished.retain(|(wf, _)| wf.phase.get() == Phase::Finishing);
