@@ -26,7 +26,10 @@
 //!   of its ten commits on one workflow's start and finish).
 //! - PgJournal alone: right after each runtime workload, the store without the runtime
 //!   commits batches of 1 and 64 completions for 4 s, so the gap to pgbench splits
-//!   into the store's share and the runtime's.
+//!   into the store's share and the runtime's; then, for 4 s, the very batches of that
+//!   workload's workflows one after the other (each workflow's start, its rounds of
+//!   completions, its end): the most ordo could reach on that workload with a runtime
+//!   that cost nothing.
 //! - The statement alone: a loop of tokio-postgres (the client the journal uses) on
 //!   one connection, running for 4 s pgbench's insert of one row, then the journal's
 //!   own commit of one completion (`steps_commit_statement`), each prepared once: what
@@ -134,7 +137,8 @@ fn main() {
         if slot == 1 {
             summary.postgres[MANY] = bench_workload(&mut c, "postgres", &postgres, MANY);
         }
-        summary.journal[slot] = Some(journal_alone(pg, [1, GATHER][slot]));
+        summary.journal[slot] = Some(journal_alone(pg, slot, false));
+        summary.whole[slot] = Some(journal_alone(pg, slot, true));
         if slot == 0 {
             summary.statement = Some(statement_alone(pg));
         }
@@ -434,22 +438,44 @@ fn bench_workload(c: &mut Criterion, group_name: &str, rt: &Runtime, slot: usize
 /// [`PGBENCH_SECONDS`]. What it lacks against pgbench is the journal's own cost (its
 /// statement, the hop to its thread); what the runtime lacks against it is
 /// the runtime's.
-fn journal_alone(pg: &TestPostgres, rows: u64) -> Rate {
-    use ordo::journal::{Batch, Completion, Outcome, Store, WorkflowRecord};
-    let journal = PgOptions::new(pg.database(&format!("journal_{rows}")))
+///
+/// With `whole`, the commits of workload `slot`'s workflows instead, one workflow after
+/// the other: its start, its rounds of `rows` completions, and its end (with the
+/// notification other workers may wait for), each the batch the runtime would commit.
+/// The most the runtime could reach on that workload with no cost of its own.
+fn journal_alone(pg: &TestPostgres, slot: usize, whole: bool) -> Rate {
+    use ordo::journal::{Batch, Completion, Outcome, Status, Store, WorkflowRecord};
+    let rows = [1, GATHER][slot];
+    let rounds = [SEQUENTIAL_STEPS, ROUNDS][slot];
+    let label = if whole { "whole" } else { "steps" };
+    let journal = PgOptions::new(pg.database(&format!("journal_{label}_{rows}")))
         .connect()
         .unwrap();
-    let mut start = Batch::new();
-    start.insert_workflow(WorkflowRecord::new("w", "gathered", vec![0], 0));
-    journal.commit(&start).unwrap();
-    let (mut seq, mut commits) = (0u64, 0u64);
+    let record =
+        |id: &str| WorkflowRecord::new(id, "gathered", vec![rounds as u8], 1_700_000_000_000);
+    let start = |id: &str| {
+        let mut start = Batch::new();
+        start.insert_workflow(record(id));
+        journal.commit(&start).unwrap();
+    };
+    let (mut workflows, mut seq, mut steps, mut commits) = (0u64, 0u64, 0u64, 0u64);
+    let mut id = String::from("w");
+    if !whole {
+        start(&id);
+    }
     let began = Instant::now();
     let until = began + Duration::from_secs(u64::from(PGBENCH_SECONDS));
     while Instant::now() < until {
+        if whole && seq == 0 {
+            workflows += 1;
+            id = format!("w-{workflows}");
+            start(&id);
+            commits += 1;
+        }
         let mut batch = Batch::new();
         for _ in 0..rows {
             batch.push_completion(
-                "w",
+                &id,
                 Completion {
                     seq,
                     step_id: seq,
@@ -464,14 +490,26 @@ fn journal_alone(pg: &TestPostgres, rows: u64) -> Rate {
         }
         journal.commit(&batch).unwrap();
         commits += 1;
+        steps += rows;
+        if whole && seq == rows * rounds {
+            let mut end = record(&id);
+            end.status = Status::Succeeded;
+            end.output = Some(Outcome::Ok(vec![0x2a]));
+            end.updated_ms += 5;
+            let mut batch = Batch::new();
+            batch.update_workflow(end, Status::Pending);
+            journal.commit(&batch).unwrap();
+            commits += 1;
+            seq = 0;
+        }
     }
     let seconds = began.elapsed().as_secs_f64();
     eprintln!(
-        "PgJournal alone, {rows} row(s)/commit: {:.0} commits/s",
+        "PgJournal alone, {rows} row(s)/commit ({label}): {:.0} commits/s",
         commits as f64 / seconds
     );
     Rate {
-        items_per_s: seq as f64 / seconds,
+        items_per_s: steps as f64 / seconds,
         commits_per_s: commits as f64 / seconds,
     }
 }
@@ -880,6 +918,8 @@ struct Summary {
     postgres: [Option<Rate>; 3],
     /// The store alone ([`journal_alone`]), right after the runtime's workload.
     journal: [Option<Rate>; 2],
+    /// The store alone committing the workload's workflows ([`journal_alone`] `whole`).
+    whole: [Option<Rate>; 2],
     /// pgbench's insert and the journal's commit statement on a plain client
     /// ([`statement_alone`]), 1 row each.
     statement: Option<[Rate; 2]>,
@@ -949,6 +989,11 @@ impl Summary {
                     "no runtime: the store's own share".to_string(),
                 ),
                 (
+                    format!("PgJournal alone, {per_commit}"),
+                    self.whole[slot],
+                    "no runtime: start, steps, end; ordo's ceiling".to_string(),
+                ),
+                (
                     format!("ordo sled Sync, {per_commit}"),
                     self.sled[slot],
                     String::new(),
@@ -967,7 +1012,7 @@ impl Summary {
             // The statement alone was measured at 1 row only, the workflows together at
             // 64 only.
             let rows = rows.into_iter().enumerate().filter(|(i, _)| match slot {
-                0 => *i < 7,
+                0 => *i < 8,
                 _ => !matches!(i, 2 | 3),
             });
             for (i, (name, rate, note)) in rows {
