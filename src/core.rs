@@ -293,6 +293,26 @@ fn next_run_first_step(old: &WorkflowState) -> u64 {
 pub(crate) const LEGACY_RUNS_END: u64 = 1 << 32;
 
 impl Outbox {
+    /// Copies of `wf`'s queued completions of plain steps (steps that write nothing
+    /// besides their outcome: [`Effect::None`]), in order, numbered on from its next seq.
+    /// The outbox keeps them: a commit that cancels `wf` writes the copies (see
+    /// [`Core::stage_finished_bodies`]), and the next commit drops the originals, its
+    /// workflow stopped by then (see [`Core::admit_consumes`]); if the cancellation
+    /// fails, they are committed as they would have been.
+    fn plain_steps_of(&self, wf: &WorkflowState) -> Vec<Completion> {
+        let mut seq = wf.next_seq.get();
+        self.completions
+            .iter()
+            .filter(|(of, _, effect)| std::ptr::eq(&**of, wf) && matches!(effect, Effect::None))
+            .map(|(_, completion, _)| {
+                let mut completion = completion.clone();
+                completion.seq = seq;
+                seq += 1;
+                completion
+            })
+            .collect()
+    }
+
     /// What the next commit writes: the oldest completions, at most
     /// [`MAX_COMMIT_COMPLETIONS`] of at most `workflows` workflows, and the ends of at
     /// most `workflows` finished workflows that have no completion left behind (a final
@@ -1643,8 +1663,23 @@ impl Core {
         }
     }
 
+    /// Stages in `batch`, for the commit that cancels `wf`, the outcomes of its plain
+    /// steps whose bodies finished but whose completions wait for a later commit: those
+    /// bodies ran (a payment was taken, say), so the journal keeps what they returned,
+    /// and a later [`Runtime::resume`](crate::Runtime::resume) replays it rather than
+    /// running them again. Their seqs follow whatever `batch` already holds of `wf`.
+    /// Steps that write more than their outcome (a `recv`'s consumption, a child's
+    /// launch, a `send`) are left out, and undone as before: their bodies are the
+    /// runtime's own, and a resumed run does them again.
+    pub(crate) fn stage_finished_bodies(&self, wf: &WorkflowState, batch: &mut Batch) {
+        for completion in self.outbox.borrow().plain_steps_of(wf) {
+            batch.push_completion(&wf.id, completion);
+        }
+    }
+
     /// When `wf` ends, its unfinished children launched with `cancel_with_parent` are
-    /// cancelled in the same commit.
+    /// cancelled in the same commit, with the outcomes of their steps whose bodies
+    /// finished ([`Core::stage_finished_bodies`]).
     pub(crate) fn stage_children_end(
         &self,
         wf: &WorkflowState,
@@ -1656,7 +1691,10 @@ impl Core {
         for child in children.iter().filter(|c| c.cancel_with_parent) {
             let running = self.running.borrow().get(&child.id).cloned();
             let record = match running {
-                Some(child) if child.is_running() => Some(child.pending_record(0, now_ms)),
+                Some(child) if child.is_running() => {
+                    self.stage_finished_bodies(&child, batch);
+                    Some(child.pending_record(0, now_ms))
+                }
                 Some(_) => None,
                 None => self.store.workflow(&child.id).ok().flatten(),
             };

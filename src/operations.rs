@@ -410,6 +410,9 @@ impl Core {
         record.updated_ms = now_ms;
         let name = record.name.clone();
         let mut batch = Batch::new();
+        if let Some(wf) = &running {
+            self.stage_finished_bodies(wf, &mut batch);
+        }
         batch.update_workflow(record, previous);
         // A queued workflow leaves its queue (and frees its slot) with its cancellation.
         self.queues.leave(id, &mut batch);

@@ -4,21 +4,15 @@
 //! finishing together, while the many concurrent steps of one workflow still share one
 //! commit.
 
+mod common;
+
 use std::cell::RefCell;
 use std::rc::Rc;
 
 use futures::future::join_all;
 use ordo::{Ctx, Event, RuntimeBuilder};
 
-/// Most workflows one commit serves: `MAX_COMMIT_WORKFLOWS` in `src/core.rs` on sled,
-/// the store's own bound on PostgreSQL (`Store::max_commit_workflows`).
-fn workflows_per_commit() -> usize {
-    if ordo_testkit::store::is_sled() {
-        512
-    } else {
-        1024
-    }
-}
+use common::workflows_per_commit;
 
 /// One step that doubles `n`.
 async fn double(ctx: Ctx, n: u64) -> Result<u64, String> {

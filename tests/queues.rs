@@ -208,12 +208,7 @@ fn a_wide_queue_whose_jobs_end_together_hands_over_slots_a_bounded_number_at_a_t
         .expect("build");
     let handles = enqueue_all_and_finish(&rt, N);
     let ends = ends.borrow();
-    // 512 on sled (`MAX_COMMIT_WORKFLOWS`), the store's own 1,024 on PostgreSQL.
-    let most = if ordo_testkit::store::is_sled() {
-        512
-    } else {
-        1024
-    };
+    let most = common::workflows_per_commit();
     assert!(ends.iter().all(|&n| n <= most), "ends per commit: {ends:?}");
     assert_eq!(ends.iter().sum::<usize>(), N as usize, "{ends:?}");
     assert!(

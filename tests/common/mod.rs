@@ -31,6 +31,64 @@ impl BodyLog {
     }
 }
 
+/// Most workflows one commit serves: `MAX_COMMIT_WORKFLOWS` in `src/core.rs` on sled,
+/// the store's own bound on PostgreSQL (`Store::max_commit_workflows`).
+pub fn workflows_per_commit() -> usize {
+    if ordo_testkit::store::is_sled() {
+        512
+    } else {
+        1024
+    }
+}
+
+/// A gate step bodies wait at, opened once for all of them from the test's thread (the
+/// runtime's executor runs there): they wake in the order they began to wait.
+pub mod gate {
+    use std::cell::RefCell;
+    use std::future::Future;
+    use std::pin::Pin;
+    use std::task::{Context, Poll, Waker};
+
+    thread_local! {
+        static GATE: RefCell<(bool, Vec<Waker>)> = const { RefCell::new((false, Vec::new())) };
+    }
+
+    /// Ready once the gate is open.
+    pub struct Gate;
+
+    impl Future for Gate {
+        type Output = ();
+        fn poll(self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<()> {
+            GATE.with(|gate| {
+                let mut gate = gate.borrow_mut();
+                if gate.0 {
+                    Poll::Ready(())
+                } else {
+                    gate.1.push(cx.waker().clone());
+                    Poll::Pending
+                }
+            })
+        }
+    }
+
+    /// How many waits are parked at the gate.
+    pub fn waiting() -> usize {
+        GATE.with(|gate| gate.borrow().1.len())
+    }
+
+    /// Opens the gate: every parked wait wakes, in the order it began.
+    pub fn open() {
+        let wakers = GATE.with(|gate| {
+            let mut gate = gate.borrow_mut();
+            gate.0 = true;
+            std::mem::take(&mut gate.1)
+        });
+        for waker in wakers {
+            waker.wake();
+        }
+    }
+}
+
 /// Simulated latency of an outside call, on the executor's (virtual) clock.
 pub async fn latency(ms: u64) {
     ordo::executor::sleep(Duration::from_millis(ms)).await;
