@@ -1024,7 +1024,10 @@ impl Runtime {
 
     /// Cancels a pending workflow: its status becomes `Cancelled` durably, it stops
     /// running here (in-flight step bodies are dropped), recovery will not resume it,
-    /// and its handles report [`Error::Cancelled`]. Returns `false`, changing nothing,
+    /// and its handles report [`Error::Cancelled`]. A step whose body had already
+    /// returned, its outcome waiting for the next group commit, is recorded with the
+    /// cancellation: a later [`Runtime::resume`] replays that outcome rather than
+    /// running the body again. Returns `false`, changing nothing,
     /// when the workflow had already finished. A workflow started or enqueued in this
     /// turn, or one a [`Runtime::debounce`] call is to start (by the id it returned), is
     /// cancelled before it ever runs. The cancellation is durable when this returns, in a
