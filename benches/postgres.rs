@@ -26,10 +26,10 @@
 //!   of its ten commits on one workflow's start and finish).
 //! - PgJournal alone: right after each runtime workload, the store without the runtime
 //!   commits batches of 1 and 64 completions for 4 s, so the gap to pgbench splits
-//!   into the store's share and the runtime's; then, for 4 s, the very batches of that
-//!   workload's workflows one after the other (each workflow's start, its rounds of
-//!   completions, its end): the most ordo could reach on that workload with a runtime
-//!   that cost nothing.
+//!   into the store's share and the runtime's; then, for 4 s each, the very batches of
+//!   each workload's workflows, one iteration after the other (the starts, the rounds
+//!   of completions, the ends): the most ordo could reach on that workload with a
+//!   runtime that cost nothing.
 //! - The statement alone: a loop of tokio-postgres (the client the journal uses) on
 //!   one connection, running for 4 s pgbench's insert of one row, then the journal's
 //!   own commit of one completion (`steps_commit_statement`), each prepared once: what
@@ -137,8 +137,11 @@ fn main() {
         if slot == 1 {
             summary.postgres[MANY] = bench_workload(&mut c, "postgres", &postgres, MANY);
         }
-        summary.journal[slot] = Some(journal_alone(pg, slot, false));
-        summary.whole[slot] = Some(journal_alone(pg, slot, true));
+        summary.journal[slot] = Some(journal_alone(pg, [1, GATHER][slot]));
+        summary.whole[slot] = Some(workflows_alone(pg, slot));
+        if slot == 1 {
+            summary.whole[MANY] = Some(workflows_alone(pg, MANY));
+        }
         if slot == 0 {
             summary.statement = Some(statement_alone(pg));
         }
@@ -433,79 +436,112 @@ fn bench_workload(c: &mut Criterion, group_name: &str, rt: &Runtime, slot: usize
     measured_rate(&calls)
 }
 
+/// A completion as the benches' workflows record it: a few bytes, like a
+/// bincode-encoded `u64`.
+fn completion(seq: u64) -> ordo::journal::Completion {
+    ordo::journal::Completion {
+        seq,
+        step_id: seq,
+        name: "work".into(),
+        outcome: ordo::journal::Outcome::Ok(vec![0x2a]),
+        attempts: 1,
+        started_ms: 1_700_000_000_000,
+        ended_ms: 1_700_000_000_001,
+    }
+}
+
 /// The store alone, without the runtime: a `PgJournal` committing batches of `rows`
 /// completions (the rows pgbench inserts) to one workflow, one after the other, for
 /// [`PGBENCH_SECONDS`]. What it lacks against pgbench is the journal's own cost (its
 /// statement, the hop to its thread); what the runtime lacks against it is
 /// the runtime's.
-///
-/// With `whole`, the commits of workload `slot`'s workflows instead, one workflow after
-/// the other: its start, its rounds of `rows` completions, and its end (with the
-/// notification other workers may wait for), each the batch the runtime would commit.
-/// The most the runtime could reach on that workload with no cost of its own.
-fn journal_alone(pg: &TestPostgres, slot: usize, whole: bool) -> Rate {
-    use ordo::journal::{Batch, Completion, Outcome, Status, Store, WorkflowRecord};
-    let rows = [1, GATHER][slot];
-    let rounds = [SEQUENTIAL_STEPS, ROUNDS][slot];
-    let label = if whole { "whole" } else { "steps" };
-    let journal = PgOptions::new(pg.database(&format!("journal_{label}_{rows}")))
+fn journal_alone(pg: &TestPostgres, rows: u64) -> Rate {
+    use ordo::journal::{Batch, Store, WorkflowRecord};
+    let journal = PgOptions::new(pg.database(&format!("journal_{rows}")))
         .connect()
         .unwrap();
-    let record =
-        |id: &str| WorkflowRecord::new(id, "gathered", vec![rounds as u8], 1_700_000_000_000);
-    let start = |id: &str| {
-        let mut start = Batch::new();
-        start.insert_workflow(record(id));
-        journal.commit(&start).unwrap();
-    };
-    let (mut workflows, mut seq, mut steps, mut commits) = (0u64, 0u64, 0u64, 0u64);
-    let mut id = String::from("w");
-    if !whole {
-        start(&id);
-    }
+    let mut start = Batch::new();
+    start.insert_workflow(WorkflowRecord::new("w", "gathered", vec![0], 0));
+    journal.commit(&start).unwrap();
+    let (mut seq, mut commits) = (0u64, 0u64);
     let began = Instant::now();
     let until = began + Duration::from_secs(u64::from(PGBENCH_SECONDS));
     while Instant::now() < until {
-        if whole && seq == 0 {
-            workflows += 1;
-            id = format!("w-{workflows}");
-            start(&id);
-            commits += 1;
-        }
         let mut batch = Batch::new();
         for _ in 0..rows {
-            batch.push_completion(
-                &id,
-                Completion {
-                    seq,
-                    step_id: seq,
-                    name: "work".into(),
-                    outcome: Outcome::Ok(vec![0x2a]),
-                    attempts: 1,
-                    started_ms: 1_700_000_000_000,
-                    ended_ms: 1_700_000_000_001,
-                },
-            );
+            batch.push_completion("w", completion(seq));
             seq += 1;
         }
         journal.commit(&batch).unwrap();
         commits += 1;
-        steps += rows;
-        if whole && seq == rows * rounds {
-            let mut end = record(&id);
-            end.status = Status::Succeeded;
-            end.output = Some(Outcome::Ok(vec![0x2a]));
-            end.updated_ms += 5;
-            let mut batch = Batch::new();
-            batch.update_workflow(end, Status::Pending);
-            journal.commit(&batch).unwrap();
-            commits += 1;
-            seq = 0;
-        }
     }
     let seconds = began.elapsed().as_secs_f64();
     eprintln!(
-        "PgJournal alone, {rows} row(s)/commit ({label}): {:.0} commits/s",
+        "PgJournal alone, {rows} row(s)/commit: {:.0} commits/s",
+        commits as f64 / seconds
+    );
+    Rate {
+        items_per_s: seq as f64 / seconds,
+        commits_per_s: commits as f64 / seconds,
+    }
+}
+
+/// The store alone on workload `slot`'s own batches, for [`PGBENCH_SECONDS`]: its
+/// workflows one iteration after the other, each iteration's workflows started in one
+/// commit, then each round's completions (one of each workflow in `many_64x50`, the
+/// round's 64 in `join_all_64x8`) in a commit, then their ends (with the notification
+/// other workers may wait for) in one, the batches the runtime commits. The most the
+/// runtime could reach on that workload at no cost of its own.
+fn workflows_alone(pg: &TestPostgres, slot: usize) -> Rate {
+    use ordo::journal::{Batch, Outcome, Status, Store, WorkflowRecord};
+    // Workflows per iteration, completions of each per commit, rounds.
+    let (together, each, rounds) = match slot {
+        0 => (1, 1, SEQUENTIAL_STEPS),
+        MANY => (GATHER, 1, MANY_STEPS),
+        _ => (1, GATHER, ROUNDS),
+    };
+    let journal = PgOptions::new(pg.database(&format!("workflows_alone_{slot}")))
+        .connect()
+        .unwrap();
+    let record = |id: &str| WorkflowRecord::new(id, "work", vec![rounds as u8], 1_700_000_000_000);
+    let (mut iterations, mut steps, mut commits) = (0u64, 0u64, 0u64);
+    let began = Instant::now();
+    let until = began + Duration::from_secs(u64::from(PGBENCH_SECONDS));
+    while Instant::now() < until {
+        iterations += 1;
+        let ids: Vec<String> = (0..together)
+            .map(|w| format!("w-{iterations}-{w}"))
+            .collect();
+        let mut starts = Batch::new();
+        for id in &ids {
+            starts.insert_workflow(record(id));
+        }
+        journal.commit(&starts).unwrap();
+        for round in 0..rounds {
+            let mut batch = Batch::new();
+            for id in &ids {
+                for i in 0..each {
+                    batch.push_completion(id, completion(round * each + i));
+                }
+            }
+            journal.commit(&batch).unwrap();
+            steps += together * each;
+        }
+        let mut ends = Batch::new();
+        for id in &ids {
+            let mut end = record(id);
+            end.status = Status::Succeeded;
+            end.output = Some(Outcome::Ok(vec![0x2a]));
+            end.updated_ms += 5;
+            ends.update_workflow(end, Status::Pending);
+        }
+        journal.commit(&ends).unwrap();
+        commits += rounds + 2;
+    }
+    let seconds = began.elapsed().as_secs_f64();
+    eprintln!(
+        "PgJournal alone on {}'s batches: {:.0} commits/s",
+        workload(slot).0,
         commits as f64 / seconds
     );
     Rate {
@@ -918,8 +954,8 @@ struct Summary {
     postgres: [Option<Rate>; 3],
     /// The store alone ([`journal_alone`]), right after the runtime's workload.
     journal: [Option<Rate>; 2],
-    /// The store alone committing the workload's workflows ([`journal_alone`] `whole`).
-    whole: [Option<Rate>; 2],
+    /// The store alone on each workload's batches ([`workflows_alone`]), by slot.
+    whole: [Option<Rate>; 3],
     /// pgbench's insert and the journal's commit statement on a plain client
     /// ([`statement_alone`]), 1 row each.
     statement: Option<[Rate; 2]>,
@@ -1002,6 +1038,11 @@ impl Summary {
                     format!("ordo postgres, {GATHER} per commit ({GATHER} wfs x {MANY_STEPS})"),
                     self.postgres[MANY],
                     "one step of each workflow per commit".to_string(),
+                ),
+                (
+                    format!("PgJournal alone, {GATHER} per commit ({GATHER} wfs x {MANY_STEPS})"),
+                    self.whole[MANY],
+                    "no runtime: starts, steps, ends; ordo's ceiling".to_string(),
                 ),
                 (
                     format!("ordo sled Sync, {GATHER} per commit ({GATHER} wfs x {MANY_STEPS})"),
