@@ -1,15 +1,15 @@
 //! A step whose body finished just before its workflow was cancelled: its outcome is
 //! recorded with the cancellation, so a later `resume` replays it instead of running
-//! the body (a payment, say) a second time. Both ways a running workflow is cancelled:
-//! `Runtime::cancel`, and the end of a parent that started it with
-//! `ParentEnd::Cancel`.
+//! the body (a payment, say) a second time. Every way a running workflow is cancelled:
+//! `Runtime::cancel`, the end of a parent that started it with `ParentEnd::Cancel`,
+//! and its deadline.
 
 mod common;
 
 use std::cell::Cell;
 use std::time::Duration;
 
-use ordo::{ChildOptions, Ctx, Error, ParentEnd, Runtime, Status};
+use ordo::{ChildOptions, Ctx, Error, ParentEnd, Runtime, StartOptions, Status};
 
 use common::gate::{self, Gate};
 use common::{builder, journal_dir, workflows_per_commit};
@@ -145,4 +145,40 @@ fn a_childs_step_that_finished_before_its_parent_ended_is_not_run_again_on_resum
     }
     assert_eq!(charges(), 1);
     resumes_without_charging_again(&rt, "c");
+}
+
+#[test]
+fn a_step_that_returned_after_its_workflows_deadline_is_not_run_again_on_resume() {
+    /// Its charge is a slow call: it returns after the workflow's deadline passed, and
+    /// the deadline's timer fires before the next commit would have taken the charge.
+    async fn slow_payer(ctx: Ctx, _: ()) -> Result<u32, String> {
+        ctx.step("charge", || async {
+            std::thread::sleep(Duration::from_millis(1_000));
+            CHARGES.with(|c| c.set(c.get() + 1));
+            Ok::<_, String>(1_250u32)
+        })
+        .await
+    }
+    let dir = journal_dir();
+    // The system clock: the deadline passes while the body runs.
+    let rt = ordo_testkit::store::runtime(dir.path())
+        .register("payer", slow_payer)
+        .build()
+        .expect("build");
+    let h = rt
+        .start_with::<_, u32, String>(
+            "payer",
+            "late",
+            (),
+            // Far longer than a start's commit takes, even on a busy machine: the body
+            // starts well before the deadline.
+            StartOptions::default().timeout(Duration::from_millis(500)),
+        )
+        .expect("start");
+    assert!(matches!(
+        rt.block_on(h.result()),
+        Err(Error::DeadlineExceeded { .. })
+    ));
+    assert_eq!(charges(), 1);
+    resumes_without_charging_again(&rt, "late");
 }
