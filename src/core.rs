@@ -297,8 +297,8 @@ impl Outbox {
     /// besides their outcome: [`Effect::None`]), in order, numbered on from its next seq.
     /// The outbox keeps them: a commit that cancels `wf` writes the copies (see
     /// [`Core::stage_finished_bodies`]), and the next commit drops the originals, its
-    /// workflow stopped by then (see [`Core::admit_consumes`]); if the cancellation
-    /// fails, they are committed as they would have been.
+    /// workflow stopped by then (see [`Core::admit_consumes`]). A cancellation whose
+    /// commit fails has taken nothing from the outbox.
     fn plain_steps_of(&self, wf: &WorkflowState) -> Vec<Completion> {
         let mut seq = wf.next_seq.get();
         self.completions

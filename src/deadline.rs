@@ -271,8 +271,10 @@ fn cancel_tree(core: &Core, id: &str, now_ms: u64) -> Result<Vec<WorkflowRecord>
             if !returned {
                 if let Some(mut record) = core.store.workflow(&id)? {
                     if record.status == Status::Pending {
-                        // Outcomes of bodies that finished in the turn the deadline
-                        // passed go with the cancellation (see `stage_finished_bodies`).
+                        // Outcomes of bodies that returned before the deadline's
+                        // timer fired (a slow call that ended past the deadline), not
+                        // committed yet, go with the cancellation (see
+                        // `Core::stage_finished_bodies`).
                         let running = core.running.borrow().get(&id).cloned();
                         if let Some(wf) = running {
                             core.stage_finished_bodies(&wf, &mut batch);
