@@ -10,7 +10,7 @@
 //! stalled" is exactly "the hook was called".
 
 use std::cell::{Cell, RefCell};
-use std::collections::{HashSet, VecDeque};
+use std::collections::{HashMap, HashSet, VecDeque};
 use std::panic::AssertUnwindSafe;
 use std::rc::Rc;
 use std::time::Instant;
@@ -293,24 +293,33 @@ fn next_run_first_step(old: &WorkflowState) -> u64 {
 pub(crate) const LEGACY_RUNS_END: u64 = 1 << 32;
 
 impl Outbox {
-    /// Copies of `wf`'s queued completions of plain steps (steps that write nothing
-    /// besides their outcome: [`Effect::None`]), in order, numbered on from its next seq.
-    /// The outbox keeps them: a commit that cancels `wf` writes the copies (see
-    /// [`Core::stage_finished_bodies`]), and the next commit drops the originals, its
-    /// workflow stopped by then (see [`Core::admit_consumes`]). A cancellation whose
-    /// commit fails has taken nothing from the outbox.
-    fn plain_steps_of(&self, wf: &WorkflowState) -> Vec<Completion> {
-        let mut seq = wf.next_seq.get();
-        self.completions
+    /// Puts in `batch` copies of the queued completions of plain steps (steps that write
+    /// nothing besides their outcome: [`Effect::None`]) of the workflows `of`, in
+    /// order, each workflow's numbered on from its next seq; one pass over the queue,
+    /// however many workflows. The outbox keeps the originals: the commit that cancels
+    /// those workflows writes the copies (see [`Core::stage_finished_bodies`]), and the
+    /// next commit drops the originals, their workflows stopped by then (see
+    /// [`Core::admit_consumes`]). A cancellation whose commit fails has taken nothing
+    /// from the outbox.
+    fn copy_plain_steps(&self, of: &[Rc<WorkflowState>], batch: &mut Batch) {
+        if of.is_empty() || self.completions.is_empty() {
+            return;
+        }
+        let mut next: HashMap<*const WorkflowState, u64> = of
             .iter()
-            .filter(|(of, _, effect)| std::ptr::eq(&**of, wf) && matches!(effect, Effect::None))
-            .map(|(_, completion, _)| {
+            .map(|wf| (Rc::as_ptr(wf), wf.next_seq.get()))
+            .collect();
+        for (wf, completion, effect) in &self.completions {
+            if !matches!(effect, Effect::None) {
+                continue;
+            }
+            if let Some(seq) = next.get_mut(&Rc::as_ptr(wf)) {
                 let mut completion = completion.clone();
-                completion.seq = seq;
-                seq += 1;
-                completion
-            })
-            .collect()
+                completion.seq = *seq;
+                *seq += 1;
+                batch.push_completion(&wf.id, completion);
+            }
+        }
     }
 
     /// What the next commit writes: the oldest completions, at most
@@ -1357,16 +1366,25 @@ impl Core {
                 }
             }
         }
+        // Children running here that these ends cancel (see `stage_children_end`).
+        let mut stopped = Vec::new();
         let finished: Vec<Rc<WorkflowState>> = finished
             .into_iter()
             .map(|(wf, output)| {
-                self.stage_children_end(&wf, now_ms, &mut batch, &mut after.cancelled);
+                self.stage_children_end(
+                    &wf,
+                    now_ms,
+                    &mut batch,
+                    &mut after.cancelled,
+                    &mut stopped,
+                );
                 batch.update_workflow(wf.final_record(output, now_ms), Status::Pending);
                 self.queues.leave(&wf.id, &mut batch);
                 after.wake.push(WatchKey::Workflow(wf.id.clone()));
                 wf
             })
             .collect();
+        self.stage_finished_bodies(&stopped, &mut batch);
         // Slots freed by these ends go to the next queued workflows in this same commit.
         self.queues.stage(
             self,
@@ -1663,37 +1681,39 @@ impl Core {
         }
     }
 
-    /// Stages in `batch`, for the commit that cancels `wf`, the outcomes of its plain
-    /// steps whose bodies finished but whose completions wait for a later commit: those
-    /// bodies ran (a payment was taken, say), so the journal keeps what they returned,
-    /// and a later [`Runtime::resume`](crate::Runtime::resume) replays it rather than
-    /// running them again. Their seqs follow whatever `batch` already holds of `wf`.
-    /// Steps that write more than their outcome (a `recv`'s consumption, a child's
-    /// launch, a `send`) are left out, and undone as before: their bodies are the
-    /// runtime's own, and a resumed run does them again.
-    pub(crate) fn stage_finished_bodies(&self, wf: &WorkflowState, batch: &mut Batch) {
-        for completion in self.outbox.borrow().plain_steps_of(wf) {
-            batch.push_completion(&wf.id, completion);
-        }
+    /// Stages in `batch`, for the commit that cancels the workflows `stopped` (running
+    /// here), the outcomes of their plain steps whose bodies returned but whose
+    /// completions wait for a later commit: those bodies ran (a payment was taken, say),
+    /// so the journal keeps what they returned, and a later
+    /// [`Runtime::resume`](crate::Runtime::resume) replays it rather than running them
+    /// again. Their seqs follow whatever `batch` already holds of each workflow. Steps
+    /// that write more than their outcome (a `recv`'s consumption, a child's launch, a
+    /// `send`) are left out, and undone as before: their bodies are the runtime's own,
+    /// and a resumed run does them again.
+    pub(crate) fn stage_finished_bodies(&self, stopped: &[Rc<WorkflowState>], batch: &mut Batch) {
+        self.outbox.borrow().copy_plain_steps(stopped, batch);
     }
 
     /// When `wf` ends, its unfinished children launched with `cancel_with_parent` are
-    /// cancelled in the same commit, with the outcomes of their steps whose bodies
-    /// finished ([`Core::stage_finished_bodies`]).
+    /// cancelled in the same commit; those running here are added to `stopped`, whose
+    /// finished bodies' outcomes the caller stages in that commit too
+    /// ([`Core::stage_finished_bodies`]).
     pub(crate) fn stage_children_end(
         &self,
         wf: &WorkflowState,
         now_ms: u64,
         batch: &mut Batch,
         cancelled: &mut Vec<String>,
+        stopped: &mut Vec<Rc<WorkflowState>>,
     ) {
         let children = wf.children.borrow();
         for child in children.iter().filter(|c| c.cancel_with_parent) {
             let running = self.running.borrow().get(&child.id).cloned();
             let record = match running {
                 Some(child) if child.is_running() => {
-                    self.stage_finished_bodies(&child, batch);
-                    Some(child.pending_record(0, now_ms))
+                    let record = child.pending_record(0, now_ms);
+                    stopped.push(child);
+                    Some(record)
                 }
                 Some(_) => None,
                 None => self.store.workflow(&child.id).ok().flatten(),

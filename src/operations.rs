@@ -410,18 +410,19 @@ impl Core {
         record.updated_ms = now_ms;
         let name = record.name.clone();
         let mut batch = Batch::new();
-        if let Some(wf) = &running {
-            self.stage_finished_bodies(wf, &mut batch);
-        }
         batch.update_workflow(record, previous);
         // A queued workflow leaves its queue (and frees its slot) with its cancellation.
         self.queues.leave(id, &mut batch);
         // Its children started with `ParentEnd::Cancel` end with it, in the same commit,
         // as they do when it returns.
         let mut children = Vec::new();
+        // It and its children running here record the outcomes of their bodies that
+        // returned (see `stage_finished_bodies`).
+        let mut stopped: Vec<_> = running.iter().cloned().collect();
         if let Some(wf) = &running {
-            self.stage_children_end(wf, now_ms, &mut batch, &mut children);
+            self.stage_children_end(wf, now_ms, &mut batch, &mut children, &mut stopped);
         }
+        self.stage_finished_bodies(&stopped, &mut batch);
         self.store.commit(&batch)?;
         for child in &children {
             self.end_cancelled_child(child);
