@@ -1366,25 +1366,18 @@ impl Core {
                 }
             }
         }
-        // Children running here that these ends cancel (see `stage_children_end`).
-        let mut stopped = Vec::new();
         let finished: Vec<Rc<WorkflowState>> = finished
             .into_iter()
             .map(|(wf, output)| {
-                self.stage_children_end(
-                    &wf,
-                    now_ms,
-                    &mut batch,
-                    &mut after.cancelled,
-                    &mut stopped,
-                );
+                self.stage_children_end(&wf, now_ms, &mut batch, &mut after.cancelled);
                 batch.update_workflow(wf.final_record(output, now_ms), Status::Pending);
                 self.queues.leave(&wf.id, &mut batch);
                 after.wake.push(WatchKey::Workflow(wf.id.clone()));
                 wf
             })
             .collect();
-        self.stage_finished_bodies(&stopped, &mut batch);
+        // The children these ends cancel keep what their finished bodies returned.
+        self.stage_finished_bodies(after.cancelled.iter().map(String::as_str), &mut batch);
         // Slots freed by these ends go to the next queued workflows in this same commit.
         self.queues.stage(
             self,
@@ -1681,22 +1674,33 @@ impl Core {
         }
     }
 
-    /// Stages in `batch`, for the commit that cancels the workflows `stopped` (running
-    /// here), the outcomes of their plain steps whose bodies returned but whose
-    /// completions wait for a later commit: those bodies ran (a payment was taken, say),
-    /// so the journal keeps what they returned, and a later
+    /// Stages in `batch`, for the commit that cancels the workflows `cancelled` (those
+    /// of them running here), the outcomes of their plain steps whose bodies returned
+    /// but whose completions wait for a later commit: those bodies ran (a payment was
+    /// taken, say), so the journal keeps what they returned, and a later
     /// [`Runtime::resume`](crate::Runtime::resume) replays it rather than running them
     /// again. Their seqs follow whatever `batch` already holds of each workflow. Steps
     /// that write more than their outcome (a `recv`'s consumption, a child's launch, a
     /// `send`) are left out, and undone as before: their bodies are the runtime's own,
     /// and a resumed run does them again.
-    pub(crate) fn stage_finished_bodies(&self, stopped: &[Rc<WorkflowState>], batch: &mut Batch) {
-        self.outbox.borrow().copy_plain_steps(stopped, batch);
+    pub(crate) fn stage_finished_bodies<'a>(
+        &self,
+        cancelled: impl IntoIterator<Item = &'a str>,
+        batch: &mut Batch,
+    ) {
+        let stopped: Vec<Rc<WorkflowState>> = {
+            let running = self.running.borrow();
+            cancelled
+                .into_iter()
+                .filter_map(|id| running.get(id).cloned())
+                .collect()
+        };
+        self.outbox.borrow().copy_plain_steps(&stopped, batch);
     }
 
     /// When `wf` ends, its unfinished children launched with `cancel_with_parent` are
-    /// cancelled in the same commit; those running here are added to `stopped`, whose
-    /// finished bodies' outcomes the caller stages in that commit too
+    /// cancelled in the same commit; their ids go to `cancelled`, whose finished
+    /// bodies' outcomes the caller stages in that commit too
     /// ([`Core::stage_finished_bodies`]).
     pub(crate) fn stage_children_end(
         &self,
@@ -1704,17 +1708,12 @@ impl Core {
         now_ms: u64,
         batch: &mut Batch,
         cancelled: &mut Vec<String>,
-        stopped: &mut Vec<Rc<WorkflowState>>,
     ) {
         let children = wf.children.borrow();
         for child in children.iter().filter(|c| c.cancel_with_parent) {
             let running = self.running.borrow().get(&child.id).cloned();
             let record = match running {
-                Some(child) if child.is_running() => {
-                    let record = child.pending_record(0, now_ms);
-                    stopped.push(child);
-                    Some(record)
-                }
+                Some(child) if child.is_running() => Some(child.pending_record(0, now_ms)),
                 Some(_) => None,
                 None => self.store.workflow(&child.id).ok().flatten(),
             };

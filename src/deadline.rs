@@ -255,8 +255,6 @@ fn expire(core: &Rc<Core>, wf: &Rc<WorkflowState>, deadline_ms: u64) -> Error {
 /// `Runtime::cancel_tree` does; nothing can launch in between (one thread, no await).
 fn cancel_tree(core: &Core, id: &str, now_ms: u64) -> Result<Vec<WorkflowRecord>, Error> {
     let mut batch = Batch::new();
-    // Those of them running here (see `Core::stage_finished_bodies`).
-    let mut stopped = Vec::new();
     let mut seen = HashSet::new();
     let mut level = vec![id.to_string()];
     while !level.is_empty() {
@@ -273,8 +271,6 @@ fn cancel_tree(core: &Core, id: &str, now_ms: u64) -> Result<Vec<WorkflowRecord>
             if !returned {
                 if let Some(mut record) = core.store.workflow(&id)? {
                     if record.status == Status::Pending {
-                        let running = core.running.borrow().get(&id).cloned();
-                        stopped.extend(running);
                         record.status = Status::Cancelled;
                         record.updated_ms = now_ms;
                         batch.update_workflow(record, Status::Pending);
@@ -292,7 +288,8 @@ fn cancel_tree(core: &Core, id: &str, now_ms: u64) -> Result<Vec<WorkflowRecord>
     }
     // Outcomes of bodies that returned before the deadline's timer fired (a slow call
     // that ended past the deadline), not committed yet, go with the cancellation.
-    core.stage_finished_bodies(&stopped, &mut batch);
+    let cancelled: Vec<String> = batch.workflows().iter().map(|r| r.id.clone()).collect();
+    core.stage_finished_bodies(cancelled.iter().map(String::as_str), &mut batch);
     if let Err(err) = core.store.commit(&batch) {
         let err = Error::from(err);
         core.break_down(err.clone());

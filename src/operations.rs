@@ -416,13 +416,12 @@ impl Core {
         // Its children started with `ParentEnd::Cancel` end with it, in the same commit,
         // as they do when it returns.
         let mut children = Vec::new();
-        // It and its children running here record the outcomes of their bodies that
-        // returned (see `stage_finished_bodies`).
-        let mut stopped: Vec<_> = running.iter().cloned().collect();
         if let Some(wf) = &running {
-            self.stage_children_end(wf, now_ms, &mut batch, &mut children, &mut stopped);
+            self.stage_children_end(wf, now_ms, &mut batch, &mut children);
         }
-        self.stage_finished_bodies(&stopped, &mut batch);
+        // It and those children keep what their finished bodies returned.
+        let cancelled = std::iter::once(id).chain(children.iter().map(String::as_str));
+        self.stage_finished_bodies(cancelled, &mut batch);
         self.store.commit(&batch)?;
         for child in &children {
             self.end_cancelled_child(child);
