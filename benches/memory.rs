@@ -39,6 +39,8 @@
 //! `cargo bench --bench memory -- 1000 10000` for some counts only.
 #![allow(missing_docs, clippy::unwrap_used)]
 
+mod common;
+
 use std::alloc::System;
 use std::cell::{Cell, RefCell};
 use std::future::poll_fn;
@@ -154,9 +156,7 @@ impl Row {
 
 /// In the child: start `n` workflows, drive them until all are parked, measure.
 fn measure(journal: &str, n: u64) -> Row {
-    let base = std::path::PathBuf::from(env!("CARGO_TARGET_TMPDIR"));
-    std::fs::create_dir_all(&base).unwrap();
-    let dir = tempfile::tempdir_in(base).unwrap();
+    let dir = common::bench_dir();
 
     // Counts the workflows whose wait has started: its deadline step was delivered.
     let sleeping = Rc::new(Cell::new(0u64));
@@ -296,9 +296,7 @@ async fn one_step(ctx: Ctx, n: u64) -> Result<u64, String> {
 /// In the child: `n` one-step workflows started together on sled and driven to their
 /// results. Prints `ENDS n peak_delta largest_ends_per_commit secs`.
 fn measure_ends(n: u64) -> String {
-    let base = std::path::PathBuf::from(env!("CARGO_TARGET_TMPDIR"));
-    std::fs::create_dir_all(&base).unwrap();
-    let dir = tempfile::tempdir_in(base).unwrap();
+    let dir = common::bench_dir();
     let largest = Rc::new(Cell::new(0usize));
     let seen = Rc::clone(&largest);
     let rt = Runtime::builder()

@@ -9,18 +9,13 @@
 //!   through a queue of concurrency 100. Target: the queue costs under 20%.
 #![allow(missing_docs, clippy::unwrap_used)]
 
+mod common;
+
 use std::cell::RefCell;
-use std::path::PathBuf;
 use std::time::{Duration, Instant};
 
 use criterion::{criterion_group, criterion_main, Criterion, Throughput};
 use ordo::{Ctx, Durability, EnqueueOptions, QueueOptions, Runtime};
-
-fn bench_dir() -> tempfile::TempDir {
-    let base = PathBuf::from(env!("CARGO_TARGET_TMPDIR"));
-    std::fs::create_dir_all(&base).unwrap();
-    tempfile::tempdir_in(base).unwrap()
-}
 
 thread_local! {
     /// When each chained workflow was first polled, and when each one's body returned.
@@ -47,7 +42,7 @@ fn dispatch(c: &mut Criterion) {
     group.sample_size(20);
     group.bench_function("freed_slot_to_first_poll", |b| {
         b.iter_custom(|iters| {
-            let dir = bench_dir();
+            let dir = common::bench_dir();
             let rt = Runtime::builder()
                 .path(dir.path())
                 .durability(Durability::None)
@@ -96,7 +91,7 @@ fn time_runs(
 ) -> Duration {
     let mut total = Duration::ZERO;
     for _ in 0..iters {
-        let dir = bench_dir();
+        let dir = common::bench_dir();
         let mut builder = Runtime::builder()
             .path(dir.path())
             .durability(Durability::Sync)
