@@ -747,7 +747,38 @@ impl Core {
                 running.remove(&wf.id);
             }
         }
+        self.keep_finished_bodies(wf);
         self.undo_resume_after_divergence(wf);
+    }
+
+    /// A workflow stopped by a bug in its own code (a panic in it or in a step body, an
+    /// outcome that cannot be encoded) stays `Pending` for a fixed binary to resume; the
+    /// outcomes of its plain steps whose bodies had returned, queued for the next group
+    /// commit, are written now, in a commit of their own, as a cancellation writes them
+    /// (see [`Core::stage_finished_bodies`]): those bodies ran (a payment was taken,
+    /// say), so the resumed run replays what they returned rather than running them
+    /// again. The originals are dropped from the outbox by the next group commit, as
+    /// every completion of a stopped workflow is. Other stops write nothing here: a
+    /// divergence from the journal leaves it as it was for a corrected binary, a
+    /// cancellation wrote them with its own record, and a workflow fenced off or a
+    /// runtime whose commits failed has no say in the journal any more.
+    fn keep_finished_bodies(&self, wf: &Rc<WorkflowState>) {
+        if !matches!(
+            wf.failure(),
+            Some(Error::Panicked { .. } | Error::Encode { .. })
+        ) || self.halted.get()
+            || self.broken.borrow().is_some()
+        {
+            return;
+        }
+        let mut batch = Batch::new();
+        (self.outbox.borrow()).copy_plain_steps(std::slice::from_ref(wf), &mut batch);
+        if batch.is_empty() {
+            return;
+        }
+        if let Err(err) = self.store.commit(&batch) {
+            self.break_down(err.into());
+        }
     }
 
     /// A resumption that stopped because the code diverged from the journal (not because

@@ -103,7 +103,9 @@ pub enum Error {
     },
 
     /// The workflow (or one of its step bodies) panicked. It stays `Pending` in the
-    /// journal, so a fixed binary can resume it with `recover()`.
+    /// journal, so a fixed binary can resume it with `recover()`. The outcomes of its
+    /// steps whose bodies had returned before the panic are recorded, in a commit of
+    /// their own: the resumed run replays them rather than running those bodies again.
     #[error("workflow {workflow_id:?} panicked: {message}")]
     Panicked {
         /// The workflow that panicked.

@@ -1,9 +1,12 @@
 //! A panic in user code never corrupts the runtime: a panicking observer, a panicking
-//! step body followed by other workflows, and a waker that re-enters the runtime.
+//! step body followed by other workflows, and a waker that re-enters the runtime. And
+//! it loses nothing that ran: a step whose body returned before its workflow panicked
+//! (in another step's body, or in the workflow's own code) is recorded, so the fixed
+//! binary's resumed run replays it instead of running it (a payment, say) again.
 
 mod common;
 
-use std::cell::RefCell;
+use std::cell::{Cell, RefCell};
 use std::future::Future;
 use std::pin::Pin;
 use std::sync::mpsc;
@@ -12,7 +15,7 @@ use std::task::{Context, Poll, Wake, Waker};
 use std::time::Duration;
 
 use common::{builder, journal_dir};
-use ordo::{Ctx, Error, Event, Step};
+use ordo::{Ctx, Error, Event, Status, Step};
 
 /// Runs `test` on its own thread and fails if it has not finished in 60 s: the bugs
 /// these tests guard against show up as hangs.
@@ -180,4 +183,89 @@ fn a_waker_that_reenters_the_runtime_does_not_find_it_borrowed() {
             .expect("start");
         assert_eq!(rt.block_on(h.result()).expect("finishes"), Ok(42));
     });
+}
+
+thread_local! {
+    /// How many times a `pay` body ran to its end.
+    static PAYMENTS: Cell<u32> = const { Cell::new(0) };
+    /// Whether the code still has its bug: `checkout` panics while it is set.
+    static BUGGY: Cell<bool> = const { Cell::new(true) };
+}
+
+/// Pays, and alongside it checks the cart, which panics (in a step body when `in_body`,
+/// else in the workflow's own code) while the code is [`BUGGY`], a few executor turns
+/// after the payment's body returned: before its outcome was committed.
+async fn checkout(ctx: Ctx, in_body: bool) -> Result<u32, String> {
+    let pay = ctx.step("pay", || async {
+        PAYMENTS.with(|p| p.set(p.get() + 1));
+        Ok::<_, String>(1_250u32)
+    });
+    let check = async {
+        if in_body {
+            ctx.step("check", || async {
+                for _ in 0..3 {
+                    ordo::executor::yield_now().await;
+                }
+                assert!(!BUGGY.with(Cell::get), "the cart check crashed");
+                Ok::<_, String>(())
+            })
+            .await
+        } else {
+            for _ in 0..3 {
+                ordo::executor::yield_now().await;
+            }
+            assert!(!BUGGY.with(Cell::get), "the checkout crashed");
+            Ok(())
+        }
+    };
+    let (paid, checked) = futures::join!(pay, check);
+    checked?;
+    paid
+}
+
+/// `checkout` panics with a payment made; the fixed code resumes it without paying again.
+fn a_payment_made_before_a_panic_is_kept(in_body: bool) {
+    let dir = journal_dir();
+    let rt = builder(dir.path())
+        .register("checkout", checkout)
+        .build()
+        .expect("build");
+    let h = rt
+        .start::<_, u32, String>("checkout", "c-1", in_body)
+        .expect("start");
+    assert!(matches!(
+        rt.block_on(h.result()),
+        Err(Error::Panicked { .. })
+    ));
+    assert_eq!(PAYMENTS.with(Cell::get), 1);
+    let record = rt
+        .journal()
+        .workflow("c-1")
+        .expect("read")
+        .expect("recorded");
+    assert_eq!(
+        record.status,
+        Status::Pending,
+        "a panicked workflow stays pending"
+    );
+    let recorded = rt.journal().completions("c-1").expect("read");
+    assert!(
+        recorded.iter().any(|c| c.name == "pay"),
+        "the payment's outcome is recorded: {recorded:?}"
+    );
+    // The bug is fixed; the workflow is resumed.
+    BUGGY.with(|b| b.set(false));
+    let resumed = rt.resume::<u32, String>("c-1").expect("resume");
+    assert_eq!(rt.block_on(resumed.result()).expect("runs"), Ok(1_250));
+    assert_eq!(PAYMENTS.with(Cell::get), 1, "the payment ran again");
+}
+
+#[test]
+fn a_step_that_returned_before_a_sibling_step_panicked_is_not_run_again() {
+    within_a_minute(|| a_payment_made_before_a_panic_is_kept(true));
+}
+
+#[test]
+fn a_step_that_returned_before_its_workflow_panicked_is_not_run_again() {
+    within_a_minute(|| a_payment_made_before_a_panic_is_kept(false));
 }
