@@ -896,12 +896,13 @@ impl Proxy {
 /// the fence, by their first one. It is neither sent again (the completion's seq would
 /// be refused as recorded) nor taken as lost. Through a proxy that drops the server's
 /// next answer and closes the connection every 60 to 120 ms (a new
-/// connection prepares every statement first, which takes a while), a worker commits 3,000
+/// connection prepares every statement first, which takes a while; a connection is cut
+/// only once a commit went through since the last cut), a worker commits 3,000
 /// completions one at a time (every tenth with its workflow's record, which counts):
 /// every commit succeeds, and each completion is recorded exactly once, in order.
 #[test]
 fn on_postgres_commits_whose_answer_is_lost_land_exactly_once() {
-    use std::sync::atomic::{AtomicBool, Ordering};
+    use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
     use std::sync::Arc;
     let Some(pg) = TestPostgres::shared() else {
         eprintln!("lost answers: PostgreSQL part skipped (no server)");
@@ -917,14 +918,23 @@ fn on_postgres_commits_whose_answer_is_lost_land_exactly_once() {
     start.insert_workflow(record("wf", Status::Pending));
     journal.commit(&start).unwrap();
     let stop = Arc::new(AtomicBool::new(false));
+    let committed = Arc::new(AtomicU64::new(0));
     let cutter = {
         let (cut, stop) = (Arc::clone(&proxy.cut), Arc::clone(&stop));
+        let committed = Arc::clone(&committed);
         std::thread::spawn(move || {
-            let mut pause = 7u64;
+            let (mut pause, mut at_last_cut) = (7u64, 0);
             while !stop.load(Ordering::SeqCst) {
                 pause = (pause * 7 + 5) % 61;
                 std::thread::sleep(std::time::Duration::from_millis(60 + pause));
-                cut.store(true, Ordering::SeqCst);
+                // Not again before a commit went through since the last cut: on a busy
+                // machine setting a connection up may take longer than the pause, and
+                // cutting every one in its setup would leave none for a commit.
+                let now = committed.load(Ordering::SeqCst);
+                if now != at_last_cut {
+                    at_last_cut = now;
+                    cut.store(true, Ordering::SeqCst);
+                }
             }
         })
     };
@@ -939,6 +949,7 @@ fn on_postgres_commits_whose_answer_is_lost_land_exactly_once() {
             stop.store(true, Ordering::SeqCst);
             panic!("commit of seq {seq}: {err}");
         }
+        committed.fetch_add(1, Ordering::SeqCst);
     }
     stop.store(true, Ordering::SeqCst);
     cutter.join().unwrap();
