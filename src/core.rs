@@ -270,6 +270,11 @@ fn commit_prefix(
 /// 2.8 KiB per workflow).
 pub(crate) const MAX_COMMIT_STARTS: usize = 4_096;
 
+/// The most commits [`Core::flush`] makes as the runtime is dropped: far more than
+/// any outbox needs (a commit takes up to [`MAX_COMMIT_STARTS`] starts and 512
+/// workflows' completions and ends).
+const MAX_FLUSH_COMMITS: usize = 10_000;
+
 /// The most completions, ends and handovers the outbox makes room for after a commit
 /// (see [`Outbox::take_commit`]): a queue's concurrency, say; a burst beyond grows as
 /// usual.
@@ -804,6 +809,29 @@ impl Core {
         match self.store.commit(&batch) {
             Ok(()) => wf.recovery_attempts.set(attempts),
             Err(err) => self.break_down(err.into()),
+        }
+    }
+
+    /// On a graceful shutdown (the runtime dropped, not a crash), before
+    /// [`Core::shut_down`]: commits what waits for the next group commit, as the next
+    /// stall would have (starts and enqueues acknowledged to their callers, the outcomes
+    /// of step bodies that returned, the final records of workflows that returned,
+    /// clients' messages), so a process that ends normally leaves none of it to be lost
+    /// or run again. Nothing runs: what these commits launch or deliver waits for an
+    /// executor that will not be driven again, and the next process resumes it from the
+    /// journal. No queued workflow is dispatched ([`Queues::close`]). Runs in the
+    /// executor's context ([`ordo_executor::Executor::enter`]): a commit launches the
+    /// workflows it starts.
+    ///
+    /// [`Queues::close`]: crate::queue::dispatch::Queues::close
+    pub(crate) fn flush(self: &Rc<Self>) {
+        self.queues.close();
+        // Each commit takes at most its bound of starts and workflows; what a burst
+        // left is a few more. The cap only guards against a commit that never runs dry.
+        for _ in 0..MAX_FLUSH_COMMITS {
+            if !self.commit() {
+                return;
+            }
         }
     }
 

@@ -682,6 +682,14 @@ impl RecoveryReport {
 /// drive [`Runtime::run`] inside a `LocalSet` (or a current-thread runtime); step
 /// bodies may then await tokio timers and sockets.
 ///
+/// Dropping a runtime is a graceful shutdown: what waits for its next group commit
+/// (starts and enqueues it acknowledged, the outcomes of step bodies that returned,
+/// the results of workflows that returned, clients' messages) is committed first, and
+/// nothing more runs; the next process's [`Runtime::recover`] goes on from there. A
+/// queued workflow it had not started yet is left enqueued. On PostgreSQL that last
+/// commit waits for an unreachable server as any commit does
+/// (`journal::PgOptions::reconnect_for`).
+///
 /// ```
 /// use ordo::{Ctx, Runtime};
 ///
@@ -730,7 +738,9 @@ impl Runtime {
     /// The workflow's record (`Pending`) is written by the runtime's next group commit,
     /// together with every other start, completion and result of that executor turn, and
     /// the workflow runs only once that record is durable: when the runtime is driven
-    /// ([`Runtime::block_on`], [`Runtime::run`]). A start that could not be committed
+    /// ([`Runtime::block_on`], [`Runtime::run`]). A runtime dropped before it was driven
+    /// again commits it on its way out (see [`Runtime`]'s drop), so the next process's
+    /// [`Runtime::recover`] runs it. A start that could not be committed
     /// reaches the handle as an error, and none of its steps ran. The same id again gives a handle to the same workflow: a
     /// finished one returns its recorded result without running, a pending one that is
     /// not running here is resumed (replayed), and `input` is ignored. The same id
@@ -1158,7 +1168,15 @@ impl Runtime {
 }
 
 impl Drop for Runtime {
+    /// A graceful shutdown (see [`Runtime`]): what waits for the next group commit is
+    /// committed, then the recovery attempts of workflows parked without progress are
+    /// given back. Not while a panic unwinds: the runtime may be in the middle of a
+    /// change then, and a crash is what it is.
     fn drop(&mut self) {
+        if !std::thread::panicking() {
+            let core = &self.core;
+            self.executor.enter(|| core.flush());
+        }
         self.core.shut_down();
     }
 }

@@ -209,6 +209,25 @@ impl Executor {
         }
     }
 
+    /// Runs `f` with this executor as the current one, without polling any task: what
+    /// `f` spawns with [`spawn`](crate::spawn) waits for the executor to be driven, and
+    /// [`now`](crate::now) is this executor's time. For work done on an executor that is
+    /// not being driven (a runtime's last commit as it is dropped, say). Nests: the
+    /// executor current before is current again when `f` returns.
+    ///
+    /// ```
+    /// use ordo_executor::{spawn, Executor};
+    ///
+    /// let ex = Executor::new();
+    /// let handle = ex.enter(|| spawn(async { 7 }));
+    /// assert!(!handle.is_finished()); // spawned, not polled
+    /// assert_eq!(ex.block_on(handle).unwrap(), 7);
+    /// ```
+    pub fn enter<R>(&self, f: impl FnOnce() -> R) -> R {
+        let _current = context::enter(&self.local);
+        f()
+    }
+
     /// A future that drives this executor from inside another runtime (tokio,
     /// async-std, another ordo executor's task) and completes once no task is left.
     ///

@@ -137,6 +137,8 @@ pub(crate) struct Queues {
     records: RefCell<Vec<(Vec<u8>, Vec<u8>)>>,
     /// `false` once the store said it keeps no limits across workers (one writer).
     shared_limits: Cell<bool>,
+    /// The runtime is being dropped: no dispatch pass any more (see [`Queues::close`]).
+    closing: Cell<bool>,
 }
 
 /// Whether `id` has the form of a debounce round's id: it ends in `@<ms>` (and maybe
@@ -583,6 +585,14 @@ impl Queues {
         }
     }
 
+    /// The runtime is going away: commits from now on write what was staged (enqueues,
+    /// debounce calls) but start no queued workflow, which would start on a runtime that
+    /// will not run it; left enqueued, it starts on the next runtime, or at once on
+    /// another worker of a shared journal.
+    pub(crate) fn close(&self) {
+        self.closing.set(true);
+    }
+
     /// Whether the next commit has queue work: enqueues to write or a dispatch to run.
     pub(crate) fn needs_commit(&self) -> bool {
         self.dirty.get() || !self.ready.borrow().is_empty() || !self.records.borrow().is_empty()
@@ -912,6 +922,9 @@ impl Queues {
         let mut next_wake: Option<u64> = None;
         let mut wake_at = |at: u64| next_wake = Some(next_wake.map_or(at, |n| n.min(at)));
         self.stage_debounced(core, now_ms, batch, launch, wake, &mut wake_at);
+        if self.closing.get() {
+            return;
+        }
         let mut lanes = self.lanes.borrow_mut();
         for ((queue, partition), lane) in lanes.iter_mut() {
             let Some(options) = self.options.get(queue) else {

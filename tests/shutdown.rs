@@ -1,0 +1,116 @@
+//! A graceful shutdown (the runtime dropped, not a crash) loses nothing the process
+//! had: what waited for the next group commit when the runtime stopped being driven (a
+//! start or an enqueue acknowledged to its caller, the outcome of a step body that had
+//! returned) is committed on the way out, so the next process resumes the workflow, and
+//! does not run that body a second time. An enqueued workflow is left enqueued, for a
+//! runtime that stays.
+
+mod common;
+
+use std::cell::Cell;
+
+use ordo::{Ctx, EnqueueOptions, QueueOptions, RuntimeBuilder, Status};
+
+use common::gate::{self, Gate};
+use common::{builder, journal_dir};
+
+thread_local! {
+    /// How many times a `charge` body ran to its end.
+    static CHARGES: Cell<u32> = const { Cell::new(0) };
+}
+
+fn charges() -> u32 {
+    CHARGES.with(Cell::get)
+}
+
+/// Charges once the gate opens (after a few more turns of the executor), then again
+/// nothing: the charge's outcome is the result.
+async fn payer(ctx: Ctx, cents: u32) -> Result<u32, String> {
+    ctx.step("charge", move || async move {
+        Gate.await;
+        for _ in 0..3 {
+            ordo::executor::yield_now().await;
+        }
+        CHARGES.with(|c| c.set(c.get() + 1));
+        Ok::<_, String>(cents)
+    })
+    .await
+}
+
+fn with_payer(builder: RuntimeBuilder) -> RuntimeBuilder {
+    builder
+        .register("payer", payer)
+        .queue("q", QueueOptions::new().concurrency(1))
+}
+
+#[test]
+fn a_start_the_runtime_never_drove_is_resumed_by_the_next_process() {
+    let dir = journal_dir();
+    let rt = with_payer(builder(dir.path())).build().expect("build");
+    rt.start::<_, u32, String>("payer", "p-1", 700u32)
+        .expect("start");
+    drop(rt);
+
+    let rt = with_payer(builder(dir.path())).build().expect("reopen");
+    assert_eq!(rt.recover().expect("recover").resumed, ["p-1"]);
+    gate::open();
+    let handle = rt.handle::<u32, String>("p-1").expect("recorded");
+    assert_eq!(rt.block_on(handle.result()).expect("runs"), Ok(700));
+    assert_eq!(charges(), 1);
+}
+
+#[test]
+fn a_step_body_that_returned_is_not_run_again_by_the_next_process() {
+    let dir = journal_dir();
+    let rt = with_payer(builder(dir.path())).build().expect("build");
+    rt.start::<_, u32, String>("payer", "p-2", 1_250u32)
+        .expect("start");
+    rt.block_on(async {
+        while gate::waiting() == 0 {
+            ordo::executor::sleep(std::time::Duration::from_millis(1)).await;
+        }
+    });
+    // The charge runs to its end; the executor never stalls in between, so its outcome
+    // waits for a commit when the runtime stops being driven, and is dropped.
+    rt.block_on(async {
+        gate::open();
+        while charges() == 0 {
+            ordo::executor::yield_now().await;
+        }
+    });
+    drop(rt);
+
+    let rt = with_payer(builder(dir.path())).build().expect("reopen");
+    let recorded = rt.journal().completions("p-2").expect("read");
+    assert!(
+        recorded.iter().any(|c| c.name == "charge"),
+        "the charge's outcome is recorded: {recorded:?}"
+    );
+    assert_eq!(rt.recover().expect("recover").resumed, ["p-2"]);
+    let handle = rt.handle::<u32, String>("p-2").expect("recorded");
+    assert_eq!(rt.block_on(handle.result()).expect("runs"), Ok(1_250));
+    assert_eq!(charges(), 1, "the charge ran again");
+}
+
+#[test]
+fn an_enqueue_is_recorded_and_left_enqueued_for_the_next_process() {
+    let dir = journal_dir();
+    let rt = with_payer(builder(dir.path())).build().expect("build");
+    rt.enqueue::<_, u32, String>("q", "payer", 300u32, EnqueueOptions::default().id("e-1"))
+        .expect("enqueue");
+    drop(rt);
+
+    let status = |rt: &ordo::Runtime| {
+        rt.journal()
+            .workflow("e-1")
+            .expect("read")
+            .map(|w| w.status)
+    };
+    let rt = with_payer(builder(dir.path())).build().expect("reopen");
+    assert_eq!(status(&rt), Some(Status::Enqueued));
+    rt.recover().expect("recover");
+    gate::open();
+    let handle = rt.handle::<u32, String>("e-1").expect("recorded");
+    assert_eq!(rt.block_on(handle.result()).expect("runs"), Ok(300));
+    assert_eq!(status(&rt), Some(Status::Succeeded));
+}
