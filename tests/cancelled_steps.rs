@@ -66,15 +66,6 @@ fn status(rt: &Runtime, id: &str) -> Option<Status> {
     rt.journal().workflow(id).expect("read").map(|w| w.status)
 }
 
-/// Runs the executor until `n` waits are parked at the gate.
-fn until_waiting(rt: &Runtime, n: usize) {
-    rt.block_on(async {
-        while gate::waiting() < n {
-            ordo::executor::sleep(Duration::from_millis(1)).await;
-        }
-    });
-}
-
 /// `id` was cancelled with its charge's outcome recorded: resumed, it ends with that
 /// outcome, and the charge does not run again.
 fn resumes_without_charging_again(rt: &Runtime, id: &str) {
@@ -99,7 +90,7 @@ fn a_step_that_finished_before_runtime_cancel_is_not_run_again_on_resume() {
     let h = rt
         .start::<_, u32, String>("payer", "pay", 0u32)
         .expect("start");
-    until_waiting(&rt, 1);
+    gate::until_waiting(&rt, 1);
     // The charge runs to its end; the executor never stalls in between, so its outcome
     // is not committed yet when `cancel` comes.
     rt.block_on(async {
@@ -132,11 +123,11 @@ fn a_childs_step_that_finished_before_its_parent_ended_is_not_run_again_on_resum
         .build()
         .expect("build");
     let p = rt.start::<_, (), String>("parent", "p", ()).expect("start");
-    until_waiting(&rt, 2);
+    gate::until_waiting(&rt, 2);
     let others = rt
         .start_many::<_, _, (), String>("waiter", (0..fillers).map(|i| (format!("w-{i}"), ())))
         .expect("start");
-    until_waiting(&rt, 2 + fillers);
+    gate::until_waiting(&rt, 2 + fillers);
     gate::open();
     assert_eq!(rt.block_on(p.result()).expect("runs"), Ok(()));
     for other in others {

@@ -65,11 +65,7 @@ fn a_step_body_that_returned_is_not_run_again_by_the_next_process() {
     let rt = with_payer(builder(dir.path())).build().expect("build");
     rt.start::<_, u32, String>("payer", "p-2", 1_250u32)
         .expect("start");
-    rt.block_on(async {
-        while gate::waiting() == 0 {
-            ordo::executor::sleep(std::time::Duration::from_millis(1)).await;
-        }
-    });
+    gate::until_waiting(&rt, 1);
     // The charge runs to its end; the executor never stalls in between, so its outcome
     // waits for a commit when the runtime stops being driven, and is dropped.
     rt.block_on(async {

@@ -76,6 +76,15 @@ pub mod gate {
         GATE.with(|gate| gate.borrow().1.len())
     }
 
+    /// Drives `rt` until `n` waits are parked at the gate.
+    pub fn until_waiting(rt: &ordo::Runtime, n: usize) {
+        rt.block_on(async {
+            while waiting() < n {
+                ordo::executor::sleep(std::time::Duration::from_millis(1)).await;
+            }
+        });
+    }
+
     /// Opens the gate: every parked wait wakes, in the order it began.
     pub fn open() {
         let wakers = GATE.with(|gate| {
