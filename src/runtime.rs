@@ -688,7 +688,8 @@ impl RecoveryReport {
 /// nothing more runs; the next process's [`Runtime::recover`] goes on from there. A
 /// queued workflow it had not started yet is left enqueued. On PostgreSQL that last
 /// commit waits for an unreachable server as any commit does
-/// (`journal::PgOptions::reconnect_for`).
+/// (`journal::PgOptions::reconnect_for`). `std::process::exit` runs no destructor:
+/// drop the runtime before it.
 ///
 /// ```
 /// use ordo::{Ctx, Runtime};
