@@ -93,12 +93,7 @@ fn a_step_that_finished_before_runtime_cancel_is_not_run_again_on_resume() {
     gate::until_waiting(&rt, 1);
     // The charge runs to its end; the executor never stalls in between, so its outcome
     // is not committed yet when `cancel` comes.
-    rt.block_on(async {
-        gate::open();
-        while charges() == 0 {
-            ordo::executor::yield_now().await;
-        }
-    });
+    gate::open_until(&rt, || charges() > 0);
     assert!(rt.cancel("pay").expect("cancel"));
     assert!(matches!(
         rt.block_on(h.result()),

@@ -67,13 +67,8 @@ fn a_step_body_that_returned_is_not_run_again_by_the_next_process() {
         .expect("start");
     gate::until_waiting(&rt, 1);
     // The charge runs to its end; the executor never stalls in between, so its outcome
-    // waits for a commit when the runtime stops being driven, and is dropped.
-    rt.block_on(async {
-        gate::open();
-        while charges() == 0 {
-            ordo::executor::yield_now().await;
-        }
-    });
+    // still waits for a commit when the runtime is dropped.
+    gate::open_until(&rt, || charges() > 0);
     drop(rt);
 
     let rt = with_payer(builder(dir.path())).build().expect("reopen");

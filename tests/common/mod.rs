@@ -76,6 +76,17 @@ pub mod gate {
         GATE.with(|gate| gate.borrow().1.len())
     }
 
+    /// Opens the gate and drives `rt` until `done()`, without letting it stall: what the
+    /// opened bodies return is still waiting for a commit when this returns.
+    pub fn open_until(rt: &ordo::Runtime, done: impl Fn() -> bool) {
+        rt.block_on(async {
+            open();
+            while !done() {
+                ordo::executor::yield_now().await;
+            }
+        });
+    }
+
     /// Drives `rt` until `n` waits are parked at the gate.
     pub fn until_waiting(rt: &ordo::Runtime, n: usize) {
         rt.block_on(async {
