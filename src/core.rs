@@ -762,8 +762,9 @@ impl Core {
     /// commit, are written now, in a commit of their own, as a cancellation writes them
     /// (see [`Core::stage_finished_bodies`]): those bodies ran (a payment was taken,
     /// say), so the resumed run replays what they returned rather than running them
-    /// again. The originals are dropped from the outbox by the next group commit, as
-    /// every completion of a stopped workflow is. Other stops write nothing here: a
+    /// again. Once that commit is durable the originals leave the outbox, so they are
+    /// never written twice (the next group commit would drop them anyway, as it drops
+    /// every completion of a stopped workflow). Other stops write nothing here: a
     /// divergence from the journal leaves it as it was for a corrected binary, a
     /// cancellation wrote them with its own record, and a workflow fenced off or a
     /// runtime whose commits failed has no say in the journal any more.
@@ -781,8 +782,10 @@ impl Core {
         if batch.is_empty() {
             return;
         }
-        if let Err(err) = self.store.commit(&batch) {
-            self.break_down(err.into());
+        match self.store.commit(&batch) {
+            Ok(()) => (self.outbox.borrow_mut().completions)
+                .retain(|(of, _, effect)| !(Rc::ptr_eq(of, wf) && matches!(effect, Effect::None))),
+            Err(err) => self.break_down(err.into()),
         }
     }
 
