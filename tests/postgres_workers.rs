@@ -507,6 +507,39 @@ fn a_start_of_a_workflow_another_live_worker_drives_leaves_it_there_until_it_is_
     assert_eq!(owner(), "b");
 }
 
+async fn plus_one(ctx: Ctx, n: u32) -> Result<u32, String> {
+    ctx.step("add", move || async move { Ok::<_, String>(n + 1) })
+        .await
+}
+
+/// A worker shut down gracefully right after it acknowledged a start, before it ever
+/// drove it: the start is committed on its way out and released with its other
+/// workflows, and another worker runs it.
+#[test]
+fn a_start_acknowledged_by_a_worker_that_shuts_down_runs_on_another() {
+    let Some(pg) = TestPostgres::shared() else {
+        eprintln!("skipped: no PostgreSQL server");
+        return;
+    };
+    let url = pg.database("graceful_start");
+    let build = |name: &str| {
+        Runtime::builder()
+            .postgres_with(PgOptions::new(&url).worker_name(name).lease(LEASE))
+            .register("plus_one", plus_one)
+            .build()
+            .unwrap()
+    };
+    let b = build("b");
+    b.recover().unwrap();
+    let a = build("a");
+    a.start::<_, u32, String>("plus_one", "g-1", 41u32).unwrap();
+    drop(a);
+    let handle = b
+        .handle::<u32, String>("g-1")
+        .expect("the start a acknowledged is recorded");
+    assert_eq!(b.block_on(handle.result()).unwrap(), Ok(42));
+}
+
 /// A worker whose lease outlasts the test.
 fn long_lease(url: &str, name: &str) -> ordo::RuntimeBuilder {
     Runtime::builder().postgres_with(
