@@ -75,9 +75,13 @@ fn expected(n: u64) -> u64 {
     2 * first + 1
 }
 
+/// A worker named `name` on `url` with the tests' short [`LEASE`].
+fn short_lease(url: &str, name: &str) -> ordo::RuntimeBuilder {
+    Runtime::builder().postgres_with(PgOptions::new(url).worker_name(name).lease(LEASE))
+}
+
 fn runtime(url: &str, name: &str) -> Runtime {
-    Runtime::builder()
-        .postgres_with(PgOptions::new(url).worker_name(name).lease(LEASE))
+    short_lease(url, name)
         .register("order", order)
         .build()
         .expect("worker runtime")
@@ -476,8 +480,7 @@ fn a_start_of_a_workflow_another_live_worker_drives_leaves_it_there_until_it_is_
     };
     let url = pg.database("driven_elsewhere");
     let build = |name: &str| {
-        Runtime::builder()
-            .postgres_with(PgOptions::new(&url).worker_name(name).lease(LEASE))
+        short_lease(&url, name)
             .register("waits", waits)
             .build()
             .unwrap()
@@ -523,8 +526,7 @@ fn a_start_acknowledged_by_a_worker_that_shuts_down_runs_on_another() {
     };
     let url = pg.database("graceful_start");
     let build = |name: &str| {
-        Runtime::builder()
-            .postgres_with(PgOptions::new(&url).worker_name(name).lease(LEASE))
+        short_lease(&url, name)
             .register("plus_one", plus_one)
             .build()
             .unwrap()
@@ -983,8 +985,7 @@ fn the_queued_workflows_of_a_worker_that_went_away_run_on_another() {
     };
     let url = pg.database("queues_taken_over");
     let build = |url: &str, name: &str| {
-        Runtime::builder()
-            .postgres_with(PgOptions::new(url).worker_name(name).lease(LEASE))
+        short_lease(url, name)
             .queue("q", ordo::QueueOptions::new().concurrency(1))
             .register("handed", handed)
             .build()
@@ -1762,8 +1763,7 @@ fn a_fired_debounce_round_whose_start_was_not_committed_starts_on_the_next_worke
 }
 
 fn worker_for_debounce(url: &str, name: &str) -> Runtime {
-    Runtime::builder()
-        .postgres_with(PgOptions::new(url).worker_name(name).lease(LEASE))
+    short_lease(url, name)
         .register("reindex", reindex)
         .build()
         .unwrap()
