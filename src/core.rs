@@ -752,8 +752,14 @@ impl Core {
                 running.remove(&wf.id);
             }
         }
-        self.keep_finished_bodies(wf);
-        self.undo_resume_after_divergence(wf);
+        // What the journal keeps of a failed workflow depends on why it stopped.
+        match wf.failure() {
+            Some(Error::Panicked { .. } | Error::Encode { .. }) => self.keep_finished_bodies(wf),
+            Some(Error::NonDeterminism { .. } | Error::TypeMismatch { .. }) => {
+                self.undo_resume_after_divergence(wf);
+            }
+            _ => {}
+        }
     }
 
     /// A workflow stopped by a bug in its own code (a panic in it or in a step body, an
@@ -762,19 +768,15 @@ impl Core {
     /// commit, are written now, in a commit of their own, as a cancellation writes them
     /// (see [`Core::stage_finished_bodies`]): those bodies ran (a payment was taken,
     /// say), so the resumed run replays what they returned rather than running them
-    /// again. Once that commit is durable the originals leave the outbox, so they are
-    /// never written twice (the next group commit would drop them anyway, as it drops
-    /// every completion of a stopped workflow). Other stops write nothing here: a
-    /// divergence from the journal leaves it as it was for a corrected binary, a
-    /// cancellation wrote them with its own record, and a workflow fenced off or a
-    /// runtime whose commits failed has no say in the journal any more.
+    /// again. A commit of its own, not the next group commit: the workflow is forgotten
+    /// here, so a `recover()` or `resume` before that commit would read the journal
+    /// without them and number its steps' outcomes over theirs. Once it is durable the
+    /// originals leave the outbox, so they are never written twice. [`Core::forget`]
+    /// calls it for these stops only: a divergence from the journal leaves it as it was
+    /// for a corrected binary, and a cancellation wrote them with its own record; a
+    /// runtime halted or whose commits failed has no say in the journal any more.
     fn keep_finished_bodies(&self, wf: &Rc<WorkflowState>) {
-        if !matches!(
-            wf.failure(),
-            Some(Error::Panicked { .. } | Error::Encode { .. })
-        ) || self.halted.get()
-            || self.broken.borrow().is_some()
-        {
+        if self.halted.get() || self.broken.borrow().is_some() {
             return;
         }
         let mut batch = Batch::new();
@@ -793,13 +795,6 @@ impl Core {
     /// the workflow crashed) gives back the recovery attempt it counted: the record is
     /// written back as it was, so a corrected binary finds the workflow untouched.
     fn undo_resume_after_divergence(&self, wf: &WorkflowState) {
-        let diverged = matches!(
-            wf.failure(),
-            Some(Error::NonDeterminism { .. } | Error::TypeMismatch { .. })
-        );
-        if !diverged {
-            return;
-        }
         let Some(before) = wf.before_resume.borrow_mut().take() else {
             return;
         };
