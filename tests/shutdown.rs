@@ -8,8 +8,9 @@
 mod common;
 
 use std::cell::Cell;
+use std::path::Path;
 
-use ordo::{Ctx, EnqueueOptions, QueueOptions, RuntimeBuilder, Status};
+use ordo::{Ctx, EnqueueOptions, QueueOptions, Runtime, Status};
 
 use common::gate::{self, Gate};
 use common::{builder, journal_dir};
@@ -37,32 +38,40 @@ async fn payer(ctx: Ctx, cents: u32) -> Result<u32, String> {
     .await
 }
 
-fn with_payer(builder: RuntimeBuilder) -> RuntimeBuilder {
-    builder
+/// A runtime (a process) on the journal in `dir`.
+fn open(dir: &Path) -> Runtime {
+    builder(dir)
         .register("payer", payer)
         .queue("q", QueueOptions::new().concurrency(1))
+        .build()
+        .expect("build")
+}
+
+/// Workflow `id`, recorded, runs on `rt` to `result`.
+fn finishes_with(rt: &Runtime, id: &str, result: u32) {
+    let handle = rt.handle::<u32, String>(id).expect("recorded");
+    assert_eq!(rt.block_on(handle.result()).expect("runs"), Ok(result));
 }
 
 #[test]
 fn a_start_the_runtime_never_drove_is_resumed_by_the_next_process() {
     let dir = journal_dir();
-    let rt = with_payer(builder(dir.path())).build().expect("build");
+    let rt = open(dir.path());
     rt.start::<_, u32, String>("payer", "p-1", 700u32)
         .expect("start");
     drop(rt);
 
-    let rt = with_payer(builder(dir.path())).build().expect("reopen");
+    let rt = open(dir.path());
     assert_eq!(rt.recover().expect("recover").resumed, ["p-1"]);
     gate::open();
-    let handle = rt.handle::<u32, String>("p-1").expect("recorded");
-    assert_eq!(rt.block_on(handle.result()).expect("runs"), Ok(700));
+    finishes_with(&rt, "p-1", 700);
     assert_eq!(charges(), 1);
 }
 
 #[test]
 fn a_step_body_that_returned_is_not_run_again_by_the_next_process() {
     let dir = journal_dir();
-    let rt = with_payer(builder(dir.path())).build().expect("build");
+    let rt = open(dir.path());
     rt.start::<_, u32, String>("payer", "p-2", 1_250u32)
         .expect("start");
     gate::until_waiting(&rt, 1);
@@ -71,37 +80,35 @@ fn a_step_body_that_returned_is_not_run_again_by_the_next_process() {
     gate::open_until(&rt, || charges() > 0);
     drop(rt);
 
-    let rt = with_payer(builder(dir.path())).build().expect("reopen");
+    let rt = open(dir.path());
     let recorded = rt.journal().completions("p-2").expect("read");
     assert!(
         recorded.iter().any(|c| c.name == "charge"),
         "the charge's outcome is recorded: {recorded:?}"
     );
     assert_eq!(rt.recover().expect("recover").resumed, ["p-2"]);
-    let handle = rt.handle::<u32, String>("p-2").expect("recorded");
-    assert_eq!(rt.block_on(handle.result()).expect("runs"), Ok(1_250));
+    finishes_with(&rt, "p-2", 1_250);
     assert_eq!(charges(), 1, "the charge ran again");
 }
 
 #[test]
 fn an_enqueue_is_recorded_and_left_enqueued_for_the_next_process() {
     let dir = journal_dir();
-    let rt = with_payer(builder(dir.path())).build().expect("build");
+    let rt = open(dir.path());
     rt.enqueue::<_, u32, String>("q", "payer", 300u32, EnqueueOptions::default().id("e-1"))
         .expect("enqueue");
     drop(rt);
 
-    let status = |rt: &ordo::Runtime| {
+    let status = |rt: &Runtime| {
         rt.journal()
             .workflow("e-1")
             .expect("read")
             .map(|w| w.status)
     };
-    let rt = with_payer(builder(dir.path())).build().expect("reopen");
+    let rt = open(dir.path());
     assert_eq!(status(&rt), Some(Status::Enqueued));
     rt.recover().expect("recover");
     gate::open();
-    let handle = rt.handle::<u32, String>("e-1").expect("recorded");
-    assert_eq!(rt.block_on(handle.result()).expect("runs"), Ok(300));
+    finishes_with(&rt, "e-1", 300);
     assert_eq!(status(&rt), Some(Status::Succeeded));
 }
