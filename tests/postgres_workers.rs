@@ -517,7 +517,8 @@ async fn plus_one(ctx: Ctx, n: u32) -> Result<u32, String> {
 
 /// A worker shut down gracefully right after it acknowledged a start, before it ever
 /// drove it: the start is committed on its way out and released with its other
-/// workflows, and another worker runs it.
+/// workflows (no owner: its lease, a minute, need not run out first), and another
+/// worker runs it.
 #[test]
 fn a_start_acknowledged_by_a_worker_that_shuts_down_runs_on_another() {
     let Some(pg) = TestPostgres::shared() else {
@@ -525,17 +526,17 @@ fn a_start_acknowledged_by_a_worker_that_shuts_down_runs_on_another() {
         return;
     };
     let url = pg.database("graceful_start");
-    let build = |name: &str| {
-        short_lease(&url, name)
-            .register("plus_one", plus_one)
-            .build()
-            .unwrap()
-    };
-    let b = build("b");
+    let b = (short_lease(&url, "b").register("plus_one", plus_one))
+        .build()
+        .unwrap();
     b.recover().unwrap();
-    let a = build("a");
+    let a = (long_lease(&url, "a").register("plus_one", plus_one))
+        .build()
+        .unwrap();
     a.start::<_, u32, String>("plus_one", "g-1", 41u32).unwrap();
     drop(a);
+    let owner = "SELECT coalesce(owner::text, 'none') FROM ordo.workflows WHERE id = 'g-1'";
+    assert_eq!(psql(pg, &url, owner), "none", "released as a shut down");
     let handle = b
         .handle::<u32, String>("g-1")
         .expect("the start a acknowledged is recorded");
