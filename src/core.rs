@@ -305,7 +305,8 @@ impl Outbox {
     /// those workflows writes the copies (see [`Core::stage_finished_bodies`]), and the
     /// next commit drops the originals, their workflows stopped by then (see
     /// [`Core::admit_consumes`]). A cancellation whose commit fails has taken nothing
-    /// from the outbox.
+    /// from the outbox. (A panic's commit of its own takes the originals out once it is
+    /// durable: [`Core::keep_finished_bodies`].)
     fn copy_plain_steps(&self, of: &[Rc<WorkflowState>], batch: &mut Batch) {
         if of.is_empty() || self.completions.is_empty() {
             return;
