@@ -155,10 +155,20 @@ impl Started {
 }
 
 /// Refuses an id or topic too long for the journal's keys ([`ordo_journal::MAX_ID_LEN`]
-/// bytes), at the call that brings it in: the journal would refuse the whole commit
-/// holding it, which stops the runtime and every workflow in it.
+/// bytes), or one with a NUL character ([`ordo_journal::check_text`]), at the call that
+/// brings it in: the journal would refuse the whole commit holding it, which stops the
+/// runtime and every workflow in it.
 pub(crate) fn check_key(key: &str) -> Result<(), Error> {
-    ordo_journal::check_id(key).map_err(Error::from)
+    ordo_journal::check_id(key)?;
+    check_text(key)
+}
+
+/// Refuses a name or key with a NUL character ([`ordo_journal::check_text`]), on every
+/// store: PostgreSQL's would refuse the whole commit holding it, which stops the runtime
+/// and every workflow in it (and, as the workflow is recovered, every worker that
+/// claims it).
+pub(crate) fn check_text(text: &str) -> Result<(), Error> {
+    ordo_journal::check_text(text).map_err(Error::from)
 }
 
 /// Sets `wf`'s recovery attempts back to 0 in `batch`, if it has any: it made progress,

@@ -86,6 +86,11 @@ impl Registry {
         );
     }
 
+    /// The registered names.
+    pub(crate) fn names(&self) -> impl Iterator<Item = &str> {
+        self.by_name.keys().map(String::as_str)
+    }
+
     pub(crate) fn get(&self, name: &str) -> Option<&Registration> {
         self.by_name.get(name)
     }

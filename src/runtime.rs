@@ -467,13 +467,26 @@ impl RuntimeBuilder {
     /// Opens the journal and builds the runtime.
     ///
     /// Fails with [`Error::Journal`] when the journal is locked by another process,
-    /// corrupt, or of an unsupported version.
+    /// corrupt, or of an unsupported version, or when a registered workflow name or the
+    /// [`app_version`](RuntimeBuilder::app_version) holds a NUL character, which no
+    /// journal of ordo's stores on every store (`ordo_journal::Error::NulCharacter`).
     ///
     /// ```
+    /// # use ordo::Ctx;
+    /// # async fn noop(_: Ctx, _: ()) -> Result<(), ()> { Ok(()) }
     /// let rt = ordo::Runtime::builder().temporary().build()?;
+    /// assert!(ordo::Runtime::builder().temporary().register("no\0op", noop).build().is_err());
     /// # Ok::<(), ordo::Error>(())
     /// ```
     pub fn build(mut self) -> Result<Runtime, Error> {
+        // Each workflow's record carries its name and the version: one the journal
+        // cannot store would fail the commit of every workflow with it.
+        for name in self.registry.names() {
+            crate::core::check_text(name)?;
+        }
+        if let Some(version) = &self.app_version {
+            crate::core::check_text(version)?;
+        }
         if matches!(self.store, StoreChoice::Default) {
             self.store = default_store();
         }

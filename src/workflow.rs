@@ -235,7 +235,20 @@ impl WorkflowState {
                 });
                 self.intern(name)
             }
-            None => self.intern(name),
+            None => {
+                // A live step's name goes to the journal with its outcome: one that no
+                // store could hold would fail the commit of every workflow with it.
+                // This workflow stops before the body runs, as on an outcome that
+                // cannot be encoded (it stays pending for a fixed binary).
+                if let Err(err) = crate::core::check_text(name) {
+                    self.fail(Error::Encode {
+                        workflow_id: self.id.clone(),
+                        what: format!("the name of step {id}"),
+                        detail: err.to_string(),
+                    });
+                }
+                self.intern(name)
+            }
         };
         self.steps.borrow_mut().push(StepSlot {
             name: slot_name,

@@ -103,6 +103,16 @@ pub enum Error {
         max: usize,
     },
 
+    /// A string the journal cannot store: it holds a NUL character (`\0`), which a
+    /// PostgreSQL `text` column refuses ([`check_text`](crate::check_text)). The runtime
+    /// refuses such an id, name, topic or key at the call that brings it in, on every
+    /// store, so that a workflow tested on sled does not fail on PostgreSQL.
+    #[error("{text:?} contains a NUL character (\\0), which the journal cannot store")]
+    NulCharacter {
+        /// The string refused.
+        text: String,
+    },
+
     /// A commit would record a completion whose seq is not after every seq already
     /// recorded (or earlier in the batch) for its workflow: completions are append-only.
     #[error("completion seq {seq} of workflow {workflow_id:?} is not after seq {after}: completions are append-only")]

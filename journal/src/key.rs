@@ -196,6 +196,26 @@ pub fn check_id(id: &str) -> Result<(), crate::Error> {
     Ok(())
 }
 
+/// Rejects a string that holds a NUL character (`\0`): [`Error::NulCharacter`](crate::Error::NulCharacter).
+/// PostgreSQL's `text` cannot hold one, so the PostgreSQL store refuses a commit that
+/// carries one in an id, a name, a topic or a key; the runtime refuses such a string at
+/// the call that brings it in, on every store (sled could hold it), so that the same
+/// code behaves the same on both.
+///
+/// ```
+/// use ordo_journal::check_text;
+/// assert!(check_text("charge card").is_ok());
+/// assert!(check_text("charge\0card").is_err());
+/// ```
+pub fn check_text(text: &str) -> Result<(), crate::Error> {
+    if text.as_bytes().contains(&0) {
+        return Err(crate::Error::NulCharacter {
+            text: text.to_owned(),
+        });
+    }
+    Ok(())
+}
+
 /// A key taken apart.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub(crate) enum Key<'a> {

@@ -128,7 +128,7 @@ pub mod fuzzing;
 pub use crate::codec::{FORMAT_VERSION, SCHEMA_VERSION};
 pub use crate::durability::Durability;
 pub use crate::error::Error;
-pub use crate::key::{check_id, MAX_ID_LEN};
+pub use crate::key::{check_id, check_text, MAX_ID_LEN};
 pub use crate::mail::Message;
 #[cfg(feature = "postgres")]
 #[doc(hidden)]

@@ -437,6 +437,9 @@ impl Client {
         async move {
             crate::core::check_key(&destination)?;
             crate::core::check_key(&topic)?;
+            if let Some(key) = &idempotency_key {
+                crate::core::check_text(key)?;
+            }
             let message = Message {
                 destination,
                 topic,

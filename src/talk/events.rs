@@ -51,7 +51,11 @@ impl Ctx {
     {
         let id = self.wf.create_step(SET);
         let key = key.to_string();
-        let encoded = codec::encode(fingerprint::of::<V>(), &value);
+        // A key the journal cannot store stops this workflow alone, as a value that
+        // cannot be encoded does, before anything of it is committed.
+        let encoded = crate::core::check_text(&key)
+            .map_err(|err| err.to_string())
+            .and_then(|()| codec::encode(fingerprint::of::<V>(), &value));
         let body: Body = Box::new(move || {
             async move {
                 match encoded {

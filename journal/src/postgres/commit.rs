@@ -119,13 +119,22 @@ pub(crate) struct Encoded {
     runs: Vec<(String, u64, u64)>,
 }
 
+/// Refuses an id sled's store refuses (too long, [`key::check_id`]) or one a `text`
+/// column cannot hold ([`key::check_text`]).
+fn stored_id(id: &str) -> Result<(), Error> {
+    key::check_id(id)?;
+    key::check_text(id)
+}
+
 impl Encoded {
     /// The batch's columns; fails as sled's store does on an id too long or completions
-    /// whose seqs repeat within the batch.
+    /// whose seqs repeat within the batch, and with [`Error::NulCharacter`] on a string
+    /// that `text` cannot hold (which the runtime refuses before it gets here), rather
+    /// than a round trip that PostgreSQL fails.
     pub(crate) fn from_batch(batch: &Batch) -> Result<Encoded, Error> {
         let mut e = Encoded::default();
         for id in &batch.deletes {
-            key::check_id(id)?;
+            stored_id(id)?;
             e.deletes.push(id.clone());
         }
         // The last record of each id, in id order; it is new if the batch's first record
@@ -147,8 +156,9 @@ impl Encoded {
         for (i, new) in last {
             let w = &batch.workflows[i];
             e.wf_new.push(new);
-            key::check_id(&w.id)?;
+            stored_id(&w.id)?;
             e.wf_id.push(w.id.clone());
+            key::check_text(&w.name)?;
             e.wf_name.push(w.name.clone());
             e.wf_status.push(i16::from(w.status.index_byte()));
             e.wf_input.push(w.input.clone());
@@ -159,6 +169,9 @@ impl Encoded {
             e.wf_updated.push(signed(w.updated_ms));
             e.wf_attempts
                 .push(i32::from_ne_bytes(w.recovery_attempts.to_ne_bytes()));
+            if let Some(version) = &w.app_version {
+                key::check_text(version)?;
+            }
             e.wf_app.push(w.app_version.clone());
             e.wf_deadline.push(w.deadline_ms.map(signed));
             e.wf_first_step.push(signed(w.first_step));
@@ -172,12 +185,12 @@ impl Encoded {
             e.type_name.push(batch.types[i].1.clone());
         }
         for i in last_of(batch.trace_contexts.iter().map(|t| t.0.as_str())) {
-            key::check_id(&batch.trace_contexts[i].0)?;
+            stored_id(&batch.trace_contexts[i].0)?;
             e.trace_id.push(batch.trace_contexts[i].0.clone());
             e.trace_value.push(batch.trace_contexts[i].1.clone());
         }
         for id in &batch.resets {
-            key::check_id(id)?;
+            stored_id(id)?;
             e.resets.push(id.clone());
         }
         e.completions(batch)?;
@@ -229,10 +242,11 @@ impl Encoded {
         self.c_started.reserve_exact(n);
         self.c_ended.reserve_exact(n);
         for (id, c) in completions {
-            key::check_id(id)?;
+            stored_id(id)?;
             self.c_id.push(id.clone());
             self.c_seq.push(signed(c.seq));
             self.c_step.push(signed(c.step_id));
+            key::check_text(&c.name)?;
             self.c_name.push(c.name.clone());
             let (ok, value) = outcome_columns(&c.outcome);
             self.c_ok.push(ok);
@@ -282,10 +296,11 @@ impl Encoded {
         // `from_batch`): idempotency keys, events, resolutions.
         let mut keys: Vec<(&str, &str)> = Vec::new();
         for m in &mail.messages {
-            key::check_id(&m.destination)?;
-            key::check_id(&m.topic)?;
+            stored_id(&m.destination)?;
+            stored_id(&m.topic)?;
             self.highest_message = self.highest_message.max(Some(signed(m.number)));
             if let Some(used) = &m.idempotency_key {
+                key::check_text(used)?;
                 keys.push((&m.destination, used));
             }
             let id = (m.destination.as_str(), m.topic.as_str(), m.number);
@@ -322,7 +337,8 @@ impl Encoded {
         events.sort_unstable_by_key(|&i| (&mail.events[i].0, &mail.events[i].1));
         for i in events {
             let (id, k, value) = &mail.events[i];
-            key::check_id(id)?;
+            stored_id(id)?;
+            key::check_text(k)?;
             self.ev_id.push(id.clone());
             self.ev_key.push(k.clone());
             self.ev_value.push(value.clone());
@@ -331,7 +347,7 @@ impl Encoded {
         resolutions.sort_unstable_by_key(|&i| (&mail.resolutions[i].0, mail.resolutions[i].1));
         for i in resolutions {
             let (id, step, outcome) = &mail.resolutions[i];
-            key::check_id(id)?;
+            stored_id(id)?;
             self.aw_id.push(id.clone());
             self.aw_step.push(signed(*step));
             let (ok, value) = outcome_columns(outcome);

@@ -1066,6 +1066,15 @@ fn successor(prefix: &[u8]) -> Option<Vec<u8>> {
     None
 }
 
+/// Whether any of `texts` holds a NUL character, which no record here holds (`text`
+/// cannot, and commits refuse them: [`Error::NulCharacter`]). A read of one finds
+/// nothing, as on sled, rather than failing with the server's encoding error.
+fn unstorable(texts: &[&str]) -> bool {
+    texts
+        .iter()
+        .any(|text| crate::key::check_text(text).is_err())
+}
+
 /// The most workflows a runtime's group commit serves on this store
 /// ([`Store::max_commit_workflows`]): as many as a commit's completions (1,024). The
 /// runtime's own bound (512) is for sled, which keeps a copy of the tree node of every
@@ -1168,6 +1177,9 @@ impl Store for PgJournal {
     }
 
     fn workflow(&self, id: &str) -> Result<Option<WorkflowRecord>, Error> {
+        if unstorable(&[id]) {
+            return Ok(None);
+        }
         let id = id.to_owned();
         let row = self.read(move |conn| {
             let id = id.clone();
@@ -1181,7 +1193,11 @@ impl Store for PgJournal {
         if ids.len() < 2 {
             return ids.iter().map(|id| self.workflow(id)).collect();
         }
-        let asked: Vec<String> = ids.iter().map(|&id| id.to_owned()).collect();
+        let asked: Vec<String> = ids
+            .iter()
+            .filter(|&&id| !unstorable(&[id]))
+            .map(|&id| id.to_owned())
+            .collect();
         let rows = self.read(move |conn| {
             let asked = asked.clone();
             async move { conn.client.query(&conn.st.workflows_in, &[&asked]).await }.boxed_local()
@@ -1213,6 +1229,9 @@ impl Store for PgJournal {
     }
 
     fn completions(&self, workflow_id: &str) -> Result<Vec<Completion>, Error> {
+        if unstorable(&[workflow_id]) {
+            return Ok(Vec::new());
+        }
         let id = workflow_id.to_owned();
         let rows = self.read(move |conn| {
             let id = id.clone();
@@ -1271,6 +1290,9 @@ impl Store for PgJournal {
     }
 
     fn messages(&self, destination: &str) -> Result<Vec<Message>, Error> {
+        if unstorable(&[destination]) {
+            return Ok(Vec::new());
+        }
         let destination = destination.to_owned();
         let dest = destination.clone();
         let rows = self.read(move |conn| {
@@ -1293,6 +1315,9 @@ impl Store for PgJournal {
     }
 
     fn message_key_used(&self, destination: &str, key: &str) -> Result<bool, Error> {
+        if unstorable(&[destination, key]) {
+            return Ok(false);
+        }
         let (destination, key) = (destination.to_owned(), key.to_owned());
         let row = self.read(move |conn| {
             let (d, k) = (destination.clone(), key.clone());
@@ -1309,6 +1334,9 @@ impl Store for PgJournal {
     }
 
     fn event(&self, workflow_id: &str, key: &str) -> Result<Option<Vec<u8>>, Error> {
+        if unstorable(&[workflow_id, key]) {
+            return Ok(None);
+        }
         let (id, key) = (workflow_id.to_owned(), key.to_owned());
         let row = self.read(move |conn| {
             let (id, k) = (id.clone(), key.clone());
@@ -1318,6 +1346,9 @@ impl Store for PgJournal {
     }
 
     fn events(&self, workflow_id: &str) -> Result<Vec<(String, Vec<u8>)>, Error> {
+        if unstorable(&[workflow_id]) {
+            return Ok(Vec::new());
+        }
         let id = workflow_id.to_owned();
         let rows = self.read(move |conn| {
             let id = id.clone();
@@ -1330,6 +1361,9 @@ impl Store for PgJournal {
     }
 
     fn awakeable(&self, workflow_id: &str, step_id: u64) -> Result<Option<Outcome>, Error> {
+        if unstorable(&[workflow_id]) {
+            return Ok(None);
+        }
         let id = workflow_id.to_owned();
         let step = signed(step_id);
         let row = self.read(move |conn| {
@@ -1347,6 +1381,9 @@ impl Store for PgJournal {
     }
 
     fn trace_context(&self, workflow_id: &str) -> Result<Option<String>, Error> {
+        if unstorable(&[workflow_id]) {
+            return Ok(None);
+        }
         let id = workflow_id.to_owned();
         let row = self.read(move |conn| {
             let id = id.clone();
@@ -1503,6 +1540,9 @@ impl Store for PgJournal {
     }
 
     fn claim(&self, id: &str) -> Result<bool, Error> {
+        if unstorable(&[id]) {
+            return Ok(false);
+        }
         Ok(!self.claim_where(Some(id.to_owned()))?.is_empty())
     }
 
