@@ -243,22 +243,38 @@ pub(crate) const MAX_COMMIT_COMPLETIONS: usize = 1024;
 /// started before). A workflow's own concurrent steps are not held back by it.
 pub(crate) const MAX_COMMIT_WORKFLOWS: usize = 512;
 
+/// Most bytes of step outcomes one group commit writes, beyond its first completion
+/// (which it always takes, whatever its size). PostgreSQL refuses a message of 1 GiB or
+/// more, and a commit is one: before this bound, a round of concurrent steps whose
+/// outcomes added up to more (three of 400 MB, say) failed its commit, which stopped
+/// the runtime and every workflow in it, and again on every worker that recovered
+/// them, while each outcome alone fit. A commit of 64 MiB takes far longer to write
+/// than its fixed cost (a sync), so splitting there costs nothing measurable, and it
+/// bounds what a commit holds in memory on either store.
+pub(crate) const MAX_COMMIT_OUTCOME_BYTES: usize = 64 << 20;
+
 /// How many of the oldest `completions` the next commit takes: at most
 /// [`MAX_COMMIT_COMPLETIONS`], of at most `workflows` workflows (the store's bound, or
-/// [`MAX_COMMIT_WORKFLOWS`]).
+/// [`MAX_COMMIT_WORKFLOWS`]), with at most [`MAX_COMMIT_OUTCOME_BYTES`] of outcomes
+/// beyond the first.
 fn commit_prefix(
     completions: &[(Rc<WorkflowState>, Completion, Effect)],
     workflows: usize,
 ) -> usize {
     let most = completions.len().min(MAX_COMMIT_COMPLETIONS);
-    if most <= workflows {
-        // Fewer completions than the cap on workflows: no need to count them.
-        return most;
-    }
-    let mut seen: HashSet<*const WorkflowState> = HashSet::with_capacity(workflows);
-    for (taken, (wf, _, _)) in completions[..most].iter().enumerate() {
-        if seen.insert(Rc::as_ptr(wf)) && seen.len() > workflows {
+    // Fewer completions than the cap on workflows: no need to count the workflows.
+    let mut seen: Option<HashSet<*const WorkflowState>> =
+        (most > workflows).then(|| HashSet::with_capacity(workflows));
+    let mut bytes = 0usize;
+    for (taken, (wf, completion, _)) in completions[..most].iter().enumerate() {
+        bytes = bytes.saturating_add(completion.outcome.bytes().len());
+        if taken > 0 && bytes > MAX_COMMIT_OUTCOME_BYTES {
             return taken;
+        }
+        if let Some(seen) = &mut seen {
+            if seen.insert(Rc::as_ptr(wf)) && seen.len() > workflows {
+                return taken;
+            }
         }
     }
     most

@@ -2,7 +2,8 @@
 //! bounded number of workflows at a time (each is a journal entry whose tree node the
 //! commit copies and keeps until it ends), and so are the ends of a burst of workflows
 //! finishing together, while the many concurrent steps of one workflow still share one
-//! commit.
+//! commit. Step outcomes are bounded by their bytes too: at most 64 MiB beyond a
+//! commit's first, so that outcomes adding up to a gigabyte never make one commit.
 
 mod common;
 
@@ -26,6 +27,20 @@ async fn gather(ctx: Ctx, n: u64) -> Result<u64, String> {
     join_all(parts).await.into_iter().sum()
 }
 
+/// Three concurrent steps, each returning `mib` MiB of text: their total length.
+async fn large(ctx: Ctx, mib: usize) -> Result<usize, String> {
+    let parts = (0..3u8).map(|i| {
+        ctx.step("large", move || async move {
+            Ok::<String, String>(char::from(b'a' + i).to_string().repeat(mib << 20))
+        })
+    });
+    let parts = join_all(parts).await;
+    parts
+        .into_iter()
+        .map(|part| part.map(|text| text.len()))
+        .sum()
+}
+
 /// A runtime on a temporary journal (of the store `ORDO_TEST_STORE` chose) that logs
 /// each commit's completions and workflow ends, in that order.
 fn logged(commits: &Rc<RefCell<Vec<(usize, usize)>>>) -> RuntimeBuilder {
@@ -33,6 +48,7 @@ fn logged(commits: &Rc<RefCell<Vec<(usize, usize)>>>) -> RuntimeBuilder {
     ordo_testkit::store::temporary()
         .register("double", double)
         .register("gather", gather)
+        .register("large", large)
         .observer(move |event| {
             if let Event::Committed {
                 completions,
@@ -112,4 +128,43 @@ fn a_burst_of_workflows_finishing_together_is_ended_a_bounded_number_at_a_time()
         with_steps > 0,
         "no commit carried both steps and ends: {commits:?}"
     );
+}
+
+#[test]
+fn step_outcomes_of_more_than_64_mib_together_are_committed_in_several_commits() {
+    let commits = Rc::new(RefCell::new(Vec::new()));
+    let rt = logged(&commits).build().expect("runtime");
+    let handle = rt
+        .start::<_, usize, String>("large", "l", 30usize)
+        .expect("start");
+    assert_eq!(rt.block_on(handle.result()).expect("result"), Ok(90 << 20));
+    // Two outcomes of 30 MiB fit in 64 MiB, the third goes in the next commit.
+    let with_steps: Vec<usize> = commits
+        .borrow()
+        .iter()
+        .map(|&(c, _)| c)
+        .filter(|&c| c > 0)
+        .collect();
+    assert_eq!(with_steps, [2, 1]);
+}
+
+/// What the bound above is for: PostgreSQL refuses a message of 1 GiB or more, and a
+/// commit is one. Three outcomes of 400 MB in one round, each of which fits, in one
+/// commit failed it (the connection closed, then again on every reconnect), which
+/// stopped the runtime and the workflow beside it, and again after a restart.
+#[test]
+fn a_round_of_step_outcomes_adding_up_to_more_than_a_gigabyte_is_recorded() {
+    let commits = Rc::new(RefCell::new(Vec::new()));
+    let rt = logged(&commits).build().expect("runtime");
+    let beside = rt
+        .start::<_, u64, String>("double", "beside", 21u64)
+        .expect("start");
+    let handle = rt
+        .start::<_, usize, String>("large", "l", 400usize)
+        .expect("start");
+    assert_eq!(
+        rt.block_on(handle.result()).expect("result"),
+        Ok(1200 << 20)
+    );
+    assert_eq!(rt.block_on(beside.result()).expect("result"), Ok(42));
 }
