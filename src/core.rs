@@ -243,41 +243,43 @@ pub(crate) const MAX_COMMIT_COMPLETIONS: usize = 1024;
 /// started before). A workflow's own concurrent steps are not held back by it.
 pub(crate) const MAX_COMMIT_WORKFLOWS: usize = 512;
 
-/// Most bytes of step outcomes one group commit writes, beyond its first completion
-/// (which it always takes, whatever its size). PostgreSQL refuses a message of 1 GiB or
-/// more, and a commit is one: before this bound, a round of concurrent steps whose
-/// outcomes added up to more (three of 400 MB, say) failed its commit, which stopped
-/// the runtime and every workflow in it, and again on every worker that recovered
-/// them, while each outcome alone fit. A commit of 64 MiB takes far longer to write
-/// than its fixed cost (a sync), so splitting there costs nothing measurable, and it
-/// bounds what a commit holds in memory on either store.
+/// Most bytes of step outcomes and workflow outputs one group commit writes, beyond its
+/// first completion or end (which it always takes, whatever its size). PostgreSQL
+/// refuses a message of 1 GiB or more, and a commit is one: before this bound, a round
+/// of concurrent steps whose outcomes added up to more (three of 400 MB, say), or
+/// workflows ending together with such outputs, failed their commit, which stopped the
+/// runtime and every workflow in it, and again on every worker that recovered them,
+/// while each value alone fit. A commit of 64 MiB takes far longer to write than its
+/// fixed cost (a sync), so splitting there costs nothing measurable, and it bounds what
+/// a commit holds in memory on either store.
 pub(crate) const MAX_COMMIT_OUTCOME_BYTES: usize = 64 << 20;
 
 /// How many of the oldest `completions` the next commit takes: at most
 /// [`MAX_COMMIT_COMPLETIONS`], of at most `workflows` workflows (the store's bound, or
 /// [`MAX_COMMIT_WORKFLOWS`]), with at most [`MAX_COMMIT_OUTCOME_BYTES`] of outcomes
-/// beyond the first.
+/// beyond the first; and the bytes of the outcomes it takes.
 fn commit_prefix(
     completions: &[(Rc<WorkflowState>, Completion, Effect)],
     workflows: usize,
-) -> usize {
+) -> (usize, usize) {
     let most = completions.len().min(MAX_COMMIT_COMPLETIONS);
     // Fewer completions than the cap on workflows: no need to count the workflows.
     let mut seen: Option<HashSet<*const WorkflowState>> =
         (most > workflows).then(|| HashSet::with_capacity(workflows));
     let mut bytes = 0usize;
     for (taken, (wf, completion, _)) in completions[..most].iter().enumerate() {
-        bytes = bytes.saturating_add(completion.outcome.bytes().len());
-        if taken > 0 && bytes > MAX_COMMIT_OUTCOME_BYTES {
-            return taken;
+        let with = bytes.saturating_add(completion.outcome.bytes().len());
+        if taken > 0 && with > MAX_COMMIT_OUTCOME_BYTES {
+            return (taken, bytes);
         }
         if let Some(seen) = &mut seen {
             if seen.insert(Rc::as_ptr(wf)) && seen.len() > workflows {
-                return taken;
+                return (taken, bytes);
             }
         }
+        bytes = with;
     }
-    most
+    (most, bytes)
 }
 
 /// Most direct starts one group commit writes. More than completions: the sled journal
@@ -358,12 +360,19 @@ impl Outbox {
     /// [`MAX_COMMIT_COMPLETIONS`] of at most `workflows` workflows, and the ends of at
     /// most `workflows` finished workflows that have no completion left behind (a final
     /// record is never written before a completion of its workflow queued ahead of it;
-    /// see [`Outbox::take_ends`]).
+    /// see [`Outbox::take_ends`]), with at most [`MAX_COMMIT_OUTCOME_BYTES`] of their
+    /// outcomes and outputs beyond the first completion and the first end.
     fn take_commit(&mut self, workflows: usize) -> Outbox {
-        let taken_completions = commit_prefix(&self.completions, workflows);
+        let (taken_completions, bytes) = commit_prefix(&self.completions, workflows);
         if taken_completions == self.completions.len()
             && self.starts.len() <= MAX_COMMIT_STARTS
             && self.finished.len() <= workflows
+            && (self.finished.iter())
+                .map(|(_, output)| output.bytes().len())
+                .try_fold(bytes, |sum, len| {
+                    Some(sum.saturating_add(len)).filter(|&sum| sum <= MAX_COMMIT_OUTCOME_BYTES)
+                })
+                .is_some()
         {
             let taken = std::mem::take(self);
             // A busy queue ends and hands over about as many workflows per commit as
@@ -385,7 +394,7 @@ impl Outbox {
         } else {
             Vec::new()
         };
-        let (finished, handed) = self.take_ends(&mut completions, workflows);
+        let (finished, handed) = self.take_ends(&mut completions, workflows, bytes);
         Outbox {
             completions,
             finished,
@@ -400,8 +409,10 @@ impl Outbox {
     /// The ends and handovers the next commit takes when it cannot take everything (see
     /// [`Outbox::take_commit`]); `completions` are those it takes.
     ///
-    /// An end is held back while its workflow has completions left behind, and beyond
-    /// the first `workflows` ends: a burst of workflows finishing together
+    /// An end is held back while its workflow has completions left behind, beyond the
+    /// first `workflows` ends, and, after the first end, beyond
+    /// [`MAX_COMMIT_OUTCOME_BYTES`] of outputs and of the `bytes` of outcomes the
+    /// commit takes: a burst of workflows finishing together
     /// (thousands of timers firing at once, each workflow's last step) would otherwise
     /// end them all in the one commit after the burst's last completion, a batch as
     /// large as the burst (each end is a journal entry; see [`MAX_COMMIT_WORKFLOWS`]).
@@ -413,6 +424,7 @@ impl Outbox {
         &mut self,
         completions: &mut Vec<(Rc<WorkflowState>, Completion, Effect)>,
         workflows: usize,
+        bytes: usize,
     ) -> (Vec<(Rc<WorkflowState>, Outcome)>, Vec<Handover>) {
         if self.finished.is_empty() && self.handed.is_empty() {
             return (Vec::new(), Vec::new());
@@ -438,13 +450,19 @@ impl Outbox {
             }
             let mut room = workflows;
             let mut capped = false;
-            for (wf, _) in &self.finished {
+            // Outputs share the commit's bytes with its completions, beyond its first end,
+            // which goes whatever its size (so that steps committed without end cannot
+            // hold back a large output for ever).
+            let mut sum = bytes;
+            for (wf, output) in &self.finished {
                 let wf = Rc::as_ptr(wf);
                 if held.contains(&wf) || later.contains(&wf) {
                     continue;
                 }
-                if room > 0 {
+                let with = sum.saturating_add(output.bytes().len());
+                if room > 0 && (room == workflows || with <= MAX_COMMIT_OUTCOME_BYTES) {
                     room -= 1;
+                    sum = with;
                 } else {
                     held.insert(wf);
                     capped = true;

@@ -2,8 +2,9 @@
 //! bounded number of workflows at a time (each is a journal entry whose tree node the
 //! commit copies and keeps until it ends), and so are the ends of a burst of workflows
 //! finishing together, while the many concurrent steps of one workflow still share one
-//! commit. Step outcomes are bounded by their bytes too: at most 64 MiB beyond a
-//! commit's first, so that outcomes adding up to a gigabyte never make one commit.
+//! commit. Step outcomes and workflow outputs are bounded by their bytes too: at most
+//! 64 MiB beyond a commit's first completion and first end, so that values adding up to
+//! a gigabyte never make one commit.
 
 mod common;
 
@@ -41,6 +42,14 @@ async fn large(ctx: Ctx, mib: usize) -> Result<usize, String> {
         .sum()
 }
 
+/// One small step, then an output of `mib` MiB of text.
+async fn large_output(ctx: Ctx, mib: usize) -> Result<String, String> {
+    let letter = ctx
+        .step("letter", || async { Ok::<char, String>('z') })
+        .await?;
+    Ok(letter.to_string().repeat(mib << 20))
+}
+
 /// A runtime on a temporary journal (of the store `ORDO_TEST_STORE` chose) that logs
 /// each commit's completions and workflow ends, in that order.
 fn logged(commits: &Rc<RefCell<Vec<(usize, usize)>>>) -> RuntimeBuilder {
@@ -49,6 +58,7 @@ fn logged(commits: &Rc<RefCell<Vec<(usize, usize)>>>) -> RuntimeBuilder {
         .register("double", double)
         .register("gather", gather)
         .register("large", large)
+        .register("large_output", large_output)
         .observer(move |event| {
             if let Event::Committed {
                 completions,
@@ -148,12 +158,37 @@ fn step_outcomes_of_more_than_64_mib_together_are_committed_in_several_commits()
     assert_eq!(with_steps, [2, 1]);
 }
 
-/// What the bound above is for: PostgreSQL refuses a message of 1 GiB or more, and a
-/// commit is one. Three outcomes of 400 MB in one round, each of which fits, in one
-/// commit failed it (the connection closed, then again on every reconnect), which
-/// stopped the runtime and the workflow beside it, and again after a restart.
 #[test]
-fn a_round_of_step_outcomes_adding_up_to_more_than_a_gigabyte_is_recorded() {
+fn workflow_outputs_of_more_than_64_mib_together_are_ended_in_several_commits() {
+    let commits = Rc::new(RefCell::new(Vec::new()));
+    let rt = logged(&commits).build().expect("runtime");
+    let starts = (0..3).map(|i| (format!("o-{i}"), 30usize));
+    let handles = rt
+        .start_many::<_, _, String, String>("large_output", starts)
+        .expect("start");
+    for handle in handles {
+        let output = rt.block_on(handle.expect("started").result());
+        assert_eq!(output.expect("result").expect("output").len(), 30 << 20);
+    }
+    // The three end after the same commit (of their steps): two outputs of 30 MiB fit
+    // in 64 MiB, the third ends in the next commit.
+    let ends: Vec<usize> = commits
+        .borrow()
+        .iter()
+        .map(|&(_, e)| e)
+        .filter(|&e| e > 0)
+        .collect();
+    assert_eq!(ends, [2, 1]);
+}
+
+/// What the bound above is for: PostgreSQL refuses a message of 1 GiB or more, and a
+/// commit is one. Three outcomes of 400 MB in one round, each of which fits, or three
+/// workflows ending together with outputs of 400 MB, in one commit failed it (the
+/// connection closed, then again on every reconnect), which stopped the runtime and the
+/// workflow beside it, and again after a restart. One test, so that the two never hold
+/// their gigabytes at the same time.
+#[test]
+fn outcomes_or_outputs_adding_up_to_more_than_a_gigabyte_are_recorded() {
     let commits = Rc::new(RefCell::new(Vec::new()));
     let rt = logged(&commits).build().expect("runtime");
     let beside = rt
@@ -162,9 +197,15 @@ fn a_round_of_step_outcomes_adding_up_to_more_than_a_gigabyte_is_recorded() {
     let handle = rt
         .start::<_, usize, String>("large", "l", 400usize)
         .expect("start");
-    assert_eq!(
-        rt.block_on(handle.result()).expect("result"),
-        Ok(1200 << 20)
-    );
+    let total = rt.block_on(handle.result()).expect("result");
+    assert_eq!(total, Ok(1200 << 20));
     assert_eq!(rt.block_on(beside.result()).expect("result"), Ok(42));
+    let starts = (0..3).map(|i| (format!("o-{i}"), 400usize));
+    let handles = rt
+        .start_many::<_, _, String, String>("large_output", starts)
+        .expect("start");
+    for handle in handles {
+        let output = rt.block_on(handle.expect("started").result());
+        assert_eq!(output.expect("result").expect("output").len(), 400 << 20);
+    }
 }
