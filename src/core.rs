@@ -154,12 +154,41 @@ impl Started {
     }
 }
 
-/// Refuses an id or topic too long for the journal's keys ([`ordo_journal::MAX_ID_LEN`]
-/// bytes), or one with a NUL character ([`ordo_journal::check_text`]), at the call that
-/// brings it in: the journal would refuse the whole commit holding it, which stops the
-/// runtime and every workflow in it.
+/// The longest id, topic or key a runtime takes in, in bytes (1 KiB), on every store:
+/// a workflow id, a message's destination and topic, an idempotency key, an event key,
+/// a queue's name, partition key or deduplication id, a debounce key, a schedule's
+/// name, a registered workflow name.
+///
+/// PostgreSQL indexes these, alone or two together, and an index entry holds at most
+/// 2,704 bytes: before this bound, a start under an id of 2,700 bytes failed the group
+/// commit that carried it on PostgreSQL, which stopped the runtime and every workflow
+/// in it (sled's own bound, [`journal::MAX_ID_LEN`](ordo_journal::MAX_ID_LEN), is 64
+/// KiB). Two of 1 KiB together fit. Workflows a journal recorded under longer ids go
+/// on running; a new id, and a message to such a workflow, are refused.
+///
+/// ```
+/// # use ordo::{Ctx, Runtime};
+/// # async fn noop(_: Ctx, _: ()) -> Result<(), ()> { Ok(()) }
+/// let rt = Runtime::builder().temporary().register("noop", noop).build()?;
+/// assert!(rt.start::<_, (), ()>("noop", &"x".repeat(ordo::MAX_KEY_LEN), ()).is_ok());
+/// assert!(rt.start::<_, (), ()>("noop", &"y".repeat(ordo::MAX_KEY_LEN + 1), ()).is_err());
+/// # Ok::<(), ordo::Error>(())
+/// ```
+pub const MAX_KEY_LEN: usize = 1024;
+
+/// Refuses an id, topic or key longer than [`MAX_KEY_LEN`] bytes
+/// ([`ordo_journal::Error::IdTooLong`]), or one with a NUL character
+/// ([`ordo_journal::check_text`]), at the call that brings it in: the journal would
+/// refuse the whole commit holding it, which stops the runtime and every workflow in
+/// it.
 pub(crate) fn check_key(key: &str) -> Result<(), Error> {
-    ordo_journal::check_id(key)?;
+    if key.len() > MAX_KEY_LEN {
+        return Err(ordo_journal::Error::IdTooLong {
+            len: key.len(),
+            max: MAX_KEY_LEN,
+        }
+        .into());
+    }
     check_text(key)
 }
 

@@ -167,7 +167,7 @@ pub mod telemetry;
 mod workflow;
 
 pub use crate::admin::{JournalStats, WorkflowSummary};
-pub use crate::core::Metrics;
+pub use crate::core::{Metrics, MAX_KEY_LEN};
 pub use crate::ctx::{ContinueAsNew, Ctx, TaskHandle};
 pub use crate::deadline::StartOptions;
 pub use crate::error::{Error, Result};

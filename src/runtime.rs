@@ -479,10 +479,15 @@ impl RuntimeBuilder {
     /// # Ok::<(), ordo::Error>(())
     /// ```
     pub fn build(mut self) -> Result<Runtime, Error> {
-        // Each workflow's record carries its name and the version: one the journal
-        // cannot store would fail the commit of every workflow with it.
-        for name in self.registry.names() {
-            crate::core::check_text(name)?;
+        // Each workflow's record carries its name and the version, and queue records
+        // the names of queues: one the journal cannot store would fail the commit of
+        // every workflow with it.
+        for name in self
+            .registry
+            .names()
+            .chain(self.queues.keys().map(String::as_str))
+        {
+            crate::core::check_key(name)?;
         }
         if let Some(version) = &self.app_version {
             crate::core::check_text(version)?;

@@ -137,6 +137,7 @@ impl Runtime {
             return Err(err);
         }
         let registration = self.core.registry.lookup(name)?;
+        crate::core::check_key(key)?;
         let now_ms = self.now_ms();
         let record_key = records::key(DEBOUNCE, &[name, key]);
         let queues = &self.core.queues;

@@ -434,6 +434,13 @@ impl Queues {
         now_ms: u64,
     ) -> Result<Reserved, Error> {
         crate::core::check_key(&record.id)?;
+        for key in options
+            .partition
+            .iter()
+            .chain(options.dedup.iter().map(|(id, _)| id))
+        {
+            crate::core::check_key(key)?;
+        }
         let queue_options = self.options(queue)?;
         let refuse = |reason: &str| Error::QueueOption {
             queue: queue.to_string(),

@@ -438,7 +438,7 @@ impl Client {
             crate::core::check_key(&destination)?;
             crate::core::check_key(&topic)?;
             if let Some(key) = &idempotency_key {
-                crate::core::check_text(key)?;
+                crate::core::check_key(key)?;
             }
             let message = Message {
                 destination,

@@ -53,7 +53,7 @@ impl Ctx {
         let key = key.to_string();
         // A key the journal cannot store stops this workflow alone, as a value that
         // cannot be encoded does, before anything of it is committed.
-        let encoded = crate::core::check_text(&key)
+        let encoded = crate::core::check_key(&key)
             .map_err(|err| err.to_string())
             .and_then(|()| codec::encode(fingerprint::of::<V>(), &value));
         let body: Body = Box::new(move || {

@@ -1,10 +1,17 @@
-//! A NUL character (`\0`) in a string the journal stores (a workflow id, a step name, a
-//! topic, an event or idempotency key, a workflow name) is refused where it comes in,
-//! the same way on both stores, and stops nothing else. PostgreSQL's `text` cannot hold
-//! one: before, a step named with one failed the group commit that carried it, which
-//! stopped the runtime and every workflow in it, and, as the workflow was recovered,
-//! every worker that claimed it. sled could store it, so the same code passed its tests
-//! on sled and took a PostgreSQL service down.
+//! Strings the journal cannot store are refused where they come in, the same way on
+//! both stores, and stop nothing else:
+//!
+//! - a NUL character (`\0`) in a workflow id, a step name, a topic, an event or
+//!   idempotency key, a workflow name: PostgreSQL's `text` cannot hold one. Before, a
+//!   step named with one failed the group commit that carried it, which stopped the
+//!   runtime and every workflow in it, and, as the workflow was recovered, every worker
+//!   that claimed it;
+//! - an id, topic or key over 1 KiB (`ordo::MAX_KEY_LEN`): PostgreSQL indexes them, and
+//!   an index entry holds at most 2,704 bytes. Before, a start under an id of 2,700
+//!   bytes failed its commit the same way.
+//!
+//! sled could store both, so the same code passed its tests on sled and took a
+//! PostgreSQL service down.
 
 mod common;
 
@@ -12,7 +19,9 @@ use std::cell::Cell;
 use std::time::Duration;
 
 use ordo::journal::{Error as JournalError, Status};
-use ordo::{ChildOptions, Ctx, EnqueueOptions, Error, QueueOptions, Runtime};
+use ordo::{
+    ChildOptions, Ctx, DebounceOptions, EnqueueOptions, Error, QueueOptions, Runtime, MAX_KEY_LEN,
+};
 
 use common::{builder, journal_dir};
 
@@ -219,4 +228,65 @@ fn a_workflow_name_or_version_with_a_nul_is_refused_at_build() {
             .build(),
     );
     assert!(is_nul_refusal(&version), "{version:?}");
+}
+
+/// `len` bytes that do not compress (PostgreSQL compresses a long index key, so a
+/// repetitive one would fit where a real one does not).
+fn long_key(len: usize) -> String {
+    let mut x: u64 = 0x9E37_79B9_7F4A_7C15;
+    (0..len)
+        .map(|_| {
+            x ^= x << 13;
+            x ^= x >> 7;
+            x ^= x << 17;
+            char::from(b'a' + u8::try_from(x % 26).expect("a letter"))
+        })
+        .collect()
+}
+
+fn is_too_long(err: &Error) -> bool {
+    matches!(err, Error::Journal(e)
+        if matches!(**e, JournalError::IdTooLong { max, .. } if max == MAX_KEY_LEN))
+}
+
+#[test]
+fn ids_and_keys_over_a_kibibyte_are_refused_at_the_call() {
+    let dir = journal_dir();
+    let rt = open(dir.path());
+    let good = rt
+        .start::<_, u32, String>("plain", "good", ())
+        .expect("start");
+    let long = long_key(2_700);
+    let start = refusal(rt.start::<_, u32, String>("plain", &long, ()));
+    assert!(is_too_long(&start), "{start:?}");
+    let options = EnqueueOptions::new().dedup(long.clone(), ordo::OnDuplicate::Reject);
+    let dedup = refusal(rt.enqueue::<_, u32, String>("q", "plain", (), options));
+    assert!(is_too_long(&dedup), "{dedup:?}");
+    let options = DebounceOptions::new(std::time::Duration::from_secs(60));
+    let debounce = refusal(rt.debounce("plain", &long, (), options));
+    assert!(is_too_long(&debounce), "{debounce:?}");
+    let client = rt.client();
+    let topic = rt
+        .block_on(client.send("good", &long, 1u32))
+        .expect_err("refused");
+    assert!(is_too_long(&topic), "{topic:?}");
+    assert_eq!(rt.block_on(good.result()).expect("runs"), Ok(7));
+    // The longest id taken is stored and runs, on both stores.
+    let longest = long_key(MAX_KEY_LEN);
+    let handle = rt
+        .start::<_, u32, String>("plain", &longest, ())
+        .expect("start");
+    assert_eq!(rt.block_on(handle.result()).expect("runs"), Ok(7));
+}
+
+#[test]
+fn a_queue_name_over_a_kibibyte_is_refused_at_build() {
+    let dir = journal_dir();
+    let name = refusal(
+        builder(dir.path())
+            .register("plain", plain)
+            .queue(&long_key(2_000), QueueOptions::new())
+            .build(),
+    );
+    assert!(is_too_long(&name), "{name:?}");
 }
