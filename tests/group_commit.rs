@@ -158,18 +158,23 @@ fn step_outcomes_of_more_than_64_mib_together_are_committed_in_several_commits()
     assert_eq!(with_steps, [2, 1]);
 }
 
-#[test]
-fn workflow_outputs_of_more_than_64_mib_together_are_ended_in_several_commits() {
-    let commits = Rc::new(RefCell::new(Vec::new()));
-    let rt = logged(&commits).build().expect("runtime");
-    let starts = (0..3).map(|i| (format!("o-{i}"), 30usize));
+/// Starts three `large_output` workflows of `mib` MiB together and checks each output.
+fn three_large_outputs(rt: &ordo::Runtime, mib: usize) {
+    let starts = (0..3).map(|i| (format!("o-{i}"), mib));
     let handles = rt
         .start_many::<_, _, String, String>("large_output", starts)
         .expect("start");
     for handle in handles {
         let output = rt.block_on(handle.expect("started").result());
-        assert_eq!(output.expect("result").expect("output").len(), 30 << 20);
+        assert_eq!(output.expect("result").expect("output").len(), mib << 20);
     }
+}
+
+#[test]
+fn workflow_outputs_of_more_than_64_mib_together_are_ended_in_several_commits() {
+    let commits = Rc::new(RefCell::new(Vec::new()));
+    let rt = logged(&commits).build().expect("runtime");
+    three_large_outputs(&rt, 30);
     // The three end after the same commit (of their steps): two outputs of 30 MiB fit
     // in 64 MiB, the third ends in the next commit.
     let ends: Vec<usize> = commits
@@ -200,12 +205,5 @@ fn outcomes_or_outputs_adding_up_to_more_than_a_gigabyte_are_recorded() {
     let total = rt.block_on(handle.result()).expect("result");
     assert_eq!(total, Ok(1200 << 20));
     assert_eq!(rt.block_on(beside.result()).expect("result"), Ok(42));
-    let starts = (0..3).map(|i| (format!("o-{i}"), 400usize));
-    let handles = rt
-        .start_many::<_, _, String, String>("large_output", starts)
-        .expect("start");
-    for handle in handles {
-        let output = rt.block_on(handle.expect("started").result());
-        assert_eq!(output.expect("result").expect("output").len(), 400 << 20);
-    }
+    three_large_outputs(&rt, 400);
 }
