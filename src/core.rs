@@ -91,6 +91,21 @@ pub(crate) enum Effect {
     Enqueue(Box<crate::queue::Staged>),
 }
 
+impl Effect {
+    /// The bytes of the values it writes besides its step's outcome (a message's
+    /// payload, an event's value, a child's or an enqueued workflow's input), which
+    /// count toward a commit's [`MAX_COMMIT_OUTCOME_BYTES`].
+    fn bytes(&self) -> usize {
+        match self {
+            Effect::None | Effect::Consume { .. } => 0,
+            Effect::Send(message) => message.payload.len(),
+            Effect::SetEvent { value, .. } => value.len(),
+            Effect::StartChild(start) => start.record.input.len(),
+            Effect::Enqueue(staged) => staged.record.input.len(),
+        }
+    }
+}
+
 /// A write that comes from outside every workflow (a [`Client`](crate::Client)): made
 /// durable by the next group commit like a completion.
 pub(crate) enum Write {
@@ -272,8 +287,9 @@ pub(crate) const MAX_COMMIT_COMPLETIONS: usize = 1024;
 /// started before). A workflow's own concurrent steps are not held back by it.
 pub(crate) const MAX_COMMIT_WORKFLOWS: usize = 512;
 
-/// Most bytes of step outcomes and workflow outputs one group commit writes, beyond its
-/// first completion or end (which it always takes, whatever its size). PostgreSQL
+/// Most bytes of step outcomes (with the values they write: a `send`'s message, a
+/// `set_event`'s value, a child's input) and workflow outputs one group commit writes,
+/// beyond its first completion or end (which it always takes, whatever its size). PostgreSQL
 /// refuses a message of 1 GiB or more, and a commit is one: before this bound, a round
 /// of concurrent steps whose outcomes added up to more (three of 400 MB, say), or
 /// workflows ending together with such outputs, failed their commit, which stopped the
@@ -296,8 +312,10 @@ fn commit_prefix(
     let mut seen: Option<HashSet<*const WorkflowState>> =
         (most > workflows).then(|| HashSet::with_capacity(workflows));
     let mut bytes = 0usize;
-    for (taken, (wf, completion, _)) in completions[..most].iter().enumerate() {
-        let with = bytes.saturating_add(completion.outcome.bytes().len());
+    for (taken, (wf, completion, effect)) in completions[..most].iter().enumerate() {
+        let with = bytes
+            .saturating_add(completion.outcome.bytes().len())
+            .saturating_add(effect.bytes());
         if taken > 0 && with > MAX_COMMIT_OUTCOME_BYTES {
             return (taken, bytes);
         }

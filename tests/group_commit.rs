@@ -50,6 +50,17 @@ async fn large_output(ctx: Ctx, mib: usize) -> Result<String, String> {
     Ok(letter.to_string().repeat(mib << 20))
 }
 
+/// Three concurrent sends to itself, each of a message of `mib` MiB of text.
+async fn large_sends(ctx: Ctx, mib: usize) -> Result<u32, String> {
+    let me = ctx.workflow_id().to_string();
+    let sends =
+        (0..3u8).map(|i| ctx.send(&me, "t", char::from(b'a' + i).to_string().repeat(mib << 20)));
+    for sent in join_all(sends).await {
+        sent.map_err(|err| err.to_string())?;
+    }
+    Ok(3)
+}
+
 /// A runtime on a temporary journal (of the store `ORDO_TEST_STORE` chose) that logs
 /// each commit's completions and workflow ends, in that order.
 fn logged(commits: &Rc<RefCell<Vec<(usize, usize)>>>) -> RuntimeBuilder {
@@ -59,6 +70,7 @@ fn logged(commits: &Rc<RefCell<Vec<(usize, usize)>>>) -> RuntimeBuilder {
         .register("gather", gather)
         .register("large", large)
         .register("large_output", large_output)
+        .register("large_sends", large_sends)
         .observer(move |event| {
             if let Event::Committed {
                 completions,
@@ -149,6 +161,24 @@ fn step_outcomes_of_more_than_64_mib_together_are_committed_in_several_commits()
         .expect("start");
     assert_eq!(rt.block_on(handle.result()).expect("result"), Ok(90 << 20));
     // Two outcomes of 30 MiB fit in 64 MiB, the third goes in the next commit.
+    let with_steps: Vec<usize> = commits
+        .borrow()
+        .iter()
+        .map(|&(c, _)| c)
+        .filter(|&c| c > 0)
+        .collect();
+    assert_eq!(with_steps, [2, 1]);
+}
+
+#[test]
+fn messages_sent_of_more_than_64_mib_together_are_committed_in_several_commits() {
+    let commits = Rc::new(RefCell::new(Vec::new()));
+    let rt = logged(&commits).build().expect("runtime");
+    let handle = rt
+        .start::<_, u32, String>("large_sends", "s", 30usize)
+        .expect("start");
+    assert_eq!(rt.block_on(handle.result()).expect("result"), Ok(3));
+    // A send's completion carries its message: two of 30 MiB fit in 64 MiB.
     let with_steps: Vec<usize> = commits
         .borrow()
         .iter()
