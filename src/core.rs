@@ -143,6 +143,14 @@ struct Outbox {
     writes: Vec<Write>,
     /// Clients waiting for the commit of what they asked.
     replies: Vec<Reply>,
+    /// Clients waiting for the commit of a start in `starts` (of that workflow): answered
+    /// with the commit that writes it, which is not the next one when more than
+    /// [`MAX_COMMIT_STARTS`] starts wait.
+    start_replies: Vec<(Rc<WorkflowState>, Reply)>,
+    /// Clients waiting for the commit of an enqueue from outside (of that id), staged in
+    /// the queues: answered with the commit that writes it, which is not the next one
+    /// when more enqueues wait than a commit writes.
+    enqueue_replies: Vec<(String, Reply)>,
 }
 
 /// What [`Core::start_workflow`] found or did.
@@ -436,6 +444,18 @@ impl Outbox {
         // its start's commit, so no order is at stake between the two.
         let mut completions = split_front(&mut self.completions, taken_completions);
         let starts = split_front(&mut self.starts, MAX_COMMIT_STARTS);
+        // Only the clients of the starts this commit writes hear from it.
+        let start_replies = if self.starts.is_empty() {
+            std::mem::take(&mut self.start_replies)
+        } else {
+            let taken: HashSet<*const WorkflowState> =
+                starts.iter().map(|start| Rc::as_ptr(&start.wf)).collect();
+            let (now, later): (Vec<_>, Vec<_>) = std::mem::take(&mut self.start_replies)
+                .into_iter()
+                .partition(|(wf, _)| taken.contains(&Rc::as_ptr(wf)));
+            self.start_replies = later;
+            now
+        };
         let continued = if self.completions.is_empty() {
             std::mem::take(&mut self.continued)
         } else {
@@ -450,6 +470,8 @@ impl Outbox {
             handed,
             writes: std::mem::take(&mut self.writes),
             replies: std::mem::take(&mut self.replies),
+            start_replies,
+            enqueue_replies: std::mem::take(&mut self.enqueue_replies),
         }
     }
 
@@ -1222,9 +1244,20 @@ impl Core {
         outbox.replies.push(reply);
     }
 
-    /// Queues `reply` for the next commit (a client's start, already staged).
+    /// Queues `reply` for the commit that writes the enqueue of `id`, staged already.
+    pub(crate) fn queue_enqueue_reply(&self, id: String, reply: Reply) {
+        self.outbox.borrow_mut().enqueue_replies.push((id, reply));
+    }
+
+    /// Queues `reply` for the next commit (a client's message that duplicates one
+    /// that waits for it).
     pub(crate) fn queue_reply(&self, reply: Reply) {
         self.outbox.borrow_mut().replies.push(reply);
+    }
+
+    /// Queues `reply` for the commit that writes the start of `wf`, staged already.
+    pub(crate) fn queue_start_reply(&self, wf: Rc<WorkflowState>, reply: Reply) {
+        self.outbox.borrow_mut().start_replies.push((wf, reply));
     }
 
     /// Whether a message or event may be addressed to `id`: it runs here, its start is
@@ -1397,7 +1430,9 @@ impl Core {
             mut continued,
             mut handed,
             writes,
-            replies,
+            mut replies,
+            start_replies,
+            enqueue_replies,
         } = self
             .outbox
             .borrow_mut()
@@ -1411,6 +1446,8 @@ impl Core {
         // started, as a dispatch pass would have recorded it.
         handed.retain(|h| self.queues.is_member(&h.start.wf.id));
         continued.retain(|(wf, _)| wf.phase.get() == Phase::Finishing);
+        // The clients of the starts this commit writes are answered with it.
+        replies.extend(start_replies.into_iter().map(|(_, reply)| reply));
         let mut completions = self.admit_consumes(completions, &continued);
         if completions.is_empty()
             && finished.is_empty()
@@ -1419,6 +1456,7 @@ impl Core {
             && continued.is_empty()
             && writes.is_empty()
             && replies.is_empty()
+            && enqueue_replies.is_empty()
             && give_back.is_empty()
             && !self.queues.needs_commit()
         {
@@ -1535,6 +1573,18 @@ impl Core {
             &mut after.children,
             &mut after.wake,
         );
+        // Enqueues left staged for the next commit (more than one writes) are answered
+        // with it.
+        if !enqueue_replies.is_empty() {
+            let left = self.queues.staged_ids();
+            for (id, reply) in enqueue_replies {
+                if left.contains(id.as_str()) {
+                    self.outbox.borrow_mut().enqueue_replies.push((id, reply));
+                } else {
+                    replies.push(reply);
+                }
+            }
+        }
         self.name_new_types(&mut batch);
         let timer = crate::telemetry::CommitTimer::start();
         if let Err(err) = self.store.commit(&batch) {

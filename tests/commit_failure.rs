@@ -2,7 +2,8 @@
 //! nothing written since the last good commit can be trusted): every running workflow
 //! gets a typed error, nothing more is committed or delivered, and only a reopen, which
 //! replays what is really in the journal, continues. Whatever the commit that fails, no
-//! acknowledged completion is lost and no recorded step runs twice.
+//! acknowledged completion is lost and no recorded step runs twice; and no client's start
+//! or enqueue is acknowledged before the commit that writes it.
 
 mod common;
 
@@ -13,7 +14,7 @@ use std::time::{Duration, UNIX_EPOCH};
 
 use common::faulty::{Fault, FaultyStore, Log};
 use ordo::journal::Durability;
-use ordo::{Clock, Ctx, Error, Event, Runtime, RuntimeBuilder};
+use ordo::{Clock, Ctx, EnqueueOptions, Error, Event, QueueOptions, Runtime, RuntimeBuilder};
 
 /// Body runs per step name, across both processes' runtimes.
 type Runs = Rc<RefCell<BTreeMap<String, u32>>>;
@@ -130,4 +131,79 @@ fn whichever_commit_fails_nothing_acknowledged_is_lost_and_nothing_recorded_runs
             }
         }
     }
+}
+
+/// Runs `asks` (each a client's request naming an id, answered once durable) on a
+/// runtime whose second commit fails, and checks that every id acknowledged is recorded:
+/// how many were acknowledged, and the first commit's line of the store's log.
+fn acknowledged_are_recorded<F>(asks: impl FnOnce(&ordo::Client) -> Vec<F>) -> (usize, String)
+where
+    F: std::future::Future<Output = (String, bool)>,
+{
+    let dir = tempfile::tempdir().expect("temp dir");
+    let log = Log::default();
+    let journal = ordo_testkit::store::open(dir.path());
+    // The second commit, which writes what the first one left, fails.
+    let store = FaultyStore::new(journal, log.clone(), Some((2, Fault::BeforeApply)));
+    let runs: Runs = Rc::default();
+    let rt = register(Runtime::builder().store(Box::new(store)), &runs)
+        .queue("q", QueueOptions::new().concurrency(1))
+        .build()
+        .expect("build");
+    let answers = rt.block_on(futures::future::join_all(asks(&rt.client())));
+    drop(rt);
+    let acknowledged: Vec<String> = answers
+        .into_iter()
+        .filter(|(_, ok)| *ok)
+        .map(|(id, _)| id)
+        .collect();
+    let journal = ordo_testkit::store::open(dir.path());
+    for id in &acknowledged {
+        let record = journal.workflow(id).expect("read");
+        assert!(
+            record.is_some(),
+            "{id} was acknowledged but is not recorded"
+        );
+    }
+    (acknowledged.len(), log.lines()[0].clone())
+}
+
+/// A client's start is acknowledged once its record is durable, also when more starts
+/// wait than one commit writes (4,096): before, every client waiting when that commit
+/// was made heard "started" from it, and the starts left for the next commit were lost
+/// when it failed (or the process died before it), though their clients had been told
+/// they were recorded.
+#[test]
+fn a_clients_start_is_acknowledged_only_by_the_commit_that_writes_it() {
+    let (acknowledged, first) = acknowledged_are_recorded(|client| {
+        (0..5_000)
+            .map(|i| {
+                let id = format!("c-{i}");
+                let started = client.start::<_, u32, String>("pay", &id, ());
+                async move { (id, started.await.is_ok()) }
+            })
+            .collect()
+    });
+    assert!(
+        first.starts_with("commit 1: 4096 pending records"),
+        "{first}"
+    );
+    assert_eq!(acknowledged, 4_096);
+}
+
+/// The same for a client's enqueue, when more wait than one commit writes (1,024).
+#[test]
+fn a_clients_enqueue_is_acknowledged_only_by_the_commit_that_writes_it() {
+    let (acknowledged, first) = acknowledged_are_recorded(|client| {
+        (0..1_500)
+            .map(|i| {
+                let id = format!("e-{i}");
+                let options = EnqueueOptions::new().id(id.clone());
+                let enqueued = client.enqueue::<_, u32, String>("q", "pay", (), options);
+                async move { (id, enqueued.await.is_ok()) }
+            })
+            .collect()
+    });
+    assert!(first.contains("1024 queued records"), "{first}");
+    assert_eq!(acknowledged, 1_024);
 }

@@ -1,7 +1,7 @@
 //! The queues' state on the runtime's thread, and dispatch inside the group commit.
 
 use std::cell::{Cell, OnceCell, RefCell};
-use std::collections::{BTreeMap, HashMap, VecDeque};
+use std::collections::{BTreeMap, HashMap, HashSet, VecDeque};
 use std::rc::{Rc, Weak};
 use std::time::Duration;
 
@@ -601,6 +601,13 @@ impl Queues {
     }
 
     /// Whether the next commit has queue work: enqueues to write or a dispatch to run.
+    /// The ids of the enqueues from outside still staged for a later commit.
+    pub(crate) fn staged_ids(&self) -> HashSet<String> {
+        (self.ready.borrow().iter())
+            .map(|staged| staged.record.id.clone())
+            .collect()
+    }
+
     pub(crate) fn needs_commit(&self) -> bool {
         self.dirty.get() || !self.ready.borrow().is_empty() || !self.records.borrow().is_empty()
     }

@@ -685,8 +685,10 @@ impl Core {
             } => {
                 let started = self.client_start(&name, &id, typed, options);
                 match started {
-                    Ok(true) => self.queue_reply(Box::new(move |r| drop(reply.send(r)))),
-                    Ok(false) => drop(reply.send(Ok(()))),
+                    Ok(Some(wf)) => {
+                        self.queue_start_reply(wf, Box::new(move |r| drop(reply.send(r))));
+                    }
+                    Ok(None) => drop(reply.send(Ok(()))),
                     Err(err) => drop(reply.send(Err(err))),
                 }
             }
@@ -761,18 +763,22 @@ impl Core {
         }
     }
 
-    /// A client's start; `Ok(true)` when it was staged (answer after the commit).
+    /// A client's start; the workflow when its start was staged (answered with the
+    /// commit that writes it).
     fn client_start(
         self: &Rc<Self>,
         name: &str,
         id: &str,
         typed: Typed,
         options: StartOptions,
-    ) -> Result<bool, Error> {
+    ) -> Result<Option<Rc<crate::workflow::WorkflowState>>, Error> {
         let registration = self.check_client_types(name, id, &typed)?;
         let now_ms = self.now_ms();
         let started = self.start_workflow(name, id, registration, typed.input, now_ms, options)?;
-        Ok(matches!(started, crate::core::Started::Staged(_)))
+        Ok(match started {
+            crate::core::Started::Staged(wf) => Some(wf),
+            _ => None,
+        })
     }
 
     /// The registration of workflow `name`, if a client's input, output and error types
@@ -840,7 +846,11 @@ impl Core {
         match enqueued {
             // Answered once the commit that writes it is durable.
             Ok((id, Some(_))) => {
-                self.queue_reply(Box::new(move |r| drop(reply.send(r.map(|()| id)))));
+                let answer = id.clone();
+                self.queue_enqueue_reply(
+                    id,
+                    Box::new(move |r| drop(reply.send(r.map(|()| answer)))),
+                );
             }
             Ok((id, None)) => drop(reply.send(Ok(id))),
             Err(err) => drop(reply.send(Err(err))),
