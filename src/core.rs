@@ -1255,6 +1255,11 @@ impl Core {
         self.outbox.borrow_mut().replies.push(reply);
     }
 
+    /// Whether the start of `wf` waits in the outbox for a commit.
+    pub(crate) fn start_is_staged(&self, wf: &Rc<WorkflowState>) -> bool {
+        (self.outbox.borrow().starts.iter()).any(|start| Rc::ptr_eq(&start.wf, wf))
+    }
+
     /// Queues `reply` for the commit that writes the start of `wf`, staged already.
     pub(crate) fn queue_start_reply(&self, wf: Rc<WorkflowState>, reply: Reply) {
         self.outbox.borrow_mut().start_replies.push((wf, reply));

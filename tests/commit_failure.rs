@@ -207,3 +207,53 @@ fn a_clients_enqueue_is_acknowledged_only_by_the_commit_that_writes_it() {
     assert!(first.contains("1024 queued records"), "{first}");
     assert_eq!(acknowledged, 1_024);
 }
+
+/// Two clients' requests for one id in the same turn (a retry, say): the second finds
+/// the first's workflow, not durable yet, and is answered with the commit that writes
+/// it, as the first is. Before, it was answered at once, and when that commit failed
+/// (or the process died first) it had been told of a workflow never recorded.
+#[test]
+fn a_second_request_for_an_id_waits_for_the_commit_that_writes_the_first() {
+    for (first, second) in [
+        ("start", "start"),
+        ("enqueue", "start"),
+        ("enqueue", "enqueue"),
+        ("start", "enqueue"),
+    ] {
+        let case = format!("{first} then {second}");
+        let dir = tempfile::tempdir().expect("temp dir");
+        let journal = ordo_testkit::store::open(dir.path());
+        // The first commit, which would write the workflow, fails.
+        let store = FaultyStore::new(journal, Log::default(), Some((1, Fault::BeforeApply)));
+        let runs: Runs = Rc::default();
+        let rt = register(Runtime::builder().store(Box::new(store)), &runs)
+            .queue("q", QueueOptions::new().concurrency(1))
+            .build()
+            .expect("build");
+        let client = rt.client();
+        let ask = |what: &str| {
+            let client = client.clone();
+            let what = what.to_string();
+            async move {
+                if what == "start" {
+                    client.start::<_, u32, String>("pay", "x", ()).await.is_ok()
+                } else {
+                    let options = EnqueueOptions::new().id("x");
+                    (client
+                        .enqueue::<_, u32, String>("q", "pay", (), options)
+                        .await)
+                        .is_ok()
+                }
+            }
+        };
+        let answers = rt.block_on(async { futures::join!(ask(first), ask(second)) });
+        drop(rt);
+        let journal = ordo_testkit::store::open(dir.path());
+        assert!(journal.workflow("x").expect("read").is_none(), "{case}");
+        assert_eq!(
+            answers,
+            (false, false),
+            "{case}: acknowledged, not recorded"
+        );
+    }
+}

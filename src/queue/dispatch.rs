@@ -601,6 +601,14 @@ impl Queues {
     }
 
     /// Whether the next commit has queue work: enqueues to write or a dispatch to run.
+    /// Whether the enqueue of `id` from outside waits for a commit to write it.
+    pub(crate) fn is_staged(&self, id: &str) -> bool {
+        self.ready
+            .borrow()
+            .iter()
+            .any(|staged| staged.record.id == id)
+    }
+
     /// The ids of the enqueues from outside still staged for a later commit.
     pub(crate) fn staged_ids(&self) -> HashSet<String> {
         (self.ready.borrow().iter())

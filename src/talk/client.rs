@@ -22,7 +22,7 @@ use serde::de::DeserializeOwned;
 use serde::Serialize;
 
 use crate::codec;
-use crate::core::{Core, Write};
+use crate::core::{Core, Started, Write};
 use crate::deadline::StartOptions;
 use crate::error::Error;
 use crate::fingerprint;
@@ -683,13 +683,11 @@ impl Core {
                 options,
                 reply,
             } => {
-                let started = self.client_start(&name, &id, typed, options);
-                match started {
-                    Ok(Some(wf)) => {
-                        self.queue_start_reply(wf, Box::new(move |r| drop(reply.send(r))));
-                    }
-                    Ok(None) => drop(reply.send(Ok(()))),
-                    Err(err) => drop(reply.send(Err(err))),
+                let reply: crate::core::Reply = Box::new(move |r| drop(reply.send(r)));
+                match self.client_start(&name, &id, typed, options) {
+                    Ok(Started::Staged(wf)) => self.queue_start_reply(wf, reply),
+                    Ok(_) => self.reply_when_durable(id, reply),
+                    Err(err) => reply(Err(err)),
                 }
             }
             Request::Result { id, reply } => {
@@ -763,22 +761,17 @@ impl Core {
         }
     }
 
-    /// A client's start; the workflow when its start was staged (answered with the
-    /// commit that writes it).
+    /// A client's start: what [`Core::start_workflow`] found or did.
     fn client_start(
         self: &Rc<Self>,
         name: &str,
         id: &str,
         typed: Typed,
         options: StartOptions,
-    ) -> Result<Option<Rc<crate::workflow::WorkflowState>>, Error> {
+    ) -> Result<Started, Error> {
         let registration = self.check_client_types(name, id, &typed)?;
         let now_ms = self.now_ms();
-        let started = self.start_workflow(name, id, registration, typed.input, now_ms, options)?;
-        Ok(match started {
-            crate::core::Started::Staged(wf) => Some(wf),
-            _ => None,
-        })
+        self.start_workflow(name, id, registration, typed.input, now_ms, options)
     }
 
     /// The registration of workflow `name`, if a client's input, output and error types
@@ -852,8 +845,26 @@ impl Core {
                     Box::new(move |r| drop(reply.send(r.map(|()| answer)))),
                 );
             }
-            Ok((id, None)) => drop(reply.send(Ok(id))),
+            Ok((id, None)) => {
+                let answer = id.clone();
+                self.reply_when_durable(
+                    id,
+                    Box::new(move |r| drop(reply.send(r.map(|()| answer)))),
+                );
+            }
             Err(err) => drop(reply.send(Err(err))),
+        }
+    }
+
+    /// Answers a client whose start or enqueue found workflow `id` there already: at
+    /// once if it is durable, else with the commit that writes it (another request's
+    /// start or enqueue of the same id, in the same turn, say), as that request is.
+    fn reply_when_durable(&self, id: String, reply: crate::core::Reply) {
+        let running = self.running.borrow().get(&id).cloned();
+        match running {
+            Some(wf) if self.start_is_staged(&wf) => self.queue_start_reply(wf, reply),
+            _ if self.queues.is_staged(&id) => self.queue_enqueue_reply(id, reply),
+            _ => reply(Ok(())),
         }
     }
 
