@@ -297,14 +297,14 @@ pub(crate) const MAX_COMMIT_WORKFLOWS: usize = 512;
 
 /// Most bytes of step outcomes (with the values they write: a `send`'s message, a
 /// `set_event`'s value, a child's input) and workflow outputs one group commit writes,
-/// beyond its first completion or end (which it always takes, whatever its size). PostgreSQL
-/// refuses a message of 1 GiB or more, and a commit is one: before this bound, a round
-/// of concurrent steps whose outcomes added up to more (three of 400 MB, say), or
-/// workflows ending together with such outputs, failed their commit, which stopped the
-/// runtime and every workflow in it, and again on every worker that recovered them,
-/// while each value alone fit. A commit of 64 MiB takes far longer to write than its
-/// fixed cost (a sync), so splitting there costs nothing measurable, and it bounds what
-/// a commit holds in memory on either store.
+/// beyond its first completion or end (which it always takes, whatever its size).
+/// PostgreSQL refuses a message of 1 GiB or more, and a commit is one: before this
+/// bound, a round of concurrent steps whose outcomes added up to more (three of 400 MB,
+/// say), three sends of such messages, or workflows ending together with such outputs,
+/// failed their commit, which stopped the runtime and every workflow in it, and again
+/// on every worker that recovered them, while each value alone fit. A commit of 64 MiB
+/// takes far longer to write than its fixed cost (a sync), so splitting there costs
+/// nothing measurable, and it bounds what a commit holds in memory on either store.
 pub(crate) const MAX_COMMIT_OUTCOME_BYTES: usize = 64 << 20;
 
 /// How many of the oldest `completions` the next commit takes: at most

@@ -196,11 +196,11 @@ pub fn check_id(id: &str) -> Result<(), crate::Error> {
     Ok(())
 }
 
-/// Rejects a string that holds a NUL character (`\0`): [`Error::NulCharacter`](crate::Error::NulCharacter).
-/// PostgreSQL's `text` cannot hold one, so the PostgreSQL store refuses a commit that
-/// carries one in an id, a name, a topic or a key; the runtime refuses such a string at
-/// the call that brings it in, on every store (sled could hold it), so that the same
-/// code behaves the same on both.
+/// Rejects a string that holds a NUL character (`\0`):
+/// [`Error::NulCharacter`](crate::Error::NulCharacter). PostgreSQL's `text` cannot hold
+/// one, so the PostgreSQL store refuses a commit that carries one in an id, a name, a
+/// topic or a key; the runtime refuses such a string at the call that brings it in, on
+/// every store (sled could hold it), so that the same code behaves the same on both.
 ///
 /// ```
 /// use ordo_journal::check_text;
