@@ -467,9 +467,11 @@ impl RuntimeBuilder {
     /// Opens the journal and builds the runtime.
     ///
     /// Fails with [`Error::Journal`] when the journal is locked by another process,
-    /// corrupt, or of an unsupported version, or when a registered workflow name or the
-    /// [`app_version`](RuntimeBuilder::app_version) holds a NUL character, which no
-    /// journal of ordo's stores on every store (`ordo_journal::Error::NulCharacter`).
+    /// corrupt, or of an unsupported version; or when a registered workflow name, a
+    /// queue's name or the [`app_version`](RuntimeBuilder::app_version) is one the
+    /// journal does not take on every store: one with a NUL character
+    /// (`ordo_journal::Error::NulCharacter`), or a name over
+    /// [`MAX_KEY_LEN`](crate::MAX_KEY_LEN) bytes (`IdTooLong`).
     ///
     /// ```
     /// # use ordo::Ctx;

@@ -600,7 +600,6 @@ impl Queues {
         self.closing.set(true);
     }
 
-    /// Whether the next commit has queue work: enqueues to write or a dispatch to run.
     /// Whether the enqueue of `id` from outside waits for a commit to write it.
     pub(crate) fn is_staged(&self, id: &str) -> bool {
         self.ready
@@ -616,6 +615,7 @@ impl Queues {
             .collect()
     }
 
+    /// Whether the next commit has queue work: enqueues to write or a dispatch to run.
     pub(crate) fn needs_commit(&self) -> bool {
         self.dirty.get() || !self.ready.borrow().is_empty() || !self.records.borrow().is_empty()
     }
