@@ -161,13 +161,7 @@ fn step_outcomes_of_more_than_64_mib_together_are_committed_in_several_commits()
         .expect("start");
     assert_eq!(rt.block_on(handle.result()).expect("result"), Ok(90 << 20));
     // Two outcomes of 30 MiB fit in 64 MiB, the third goes in the next commit.
-    let with_steps: Vec<usize> = commits
-        .borrow()
-        .iter()
-        .map(|&(c, _)| c)
-        .filter(|&c| c > 0)
-        .collect();
-    assert_eq!(with_steps, [2, 1]);
+    assert_eq!(counts(&commits, |&(c, _)| c), [2, 1]);
 }
 
 #[test]
@@ -179,13 +173,21 @@ fn messages_sent_of_more_than_64_mib_together_are_committed_in_several_commits()
         .expect("start");
     assert_eq!(rt.block_on(handle.result()).expect("result"), Ok(3));
     // A send's completion carries its message: two of 30 MiB fit in 64 MiB.
-    let with_steps: Vec<usize> = commits
+    assert_eq!(counts(&commits, |&(c, _)| c), [2, 1]);
+}
+
+/// `pick` of each logged commit (its completions or its ends), for the commits that had
+/// any.
+fn counts(
+    commits: &RefCell<Vec<(usize, usize)>>,
+    pick: fn(&(usize, usize)) -> usize,
+) -> Vec<usize> {
+    commits
         .borrow()
         .iter()
-        .map(|&(c, _)| c)
-        .filter(|&c| c > 0)
-        .collect();
-    assert_eq!(with_steps, [2, 1]);
+        .map(pick)
+        .filter(|&n| n > 0)
+        .collect()
 }
 
 /// Starts three `large_output` workflows of `mib` MiB together and checks each output.
@@ -207,13 +209,7 @@ fn workflow_outputs_of_more_than_64_mib_together_are_ended_in_several_commits() 
     three_large_outputs(&rt, 30);
     // The three end after the same commit (of their steps): two outputs of 30 MiB fit
     // in 64 MiB, the third ends in the next commit.
-    let ends: Vec<usize> = commits
-        .borrow()
-        .iter()
-        .map(|&(_, e)| e)
-        .filter(|&e| e > 0)
-        .collect();
-    assert_eq!(ends, [2, 1]);
+    assert_eq!(counts(&commits, |&(_, e)| e), [2, 1]);
 }
 
 /// What the bound above is for: PostgreSQL refuses a message of 1 GiB or more, and a
