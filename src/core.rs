@@ -337,6 +337,20 @@ fn commit_prefix(
     (most, bytes)
 }
 
+/// How many of the oldest `starts` the next commit takes: at most
+/// [`MAX_COMMIT_STARTS`], with at most [`MAX_COMMIT_OUTCOME_BYTES`] of inputs beyond the
+/// first (`start_many` of three inputs of 400 MB failed its commit on PostgreSQL).
+fn start_prefix(starts: &[PendingStart]) -> usize {
+    let mut bytes = 0usize;
+    for (taken, start) in starts.iter().take(MAX_COMMIT_STARTS).enumerate() {
+        bytes = bytes.saturating_add(start.record.input.len());
+        if taken > 0 && bytes > MAX_COMMIT_OUTCOME_BYTES {
+            return taken;
+        }
+    }
+    starts.len().min(MAX_COMMIT_STARTS)
+}
+
 /// Most direct starts one group commit writes. More than completions: the sled journal
 /// writes a commit's starts into start groups (journal schema 10), about fifty records
 /// to one sled entry, so starts leave sled little of the per-insert garbage the cap on
@@ -419,8 +433,9 @@ impl Outbox {
     /// outcomes and outputs beyond the first completion and the first end.
     fn take_commit(&mut self, workflows: usize) -> Outbox {
         let (taken_completions, bytes) = commit_prefix(&self.completions, workflows);
+        let taken_starts = start_prefix(&self.starts);
         if taken_completions == self.completions.len()
-            && self.starts.len() <= MAX_COMMIT_STARTS
+            && taken_starts == self.starts.len()
             && self.finished.len() <= workflows
             && (self.finished.iter())
                 .map(|(_, output)| output.bytes().len())
@@ -443,7 +458,7 @@ impl Outbox {
         // Starts are capped the same way; a workflow's own completions can only follow
         // its start's commit, so no order is at stake between the two.
         let mut completions = split_front(&mut self.completions, taken_completions);
-        let starts = split_front(&mut self.starts, MAX_COMMIT_STARTS);
+        let starts = split_front(&mut self.starts, taken_starts);
         // Only the clients of the starts this commit writes hear from it.
         let start_replies = if self.starts.is_empty() {
             std::mem::take(&mut self.start_replies)

@@ -61,6 +61,11 @@ async fn large_sends(ctx: Ctx, mib: usize) -> Result<u32, String> {
     Ok(3)
 }
 
+/// The length of its input.
+async fn measure(_: Ctx, text: String) -> Result<usize, String> {
+    Ok(text.len())
+}
+
 /// A runtime on a temporary journal (of the store `ORDO_TEST_STORE` chose) that logs
 /// each commit's completions and workflow ends, in that order.
 fn logged(commits: &Rc<RefCell<Vec<(usize, usize)>>>) -> RuntimeBuilder {
@@ -188,6 +193,41 @@ fn counts(
         .map(pick)
         .filter(|&n| n > 0)
         .collect()
+}
+
+#[test]
+fn inputs_of_more_than_64_mib_started_together_are_committed_in_several_commits() {
+    let dir = ordo_testkit::journal_dir();
+    let log = common::faulty::Log::default();
+    let journal = ordo_testkit::store::open(dir.path());
+    let store = common::faulty::FaultyStore::new(journal, log.clone(), None);
+    let rt = ordo::Runtime::builder()
+        .store(Box::new(store))
+        .register("measure", measure)
+        .build()
+        .expect("runtime");
+    let inputs = (0..3u8).map(|i| {
+        (
+            format!("m-{i}"),
+            char::from(b'a' + i).to_string().repeat(30 << 20),
+        )
+    });
+    let handles = rt
+        .start_many::<_, _, usize, String>("measure", inputs)
+        .expect("start");
+    for handle in handles {
+        let length = rt.block_on(handle.expect("started").result());
+        assert_eq!(length.expect("result"), Ok(30 << 20));
+    }
+    // Two inputs of 30 MiB fit in 64 MiB, the third start goes in the next commit.
+    let starts: Vec<String> = log
+        .lines()
+        .into_iter()
+        .filter(|line| !line.contains(": 0 pending records"))
+        .collect();
+    assert_eq!(starts.len(), 2, "{starts:?}");
+    assert!(starts[0].contains(": 2 pending records"), "{starts:?}");
+    assert!(starts[1].contains(": 1 pending records"), "{starts:?}");
 }
 
 /// Starts three `large_output` workflows of `mib` MiB together and checks each output.
