@@ -272,6 +272,20 @@ fn ids_and_keys_over_a_kibibyte_are_refused_at_the_call() {
         .start::<_, u32, String>("plain", &longest, ())
         .expect("start");
     assert_eq!(rt.block_on(handle.result()).expect("runs"), Ok(7));
+    // Two keys of the longest length together in one index entry (a message's
+    // destination and topic, an idempotency key beside its destination) are stored
+    // too: the bound leaves room for both.
+    let topic = long_key(MAX_KEY_LEN + 1)[1..].to_string();
+    let key = long_key(MAX_KEY_LEN + 2)[2..].to_string();
+    rt.block_on(client.send_idempotent(&longest, &topic, 1u32, &key))
+        .expect("sent");
+    let messages = rt.journal().messages(&longest).expect("read");
+    assert_eq!(messages.len(), 1);
+    assert_eq!(messages[0].topic, topic);
+    let good = rt
+        .start::<_, u32, String>("plain", "after", ())
+        .expect("start");
+    assert_eq!(rt.block_on(good.result()).expect("runs"), Ok(7));
 }
 
 #[test]
